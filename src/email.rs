@@ -1,0 +1,235 @@
+//! `EmailAddress`: a single deliverable-looking address, the only form in which a signup's address
+//! travels past the HTTP layer. It can only be built by [`EmailAddress::parse`].
+
+use std::fmt;
+
+const MAX_LOCAL_BYTES: usize = 64;
+const MAX_DOMAIN_BYTES: usize = 253;
+const MAX_LABEL_BYTES: usize = 63;
+const MAX_ADDRESS_BYTES: usize = 254;
+
+/// A parsed address: the local part exactly as typed, the domain lowercased and in ASCII
+/// (an internationalised domain becomes punycode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailAddress(String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailError {
+    /// Nothing but whitespace.
+    Empty,
+    /// Anything else that is not one plausible mailbox.
+    Invalid,
+}
+
+impl EmailAddress {
+    pub fn parse(input: &str) -> Result<Self, EmailError> {
+        let trimmed = input.trim();
+        if trimmed.is_empty() {
+            return Err(EmailError::Empty);
+        }
+        let (local, domain) = match trimmed.split_once('@') {
+            Some((local, domain)) if !domain.contains('@') => (local, domain),
+            _ => return Err(EmailError::Invalid),
+        };
+        if !is_dot_atom(local) || local.len() > MAX_LOCAL_BYTES {
+            return Err(EmailError::Invalid);
+        }
+        let domain = parse_domain(domain).ok_or(EmailError::Invalid)?;
+        let address = format!("{local}@{domain}");
+        if address.len() > MAX_ADDRESS_BYTES {
+            return Err(EmailError::Invalid);
+        }
+        Ok(Self(address))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// RFC 5322 dot-atom in ASCII: atext runs separated by single dots. No quoted strings, no
+/// comments, no whitespace or control characters, no leading, trailing or doubled dot.
+fn is_dot_atom(local: &str) -> bool {
+    const ATEXT_SYMBOLS: &[u8] = b"!#$%&'*+-/=?^_`{|}~";
+    !local.is_empty()
+        && local.split('.').all(|atom| {
+            !atom.is_empty()
+                && atom
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || ATEXT_SYMBOLS.contains(&b))
+        })
+}
+
+/// A DNS host name with at least two labels, made ASCII (punycode) and lowercase.
+fn parse_domain(domain: &str) -> Option<String> {
+    // Reject what UTS 46 mapping would quietly repair or strip, so the address sent is the one typed.
+    if domain.is_empty()
+        || domain.ends_with('.')
+        || domain
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "[]\\\"()<>,;:@%".contains(c))
+    {
+        return None;
+    }
+    let ascii = idna::domain_to_ascii_strict(domain).ok()?;
+    if ascii.is_empty() || ascii.len() > MAX_DOMAIN_BYTES {
+        return None;
+    }
+    let labels: Vec<&str> = ascii.split('.').collect();
+    let valid_labels = labels.iter().all(|label| {
+        !label.is_empty()
+            && label.len() <= MAX_LABEL_BYTES
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    });
+    let tld = labels.last()?;
+    let plausible_tld = tld.len() >= 2 && !tld.bytes().all(|b| b.is_ascii_digit());
+    (labels.len() >= 2 && valid_labels && plausible_tld).then(|| ascii.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepted(input: &str) -> String {
+        match EmailAddress::parse(input) {
+            Ok(email) => email.as_str().to_string(),
+            Err(e) => panic!("{input:?} should be accepted, got {e:?}"),
+        }
+    }
+
+    #[test]
+    fn plausible_addresses_are_accepted_with_the_domain_lowercased_and_the_local_part_kept() {
+        let cases = [
+            ("user@example.com", "user@example.com"),
+            ("user+tag@example.com", "user+tag@example.com"),
+            ("  padded@example.com\t", "padded@example.com"),
+            ("\r\nuser@example.com\r\n", "user@example.com"),
+            ("First.Last@Example.COM", "First.Last@example.com"),
+            ("o'connor@example.ie", "o'connor@example.ie"),
+            ("x@a.co", "x@a.co"),
+            (
+                "a!#$%&'*+-/=?^_`{|}~z@example.com",
+                "a!#$%&'*+-/=?^_`{|}~z@example.com",
+            ),
+            (
+                "user@sub.domain.example.co.uk",
+                "user@sub.domain.example.co.uk",
+            ),
+            ("user@xn--mnchen-3ya.de", "user@xn--mnchen-3ya.de"),
+            ("user@münchen.de", "user@xn--mnchen-3ya.de"),
+            ("user@MÜNCHEN.de", "user@xn--mnchen-3ya.de"),
+            ("user@例え.テスト", "user@xn--r8jz45g.xn--zckzah"),
+            ("1234@example.com", "1234@example.com"),
+            ("user@123.example.com", "user@123.example.com"),
+            ("user@my-host.example", "user@my-host.example"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(accepted(input), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn the_longest_allowed_parts_are_accepted() {
+        let local = "a".repeat(64);
+        accepted(&format!("{local}@example.com"));
+        let label = "b".repeat(63);
+        accepted(&format!("x@{label}.com"));
+        // 254 bytes in total: 1 + 1 + 252.
+        let domain = format!(
+            "{}.{}.{}.{}",
+            "c".repeat(63),
+            "d".repeat(63),
+            "e".repeat(63),
+            "f".repeat(60)
+        );
+        assert_eq!(domain.len(), 252);
+        assert_eq!(accepted(&format!("x@{domain}")).len(), 254);
+    }
+
+    #[test]
+    fn blank_input_is_empty_not_invalid() {
+        for input in ["", " ", "\t\r\n"] {
+            assert_eq!(
+                EmailAddress::parse(input),
+                Err(EmailError::Empty),
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn implausible_or_dangerous_addresses_are_rejected() {
+        let long_local = format!("{}@example.com", "a".repeat(65));
+        let long_label = format!("x@{}.com", "b".repeat(64));
+        let long_total = format!(
+            "{}@{}.{}.{}.{}",
+            "a".repeat(10),
+            "c".repeat(63),
+            "d".repeat(63),
+            "e".repeat(63),
+            "f".repeat(60)
+        );
+        let rejected = [
+            "plainaddress",
+            "@example.com",
+            "user@",
+            "user@@example.com",
+            "a@b@example.com",
+            "user@localhost",
+            "user@example",
+            "user@example.c",
+            "user@1.2.3.4",
+            "user@[127.0.0.1]",
+            "user@example.com.",
+            "user@.example.com",
+            "user@example..com",
+            "user@-example.com",
+            "user@example-.com",
+            "user@exa_mple.com",
+            ".user@example.com",
+            "user.@example.com",
+            "us..er@example.com",
+            "us er@example.com",
+            "user@exa mple.com",
+            "\"quoted\"@example.com",
+            "\"a@b\"@example.com",
+            "user(comment)@example.com",
+            "user@example.com (Name)",
+            "Name <user@example.com>",
+            "user@example.com,other@example.com",
+            "user@example.com;other@example.com",
+            "user@example.com\r\nBcc: victim@example.com",
+            "user\r\n@example.com",
+            "user\n@example.com",
+            "user\u{0}@example.com",
+            "user@exam\u{0}ple.com",
+            "user\u{7f}@example.com",
+            "üser@example.com",
+            "user\u{200b}@example.com",
+            "user@exa%mple.com",
+            "user@example.com%0d%0a",
+            "user@exam\\ple.com",
+            "user@xn--.com",
+            long_local.as_str(),
+            long_label.as_str(),
+            long_total.as_str(),
+        ];
+        for input in rejected {
+            assert_eq!(
+                EmailAddress::parse(input),
+                Err(EmailError::Invalid),
+                "{input:?}"
+            );
+        }
+    }
+}

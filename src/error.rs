@@ -1,0 +1,193 @@
+//! `ApiError`: every failure the HTTP layer can answer, each with one status, one stable JSON `code`
+//! and one human sentence. Nothing internal (SES messages, request ids, config values) goes in here:
+//! those are logged where they happen.
+
+use serde::{Deserialize, Serialize};
+
+/// What a browser or caller can be told went wrong.
+///
+/// It is serialisable because the gate Durable Object answers the Worker with it over the internal
+/// RPC; the JSON body a browser sees is built by [`ApiError::body`], not by serde.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum ApiError {
+    InvalidBody,
+    MissingEmail,
+    InvalidEmail,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Rejected,
+    Busy { retry_after_secs: u64 },
+    Misconfigured,
+    UpstreamError,
+    UpstreamThrottled { retry_after_secs: u64 },
+    UpstreamTimeout,
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::InvalidBody | Self::MissingEmail | Self::InvalidEmail => 400,
+            Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
+            Self::PayloadTooLarge => 413,
+            Self::UnsupportedMediaType => 415,
+            Self::Rejected => 422,
+            Self::Busy { .. } => 429,
+            Self::Misconfigured => 500,
+            Self::UpstreamError => 502,
+            Self::UpstreamThrottled { .. } => 503,
+            Self::UpstreamTimeout => 504,
+        }
+    }
+
+    /// The stable machine-readable code, part of the public contract.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidBody => "invalid_body",
+            Self::MissingEmail => "missing_email",
+            Self::InvalidEmail => "invalid_email",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Rejected => "rejected",
+            Self::Busy { .. } => "busy",
+            Self::Misconfigured => "misconfigured",
+            Self::UpstreamError => "upstream_error",
+            Self::UpstreamThrottled { .. } => "upstream_throttled",
+            Self::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    pub fn message(&self) -> &'static str {
+        match self {
+            Self::InvalidBody => {
+                "The request body could not be read as a signup form or JSON object."
+            }
+            Self::MissingEmail => "Please enter an email address.",
+            Self::InvalidEmail => "That does not look like a valid email address.",
+            Self::NotFound => "There is nothing at this address.",
+            Self::MethodNotAllowed => "This method is not allowed here.",
+            Self::PayloadTooLarge => "The request body is too large.",
+            Self::UnsupportedMediaType => {
+                "Send application/json or application/x-www-form-urlencoded."
+            }
+            Self::Rejected => "The email service refused this address.",
+            Self::Busy { .. } => "Too many signups right now. Please try again shortly.",
+            Self::Misconfigured => "The signup service is not configured correctly.",
+            Self::UpstreamError => "The email service failed. Please try again later.",
+            Self::UpstreamThrottled { .. } => {
+                "The email service is busy. Please try again shortly."
+            }
+            Self::UpstreamTimeout => "The email service did not answer in time.",
+        }
+    }
+
+    /// Seconds for a `Retry-After` header, where the contract sends one.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::Busy { retry_after_secs } | Self::UpstreamThrottled { retry_after_secs } => {
+                Some(*retry_after_secs)
+            }
+            _ => None,
+        }
+    }
+
+    /// `{"error":{"code":"…","message":"…"}}`
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({ "error": { "code": self.code(), "message": self.message() } })
+    }
+}
+
+/// Whole seconds for `Retry-After`, rounded up and never 0 (a 0 invites an immediate retry storm).
+pub fn retry_after_secs(wait_ms: u64) -> u64 {
+    wait_ms.div_ceil(1000).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [ApiError; 13] = [
+        ApiError::InvalidBody,
+        ApiError::MissingEmail,
+        ApiError::InvalidEmail,
+        ApiError::NotFound,
+        ApiError::MethodNotAllowed,
+        ApiError::PayloadTooLarge,
+        ApiError::UnsupportedMediaType,
+        ApiError::Rejected,
+        ApiError::Busy {
+            retry_after_secs: 3,
+        },
+        ApiError::Misconfigured,
+        ApiError::UpstreamError,
+        ApiError::UpstreamThrottled {
+            retry_after_secs: 2,
+        },
+        ApiError::UpstreamTimeout,
+    ];
+
+    #[test]
+    fn every_variant_has_the_status_and_code_of_the_contract_table() {
+        let table: Vec<(u16, &str)> = ALL.iter().map(|e| (e.status(), e.code())).collect();
+        assert_eq!(
+            table,
+            vec![
+                (400, "invalid_body"),
+                (400, "missing_email"),
+                (400, "invalid_email"),
+                (404, "not_found"),
+                (405, "method_not_allowed"),
+                (413, "payload_too_large"),
+                (415, "unsupported_media_type"),
+                (422, "rejected"),
+                (429, "busy"),
+                (500, "misconfigured"),
+                (502, "upstream_error"),
+                (503, "upstream_throttled"),
+                (504, "upstream_timeout"),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_error_body_has_exactly_code_and_message() {
+        let body = ApiError::InvalidEmail.body();
+        assert_eq!(body["error"]["code"], "invalid_email");
+        assert_eq!(body["error"].as_object().map(|o| o.len()), Some(2));
+        assert_eq!(body.as_object().map(|o| o.len()), Some(1));
+    }
+
+    #[test]
+    fn only_busy_and_throttled_carry_a_retry_after() {
+        for e in ALL {
+            let expected = matches!(
+                e,
+                ApiError::Busy { .. } | ApiError::UpstreamThrottled { .. }
+            );
+            assert_eq!(e.retry_after_secs().is_some(), expected, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn errors_survive_the_internal_rpc_round_trip() {
+        for e in ALL {
+            let json = serde_json::to_string(&e).expect("serialise");
+            let back: ApiError = serde_json::from_str(&json).expect("deserialise");
+            assert_eq!(back, e);
+        }
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds_and_is_never_zero() {
+        assert_eq!(retry_after_secs(0), 1);
+        assert_eq!(retry_after_secs(1), 1);
+        assert_eq!(retry_after_secs(1000), 1);
+        assert_eq!(retry_after_secs(1001), 2);
+        assert_eq!(retry_after_secs(9_500), 10);
+    }
+}
