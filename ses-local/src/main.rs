@@ -1,1 +1,88 @@
-fn main() {}
+//! ses-local: a local Amazon SES Query API (SES v1, 2010-12-01) for custom verification emails.
+//! It listens on 127.0.0.1 only, checks SigV4 on every request like SES, and keeps an outbox.
+
+mod server;
+mod service;
+mod settings;
+mod sigv4;
+mod xml;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use clap::Parser;
+
+use crate::server::App;
+use crate::service::Ses;
+use crate::settings::Settings;
+use crate::sigv4::Credentials;
+
+/// A local Amazon SES (Query API) for SendCustomVerificationEmail, with SigV4 checks and an outbox.
+///
+/// Test endpoints: GET /_outbox (accepted sends, newest first) and GET /_requests (every request,
+/// its signature verdict and the answer).
+#[derive(Debug, Parser)]
+#[command(name = "ses-local", version)]
+struct Args {
+    /// Port to listen on, on 127.0.0.1 only. 0 picks a free port; the chosen one is printed.
+    #[arg(long, default_value_t = 4579)]
+    port: u16,
+    /// Access key id requests must be signed with.
+    #[arg(long, default_value = "AKIDSESLOCAL")]
+    access_key_id: String,
+    /// Secret access key requests must be signed with.
+    #[arg(long, default_value = "ses-local-secret-access-key")]
+    secret_access_key: String,
+    /// Session token requests must carry (X-Amz-Security-Token). Unset: none may be sent.
+    #[arg(long)]
+    session_token: Option<String>,
+    /// Region the signature's credential scope must name.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// TOML file with verified_identities, configuration_sets and [[templates]] (see ses-local.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Minimum milliseconds between accepted SendCustomVerificationEmail calls; sooner is Throttling.
+    #[arg(long, default_value_t = 1000)]
+    throttle_ms: u64,
+    /// Largest allowed difference, in seconds, between a request's X-Amz-Date and this clock.
+    #[arg(long, default_value_t = 300)]
+    max_skew_secs: i64,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let settings = match &args.config {
+        Some(path) => Settings::load(path).unwrap_or_else(|e| fail(&e)),
+        None => Settings::default(),
+    };
+    let app = Arc::new(App {
+        ses: Mutex::new(Ses::new(settings, &args.region, args.throttle_ms)),
+        credentials: Credentials {
+            access_key_id: args.access_key_id,
+            secret_access_key: args.secret_access_key,
+            session_token: args.session_token,
+        },
+        region: args.region,
+        max_skew: time::Duration::seconds(args.max_skew_secs),
+    });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .unwrap_or_else(|e| fail(&format!("cannot listen on 127.0.0.1:{}: {e}", args.port)));
+    let port = listener
+        .local_addr()
+        .unwrap_or_else(|e| fail(&e.to_string()))
+        .port();
+    println!("ses-local listening on http://127.0.0.1:{port}/");
+    let _ = std::io::stdout().flush();
+    if let Err(e) = axum::serve(listener, server::router(app)).await {
+        fail(&format!("server stopped: {e}"));
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("ses-local: {message}");
+    std::process::exit(2);
+}

@@ -1,0 +1,93 @@
+//! The `--config` file (TOML): verified identities, configuration sets and custom verification
+//! templates that ses-local starts with. Unknown keys and bad values are startup errors.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub verified_identities: Vec<String>,
+    #[serde(default)]
+    pub configuration_sets: Vec<String>,
+    #[serde(default)]
+    pub templates: Vec<Template>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    pub name: String,
+    pub from: String,
+    pub subject: String,
+    pub content: String,
+    pub success_url: String,
+    pub failure_url: String,
+}
+
+impl Settings {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let settings: Settings = toml::from_str(text).map_err(|e| e.to_string())?;
+        for template in &settings.templates {
+            if template.name.trim().is_empty() {
+                return Err("a template has an empty name".into());
+            }
+            if settings
+                .templates
+                .iter()
+                .filter(|t| t.name == template.name)
+                .count()
+                > 1
+            {
+                return Err(format!("template {:?} is defined twice", template.name));
+            }
+        }
+        Ok(settings)
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repository_config_file_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ses-local.toml");
+        let settings = Settings::load(&path).expect("ses-local.toml parses");
+        assert!(settings.templates.iter().any(|t| t.name == "SignupVerify"));
+    }
+
+    #[test]
+    fn unknown_keys_and_duplicate_templates_are_refused() {
+        assert!(Settings::parse("verfied_identities = []").is_err());
+        let twice = r#"
+[[templates]]
+name = "T"
+from = "a@b.io"
+subject = "s"
+content = "c"
+success_url = "http://x/"
+failure_url = "http://x/"
+[[templates]]
+name = "T"
+from = "a@b.io"
+subject = "s"
+content = "c"
+success_url = "http://x/"
+failure_url = "http://x/"
+"#;
+        assert!(Settings::parse(twice)
+            .expect_err("duplicate")
+            .contains("twice"));
+        assert!(
+            Settings::parse("[[templates]]\nname = \"T\"").is_err(),
+            "missing fields"
+        );
+    }
+}
