@@ -1,0 +1,47 @@
+# The two commands: `make dev` serves the Worker against ses-local; `make test` runs every check.
+# Both install what is missing first (scripts/setup.sh) and are quick when everything is there.
+
+SHELL := /bin/bash
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+NODE_BIN := $(ROOT)/node_modules/.bin
+CARGO_BIN := $(HOME)/.cargo/bin
+
+# wrangler 4 needs Node >= 22.12: node_modules/.bin/node (npm package node@22) comes first.
+export PATH := $(NODE_BIN):$(CARGO_BIN):$(PATH)
+export WRANGLER_SEND_METRICS := false
+# worker-build would download these from GitHub; use the locally installed ones.
+export WASM_BINDGEN_BIN := $(CARGO_BIN)/wasm-bindgen
+export WASM_OPT_BIN := $(NODE_BIN)/wasm-opt
+
+.PHONY: dev test setup build lint unit e2e deploy clean
+
+dev: setup
+	@scripts/dev.sh
+
+test: setup lint build
+	cargo test --workspace
+
+setup:
+	@scripts/setup.sh
+
+# The Worker bundle in build/ (what wrangler dev and the e2e tests run) and the ses-local binary.
+build:
+	worker-build --release
+	cargo build -p ses-local
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
+
+unit:
+	cargo test --workspace --lib --bins
+
+e2e: setup build
+	cargo test --test e2e
+
+deploy: setup
+	wrangler deploy
+
+clean:
+	rm -rf build target/e2e .wrangler

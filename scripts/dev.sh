@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# `make dev`: ses-local on 127.0.0.1:4579 with ses-local.toml, and `wrangler dev` on
+# 127.0.0.1:8787 pointed at it. Ctrl-C stops both. Run through make (it sets PATH and the
+# WASM_*_BIN variables worker-build needs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SES_PORT=${SES_PORT:-4579}
+WORKER_PORT=${WORKER_PORT:-8787}
+
+if [ ! -f .dev.vars ]; then
+  echo "==> writing .dev.vars (ses-local's test credentials) from .dev.vars.example"
+  sed "s#http://127.0.0.1:4579/#http://127.0.0.1:${SES_PORT}/#" .dev.vars.example > .dev.vars
+fi
+
+cargo build -q -p ses-local
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+target/debug/ses-local --port "$SES_PORT" --config ses-local.toml &
+pids+=($!)
+
+wrangler dev --ip 127.0.0.1 --port "$WORKER_PORT" &
+pids+=($!)
+
+for _ in $(seq 1 240); do
+  if curl -fsS "http://127.0.0.1:${WORKER_PORT}/healthz" >/dev/null 2>&1; then
+    cat <<MSG
+
+==> signup-verify is running on http://127.0.0.1:${WORKER_PORT}/ (ses-local on http://127.0.0.1:${SES_PORT}/)
+    Try it:
+      curl -sS -X POST http://127.0.0.1:${WORKER_PORT}/signup -H 'content-type: application/json' -d '{"email":"you+test@example.com"}'
+    Then see the mail ses-local accepted:
+      curl -sS http://127.0.0.1:${SES_PORT}/_outbox
+    Ctrl-C stops both.
+
+MSG
+    break
+  fi
+  sleep 0.5
+done
+wait -n "${pids[@]}"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what `make dev` and `make test` need, skipping whatever is already there:
+# the wasm32 target, rustfmt/clippy, worker-build (pinned), wasm-bindgen-cli (the exact version
+# in Cargo.lock) and the npm devDependencies (wrangler, Node 22, binaryen's wasm-opt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORKER_BUILD_VERSION=0.8.7
+say() { printf '==> %s\n' "$*"; }
+
+command -v cargo >/dev/null || { echo "setup: cargo (Rust) is required: https://rustup.rs" >&2; exit 1; }
+command -v npm >/dev/null || { echo "setup: npm (Node.js) is required" >&2; exit 1; }
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+for component in rustfmt clippy; do
+  if ! rustup component list --installed | grep -q "^${component}"; then
+    say "adding $component"
+    rustup component add "$component"
+  fi
+done
+
+if ! worker-build --version 2>/dev/null | grep -q "$WORKER_BUILD_VERSION"; then
+  say "installing worker-build $WORKER_BUILD_VERSION (first time: several minutes)"
+  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked \
+    || cargo install worker-build --version "$WORKER_BUILD_VERSION"
+fi
+
+wasm_bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
+[ -n "$wasm_bindgen_version" ] || { echo "setup: no wasm-bindgen in Cargo.lock" >&2; exit 1; }
+if ! wasm-bindgen --version 2>/dev/null | grep -q " $wasm_bindgen_version\$"; then
+  say "installing wasm-bindgen-cli $wasm_bindgen_version (first time: several minutes)"
+  # Not --locked: one crate version in its lockfile is missing from the index.
+  cargo install wasm-bindgen-cli --version "$wasm_bindgen_version" --force
+fi
+
+if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/wasm-opt ] || [ ! -x node_modules/.bin/node ] \
+   || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm devDependencies (wrangler, node@22, binaryen)"
+  npm ci --no-audit --no-fund
+fi
+node_modules/.bin/node --version | grep -q '^v22\.' || { echo "setup: node_modules/.bin/node is not Node 22" >&2; exit 1; }
