@@ -109,7 +109,7 @@ pub fn build_config(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, C
         endpoint,
         credentials,
         gate_interval_ms: millis("GATE_INTERVAL_MS", 1000, 1..=60_000)?,
-        gate_max_wait_ms: millis("GATE_MAX_WAIT_MS", 10_000, 0..=600_000)?,
+        gate_max_wait_ms: millis("GATE_MAX_WAIT_MS", 10_000, 0..=240_000)?,
         ses_timeout_ms: millis("SES_TIMEOUT_MS", 5000, 1..=60_000)?,
     })
 }
@@ -268,6 +268,7 @@ mod tests {
             ("GATE_INTERVAL_MS", "0"),
             ("GATE_INTERVAL_MS", "-5"),
             ("GATE_MAX_WAIT_MS", "ten"),
+            ("GATE_MAX_WAIT_MS", "240001"),
             ("SES_TIMEOUT_MS", "0"),
             ("SES_TIMEOUT_MS", "1e3"),
         ] {

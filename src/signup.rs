@@ -69,6 +69,10 @@ struct JsonSignup {
 }
 
 fn email_from_json(body: &[u8]) -> Result<Option<String>, ApiError> {
+    // serde would also fill the struct from an array (`["a@b.io"]`): only an object will do.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::InvalidBody);
+    }
     let parsed: JsonSignup = serde_json::from_slice(body).map_err(|_| ApiError::InvalidBody)?;
     match parsed.email {
         None | Some(serde_json::Value::Null) => Ok(None),
@@ -179,6 +183,8 @@ mod tests {
             "not json",
             "[]",
             r#"["email","a@b.io"]"#,
+            r#"["a@b.io"]"#,
+            r#" [ "a@b.io" ] "#,
             r#""a@b.io""#,
             "null",
             r#"{"email":42}"#,

@@ -47,7 +47,7 @@ async fn query_api(
     body: Bytes,
 ) -> Response {
     let now = OffsetDateTime::now_utc();
-    let now_ms = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or_default();
+    let now_us = u64::try_from(now.unix_timestamp_nanos() / 1_000).unwrap_or_default();
     let request_id = random_id();
     let header_list: Vec<(String, String)> = headers
         .iter()
@@ -75,12 +75,12 @@ async fn query_api(
     let verdict = sigv4::verify(&incoming, &app.credentials, &app.region, now, app.max_skew);
     let mut ses = app.ses();
     let answer = match &verdict {
-        Ok(()) => ses.handle(&params, now_ms, &request_id, new_message_id),
+        Ok(()) => ses.handle(&params, now_us, &request_id, new_message_id),
         Err(failure) => Answer::error(403, "Sender", failure.code, &failure.message, &request_id),
     };
     ses.requests.push(RequestRecord {
         request_id: request_id.clone(),
-        received_at_ms: now_ms,
+        received_at_us: now_us,
         method: method.to_string(),
         path: uri.path().to_string(),
         action: param("Action"),

@@ -49,7 +49,8 @@ pub struct OutboxEntry {
 #[serde(rename_all = "camelCase")]
 pub struct RequestRecord {
     pub request_id: String,
-    pub received_at_ms: u64,
+    /// Arrival time in Unix microseconds.
+    pub received_at_us: u64,
     pub method: String,
     pub path: String,
     pub action: Option<String>,
@@ -65,7 +66,8 @@ pub struct Ses {
     settings: Settings,
     region: String,
     throttle_ms: u64,
-    last_accepted_send_ms: Option<u64>,
+    /// Microseconds, so the window is exact rather than subject to millisecond rounding.
+    last_accepted_send_us: Option<u64>,
     pub outbox: Vec<OutboxEntry>,
     pub requests: Vec<RequestRecord>,
 }
@@ -76,17 +78,17 @@ impl Ses {
             settings,
             region: region.to_string(),
             throttle_ms,
-            last_accepted_send_ms: None,
+            last_accepted_send_us: None,
             outbox: Vec::new(),
             requests: Vec::new(),
         }
     }
 
-    /// Runs one signed Query API call.
+    /// Runs one signed Query API call that arrived at `now_us` (Unix microseconds).
     pub fn handle(
         &mut self,
         params: &[(String, String)],
-        now_ms: u64,
+        now_us: u64,
         request_id: &str,
         new_message_id: impl FnOnce() -> String,
     ) -> Answer {
@@ -105,7 +107,7 @@ impl Ses {
                 request_id,
             ),
             Some("SendCustomVerificationEmail") => {
-                self.send_custom_verification_email(&param, now_ms, request_id, new_message_id)
+                self.send_custom_verification_email(&param, now_us, request_id, new_message_id)
             }
             Some(other) => Answer::error(
                 400,
@@ -120,14 +122,14 @@ impl Ses {
     fn send_custom_verification_email<'a>(
         &mut self,
         param: &impl Fn(&str) -> Option<&'a str>,
-        now_ms: u64,
+        now_us: u64,
         request_id: &str,
         new_message_id: impl FnOnce() -> String,
     ) -> Answer {
         let sender =
             |code: &str, message: &str| Answer::error(400, "Sender", code, message, request_id);
-        if let Some(last) = self.last_accepted_send_ms {
-            if now_ms < last + self.throttle_ms {
+        if let Some(last) = self.last_accepted_send_us {
+            if now_us < last + self.throttle_ms * 1000 {
                 return sender("Throttling", "Maximum sending rate exceeded.");
             }
         }
@@ -178,7 +180,8 @@ impl Ses {
             }
         }
         let message_id = new_message_id();
-        self.last_accepted_send_ms = Some(now_ms);
+        self.last_accepted_send_us = Some(now_us);
+        let now_ms = now_us / 1000;
         self.outbox.push(OutboxEntry {
             message_id: message_id.clone(),
             request_id: request_id.to_string(),
@@ -272,7 +275,9 @@ mod tests {
             ("Version", "2010-12-01"),
         ];
         p.extend_from_slice(extra);
-        ses.handle(&params(&p), now_ms, "req-1", || format!("msg-{now_ms}"))
+        ses.handle(&params(&p), now_ms * 1000, "req-1", || {
+            format!("msg-{now_ms}")
+        })
     }
 
     const GOOD: [(&str, &str); 2] = [

@@ -20,25 +20,27 @@ use worker::{
     Fetch, Headers, Method, Request, RequestInit, Response, Result, SqlStorage, State,
 };
 
-use crate::config::Config;
 use crate::email::EmailAddress;
 use crate::error::{retry_after_secs, ApiError};
 use crate::gate::rpc::{SendReply, SendRequest, SEND_PATH};
-use crate::gate::slots::{retry_jitter_ms, GateState, Reservation};
+use crate::gate::slots::{retry_jitter_ms, Departure, GateState, Reservation};
 use crate::runtime::{load_config, now_ms, random_u32};
 use crate::ses::outcome::{api_error_for, classify, Outcome, RetryReason};
-use crate::ses::reply::{parse_send_reply, Reply};
-use crate::ses::request::build_send_request;
+use crate::ses::reply::{parse_send_reply, Reply, Unparseable};
+use crate::ses::request::{build_send_request, SignedRequest};
 
 /// The first attempt plus at most two retries.
 const MAX_ATTEMPTS: u32 = 3;
+/// How often a call waiting behind one in flight checks whether that one was answered.
+const ANSWER_POLL_MS: u64 = 1;
 /// SES replies are a few hundred bytes; anything far larger is not SES.
 const MAX_REPLY_BYTES: usize = 64 * 1024;
 
 const CREATE_STATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS gate_state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     next_free_ms INTEGER NOT NULL,
-    last_departure_ms INTEGER
+    last_settled_ms INTEGER,
+    in_flight INTEGER NOT NULL
 )";
 
 #[durable_object]
@@ -109,8 +111,23 @@ impl SesGate {
             }
         };
         for attempt in 1..=MAX_ATTEMPTS {
+            // Signed before the wait, dated at the slot: between the departure being recorded and
+            // the request leaving there is then no CPU work (the Workers clock stands still
+            // during CPU work, so that time would be invisible to the spacing check).
+            let signed = match build_send_request(&config, &email, slot.max(now_ms())) {
+                Ok(signed) => signed,
+                Err(e) => {
+                    console_error!(
+                        "{}",
+                        json!({"event": "ses_signing_failed", "error": e.to_string()})
+                    );
+                    return failed(ApiError::Misconfigured);
+                }
+            };
             self.wait_for_departure(slot, interval).await;
-            let outcome = match self.call_ses(&config, &email, attempt).await {
+            let attempt_result = call_ses(&signed, config.ses_timeout_ms, attempt).await;
+            self.update(|g| g.settle(now_ms(), interval));
+            let outcome = match attempt_result {
                 Attempt::TimedOut => return failed(ApiError::UpstreamTimeout),
                 Attempt::Answered(Outcome::Sent { message_id }) => {
                     return SendReply::Sent { message_id };
@@ -135,79 +152,26 @@ impl SesGate {
         failed(ApiError::UpstreamError)
     }
 
-    /// Sleeps until the slot has come and one interval has passed since the previous departure,
-    /// then records this departure. The last check and the record are one synchronous step.
+    /// Sleeps until the gate lets a call holding `slot` leave, then records the departure.
+    /// The last check and the record are one synchronous step.
+    ///
+    /// It always sleeps at least once, even for 0 ms: the Workers clock only moves at I/O, so a
+    /// reading taken after CPU work (a cold start, say) would be stale.
     async fn wait_for_departure(&self, slot: u64, interval: u64) {
+        let mut sleep_ms = 0;
         loop {
+            worker::Delay::from(Duration::from_millis(sleep_ms)).await;
             let now = now_ms();
-            let wait = self.gate.borrow().departure_wait(now, slot, interval);
-            if wait == 0 {
+            sleep_ms = match self.gate.borrow().departure(now, slot, interval) {
+                Departure::Go => 0,
+                Departure::WaitMs(ms) => ms,
+                Departure::WaitForAnswer => ANSWER_POLL_MS,
+            };
+            if sleep_ms == 0 {
                 self.update(|g| g.depart(now, interval));
                 return;
             }
-            worker::Delay::from(Duration::from_millis(wait)).await;
         }
-    }
-
-    /// Signs and sends one call, bounded by `SES_TIMEOUT_MS` (connect, headers and body).
-    async fn call_ses(&self, config: &Config, email: &EmailAddress, attempt: u32) -> Attempt {
-        let signed = match build_send_request(config, email, now_ms()) {
-            Ok(signed) => signed,
-            Err(e) => {
-                console_error!(
-                    "{}",
-                    json!({"event": "ses_signing_failed", "error": e.to_string()})
-                );
-                return Attempt::Answered(Outcome::Config { clock_skew: false });
-            }
-        };
-        let controller = AbortController::default();
-        let signal = controller.signal();
-        let exchange = async {
-            let headers = Headers::new();
-            for (name, value) in &signed.headers {
-                headers.set(name, value)?;
-            }
-            let mut init = RequestInit::new();
-            init.with_method(Method::Post)
-                .with_headers(headers)
-                .with_body(Some(JsValue::from_str(&signed.body)));
-            let request = Request::new_with_init(&signed.url, &init)?;
-            let mut response = Fetch::Request(request).send_with_signal(&signal).await?;
-            let header_request_id = response.headers().get("x-amzn-RequestId").ok().flatten();
-            let body = response.bytes().await?;
-            Ok::<_, worker::Error>((response.status_code(), header_request_id, body))
-        };
-        let timeout = worker::Delay::from(Duration::from_millis(config.ses_timeout_ms));
-        let answer = match select(Box::pin(exchange), timeout).await {
-            Either::Left((answer, _)) => answer,
-            Either::Right(_) => {
-                controller.abort();
-                console_error!(
-                    "{}",
-                    json!({"event": "ses_timeout", "attempt": attempt, "timeout_ms": config.ses_timeout_ms})
-                );
-                return Attempt::TimedOut;
-            }
-        };
-        let (status, header_request_id, body) = match answer {
-            Ok(answer) => answer,
-            Err(e) => {
-                console_error!(
-                    "{}",
-                    json!({"event": "ses_unreachable", "attempt": attempt, "error": e.to_string()})
-                );
-                return Attempt::Answered(Outcome::Retryable(RetryReason::ServerError));
-            }
-        };
-        let reply = if body.len() > MAX_REPLY_BYTES {
-            Err(crate::ses::reply::Unparseable("reply too large"))
-        } else {
-            parse_send_reply(&body, header_request_id.as_deref())
-        };
-        let outcome = classify(status, &reply);
-        log_attempt(attempt, status, &reply, &outcome);
-        Attempt::Answered(outcome)
     }
 
     /// Applies a change to the gate state and persists it before anything else can run.
@@ -224,12 +188,63 @@ impl SesGate {
     }
 }
 
+/// Sends one signed call, bounded by `timeout_ms` (connect, headers and body).
+async fn call_ses(signed: &SignedRequest, timeout_ms: u64, attempt: u32) -> Attempt {
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let exchange = async {
+        let headers = Headers::new();
+        for (name, value) in &signed.headers {
+            headers.set(name, value)?;
+        }
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(JsValue::from_str(&signed.body)));
+        let request = Request::new_with_init(&signed.url, &init)?;
+        let mut response = Fetch::Request(request).send_with_signal(&signal).await?;
+        let header_request_id = response.headers().get("x-amzn-RequestId").ok().flatten();
+        let body = response.bytes().await?;
+        Ok::<_, worker::Error>((response.status_code(), header_request_id, body))
+    };
+    let timeout = worker::Delay::from(Duration::from_millis(timeout_ms));
+    let answer = match select(Box::pin(exchange), timeout).await {
+        Either::Left((answer, _)) => answer,
+        Either::Right(_) => {
+            controller.abort();
+            console_error!(
+                "{}",
+                json!({"event": "ses_timeout", "attempt": attempt, "timeout_ms": timeout_ms})
+            );
+            return Attempt::TimedOut;
+        }
+    };
+    let (status, header_request_id, body) = match answer {
+        Ok(answer) => answer,
+        Err(e) => {
+            console_error!(
+                "{}",
+                json!({"event": "ses_unreachable", "attempt": attempt, "error": e.to_string()})
+            );
+            return Attempt::Answered(Outcome::Retryable(RetryReason::ServerError));
+        }
+    };
+    let reply = if body.len() > MAX_REPLY_BYTES {
+        Err(Unparseable("reply too large"))
+    } else {
+        parse_send_reply(&body, header_request_id.as_deref())
+    };
+    let outcome = classify(status, &reply);
+    log_attempt(attempt, status, &reply, &outcome);
+    Attempt::Answered(outcome)
+}
+
 /// One structured log line per SES call: the SES code, message and request id go here, never to
 /// the browser.
 fn log_attempt(
     attempt: u32,
     status: u16,
-    reply: &std::result::Result<Reply, crate::ses::reply::Unparseable>,
+    reply: &std::result::Result<Reply, Unparseable>,
     outcome: &Outcome,
 ) {
     let mut line = json!({"event": "ses_call", "attempt": attempt, "status": status, "outcome": format!("{outcome:?}")});
@@ -262,14 +277,15 @@ fn log_attempt(
 #[derive(Deserialize)]
 struct GateStateRow {
     next_free_ms: f64,
-    last_departure_ms: Option<f64>,
+    last_settled_ms: Option<f64>,
+    in_flight: f64,
 }
 
 fn load_gate_state(sql: &SqlStorage) -> Result<GateState> {
     sql.exec(CREATE_STATE_TABLE, None)?;
     let rows: Vec<GateStateRow> = sql
         .exec(
-            "SELECT next_free_ms, last_departure_ms FROM gate_state WHERE id = 1",
+            "SELECT next_free_ms, last_settled_ms, in_flight FROM gate_state WHERE id = 1",
             None,
         )?
         .to_array()?;
@@ -277,19 +293,25 @@ fn load_gate_state(sql: &SqlStorage) -> Result<GateState> {
         .first()
         .map_or_else(GateState::default, |row| GateState {
             next_free_ms: row.next_free_ms as u64,
-            last_departure_ms: row.last_departure_ms.map(|ms| ms as u64),
+            last_settled_ms: row.last_settled_ms.map(|ms| ms as u64),
+            in_flight: row.in_flight != 0.0,
         }))
 }
 
 fn save_gate_state(sql: &SqlStorage, gate: &GateState) -> Result<()> {
-    let last = gate
-        .last_departure_ms
+    let settled = gate
+        .last_settled_ms
         .map_or(worker::SqlStorageValue::Null, |ms| (ms as f64).into());
     sql.exec(
-        "INSERT INTO gate_state (id, next_free_ms, last_departure_ms) VALUES (1, ?, ?)
+        "INSERT INTO gate_state (id, next_free_ms, last_settled_ms, in_flight) VALUES (1, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET next_free_ms = excluded.next_free_ms,
-                                        last_departure_ms = excluded.last_departure_ms",
-        vec![(gate.next_free_ms as f64).into(), last],
+                                        last_settled_ms = excluded.last_settled_ms,
+                                        in_flight = excluded.in_flight",
+        vec![
+            (gate.next_free_ms as f64).into(),
+            settled,
+            i32::from(gate.in_flight).into(),
+        ],
     )?;
     Ok(())
 }

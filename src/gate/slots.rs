@@ -1,31 +1,46 @@
 //! Slot arithmetic for the gate, pure and clock-free: every function takes `now_ms`.
 //!
-//! Two numbers are kept (and persisted by the Durable Object):
-//! - `next_free_ms`: the earliest time the next reservation may be given;
-//! - `last_departure_ms`: when the previous SES call actually left.
-//!
-//! Reservations are made synchronously (before any await), so concurrent requests in the object
-//! get distinct slots. Because timers can fire late, the departure check
-//! ([`GateState::departure_wait`]) enforces the spacing against the *actual* previous departure,
-//! not the planned slot: calls leave at least `interval_ms` apart whatever the timing.
+//! Reservations hand out slots one interval apart (`next_free_ms`), synchronously, so
+//! concurrent requests in the object get distinct slots. The departure rule is stricter and
+//! causal: a call leaves only when no other call is in flight and one interval (plus
+//! [`CLOCK_GUARD_MS`]) has passed since the previous call was *answered*. SES received the
+//! previous call before it answered, so SES sees calls at least one interval apart whatever the
+//! network latency, timer slop or a cold start in between — none of which the Workers clock,
+//! frozen during CPU work, can see.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::retry_after_secs;
 
+/// The Workers clock is in whole milliseconds: an answer read at 1000 may have come at 1000.9.
+pub const CLOCK_GUARD_MS: u64 = 1;
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GateState {
+    /// The earliest time the next reservation may be given.
     pub next_free_ms: u64,
-    pub last_departure_ms: Option<u64>,
+    /// When the previous SES call was answered (or given up on).
+    pub last_settled_ms: Option<u64>,
+    /// An SES call has left and not been answered yet.
+    pub in_flight: bool,
 }
 
 /// The answer to a reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {
-    /// Wait until `at_ms`, then (after [`GateState::departure_wait`] says 0) send.
+    /// Wait until `at_ms`, then until [`GateState::departure`] says go.
     Slot { at_ms: u64 },
     /// No slot within the allowed wait. Try again after this many seconds.
     Busy { retry_after_secs: u64 },
+}
+
+/// What a call holding a slot should do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    Go,
+    WaitMs(u64),
+    /// Another call is in flight; check again once it is answered.
+    WaitForAnswer,
 }
 
 impl GateState {
@@ -59,19 +74,38 @@ impl GateState {
         Some(slot)
     }
 
-    /// How long a call holding `slot_ms` must still wait before it may leave: until its slot, and
-    /// until `interval_ms` after the previous actual departure. 0 means go now.
-    pub fn departure_wait(&self, now_ms: u64, slot_ms: u64, interval_ms: u64) -> u64 {
+    /// Whether a call holding `slot_ms` may leave now.
+    pub fn departure(&self, now_ms: u64, slot_ms: u64, interval_ms: u64) -> Departure {
+        if self.in_flight {
+            return Departure::WaitForAnswer;
+        }
         let after_previous = self
-            .last_departure_ms
-            .map_or(0, |last| last.saturating_add(interval_ms));
-        slot_ms.max(after_previous).saturating_sub(now_ms)
+            .last_settled_ms
+            .map_or(0, |settled| settled + interval_ms + CLOCK_GUARD_MS);
+        match slot_ms.max(after_previous).saturating_sub(now_ms) {
+            0 => Departure::Go,
+            wait => Departure::WaitMs(wait),
+        }
     }
 
-    /// Records that a call left at `now_ms`; later reservations start at least one interval on.
+    /// Records that a call left at `now_ms`.
     pub fn depart(&mut self, now_ms: u64, interval_ms: u64) {
-        self.last_departure_ms = Some(now_ms);
+        self.in_flight = true;
         self.next_free_ms = self.next_free_ms.max(now_ms + interval_ms);
+    }
+
+    /// Records that the call in flight was answered (or abandoned) at `now_ms`.
+    pub fn settle(&mut self, now_ms: u64, interval_ms: u64) {
+        self.in_flight = false;
+        self.last_settled_ms = Some(now_ms);
+        self.next_free_ms = self.next_free_ms.max(now_ms + interval_ms + CLOCK_GUARD_MS);
+    }
+
+    /// After a restart: a call that was in flight may have reached SES just now.
+    pub fn recover(&mut self, now_ms: u64, interval_ms: u64) {
+        if self.in_flight {
+            self.settle(now_ms, interval_ms);
+        }
     }
 }
 
@@ -114,7 +148,7 @@ mod tests {
     fn a_slot_further_than_the_max_wait_is_busy_with_an_honest_retry_after() {
         let mut gate = GateState {
             next_free_ms: 13_500,
-            last_departure_ms: None,
+            ..GateState::default()
         };
         // Slot at 13.5 s, now 1 s, max wait 10 s: a retry can succeed 2.5 s from now → 3 s.
         assert_eq!(
@@ -150,26 +184,58 @@ mod tests {
     }
 
     #[test]
-    fn the_departure_waits_for_the_slot_and_for_the_previous_actual_departure() {
+    fn the_departure_waits_for_the_slot_and_an_interval_after_the_previous_answer() {
         let mut gate = GateState::default();
-        assert_eq!(gate.departure_wait(100, 400, INTERVAL), 300);
-        assert_eq!(gate.departure_wait(400, 400, INTERVAL), 0);
-        // The previous call's timer fired late: it left at 1_300 instead of 1_000.
-        gate.depart(1_300, INTERVAL);
-        assert_eq!(gate.departure_wait(2_000, 2_000, INTERVAL), 300);
-        assert_eq!(gate.departure_wait(2_300, 2_000, INTERVAL), 0);
+        assert_eq!(gate.departure(100, 400, INTERVAL), Departure::WaitMs(300));
+        assert_eq!(gate.departure(400, 400, INTERVAL), Departure::Go);
+        gate.depart(400, INTERVAL);
+        assert_eq!(
+            gate.departure(5_000, 1_400, INTERVAL),
+            Departure::WaitForAnswer
+        );
+        // The answer came late, at 1_300: the next call waits until 2_301, not its slot at 1_400.
+        gate.settle(1_300, INTERVAL);
+        assert_eq!(
+            gate.departure(1_400, 1_400, INTERVAL),
+            Departure::WaitMs(901)
+        );
+        assert_eq!(gate.departure(2_301, 1_400, INTERVAL), Departure::Go);
     }
 
     #[test]
-    fn a_departure_pushes_the_next_free_slot_past_itself() {
-        let mut gate = GateState {
-            next_free_ms: 500,
-            last_departure_ms: None,
-        };
+    fn settling_pushes_the_next_reservation_past_the_answer() {
+        let mut gate = GateState::default();
         gate.depart(2_000, INTERVAL);
+        gate.settle(2_500, INTERVAL);
         assert_eq!(
-            gate.reserve(2_100, INTERVAL, 10_000),
-            Reservation::Slot { at_ms: 3_000 }
+            gate.reserve(2_600, INTERVAL, 10_000),
+            Reservation::Slot { at_ms: 3_501 }
+        );
+    }
+
+    #[test]
+    fn a_restart_with_a_call_in_flight_counts_it_as_answered_at_the_restart() {
+        let mut gate = GateState::default();
+        gate.depart(1_000, INTERVAL);
+        gate.recover(1_200, INTERVAL);
+        assert!(!gate.in_flight);
+        assert_eq!(
+            gate.departure(1_300, 1_300, INTERVAL),
+            Departure::WaitMs(901)
+        );
+        let mut idle = GateState {
+            next_free_ms: 7,
+            last_settled_ms: Some(3),
+            in_flight: false,
+        };
+        idle.recover(9_999, INTERVAL);
+        assert_eq!(
+            idle,
+            GateState {
+                next_free_ms: 7,
+                last_settled_ms: Some(3),
+                in_flight: false
+            }
         );
     }
 
@@ -177,7 +243,7 @@ mod tests {
     fn a_retry_adds_jitter_to_the_next_free_slot_and_stops_at_the_deadline() {
         let mut gate = GateState {
             next_free_ms: 3_000,
-            last_departure_ms: None,
+            ..GateState::default()
         };
         assert_eq!(
             gate.reserve_retry(1_000, INTERVAL, 250, 10_000),
@@ -200,32 +266,36 @@ mod tests {
     }
 
     #[test]
-    fn simulated_traffic_never_departs_closer_than_one_interval() {
-        // Arrivals in bursts, timers firing up to 37 ms late in a repeating pattern.
+    fn simulated_traffic_never_reaches_ses_closer_than_one_interval() {
+        // Bursts of arrivals; each call takes 0–40 ms to reach SES and as long again to come back;
+        // timers fire up to 12 ms late.
         let mut gate = GateState::default();
-        let mut departures = Vec::new();
-        let mut pending: Vec<u64> = Vec::new();
+        let mut slots = Vec::new();
         for arrival in [0u64, 0, 0, 10, 20, 3_000, 3_001, 3_002, 9_000] {
             if let Reservation::Slot { at_ms } = gate.reserve(arrival, INTERVAL, 60_000) {
-                pending.push(at_ms);
+                slots.push(at_ms);
             }
         }
-        for (i, slot) in pending.into_iter().enumerate() {
-            let mut now = slot + (i as u64 * 37) % 41;
+        let mut arrivals_at_ses = Vec::new();
+        let mut now = 0;
+        for (i, slot) in slots.into_iter().enumerate() {
+            let latency = (i as u64 * 17) % 41;
             loop {
-                let wait = gate.departure_wait(now, slot, INTERVAL);
-                if wait == 0 {
-                    break;
+                match gate.departure(now, slot, INTERVAL) {
+                    Departure::Go => break,
+                    Departure::WaitMs(ms) => now += ms + (i as u64 * 5) % 13,
+                    Departure::WaitForAnswer => unreachable!("calls are sequential here"),
                 }
-                now += wait + (i as u64 * 13) % 7;
             }
             gate.depart(now, INTERVAL);
-            departures.push(now);
+            arrivals_at_ses.push(now + latency);
+            now += 2 * latency;
+            gate.settle(now, INTERVAL);
         }
-        assert_eq!(departures.len(), 9);
+        assert_eq!(arrivals_at_ses.len(), 9);
         assert!(
-            departures.windows(2).all(|w| w[1] >= w[0] + INTERVAL),
-            "{departures:?}"
+            arrivals_at_ses.windows(2).all(|w| w[1] >= w[0] + INTERVAL),
+            "{arrivals_at_ses:?}"
         );
     }
 }

@@ -1,0 +1,489 @@
+//! End to end: real `wrangler dev` (workerd, the SesGate Durable Object) in front of ses-local.
+//! Each test starts its own stack on free loopback ports.
+
+// Native test code: reading the clock is fine off wasm32.
+#![allow(clippy::disallowed_methods)]
+
+mod support;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use support::{concurrently, post_chunked, request, Body, Reply, Spec, Stack};
+
+fn signup_at((worker, email): (String, String)) -> (String, Reply) {
+    let body = serde_json::json!({ "email": email }).to_string();
+    let reply = request(
+        "POST",
+        &format!("{worker}/signup"),
+        Some(("application/json", body.as_bytes())),
+    );
+    (email, reply)
+}
+
+fn burst(stack: &Stack, prefix: &str, n: usize) -> Vec<(String, Reply)> {
+    let items = (0..n)
+        .map(|i| (stack.worker.clone(), format!("{prefix}{i}@example.com")))
+        .collect();
+    concurrently(items, signup_at)
+}
+
+#[test]
+fn a_plus_tagged_signup_is_sent_and_the_outbox_shows_exactly_that_address_and_message_id() {
+    let stack = Stack::start("plus-tag", Spec::default());
+    let reply = stack.signup("user+tag@example.com");
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json["status"], "sent");
+    let message_id = reply.json["messageId"]
+        .as_str()
+        .expect("messageId")
+        .to_string();
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+
+    let outbox = stack.outbox();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0]["emailAddress"], "user+tag@example.com");
+    assert_eq!(outbox[0]["messageId"], message_id.as_str());
+    assert_eq!(outbox[0]["templateName"], "SignupVerify");
+
+    // The same through a urlencoded form with a charset, as a browser form posts it.
+    std::thread::sleep(Duration::from_millis(1100));
+    let form = request(
+        "POST",
+        &format!("{}/signup", stack.worker),
+        Some((
+            "application/x-www-form-urlencoded; charset=UTF-8",
+            b"email=Form%2Buser%40Example.COM",
+        )),
+    );
+    assert_eq!(
+        (form.status, form.json["status"].as_str()),
+        (200, Some("sent")),
+        "{}",
+        form.text
+    );
+    assert_eq!(stack.outbox()[0]["emailAddress"], "Form+user@example.com");
+    assert!(stack
+        .ses_requests()
+        .iter()
+        .all(|r| r["signature"] == "valid"));
+}
+
+#[test]
+fn bad_inputs_get_their_error_codes_and_never_reach_ses() {
+    let stack = Stack::start("bad-inputs", Spec::default());
+    let signup = format!("{}/signup", stack.worker);
+    let json = "application/json";
+    let form = "application/x-www-form-urlencoded";
+    let big = format!(
+        r#"{{"email":"a@example.com","pad":"{}"}}"#,
+        "x".repeat(5000)
+    );
+    let cases: Vec<(&str, Body, u16, &str)> = vec![
+        ("POST", Some((json, b"{not json")), 400, "invalid_body"),
+        (
+            "POST",
+            Some((json, b"[\"a@example.com\"]")),
+            400,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            Some((json, br#"{"email":42}"#)),
+            400,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            Some((json, br#"{"email":{"address":"a@example.com"}}"#)),
+            400,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            Some((form, b"email=a%40example.com&email=b%40example.com")),
+            400,
+            "invalid_body",
+        ),
+        ("POST", Some((form, b"email=%FF%FE")), 400, "invalid_body"),
+        ("POST", Some((json, b"{}")), 400, "missing_email"),
+        (
+            "POST",
+            Some((json, br#"{"email":"   "}"#)),
+            400,
+            "missing_email",
+        ),
+        ("POST", Some((form, b"name=x")), 400, "missing_email"),
+        (
+            "POST",
+            Some((json, br#"{"email":"not-an-address"}"#)),
+            400,
+            "invalid_email",
+        ),
+        (
+            "POST",
+            Some((
+                json,
+                br#"{"email":"a@example.com\r\nBcc: victim@example.org"}"#,
+            )),
+            400,
+            "invalid_email",
+        ),
+        (
+            "POST",
+            Some((form, b"email=%22quoted%22%40example.com")),
+            400,
+            "invalid_email",
+        ),
+        (
+            "POST",
+            Some(("text/plain", b"email=a@example.com")),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "POST",
+            Some((
+                "application/json; charset=latin1",
+                br#"{"email":"a@example.com"}"#,
+            )),
+            415,
+            "unsupported_media_type",
+        ),
+        ("POST", None, 415, "unsupported_media_type"),
+        (
+            "POST",
+            Some((json, big.as_bytes())),
+            413,
+            "payload_too_large",
+        ),
+        ("GET", None, 405, "method_not_allowed"),
+        (
+            "PUT",
+            Some((json, br#"{"email":"a@example.com"}"#)),
+            405,
+            "method_not_allowed",
+        ),
+    ];
+    for (method, body, status, code) in &cases {
+        let reply = request(method, &signup, *body);
+        assert_eq!(
+            (reply.status, reply.code()),
+            (*status, *code),
+            "{method} {body:?}: {}",
+            reply.text
+        );
+        assert!(reply.json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+    assert_eq!(request("GET", &signup, None).header("allow"), Some("POST"));
+
+    let chunked = post_chunked(&signup, json, big.clone().into_bytes());
+    assert_eq!(
+        (chunked.status, chunked.code()),
+        (413, "payload_too_large"),
+        "{}",
+        chunked.text
+    );
+
+    let missing = request("GET", &format!("{}/nope", stack.worker), None);
+    assert_eq!((missing.status, missing.code()), (404, "not_found"));
+    let health = request("GET", &format!("{}/healthz", stack.worker), None);
+    assert_eq!(
+        (health.status, health.json.clone()),
+        (200, serde_json::json!({"ok": true}))
+    );
+
+    assert!(
+        stack.ses_requests().is_empty(),
+        "bad inputs reached SES: {:?}",
+        stack.ses_requests()
+    );
+}
+
+#[test]
+fn five_concurrent_signups_are_all_sent_at_least_one_interval_apart_without_throttling() {
+    let stack = Stack::start("five-concurrent", Spec::default());
+    let results = burst(&stack, "five", 5);
+    for (email, reply) in &results {
+        assert_eq!(
+            (reply.status, reply.json["status"].as_str()),
+            (200, Some("sent")),
+            "{email}: {}",
+            reply.text
+        );
+    }
+    let requests = stack.ses_requests();
+    assert_eq!(
+        requests.len(),
+        5,
+        "exactly one SES call each, no retries: {requests:?}"
+    );
+    assert!(
+        requests.iter().all(|r| r["code"].is_null()),
+        "SES saw an error: {requests:?}"
+    );
+    let gaps = stack.send_gaps_us();
+    assert_eq!(gaps.len(), 4);
+    assert!(
+        gaps.iter().all(|&g| g >= 1_000_000),
+        "gaps (µs) at ses-local: {gaps:?}"
+    );
+    let mut sent: Vec<String> = stack
+        .outbox()
+        .iter()
+        .map(|m| m["emailAddress"].as_str().unwrap_or_default().to_string())
+        .collect();
+    sent.sort();
+    let mut expected: Vec<String> = results.into_iter().map(|(e, _)| e).collect();
+    expected.sort();
+    assert_eq!(sent, expected);
+}
+
+#[test]
+fn a_burst_beyond_the_max_wait_gets_busy_with_retry_after_and_busy_ones_never_reach_ses() {
+    let stack = Stack::start(
+        "busy",
+        Spec {
+            vars: &[("GATE_MAX_WAIT_MS", "1500")],
+            ..Spec::default()
+        },
+    );
+    let results = burst(&stack, "busy", 8);
+    let (sent, busy): (Vec<_>, Vec<_>) = results.iter().partition(|(_, r)| r.status == 200);
+    assert!(!sent.is_empty() && !busy.is_empty(), "{results:?}");
+    assert!(
+        sent.len() <= 3,
+        "slots beyond 1.5 s were given: {}",
+        sent.len()
+    );
+    for (email, reply) in &busy {
+        assert_eq!((reply.status, reply.code()), (429, "busy"), "{email}");
+        let retry_after: u64 = reply
+            .header("retry-after")
+            .and_then(|v| v.parse().ok())
+            .expect("Retry-After in whole seconds");
+        assert!(retry_after >= 1);
+    }
+    let reached: Vec<String> = stack
+        .ses_requests()
+        .iter()
+        .map(|r| r["emailAddress"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(reached.len(), sent.len());
+    for (email, _) in &busy {
+        assert!(!reached.contains(email), "{email} was busy but reached SES");
+    }
+}
+
+/// (stack name, `--var` overrides, the SES error code ses-local should answer)
+type MisconfiguredCase = (
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    &'static str,
+);
+
+/// Starts one stack per case at once (each takes seconds to boot) and checks each answer.
+fn assert_misconfigured(cases: Vec<MisconfiguredCase>) {
+    let results = concurrently(cases, |(name, vars, ses_code)| {
+        let stack = Stack::start(
+            name,
+            Spec {
+                vars: &vars,
+                ..Spec::default()
+            },
+        );
+        let reply = stack.signup("person@example.com");
+        (name, reply, ses_code, stack.ses_requests())
+    });
+    for (name, reply, ses_code, requests) in results {
+        assert_eq!(
+            (reply.status, reply.code()),
+            (500, "misconfigured"),
+            "{name}: {}",
+            reply.text
+        );
+        assert_eq!(
+            requests.len(),
+            1,
+            "{name}: config errors are not retried: {requests:?}"
+        );
+        assert_eq!(requests[0]["code"], ses_code, "{name}");
+        // Nothing from SES reaches the browser.
+        let request_id = requests[0]["requestId"].as_str().unwrap_or("?");
+        assert!(
+            !reply.text.contains(request_id) && !reply.text.contains(ses_code),
+            "{name}: {}",
+            reply.text
+        );
+    }
+}
+
+#[test]
+fn ses_configuration_errors_are_answered_as_misconfigured() {
+    assert_misconfigured(vec![
+        (
+            "no-template",
+            vec![("SES_TEMPLATE_NAME", "NoSuchTemplate")],
+            "CustomVerificationEmailTemplateDoesNotExist",
+        ),
+        (
+            "unverified-from",
+            vec![("SES_TEMPLATE_NAME", "UnverifiedSender")],
+            "FromEmailAddressNotVerified",
+        ),
+        (
+            "no-config-set",
+            vec![("SES_CONFIGURATION_SET", "no-such-set")],
+            "ConfigurationSetDoesNotExist",
+        ),
+        (
+            "wrong-secret",
+            vec![("AWS_SECRET_ACCESS_KEY", "not-the-secret")],
+            "SignatureDoesNotMatch",
+        ),
+        (
+            "wrong-key-id",
+            vec![("AWS_ACCESS_KEY_ID", "AKIDUNKNOWN")],
+            "InvalidClientTokenId",
+        ),
+    ]);
+}
+
+#[test]
+fn a_configured_configuration_set_and_session_token_are_sent_and_accepted() {
+    let stack = Stack::start(
+        "config-set-token",
+        Spec {
+            vars: &[
+                ("SES_CONFIGURATION_SET", "signup-events"),
+                ("AWS_SESSION_TOKEN", "e2e-session-token"),
+            ],
+            ses_args: &["--session-token", "e2e-session-token"],
+            ..Spec::default()
+        },
+    );
+    let reply = stack.signup("token@example.com");
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(stack.outbox()[0]["configurationSetName"], "signup-events");
+}
+
+#[test]
+fn an_invalid_setting_is_misconfigured_and_calls_nothing() {
+    let stack = Stack::start(
+        "bad-setting",
+        Spec {
+            vars: &[("GATE_INTERVAL_MS", "soon")],
+            ..Spec::default()
+        },
+    );
+    let reply = stack.signup("person@example.com");
+    assert_eq!((reply.status, reply.code()), (500, "misconfigured"));
+    assert!(
+        !reply.text.contains("GATE_INTERVAL_MS"),
+        "config details stay in the log"
+    );
+    assert!(stack.ses_requests().is_empty());
+    assert!(
+        stack.log_contains("\"variable\":\"GATE_INTERVAL_MS\""),
+        "the log names the variable"
+    );
+}
+
+#[test]
+fn ses_answering_throttling_every_time_ends_in_upstream_throttled_after_two_retries() {
+    // ses-local accepts one send a minute, so after the first, every call is Throttling.
+    let stack = Stack::start(
+        "throttled",
+        Spec {
+            ses_args: &["--throttle-ms", "60000"],
+            ..Spec::default()
+        },
+    );
+    assert_eq!(stack.signup("first@example.com").status, 200);
+    let reply = stack.signup("second@example.com");
+    assert_eq!(
+        (reply.status, reply.code()),
+        (503, "upstream_throttled"),
+        "{}",
+        reply.text
+    );
+    assert!(reply
+        .header("retry-after")
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|s| s >= 1));
+    let codes: Vec<_> = stack
+        .ses_requests()
+        .iter()
+        .map(|r| r["code"].clone())
+        .collect();
+    assert_eq!(
+        codes.len(),
+        4,
+        "one send, then the first try and two retries: {codes:?}"
+    );
+    assert!(codes[1..].iter().all(|c| c == "Throttling"));
+    let gaps = stack
+        .ses_requests()
+        .windows(2)
+        .map(|w| {
+            w[1]["receivedAtUs"].as_u64().unwrap_or(0) - w[0]["receivedAtUs"].as_u64().unwrap_or(0)
+        })
+        .collect::<Vec<_>>();
+    assert!(
+        gaps.iter().all(|&g| g >= 1_000_000),
+        "retries also wait for a slot: {gaps:?}"
+    );
+}
+
+#[test]
+fn an_unreachable_or_silent_ses_is_an_upstream_error_or_timeout() {
+    // A port nobody listens on, and a listener that accepts but never answers.
+    let closed = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed_url = format!(
+        "http://127.0.0.1:{}/",
+        closed.local_addr().expect("addr").port()
+    );
+    drop(closed);
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_url = format!(
+        "http://127.0.0.1:{}/",
+        silent.local_addr().expect("addr").port()
+    );
+    let hold = std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().take(3).collect();
+        std::thread::sleep(Duration::from_secs(20));
+        drop(held);
+    });
+    let results = concurrently(
+        vec![
+            ("unreachable", closed_url, "upstream_error", 502),
+            ("silent", silent_url, "upstream_timeout", 504),
+        ],
+        |(name, url, code, status)| {
+            let vars = [("SES_TIMEOUT_MS", "800"), ("GATE_INTERVAL_MS", "200")];
+            let stack = Stack::start(
+                name,
+                Spec {
+                    vars: &vars,
+                    ses_endpoint: Some(url),
+                    ..Spec::default()
+                },
+            );
+            (name, stack.signup("person@example.com"), code, status)
+        },
+    );
+    for (name, reply, code, status) in results {
+        assert_eq!(
+            (reply.status, reply.code()),
+            (status, code),
+            "{name}: {}",
+            reply.text
+        );
+    }
+    drop(hold);
+}

@@ -1,0 +1,380 @@
+//! The e2e harness: starts ses-local and a real `wrangler dev` (workerd, Durable Objects) on free
+//! loopback ports, drives them over HTTP, and stops both process groups when dropped.
+//!
+//! It runs the Worker bundle `make test` built into `build/` (through a copy of wrangler.toml
+//! without its `[build]` step, so stacks start without rebuilding), with its own `--persist-to`
+//! directory and `--var` overrides.
+
+// Native test code: reading the clock is fine off wasm32.
+#![allow(clippy::disallowed_methods, dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const ACCESS_KEY_ID: &str = "AKIDE2ETEST";
+pub const SECRET_ACCESS_KEY: &str = "e2e-secret-access-key";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// What a stack is started with.
+#[derive(Default)]
+pub struct Spec<'a> {
+    /// `--var NAME:VALUE` overrides for the Worker.
+    pub vars: &'a [(&'a str, &'a str)],
+    /// Extra ses-local flags.
+    pub ses_args: &'a [&'a str],
+    /// Point the Worker somewhere other than ses-local.
+    pub ses_endpoint: Option<String>,
+}
+
+/// A child process in its own process group, so wrangler's workerd children die with it.
+struct Group(Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let pgid = self.0.id() as i32;
+        // SAFETY: kill(2) on a process group this test created; no memory is involved.
+        unsafe { libc::kill(-pgid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: as above.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_group(command: &mut Command) -> Group {
+    Group(
+        command
+            .process_group(0)
+            .spawn()
+            .expect("spawn child process"),
+    )
+}
+
+pub struct Stack {
+    pub worker: String,
+    pub ses: String,
+    pub dir: PathBuf,
+    _wrangler: Group,
+    _ses_local: Group,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn require(path: &Path, what: &str) {
+    assert!(
+        path.exists(),
+        "{} is missing ({what}). Run `make test`, which builds it first.",
+        path.display()
+    );
+}
+
+/// wrangler.toml as committed, minus `[build]` (the bundle is already built) and with `main` absolute.
+fn test_wrangler_config() -> String {
+    let original =
+        std::fs::read_to_string(root().join("wrangler.toml")).expect("read wrangler.toml");
+    let mut out = String::new();
+    let mut in_build = false;
+    for line in original.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            in_build = trimmed == "[build]";
+        }
+        if in_build {
+            continue;
+        }
+        if trimmed.starts_with("main =") {
+            out.push_str(&format!(
+                "main = {:?}\n",
+                root().join("build/index.js").display().to_string()
+            ));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+impl Stack {
+    pub fn start(name: &str, spec: Spec) -> Stack {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = root()
+            .join("target/e2e")
+            .join(format!("{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create stack dir");
+
+        let ses_bin = root().join("target/debug/ses-local");
+        let wrangler = root().join("node_modules/.bin/wrangler");
+        require(&ses_bin, "the ses-local binary");
+        require(&root().join("build/index.js"), "the Worker bundle");
+        require(&wrangler, "wrangler from npm");
+
+        let ses_log = std::fs::File::create(dir.join("ses-local.stderr")).expect("log file");
+        let mut ses_command = Command::new(&ses_bin);
+        ses_command
+            .args([
+                "--port",
+                "0",
+                "--access-key-id",
+                ACCESS_KEY_ID,
+                "--secret-access-key",
+                SECRET_ACCESS_KEY,
+            ])
+            .arg("--config")
+            .arg(root().join("ses-local.toml"))
+            .args(spec.ses_args)
+            .stdout(Stdio::piped())
+            .stderr(ses_log);
+        let mut ses_child = spawn_group(&mut ses_command);
+        let mut line = String::new();
+        BufReader::new(ses_child.0.stdout.take().expect("ses-local stdout"))
+            .read_line(&mut line)
+            .expect("ses-local prints its address");
+        let ses = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            ses.starts_with("http://127.0.0.1:"),
+            "ses-local said {line:?}"
+        );
+
+        let config_path = dir.join("wrangler.toml");
+        std::fs::write(&config_path, test_wrangler_config()).expect("write test wrangler.toml");
+        let (port, inspector) = (free_port(), free_port());
+        let endpoint = spec.ses_endpoint.clone().unwrap_or_else(|| ses.clone());
+        let mut vars: Vec<String> = vec![
+            format!("AWS_ACCESS_KEY_ID:{ACCESS_KEY_ID}"),
+            format!("AWS_SECRET_ACCESS_KEY:{SECRET_ACCESS_KEY}"),
+            format!("SES_ENDPOINT:{endpoint}"),
+        ];
+        vars.extend(spec.vars.iter().map(|(k, v)| format!("{k}:{v}")));
+        let log = std::fs::File::create(dir.join("wrangler.log")).expect("log file");
+        let node_bin = root().join("node_modules/.bin");
+        let path = format!(
+            "{}:{}",
+            node_bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut wrangler_command = Command::new(&wrangler);
+        wrangler_command
+            .arg("dev")
+            .arg("--config")
+            .arg(&config_path)
+            .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--inspector-port", &inspector.to_string()])
+            .arg("--persist-to")
+            .arg(dir.join("state"))
+            .args(vars.iter().flat_map(|v| ["--var".to_string(), v.clone()]))
+            .env("PATH", path)
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("CI", "true")
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        let mut wrangler_child = spawn_group(&mut wrangler_command);
+        let worker = format!("http://127.0.0.1:{port}");
+
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if get(&format!("{worker}/healthz")).map(|r| r.status) == Some(200) {
+                break;
+            }
+            let exited = wrangler_child.0.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
+                let mut log = String::new();
+                let _ = std::fs::File::open(dir.join("wrangler.log"))
+                    .and_then(|mut f| f.read_to_string(&mut log));
+                panic!("wrangler dev did not become ready ({exited:?}); its log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Stack {
+            worker,
+            ses,
+            dir,
+            _wrangler: wrangler_child,
+            _ses_local: ses_child,
+        }
+    }
+
+    pub fn post_json(&self, body: &str) -> Reply {
+        request(
+            "POST",
+            &format!("{}/signup", self.worker),
+            Some(("application/json", body.as_bytes())),
+        )
+    }
+
+    pub fn signup(&self, email: &str) -> Reply {
+        self.post_json(&serde_json::json!({ "email": email }).to_string())
+    }
+
+    /// ses-local's accepted sends, newest first.
+    pub fn outbox(&self) -> Vec<serde_json::Value> {
+        self.ses_json("/_outbox")["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every request ses-local received, in order.
+    pub fn ses_requests(&self) -> Vec<serde_json::Value> {
+        self.ses_json("/_requests")["requests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn ses_json(&self, path: &str) -> serde_json::Value {
+        let reply =
+            get(&format!("{}{}", self.ses.trim_end_matches('/'), path)).expect("ses-local answers");
+        reply.json
+    }
+
+    /// Whether wrangler's log shows `needle` within a few seconds (log lines arrive asynchronously).
+    pub fn log_contains(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = std::fs::read_to_string(self.dir.join("wrangler.log")).unwrap_or_default();
+            if log.contains(needle) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Microseconds between consecutive accepted sends, as ses-local saw them arrive.
+    pub fn send_gaps_us(&self) -> Vec<u64> {
+        let arrivals: Vec<u64> = self
+            .ses_requests()
+            .iter()
+            .filter(|r| r["status"] == 200)
+            .filter_map(|r| r["receivedAtUs"].as_u64())
+            .collect();
+        arrivals.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+}
+
+/// An HTTP answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub text: String,
+    pub json: serde_json::Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `error.code` of an error body.
+    pub fn code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or_default()
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(60))
+        .build()
+}
+
+fn into_reply(response: ureq::Response) -> Reply {
+    let status = response.status();
+    let headers = response
+        .headers_names()
+        .into_iter()
+        .map(|n| {
+            let v = response.header(&n).unwrap_or_default().to_string();
+            (n, v)
+        })
+        .collect();
+    let text = response.into_string().unwrap_or_default();
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    Reply {
+        status,
+        headers,
+        text,
+        json,
+    }
+}
+
+fn get(url: &str) -> Option<Reply> {
+    match agent().get(url).call() {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => Some(into_reply(r)),
+        Err(_) => None,
+    }
+}
+
+/// An optional request body: (content type, bytes).
+pub type Body<'a> = Option<(&'a str, &'a [u8])>;
+
+/// Any method, an optional body; panics only on a transport error.
+pub fn request(method: &str, url: &str, body: Body) -> Reply {
+    let req = agent().request(method, url);
+    let result = match body {
+        Some((content_type, bytes)) => req.set("content-type", content_type).send_bytes(bytes),
+        None => req.call(),
+    };
+    match result {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => into_reply(r),
+        Err(e) => panic!("{method} {url}: {e}"),
+    }
+}
+
+/// A body sent with chunked transfer encoding (no Content-Length).
+pub fn post_chunked(url: &str, content_type: &str, body: Vec<u8>) -> Reply {
+    let result = agent()
+        .post(url)
+        .set("content-type", content_type)
+        .send(std::io::Cursor::new(body));
+    match result {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => into_reply(r),
+        Err(e) => panic!("POST {url}: {e}"),
+    }
+}
+
+/// Runs `f` on each item in its own thread, all at once, and collects the results in order.
+pub fn concurrently<T: Send + 'static, R: Send + 'static>(items: Vec<T>, f: fn(T) -> R) -> Vec<R> {
+    let handles: Vec<_> = items
+        .into_iter()
+        .map(|item| std::thread::spawn(move || f(item)))
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect()
+}
