@@ -8,7 +8,7 @@
 // Native test code: reading the clock is fine off wasm32.
 #![allow(clippy::disallowed_methods, dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -197,22 +197,30 @@ impl Stack {
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
         let mut wrangler_child = spawn_group(&mut wrangler_command);
-        let worker = format!("http://127.0.0.1:{port}");
 
+        // Talk to the address wrangler itself reports (should it not get the port asked for, a
+        // health check on that port could reach another test's stack).
         let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if get(&format!("{worker}/healthz")).map(|r| r.status) == Some(200) {
-                break;
+        let worker = loop {
+            let log = std::fs::read_to_string(dir.join("wrangler.log")).unwrap_or_default();
+            let ready = log
+                .split("Ready on ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(|url| url.trim_end_matches('/').to_string());
+            if let Some(url) = ready {
+                if get(&format!("{url}/healthz")).map(|r| r.status) == Some(200) {
+                    break url;
+                }
             }
             let exited = wrangler_child.0.try_wait().ok().flatten();
             if exited.is_some() || Instant::now() > deadline {
-                let mut log = String::new();
-                let _ = std::fs::File::open(dir.join("wrangler.log"))
-                    .and_then(|mut f| f.read_to_string(&mut log));
-                panic!("wrangler dev did not become ready ({exited:?}); its log:\n{log}");
+                panic!(
+                    "wrangler dev (port {port}) did not become ready ({exited:?}); its log:\n{log}"
+                );
             }
             std::thread::sleep(Duration::from_millis(250));
-        }
+        };
         Stack {
             worker,
             ses,
