@@ -355,6 +355,38 @@ fn ses_configuration_errors_are_answered_as_misconfigured() {
 }
 
 #[test]
+fn a_skewed_clock_is_misconfigured_and_logged_as_a_clock_problem() {
+    // ses-local's clock runs 15 minutes ahead: the Worker's signature looks expired.
+    let stack = Stack::start(
+        "clock-skew",
+        Spec {
+            ses_args: &["--clock-offset-secs", "900"],
+            ..Spec::default()
+        },
+    );
+    let reply = stack.signup("person@example.com");
+    assert_eq!(
+        (reply.status, reply.code()),
+        (500, "misconfigured"),
+        "{}",
+        reply.text
+    );
+    assert_eq!(
+        stack.ses_requests()[0]["signature"],
+        "SignatureDoesNotMatch"
+    );
+    assert!(
+        stack.log_contains("Signature expired"),
+        "the SES message is logged"
+    );
+    assert!(
+        stack.log_contains("clock skew"),
+        "and flagged as a clock problem"
+    );
+    assert!(!reply.text.contains("expired"));
+}
+
+#[test]
 fn a_configured_configuration_set_and_session_token_are_sent_and_accepted() {
     let stack = Stack::start(
         "config-set-token",

@@ -49,6 +49,9 @@ struct Args {
     /// Largest allowed difference, in seconds, between a request's X-Amz-Date and this clock.
     #[arg(long, default_value_t = 300)]
     max_skew_secs: i64,
+    /// Seconds added to this machine's clock (negative allowed), to try out clock-skew errors.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    clock_offset_secs: i64,
 }
 
 #[tokio::main]
@@ -67,6 +70,7 @@ async fn main() {
         },
         region: args.region,
         max_skew: time::Duration::seconds(args.max_skew_secs),
+        clock_offset: time::Duration::seconds(args.clock_offset_secs),
     });
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await

@@ -19,6 +19,8 @@ pub struct App {
     pub credentials: Credentials,
     pub region: String,
     pub max_skew: time::Duration,
+    /// Added to this machine's clock, to simulate a caller whose clock is off.
+    pub clock_offset: time::Duration,
 }
 
 impl App {
@@ -46,7 +48,7 @@ async fn query_api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let now = OffsetDateTime::now_utc();
+    let now = OffsetDateTime::now_utc() + app.clock_offset;
     let now_us = u64::try_from(now.unix_timestamp_nanos() / 1_000).unwrap_or_default();
     let request_id = random_id();
     let header_list: Vec<(String, String)> = headers
