@@ -1,10 +1,17 @@
 //! ses-local: a local Amazon SES Query API (SES v1, 2010-12-01) for custom verification emails.
-//! It listens on 127.0.0.1 only, checks SigV4 on every request like SES, and keeps an outbox.
+//! It listens on 127.0.0.1 only, checks SigV4 on every request like SES, and keeps an outbox
+//! whose verification links work.
 
+mod api;
+mod clock;
+mod faults;
+mod ids;
+mod mail;
+mod pages;
 mod server;
-mod service;
 mod settings;
 mod sigv4;
+mod store;
 mod xml;
 
 use std::io::Write;
@@ -13,15 +20,17 @@ use std::sync::{Arc, Mutex};
 
 use clap::Parser;
 
+use crate::api::{Limits, Ses};
 use crate::server::App;
-use crate::service::Ses;
 use crate::settings::Settings;
 use crate::sigv4::Credentials;
+use crate::store::{StateFile, Store};
 
-/// A local Amazon SES (Query API) for SendCustomVerificationEmail, with SigV4 checks and an outbox.
+/// A local Amazon SES (Query API) for custom verification emails: template CRUD, identities,
+/// SendCustomVerificationEmail, SigV4 checks, a clickable outbox and fault injection.
 ///
-/// Test endpoints: GET /_outbox (accepted sends, newest first) and GET /_requests (every request,
-/// its signature verdict and the answer).
+/// Test endpoints: GET /_outbox (HTML, or JSON with Accept: application/json), GET /_requests,
+/// POST/GET/DELETE /_faults. See ses-local/README.md.
 #[derive(Debug, Parser)]
 #[command(name = "ses-local", version)]
 struct Args {
@@ -40,12 +49,18 @@ struct Args {
     /// Region the signature's credential scope must name.
     #[arg(long, default_value = "us-east-1")]
     region: String,
-    /// TOML file with verified_identities, configuration_sets and [[templates]] (see ses-local.toml).
+    /// TOML seed: verified_identities, configuration_sets and [[templates]] (see ses-local.toml).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Minimum milliseconds between accepted SendCustomVerificationEmail calls; sooner is Throttling.
+    /// JSON file that keeps templates and identities across restarts (written atomically).
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Minimum milliseconds between accepted calls of each action; sooner is Throttling.
     #[arg(long, default_value_t = 1000)]
     throttle_ms: u64,
+    /// How long a verification link stays valid, in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    link_ttl_secs: u64,
     /// Largest allowed difference, in seconds, between a request's X-Amz-Date and this clock.
     #[arg(long, default_value_t = 300)]
     max_skew_secs: i64,
@@ -61,8 +76,34 @@ async fn main() {
         Some(path) => Settings::load(path).unwrap_or_else(|e| fail(&e)),
         None => Settings::default(),
     };
+    let state_file = args.state.clone().map(StateFile);
+    let mut store = match &state_file {
+        Some(file) => file.load().unwrap_or_else(|e| fail(&e)),
+        None => Store::default(),
+    };
+    settings.seed(&mut store);
+    if let Some(file) = &state_file {
+        file.save(&store).unwrap_or_else(|e| fail(&e));
+    }
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .unwrap_or_else(|e| fail(&format!("cannot listen on 127.0.0.1:{}: {e}", args.port)));
+    let port = listener
+        .local_addr()
+        .unwrap_or_else(|e| fail(&e.to_string()))
+        .port();
+    let limits = Limits {
+        throttle_ms: args.throttle_ms,
+        link_ttl_ms: args.link_ttl_secs.saturating_mul(1000),
+    };
     let app = Arc::new(App {
-        ses: Mutex::new(Ses::new(settings, &args.region, args.throttle_ms)),
+        ses: Mutex::new(Ses::new(
+            store,
+            state_file,
+            settings.configuration_sets,
+            &args.region,
+            limits,
+        )),
         credentials: Credentials {
             access_key_id: args.access_key_id,
             secret_access_key: args.secret_access_key,
@@ -71,14 +112,8 @@ async fn main() {
         region: args.region,
         max_skew: time::Duration::seconds(args.max_skew_secs),
         clock_offset: time::Duration::seconds(args.clock_offset_secs),
+        base_url: format!("http://127.0.0.1:{port}"),
     });
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
-        .await
-        .unwrap_or_else(|e| fail(&format!("cannot listen on 127.0.0.1:{}: {e}", args.port)));
-    let port = listener
-        .local_addr()
-        .unwrap_or_else(|e| fail(&e.to_string()))
-        .port();
     println!("ses-local listening on http://127.0.0.1:{port}/");
     let _ = std::io::stdout().flush();
     if let Err(e) = axum::serve(listener, server::router(app)).await {

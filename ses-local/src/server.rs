@@ -1,18 +1,25 @@
-//! HTTP for ses-local: the Query API at `POST /` (SigV4-checked), and the test endpoints
-//! `GET /_outbox` and `GET /_requests`.
+//! HTTP for ses-local: the Query API at `POST /` (faults first, then SigV4, then the action),
+//! the verification links, the outbox for people (HTML) and programs (JSON), the request log
+//! and fault injection.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use time::OffsetDateTime;
 
-use crate::service::{Answer, RequestRecord, Ses};
+use crate::api::{Answer, Call, Params, RequestRecord, Ses};
+use crate::faults::{Fault, FaultRequest};
+use crate::mail::LinkOutcome;
+use crate::pages;
 use crate::sigv4::{self, Credentials, Incoming};
+
+/// Template content may be up to 10 MB, form-encoded.
+const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
 
 pub struct App {
     pub ses: Mutex<Ses>,
@@ -21,14 +28,21 @@ pub struct App {
     pub max_skew: time::Duration,
     /// Added to this machine's clock, to simulate a caller whose clock is off.
     pub clock_offset: time::Duration,
+    /// `http://127.0.0.1:PORT`, for verification links.
+    pub base_url: String,
 }
 
 impl App {
     fn ses(&self) -> MutexGuard<'_, Ses> {
-        // A panic while holding the lock cannot leave the outbox half-written; keep serving.
+        // A panic while holding the lock cannot leave a half-applied change (the store is replaced
+        // whole); keep serving.
         self.ses
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc() + self.clock_offset
     }
 }
 
@@ -36,9 +50,83 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", post(query_api))
         .route("/_outbox", get(outbox))
+        .route("/_outbox/{message_id}", get(outbox_mail))
+        .route("/_verify/{token}", get(verify_link))
         .route("/_requests", get(requests))
+        .route(
+            "/_faults",
+            get(list_faults).post(add_fault).delete(clear_faults),
+        )
+        .route(
+            "/_pages/verified",
+            get(|| async { html(StatusCode::OK, pages::verified("Your address")) }),
+        )
+        .route(
+            "/_pages/failed",
+            get(|| async {
+                html(
+                    StatusCode::OK,
+                    pages::not_verified("The link was invalid or had expired."),
+                )
+            }),
+        )
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(app)
+}
+
+fn micros(at: OffsetDateTime) -> u64 {
+    u64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or_default()
+}
+
+fn xml_response(answer: Answer, request_id: String) -> Response {
+    (
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [
+            (header::CONTENT_TYPE, "text/xml".to_string()),
+            (
+                header::HeaderName::from_static("x-amzn-requestid"),
+                request_id,
+            ),
+        ],
+        answer.body,
+    )
+        .into_response()
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// The answer a fault gives instead of the real one (`None`: answer normally).
+fn fault_answer(fault: Fault, action: &str, request_id: &str) -> Option<(Answer, &'static str)> {
+    let xml = "text/xml";
+    let answer = |status, body: String| Answer {
+        status,
+        body,
+        code: None,
+        message_id: None,
+    };
+    Some(match fault {
+        Fault::Throttle => (Answer::error(400, "Throttling", "Maximum sending rate exceeded.", request_id), xml),
+        Fault::Status(500) => (Answer::error(500, "InternalFailure", "An internal failure occurred.", request_id), xml),
+        Fault::Status(_) => (Answer::error(503, "ServiceUnavailable", "Service is unavailable.", request_id), xml),
+        Fault::Html => (
+            answer(502, "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n".into()),
+            "text/html",
+        ),
+        Fault::Empty => (answer(200, String::new()), xml),
+        Fault::Truncated => {
+            let full = crate::xml::success(action, "\n    <MessageId>0100-truncated</MessageId>\n  ", request_id);
+            (answer(200, full[..full.len() / 2].to_string()), xml)
+        }
+        Fault::DelayMs(_) | Fault::Hang => return None,
+    })
 }
 
 async fn query_api(
@@ -48,9 +136,45 @@ async fn query_api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let now = OffsetDateTime::now_utc() + app.clock_offset;
-    let now_us = u64::try_from(now.unix_timestamp_nanos() / 1_000).unwrap_or_default();
-    let request_id = random_id();
+    let arrived = app.now();
+    let request_id = crate::ids::uuid();
+    let params = Params(form_urlencoded::parse(&body).into_owned().collect());
+    let action = params.get("Action").unwrap_or_default().to_string();
+    let mut record = RequestRecord {
+        request_id: request_id.clone(),
+        received_at_us: micros(arrived),
+        action: params.get("Action").map(str::to_string),
+        email_address: params.get("EmailAddress").map(str::to_string),
+        signature: "unchecked".into(),
+        fault: None,
+        status: 0,
+        code: None,
+        message_id: None,
+    };
+
+    let fault = app.ses().faults.next(&action);
+    if let Some(fault) = fault {
+        record.fault = Some(fault.name());
+        if let Some((answer, content_type)) = fault_answer(fault, &action, &request_id) {
+            record.status = answer.status;
+            record.code = answer.code.clone();
+            app.ses().requests.push(record);
+            let mut response = xml_response(answer, request_id);
+            if let Ok(value) = header::HeaderValue::from_str(content_type) {
+                response.headers_mut().insert(header::CONTENT_TYPE, value);
+            }
+            return response;
+        }
+        match fault {
+            Fault::Hang => {
+                app.ses().requests.push(record.clone());
+                std::future::pending::<()>().await;
+            }
+            Fault::DelayMs(ms) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
+            _ => {}
+        }
+    }
+
     let header_list: Vec<(String, String)> = headers
         .iter()
         .map(|(n, v)| {
@@ -67,78 +191,132 @@ async fn query_api(
         headers: &header_list,
         body: &body,
     };
-    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    };
+    let now = app.now();
     let verdict = sigv4::verify(&incoming, &app.credentials, &app.region, now, app.max_skew);
     let mut ses = app.ses();
     let answer = match &verdict {
-        Ok(()) => ses.handle(&params, now_us, &request_id, new_message_id),
-        Err(failure) => Answer::error(403, "Sender", failure.code, &failure.message, &request_id),
+        Ok(()) => ses.handle(
+            &params,
+            &mut Call {
+                now_us: micros(now),
+                request_id: &request_id,
+                base_url: &app.base_url,
+                new_id: &mut crate::ids::uuid,
+            },
+        ),
+        Err(failure) => Answer::error(403, failure.code, &failure.message, &request_id),
     };
-    ses.requests.push(RequestRecord {
-        request_id: request_id.clone(),
-        received_at_us: now_us,
-        method: method.to_string(),
-        path: uri.path().to_string(),
-        action: param("Action"),
-        email_address: param("EmailAddress"),
-        signature: verdict.map_or_else(|f| f.code.to_string(), |()| "valid".to_string()),
-        status: answer.status,
-        code: answer.code.clone(),
-        message_id: answer.message_id.clone(),
-    });
+    record.signature = verdict.map_or_else(|f| f.code.to_string(), |()| "valid".to_string());
+    record.status = answer.status;
+    record.code = answer.code.clone();
+    record.message_id = answer.message_id.clone();
+    ses.requests.push(record);
     drop(ses);
-    (
-        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        [
-            (header::CONTENT_TYPE, "text/xml".to_string()),
-            (
-                header::HeaderName::from_static("x-amzn-requestid"),
-                request_id,
-            ),
-        ],
-        answer.body,
-    )
-        .into_response()
+    xml_response(answer, request_id)
 }
 
-/// Accepted sends, newest first.
-async fn outbox(State(app): State<Arc<App>>) -> Response {
-    let messages: Vec<_> = app.ses().outbox.iter().rev().cloned().collect();
-    Json(serde_json::json!({ "messages": messages })).into_response()
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json"))
 }
 
-/// Every Query API request in arrival order, with its signature verdict and answer.
+/// Accepted sends, newest first: HTML for a person, JSON with `Accept: application/json`.
+async fn outbox(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let ses = app.ses();
+    if wants_json(&headers) {
+        let messages: Vec<_> = ses.outbox.newest_first().cloned().collect();
+        Json(serde_json::json!({ "messages": messages })).into_response()
+    } else {
+        html(StatusCode::OK, pages::outbox(ses.outbox.newest_first()))
+    }
+}
+
+async fn outbox_mail(
+    State(app): State<Arc<App>>,
+    Path(message_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let ses = app.ses();
+    match ses.outbox.find(&message_id) {
+        Some(mail) if wants_json(&headers) => Json(mail.clone()).into_response(),
+        Some(mail) => html(StatusCode::OK, pages::mail(mail)),
+        None => html(
+            StatusCode::NOT_FOUND,
+            pages::not_verified("There is no such mail in the outbox."),
+        ),
+    }
+}
+
+/// A verification link: the identity is updated, then a 302 to the template's URL (or a page).
+async fn verify_link(State(app): State<Arc<App>>, Path(token): Path<String>) -> Response {
+    let now_ms = micros(app.now()) / 1000;
+    let outcome = app.ses().open_link(&token, now_ms);
+    let redirect =
+        |url: &str| (StatusCode::FOUND, [(header::LOCATION, url.to_string())]).into_response();
+    match outcome {
+        Err(e) => html(StatusCode::INTERNAL_SERVER_ERROR, pages::not_verified(&e)),
+        Ok(LinkOutcome::Verified {
+            redirect: Some(url),
+            ..
+        })
+        | Ok(LinkOutcome::Expired {
+            redirect: Some(url),
+            ..
+        })
+        | Ok(LinkOutcome::Invalid {
+            redirect: Some(url),
+        }) => redirect(&url),
+        Ok(LinkOutcome::Verified {
+            identity,
+            redirect: None,
+        }) => html(StatusCode::OK, pages::verified(&identity)),
+        Ok(LinkOutcome::Expired { redirect: None, .. }) => html(
+            StatusCode::GONE,
+            pages::not_verified("This verification link has expired."),
+        ),
+        Ok(LinkOutcome::Invalid { redirect: None }) => html(
+            StatusCode::NOT_FOUND,
+            pages::not_verified("This verification link is not valid."),
+        ),
+    }
+}
+
+/// Every Query API request in arrival order, with its signature verdict, fault and answer.
 async fn requests(State(app): State<Arc<App>>) -> Response {
     let requests = app.ses().requests.clone();
     Json(serde_json::json!({ "requests": requests })).into_response()
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).expect("the OS random source is available");
-    hex::encode(buf)
+async fn list_faults(State(app): State<Arc<App>>) -> Response {
+    Json(serde_json::json!({ "faults": app.ses().faults.list() })).into_response()
 }
 
-/// A UUID-shaped request id.
-fn random_id() -> String {
-    let h = random_hex(16);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+async fn add_fault(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let bad = |message: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({ "error": message })),
+        )
+            .into_response()
+    };
+    let request: FaultRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => return bad(format!("expected {{\"action\",\"fault\",\"count\"}}: {e}")),
+    };
+    let mut ses = app.ses();
+    match ses.faults.add(&request) {
+        Ok(()) => (
+            StatusCode::CREATED,
+            Json(serde_json::json!({ "faults": ses.faults.list() })),
+        )
+            .into_response(),
+        Err(message) => bad(message),
+    }
 }
 
-/// Shaped like SES's: `0100` + time-ish hex, a UUID, `-000000`.
-fn new_message_id() -> String {
-    format!("0100{}-{}-000000", random_hex(6), random_id())
+async fn clear_faults(State(app): State<Arc<App>>) -> Response {
+    app.ses().faults.clear();
+    StatusCode::NO_CONTENT.into_response()
 }

@@ -1,7 +1,10 @@
 //! The `--config` file (TOML): verified identities, configuration sets and custom verification
-//! templates that ses-local starts with. Unknown keys and bad values are startup errors.
+//! templates that ses-local starts with (a seed: templates already in the state file are kept).
+//! Unknown keys and bad values are startup errors.
 
 use serde::Deserialize;
+
+use crate::store::{Store, VerificationStatus};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +46,28 @@ impl Settings {
             }
         }
         Ok(settings)
+    }
+
+    /// Marks the identities verified and adds the templates the store does not have yet.
+    pub fn seed(&self, store: &mut Store) {
+        for identity in &self.verified_identities {
+            store
+                .identities
+                .insert(identity.clone(), VerificationStatus::Success);
+        }
+        for t in &self.templates {
+            store
+                .templates
+                .entry(t.name.clone())
+                .or_insert_with(|| crate::store::Template {
+                    template_name: t.name.clone(),
+                    from_email_address: t.from.clone(),
+                    template_subject: t.subject.clone(),
+                    template_content: t.content.clone(),
+                    success_redirection_url: t.success_url.clone(),
+                    failure_redirection_url: t.failure_url.clone(),
+                });
+        }
     }
 
     pub fn load(path: &std::path::Path) -> Result<Self, String> {

@@ -1,0 +1,140 @@
+//! The verification link of a custom verification email: success, reuse, unknown and expiry,
+//! through a real HTTP client.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{call, open_without_following, outbox, start, status_of};
+
+/// A template whose links land on this ses-local's own pages.
+fn create_template(ses: &support::SesLocal) {
+    let success = format!("{}_pages/verified", ses.url);
+    let failure = format!("{}_pages/failed", ses.url);
+    let reply = call(
+        ses,
+        "CreateCustomVerificationEmailTemplate",
+        &[
+            ("TemplateName", "Linked"),
+            ("FromEmailAddress", support::FROM),
+            ("TemplateSubject", "Confirm"),
+            (
+                "TemplateContent",
+                "<html><body><h1>Almost there</h1></body></html>",
+            ),
+            ("SuccessRedirectionURL", &success),
+            ("FailureRedirectionURL", &failure),
+        ],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+fn send(ses: &support::SesLocal, email: &str) -> serde_json::Value {
+    if call(
+        ses,
+        "GetCustomVerificationEmailTemplate",
+        &[("TemplateName", "Linked")],
+    )
+    .status
+        != 200
+    {
+        create_template(ses);
+    }
+    let reply = call(
+        ses,
+        "SendCustomVerificationEmail",
+        &[("EmailAddress", email), ("TemplateName", "Linked")],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    outbox(ses).into_iter().next().expect("a mail")
+}
+
+#[test]
+fn the_link_verifies_the_address_and_a_browser_lands_on_the_success_url() {
+    let ses = start(&["--throttle-ms", "0"]);
+    let mail = send(&ses, "user+tag@example.com");
+    assert_eq!(
+        status_of(&ses, "user+tag@example.com").as_deref(),
+        Some("Pending")
+    );
+    let link = mail["verificationLink"].as_str().expect("link");
+    let html = mail["html"].as_str().expect("html");
+    assert!(
+        html.starts_with("<html><body><h1>Almost there</h1>"),
+        "the template content comes first"
+    );
+    assert!(html.contains(link) && html.contains("If you did not ask to verify"));
+
+    // A real client following the redirect ends on the template's success page.
+    let landed = ureq::get(link).call().expect("follow the link");
+    assert!(
+        landed.get_url().ends_with("/_pages/verified"),
+        "{}",
+        landed.get_url()
+    );
+    assert_eq!(
+        status_of(&ses, "user+tag@example.com").as_deref(),
+        Some("Success")
+    );
+
+    // A second click is a reused token: the failure URL, and the identity stays verified.
+    let (status, location) = open_without_following(link);
+    assert_eq!(status, 302);
+    assert!(location.expect("Location").ends_with("/_pages/failed"));
+    assert_eq!(
+        status_of(&ses, "user+tag@example.com").as_deref(),
+        Some("Success")
+    );
+}
+
+#[test]
+fn an_unknown_token_does_not_verify_anything() {
+    let ses = start(&["--throttle-ms", "0"]);
+    let (status, _) = open_without_following(&format!("{}_verify/not-a-token", ses.url));
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn an_expired_link_fails_the_identity_and_redirects_to_the_failure_url() {
+    let ses = start(&["--throttle-ms", "0", "--link-ttl-secs", "1"]);
+    let mail = send(&ses, "late@example.com");
+    std::thread::sleep(Duration::from_millis(1300));
+    let (status, location) =
+        open_without_following(mail["verificationLink"].as_str().expect("link"));
+    assert_eq!(status, 302);
+    assert!(location.expect("Location").ends_with("/_pages/failed"));
+    assert_eq!(
+        status_of(&ses, "late@example.com").as_deref(),
+        Some("Failed")
+    );
+    // A new mail refreshes the identity to Pending.
+    send(&ses, "late@example.com");
+    assert_eq!(
+        status_of(&ses, "late@example.com").as_deref(),
+        Some("Pending")
+    );
+}
+
+#[test]
+fn the_outbox_pages_escape_attacker_chosen_addresses() {
+    let ses = start(&["--throttle-ms", "0"]);
+    let hostile = "<script>alert(1)</script>@evil.example";
+    let mail = send(&ses, hostile);
+    let list = ureq::get(&format!("{}_outbox", ses.url))
+        .call()
+        .expect("outbox")
+        .into_string()
+        .expect("html");
+    assert!(
+        list.contains("&lt;script&gt;alert(1)&lt;/script&gt;@evil.example"),
+        "{list}"
+    );
+    assert!(!list.contains("<script>alert(1)"));
+    let id = mail["messageId"].as_str().expect("id");
+    let page = ureq::get(&format!("{}_outbox/{id}", ses.url))
+        .call()
+        .expect("mail page")
+        .into_string()
+        .expect("html");
+    assert!(!page.contains("<script>alert(1)") && page.contains("iframe sandbox"));
+}

@@ -1,0 +1,249 @@
+//! Starts ses-local on a free port and talks to it like an SDK would: form-encoded Query calls
+//! signed with aws-sigv4 directly (not the Worker's signing code).
+
+// Native test code: reading the clock is fine off wasm32.
+#![allow(clippy::disallowed_methods, dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+
+pub const KEY_ID: &str = "AKIDTEST";
+pub const SECRET: &str = "test-secret";
+pub const FROM: &str = "noreply@signup-verify.test";
+
+pub struct SesLocal {
+    child: Child,
+    pub url: String,
+}
+
+impl Drop for SesLocal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn repo_file(name: &str) -> String {
+    format!("{}/../{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// ses-local seeded from the repository's ses-local.toml, plus `extra` flags.
+pub fn start(extra: &[&str]) -> SesLocal {
+    start_with(&["--config", &repo_file("ses-local.toml")], extra)
+}
+
+pub fn start_with(base: &[&str], extra: &[&str]) -> SesLocal {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ses-local"))
+        .args([
+            "--port",
+            "0",
+            "--access-key-id",
+            KEY_ID,
+            "--secret-access-key",
+            SECRET,
+        ])
+        .args(base)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start ses-local");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read the listening line");
+    let url = line.trim().rsplit(' ').next().expect("url").to_string();
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "ses-local said {line:?}"
+    );
+    SesLocal { child, url }
+}
+
+/// Runs ses-local expecting it to refuse to start; returns (exit code, stderr).
+pub fn start_failure(args: &[&str], state: &Path) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_ses-local"))
+        .args(["--port", "0", "--state"])
+        .arg(state)
+        .args(args)
+        .output()
+        .expect("run ses-local");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+pub struct Signing<'a> {
+    pub key_id: &'a str,
+    pub secret: &'a str,
+    pub region: &'a str,
+    pub service: &'a str,
+    pub time: SystemTime,
+}
+
+pub fn now() -> Signing<'static> {
+    Signing {
+        key_id: KEY_ID,
+        secret: SECRET,
+        region: "us-east-1",
+        service: "ses",
+        time: SystemTime::now(),
+    }
+}
+
+/// An SES reply: status and XML body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn code(&self) -> &str {
+        self.text("Code").unwrap_or_default()
+    }
+
+    /// The text of the first `<name>` element.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.body
+            .split(&format!("<{name}>"))
+            .nth(1)
+            .and_then(|s| s.split(&format!("</{name}>")).next())
+    }
+
+    /// The texts of every `<name>` element.
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.body
+            .split(&format!("<{name}>"))
+            .skip(1)
+            .filter_map(|s| s.split(&format!("</{name}>")).next())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        form.append_pair(k, v);
+    }
+    form.finish()
+}
+
+/// POSTs a form body, signed as `signing` says (or unsigned).
+pub fn post_body(ses: &SesLocal, body: &str, signing: Option<&Signing>) -> Reply {
+    let content_type = "application/x-www-form-urlencoded; charset=utf-8";
+    let mut request = ureq::post(&ses.url).set("content-type", content_type);
+    if let Some(s) = signing {
+        let identity = Credentials::new(s.key_id, s.secret, None, None, "test").into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(s.region)
+            .name(s.service)
+            .time(s.time)
+            .settings(SigningSettings::default())
+            .build()
+            .expect("params")
+            .into();
+        let signable = SignableRequest::new(
+            "POST",
+            &ses.url,
+            [("content-type", content_type)].into_iter(),
+            SignableBody::Bytes(body.as_bytes()),
+        )
+        .expect("signable");
+        let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
+        for (name, value) in instructions.headers() {
+            request = request.set(name, value);
+        }
+    }
+    match request.send_string(body) {
+        Ok(r) => Reply {
+            status: r.status(),
+            body: r.into_string().expect("body"),
+        },
+        Err(ureq::Error::Status(status, r)) => Reply {
+            status,
+            body: r.into_string().expect("body"),
+        },
+        Err(e) => panic!("transport error: {e}"),
+    }
+}
+
+/// A signed Query call: `Action`, `Version` and `params`.
+pub fn call(ses: &SesLocal, action: &str, params: &[(&str, &str)]) -> Reply {
+    let mut pairs = vec![("Action", action), ("Version", "2010-12-01")];
+    pairs.extend_from_slice(params);
+    post_body(ses, &form(&pairs), Some(&now()))
+}
+
+pub fn get_json(ses: &SesLocal, path: &str) -> serde_json::Value {
+    let text = ureq::get(&format!("{}{}", ses.url.trim_end_matches('/'), path))
+        .set("accept", "application/json")
+        .call()
+        .expect("GET")
+        .into_string()
+        .expect("body");
+    serde_json::from_str(&text).expect("json")
+}
+
+pub fn outbox(ses: &SesLocal) -> Vec<serde_json::Value> {
+    get_json(ses, "/_outbox")["messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+pub fn requests(ses: &SesLocal) -> Vec<serde_json::Value> {
+    get_json(ses, "/_requests")["requests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// An HTTP client that does not follow redirects.
+pub fn no_redirects() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .redirects(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+}
+
+/// GET without following redirects: (status, Location).
+pub fn open_without_following(url: &str) -> (u16, Option<String>) {
+    let response = match no_redirects().get(url).call() {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{url}: {e}"),
+    };
+    (
+        response.status(),
+        response.header("location").map(str::to_string),
+    )
+}
+
+pub fn status_of(ses: &SesLocal, identity: &str) -> Option<String> {
+    call(
+        ses,
+        "GetIdentityVerificationAttributes",
+        &[("Identities.member.1", identity)],
+    )
+    .text("VerificationStatus")
+    .map(str::to_string)
+}
+
+pub fn template_params<'a>(name: &'a str, from: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("TemplateName", name),
+        ("FromEmailAddress", from),
+        ("TemplateSubject", "Please confirm"),
+        ("TemplateContent", "<h1>Welcome</h1><p>Confirm below.</p>"),
+        ("SuccessRedirectionURL", "https://app.example/ok"),
+        ("FailureRedirectionURL", "https://app.example/failed"),
+    ]
+}
