@@ -1,9 +1,6 @@
 //! ses-local over real HTTP, with requests signed by aws-sigv4 directly (an independent path
 //! from the Worker's signing code).
 
-// Native test code: reading the clock is fine off wasm32.
-#![allow(clippy::disallowed_methods)]
-
 mod support;
 
 use std::process::Command;

@@ -1,8 +1,7 @@
 //! Starts ses-local on a free port and talks to it like an SDK would: form-encoded Query calls
 //! signed with aws-sigv4 directly (not the Worker's signing code).
 
-// Native test code: reading the clock is fine off wasm32.
-#![allow(clippy::disallowed_methods, dead_code)]
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
