@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make dev` and `make test` need, skipping whatever is already there:
 # the wasm32 target, rustfmt/clippy, worker-build (pinned), wasm-bindgen-cli (the exact version
-# in Cargo.lock) and the npm devDependencies (wrangler, Node 22, binaryen's wasm-opt).
+# in Cargo.lock), the npm devDependencies (wrangler, Node 22, binaryen's wasm-opt) and boto3
+# in target/py (for ses-local's real-SDK test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,4 +42,13 @@ if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/wasm-opt ] ||
   say "installing npm devDependencies (wrangler, node@22, binaryen)"
   npm ci --no-audit --no-fund
 fi
+# boto3, a real AWS SDK, for ses-local's SDK compatibility test.
+BOTO3_VERSION=1.44.8
+if ! target/py/bin/python -c "import boto3, sys; sys.exit(boto3.__version__ != '$BOTO3_VERSION')" 2>/dev/null; then
+  say "installing boto3 $BOTO3_VERSION into target/py"
+  command -v python3 >/dev/null || { echo "setup: python3 is required for the boto3 test" >&2; exit 1; }
+  python3 -m venv target/py
+  target/py/bin/pip install --quiet --disable-pip-version-check "boto3==$BOTO3_VERSION"
+fi
+
 node_modules/.bin/node --version | grep -q '^v22\.' || { echo "setup: node_modules/.bin/node is not Node 22" >&2; exit 1; }
