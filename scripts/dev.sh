@@ -18,7 +18,8 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-target/debug/ses-local --port "$SES_PORT" --config ses-local.toml &
+# Templates and identities persist in .dev-state/ (git-ignored); ses-local.toml seeds them.
+target/debug/ses-local --port "$SES_PORT" --config ses-local.toml --state .dev-state/ses-local.json &
 pids+=($!)
 
 wrangler dev --ip 127.0.0.1 --port "$WORKER_PORT" &
@@ -31,8 +32,8 @@ for _ in $(seq 1 240); do
 ==> signup-verify is running on http://127.0.0.1:${WORKER_PORT}/ (ses-local on http://127.0.0.1:${SES_PORT}/)
     Try it:
       curl -sS -X POST http://127.0.0.1:${WORKER_PORT}/signup -H 'content-type: application/json' -d '{"email":"you+test@example.com"}'
-    Then see the mail ses-local accepted:
-      curl -sS http://127.0.0.1:${SES_PORT}/_outbox
+    Then open the outbox and click the verification link:
+      http://127.0.0.1:${SES_PORT}/_outbox
     Ctrl-C stops both.
 
 MSG

@@ -9,7 +9,7 @@ mod support;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use support::{concurrently, post_chunked, request, Body, Reply, Spec, Stack};
+use support::{concurrently, post_chunked, request, Body, Reply, SesClient, Spec, Stack, FROM};
 
 fn signup_at((worker, email): (String, String)) -> (String, Reply) {
     let body = serde_json::json!({ "email": email }).to_string();
@@ -48,6 +48,27 @@ fn a_plus_tagged_signup_is_sent_and_the_outbox_shows_exactly_that_address_and_me
     assert_eq!(outbox[0]["emailAddress"], "user+tag@example.com");
     assert_eq!(outbox[0]["messageId"], message_id.as_str());
     assert_eq!(outbox[0]["templateName"], "SignupVerify");
+
+    // The person clicks the link in the mail: the browser lands on the template's success page
+    // and SES now has the address as a verified identity.
+    assert_eq!(
+        stack
+            .client
+            .verification_status("user+tag@example.com")
+            .as_deref(),
+        Some("Pending")
+    );
+    let link = outbox[0]["verificationLink"].as_str().expect("link");
+    let landed = support::get(link).expect("open the link");
+    assert_eq!(landed.status, 200);
+    assert!(landed.text.contains("Address verified"), "{}", landed.text);
+    assert_eq!(
+        stack
+            .client
+            .verification_status("user+tag@example.com")
+            .as_deref(),
+        Some("Success")
+    );
 
     // The same through a urlencoded form with a charset, as a browser form posts it.
     std::thread::sleep(Duration::from_millis(1100));
@@ -280,20 +301,22 @@ fn a_burst_beyond_the_max_wait_gets_busy_with_retry_after_and_busy_ones_never_re
     }
 }
 
-/// (stack name, `--var` overrides, the SES error code ses-local should answer)
+/// (stack name, `--var` overrides, ses-local preparation, the SES error code it should answer)
 type MisconfiguredCase = (
     &'static str,
     Vec<(&'static str, &'static str)>,
+    Option<fn(&SesClient)>,
     &'static str,
 );
 
 /// Starts one stack per case at once (each takes seconds to boot) and checks each answer.
 fn assert_misconfigured(cases: Vec<MisconfiguredCase>) {
-    let results = concurrently(cases, |(name, vars, ses_code)| {
+    let results = concurrently(cases, |(name, vars, prepare, ses_code)| {
         let stack = Stack::start(
             name,
             Spec {
                 vars: &vars,
+                prepare,
                 ..Spec::default()
             },
         );
@@ -329,26 +352,34 @@ fn ses_configuration_errors_are_answered_as_misconfigured() {
         (
             "no-template",
             vec![("SES_TEMPLATE_NAME", "NoSuchTemplate")],
+            None,
             "CustomVerificationEmailTemplateDoesNotExist",
         ),
         (
+            // The From address loses its verification after the template was created.
             "unverified-from",
-            vec![("SES_TEMPLATE_NAME", "UnverifiedSender")],
+            vec![],
+            Some(|ses: &SesClient| {
+                assert_eq!(ses.call("DeleteIdentity", &[("Identity", FROM)]).0, 200)
+            }),
             "FromEmailAddressNotVerified",
         ),
         (
             "no-config-set",
             vec![("SES_CONFIGURATION_SET", "no-such-set")],
+            None,
             "ConfigurationSetDoesNotExist",
         ),
         (
             "wrong-secret",
             vec![("AWS_SECRET_ACCESS_KEY", "not-the-secret")],
+            None,
             "SignatureDoesNotMatch",
         ),
         (
             "wrong-key-id",
             vec![("AWS_ACCESS_KEY_ID", "AKIDUNKNOWN")],
+            None,
             "InvalidClientTokenId",
         ),
     ]);
@@ -360,7 +391,7 @@ fn a_skewed_clock_is_misconfigured_and_logged_as_a_clock_problem() {
     let stack = Stack::start(
         "clock-skew",
         Spec {
-            ses_args: &["--clock-offset-secs", "900"],
+            clock_offset_secs: 900,
             ..Spec::default()
         },
     );
@@ -391,11 +422,8 @@ fn a_configured_configuration_set_and_session_token_are_sent_and_accepted() {
     let stack = Stack::start(
         "config-set-token",
         Spec {
-            vars: &[
-                ("SES_CONFIGURATION_SET", "signup-events"),
-                ("AWS_SESSION_TOKEN", "e2e-session-token"),
-            ],
-            ses_args: &["--session-token", "e2e-session-token"],
+            vars: &[("SES_CONFIGURATION_SET", "signup-events")],
+            session_token: Some("e2e-session-token"),
             ..Spec::default()
         },
     );

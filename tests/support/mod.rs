@@ -32,6 +32,136 @@ pub struct Spec<'a> {
     pub ses_args: &'a [&'a str],
     /// Point the Worker somewhere other than ses-local.
     pub ses_endpoint: Option<String>,
+    /// Runs after ses-local is provisioned, before the Worker starts.
+    pub prepare: Option<fn(&SesClient)>,
+    /// A session token ses-local requires and the Worker sends (`AWS_SESSION_TOKEN`).
+    pub session_token: Option<&'a str>,
+    /// How far ses-local's clock is ahead of the Worker's.
+    pub clock_offset_secs: i64,
+}
+
+/// The verified sender and the template every stack gets through the Query API.
+pub const FROM: &str = "noreply@signup-verify.test";
+pub const TEMPLATE: &str = "SignupVerify";
+
+/// Signed Query API calls to ses-local, as an SDK would make them.
+pub struct SesClient {
+    pub url: String,
+    session_token: Option<String>,
+    clock_offset_secs: i64,
+}
+
+impl SesClient {
+    /// A signed call; returns (status, XML body). Like an SDK, it waits and retries when SES
+    /// answers `Throttling` (each action may be called once a second).
+    pub fn call(&self, action: &str, params: &[(&str, &str)]) -> (u16, String) {
+        for _ in 0..3 {
+            let (status, body) = self.call_once(action, params);
+            if !(status == 400 && body.contains("<Code>Throttling</Code>")) {
+                return (status, body);
+            }
+            std::thread::sleep(Duration::from_millis(1100));
+        }
+        panic!("{action} stayed throttled");
+    }
+
+    fn call_once(&self, action: &str, params: &[(&str, &str)]) -> (u16, String) {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("Action", action)
+            .append_pair("Version", "2010-12-01");
+        for (k, v) in params {
+            form.append_pair(k, v);
+        }
+        let body = form.finish();
+        let content_type = "application/x-www-form-urlencoded; charset=utf-8";
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis() as u64;
+        let signing_ms = now_ms.saturating_add_signed(self.clock_offset_secs * 1000);
+        let credentials = signup_verify::config::AwsCredentials {
+            access_key_id: ACCESS_KEY_ID.into(),
+            secret_access_key: SECRET_ACCESS_KEY.into(),
+            session_token: self.session_token.clone(),
+        };
+        let signed = signup_verify::ses::request::sign_headers(
+            "POST",
+            &self.url,
+            &[("content-type", content_type)],
+            body.as_bytes(),
+            &credentials,
+            "us-east-1",
+            "ses",
+            std::time::UNIX_EPOCH + Duration::from_millis(signing_ms),
+        )
+        .expect("sign");
+        let mut request = agent().post(&self.url).set("content-type", content_type);
+        for (name, value) in &signed {
+            request = request.set(name, value);
+        }
+        match request.send_string(&body) {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => {
+                (r.status(), r.into_string().unwrap_or_default())
+            }
+            Err(e) => panic!("{action}: {e}"),
+        }
+    }
+
+    /// An identity's `VerificationStatus`, if ses-local knows it.
+    pub fn verification_status(&self, identity: &str) -> Option<String> {
+        let (_, body) = self.call(
+            "GetIdentityVerificationAttributes",
+            &[("Identities.member.1", identity)],
+        );
+        body.split("<VerificationStatus>")
+            .nth(1)
+            .and_then(|rest| rest.split("</VerificationStatus>").next())
+            .map(str::to_string)
+    }
+
+    /// All mails, newest first.
+    pub fn mails(&self) -> Vec<serde_json::Value> {
+        get_json(&format!("{}_outbox", self.url))["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Verifies the From address by its mailed link, and creates the template whose links land
+    /// on ses-local's own pages.
+    fn provision(&self) {
+        let (status, body) = self.call("VerifyEmailIdentity", &[("EmailAddress", FROM)]);
+        assert_eq!(status, 200, "VerifyEmailIdentity: {body}");
+        let mail = self
+            .mails()
+            .into_iter()
+            .find(|m| m["emailAddress"] == FROM)
+            .expect("verification mail");
+        let link = mail["verificationLink"].as_str().expect("link");
+        assert_eq!(
+            get(link).map(|r| r.status),
+            Some(200),
+            "open the verification link"
+        );
+        assert_eq!(self.verification_status(FROM).as_deref(), Some("Success"));
+        let success = format!("{}_pages/verified", self.url);
+        let failure = format!("{}_pages/failed", self.url);
+        let (status, body) = self.call(
+            "CreateCustomVerificationEmailTemplate",
+            &[
+                ("TemplateName", TEMPLATE),
+                ("FromEmailAddress", FROM),
+                ("TemplateSubject", "Confirm your email address"),
+                (
+                    "TemplateContent",
+                    "<html><body><p>Confirm your address:</p></body></html>",
+                ),
+                ("SuccessRedirectionURL", &success),
+                ("FailureRedirectionURL", &failure),
+            ],
+        );
+        assert_eq!(status, 200, "CreateCustomVerificationEmailTemplate: {body}");
+    }
 }
 
 /// A child process in its own process group, so wrangler's workerd children die with it.
@@ -67,6 +197,7 @@ fn spawn_group(command: &mut Command) -> Group {
 pub struct Stack {
     pub worker: String,
     pub ses: String,
+    pub client: SesClient,
     pub dir: PathBuf,
     _wrangler: Group,
     _ses_local: Group,
@@ -142,8 +273,14 @@ impl Stack {
                 SECRET_ACCESS_KEY,
             ])
             .arg("--config")
-            .arg(root().join("ses-local.toml"))
+            .arg(root().join("tests/ses-local-e2e.toml"))
             .args(spec.ses_args)
+            .args(["--clock-offset-secs", &spec.clock_offset_secs.to_string()])
+            .args(
+                spec.session_token
+                    .iter()
+                    .flat_map(|t| ["--session-token", t]),
+            )
             .stdout(Stdio::piped())
             .stderr(ses_log);
         let mut ses_child = spawn_group(&mut ses_command);
@@ -161,6 +298,15 @@ impl Stack {
             ses.starts_with("http://127.0.0.1:"),
             "ses-local said {line:?}"
         );
+        let client = SesClient {
+            url: ses.clone(),
+            session_token: spec.session_token.map(str::to_string),
+            clock_offset_secs: spec.clock_offset_secs,
+        };
+        client.provision();
+        if let Some(prepare) = spec.prepare {
+            prepare(&client);
+        }
 
         let config_path = dir.join("wrangler.toml");
         std::fs::write(&config_path, test_wrangler_config()).expect("write test wrangler.toml");
@@ -171,6 +317,7 @@ impl Stack {
             format!("AWS_SECRET_ACCESS_KEY:{SECRET_ACCESS_KEY}"),
             format!("SES_ENDPOINT:{endpoint}"),
         ];
+        vars.extend(spec.session_token.map(|t| format!("AWS_SESSION_TOKEN:{t}")));
         vars.extend(spec.vars.iter().map(|(k, v)| format!("{k}:{v}")));
         let log = std::fs::File::create(dir.join("wrangler.log")).expect("log file");
         let node_bin = root().join("node_modules/.bin");
@@ -224,6 +371,7 @@ impl Stack {
         Stack {
             worker,
             ses,
+            client,
             dir,
             _wrangler: wrangler_child,
             _ses_local: ses_child,
@@ -242,26 +390,19 @@ impl Stack {
         self.post_json(&serde_json::json!({ "email": email }).to_string())
     }
 
-    /// ses-local's accepted sends, newest first.
+    /// The custom verification mails ses-local accepted (not the harness's own), newest first.
     pub fn outbox(&self) -> Vec<serde_json::Value> {
-        self.ses_json("/_outbox")["messages"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        let mut mails = self.client.mails();
+        mails.retain(|m| m["kind"] == "CustomVerification");
+        mails
     }
 
-    /// Every request ses-local received, in order.
+    /// The SendCustomVerificationEmail requests ses-local received, in order.
     pub fn ses_requests(&self) -> Vec<serde_json::Value> {
-        self.ses_json("/_requests")["requests"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    fn ses_json(&self, path: &str) -> serde_json::Value {
-        let reply =
-            get(&format!("{}{}", self.ses.trim_end_matches('/'), path)).expect("ses-local answers");
-        reply.json
+        let all = get_json(&format!("{}_requests", self.ses));
+        let mut requests = all["requests"].as_array().cloned().unwrap_or_default();
+        requests.retain(|r| r["action"] == "SendCustomVerificationEmail");
+        requests
     }
 
     /// Whether wrangler's log shows `needle` within a few seconds (log lines arrive asynchronously).
@@ -340,7 +481,14 @@ fn into_reply(response: ureq::Response) -> Reply {
     }
 }
 
-fn get(url: &str) -> Option<Reply> {
+fn get_json(url: &str) -> serde_json::Value {
+    match agent().get(url).set("accept", "application/json").call() {
+        Ok(r) => into_reply(r).json,
+        Err(e) => panic!("GET {url}: {e}"),
+    }
+}
+
+pub fn get(url: &str) -> Option<Reply> {
     match agent().get(url).call() {
         Ok(r) | Err(ureq::Error::Status(_, r)) => Some(into_reply(r)),
         Err(_) => None,
