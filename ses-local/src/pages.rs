@@ -4,20 +4,8 @@
 
 use crate::mail::Mail;
 
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// XML escaping is HTML escaping too (`&apos;` is valid HTML5).
+pub use crate::xml::escape as escape_html;
 
 /// Percent-encodes a path segment, so a message id can never break out of its URL.
 fn url_segment(text: &str) -> String {

@@ -6,9 +6,6 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4;
 use support::{get_json, now, post_body as post_reply, start, SesLocal, Signing};
 
 fn post(ses: &SesLocal, body: &str, signing: Option<&Signing>) -> (u16, String) {
@@ -80,12 +77,7 @@ fn sends_closer_than_the_throttle_window_get_throttling_as_a_400() {
     );
     assert_eq!((status, code_of(&body)), (400, "Throttling"));
     assert!(body.contains("Maximum sending rate exceeded."));
-    assert_eq!(
-        get_json(&ses, "/_outbox")["messages"]
-            .as_array()
-            .map(Vec::len),
-        Some(1)
-    );
+    assert_eq!(Some(support::outbox(&ses).len()), Some(1));
 }
 
 #[test]
@@ -143,12 +135,7 @@ fn each_ses_error_is_answered_in_the_ses_envelope() {
         );
         assert!(reply.contains("<Type>Sender</Type>") && reply.contains("<RequestId>"));
     }
-    assert_eq!(
-        get_json(&ses, "/_outbox")["messages"]
-            .as_array()
-            .map(Vec::len),
-        Some(0)
-    );
+    assert_eq!(Some(support::outbox(&ses).len()), Some(0));
 }
 
 #[test]
@@ -210,12 +197,7 @@ fn bad_signatures_are_403_with_the_ses_code_and_never_reach_the_outbox() {
         expired.contains("<Message>Signature expired: "),
         "{expired}"
     );
-    assert_eq!(
-        get_json(&ses, "/_outbox")["messages"]
-            .as_array()
-            .map(Vec::len),
-        Some(0)
-    );
+    assert_eq!(Some(support::outbox(&ses).len()), Some(0));
     let verdicts: Vec<String> = get_json(&ses, "/_requests")["requests"]
         .as_array()
         .expect("requests")
@@ -228,38 +210,12 @@ fn bad_signatures_are_403_with_the_ses_code_and_never_reach_the_outbox() {
 #[test]
 fn a_body_changed_after_signing_fails_the_recomputed_hash() {
     let ses = start(&["--throttle-ms", "0"]);
-    // Sign one body, send another: re-sign manually by swapping the body under the same headers.
+    // Sign one body, send another under the same headers.
     let signed_for = send_body("a@example.com", "SignupVerify");
-    let s = now();
-    let identity = Credentials::new(s.key_id, s.secret, None, None, "test").into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(s.region)
-        .name(s.service)
-        .time(s.time)
-        .settings(SigningSettings::default())
-        .build()
-        .expect("params")
-        .into();
-    let content_type = "application/x-www-form-urlencoded; charset=utf-8";
-    let signable = SignableRequest::new(
-        "POST",
-        &ses.url,
-        [("content-type", content_type)].into_iter(),
-        SignableBody::Bytes(signed_for.as_bytes()),
-    )
-    .expect("signable");
-    let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
-    let mut request = ureq::post(&ses.url).set("content-type", content_type);
-    for (name, value) in instructions.headers() {
-        request = request.set(name, value);
-    }
+    let headers = support::sign_form(&ses, &signed_for, &now());
     let tampered = send_body("victim@example.com", "SignupVerify");
-    let (status, reply) = match request.send_string(&tampered) {
-        Ok(r) => (r.status(), r.into_string().expect("body")),
-        Err(ureq::Error::Status(code, r)) => (code, r.into_string().expect("body")),
-        Err(e) => panic!("{e}"),
-    };
+    let reply = support::post_with_headers(&ses, &tampered, &headers);
+    let (status, reply) = (reply.status, reply.body);
     assert_eq!((status, code_of(&reply)), (403, "SignatureDoesNotMatch"));
 }
 

@@ -135,32 +135,39 @@ pub fn form(pairs: &[(&str, &str)]) -> String {
     form.finish()
 }
 
-/// POSTs a form body, signed as `signing` says (or unsigned).
-pub fn post_body(ses: &SesLocal, body: &str, signing: Option<&Signing>) -> Reply {
-    let content_type = "application/x-www-form-urlencoded; charset=utf-8";
-    let mut request = ureq::post(&ses.url).set("content-type", content_type);
-    if let Some(s) = signing {
-        let identity = Credentials::new(s.key_id, s.secret, None, None, "test").into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(s.region)
-            .name(s.service)
-            .time(s.time)
-            .settings(SigningSettings::default())
-            .build()
-            .expect("params")
-            .into();
-        let signable = SignableRequest::new(
-            "POST",
-            &ses.url,
-            [("content-type", content_type)].into_iter(),
-            SignableBody::Bytes(body.as_bytes()),
-        )
-        .expect("signable");
-        let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
-        for (name, value) in instructions.headers() {
-            request = request.set(name, value);
-        }
+pub const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
+
+/// The SigV4 headers for POSTing `body` (as a form) to ses-local.
+pub fn sign_form(ses: &SesLocal, body: &str, s: &Signing) -> Vec<(String, String)> {
+    let identity = Credentials::new(s.key_id, s.secret, None, None, "test").into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(s.region)
+        .name(s.service)
+        .time(s.time)
+        .settings(SigningSettings::default())
+        .build()
+        .expect("params")
+        .into();
+    let signable = SignableRequest::new(
+        "POST",
+        &ses.url,
+        [("content-type", FORM)].into_iter(),
+        SignableBody::Bytes(body.as_bytes()),
+    )
+    .expect("signable");
+    let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
+    instructions
+        .headers()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+/// POSTs `body` with the given headers (plus the form content type).
+pub fn post_with_headers(ses: &SesLocal, body: &str, headers: &[(String, String)]) -> Reply {
+    let mut request = ureq::post(&ses.url).set("content-type", FORM);
+    for (name, value) in headers {
+        request = request.set(name, value);
     }
     match request.send_string(body) {
         Ok(r) => Reply {
@@ -173,6 +180,12 @@ pub fn post_body(ses: &SesLocal, body: &str, signing: Option<&Signing>) -> Reply
         },
         Err(e) => panic!("transport error: {e}"),
     }
+}
+
+/// POSTs a form body, signed as `signing` says (or unsigned).
+pub fn post_body(ses: &SesLocal, body: &str, signing: Option<&Signing>) -> Reply {
+    let headers = signing.map(|s| sign_form(ses, body, s)).unwrap_or_default();
+    post_with_headers(ses, body, &headers)
 }
 
 /// A signed Query call: `Action`, `Version` and `params`.
