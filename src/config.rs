@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use url::Url;
 
+use crate::gate::cooldown::AddressLimits;
+
 /// AWS credentials, from secrets. `Debug` hides the secret parts.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AwsCredentials {
@@ -38,6 +40,8 @@ pub struct Config {
     pub gate_interval_ms: u64,
     pub gate_max_wait_ms: u64,
     pub ses_timeout_ms: u64,
+    /// Per-address limits (`EMAIL_COOLDOWN_SECONDS`, `EMAIL_DAILY_MAX`); 0 switches one off.
+    pub address_limits: AddressLimits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +71,7 @@ pub fn build_config(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, C
             problem: "is required but not set",
         })
     };
-    let millis =
+    let number =
         |name: &'static str, default: u64, range: std::ops::RangeInclusive<u64>| match get(name) {
             None => Ok(default),
             Some(v) => v
@@ -76,7 +80,7 @@ pub fn build_config(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, C
                 .filter(|n| range.contains(n))
                 .ok_or(ConfigError {
                     variable: name,
-                    problem: "must be a whole number of milliseconds in its allowed range",
+                    problem: "must be a whole number in its allowed range",
                 }),
         };
 
@@ -108,9 +112,13 @@ pub fn build_config(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, C
         configuration_set: get("SES_CONFIGURATION_SET"),
         endpoint,
         credentials,
-        gate_interval_ms: millis("GATE_INTERVAL_MS", 1000, 1..=60_000)?,
-        gate_max_wait_ms: millis("GATE_MAX_WAIT_MS", 10_000, 0..=240_000)?,
-        ses_timeout_ms: millis("SES_TIMEOUT_MS", 5000, 1..=60_000)?,
+        gate_interval_ms: number("GATE_INTERVAL_MS", 1000, 1..=60_000)?,
+        gate_max_wait_ms: number("GATE_MAX_WAIT_MS", 10_000, 0..=240_000)?,
+        ses_timeout_ms: number("SES_TIMEOUT_MS", 5000, 1..=60_000)?,
+        address_limits: AddressLimits {
+            cooldown_ms: number("EMAIL_COOLDOWN_SECONDS", 60, 0..=86_400)? * 1000,
+            daily_max: number("EMAIL_DAILY_MAX", 5, 0..=10_000)? as u32,
+        },
     })
 }
 
@@ -191,6 +199,13 @@ mod tests {
         assert_eq!(config.ses_timeout_ms, 5000);
         assert_eq!(config.configuration_set, None);
         assert_eq!(config.credentials.session_token, None);
+        assert_eq!(
+            config.address_limits,
+            AddressLimits {
+                cooldown_ms: 60_000,
+                daily_max: 5
+            }
+        );
     }
 
     #[test]
@@ -219,6 +234,8 @@ mod tests {
             ("GATE_INTERVAL_MS", "250"),
             ("GATE_MAX_WAIT_MS", "0"),
             ("SES_TIMEOUT_MS", "800"),
+            ("EMAIL_COOLDOWN_SECONDS", "0"),
+            ("EMAIL_DAILY_MAX", "0"),
         ]);
         let config = build(&vars).expect("valid");
         assert_eq!(config.configuration_set.as_deref(), Some("signup-events"));
@@ -232,6 +249,7 @@ mod tests {
             ),
             (250, 0, 800)
         );
+        assert!(config.address_limits.is_off());
     }
 
     #[test]
@@ -271,6 +289,9 @@ mod tests {
             ("GATE_MAX_WAIT_MS", "240001"),
             ("SES_TIMEOUT_MS", "0"),
             ("SES_TIMEOUT_MS", "1e3"),
+            ("EMAIL_COOLDOWN_SECONDS", "-1"),
+            ("EMAIL_COOLDOWN_SECONDS", "86401"),
+            ("EMAIL_DAILY_MAX", "many"),
         ] {
             assert_eq!(error_for(&[(name, value)]).variable, name, "{name}={value}");
         }

@@ -20,6 +20,7 @@ pub enum ApiError {
     UnsupportedMediaType,
     Rejected,
     Busy { retry_after_secs: u64 },
+    Cooldown { retry_after_secs: u64 },
     Misconfigured,
     UpstreamError,
     UpstreamThrottled { retry_after_secs: u64 },
@@ -35,7 +36,7 @@ impl ApiError {
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::Rejected => 422,
-            Self::Busy { .. } => 429,
+            Self::Busy { .. } | Self::Cooldown { .. } => 429,
             Self::Misconfigured => 500,
             Self::UpstreamError => 502,
             Self::UpstreamThrottled { .. } => 503,
@@ -55,6 +56,7 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Rejected => "rejected",
             Self::Busy { .. } => "busy",
+            Self::Cooldown { .. } => "cooldown",
             Self::Misconfigured => "misconfigured",
             Self::UpstreamError => "upstream_error",
             Self::UpstreamThrottled { .. } => "upstream_throttled",
@@ -77,6 +79,9 @@ impl ApiError {
             }
             Self::Rejected => "The email service refused this address.",
             Self::Busy { .. } => "Too many signups right now. Please try again shortly.",
+            Self::Cooldown { .. } => {
+                "A verification email was sent to this address moments ago. Please check your inbox."
+            }
             Self::Misconfigured => "The signup service is not configured correctly.",
             Self::UpstreamError => "The email service failed. Please try again later.",
             Self::UpstreamThrottled { .. } => {
@@ -89,9 +94,9 @@ impl ApiError {
     /// Seconds for a `Retry-After` header, where the contract sends one.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            Self::Busy { retry_after_secs } | Self::UpstreamThrottled { retry_after_secs } => {
-                Some(*retry_after_secs)
-            }
+            Self::Busy { retry_after_secs }
+            | Self::Cooldown { retry_after_secs }
+            | Self::UpstreamThrottled { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         }
     }
@@ -111,7 +116,7 @@ pub fn retry_after_secs(wait_ms: u64) -> u64 {
 mod tests {
     use super::*;
 
-    const ALL: [ApiError; 13] = [
+    const ALL: [ApiError; 14] = [
         ApiError::InvalidBody,
         ApiError::MissingEmail,
         ApiError::InvalidEmail,
@@ -122,6 +127,9 @@ mod tests {
         ApiError::Rejected,
         ApiError::Busy {
             retry_after_secs: 3,
+        },
+        ApiError::Cooldown {
+            retry_after_secs: 60,
         },
         ApiError::Misconfigured,
         ApiError::UpstreamError,
@@ -146,6 +154,7 @@ mod tests {
                 (415, "unsupported_media_type"),
                 (422, "rejected"),
                 (429, "busy"),
+                (429, "cooldown"),
                 (500, "misconfigured"),
                 (502, "upstream_error"),
                 (503, "upstream_throttled"),
@@ -163,11 +172,13 @@ mod tests {
     }
 
     #[test]
-    fn only_busy_and_throttled_carry_a_retry_after() {
+    fn only_busy_cooldown_and_throttled_carry_a_retry_after() {
         for e in ALL {
             let expected = matches!(
                 e,
-                ApiError::Busy { .. } | ApiError::UpstreamThrottled { .. }
+                ApiError::Busy { .. }
+                    | ApiError::Cooldown { .. }
+                    | ApiError::UpstreamThrottled { .. }
             );
             assert_eq!(e.retry_after_secs().is_some(), expected, "{e:?}");
         }

@@ -547,3 +547,62 @@ fn an_unreachable_or_silent_ses_is_an_upstream_error_or_timeout() {
     }
     drop(hold);
 }
+
+#[test]
+fn one_address_gets_one_send_per_cooldown_and_at_most_the_daily_cap() {
+    let stack = Stack::start(
+        "cooldown",
+        Spec {
+            vars: &[("EMAIL_COOLDOWN_SECONDS", "2"), ("EMAIL_DAILY_MAX", "2")],
+            ..Spec::default()
+        },
+    );
+    let attempts: Vec<Reply> = (0..20)
+        .map(|i| {
+            stack.signup(if i % 2 == 0 {
+                "repeat@example.com"
+            } else {
+                "Repeat@Example.com"
+            })
+        })
+        .collect();
+    assert_eq!(attempts[0].status, 200, "{}", attempts[0].text);
+    for reply in &attempts[1..] {
+        assert_eq!(
+            (reply.status, reply.code()),
+            (429, "cooldown"),
+            "{}",
+            reply.text
+        );
+        let retry_after: u64 = reply
+            .header("retry-after")
+            .and_then(|v| v.parse().ok())
+            .expect("Retry-After");
+        assert!((1..=2).contains(&retry_after), "{retry_after}");
+    }
+    assert_eq!(
+        stack.ses_requests().len(),
+        1,
+        "cooldown answers never reach SES"
+    );
+
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(
+        stack.signup("repeat@example.com").status,
+        200,
+        "sends again after the cooldown"
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    let capped = stack.signup("repeat@example.com");
+    assert_eq!(
+        (capped.status, capped.code()),
+        (429, "cooldown"),
+        "the daily cap of 2 is reached"
+    );
+    let retry_after: u64 = capped
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!(retry_after > 80_000, "until the day is over: {retry_after}");
+    assert_eq!(stack.ses_requests().len(), 2);
+}

@@ -1,12 +1,13 @@
 //! `SesGate`, the Durable Object that owns the SES call: one instance per region
 //! (`id_from_name(region)`), so every Worker isolate in the world shares one gate.
 //!
-//! Invariant: two SES calls leave this object at least `GATE_INTERVAL_MS` apart.
-//! Why it holds: a Durable Object runs one event at a time, and each reservation and each
-//! departure is a synchronous read-modify-write of [`GateState`] with no await inside, so
-//! interleaved requests cannot take the same slot. The state is written to SQLite storage
-//! (synchronously, covered by the output gate) at every change, so a restarted object keeps the
-//! spacing.
+//! Invariants: two SES calls leave this object at least `GATE_INTERVAL_MS` apart, and an
+//! address gets at most one signup per `EMAIL_COOLDOWN_SECONDS` and `EMAIL_DAILY_MAX` a day.
+//! Why they hold: a Durable Object runs one event at a time, and each reservation, departure and
+//! address admission is a synchronous read-modify-write with no await inside, so interleaved
+//! requests cannot take the same slot or both pass a cooldown. State is written to SQLite
+//! storage (synchronously, covered by the output gate) at every change, so a restarted object
+//! keeps the spacing and the limits.
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -20,8 +21,10 @@ use worker::{
     Fetch, Headers, Method, Request, RequestInit, Response, Result, SqlStorage, State,
 };
 
+use crate::config::Config;
 use crate::email::EmailAddress;
 use crate::error::{retry_after_secs, ApiError};
+use crate::gate::cooldown::{address_key, admit, AddressRecord};
 use crate::gate::rpc::{SendReply, SendRequest, SEND_PATH};
 use crate::gate::slots::{retry_jitter_ms, Departure, GateState, Reservation};
 use crate::runtime::{load_config, now_ms, random_u32};
@@ -36,34 +39,43 @@ const ANSWER_POLL_MS: u64 = 1;
 /// SES replies are a few hundred bytes; anything far larger is not SES.
 const MAX_REPLY_BYTES: usize = 64 * 1024;
 
-const CREATE_STATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS gate_state (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    next_free_ms INTEGER NOT NULL,
-    last_settled_ms INTEGER,
-    in_flight INTEGER NOT NULL
-)";
+const SCHEMA: [&str; 4] = [
+    // The gate's whole state as JSON, one row.
+    "CREATE TABLE IF NOT EXISTS gate (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL)",
+    // Per-address limits, keyed by HMAC of the address (never the address itself).
+    "CREATE TABLE IF NOT EXISTS address_limits (key TEXT PRIMARY KEY, record TEXT NOT NULL, last_ms REAL NOT NULL)",
+    // The HMAC key: random, made on first use, never leaves this object.
+    "CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "DROP TABLE IF EXISTS gate_state",
+];
 
 #[durable_object]
 pub struct SesGate {
     env: Env,
     sql: SqlStorage,
     gate: RefCell<GateState>,
+    address_secret: Vec<u8>,
 }
 
 impl DurableObject for SesGate {
     fn new(state: State, env: Env) -> Self {
         let sql = state.storage().sql();
-        let gate = load_gate_state(&sql).unwrap_or_else(|e| {
+        let loaded = create_schema(&sql)
+            .and_then(|()| Ok((load_gate_state(&sql)?, load_address_secret(&sql)?)));
+        let (mut gate, address_secret) = loaded.unwrap_or_else(|e| {
             console_error!(
                 "{}",
                 json!({"event": "gate_state_unreadable", "error": e.to_string()})
             );
-            GateState::default()
+            (GateState::default(), random_secret())
         });
+        // The interval is not known before a request brings the config; one second is SES's.
+        gate.recover(now_ms(), 1000);
         Self {
             env,
             sql,
             gate: RefCell::new(gate),
+            address_secret,
         }
     }
 
@@ -96,8 +108,53 @@ impl SesGate {
         let Ok(email) = EmailAddress::parse(&request.email) else {
             return failed(ApiError::InvalidEmail);
         };
-        let interval = config.gate_interval_ms;
         let arrival = now_ms();
+        let admitted = match self.admit_address(&config, &email, arrival) {
+            Ok(admitted) => admitted,
+            Err(retry_after_secs) => {
+                console_log!(
+                    "{}",
+                    json!({"event": "address_cooldown", "retry_after_secs": retry_after_secs})
+                );
+                return failed(ApiError::Cooldown { retry_after_secs });
+            }
+        };
+        let reply = self.send_through_gate(&config, &email, arrival).await;
+        if let (SendReply::Failed { .. }, Some((key, previous))) = (&reply, admitted) {
+            // Nothing was sent: the signup must not count against the address.
+            self.restore_address(&key, previous.as_ref());
+        }
+        reply
+    }
+
+    /// Checks and records the per-address limits, synchronously. On success returns the record
+    /// key and what it held before (to restore if nothing gets sent); `None` when limits are off.
+    #[allow(clippy::type_complexity)]
+    fn admit_address(
+        &self,
+        config: &Config,
+        email: &EmailAddress,
+        now: u64,
+    ) -> std::result::Result<Option<(String, Option<AddressRecord>)>, u64> {
+        let limits = config.address_limits;
+        if limits.is_off() {
+            return Ok(None);
+        }
+        let key = address_key(&self.address_secret, email);
+        let stored = self.load_address(&key, now.saturating_sub(limits.retention_ms()));
+        let record = admit(stored.as_ref(), now, limits)?;
+        self.store_address(&key, &record);
+        Ok(Some((key, stored)))
+    }
+
+    async fn send_through_gate(
+        &self,
+        config: &Config,
+        email: &EmailAddress,
+        arrival: u64,
+    ) -> SendReply {
+        let failed = |error| SendReply::Failed { error };
+        let interval = config.gate_interval_ms;
         let deadline = arrival + config.gate_max_wait_ms;
         let mut slot = match self.update(|g| g.reserve(arrival, interval, config.gate_max_wait_ms))
         {
@@ -114,7 +171,7 @@ impl SesGate {
             // Signed before the wait, dated at the slot: between the departure being recorded and
             // the request leaving there is then no CPU work (the Workers clock stands still
             // during CPU work, so that time would be invisible to the spacing check).
-            let signed = match build_send_request(&config, &email, slot.max(now_ms())) {
+            let signed = match build_send_request(config, email, slot.max(now_ms())) {
                 Ok(signed) => signed,
                 Err(e) => {
                     console_error!(
@@ -130,10 +187,15 @@ impl SesGate {
             let outcome = match attempt_result {
                 Attempt::TimedOut => return failed(ApiError::UpstreamTimeout),
                 Attempt::Answered(Outcome::Sent { message_id }) => {
+                    self.update(GateState::succeeded);
                     return SendReply::Sent { message_id };
                 }
                 Attempt::Answered(outcome) => outcome,
             };
+            if outcome == Outcome::Retryable(RetryReason::Throttled) {
+                let pause = self.update(|g| g.throttled(now_ms(), random_u32()));
+                console_log!("{}", json!({"event": "gate_backoff", "pause_ms": pause}));
+            }
             let retry_slot = match outcome {
                 Outcome::Retryable(_) if attempt < MAX_ATTEMPTS => {
                     let jitter = retry_jitter_ms(random_u32(), interval);
@@ -274,44 +336,131 @@ fn log_attempt(
     }
 }
 
+fn create_schema(sql: &SqlStorage) -> Result<()> {
+    for statement in SCHEMA {
+        sql.exec(statement, None)?;
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
-struct GateStateRow {
-    next_free_ms: f64,
-    last_settled_ms: Option<f64>,
-    in_flight: f64,
+struct TextRow {
+    value: String,
 }
 
 fn load_gate_state(sql: &SqlStorage) -> Result<GateState> {
-    sql.exec(CREATE_STATE_TABLE, None)?;
-    let rows: Vec<GateStateRow> = sql
-        .exec(
-            "SELECT next_free_ms, last_settled_ms, in_flight FROM gate_state WHERE id = 1",
-            None,
-        )?
+    let rows: Vec<TextRow> = sql
+        .exec("SELECT state AS value FROM gate WHERE id = 1", None)?
         .to_array()?;
-    Ok(rows
-        .first()
-        .map_or_else(GateState::default, |row| GateState {
-            next_free_ms: row.next_free_ms as u64,
-            last_settled_ms: row.last_settled_ms.map(|ms| ms as u64),
-            in_flight: row.in_flight != 0.0,
-        }))
+    match rows.first() {
+        None => Ok(GateState::default()),
+        Some(row) => {
+            serde_json::from_str(&row.value).map_err(|e| worker::Error::RustError(e.to_string()))
+        }
+    }
 }
 
 fn save_gate_state(sql: &SqlStorage, gate: &GateState) -> Result<()> {
-    let settled = gate
-        .last_settled_ms
-        .map_or(worker::SqlStorageValue::Null, |ms| (ms as f64).into());
+    let state = serde_json::to_string(gate).map_err(|e| worker::Error::RustError(e.to_string()))?;
     sql.exec(
-        "INSERT INTO gate_state (id, next_free_ms, last_settled_ms, in_flight) VALUES (1, ?, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET next_free_ms = excluded.next_free_ms,
-                                        last_settled_ms = excluded.last_settled_ms,
-                                        in_flight = excluded.in_flight",
-        vec![
-            (gate.next_free_ms as f64).into(),
-            settled,
-            i32::from(gate.in_flight).into(),
-        ],
+        "INSERT INTO gate (id, state) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+        vec![state.into()],
     )?;
     Ok(())
+}
+
+fn random_secret() -> Vec<u8> {
+    (0..8).flat_map(|_| random_u32().to_le_bytes()).collect()
+}
+
+/// The HMAC key for address records, made on first use.
+fn load_address_secret(sql: &SqlStorage) -> Result<Vec<u8>> {
+    let rows: Vec<TextRow> = sql
+        .exec("SELECT value FROM secrets WHERE name = 'address_key'", None)?
+        .to_array()?;
+    let decoded = rows.first().and_then(|row| {
+        (0..row.value.len())
+            .step_by(2)
+            .map(|i| {
+                row.value
+                    .get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
+            .collect::<Option<Vec<u8>>>()
+    });
+    if let Some(secret) = decoded.filter(|s| s.len() == 32) {
+        return Ok(secret);
+    }
+    let secret = random_secret();
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    sql.exec(
+        "INSERT OR REPLACE INTO secrets (name, value) VALUES ('address_key', ?)",
+        vec![hex.into()],
+    )?;
+    Ok(secret)
+}
+
+impl SesGate {
+    /// The record for `key`, after deleting every record last touched before `expired_before`.
+    fn load_address(&self, key: &str, expired_before: u64) -> Option<AddressRecord> {
+        let read = || -> Result<Option<AddressRecord>> {
+            self.sql.exec(
+                "DELETE FROM address_limits WHERE last_ms < ?",
+                vec![(expired_before as f64).into()],
+            )?;
+            let rows: Vec<TextRow> = self
+                .sql
+                .exec(
+                    "SELECT record AS value FROM address_limits WHERE key = ?",
+                    vec![key.into()],
+                )?
+                .to_array()?;
+            Ok(rows
+                .first()
+                .and_then(|row| serde_json::from_str(&row.value).ok()))
+        };
+        read().unwrap_or_else(|e| {
+            console_error!(
+                "{}",
+                json!({"event": "address_limits_unreadable", "error": e.to_string()})
+            );
+            None
+        })
+    }
+
+    fn store_address(&self, key: &str, record: &AddressRecord) {
+        let write = || -> Result<()> {
+            let json = serde_json::to_string(record)
+                .map_err(|e| worker::Error::RustError(e.to_string()))?;
+            self.sql.exec(
+                "INSERT INTO address_limits (key, record, last_ms) VALUES (?, ?, ?)
+                 ON CONFLICT (key) DO UPDATE SET record = excluded.record, last_ms = excluded.last_ms",
+                vec![key.into(), json.into(), (record.last_ms as f64).into()],
+            )?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            console_error!(
+                "{}",
+                json!({"event": "address_limits_not_saved", "error": e.to_string()})
+            );
+        }
+    }
+
+    fn restore_address(&self, key: &str, previous: Option<&AddressRecord>) {
+        match previous {
+            Some(record) => self.store_address(key, record),
+            None => {
+                if let Err(e) = self
+                    .sql
+                    .exec("DELETE FROM address_limits WHERE key = ?", vec![key.into()])
+                {
+                    console_error!(
+                        "{}",
+                        json!({"event": "address_limits_not_saved", "error": e.to_string()})
+                    );
+                }
+            }
+        }
+    }
 }

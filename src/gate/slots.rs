@@ -14,6 +14,9 @@ use crate::error::retry_after_secs;
 
 /// The Workers clock is in whole milliseconds: an answer read at 1000 may have come at 1000.9.
 pub const CLOCK_GUARD_MS: u64 = 1;
+/// After SES says Throttling the gate pauses 1 s, 2 s, 4 s… (plus jitter), at most this long.
+pub const BACKOFF_START_MS: u64 = 1_000;
+pub const BACKOFF_CAP_MS: u64 = 60_000;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GateState {
@@ -23,6 +26,9 @@ pub struct GateState {
     pub last_settled_ms: Option<u64>,
     /// An SES call has left and not been answered yet.
     pub in_flight: bool,
+    /// `Throttling` answers since the last success.
+    #[serde(default)]
+    pub throttle_streak: u32,
 }
 
 /// The answer to a reservation.
@@ -99,6 +105,25 @@ impl GateState {
         self.in_flight = false;
         self.last_settled_ms = Some(now_ms);
         self.next_free_ms = self.next_free_ms.max(now_ms + interval_ms + CLOCK_GUARD_MS);
+    }
+
+    /// SES answered `Throttling` at `now_ms`: nothing leaves for 1 s, 2 s, 4 s… (doubling with
+    /// each throttle in a row, plus up to half again of jitter, capped at a minute). Returns the
+    /// pause.
+    pub fn throttled(&mut self, now_ms: u64, random: u32) -> u64 {
+        self.throttle_streak = self.throttle_streak.saturating_add(1);
+        let doublings = (self.throttle_streak - 1).min(16);
+        let base = BACKOFF_START_MS
+            .saturating_mul(1 << doublings)
+            .min(BACKOFF_CAP_MS);
+        let pause = (base + u64::from(random) % (base / 2 + 1)).min(BACKOFF_CAP_MS);
+        self.next_free_ms = self.next_free_ms.max(now_ms + pause);
+        pause
+    }
+
+    /// SES accepted a call: back to the normal interval.
+    pub fn succeeded(&mut self) {
+        self.throttle_streak = 0;
     }
 
     /// After a restart: a call that was in flight may have reached SES just now.
@@ -223,20 +248,14 @@ mod tests {
             gate.departure(1_300, 1_300, INTERVAL),
             Departure::WaitMs(901)
         );
-        let mut idle = GateState {
+        let idle = GateState {
             next_free_ms: 7,
             last_settled_ms: Some(3),
-            in_flight: false,
+            ..GateState::default()
         };
-        idle.recover(9_999, INTERVAL);
-        assert_eq!(
-            idle,
-            GateState {
-                next_free_ms: 7,
-                last_settled_ms: Some(3),
-                in_flight: false
-            }
-        );
+        let mut recovered = idle;
+        recovered.recover(9_999, INTERVAL);
+        assert_eq!(recovered, idle);
     }
 
     #[test]
@@ -252,6 +271,28 @@ mod tests {
         assert_eq!(gate.next_free_ms, 4_250);
         assert_eq!(gate.reserve_retry(1_000, INTERVAL, 0, 4_000), None);
         assert_eq!(gate.next_free_ms, 4_250, "a refused retry takes nothing");
+    }
+
+    #[test]
+    fn throttling_backs_off_exponentially_with_jitter_up_to_a_minute_and_a_success_resets_it() {
+        let mut gate = GateState::default();
+        let pauses: Vec<u64> = (0..8).map(|_| gate.throttled(10_000, 0)).collect();
+        assert_eq!(
+            pauses,
+            [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]
+        );
+        assert_eq!(gate.next_free_ms, 70_000);
+        gate.succeeded();
+        assert_eq!(gate.throttled(100_000, 0), 1_000);
+        assert_eq!(gate.next_free_ms, 101_000);
+        let mut jittered = GateState::default();
+        let pause = jittered.throttled(0, 499);
+        assert_eq!(pause, 1_499, "jitter adds up to half the pause");
+        let mut capped = GateState {
+            throttle_streak: 30,
+            ..GateState::default()
+        };
+        assert_eq!(capped.throttled(0, u32::MAX), BACKOFF_CAP_MS);
     }
 
     #[test]
