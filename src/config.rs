@@ -42,6 +42,12 @@ pub struct Config {
     pub ses_timeout_ms: u64,
     /// Per-address limits (`EMAIL_COOLDOWN_SECONDS`, `EMAIL_DAILY_MAX`); 0 switches one off.
     pub address_limits: AddressLimits,
+    /// The most signups waiting in the gate's queue; 0 means no queue (answer `busy`).
+    pub queue_max: u64,
+    /// SES calls per queued signup before it is dropped (server errors, timeouts, junk).
+    pub ses_max_attempts: u32,
+    /// Bearer token for `GET /gate/stats`; unset switches the endpoint off.
+    pub admin_token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +124,17 @@ pub fn build_config(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, C
         address_limits: AddressLimits {
             cooldown_ms: number("EMAIL_COOLDOWN_SECONDS", 60, 0..=86_400)? * 1000,
             daily_max: number("EMAIL_DAILY_MAX", 5, 0..=10_000)? as u32,
+        },
+        queue_max: number("QUEUE_MAX", 10_000, 0..=1_000_000)?,
+        ses_max_attempts: number("SES_MAX_ATTEMPTS", 5, 1..=100)? as u32,
+        admin_token: match get("ADMIN_TOKEN") {
+            Some(token) if token.len() < 16 => {
+                return Err(ConfigError {
+                    variable: "ADMIN_TOKEN",
+                    problem: "must be at least 16 characters",
+                })
+            }
+            token => token,
         },
     })
 }
@@ -292,6 +309,9 @@ mod tests {
             ("EMAIL_COOLDOWN_SECONDS", "-1"),
             ("EMAIL_COOLDOWN_SECONDS", "86401"),
             ("EMAIL_DAILY_MAX", "many"),
+            ("QUEUE_MAX", "lots"),
+            ("SES_MAX_ATTEMPTS", "0"),
+            ("ADMIN_TOKEN", "short"),
         ] {
             assert_eq!(error_for(&[(name, value)]).variable, name, "{name}={value}");
         }

@@ -14,6 +14,7 @@ pub enum ApiError {
     InvalidBody,
     MissingEmail,
     InvalidEmail,
+    Unauthorized,
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
@@ -31,6 +32,7 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             Self::InvalidBody | Self::MissingEmail | Self::InvalidEmail => 400,
+            Self::Unauthorized => 401,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::PayloadTooLarge => 413,
@@ -50,6 +52,7 @@ impl ApiError {
             Self::InvalidBody => "invalid_body",
             Self::MissingEmail => "missing_email",
             Self::InvalidEmail => "invalid_email",
+            Self::Unauthorized => "unauthorized",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
@@ -71,6 +74,7 @@ impl ApiError {
             }
             Self::MissingEmail => "Please enter an email address.",
             Self::InvalidEmail => "That does not look like a valid email address.",
+            Self::Unauthorized => "A valid bearer token is required.",
             Self::NotFound => "There is nothing at this address.",
             Self::MethodNotAllowed => "This method is not allowed here.",
             Self::PayloadTooLarge => "The request body is too large.",
@@ -116,10 +120,11 @@ pub fn retry_after_secs(wait_ms: u64) -> u64 {
 mod tests {
     use super::*;
 
-    const ALL: [ApiError; 14] = [
+    const ALL: [ApiError; 15] = [
         ApiError::InvalidBody,
         ApiError::MissingEmail,
         ApiError::InvalidEmail,
+        ApiError::Unauthorized,
         ApiError::NotFound,
         ApiError::MethodNotAllowed,
         ApiError::PayloadTooLarge,
@@ -148,6 +153,7 @@ mod tests {
                 (400, "invalid_body"),
                 (400, "missing_email"),
                 (400, "invalid_email"),
+                (401, "unauthorized"),
                 (404, "not_found"),
                 (405, "method_not_allowed"),
                 (413, "payload_too_large"),

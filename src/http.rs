@@ -7,7 +7,7 @@ use worker::{console_error, Env, Headers, Method, Request, RequestInit, Response
 
 use crate::email::EmailAddress;
 use crate::error::ApiError;
-use crate::gate::rpc::{SendReply, SendRequest, SEND_PATH};
+use crate::gate::rpc::{SendReply, SendRequest, SEND_PATH, STATS_PATH};
 use crate::runtime::load_config;
 use crate::signup::{parse_content_type, parse_signup, MAX_BODY_BYTES};
 
@@ -19,10 +19,22 @@ pub async fn handle(mut req: Request, env: Env) -> Response {
     match req.path().as_str() {
         "/signup" => match method {
             Method::Post => match signup(&mut req, &env).await {
-                Ok(reply) => json_response(200, &reply),
+                Ok((status, reply)) => json_response(status, &reply),
                 Err(error) => error_response(error),
             },
             _ => method_not_allowed("POST"),
+        },
+        "/gate/stats" => match method {
+            Method::Get => match gate_stats(&req, &env).await {
+                Ok(stats) => json_response(200, &stats),
+                Err(ApiError::Unauthorized) => {
+                    let response = error_response(ApiError::Unauthorized);
+                    let _ = response.headers().set("www-authenticate", "Bearer");
+                    response
+                }
+                Err(error) => error_response(error),
+            },
+            _ => method_not_allowed("GET"),
         },
         "/healthz" => match method {
             Method::Get | Method::Head => json_response(200, &json!({"ok": true})),
@@ -32,16 +44,70 @@ pub async fn handle(mut req: Request, env: Env) -> Response {
     }
 }
 
-async fn signup(req: &mut Request, env: &Env) -> Result<serde_json::Value, ApiError> {
+/// `200` with the MessageId, or `202` with the queue position; the body is the gate's reply.
+async fn signup(req: &mut Request, env: &Env) -> Result<(u16, serde_json::Value), ApiError> {
     let content_type = req.headers().get("content-type").ok().flatten();
     let format = parse_content_type(content_type.as_deref())?;
     let body = read_body_limited(req).await?;
     let email = parse_signup(format, &body)?;
     let config = load_config(env).map_err(|_| ApiError::Misconfigured)?;
-    match ask_gate(env, &config.region, &email).await? {
-        SendReply::Sent { message_id } => Ok(json!({"status": "sent", "messageId": message_id})),
-        SendReply::Failed { error } => Err(error),
+    let reply = ask_gate(env, &config.region, &email).await?;
+    let status = match reply {
+        SendReply::Sent { .. } => 200,
+        SendReply::Queued { .. } => 202,
+        SendReply::Failed { error } => return Err(error),
+    };
+    serde_json::to_value(&reply)
+        .map(|body| (status, body))
+        .map_err(|_| ApiError::UpstreamError)
+}
+
+/// `GET /gate/stats`: 404 unless `ADMIN_TOKEN` is set, then only with `Authorization: Bearer`.
+async fn gate_stats(req: &Request, env: &Env) -> Result<serde_json::Value, ApiError> {
+    let config = load_config(env).map_err(|_| ApiError::Misconfigured)?;
+    let Some(token) = config.admin_token.as_deref() else {
+        return Err(ApiError::NotFound);
+    };
+    let header = req
+        .headers()
+        .get("authorization")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let presented = header.strip_prefix("Bearer ").unwrap_or_default();
+    if !constant_time_eq(presented.as_bytes(), token.as_bytes()) {
+        return Err(ApiError::Unauthorized);
     }
+    let mut response = gate_stub(env, &config.region)?
+        .fetch_with_str(&format!("https://ses-gate{STATS_PATH}"))
+        .await
+        .map_err(|e| internal("stats", e))?;
+    response.json().await.map_err(|e| internal("stats", e))
+}
+
+/// Compares secrets without an early exit that would leak how much matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn internal(step: &str, e: worker::Error) -> ApiError {
+    console_error!(
+        "{}",
+        json!({"event": "gate_rpc_failed", "step": step, "error": e.to_string()})
+    );
+    ApiError::UpstreamError
+}
+
+fn gate_stub(env: &Env, region: &str) -> Result<worker::Stub, ApiError> {
+    env.durable_object(GATE_BINDING)
+        .and_then(|ns| ns.id_from_name(region)?.get_stub())
+        .map_err(|e| {
+            console_error!(
+                "{}",
+                json!({"event": "gate_rpc_failed", "step": "binding", "error": e.to_string()})
+            );
+            ApiError::Misconfigured
+        })
 }
 
 /// Reads at most [`MAX_BODY_BYTES`]: a larger `Content-Length` is refused unread, and a chunked
@@ -71,19 +137,7 @@ async fn read_body_limited(req: &mut Request) -> Result<Vec<u8>, ApiError> {
 
 /// The typed RPC to the region's `SesGate`.
 async fn ask_gate(env: &Env, region: &str, email: &EmailAddress) -> Result<SendReply, ApiError> {
-    let internal = |what: &str, e: worker::Error| {
-        console_error!(
-            "{}",
-            json!({"event": "gate_rpc_failed", "step": what, "error": e.to_string()})
-        );
-    };
-    let stub = env
-        .durable_object(GATE_BINDING)
-        .and_then(|ns| ns.id_from_name(region)?.get_stub())
-        .map_err(|e| {
-            internal("binding", e);
-            ApiError::Misconfigured
-        })?;
+    let stub = gate_stub(env, region)?;
     let body = serde_json::to_string(&SendRequest {
         email: email.to_string(),
     })
@@ -98,10 +152,7 @@ async fn ask_gate(env: &Env, region: &str, email: &EmailAddress) -> Result<SendR
             .await
     }
     .await;
-    result.map_err(|e| {
-        internal("fetch", e);
-        ApiError::UpstreamError
-    })
+    result.map_err(|e| internal("fetch", e))
 }
 
 fn json_response(status: u16, body: &serde_json::Value) -> Response {

@@ -7,5 +7,8 @@
 
 pub mod cooldown;
 pub mod object;
+pub mod queue;
 pub mod rpc;
+pub mod ses_call;
 pub mod slots;
+pub mod storage;

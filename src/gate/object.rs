@@ -1,103 +1,123 @@
-//! `SesGate`, the Durable Object that owns the SES call: one instance per region
+//! `SesGate`, the Durable Object that owns every SES call: one instance per region
 //! (`id_from_name(region)`), so every Worker isolate in the world shares one gate.
 //!
-//! Invariants: two SES calls leave this object at least `GATE_INTERVAL_MS` apart, and an
-//! address gets at most one signup per `EMAIL_COOLDOWN_SECONDS` and `EMAIL_DAILY_MAX` a day.
-//! Why they hold: a Durable Object runs one event at a time, and each reservation, departure and
-//! address admission is a synchronous read-modify-write with no await inside, so interleaved
-//! requests cannot take the same slot or both pass a cooldown. State is written to SQLite
-//! storage (synchronously, covered by the output gate) at every change, so a restarted object
-//! keeps the spacing and the limits.
+//! A signup is sent at once when the queue is empty and a slot is free within
+//! `GATE_MAX_WAIT_MS`; otherwise it goes into the durable queue, which an alarm drains one slot
+//! at a time. Nothing valid is lost: a signup is either sent, queued (and later sent or dropped
+//! with a counted reason), or refused with an answer the caller sees.
+//!
+//! Invariants: two SES calls leave this object at least `GATE_INTERVAL_MS` apart (and one
+//! interval after the previous answer, see `slots`); an address gets at most one signup per
+//! `EMAIL_COOLDOWN_SECONDS` and `EMAIL_DAILY_MAX` a day; an item leaves the queue only with a
+//! MessageId or a drop reason. Why they hold: a Durable Object runs one event at a time, and each
+//! reservation, departure, admission and queue change is a synchronous read-modify-write with no
+//! await inside, written to SQLite storage before the next await (covered by the output gate),
+//! so a restarted object resumes with the same spacing, limits and queue.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
-use futures_util::future::{select, Either};
-use serde::Deserialize;
 use serde_json::json;
-use worker::wasm_bindgen::JsValue;
 use worker::{
-    console_error, console_log, durable_object, wasm_bindgen, AbortController, DurableObject, Env,
-    Fetch, Headers, Method, Request, RequestInit, Response, Result, SqlStorage, State,
+    console_error, console_log, durable_object, wasm_bindgen, DurableObject, Env, Method, Request,
+    Response, Result, State,
 };
 
 use crate::config::Config;
 use crate::email::EmailAddress;
 use crate::error::{retry_after_secs, ApiError};
 use crate::gate::cooldown::{address_key, admit, AddressRecord};
-use crate::gate::rpc::{SendReply, SendRequest, SEND_PATH};
+use crate::gate::queue::{
+    estimated_send_at_ms, rfc3339_utc, settle_head, CallResult, HeadResult, QueueStore,
+};
+use crate::gate::rpc::{GateStats, SendReply, SendRequest, SEND_PATH, STATS_PATH};
+use crate::gate::ses_call::call_ses;
 use crate::gate::slots::{retry_jitter_ms, Departure, GateState, Reservation};
+use crate::gate::storage::GateStorage;
 use crate::runtime::{load_config, now_ms, random_u32};
-use crate::ses::outcome::{api_error_for, classify, Outcome, RetryReason};
-use crate::ses::reply::{parse_send_reply, Reply, Unparseable};
-use crate::ses::request::{build_send_request, SignedRequest};
+use crate::ses::outcome::{api_error_for, Outcome, RetryReason};
+use crate::ses::request::build_send_request;
 
-/// The first attempt plus at most two retries.
-const MAX_ATTEMPTS: u32 = 3;
+/// Without a queue to fall back on, a direct send is tried at most this often.
+const DIRECT_ATTEMPTS_WITHOUT_QUEUE: u32 = 3;
 /// How often a call waiting behind one in flight checks whether that one was answered.
 const ANSWER_POLL_MS: u64 = 1;
-/// SES replies are a few hundred bytes; anything far larger is not SES.
-const MAX_REPLY_BYTES: usize = 64 * 1024;
-
-const SCHEMA: [&str; 4] = [
-    // The gate's whole state as JSON, one row.
-    "CREATE TABLE IF NOT EXISTS gate (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL)",
-    // Per-address limits, keyed by HMAC of the address (never the address itself).
-    "CREATE TABLE IF NOT EXISTS address_limits (key TEXT PRIMARY KEY, record TEXT NOT NULL, last_ms REAL NOT NULL)",
-    // The HMAC key: random, made on first use, never leaves this object.
-    "CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "DROP TABLE IF EXISTS gate_state",
-];
+/// One alarm drains for at most this long, then hands over to the next alarm.
+const DRAIN_BUDGET_MS: u64 = 20_000;
+/// Set before draining: if the object dies mid-drain, the alarm brings it back this soon.
+const WATCHDOG_MS: u64 = 5_000;
 
 #[durable_object]
 pub struct SesGate {
+    state: State,
     env: Env,
-    sql: SqlStorage,
+    storage: RefCell<GateStorage>,
     gate: RefCell<GateState>,
     address_secret: Vec<u8>,
+    draining: Cell<bool>,
+}
+
+fn random_secret() -> Vec<u8> {
+    (0..8).flat_map(|_| random_u32().to_le_bytes()).collect()
 }
 
 impl DurableObject for SesGate {
     fn new(state: State, env: Env) -> Self {
-        let sql = state.storage().sql();
-        let loaded = create_schema(&sql)
-            .and_then(|()| Ok((load_gate_state(&sql)?, load_address_secret(&sql)?)));
-        let (mut gate, address_secret) = loaded.unwrap_or_else(|e| {
-            console_error!(
-                "{}",
-                json!({"event": "gate_state_unreadable", "error": e.to_string()})
-            );
-            (GateState::default(), random_secret())
+        let opened = GateStorage::open(state.storage().sql()).and_then(|storage| {
+            let gate = storage.load_gate_state()?;
+            let secret = storage.address_secret(random_secret)?;
+            Ok((storage, gate, secret))
         });
+        let (storage, mut gate, address_secret) = match opened {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                // Storage that cannot even be opened is not something to limp along without.
+                console_error!(
+                    "{}",
+                    json!({"event": "gate_storage_unusable", "error": e.to_string()})
+                );
+                panic!("SesGate storage unusable: {e}");
+            }
+        };
         // The interval is not known before a request brings the config; one second is SES's.
         gate.recover(now_ms(), 1000);
         Self {
+            state,
             env,
-            sql,
+            storage: RefCell::new(storage),
             gate: RefCell::new(gate),
             address_secret,
+            draining: Cell::new(false),
         }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        if req.method() != Method::Post || req.path() != SEND_PATH {
-            return Response::error("not found", 404);
-        }
-        let reply = match req.json::<SendRequest>().await {
-            Ok(request) => self.send(&request).await,
-            Err(_) => SendReply::Failed {
-                error: ApiError::InvalidBody,
+        match (req.method(), req.path().as_str()) {
+            (Method::Post, SEND_PATH) => {
+                let reply = match req.json::<SendRequest>().await {
+                    Ok(request) => self.send(&request).await,
+                    Err(_) => SendReply::Failed {
+                        error: ApiError::InvalidBody,
+                    },
+                };
+                Response::from_json(&reply)
+            }
+            (Method::Get, STATS_PATH) => match load_config(&self.env) {
+                Ok(config) => Response::from_json(&self.stats(&config)),
+                Err(_) => Response::error("misconfigured", 500),
             },
-        };
-        Response::from_json(&reply)
+            _ => Response::error("not found", 404),
+        }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        self.drain().await;
+        Response::ok("drained")
     }
 }
 
-/// How one SES call ended.
-enum Attempt {
-    Answered(Outcome),
-    TimedOut,
-}
+/// The address admission to take back if the signup ends up neither sent nor queued.
+type Admission = Option<(String, Option<AddressRecord>)>;
 
 impl SesGate {
     async fn send(&self, request: &SendRequest) -> SendReply {
@@ -109,8 +129,12 @@ impl SesGate {
             return failed(ApiError::InvalidEmail);
         };
         let arrival = now_ms();
-        let admitted = match self.admit_address(&config, &email, arrival) {
-            Ok(admitted) => admitted,
+        let key = address_key(&self.address_secret, &email);
+        if let Some(position) = self.storage.borrow().position_of(&key) {
+            return self.queued_reply(&config, position, arrival);
+        }
+        let admission = match self.admit_address(&config, &key, arrival) {
+            Ok(admission) => admission,
             Err(retry_after_secs) => {
                 console_log!(
                     "{}",
@@ -119,99 +143,328 @@ impl SesGate {
                 return failed(ApiError::Cooldown { retry_after_secs });
             }
         };
-        let reply = self.send_through_gate(&config, &email, arrival).await;
-        if let (SendReply::Failed { .. }, Some((key, previous))) = (&reply, admitted) {
-            // Nothing was sent: the signup must not count against the address.
-            self.restore_address(&key, previous.as_ref());
+        let reply = self.send_or_queue(&config, &email, &key, arrival).await;
+        if let (SendReply::Failed { .. }, Some((key, previous))) = (&reply, admission) {
+            // Neither sent nor queued: the signup must not count against the address.
+            self.storage
+                .borrow()
+                .restore_address(&key, previous.as_ref());
         }
         reply
     }
 
-    /// Checks and records the per-address limits, synchronously. On success returns the record
-    /// key and what it held before (to restore if nothing gets sent); `None` when limits are off.
-    #[allow(clippy::type_complexity)]
+    /// Checks and records the per-address limits, synchronously.
     fn admit_address(
         &self,
         config: &Config,
-        email: &EmailAddress,
+        key: &str,
         now: u64,
-    ) -> std::result::Result<Option<(String, Option<AddressRecord>)>, u64> {
+    ) -> std::result::Result<Admission, u64> {
         let limits = config.address_limits;
         if limits.is_off() {
             return Ok(None);
         }
-        let key = address_key(&self.address_secret, email);
-        let stored = self.load_address(&key, now.saturating_sub(limits.retention_ms()));
+        let storage = self.storage.borrow();
+        let stored = storage.load_address(key, now.saturating_sub(limits.retention_ms()));
         let record = admit(stored.as_ref(), now, limits)?;
-        self.store_address(&key, &record);
-        Ok(Some((key, stored)))
+        storage.store_address(key, &record);
+        Ok(Some((key.to_string(), stored)))
     }
 
-    async fn send_through_gate(
+    async fn send_or_queue(
         &self,
         config: &Config,
         email: &EmailAddress,
+        key: &str,
         arrival: u64,
+    ) -> SendReply {
+        let interval = config.gate_interval_ms;
+        let queue_is_idle = self.storage.borrow().is_empty()
+            && self
+                .gate
+                .borrow()
+                .paused_until_ms
+                .is_none_or(|t| t <= arrival);
+        let reservation = if queue_is_idle {
+            self.update(|g| g.reserve(arrival, interval, config.gate_max_wait_ms))
+        } else {
+            Reservation::Busy {
+                retry_after_secs: 1,
+            }
+        };
+        let slot = match reservation {
+            Reservation::Slot { at_ms } => at_ms,
+            Reservation::Busy { retry_after_secs } => {
+                return self
+                    .enqueue(config, email, key, arrival, false, 0)
+                    .await
+                    .unwrap_or_else(|| {
+                        console_log!(
+                            "{}",
+                            json!({"event": "gate_busy", "retry_after_secs": retry_after_secs})
+                        );
+                        SendReply::Failed {
+                            error: ApiError::Busy {
+                                retry_after_secs: self.queue_full_retry_after(config),
+                            },
+                        }
+                    });
+            }
+        };
+        self.send_direct(config, email, key, arrival, slot).await
+    }
+
+    /// Sends in the request, at `slot`. A retryable failure puts the signup at the head of the
+    /// queue; only without room there is it retried in the request (twice, within
+    /// `GATE_MAX_WAIT_MS`) and then answered with the upstream error.
+    async fn send_direct(
+        &self,
+        config: &Config,
+        email: &EmailAddress,
+        key: &str,
+        arrival: u64,
+        mut slot: u64,
     ) -> SendReply {
         let failed = |error| SendReply::Failed { error };
         let interval = config.gate_interval_ms;
         let deadline = arrival + config.gate_max_wait_ms;
-        let mut slot = match self.update(|g| g.reserve(arrival, interval, config.gate_max_wait_ms))
-        {
-            Reservation::Slot { at_ms } => at_ms,
-            Reservation::Busy { retry_after_secs } => {
-                console_log!(
-                    "{}",
-                    json!({"event": "gate_busy", "retry_after_secs": retry_after_secs})
-                );
-                return failed(ApiError::Busy { retry_after_secs });
-            }
-        };
-        for attempt in 1..=MAX_ATTEMPTS {
-            // Signed before the wait, dated at the slot: between the departure being recorded and
-            // the request leaving there is then no CPU work (the Workers clock stands still
-            // during CPU work, so that time would be invisible to the spacing check).
-            let signed = match build_send_request(config, email, slot.max(now_ms())) {
-                Ok(signed) => signed,
-                Err(e) => {
-                    console_error!(
-                        "{}",
-                        json!({"event": "ses_signing_failed", "error": e.to_string()})
-                    );
-                    return failed(ApiError::Misconfigured);
-                }
+        for attempt in 1..=DIRECT_ATTEMPTS_WITHOUT_QUEUE {
+            let result = match self.call_at_slot(config, email, slot, attempt).await {
+                Some(result) => result,
+                None => return failed(ApiError::Misconfigured),
             };
-            self.wait_for_departure(slot, interval).await;
-            let attempt_result = call_ses(&signed, config.ses_timeout_ms, attempt).await;
-            self.update(|g| g.settle(now_ms(), interval));
-            let outcome = match attempt_result {
-                Attempt::TimedOut => return failed(ApiError::UpstreamTimeout),
-                Attempt::Answered(Outcome::Sent { message_id }) => {
+            let outcome = match result {
+                CallResult::Answered(Outcome::Sent { message_id }) => {
                     self.update(GateState::succeeded);
+                    self.storage.borrow().record_send(now_ms());
                     return SendReply::Sent { message_id };
                 }
-                Attempt::Answered(outcome) => outcome,
+                CallResult::TimedOut => None,
+                CallResult::Answered(outcome) => Some(outcome),
             };
-            if outcome == Outcome::Retryable(RetryReason::Throttled) {
-                let pause = self.update(|g| g.throttled(now_ms(), random_u32()));
-                console_log!("{}", json!({"event": "gate_backoff", "pause_ms": pause}));
+            if outcome == Some(Outcome::Retryable(RetryReason::Throttled)) {
+                self.update(|g| {
+                    g.counters.throttles_seen += 1;
+                    g.throttled(now_ms(), random_u32())
+                });
             }
-            let retry_slot = match outcome {
-                Outcome::Retryable(_) if attempt < MAX_ATTEMPTS => {
-                    let jitter = retry_jitter_ms(random_u32(), interval);
-                    self.update(|g| g.reserve_retry(now_ms(), interval, jitter, deadline))
+            let retryable = matches!(outcome, None | Some(Outcome::Retryable(_)));
+            if !retryable {
+                let outcome = outcome.unwrap_or(Outcome::Unknown);
+                return failed(api_error_for(&outcome, 1));
+            }
+            // A throttle is not the signup's fault; other failures count as an attempt.
+            let attempts = u32::from(outcome != Some(Outcome::Retryable(RetryReason::Throttled)));
+            if attempts < config.ses_max_attempts {
+                if let Some(queued) = self
+                    .enqueue(config, email, key, now_ms(), true, attempts)
+                    .await
+                {
+                    return queued;
                 }
-                _ => None,
+            }
+            let jitter = retry_jitter_ms(random_u32(), interval);
+            let retry = if attempt < DIRECT_ATTEMPTS_WITHOUT_QUEUE {
+                self.update(|g| g.reserve_retry(now_ms(), interval, jitter, deadline))
+            } else {
+                None
             };
-            match retry_slot {
+            match retry {
                 Some(next) => slot = next,
                 None => {
                     let wait = self.gate.borrow().next_free_ms.saturating_sub(now_ms());
-                    return failed(api_error_for(&outcome, retry_after_secs(wait)));
+                    return failed(match outcome {
+                        None => ApiError::UpstreamTimeout,
+                        Some(outcome) => api_error_for(&outcome, retry_after_secs(wait)),
+                    });
                 }
             }
         }
         failed(ApiError::UpstreamError)
+    }
+
+    /// Signs (dated at the slot), waits for the departure, calls SES and records the answer's
+    /// time. `None` if the request could not be signed.
+    async fn call_at_slot(
+        &self,
+        config: &Config,
+        email: &EmailAddress,
+        slot: u64,
+        attempt: u32,
+    ) -> Option<CallResult> {
+        // Signed before the wait: between the departure being recorded and the request leaving
+        // there is then no CPU work (the Workers clock stands still during CPU work).
+        let signed = match build_send_request(config, email, slot.max(now_ms())) {
+            Ok(signed) => signed,
+            Err(e) => {
+                console_error!(
+                    "{}",
+                    json!({"event": "ses_signing_failed", "error": e.to_string()})
+                );
+                return None;
+            }
+        };
+        self.wait_for_departure(slot, config.gate_interval_ms).await;
+        let result = call_ses(&signed, config.ses_timeout_ms, attempt).await;
+        self.update(|g| g.settle(now_ms(), config.gate_interval_ms));
+        Some(result)
+    }
+
+    /// Queues the signup (at the head after a failed first attempt) and makes sure the alarm
+    /// will drain it. `None` when the queue is full or off.
+    async fn enqueue(
+        &self,
+        config: &Config,
+        email: &EmailAddress,
+        key: &str,
+        now: u64,
+        at_head: bool,
+        attempts: u32,
+    ) -> Option<SendReply> {
+        let position = {
+            let mut storage = self.storage.borrow_mut();
+            if storage.len() >= config.queue_max {
+                return None;
+            }
+            if at_head {
+                storage.push_front(email.as_str(), key, now, attempts)
+            } else {
+                storage.push(email.as_str(), key, now, attempts)
+            }
+        };
+        if position == 0 {
+            return None;
+        }
+        console_log!(
+            "{}",
+            json!({"event": "queued", "position": position, "attempts": attempts})
+        );
+        if !self.draining.get() {
+            let at = self.gate.borrow().next_free_ms.max(now);
+            if let Err(e) = self.state.storage().set_alarm(at as i64).await {
+                console_error!(
+                    "{}",
+                    json!({"event": "alarm_not_set", "error": e.to_string()})
+                );
+            }
+        }
+        Some(self.queued_reply(config, position, now))
+    }
+
+    fn queued_reply(&self, config: &Config, position: u64, now: u64) -> SendReply {
+        let at = estimated_send_at_ms(&self.gate.borrow(), now, position, config.gate_interval_ms);
+        SendReply::Queued {
+            position,
+            estimated_send_at: rfc3339_utc(at),
+        }
+    }
+
+    /// An honest `Retry-After` when the queue is full: the time to send what is ahead.
+    fn queue_full_retry_after(&self, config: &Config) -> u64 {
+        let ahead = self.storage.borrow().len();
+        let backlog_ms = ahead.saturating_mul(config.gate_interval_ms);
+        let wait = self.gate.borrow().next_free_ms.saturating_sub(now_ms()) + backlog_ms;
+        retry_after_secs(wait)
+    }
+
+    /// Sends the head of the queue at each slot until the queue is empty, paused, or this
+    /// alarm's budget is spent; then re-arms the alarm.
+    async fn drain(&self) {
+        if self.draining.replace(true) {
+            return;
+        }
+        let Ok(config) = load_config(&self.env) else {
+            self.draining.set(false);
+            self.arm_alarm(now_ms() + 60_000).await;
+            return;
+        };
+        let started = now_ms();
+        self.arm_alarm(started + WATCHDOG_MS).await;
+        let next_alarm = loop {
+            let Some(head) = self.storage.borrow().head() else {
+                break None;
+            };
+            let now = now_ms();
+            if let Some(until) = self.gate.borrow().paused_until_ms.filter(|t| *t > now) {
+                break Some(until);
+            }
+            let next_free = self.gate.borrow().next_free_ms.max(now);
+            if next_free >= started + DRAIN_BUDGET_MS {
+                break Some(next_free);
+            }
+            let Reservation::Slot { at_ms: slot } =
+                self.update(|g| g.reserve(now, config.gate_interval_ms, u64::MAX))
+            else {
+                break Some(next_free);
+            };
+            let Ok(email) = EmailAddress::parse(&head.email) else {
+                // Only parsed addresses are queued; a row that no longer parses is not sendable.
+                console_error!(
+                    "{}",
+                    json!({"event": "queue_drop", "reason": "unparseable_row"})
+                );
+                self.storage.borrow_mut().remove(head.id);
+                continue;
+            };
+            let Some(result) = self
+                .call_at_slot(&config, &email, slot, head.attempts + 1)
+                .await
+            else {
+                break Some(now_ms() + 60_000);
+            };
+            let outcome = self.update(|g| {
+                let mut storage = self.storage.borrow_mut();
+                settle_head(
+                    &mut *storage,
+                    g,
+                    &head,
+                    result,
+                    now_ms(),
+                    random_u32(),
+                    config.ses_max_attempts,
+                )
+            });
+            log_head_result(&outcome, &head.enqueued_at_ms);
+            if matches!(outcome, HeadResult::Sent { .. }) {
+                self.storage.borrow().record_send(now_ms());
+            }
+        };
+        self.draining.set(false);
+        if let Some(at) = next_alarm {
+            self.arm_alarm(at).await;
+        }
+    }
+
+    async fn arm_alarm(&self, at_ms: u64) {
+        if let Err(e) = self.state.storage().set_alarm(at_ms as i64).await {
+            console_error!(
+                "{}",
+                json!({"event": "alarm_not_set", "error": e.to_string()})
+            );
+        }
+    }
+
+    fn stats(&self, config: &Config) -> GateStats {
+        let now = now_ms();
+        let storage = self.storage.borrow();
+        let gate = self.gate.borrow();
+        let paused_until = gate.paused_until_ms.filter(|t| *t > now);
+        let backoff = if gate.throttle_streak > 0 {
+            gate.next_free_ms.saturating_sub(now)
+        } else {
+            0
+        };
+        GateStats {
+            queue_length: storage.len(),
+            oldest_item_age_ms: storage.oldest_enqueued_at().map(|t| now.saturating_sub(t)),
+            sends_last_minute: storage.sends_since(now.saturating_sub(60_000)),
+            sends_last_hour: storage.sends_since(now.saturating_sub(3_600_000)),
+            throttles_seen: gate.counters.throttles_seen,
+            drops: gate.counters.drops.clone(),
+            interval_ms: config.gate_interval_ms,
+            current_interval_ms: config.gate_interval_ms.max(backoff),
+            paused_until: paused_until.map(rfc3339_utc),
+        }
     }
 
     /// Sleeps until the gate lets a call holding `slot` leave, then records the departure.
@@ -240,227 +493,26 @@ impl SesGate {
     fn update<T>(&self, change: impl FnOnce(&mut GateState) -> T) -> T {
         let mut gate = self.gate.borrow_mut();
         let result = change(&mut gate);
-        if let Err(e) = save_gate_state(&self.sql, &gate) {
-            console_error!(
-                "{}",
-                json!({"event": "gate_state_not_saved", "error": e.to_string()})
-            );
-        }
+        self.storage.borrow().save_gate_state(&gate);
         result
     }
 }
 
-/// Sends one signed call, bounded by `timeout_ms` (connect, headers and body).
-async fn call_ses(signed: &SignedRequest, timeout_ms: u64, attempt: u32) -> Attempt {
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let exchange = async {
-        let headers = Headers::new();
-        for (name, value) in &signed.headers {
-            headers.set(name, value)?;
-        }
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_headers(headers)
-            .with_body(Some(JsValue::from_str(&signed.body)));
-        let request = Request::new_with_init(&signed.url, &init)?;
-        let mut response = Fetch::Request(request).send_with_signal(&signal).await?;
-        let header_request_id = response.headers().get("x-amzn-RequestId").ok().flatten();
-        let body = response.bytes().await?;
-        Ok::<_, worker::Error>((response.status_code(), header_request_id, body))
-    };
-    let timeout = worker::Delay::from(Duration::from_millis(timeout_ms));
-    let answer = match select(Box::pin(exchange), timeout).await {
-        Either::Left((answer, _)) => answer,
-        Either::Right(_) => {
-            controller.abort();
-            console_error!(
-                "{}",
-                json!({"event": "ses_timeout", "attempt": attempt, "timeout_ms": timeout_ms})
-            );
-            return Attempt::TimedOut;
-        }
-    };
-    let (status, header_request_id, body) = match answer {
-        Ok(answer) => answer,
-        Err(e) => {
-            console_error!(
-                "{}",
-                json!({"event": "ses_unreachable", "attempt": attempt, "error": e.to_string()})
-            );
-            return Attempt::Answered(Outcome::Retryable(RetryReason::ServerError));
-        }
-    };
-    let reply = if body.len() > MAX_REPLY_BYTES {
-        Err(Unparseable("reply too large"))
-    } else {
-        parse_send_reply(&body, header_request_id.as_deref())
-    };
-    let outcome = classify(status, &reply);
-    log_attempt(attempt, status, &reply, &outcome);
-    Attempt::Answered(outcome)
-}
-
-/// One structured log line per SES call: the SES code, message and request id go here, never to
-/// the browser.
-fn log_attempt(
-    attempt: u32,
-    status: u16,
-    reply: &std::result::Result<Reply, Unparseable>,
-    outcome: &Outcome,
-) {
-    let mut line = json!({"event": "ses_call", "attempt": attempt, "status": status, "outcome": format!("{outcome:?}")});
-    match reply {
-        Ok(Reply::Sent {
-            message_id,
-            request_id,
-        }) => {
-            line["message_id"] = json!(message_id);
-            line["request_id"] = json!(request_id);
-        }
-        Ok(Reply::Failed(error)) => {
-            line["code"] = json!(error.code);
-            line["type"] = json!(error.kind);
-            line["message"] = json!(error.message);
-            line["request_id"] = json!(error.request_id);
-        }
-        Err(unparseable) => line["unparseable"] = json!(unparseable.0),
-    }
-    if matches!(outcome, Outcome::Config { clock_skew: true }) {
-        line["problem"] =
-            json!("clock skew: SES says the signing time is off; check the system clock");
-    }
+/// One structured line per queued send's fate; drops are what an operator must see.
+fn log_head_result(outcome: &HeadResult, enqueued_at_ms: &u64) {
+    let waited_ms = now_ms().saturating_sub(*enqueued_at_ms);
     match outcome {
-        Outcome::Sent { .. } => console_log!("{line}"),
-        _ => console_error!("{line}"),
-    }
-}
-
-fn create_schema(sql: &SqlStorage) -> Result<()> {
-    for statement in SCHEMA {
-        sql.exec(statement, None)?;
-    }
-    Ok(())
-}
-
-#[derive(Deserialize)]
-struct TextRow {
-    value: String,
-}
-
-fn load_gate_state(sql: &SqlStorage) -> Result<GateState> {
-    let rows: Vec<TextRow> = sql
-        .exec("SELECT state AS value FROM gate WHERE id = 1", None)?
-        .to_array()?;
-    match rows.first() {
-        None => Ok(GateState::default()),
-        Some(row) => {
-            serde_json::from_str(&row.value).map_err(|e| worker::Error::RustError(e.to_string()))
-        }
-    }
-}
-
-fn save_gate_state(sql: &SqlStorage, gate: &GateState) -> Result<()> {
-    let state = serde_json::to_string(gate).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    sql.exec(
-        "INSERT INTO gate (id, state) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state",
-        vec![state.into()],
-    )?;
-    Ok(())
-}
-
-fn random_secret() -> Vec<u8> {
-    (0..8).flat_map(|_| random_u32().to_le_bytes()).collect()
-}
-
-/// The HMAC key for address records, made on first use.
-fn load_address_secret(sql: &SqlStorage) -> Result<Vec<u8>> {
-    let rows: Vec<TextRow> = sql
-        .exec("SELECT value FROM secrets WHERE name = 'address_key'", None)?
-        .to_array()?;
-    let decoded = rows.first().and_then(|row| {
-        (0..row.value.len())
-            .step_by(2)
-            .map(|i| {
-                row.value
-                    .get(i..i + 2)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-            })
-            .collect::<Option<Vec<u8>>>()
-    });
-    if let Some(secret) = decoded.filter(|s| s.len() == 32) {
-        return Ok(secret);
-    }
-    let secret = random_secret();
-    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-    sql.exec(
-        "INSERT OR REPLACE INTO secrets (name, value) VALUES ('address_key', ?)",
-        vec![hex.into()],
-    )?;
-    Ok(secret)
-}
-
-impl SesGate {
-    /// The record for `key`, after deleting every record last touched before `expired_before`.
-    fn load_address(&self, key: &str, expired_before: u64) -> Option<AddressRecord> {
-        let read = || -> Result<Option<AddressRecord>> {
-            self.sql.exec(
-                "DELETE FROM address_limits WHERE last_ms < ?",
-                vec![(expired_before as f64).into()],
-            )?;
-            let rows: Vec<TextRow> = self
-                .sql
-                .exec(
-                    "SELECT record AS value FROM address_limits WHERE key = ?",
-                    vec![key.into()],
-                )?
-                .to_array()?;
-            Ok(rows
-                .first()
-                .and_then(|row| serde_json::from_str(&row.value).ok()))
-        };
-        read().unwrap_or_else(|e| {
-            console_error!(
-                "{}",
-                json!({"event": "address_limits_unreadable", "error": e.to_string()})
-            );
-            None
-        })
-    }
-
-    fn store_address(&self, key: &str, record: &AddressRecord) {
-        let write = || -> Result<()> {
-            let json = serde_json::to_string(record)
-                .map_err(|e| worker::Error::RustError(e.to_string()))?;
-            self.sql.exec(
-                "INSERT INTO address_limits (key, record, last_ms) VALUES (?, ?, ?)
-                 ON CONFLICT (key) DO UPDATE SET record = excluded.record, last_ms = excluded.last_ms",
-                vec![key.into(), json.into(), (record.last_ms as f64).into()],
-            )?;
-            Ok(())
-        };
-        if let Err(e) = write() {
-            console_error!(
-                "{}",
-                json!({"event": "address_limits_not_saved", "error": e.to_string()})
-            );
-        }
-    }
-
-    fn restore_address(&self, key: &str, previous: Option<&AddressRecord>) {
-        match previous {
-            Some(record) => self.store_address(key, record),
-            None => {
-                if let Err(e) = self
-                    .sql
-                    .exec("DELETE FROM address_limits WHERE key = ?", vec![key.into()])
-                {
-                    console_error!(
-                        "{}",
-                        json!({"event": "address_limits_not_saved", "error": e.to_string()})
-                    );
-                }
-            }
-        }
+        HeadResult::Dropped { reason, attempts } => console_error!(
+            "{}",
+            json!({"event": "queue_drop", "reason": reason.as_str(), "attempts": attempts, "waited_ms": waited_ms})
+        ),
+        HeadResult::Paused { paused_until_ms } => console_error!(
+            "{}",
+            json!({"event": "queue_paused", "reason": "SES says the configuration is broken", "until": rfc3339_utc(*paused_until_ms)})
+        ),
+        other => console_log!(
+            "{}",
+            json!({"event": "queue_send", "result": format!("{other:?}"), "waited_ms": waited_ms})
+        ),
     }
 }

@@ -4,8 +4,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 
-/// The path the Worker POSTs to on the gate's stub.
+/// The path the Worker POSTs a [`SendRequest`] to on the gate's stub.
 pub const SEND_PATH: &str = "/send";
+/// The path the Worker GETs [`GateStats`] from.
+pub const STATS_PATH: &str = "/stats";
 
 /// Send one verification email. The address was parsed by the Worker; the gate parses it again
 /// at its own boundary.
@@ -21,9 +23,31 @@ pub enum SendReply {
         #[serde(rename = "messageId")]
         message_id: String,
     },
+    /// Durably queued; the gate's alarm will send it.
+    Queued {
+        position: u64,
+        #[serde(rename = "estimatedSendAt")]
+        estimated_send_at: String,
+    },
     Failed {
         error: ApiError,
     },
+}
+
+/// `GET /gate/stats`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GateStats {
+    pub queue_length: u64,
+    pub oldest_item_age_ms: Option<u64>,
+    pub sends_last_minute: u64,
+    pub sends_last_hour: u64,
+    pub throttles_seen: u64,
+    pub drops: std::collections::BTreeMap<String, u64>,
+    /// The configured interval, and the current one (longer while backing off).
+    pub interval_ms: u64,
+    pub current_interval_ms: u64,
+    pub paused_until: Option<String>,
 }
 
 #[cfg(test)]
@@ -38,6 +62,18 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&reply).expect("json"),
             serde_json::json!({"status": "sent", "messageId": "m-1"})
+        );
+    }
+
+    #[test]
+    fn a_queued_reply_is_already_the_public_202_body() {
+        let reply = SendReply::Queued {
+            position: 3,
+            estimated_send_at: "2026-11-26T10:00:00.000Z".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&reply).expect("json"),
+            serde_json::json!({"status": "queued", "position": 3, "estimatedSendAt": "2026-11-26T10:00:00.000Z"})
         );
     }
 

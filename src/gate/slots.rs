@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::retry_after_secs;
+use crate::gate::queue::QueueCounters;
 
 /// The Workers clock is in whole milliseconds: an answer read at 1000 may have come at 1000.9.
 pub const CLOCK_GUARD_MS: u64 = 1;
@@ -18,7 +19,7 @@ pub const CLOCK_GUARD_MS: u64 = 1;
 pub const BACKOFF_START_MS: u64 = 1_000;
 pub const BACKOFF_CAP_MS: u64 = 60_000;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GateState {
     /// The earliest time the next reservation may be given.
     pub next_free_ms: u64,
@@ -29,6 +30,12 @@ pub struct GateState {
     /// `Throttling` answers since the last success.
     #[serde(default)]
     pub throttle_streak: u32,
+    /// While SES says the configuration is broken, the queue waits until then.
+    #[serde(default)]
+    pub paused_until_ms: Option<u64>,
+    /// For `GET /gate/stats`.
+    #[serde(default)]
+    pub counters: QueueCounters,
 }
 
 /// The answer to a reservation.
@@ -253,7 +260,7 @@ mod tests {
             last_settled_ms: Some(3),
             ..GateState::default()
         };
-        let mut recovered = idle;
+        let mut recovered = idle.clone();
         recovered.recover(9_999, INTERVAL);
         assert_eq!(recovered, idle);
     }

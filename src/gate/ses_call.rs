@@ -1,0 +1,105 @@
+//! One SES call from the gate: the signed request sent with the Workers fetch API under a
+//! timeout (AbortController), the reply parsed and classified, and one structured log line.
+
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use serde_json::json;
+use worker::wasm_bindgen::JsValue;
+use worker::{
+    console_error, console_log, AbortController, Fetch, Headers, Method, Request, RequestInit,
+};
+
+use crate::gate::queue::CallResult;
+use crate::ses::outcome::{classify, Outcome, RetryReason};
+use crate::ses::reply::{parse_send_reply, Reply, Unparseable};
+use crate::ses::request::SignedRequest;
+
+/// SES replies are a few hundred bytes; anything far larger is not SES.
+const MAX_REPLY_BYTES: usize = 64 * 1024;
+
+/// Sends one signed call, bounded by `timeout_ms` (connect, headers and body).
+pub async fn call_ses(signed: &SignedRequest, timeout_ms: u64, attempt: u32) -> CallResult {
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let exchange = async {
+        let headers = Headers::new();
+        for (name, value) in &signed.headers {
+            headers.set(name, value)?;
+        }
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(JsValue::from_str(&signed.body)));
+        let request = Request::new_with_init(&signed.url, &init)?;
+        let mut response = Fetch::Request(request).send_with_signal(&signal).await?;
+        let header_request_id = response.headers().get("x-amzn-RequestId").ok().flatten();
+        let body = response.bytes().await?;
+        Ok::<_, worker::Error>((response.status_code(), header_request_id, body))
+    };
+    let timeout = worker::Delay::from(Duration::from_millis(timeout_ms));
+    let answer = match select(Box::pin(exchange), timeout).await {
+        Either::Left((answer, _)) => answer,
+        Either::Right(_) => {
+            controller.abort();
+            console_error!(
+                "{}",
+                json!({"event": "ses_timeout", "attempt": attempt, "timeout_ms": timeout_ms})
+            );
+            return CallResult::TimedOut;
+        }
+    };
+    let (status, header_request_id, body) = match answer {
+        Ok(answer) => answer,
+        Err(e) => {
+            console_error!(
+                "{}",
+                json!({"event": "ses_unreachable", "attempt": attempt, "error": e.to_string()})
+            );
+            return CallResult::Answered(Outcome::Retryable(RetryReason::ServerError));
+        }
+    };
+    let reply = if body.len() > MAX_REPLY_BYTES {
+        Err(Unparseable("reply too large"))
+    } else {
+        parse_send_reply(&body, header_request_id.as_deref())
+    };
+    let outcome = classify(status, &reply);
+    log_attempt(attempt, status, &reply, &outcome);
+    CallResult::Answered(outcome)
+}
+
+/// One structured log line per SES call: the SES code, message and request id go here, never to
+/// the browser.
+fn log_attempt(
+    attempt: u32,
+    status: u16,
+    reply: &std::result::Result<Reply, Unparseable>,
+    outcome: &Outcome,
+) {
+    let mut line = json!({"event": "ses_call", "attempt": attempt, "status": status, "outcome": format!("{outcome:?}")});
+    match reply {
+        Ok(Reply::Sent {
+            message_id,
+            request_id,
+        }) => {
+            line["message_id"] = json!(message_id);
+            line["request_id"] = json!(request_id);
+        }
+        Ok(Reply::Failed(error)) => {
+            line["code"] = json!(error.code);
+            line["type"] = json!(error.kind);
+            line["message"] = json!(error.message);
+            line["request_id"] = json!(error.request_id);
+        }
+        Err(unparseable) => line["unparseable"] = json!(unparseable.0),
+    }
+    if matches!(outcome, Outcome::Config { clock_skew: true }) {
+        line["problem"] =
+            json!("clock skew: SES says the signing time is off; check the system clock");
+    }
+    match outcome {
+        Outcome::Sent { .. } => console_log!("{line}"),
+        _ => console_error!("{line}"),
+    }
+}
