@@ -266,11 +266,12 @@ fn five_concurrent_signups_are_all_sent_at_least_one_interval_apart_without_thro
 }
 
 #[test]
-fn a_burst_beyond_the_max_wait_gets_busy_with_retry_after_and_busy_ones_never_reach_ses() {
+fn without_a_queue_a_burst_beyond_the_max_wait_gets_busy_and_busy_ones_never_reach_ses() {
     let stack = Stack::start(
         "busy",
         Spec {
-            vars: &[("GATE_MAX_WAIT_MS", "1500")],
+            // Without a queue (QUEUE_MAX=0), what cannot wait is refused.
+            vars: &[("GATE_MAX_WAIT_MS", "1500"), ("QUEUE_MAX", "0")],
             ..Spec::default()
         },
     );
@@ -455,11 +456,12 @@ fn an_invalid_setting_is_misconfigured_and_calls_nothing() {
 }
 
 #[test]
-fn ses_answering_throttling_every_time_ends_in_upstream_throttled_after_two_retries() {
+fn without_a_queue_persistent_throttling_ends_in_upstream_throttled_after_two_retries() {
     // ses-local accepts one send a minute, so after the first, every call is Throttling.
     let stack = Stack::start(
         "throttled",
         Spec {
+            vars: &[("QUEUE_MAX", "0")],
             ses_args: &["--throttle-ms", "60000"],
             ..Spec::default()
         },
@@ -501,7 +503,7 @@ fn ses_answering_throttling_every_time_ends_in_upstream_throttled_after_two_retr
 }
 
 #[test]
-fn an_unreachable_or_silent_ses_is_an_upstream_error_or_timeout() {
+fn without_a_queue_an_unreachable_or_silent_ses_is_an_upstream_error_or_timeout() {
     // A port nobody listens on, and a listener that accepts but never answers.
     let closed = TcpListener::bind("127.0.0.1:0").expect("bind");
     let closed_url = format!(
@@ -525,7 +527,11 @@ fn an_unreachable_or_silent_ses_is_an_upstream_error_or_timeout() {
             ("silent", silent_url, "upstream_timeout", 504),
         ],
         |(name, url, code, status)| {
-            let vars = [("SES_TIMEOUT_MS", "800"), ("GATE_INTERVAL_MS", "200")];
+            let vars = [
+                ("SES_TIMEOUT_MS", "800"),
+                ("GATE_INTERVAL_MS", "200"),
+                ("QUEUE_MAX", "0"),
+            ];
             let stack = Stack::start(
                 name,
                 Spec {

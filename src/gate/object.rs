@@ -111,6 +111,10 @@ impl DurableObject for SesGate {
     }
 
     async fn alarm(&self) -> Result<Response> {
+        console_log!(
+            "{}",
+            json!({"event": "alarm", "queue_length": self.storage.borrow().len()})
+        );
         self.drain().await;
         Response::ok("drained")
     }
@@ -305,8 +309,10 @@ impl SesGate {
             }
         };
         self.wait_for_departure(slot, config.gate_interval_ms).await;
+        let interval = config.gate_interval_ms;
+
         let result = call_ses(&signed, config.ses_timeout_ms, attempt).await;
-        self.update(|g| g.settle(now_ms(), config.gate_interval_ms));
+        self.update(|g| g.settle(now_ms(), interval));
         Some(result)
     }
 
@@ -340,13 +346,9 @@ impl SesGate {
             json!({"event": "queued", "position": position, "attempts": attempts})
         );
         if !self.draining.get() {
-            let at = self.gate.borrow().next_free_ms.max(now);
-            if let Err(e) = self.state.storage().set_alarm(at as i64).await {
-                console_error!(
-                    "{}",
-                    json!({"event": "alarm_not_set", "error": e.to_string()})
-                );
-            }
+            // Now, not at the next slot: draining waits for its slots itself, and an alarm armed
+            // for later would add its own start-up delay to the queue.
+            self.arm_alarm(now).await;
         }
         Some(self.queued_reply(config, position, now))
     }
@@ -435,8 +437,10 @@ impl SesGate {
         }
     }
 
+    /// Sets the alarm for `at_ms` (Unix ms); workers-rs takes an offset from now.
     async fn arm_alarm(&self, at_ms: u64) {
-        if let Err(e) = self.state.storage().set_alarm(at_ms as i64).await {
+        let offset = Duration::from_millis(at_ms.saturating_sub(now_ms()));
+        if let Err(e) = self.state.storage().set_alarm(offset).await {
             console_error!(
                 "{}",
                 json!({"event": "alarm_not_set", "error": e.to_string()})
@@ -483,7 +487,9 @@ impl SesGate {
                 Departure::WaitForAnswer => ANSWER_POLL_MS,
             };
             if sleep_ms == 0 {
-                self.update(|g| g.depart(now, interval));
+                // In memory only: a storage write here would hold this very request behind the
+                // output gate until it is durable. `settle` persists the departure.
+                self.gate.borrow_mut().depart(now, interval);
                 return;
             }
         }

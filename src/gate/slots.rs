@@ -1,12 +1,12 @@
 //! Slot arithmetic for the gate, pure and clock-free: every function takes `now_ms`.
 //!
 //! Reservations hand out slots one interval apart (`next_free_ms`), synchronously, so
-//! concurrent requests in the object get distinct slots. The departure rule is stricter and
-//! causal: a call leaves only when no other call is in flight and one interval (plus
-//! [`CLOCK_GUARD_MS`]) has passed since the previous call was *answered*. SES received the
-//! previous call before it answered, so SES sees calls at least one interval apart whatever the
-//! network latency, timer slop or a cold start in between — none of which the Workers clock,
-//! frozen during CPU work, can see.
+//! concurrent requests in the object get distinct slots. The departure rule is causal: a call
+//! leaves only when no other call is in flight and `interval + CLOCK_GUARD_MS` has passed since
+//! the previous call was *answered*. SES received the previous call before it answered, so SES
+//! sees calls at least one interval apart whatever happened between the gate and the wire:
+//! network latency, timer slop, a cold isolate, or the output gate holding a fetch until earlier
+//! storage writes are durable, none of which the Workers clock (frozen during CPU work) can see.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +23,7 @@ pub const BACKOFF_CAP_MS: u64 = 60_000;
 pub struct GateState {
     /// The earliest time the next reservation may be given.
     pub next_free_ms: u64,
-    /// When the previous SES call was answered (or given up on).
+    /// When the previous SES call was answered (or given up on), or the object restarted.
     pub last_settled_ms: Option<u64>,
     /// An SES call has left and not been answered yet.
     pub in_flight: bool,
@@ -110,7 +110,7 @@ impl GateState {
     /// Records that the call in flight was answered (or abandoned) at `now_ms`.
     pub fn settle(&mut self, now_ms: u64, interval_ms: u64) {
         self.in_flight = false;
-        self.last_settled_ms = Some(now_ms);
+        self.last_settled_ms = Some(self.last_settled_ms.map_or(now_ms, |t| t.max(now_ms)));
         self.next_free_ms = self.next_free_ms.max(now_ms + interval_ms + CLOCK_GUARD_MS);
     }
 
@@ -133,11 +133,10 @@ impl GateState {
         self.throttle_streak = 0;
     }
 
-    /// After a restart: a call that was in flight may have reached SES just now.
+    /// After a restart: whatever the old object had in flight reached SES by now at the latest,
+    /// so the next call keeps an interval from the restart.
     pub fn recover(&mut self, now_ms: u64, interval_ms: u64) {
-        if self.in_flight {
-            self.settle(now_ms, interval_ms);
-        }
+        self.settle(now_ms, interval_ms);
     }
 }
 
@@ -216,7 +215,7 @@ mod tests {
     }
 
     #[test]
-    fn the_departure_waits_for_the_slot_and_an_interval_after_the_previous_answer() {
+    fn the_departure_waits_for_the_slot_the_answer_and_an_interval_after_the_answer() {
         let mut gate = GateState::default();
         assert_eq!(gate.departure(100, 400, INTERVAL), Departure::WaitMs(300));
         assert_eq!(gate.departure(400, 400, INTERVAL), Departure::Go);
@@ -246,7 +245,20 @@ mod tests {
     }
 
     #[test]
-    fn a_restart_with_a_call_in_flight_counts_it_as_answered_at_the_restart() {
+    fn a_departure_pushes_the_next_free_slot_past_itself() {
+        let mut gate = GateState {
+            next_free_ms: 500,
+            ..GateState::default()
+        };
+        gate.depart(2_000, INTERVAL);
+        assert_eq!(
+            gate.reserve(2_100, INTERVAL, 10_000),
+            Reservation::Slot { at_ms: 3_000 }
+        );
+    }
+
+    #[test]
+    fn a_restart_counts_as_an_answer_at_the_restart() {
         let mut gate = GateState::default();
         gate.depart(1_000, INTERVAL);
         gate.recover(1_200, INTERVAL);
@@ -255,14 +267,16 @@ mod tests {
             gate.departure(1_300, 1_300, INTERVAL),
             Departure::WaitMs(901)
         );
-        let idle = GateState {
-            next_free_ms: 7,
-            last_settled_ms: Some(3),
+        let mut idle = GateState {
+            last_settled_ms: Some(50_000),
             ..GateState::default()
         };
-        let mut recovered = idle.clone();
-        recovered.recover(9_999, INTERVAL);
-        assert_eq!(recovered, idle);
+        idle.recover(9_999, INTERVAL);
+        assert_eq!(
+            idle.last_settled_ms,
+            Some(50_000),
+            "never moves the last answer back"
+        );
     }
 
     #[test]
@@ -315,8 +329,8 @@ mod tests {
 
     #[test]
     fn simulated_traffic_never_reaches_ses_closer_than_one_interval() {
-        // Bursts of arrivals; each call takes 0–40 ms to reach SES and as long again to come back;
-        // timers fire up to 12 ms late.
+        // Bursts of arrivals; calls take 0–40 ms to reach SES (a cold isolate, an output gate)
+        // and 0.3–20 ms to come back; timers fire up to 12 ms late; clock readings are whole ms.
         let mut gate = GateState::default();
         let mut slots = Vec::new();
         for arrival in [0u64, 0, 0, 10, 20, 3_000, 3_001, 3_002, 9_000] {
@@ -324,26 +338,29 @@ mod tests {
                 slots.push(at_ms);
             }
         }
-        let mut arrivals_at_ses = Vec::new();
-        let mut now = 0;
+        let mut arrivals_at_ses_us = Vec::new();
+        let mut now_us = 0u64;
         for (i, slot) in slots.into_iter().enumerate() {
-            let latency = (i as u64 * 17) % 41;
+            let i = i as u64;
             loop {
-                match gate.departure(now, slot, INTERVAL) {
+                match gate.departure(now_us / 1000, slot, INTERVAL) {
                     Departure::Go => break,
-                    Departure::WaitMs(ms) => now += ms + (i as u64 * 5) % 13,
+                    Departure::WaitMs(ms) => now_us += ms * 1000 + (i * 5_300) % 12_000,
                     Departure::WaitForAnswer => unreachable!("calls are sequential here"),
                 }
             }
-            gate.depart(now, INTERVAL);
-            arrivals_at_ses.push(now + latency);
-            now += 2 * latency;
-            gate.settle(now, INTERVAL);
+            gate.depart(now_us / 1000, INTERVAL);
+            now_us += (i * 17_300) % 40_000;
+            arrivals_at_ses_us.push(now_us);
+            now_us += (i * 7_100) % 20_000 + 300;
+            gate.settle(now_us / 1000, INTERVAL);
         }
-        assert_eq!(arrivals_at_ses.len(), 9);
+        assert_eq!(arrivals_at_ses_us.len(), 9);
         assert!(
-            arrivals_at_ses.windows(2).all(|w| w[1] >= w[0] + INTERVAL),
-            "{arrivals_at_ses:?}"
+            arrivals_at_ses_us
+                .windows(2)
+                .all(|w| w[1] >= w[0] + INTERVAL * 1000),
+            "{arrivals_at_ses_us:?}"
         );
     }
 }

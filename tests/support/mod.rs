@@ -8,6 +8,8 @@
 // Native test code: reading the clock is fine off wasm32.
 #![allow(clippy::disallowed_methods, dead_code)]
 
+pub mod gate;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -169,20 +171,59 @@ struct Group(Child);
 
 impl Drop for Group {
     fn drop(&mut self) {
-        let pgid = self.0.id() as i32;
-        // SAFETY: kill(2) on a process group this test created; no memory is involved.
-        unsafe { libc::kill(-pgid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        // workerd is not always in wrangler's process group: collect the whole tree first.
+        let mut tree = descendants(self.0.id() as i32);
+        tree.push(self.0.id() as i32);
+        for pid in &tree {
+            // SAFETY: kill(2) on processes this test started; no memory is involved.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
         }
-        // SAFETY: as above.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
         let _ = self.0.wait();
+        // Wait until every process of the tree is gone (a restarted stack must not overlap).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tree
+            .iter()
+            .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
+}
+
+/// Every process below `root`, from /proc's parent links.
+fn descendants(root: i32) -> Vec<i32> {
+    let parents: Vec<(i32, i32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The command may contain spaces and parentheses: the ppid follows the last ')'.
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, ppid)| *ppid == parent)
+                .map(|(pid, _)| *pid),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
 }
 
 fn spawn_group(command: &mut Command) -> Group {
@@ -199,8 +240,71 @@ pub struct Stack {
     pub ses: String,
     pub client: SesClient,
     pub dir: PathBuf,
-    _wrangler: Group,
+    vars: Vec<String>,
+    restarts: u32,
+    _wrangler: Option<Group>,
     _ses_local: Group,
+}
+
+/// Starts `wrangler dev` for a stack (state in `dir/state`) and waits until it answers; returns
+/// it and the address it reports. Each run logs to its own file.
+fn spawn_wrangler(dir: &Path, vars: &[String], run: u32) -> (Group, String) {
+    let config_path = dir.join("wrangler.toml");
+    std::fs::write(&config_path, test_wrangler_config()).expect("write test wrangler.toml");
+    let (port, inspector) = (free_port(), free_port());
+    let log_path = dir.join(if run == 0 {
+        "wrangler.log".to_string()
+    } else {
+        format!("wrangler-{run}.log")
+    });
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let node_bin = root().join("node_modules/.bin");
+    let path = format!(
+        "{}:{}",
+        node_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut command = Command::new(root().join("node_modules/.bin/wrangler"));
+    command
+        .arg("dev")
+        .arg("--config")
+        .arg(&config_path)
+        .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--inspector-port", &inspector.to_string()])
+        .arg("--persist-to")
+        .arg(dir.join("state"))
+        .args(vars.iter().flat_map(|v| ["--var".to_string(), v.clone()]))
+        .env("PATH", path)
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("CI", "true")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log);
+    let mut child = spawn_group(&mut command);
+
+    // Talk to the address wrangler itself reports (should it not get the port asked for, a
+    // health check on that port could reach another test's stack).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let worker = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let ready = log
+            .split("Ready on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(|url| url.trim_end_matches('/').to_string());
+        if let Some(url) = ready {
+            if get(&format!("{url}/healthz")).map(|r| r.status) == Some(200) {
+                break url;
+            }
+        }
+        let exited = child.0.try_wait().ok().flatten();
+        if exited.is_some() || Instant::now() > deadline {
+            panic!("wrangler dev (port {port}) did not become ready ({exited:?}); its log:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    (child, worker)
 }
 
 fn free_port() -> u16 {
@@ -256,10 +360,12 @@ impl Stack {
         std::fs::create_dir_all(&dir).expect("create stack dir");
 
         let ses_bin = root().join("target/debug/ses-local");
-        let wrangler = root().join("node_modules/.bin/wrangler");
         require(&ses_bin, "the ses-local binary");
         require(&root().join("build/index.js"), "the Worker bundle");
-        require(&wrangler, "wrangler from npm");
+        require(
+            &root().join("node_modules/.bin/wrangler"),
+            "wrangler from npm",
+        );
 
         let ses_log = std::fs::File::create(dir.join("ses-local.stderr")).expect("log file");
         let mut ses_command = Command::new(&ses_bin);
@@ -310,7 +416,6 @@ impl Stack {
 
         let config_path = dir.join("wrangler.toml");
         std::fs::write(&config_path, test_wrangler_config()).expect("write test wrangler.toml");
-        let (port, inspector) = (free_port(), free_port());
         let endpoint = spec.ses_endpoint.clone().unwrap_or_else(|| ses.clone());
         let mut vars: Vec<String> = vec![
             format!("AWS_ACCESS_KEY_ID:{ACCESS_KEY_ID}"),
@@ -319,63 +424,27 @@ impl Stack {
         ];
         vars.extend(spec.session_token.map(|t| format!("AWS_SESSION_TOKEN:{t}")));
         vars.extend(spec.vars.iter().map(|(k, v)| format!("{k}:{v}")));
-        let log = std::fs::File::create(dir.join("wrangler.log")).expect("log file");
-        let node_bin = root().join("node_modules/.bin");
-        let path = format!(
-            "{}:{}",
-            node_bin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let mut wrangler_command = Command::new(&wrangler);
-        wrangler_command
-            .arg("dev")
-            .arg("--config")
-            .arg(&config_path)
-            .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--inspector-port", &inspector.to_string()])
-            .arg("--persist-to")
-            .arg(dir.join("state"))
-            .args(vars.iter().flat_map(|v| ["--var".to_string(), v.clone()]))
-            .env("PATH", path)
-            .env("WRANGLER_SEND_METRICS", "false")
-            .env("CI", "true")
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
-        let mut wrangler_child = spawn_group(&mut wrangler_command);
-
-        // Talk to the address wrangler itself reports (should it not get the port asked for, a
-        // health check on that port could reach another test's stack).
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let worker = loop {
-            let log = std::fs::read_to_string(dir.join("wrangler.log")).unwrap_or_default();
-            let ready = log
-                .split("Ready on ")
-                .nth(1)
-                .and_then(|rest| rest.split_whitespace().next())
-                .map(|url| url.trim_end_matches('/').to_string());
-            if let Some(url) = ready {
-                if get(&format!("{url}/healthz")).map(|r| r.status) == Some(200) {
-                    break url;
-                }
-            }
-            let exited = wrangler_child.0.try_wait().ok().flatten();
-            if exited.is_some() || Instant::now() > deadline {
-                panic!(
-                    "wrangler dev (port {port}) did not become ready ({exited:?}); its log:\n{log}"
-                );
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        };
+        let (wrangler, worker) = spawn_wrangler(&dir, &vars, 0);
         Stack {
             worker,
             ses,
             client,
             dir,
-            _wrangler: wrangler_child,
+            vars,
+            restarts: 0,
+            _wrangler: Some(wrangler),
             _ses_local: ses_child,
         }
+    }
+
+    /// Kills `wrangler dev` (and its workerd) and starts it again on the same persisted state,
+    /// as an eviction or a deploy would.
+    pub fn restart_worker(&mut self) {
+        self._wrangler = None;
+        self.restarts += 1;
+        let (wrangler, worker) = spawn_wrangler(&self.dir, &self.vars, self.restarts);
+        self._wrangler = Some(wrangler);
+        self.worker = worker;
     }
 
     pub fn post_json(&self, body: &str) -> Reply {
@@ -403,6 +472,30 @@ impl Stack {
         let mut requests = all["requests"].as_array().cloned().unwrap_or_default();
         requests.retain(|r| r["action"] == "SendCustomVerificationEmail");
         requests
+    }
+
+    /// Waits (up to `timeout`) until ses-local accepted `n` custom verification mails.
+    pub fn wait_for_outbox(&self, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let outbox = self.outbox();
+            if outbox.len() >= n || Instant::now() > deadline {
+                return outbox;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `GET /gate/stats` with the given bearer token.
+    pub fn stats(&self, token: Option<&str>) -> Reply {
+        let mut req = agent().get(&format!("{}/gate/stats", self.worker));
+        if let Some(token) = token {
+            req = req.set("authorization", &format!("Bearer {token}"));
+        }
+        match req.call() {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => into_reply(r),
+            Err(e) => panic!("stats: {e}"),
+        }
     }
 
     /// Whether wrangler's log shows `needle` within a few seconds (log lines arrive asynchronously).
