@@ -13,7 +13,7 @@ export WRANGLER_SEND_METRICS := false
 export WASM_BINDGEN_BIN := $(CARGO_BIN)/wasm-bindgen
 export WASM_OPT_BIN := $(NODE_BIN)/wasm-opt
 
-.PHONY: dev test setup build lint unit e2e deploy clean
+.PHONY: dev test setup build lint unit e2e bench-gate deploy clean
 
 dev: setup
 	@scripts/dev.sh
@@ -38,7 +38,12 @@ unit:
 	cargo test --workspace --lib --bins
 
 e2e: setup build
-	cargo test --test e2e
+	cargo test --test e2e --test gate --test gate_timing
+
+# Against a running `make dev` (best with GATE_INTERVAL_MS=100 make dev). N signups, default 200.
+N ?= 200
+bench-gate:
+	python3 scripts/bench_gate.py -n $(N) --interval-ms $${GATE_INTERVAL_MS:-$$(grep -oP 'GATE_INTERVAL_MS = "\K[0-9]+' wrangler.toml)}
 
 deploy: setup
 	wrangler deploy

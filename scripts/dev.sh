@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 SES_PORT=${SES_PORT:-4579}
 WORKER_PORT=${WORKER_PORT:-8787}
+# GATE_INTERVAL_MS=100 make dev: a faster gate, and ses-local throttling at the same interval.
+GATE_INTERVAL_MS=${GATE_INTERVAL_MS:-1000}
 
 if [ ! -f .dev.vars ]; then
   echo "==> writing .dev.vars (ses-local's test credentials) from .dev.vars.example"
@@ -19,10 +21,11 @@ cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; w
 trap cleanup EXIT INT TERM
 
 # Templates and identities persist in .dev-state/ (git-ignored); ses-local.toml seeds them.
-target/debug/ses-local --port "$SES_PORT" --config ses-local.toml --state .dev-state/ses-local.json &
+target/debug/ses-local --port "$SES_PORT" --config ses-local.toml --state .dev-state/ses-local.json \
+  --throttle-ms "$GATE_INTERVAL_MS" &
 pids+=($!)
 
-wrangler dev --ip 127.0.0.1 --port "$WORKER_PORT" &
+wrangler dev --ip 127.0.0.1 --port "$WORKER_PORT" --var "GATE_INTERVAL_MS:$GATE_INTERVAL_MS" &
 pids+=($!)
 
 for _ in $(seq 1 240); do

@@ -20,6 +20,7 @@ const MAX_REPLY_BYTES: usize = 64 * 1024;
 
 /// Sends one signed call, bounded by `timeout_ms` (connect, headers and body).
 pub async fn call_ses(signed: &SignedRequest, timeout_ms: u64, attempt: u32) -> CallResult {
+    let started_ms = crate::runtime::now_ms();
     let controller = AbortController::default();
     let signal = controller.signal();
     let exchange = async {
@@ -65,7 +66,8 @@ pub async fn call_ses(signed: &SignedRequest, timeout_ms: u64, attempt: u32) -> 
         parse_send_reply(&body, header_request_id.as_deref())
     };
     let outcome = classify(status, &reply);
-    log_attempt(attempt, status, &reply, &outcome);
+    let round_trip_ms = crate::runtime::now_ms().saturating_sub(started_ms);
+    log_attempt(attempt, status, round_trip_ms, &reply, &outcome);
     CallResult::Answered(outcome)
 }
 
@@ -74,10 +76,17 @@ pub async fn call_ses(signed: &SignedRequest, timeout_ms: u64, attempt: u32) -> 
 fn log_attempt(
     attempt: u32,
     status: u16,
+    round_trip_ms: u64,
     reply: &std::result::Result<Reply, Unparseable>,
     outcome: &Outcome,
 ) {
-    let mut line = json!({"event": "ses_call", "attempt": attempt, "status": status, "outcome": format!("{outcome:?}")});
+    let mut line = json!({
+        "event": "ses_call",
+        "attempt": attempt,
+        "status": status,
+        "round_trip_ms": round_trip_ms,
+        "outcome": format!("{outcome:?}"),
+    });
     match reply {
         Ok(Reply::Sent {
             message_id,
