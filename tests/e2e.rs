@@ -9,24 +9,8 @@ mod support;
 use std::net::TcpListener;
 use std::time::Duration;
 
+use support::gate::burst;
 use support::{concurrently, post_chunked, request, Body, Reply, SesClient, Spec, Stack, FROM};
-
-fn signup_at((worker, email): (String, String)) -> (String, Reply) {
-    let body = serde_json::json!({ "email": email }).to_string();
-    let reply = request(
-        "POST",
-        &format!("{worker}/signup"),
-        Some(("application/json", body.as_bytes())),
-    );
-    (email, reply)
-}
-
-fn burst(stack: &Stack, prefix: &str, n: usize) -> Vec<(String, Reply)> {
-    let items = (0..n)
-        .map(|i| (stack.worker.clone(), format!("{prefix}{i}@example.com")))
-        .collect();
-    concurrently(items, signup_at)
-}
 
 #[test]
 fn a_plus_tagged_signup_is_sent_and_the_outbox_shows_exactly_that_address_and_message_id() {
