@@ -15,6 +15,8 @@ pub enum ApiError {
     MissingEmail,
     InvalidEmail,
     Unauthorized,
+    OriginNotAllowed,
+    CaptchaFailed,
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
@@ -22,6 +24,7 @@ pub enum ApiError {
     Rejected,
     Busy { retry_after_secs: u64 },
     Cooldown { retry_after_secs: u64 },
+    RateLimited { retry_after_secs: u64 },
     Misconfigured,
     UpstreamError,
     UpstreamThrottled { retry_after_secs: u64 },
@@ -33,12 +36,13 @@ impl ApiError {
         match self {
             Self::InvalidBody | Self::MissingEmail | Self::InvalidEmail => 400,
             Self::Unauthorized => 401,
+            Self::OriginNotAllowed | Self::CaptchaFailed => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::Rejected => 422,
-            Self::Busy { .. } | Self::Cooldown { .. } => 429,
+            Self::Busy { .. } | Self::Cooldown { .. } | Self::RateLimited { .. } => 429,
             Self::Misconfigured => 500,
             Self::UpstreamError => 502,
             Self::UpstreamThrottled { .. } => 503,
@@ -53,6 +57,8 @@ impl ApiError {
             Self::MissingEmail => "missing_email",
             Self::InvalidEmail => "invalid_email",
             Self::Unauthorized => "unauthorized",
+            Self::OriginNotAllowed => "origin_not_allowed",
+            Self::CaptchaFailed => "captcha_failed",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
@@ -60,6 +66,7 @@ impl ApiError {
             Self::Rejected => "rejected",
             Self::Busy { .. } => "busy",
             Self::Cooldown { .. } => "cooldown",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Misconfigured => "misconfigured",
             Self::UpstreamError => "upstream_error",
             Self::UpstreamThrottled { .. } => "upstream_throttled",
@@ -75,6 +82,8 @@ impl ApiError {
             Self::MissingEmail => "Please enter an email address.",
             Self::InvalidEmail => "That does not look like a valid email address.",
             Self::Unauthorized => "A valid bearer token is required.",
+            Self::OriginNotAllowed => "Signups are not accepted from this site.",
+            Self::CaptchaFailed => "The bot check failed. Please try again.",
             Self::NotFound => "There is nothing at this address.",
             Self::MethodNotAllowed => "This method is not allowed here.",
             Self::PayloadTooLarge => "The request body is too large.",
@@ -86,6 +95,7 @@ impl ApiError {
             Self::Cooldown { .. } => {
                 "A verification email was sent to this address moments ago. Please check your inbox."
             }
+            Self::RateLimited { .. } => "Too many signups from your network. Please try again in a minute.",
             Self::Misconfigured => "The signup service is not configured correctly.",
             Self::UpstreamError => "The email service failed. Please try again later.",
             Self::UpstreamThrottled { .. } => {
@@ -100,6 +110,7 @@ impl ApiError {
         match self {
             Self::Busy { retry_after_secs }
             | Self::Cooldown { retry_after_secs }
+            | Self::RateLimited { retry_after_secs }
             | Self::UpstreamThrottled { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         }
@@ -120,11 +131,13 @@ pub fn retry_after_secs(wait_ms: u64) -> u64 {
 mod tests {
     use super::*;
 
-    const ALL: [ApiError; 15] = [
+    const ALL: [ApiError; 18] = [
         ApiError::InvalidBody,
         ApiError::MissingEmail,
         ApiError::InvalidEmail,
         ApiError::Unauthorized,
+        ApiError::OriginNotAllowed,
+        ApiError::CaptchaFailed,
         ApiError::NotFound,
         ApiError::MethodNotAllowed,
         ApiError::PayloadTooLarge,
@@ -134,6 +147,9 @@ mod tests {
             retry_after_secs: 3,
         },
         ApiError::Cooldown {
+            retry_after_secs: 60,
+        },
+        ApiError::RateLimited {
             retry_after_secs: 60,
         },
         ApiError::Misconfigured,
@@ -154,6 +170,8 @@ mod tests {
                 (400, "missing_email"),
                 (400, "invalid_email"),
                 (401, "unauthorized"),
+                (403, "origin_not_allowed"),
+                (403, "captcha_failed"),
                 (404, "not_found"),
                 (405, "method_not_allowed"),
                 (413, "payload_too_large"),
@@ -161,6 +179,7 @@ mod tests {
                 (422, "rejected"),
                 (429, "busy"),
                 (429, "cooldown"),
+                (429, "rate_limited"),
                 (500, "misconfigured"),
                 (502, "upstream_error"),
                 (503, "upstream_throttled"),
@@ -184,6 +203,7 @@ mod tests {
                 e,
                 ApiError::Busy { .. }
                     | ApiError::Cooldown { .. }
+                    | ApiError::RateLimited { .. }
                     | ApiError::UpstreamThrottled { .. }
             );
             assert_eq!(e.retry_after_secs().is_some(), expected, "{e:?}");

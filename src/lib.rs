@@ -6,6 +6,7 @@
 //! `ses` for the SES request and reply, and `gate` for the Durable Object.
 
 pub mod config;
+pub mod browser;
 pub mod email;
 pub mod error;
 pub mod gate;

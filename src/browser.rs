@@ -1,0 +1,185 @@
+//! What a browser-facing endpoint decides before and after the signup itself: which `Origin`s
+//! may call it (CORS), and whether a plain HTML form gets a `303` redirect to one of the
+//! configured pages instead of JSON. Pure: headers come in as strings.
+
+use url::Url;
+
+use crate::error::ApiError;
+
+/// `ALLOWED_ORIGINS` and `REQUIRE_ORIGIN`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OriginPolicy {
+    /// Exact origins (`https://example.com`), or any when `*` was set explicitly.
+    pub allowed: AllowedOrigins,
+    /// Refuse requests without an `Origin` header (curl, servers).
+    pub require_origin: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AllowedOrigins {
+    #[default]
+    None,
+    Any,
+    List(Vec<String>),
+}
+
+impl AllowedOrigins {
+    /// Parses the comma list; each entry must be a bare origin (scheme, host, optional port).
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let entries: Vec<&str> = raw.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+        if entries == ["*"] {
+            return Ok(Self::Any);
+        }
+        let mut origins = Vec::new();
+        for entry in entries {
+            let url = Url::parse(entry).map_err(|_| "has an entry that is not an origin URL")?;
+            let origin = url.origin().ascii_serialization();
+            if !matches!(url.scheme(), "http" | "https") || origin != entry.trim_end_matches('/') || url.path() != "/" {
+                return Err("must list bare origins like https://example.com (no path), or just *");
+            }
+            origins.push(origin);
+        }
+        Ok(if origins.is_empty() { Self::None } else { Self::List(origins) })
+    }
+}
+
+/// The decision for one request: `Ok(Some(origin))` to echo in `Access-Control-Allow-Origin`,
+/// `Ok(None)` for a request without `Origin` (no CORS headers needed).
+pub fn check_origin(
+    policy: &OriginPolicy,
+    origin: Option<&str>,
+    own_origin: &str,
+) -> Result<Option<String>, ApiError> {
+    let Some(origin) = origin.map(str::trim).filter(|o| !o.is_empty()) else {
+        return if policy.require_origin { Err(ApiError::OriginNotAllowed) } else { Ok(None) };
+    };
+    let allowed = origin == own_origin
+        || match &policy.allowed {
+            AllowedOrigins::None => false,
+            AllowedOrigins::Any => true,
+            AllowedOrigins::List(list) => list.iter().any(|o| o == origin),
+        };
+    if allowed {
+        Ok(Some(origin.to_string()))
+    } else {
+        Err(ApiError::OriginNotAllowed)
+    }
+}
+
+/// Whether an `Accept` header prefers HTML to JSON, as a browser's form submission does.
+pub fn prefers_html(accept: Option<&str>) -> bool {
+    let quality = |wanted: &str| {
+        accept
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|item| {
+                let mut parts = item.split(';').map(str::trim);
+                let media = parts.next()?.to_ascii_lowercase();
+                let q = parts
+                    .find_map(|p| p.strip_prefix("q="))
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                (media == wanted).then_some(q)
+            })
+            .fold(0.0f32, f32::max)
+    };
+    let html = quality("text/html");
+    html > 0.0 && html >= quality("application/json")
+}
+
+/// `SUCCESS_REDIRECT_URL` and `FAILURE_REDIRECT_URL`: the only places a form is sent back to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormRedirects {
+    pub success: Url,
+    pub failure: Url,
+}
+
+impl FormRedirects {
+    /// `success?status=sent|queued`; the configured URL's own query is kept.
+    pub fn success(&self, status: &str) -> String {
+        with_param(&self.success, "status", status)
+    }
+
+    /// `failure?error=<code>`, the same codes as the JSON API.
+    pub fn failure(&self, error: &ApiError) -> String {
+        with_param(&self.failure, "error", error.code())
+    }
+}
+
+fn with_param(base: &Url, name: &str, value: &str) -> String {
+    let mut url = base.clone();
+    url.query_pairs_mut().append_pair(name, value);
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(allowed: &str, require_origin: bool) -> OriginPolicy {
+        OriginPolicy { allowed: AllowedOrigins::parse(allowed).expect("valid"), require_origin }
+    }
+
+    const OWN: &str = "https://signup.example.workers.dev";
+
+    #[test]
+    fn listed_origins_are_echoed_and_others_refused() {
+        let p = policy("https://a.example, http://localhost:4321", false);
+        assert_eq!(check_origin(&p, Some("https://a.example"), OWN), Ok(Some("https://a.example".into())));
+        assert_eq!(check_origin(&p, Some("http://localhost:4321"), OWN), Ok(Some("http://localhost:4321".into())));
+        for other in ["https://b.example", "https://a.example.evil.com", "http://a.example", "null", "https://A.example"] {
+            assert_eq!(check_origin(&p, Some(other), OWN), Err(ApiError::OriginNotAllowed), "{other}");
+        }
+    }
+
+    #[test]
+    fn the_workers_own_origin_is_always_allowed_for_its_demo_page() {
+        assert_eq!(check_origin(&policy("", false), Some(OWN), OWN), Ok(Some(OWN.into())));
+    }
+
+    #[test]
+    fn a_star_must_be_explicit_and_alone() {
+        assert_eq!(AllowedOrigins::parse("*"), Ok(AllowedOrigins::Any));
+        assert!(AllowedOrigins::parse("*, https://a.example").is_err());
+        assert_eq!(check_origin(&policy("*", false), Some("https://any.example"), OWN), Ok(Some("https://any.example".into())));
+        assert_eq!(check_origin(&policy("", false), Some("https://any.example"), OWN), Err(ApiError::OriginNotAllowed));
+    }
+
+    #[test]
+    fn entries_must_be_bare_origins() {
+        for bad in ["a.example", "https://a.example/path", "ftp://a.example", "https://a.example/?x=1"] {
+            assert!(AllowedOrigins::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            AllowedOrigins::parse("https://a.example/"),
+            Ok(AllowedOrigins::List(vec!["https://a.example".into()]))
+        );
+    }
+
+    #[test]
+    fn requests_without_origin_pass_unless_an_origin_is_required() {
+        assert_eq!(check_origin(&policy("", false), None, OWN), Ok(None));
+        assert_eq!(check_origin(&policy("", true), None, OWN), Err(ApiError::OriginNotAllowed));
+        assert_eq!(check_origin(&policy("", true), Some("  "), OWN), Err(ApiError::OriginNotAllowed));
+    }
+
+    #[test]
+    fn a_browser_form_prefers_html_and_fetch_does_not() {
+        assert!(prefers_html(Some("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")));
+        assert!(prefers_html(Some("text/html")));
+        assert!(!prefers_html(Some("*/*")));
+        assert!(!prefers_html(None));
+        assert!(!prefers_html(Some("application/json")));
+        assert!(!prefers_html(Some("text/html;q=0.5, application/json")));
+    }
+
+    #[test]
+    fn redirects_go_only_to_the_configured_urls_with_the_outcome_encoded() {
+        let redirects = FormRedirects {
+            success: Url::parse("https://site.example/thanks?lang=en").expect("url"),
+            failure: Url::parse("https://site.example/oops").expect("url"),
+        };
+        assert_eq!(redirects.success("queued"), "https://site.example/thanks?lang=en&status=queued");
+        assert_eq!(redirects.failure(&ApiError::InvalidEmail), "https://site.example/oops?error=invalid_email");
+    }
+}
