@@ -26,7 +26,11 @@ pub enum AllowedOrigins {
 impl AllowedOrigins {
     /// Parses the comma list; each entry must be a bare origin (scheme, host, optional port).
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        let entries: Vec<&str> = raw.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+        let entries: Vec<&str> = raw
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .collect();
         if entries == ["*"] {
             return Ok(Self::Any);
         }
@@ -34,12 +38,19 @@ impl AllowedOrigins {
         for entry in entries {
             let url = Url::parse(entry).map_err(|_| "has an entry that is not an origin URL")?;
             let origin = url.origin().ascii_serialization();
-            if !matches!(url.scheme(), "http" | "https") || origin != entry.trim_end_matches('/') || url.path() != "/" {
+            if !matches!(url.scheme(), "http" | "https")
+                || origin != entry.trim_end_matches('/')
+                || url.path() != "/"
+            {
                 return Err("must list bare origins like https://example.com (no path), or just *");
             }
             origins.push(origin);
         }
-        Ok(if origins.is_empty() { Self::None } else { Self::List(origins) })
+        Ok(if origins.is_empty() {
+            Self::None
+        } else {
+            Self::List(origins)
+        })
     }
 }
 
@@ -51,7 +62,11 @@ pub fn check_origin(
     own_origin: &str,
 ) -> Result<Option<String>, ApiError> {
     let Some(origin) = origin.map(str::trim).filter(|o| !o.is_empty()) else {
-        return if policy.require_origin { Err(ApiError::OriginNotAllowed) } else { Ok(None) };
+        return if policy.require_origin {
+            Err(ApiError::OriginNotAllowed)
+        } else {
+            Ok(None)
+        };
     };
     let allowed = origin == own_origin
         || match &policy.allowed {
@@ -117,7 +132,10 @@ mod tests {
     use super::*;
 
     fn policy(allowed: &str, require_origin: bool) -> OriginPolicy {
-        OriginPolicy { allowed: AllowedOrigins::parse(allowed).expect("valid"), require_origin }
+        OriginPolicy {
+            allowed: AllowedOrigins::parse(allowed).expect("valid"),
+            require_origin,
+        }
     }
 
     const OWN: &str = "https://signup.example.workers.dev";
@@ -125,29 +143,59 @@ mod tests {
     #[test]
     fn listed_origins_are_echoed_and_others_refused() {
         let p = policy("https://a.example, http://localhost:4321", false);
-        assert_eq!(check_origin(&p, Some("https://a.example"), OWN), Ok(Some("https://a.example".into())));
-        assert_eq!(check_origin(&p, Some("http://localhost:4321"), OWN), Ok(Some("http://localhost:4321".into())));
-        for other in ["https://b.example", "https://a.example.evil.com", "http://a.example", "null", "https://A.example"] {
-            assert_eq!(check_origin(&p, Some(other), OWN), Err(ApiError::OriginNotAllowed), "{other}");
+        assert_eq!(
+            check_origin(&p, Some("https://a.example"), OWN),
+            Ok(Some("https://a.example".into()))
+        );
+        assert_eq!(
+            check_origin(&p, Some("http://localhost:4321"), OWN),
+            Ok(Some("http://localhost:4321".into()))
+        );
+        for other in [
+            "https://b.example",
+            "https://a.example.evil.com",
+            "http://a.example",
+            "null",
+            "https://A.example",
+        ] {
+            assert_eq!(
+                check_origin(&p, Some(other), OWN),
+                Err(ApiError::OriginNotAllowed),
+                "{other}"
+            );
         }
     }
 
     #[test]
     fn the_workers_own_origin_is_always_allowed_for_its_demo_page() {
-        assert_eq!(check_origin(&policy("", false), Some(OWN), OWN), Ok(Some(OWN.into())));
+        assert_eq!(
+            check_origin(&policy("", false), Some(OWN), OWN),
+            Ok(Some(OWN.into()))
+        );
     }
 
     #[test]
     fn a_star_must_be_explicit_and_alone() {
         assert_eq!(AllowedOrigins::parse("*"), Ok(AllowedOrigins::Any));
         assert!(AllowedOrigins::parse("*, https://a.example").is_err());
-        assert_eq!(check_origin(&policy("*", false), Some("https://any.example"), OWN), Ok(Some("https://any.example".into())));
-        assert_eq!(check_origin(&policy("", false), Some("https://any.example"), OWN), Err(ApiError::OriginNotAllowed));
+        assert_eq!(
+            check_origin(&policy("*", false), Some("https://any.example"), OWN),
+            Ok(Some("https://any.example".into()))
+        );
+        assert_eq!(
+            check_origin(&policy("", false), Some("https://any.example"), OWN),
+            Err(ApiError::OriginNotAllowed)
+        );
     }
 
     #[test]
     fn entries_must_be_bare_origins() {
-        for bad in ["a.example", "https://a.example/path", "ftp://a.example", "https://a.example/?x=1"] {
+        for bad in [
+            "a.example",
+            "https://a.example/path",
+            "ftp://a.example",
+            "https://a.example/?x=1",
+        ] {
             assert!(AllowedOrigins::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(
@@ -159,13 +207,21 @@ mod tests {
     #[test]
     fn requests_without_origin_pass_unless_an_origin_is_required() {
         assert_eq!(check_origin(&policy("", false), None, OWN), Ok(None));
-        assert_eq!(check_origin(&policy("", true), None, OWN), Err(ApiError::OriginNotAllowed));
-        assert_eq!(check_origin(&policy("", true), Some("  "), OWN), Err(ApiError::OriginNotAllowed));
+        assert_eq!(
+            check_origin(&policy("", true), None, OWN),
+            Err(ApiError::OriginNotAllowed)
+        );
+        assert_eq!(
+            check_origin(&policy("", true), Some("  "), OWN),
+            Err(ApiError::OriginNotAllowed)
+        );
     }
 
     #[test]
     fn a_browser_form_prefers_html_and_fetch_does_not() {
-        assert!(prefers_html(Some("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")));
+        assert!(prefers_html(Some(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        )));
         assert!(prefers_html(Some("text/html")));
         assert!(!prefers_html(Some("*/*")));
         assert!(!prefers_html(None));
@@ -179,7 +235,13 @@ mod tests {
             success: Url::parse("https://site.example/thanks?lang=en").expect("url"),
             failure: Url::parse("https://site.example/oops").expect("url"),
         };
-        assert_eq!(redirects.success("queued"), "https://site.example/thanks?lang=en&status=queued");
-        assert_eq!(redirects.failure(&ApiError::InvalidEmail), "https://site.example/oops?error=invalid_email");
+        assert_eq!(
+            redirects.success("queued"),
+            "https://site.example/thanks?lang=en&status=queued"
+        );
+        assert_eq!(
+            redirects.failure(&ApiError::InvalidEmail),
+            "https://site.example/oops?error=invalid_email"
+        );
     }
 }

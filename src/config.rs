@@ -6,7 +6,9 @@ use std::net::IpAddr;
 
 use url::Url;
 
+use crate::browser::{AllowedOrigins, FormRedirects, OriginPolicy};
 use crate::gate::cooldown::AddressLimits;
+use crate::turnstile::SITEVERIFY_URL;
 
 /// AWS credentials, from secrets. `Debug` hides the secret parts.
 #[derive(Clone, PartialEq, Eq)]
@@ -48,6 +50,35 @@ pub struct Config {
     pub ses_max_attempts: u32,
     /// Bearer token for `GET /gate/stats`; unset switches the endpoint off.
     pub admin_token: Option<String>,
+    /// `ALLOWED_ORIGINS`, `REQUIRE_ORIGIN`.
+    pub origin_policy: OriginPolicy,
+    /// `SUCCESS_REDIRECT_URL` and `FAILURE_REDIRECT_URL`, for plain HTML form posts.
+    pub form_redirects: Option<FormRedirects>,
+    /// `TURNSTILE_SECRET_KEY` (and where to verify); unset switches Turnstile off.
+    pub turnstile: Option<TurnstileConfig>,
+    /// `TURNSTILE_SITE_KEY`, for the demo page's widget.
+    pub turnstile_site_key: Option<String>,
+    /// `HONEYPOT_FIELD`: the hidden field people leave empty.
+    pub honeypot_field: String,
+    /// `IP_RATE_LIMIT` (`off` switches the per-IP limit off).
+    pub ip_rate_limit: bool,
+    /// `DEMO_PAGE=true` serves the demo signup page at `/`.
+    pub demo_page: bool,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct TurnstileConfig {
+    pub secret_key: String,
+    pub verify_url: Url,
+}
+
+impl fmt::Debug for TurnstileConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TurnstileConfig")
+            .field("secret_key", &"<redacted>")
+            .field("verify_url", &self.verify_url.as_str())
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +121,29 @@ pub fn build_config(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, C
                 }),
         };
 
+    let flag = |name: &'static str, default: bool| match get(name).map(|v| v.to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) if ["true", "on", "1", "yes"].contains(&v.as_str()) => Ok(true),
+        Some(v) if ["false", "off", "0", "no"].contains(&v.as_str()) => Ok(false),
+        Some(_) => Err(ConfigError {
+            variable: name,
+            problem: "must be true or false (or on/off)",
+        }),
+    };
+    let page_url = |name: &'static str| -> Result<Option<Url>, ConfigError> {
+        get(name)
+            .map(|raw| {
+                Url::parse(&raw)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+                    .ok_or(ConfigError {
+                        variable: name,
+                        problem: "must be an absolute http(s) URL",
+                    })
+            })
+            .transpose()
+    };
+
     let region = required("AWS_REGION")?;
     if !is_region_name(&region) {
         return Err(ConfigError {
@@ -105,7 +159,7 @@ pub fn build_config(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, C
                 problem: "does not make a valid endpoint URL",
             }
         })?,
-        Some(raw) => parse_endpoint(&raw)?,
+        Some(raw) => parse_service_url("SES_ENDPOINT", &raw)?,
     };
     let credentials = AwsCredentials {
         access_key_id: required("AWS_ACCESS_KEY_ID")?,
@@ -136,6 +190,66 @@ pub fn build_config(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, C
             }
             token => token,
         },
+        origin_policy: OriginPolicy {
+            allowed: AllowedOrigins::parse(&get("ALLOWED_ORIGINS").unwrap_or_default()).map_err(
+                |problem| ConfigError {
+                    variable: "ALLOWED_ORIGINS",
+                    problem,
+                },
+            )?,
+            require_origin: flag("REQUIRE_ORIGIN", false)?,
+        },
+        form_redirects: match (
+            page_url("SUCCESS_REDIRECT_URL")?,
+            page_url("FAILURE_REDIRECT_URL")?,
+        ) {
+            (Some(success), Some(failure)) => Some(FormRedirects { success, failure }),
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(ConfigError {
+                    variable: "SUCCESS_REDIRECT_URL",
+                    problem: "must be set together with FAILURE_REDIRECT_URL",
+                })
+            }
+            (Some(_), None) => {
+                return Err(ConfigError {
+                    variable: "FAILURE_REDIRECT_URL",
+                    problem: "must be set together with SUCCESS_REDIRECT_URL",
+                })
+            }
+        },
+        turnstile: match get("TURNSTILE_SECRET_KEY") {
+            None => None,
+            Some(secret_key) => Some(TurnstileConfig {
+                secret_key,
+                verify_url: match get("TURNSTILE_VERIFY_URL") {
+                    None => Url::parse(SITEVERIFY_URL).map_err(|_| ConfigError {
+                        variable: "TURNSTILE_VERIFY_URL",
+                        problem: "default is not a URL",
+                    })?,
+                    Some(raw) => parse_service_url("TURNSTILE_VERIFY_URL", &raw)?,
+                },
+            }),
+        },
+        turnstile_site_key: get("TURNSTILE_SITE_KEY"),
+        honeypot_field: {
+            let field = get("HONEYPOT_FIELD").unwrap_or_else(|| "website".to_string());
+            let reserved = ["email", "cf-turnstile-response", "turnstileToken"];
+            let valid = field.len() <= 64
+                && field
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+                && !reserved.contains(&field.as_str());
+            if !valid {
+                return Err(ConfigError {
+                    variable: "HONEYPOT_FIELD",
+                    problem: "must be a plain field name (letters, digits, - and _) other than the signup's own fields",
+                });
+            }
+            field
+        },
+        ip_rate_limit: flag("IP_RATE_LIMIT", true)?,
+        demo_page: flag("DEMO_PAGE", false)?,
     })
 }
 
@@ -150,12 +264,10 @@ fn is_region_name(region: &str) -> bool {
         })
 }
 
-/// `https://` anywhere; `http://` only to a loopback host (the local SES), never across a network.
-fn parse_endpoint(raw: &str) -> Result<Url, ConfigError> {
-    let bad = |problem| ConfigError {
-        variable: "SES_ENDPOINT",
-        problem,
-    };
+/// A service URL (SES, Turnstile): `https://` anywhere; `http://` only to a loopback host (the
+/// local stand-ins), never across a network.
+fn parse_service_url(variable: &'static str, raw: &str) -> Result<Url, ConfigError> {
+    let bad = |problem| ConfigError { variable, problem };
     let url = Url::parse(raw).map_err(|_| bad("is not a URL"))?;
     if url.host_str().is_none() || !url.username().is_empty() || url.password().is_some() {
         return Err(bad("must be a URL with a host and no credentials"));
@@ -336,5 +448,83 @@ mod tests {
         assert!(!shown.contains("secret") || shown.contains("secret_access_key: \"<redacted>\""));
         assert!(!shown.contains("\"secret\""));
         assert!(!shown.contains("tok-123"));
+    }
+
+    #[test]
+    fn browser_settings_are_parsed_and_checked() {
+        let mut vars = base();
+        vars.extend([
+            (
+                "ALLOWED_ORIGINS",
+                "https://site.example, http://localhost:4321",
+            ),
+            ("REQUIRE_ORIGIN", "true"),
+            ("SUCCESS_REDIRECT_URL", "https://site.example/thanks"),
+            ("FAILURE_REDIRECT_URL", "https://site.example/oops"),
+            (
+                "TURNSTILE_SECRET_KEY",
+                "1x0000000000000000000000000000000AA",
+            ),
+            (
+                "TURNSTILE_VERIFY_URL",
+                "http://127.0.0.1:4579/turnstile/v0/siteverify",
+            ),
+            ("HONEYPOT_FIELD", "url"),
+            ("IP_RATE_LIMIT", "off"),
+            ("DEMO_PAGE", "true"),
+        ]);
+        let config = build(&vars).expect("valid");
+        assert!(config.origin_policy.require_origin);
+        assert_eq!(
+            config.origin_policy.allowed,
+            AllowedOrigins::List(vec![
+                "https://site.example".into(),
+                "http://localhost:4321".into()
+            ])
+        );
+        assert!(config.form_redirects.is_some());
+        assert_eq!(
+            config.turnstile.as_ref().map(|t| t.verify_url.as_str()),
+            Some("http://127.0.0.1:4579/turnstile/v0/siteverify")
+        );
+        assert!(
+            !format!("{config:?}").contains("1x0000"),
+            "the Turnstile secret is not in Debug"
+        );
+        assert_eq!(config.honeypot_field, "url");
+        assert!(!config.ip_rate_limit && config.demo_page);
+
+        let defaults = build(&base()).expect("valid");
+        assert_eq!(defaults.origin_policy, OriginPolicy::default());
+        assert_eq!((defaults.form_redirects, defaults.turnstile), (None, None));
+        assert_eq!(defaults.honeypot_field, "website");
+        assert!(defaults.ip_rate_limit && !defaults.demo_page);
+        let with_secret = error_for(&[
+            ("TURNSTILE_SECRET_KEY", "x"),
+            ("TURNSTILE_VERIFY_URL", "http://10.0.0.1/"),
+        ]);
+        assert_eq!(with_secret.variable, "TURNSTILE_VERIFY_URL");
+    }
+
+    #[test]
+    fn bad_browser_settings_name_their_variable() {
+        for (name, value) in [
+            ("ALLOWED_ORIGINS", "https://a.example/path"),
+            ("REQUIRE_ORIGIN", "maybe"),
+            ("SUCCESS_REDIRECT_URL", "javascript:alert(1)"),
+            ("HONEYPOT_FIELD", "email"),
+            ("HONEYPOT_FIELD", "we<b>site"),
+            ("IP_RATE_LIMIT", "sometimes"),
+        ] {
+            let mut overrides = vec![(name, value)];
+            if name == "SUCCESS_REDIRECT_URL" {
+                overrides.push(("FAILURE_REDIRECT_URL", "https://a.example/oops"));
+            }
+            assert_eq!(error_for(&overrides).variable, name, "{name}={value}");
+        }
+        assert_eq!(
+            error_for(&[("FAILURE_REDIRECT_URL", "https://a.example/oops")]).variable,
+            "SUCCESS_REDIRECT_URL"
+        );
     }
 }

@@ -1,28 +1,41 @@
-//! The Worker's HTTP shell: routing, the bounded body read, the call to the gate, and turning
-//! results and [`ApiError`]s into responses. Decisions live in the core modules.
+//! The Worker's HTTP shell: routing, CORS, the per-IP limit, the bounded body read, Turnstile,
+//! the call to the gate, and turning results and [`ApiError`]s into JSON or form redirects.
+//! Decisions live in the core modules.
 
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use serde_json::json;
-use worker::{console_error, Env, Headers, Method, Request, RequestInit, Response};
+use worker::{
+    console_error, console_log, Cors, Env, Fetch, Headers, Method, Request, RequestInit, Response,
+};
 
+use crate::browser::{check_origin, prefers_html};
+use crate::config::{Config, TurnstileConfig};
 use crate::email::EmailAddress;
 use crate::error::ApiError;
 use crate::gate::rpc::{SendReply, SendRequest, SEND_PATH, STATS_PATH};
-use crate::runtime::load_config;
-use crate::signup::{parse_content_type, parse_signup, MAX_BODY_BYTES};
+use crate::runtime::{load_config, random_u32};
+use crate::signup::{parse_content_type, parse_signup, BodyFormat, Submission, MAX_BODY_BYTES};
+use crate::turnstile::{siteverify_body, verdict};
 
 /// The Durable Object binding in `wrangler.toml`.
 const GATE_BINDING: &str = "SES_GATE";
+/// The rate limiting binding in `wrangler.toml` (5 per 60 s per key).
+const IP_RATE_LIMITER_BINDING: &str = "IP_RATE_LIMITER";
+/// The limiter's period, for `Retry-After`.
+const IP_RATE_LIMIT_PERIOD_SECS: u64 = 60;
+/// How long Turnstile's siteverify may take.
+const TURNSTILE_TIMEOUT_MS: u64 = 5_000;
 
 pub async fn handle(mut req: Request, env: Env) -> Response {
     let method = req.method();
     match req.path().as_str() {
         "/signup" => match method {
-            Method::Post => match signup(&mut req, &env).await {
-                Ok((status, reply)) => json_response(status, &reply),
-                Err(error) => error_response(error),
-            },
-            _ => method_not_allowed("POST"),
+            Method::Post => signup_endpoint(&mut req, &env).await,
+            Method::Options => preflight(&req, &env),
+            _ => method_not_allowed("POST, OPTIONS"),
         },
         "/gate/stats" => match method {
             Method::Get => match gate_stats(&req, &env).await {
@@ -44,13 +57,133 @@ pub async fn handle(mut req: Request, env: Env) -> Response {
     }
 }
 
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
+/// The caller's origin if it may call (to echo in CORS headers), `None` without an `Origin`.
+fn allowed_origin(req: &Request, config: &Config) -> Result<Option<String>, ApiError> {
+    let own_origin = req
+        .url()
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    check_origin(
+        &config.origin_policy,
+        header(req, "origin").as_deref(),
+        &own_origin,
+    )
+}
+
+/// `POST /signup`: the signup, wrapped in the origin check, CORS headers, and for a plain HTML
+/// form a `303 See Other` to the configured success or failure page.
+async fn signup_endpoint(req: &mut Request, env: &Env) -> Response {
+    let Ok(config) = load_config(env) else {
+        return error_response(ApiError::Misconfigured);
+    };
+    // A refused origin gets no CORS headers at all, so the browser hides even the error.
+    let origin = match allowed_origin(req, &config) {
+        Ok(origin) => origin,
+        Err(error) => return error_response(error),
+    };
+    let is_form =
+        parse_content_type(header(req, "content-type").as_deref()) == Ok(BodyFormat::Form);
+    let redirects = config
+        .form_redirects
+        .as_ref()
+        .filter(|_| is_form && prefers_html(header(req, "accept").as_deref()));
+    let result = signup(req, env, &config).await;
+    let response = match (redirects, result) {
+        (Some(pages), Ok((_, body))) => {
+            see_other(&pages.success(body["status"].as_str().unwrap_or("sent")))
+        }
+        (Some(pages), Err(error)) => see_other(&pages.failure(&error)),
+        (None, Ok((status, body))) => json_response(status, &body),
+        (None, Err(error)) => error_response(error),
+    };
+    match origin {
+        Some(origin) => with_cors(
+            response,
+            &Cors::new()
+                .with_origins([origin])
+                .with_exposed_headers(["Retry-After"]),
+        ),
+        None => response,
+    }
+}
+
+/// `OPTIONS /signup`, the CORS preflight.
+fn preflight(req: &Request, env: &Env) -> Response {
+    let Ok(config) = load_config(env) else {
+        return error_response(ApiError::Misconfigured);
+    };
+    match allowed_origin(req, &config) {
+        Err(error) => error_response(error),
+        Ok(origin) => {
+            let response = Response::builder().with_status(204).empty();
+            let _ = response.headers().set("allow", "POST, OPTIONS");
+            match origin {
+                None => response,
+                Some(origin) => with_cors(
+                    response,
+                    &Cors::new()
+                        .with_origins([origin])
+                        .with_methods([Method::Post])
+                        .with_allowed_headers(["content-type"])
+                        .with_max_age(86_400),
+                ),
+            }
+        }
+    }
+}
+
+/// Adds CORS headers for the one echoed origin, and `Vary: Origin` for caches.
+fn with_cors(response: Response, cors: &Cors) -> Response {
+    let _ = response.headers().append("vary", "Origin");
+    let mut response = response;
+    let _ = cors.apply_headers(response.headers_mut());
+    response
+}
+
+fn see_other(location: &str) -> Response {
+    let response = Response::builder().with_status(303).empty();
+    let _ = response.headers().set("location", location);
+    let _ = response.headers().set("cache-control", "no-store");
+    response
+}
+
 /// `200` with the MessageId, or `202` with the queue position; the body is the gate's reply.
-async fn signup(req: &mut Request, env: &Env) -> Result<(u16, serde_json::Value), ApiError> {
-    let content_type = req.headers().get("content-type").ok().flatten();
-    let format = parse_content_type(content_type.as_deref())?;
+async fn signup(
+    req: &mut Request,
+    env: &Env,
+    config: &Config,
+) -> Result<(u16, serde_json::Value), ApiError> {
+    limit_ip(req, env, config).await?;
+    let format = parse_content_type(header(req, "content-type").as_deref())?;
     let body = read_body_limited(req).await?;
-    let email = parse_signup(format, &body)?;
-    let config = load_config(env).map_err(|_| ApiError::Misconfigured)?;
+    let (email, token) = match parse_signup(format, &body, &config.honeypot_field)? {
+        Submission::Signup {
+            email,
+            turnstile_token,
+        } => (email, turnstile_token),
+        Submission::Honeypot => {
+            console_log!(
+                "{}",
+                json!({"event": "honeypot", "field": config.honeypot_field})
+            );
+            return Ok((
+                200,
+                json!({"status": "sent", "messageId": decoy_message_id()}),
+            ));
+        }
+    };
+    if let Some(turnstile) = &config.turnstile {
+        verify_turnstile(
+            turnstile,
+            token.as_deref(),
+            header(req, "cf-connecting-ip").as_deref(),
+        )
+        .await?;
+    }
     let reply = ask_gate(env, &config.region, &email).await?;
     let status = match reply {
         SendReply::Sent { .. } => 200,
@@ -60,6 +193,100 @@ async fn signup(req: &mut Request, env: &Env) -> Result<(u16, serde_json::Value)
     serde_json::to_value(&reply)
         .map(|body| (status, body))
         .map_err(|_| ApiError::UpstreamError)
+}
+
+/// The Workers Rate Limiting binding, keyed by `CF-Connecting-IP` (5 per 60 s).
+async fn limit_ip(req: &Request, env: &Env, config: &Config) -> Result<(), ApiError> {
+    if !config.ip_rate_limit {
+        return Ok(());
+    }
+    let ip = header(req, "cf-connecting-ip").unwrap_or_else(|| "unknown".into());
+    let limiter = env.rate_limiter(IP_RATE_LIMITER_BINDING).map_err(|e| {
+        console_error!("{}", json!({"event": "rate_limiter_missing", "binding": IP_RATE_LIMITER_BINDING, "error": e.to_string()}));
+        ApiError::Misconfigured
+    })?;
+    match limiter.limit(ip).await {
+        Ok(outcome) if outcome.success => Ok(()),
+        Ok(_) => Err(ApiError::RateLimited {
+            retry_after_secs: IP_RATE_LIMIT_PERIOD_SECS,
+        }),
+        Err(e) => {
+            // A broken limiter must not take signups down with it.
+            console_error!(
+                "{}",
+                json!({"event": "rate_limiter_failed", "error": e.to_string()})
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Turnstile's siteverify: anything but an explicit success is `captcha_failed`.
+async fn verify_turnstile(
+    turnstile: &TurnstileConfig,
+    token: Option<&str>,
+    remote_ip: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(token) = token else {
+        return Err(ApiError::CaptchaFailed);
+    };
+    let idempotency_key = random_uuid();
+    let body = siteverify_body(&turnstile.secret_key, token, remote_ip, &idempotency_key);
+    let exchange = async {
+        let headers = Headers::new();
+        headers.set("content-type", "application/x-www-form-urlencoded")?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(body.into()));
+        let request = Request::new_with_init(turnstile.verify_url.as_str(), &init)?;
+        Fetch::Request(request).send().await?.bytes().await
+    };
+    let timeout = worker::Delay::from(Duration::from_millis(TURNSTILE_TIMEOUT_MS));
+    let reply = match select(Box::pin(exchange), timeout).await {
+        Either::Left((Ok(reply), _)) => reply,
+        Either::Left((Err(e), _)) => {
+            console_error!(
+                "{}",
+                json!({"event": "turnstile_unreachable", "error": e.to_string()})
+            );
+            return Err(ApiError::CaptchaFailed);
+        }
+        Either::Right(_) => {
+            console_error!("{}", json!({"event": "turnstile_timeout"}));
+            return Err(ApiError::CaptchaFailed);
+        }
+    };
+    verdict(&reply).map_err(|codes| {
+        console_log!(
+            "{}",
+            json!({"event": "turnstile_rejected", "error_codes": codes})
+        );
+        ApiError::CaptchaFailed
+    })
+}
+
+fn random_hex(words: usize) -> String {
+    (0..words)
+        .map(|_| format!("{:08x}", random_u32()))
+        .collect()
+}
+
+fn random_uuid() -> String {
+    let h = random_hex(4);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// A MessageId-shaped value for a bot, so its answer looks like everyone else's.
+fn decoy_message_id() -> String {
+    format!("0100{}-{}-000000", &random_hex(2)[..12], random_uuid())
 }
 
 /// `GET /gate/stats`: 404 unless `ADMIN_TOKEN` is set, then only with `Authorization: Bearer`.

@@ -5,8 +5,8 @@
 //! This file is only the entry point; see `http` for the shell, `signup`/`email` for input,
 //! `ses` for the SES request and reply, and `gate` for the Durable Object.
 
-pub mod config;
 pub mod browser;
+pub mod config;
 pub mod email;
 pub mod error;
 pub mod gate;
@@ -14,6 +14,7 @@ pub mod http;
 pub mod runtime;
 pub mod ses;
 pub mod signup;
+pub mod turnstile;
 
 pub use gate::object::SesGate;
 

@@ -46,56 +46,119 @@ pub fn parse_content_type(header: Option<&str>) -> Result<BodyFormat, ApiError> 
     Ok(format)
 }
 
-/// Turns a body of at most [`MAX_BODY_BYTES`] into the address to verify.
-pub fn parse_signup(format: BodyFormat, body: &[u8]) -> Result<EmailAddress, ApiError> {
+/// Turnstile's form field, as its widget adds it to a form.
+pub const TURNSTILE_FORM_FIELD: &str = "cf-turnstile-response";
+/// The same token in a JSON body.
+pub const TURNSTILE_JSON_FIELD: &str = "turnstileToken";
+
+/// What a valid body asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submission {
+    Signup {
+        email: EmailAddress,
+        turnstile_token: Option<String>,
+    },
+    /// The hidden honeypot field was filled in: a bot. It gets the normal success answer and
+    /// nothing is sent.
+    Honeypot,
+}
+
+/// The fields a signup may carry, before validation.
+#[derive(Default)]
+struct Fields {
+    email: Option<String>,
+    turnstile_token: Option<String>,
+    honeypot: bool,
+}
+
+/// Turns a body of at most [`MAX_BODY_BYTES`] into a submission. `honeypot_field` names the
+/// hidden field that people leave empty.
+pub fn parse_signup(
+    format: BodyFormat,
+    body: &[u8],
+    honeypot_field: &str,
+) -> Result<Submission, ApiError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(ApiError::PayloadTooLarge);
     }
-    let email = match format {
-        BodyFormat::Json => email_from_json(body)?,
-        BodyFormat::Form => email_from_form(body)?,
+    let fields = match format {
+        BodyFormat::Json => fields_from_json(body, honeypot_field)?,
+        BodyFormat::Form => fields_from_form(body, honeypot_field)?,
     };
-    EmailAddress::parse(&email.ok_or(ApiError::MissingEmail)?).map_err(|e| match e {
-        EmailError::Empty => ApiError::MissingEmail,
-        EmailError::Invalid => ApiError::InvalidEmail,
+    if fields.honeypot {
+        return Ok(Submission::Honeypot);
+    }
+    let email =
+        EmailAddress::parse(&fields.email.ok_or(ApiError::MissingEmail)?).map_err(|e| match e {
+            EmailError::Empty => ApiError::MissingEmail,
+            EmailError::Invalid => ApiError::InvalidEmail,
+        })?;
+    let turnstile_token = fields.turnstile_token.filter(|t| !t.trim().is_empty());
+    Ok(Submission::Signup {
+        email,
+        turnstile_token,
     })
 }
 
-/// The JSON shape: an object whose `email` is a string. Other fields are ignored, a duplicated
-/// `email` key is refused rather than guessed at.
+/// The JSON shape: an object whose `email` (and `turnstileToken`, if any) is a string. Other
+/// fields are ignored except the honeypot; a duplicated `email` key is refused, not guessed at.
 #[derive(Deserialize)]
 struct JsonSignup {
     email: Option<serde_json::Value>,
+    #[serde(rename = "turnstileToken")]
+    turnstile_token: Option<serde_json::Value>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
 }
 
-fn email_from_json(body: &[u8]) -> Result<Option<String>, ApiError> {
-    // serde would also fill the struct from an array (`["a@b.io"]`): only an object will do.
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ApiError::InvalidBody);
-    }
-    let parsed: JsonSignup = serde_json::from_slice(body).map_err(|_| ApiError::InvalidBody)?;
-    match parsed.email {
+fn optional_string(value: Option<serde_json::Value>) -> Result<Option<String>, ApiError> {
+    match value {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(ApiError::InvalidBody),
     }
 }
 
-fn email_from_form(body: &[u8]) -> Result<Option<String>, ApiError> {
-    let mut email = None;
+fn fields_from_json(body: &[u8], honeypot_field: &str) -> Result<Fields, ApiError> {
+    // serde would also fill the struct from an array (`["a@b.io"]`): only an object will do.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::InvalidBody);
+    }
+    let parsed: JsonSignup = serde_json::from_slice(body).map_err(|_| ApiError::InvalidBody)?;
+    let honeypot = match parsed.rest.get(honeypot_field) {
+        None | Some(serde_json::Value::Null) => false,
+        Some(serde_json::Value::String(s)) => !s.trim().is_empty(),
+        Some(_) => true,
+    };
+    Ok(Fields {
+        email: optional_string(parsed.email)?,
+        turnstile_token: optional_string(parsed.turnstile_token)?,
+        honeypot,
+    })
+}
+
+fn fields_from_form(body: &[u8], honeypot_field: &str) -> Result<Fields, ApiError> {
+    let mut fields = Fields::default();
     for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
         let (name, value) = match pair.iter().position(|&b| b == b'=') {
             Some(i) => (&pair[..i], &pair[i + 1..]),
             None => (pair, &[][..]),
         };
-        if decode_form_component(name)? != "email" {
-            continue;
-        }
-        if email.replace(decode_form_component(value)?).is_some() {
+        let name = decode_form_component(name)?;
+        let slot = match name.as_str() {
+            "email" => &mut fields.email,
+            TURNSTILE_FORM_FIELD => &mut fields.turnstile_token,
+            _ if name == honeypot_field => {
+                fields.honeypot |= !decode_form_component(value)?.trim().is_empty();
+                continue;
+            }
+            _ => continue,
+        };
+        if slot.replace(decode_form_component(value)?).is_some() {
             return Err(ApiError::InvalidBody);
         }
     }
-    Ok(email)
+    Ok(fields)
 }
 
 /// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte, and the bytes must
@@ -115,12 +178,19 @@ fn decode_form_component(raw: &[u8]) -> Result<String, ApiError> {
 mod tests {
     use super::*;
 
+    fn email_of(submission: Result<Submission, ApiError>) -> Result<String, ApiError> {
+        match submission? {
+            Submission::Signup { email, .. } => Ok(email.to_string()),
+            Submission::Honeypot => Ok("<honeypot>".into()),
+        }
+    }
+
     fn json(body: &str) -> Result<String, ApiError> {
-        parse_signup(BodyFormat::Json, body.as_bytes()).map(|e| e.to_string())
+        email_of(parse_signup(BodyFormat::Json, body.as_bytes(), "website"))
     }
 
     fn form(body: &[u8]) -> Result<String, ApiError> {
-        parse_signup(BodyFormat::Form, body).map(|e| e.to_string())
+        email_of(parse_signup(BodyFormat::Form, body, "website"))
     }
 
     #[test]
@@ -198,7 +268,7 @@ mod tests {
             assert_eq!(json(body), Err(ApiError::InvalidBody), "{body:?}");
         }
         assert_eq!(
-            parse_signup(BodyFormat::Json, b"{\"email\":\"a\xff@b.io\"}"),
+            parse_signup(BodyFormat::Json, b"{\"email\":\"a\xff@b.io\"}", "website"),
             Err(ApiError::InvalidBody)
         );
     }
@@ -273,5 +343,86 @@ mod tests {
         assert_eq!(form(&body), Err(ApiError::PayloadTooLarge));
         body.truncate(MAX_BODY_BYTES);
         assert_eq!(form(&body), Ok("a@b.io".into()));
+    }
+
+    #[test]
+    fn a_turnstile_token_is_read_from_either_shape() {
+        let token = |submission: Result<Submission, ApiError>| match submission {
+            Ok(Submission::Signup {
+                turnstile_token, ..
+            }) => turnstile_token,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            token(parse_signup(
+                BodyFormat::Form,
+                b"email=a%40b.io&cf-turnstile-response=XXXX.DUMMY",
+                "website"
+            )),
+            Some("XXXX.DUMMY".into())
+        );
+        assert_eq!(
+            token(parse_signup(
+                BodyFormat::Json,
+                br#"{"email":"a@b.io","turnstileToken":"tok"}"#,
+                "website"
+            )),
+            Some("tok".into())
+        );
+        assert_eq!(
+            token(parse_signup(
+                BodyFormat::Json,
+                br#"{"email":"a@b.io","turnstileToken":""}"#,
+                "website"
+            )),
+            None
+        );
+        assert_eq!(
+            json(r#"{"email":"a@b.io","turnstileToken":7}"#),
+            Err(ApiError::InvalidBody)
+        );
+        assert_eq!(
+            form(b"email=a%40b.io&cf-turnstile-response=a&cf-turnstile-response=b"),
+            Err(ApiError::InvalidBody)
+        );
+    }
+
+    #[test]
+    fn a_filled_honeypot_is_a_bot_whatever_else_the_body_says() {
+        assert_eq!(
+            form(b"email=a%40b.io&website=http%3A%2F%2Fspam.example"),
+            Ok("<honeypot>".into())
+        );
+        assert_eq!(
+            form(b"email=not-an-address&website=x"),
+            Ok("<honeypot>".into())
+        );
+        assert_eq!(
+            json(r#"{"email":"a@b.io","website":"x"}"#),
+            Ok("<honeypot>".into())
+        );
+        assert_eq!(
+            json(r#"{"email":"a@b.io","website":1}"#),
+            Ok("<honeypot>".into())
+        );
+        assert_eq!(
+            form(b"email=a%40b.io&website="),
+            Ok("a@b.io".into()),
+            "an empty honeypot is a person"
+        );
+        assert_eq!(form(b"email=a%40b.io&website=+"), Ok("a@b.io".into()));
+        assert_eq!(
+            json(r#"{"email":"a@b.io","website":null}"#),
+            Ok("a@b.io".into())
+        );
+        assert_eq!(
+            email_of(parse_signup(
+                BodyFormat::Form,
+                b"email=a%40b.io&url=x",
+                "url"
+            )),
+            Ok("<honeypot>".into()),
+            "the field name is configurable"
+        );
     }
 }

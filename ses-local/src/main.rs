@@ -12,6 +12,7 @@ mod server;
 mod settings;
 mod sigv4;
 mod store;
+mod turnstile;
 mod xml;
 
 use std::io::Write;
@@ -113,6 +114,7 @@ async fn main() {
         max_skew: time::Duration::seconds(args.max_skew_secs),
         clock_offset: time::Duration::seconds(args.clock_offset_secs),
         base_url: format!("http://127.0.0.1:{port}"),
+        siteverify: Mutex::new(turnstile::Siteverify::default()),
     });
     println!("ses-local listening on http://127.0.0.1:{port}/");
     let _ = std::io::stdout().flush();

@@ -30,6 +30,8 @@ pub struct App {
     pub clock_offset: time::Duration,
     /// `http://127.0.0.1:PORT`, for verification links.
     pub base_url: String,
+    /// The Turnstile siteverify stand-in.
+    pub siteverify: Mutex<crate::turnstile::Siteverify>,
 }
 
 impl App {
@@ -57,6 +59,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/_faults",
             get(list_faults).post(add_fault).delete(clear_faults),
         )
+        .route("/turnstile/v0/siteverify", post(siteverify))
         .route(
             "/_pages/verified",
             get(|| async { html(StatusCode::OK, pages::verified("Your address")) }),
@@ -319,4 +322,22 @@ async fn add_fault(State(app): State<Arc<App>>, body: Bytes) -> Response {
 async fn clear_faults(State(app): State<Arc<App>>) -> Response {
     app.ses().faults.clear();
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// Turnstile's siteverify, for local use: form-encoded or JSON fields, a JSON verdict.
+async fn siteverify(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let fields: std::collections::HashMap<String, String> =
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(serde_json::Value::Object(map)) => map
+                .into_iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_string())))
+                .collect(),
+            _ => form_urlencoded::parse(&body).into_owned().collect(),
+        };
+    let verdict = app
+        .siteverify
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .verify(&fields);
+    Json(verdict).into_response()
 }

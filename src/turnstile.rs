@@ -1,0 +1,89 @@
+//! Cloudflare Turnstile's siteverify call, pure: the form body sent and the verdict read from
+//! the JSON reply. The shell (`http`) sends it to `TURNSTILE_VERIFY_URL`.
+
+use serde::Deserialize;
+
+/// Turnstile's documented endpoint.
+pub const SITEVERIFY_URL: &str = "https://challenges.cloudflare.com/turnstile/v0/siteverify";
+
+/// The form body: the secret, the token, the visitor's IP when known, and an idempotency key
+/// (so a retried verification of the same submission is not mistaken for a replay).
+pub fn siteverify_body(
+    secret: &str,
+    token: &str,
+    remote_ip: Option<&str>,
+    idempotency_key: &str,
+) -> String {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("secret", secret)
+        .append_pair("response", token);
+    if let Some(ip) = remote_ip {
+        form.append_pair("remoteip", ip);
+    }
+    form.append_pair("idempotency_key", idempotency_key);
+    form.finish()
+}
+
+#[derive(Deserialize)]
+struct SiteverifyReply {
+    success: bool,
+    #[serde(rename = "error-codes", default)]
+    error_codes: Vec<String>,
+}
+
+/// `Ok(())` only for `{"success": true, …}`; otherwise the error codes, for the log.
+pub fn verdict(body: &[u8]) -> Result<(), Vec<String>> {
+    match serde_json::from_slice::<SiteverifyReply>(body) {
+        Ok(reply) if reply.success => Ok(()),
+        Ok(reply) => Err(reply.error_codes),
+        Err(_) => Err(vec!["unreadable-reply".into()]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_carries_secret_token_ip_and_idempotency_key() {
+        let body = siteverify_body(
+            "1x0000000000000000000000000000000AA",
+            "XXXX.DUMMY.TOKEN.XXXX",
+            Some("203.0.113.9"),
+            "k-1",
+        );
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+        assert_eq!(
+            pairs,
+            vec![
+                (
+                    "secret".into(),
+                    "1x0000000000000000000000000000000AA".into()
+                ),
+                ("response".into(), "XXXX.DUMMY.TOKEN.XXXX".into()),
+                ("remoteip".into(), "203.0.113.9".into()),
+                ("idempotency_key".into(), "k-1".into()),
+            ]
+        );
+        assert!(!siteverify_body("s", "t", None, "k").contains("remoteip"));
+    }
+
+    #[test]
+    fn only_an_explicit_success_passes() {
+        assert_eq!(verdict(br#"{"success":true,"error-codes":[]}"#), Ok(()));
+        assert_eq!(
+            verdict(br#"{"success":false,"error-codes":["timeout-or-duplicate"]}"#),
+            Err(vec!["timeout-or-duplicate".to_string()])
+        );
+        for junk in [
+            &b""[..],
+            b"<html>",
+            br#"{"success":"true"}"#,
+            br#"{"ok":true}"#,
+        ] {
+            assert!(verdict(junk).is_err(), "{junk:?}");
+        }
+    }
+}
