@@ -40,6 +40,8 @@ pub struct Spec<'a> {
     pub session_token: Option<&'a str>,
     /// How far ses-local's clock is ahead of the Worker's.
     pub clock_offset_secs: i64,
+    /// Require Turnstile, verified by ses-local's siteverify stand-in.
+    pub turnstile: bool,
 }
 
 /// The verified sender and the template every stack gets through the Query API.
@@ -425,6 +427,10 @@ impl Stack {
             "IP_RATE_LIMIT:off".to_string(),
         ];
         vars.extend(spec.session_token.map(|t| format!("AWS_SESSION_TOKEN:{t}")));
+        if spec.turnstile {
+            vars.push("TURNSTILE_SECRET_KEY:1x0000000000000000000000000000000AA".to_string());
+            vars.push(format!("TURNSTILE_VERIFY_URL:{ses}turnstile/v0/siteverify"));
+        }
         vars.extend(spec.vars.iter().map(|(k, v)| format!("{k}:{v}")));
         let (wrangler, worker) = spawn_wrangler(&dir, &vars, 0);
         Stack {
@@ -596,6 +602,26 @@ pub type Body<'a> = Option<(&'a str, &'a [u8])>;
 /// Any method, an optional body; panics only on a transport error.
 pub fn request(method: &str, url: &str, body: Body) -> Reply {
     let req = agent().request(method, url);
+    let result = match body {
+        Some((content_type, bytes)) => req.set("content-type", content_type).send_bytes(bytes),
+        None => req.call(),
+    };
+    match result {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => into_reply(r),
+        Err(e) => panic!("{method} {url}: {e}"),
+    }
+}
+
+/// Like [`request`], with extra headers, never following a redirect.
+pub fn request_with(method: &str, url: &str, body: Body, headers: &[(&str, &str)]) -> Reply {
+    let agent = ureq::AgentBuilder::new()
+        .redirects(0)
+        .timeout(Duration::from_secs(60))
+        .build();
+    let mut req = agent.request(method, url);
+    for (name, value) in headers {
+        req = req.set(name, value);
+    }
     let result = match body {
         Some((content_type, bytes)) => req.set("content-type", content_type).send_bytes(bytes),
         None => req.call(),
