@@ -185,7 +185,10 @@ fn bad_inputs_get_their_error_codes_and_never_reach_ses() {
             .as_str()
             .is_some_and(|m| !m.is_empty()));
     }
-    assert_eq!(request("GET", &signup, None).header("allow"), Some("POST"));
+    assert_eq!(
+        request("GET", &signup, None).header("allow"),
+        Some("POST, OPTIONS")
+    );
 
     let chunked = post_chunked(&signup, json, big.clone().into_bytes());
     assert_eq!(
