@@ -38,7 +38,7 @@ unit:
 	cargo test --workspace --lib --bins
 
 e2e: setup build
-	cargo test --test e2e --test gate --test gate_timing
+	cargo test --test e2e --test gate --test gate_timing --test browser --test demo_browser
 
 # Against a running `make dev` (best with GATE_INTERVAL_MS=100 make dev). N signups, default 200.
 N ?= 200

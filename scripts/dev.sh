@@ -25,7 +25,9 @@ target/debug/ses-local --port "$SES_PORT" --config ses-local.toml --state .dev-s
   --throttle-ms "$GATE_INTERVAL_MS" &
 pids+=($!)
 
-wrangler dev --ip 127.0.0.1 --port "$WORKER_PORT" --var "GATE_INTERVAL_MS:$GATE_INTERVAL_MS" &
+# The demo page at /, which plain form posts are redirected back to.
+wrangler dev --ip 127.0.0.1 --port "$WORKER_PORT" --var "GATE_INTERVAL_MS:$GATE_INTERVAL_MS" \
+  --var DEMO_PAGE:true --var SUCCESS_REDIRECT_URL:/ --var FAILURE_REDIRECT_URL:/ &
 pids+=($!)
 
 for _ in $(seq 1 240); do
@@ -33,7 +35,8 @@ for _ in $(seq 1 240); do
     cat <<MSG
 
 ==> signup-verify is running on http://127.0.0.1:${WORKER_PORT}/ (ses-local on http://127.0.0.1:${SES_PORT}/)
-    Try it:
+    Open the demo page: http://127.0.0.1:${WORKER_PORT}/
+    Or try it with curl:
       curl -sS -X POST http://127.0.0.1:${WORKER_PORT}/signup -H 'content-type: application/json' -d '{"email":"you+test@example.com"}'
     Then open the outbox and click the verification link:
       http://127.0.0.1:${SES_PORT}/_outbox

@@ -2,7 +2,7 @@
 # Installs what `make dev` and `make test` need, skipping whatever is already there:
 # the wasm32 target, rustfmt/clippy, worker-build (pinned), wasm-bindgen-cli (the exact version
 # in Cargo.lock), the npm devDependencies (wrangler, Node 22, binaryen's wasm-opt) and boto3
-# in target/py (for ses-local's real-SDK test).
+# in target/py (for ses-local's real-SDK test), and Debian's chromium (for the browser test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +49,16 @@ if ! target/py/bin/python -c "import boto3, sys; sys.exit(boto3.__version__ != '
   command -v python3 >/dev/null || { echo "setup: python3 is required for the boto3 test" >&2; exit 1; }
   python3 -m venv target/py
   target/py/bin/pip install --quiet --disable-pip-version-check "boto3==$BOTO3_VERSION"
+fi
+
+# Debian's Chromium for the demo page's browser test (playwright-core drives it; no browser is
+# ever downloaded).
+if ! command -v chromium >/dev/null; then
+  say "installing Debian's chromium (for the browser test)"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium
 fi
 
 node_modules/.bin/node --version | grep -q '^v22\.' || { echo "setup: node_modules/.bin/node is not Node 22" >&2; exit 1; }

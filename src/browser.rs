@@ -102,29 +102,57 @@ pub fn prefers_html(accept: Option<&str>) -> bool {
     html > 0.0 && html >= quality("application/json")
 }
 
+/// Where a form may be sent back to: an absolute http(s) URL, or a path on the Worker's own
+/// origin (`/`, `/thanks`), which is never an open redirect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedirectTarget {
+    Absolute(Url),
+    SameOrigin(String),
+}
+
+impl RedirectTarget {
+    pub fn parse(raw: &str) -> Option<Self> {
+        if raw.starts_with('/') {
+            // `//host` and `/\host` would leave the origin.
+            let same_origin = !raw.starts_with("//") && !raw.contains('\\');
+            return same_origin.then(|| Self::SameOrigin(raw.to_string()));
+        }
+        Url::parse(raw)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+            .map(Self::Absolute)
+    }
+
+    fn resolve(&self, own_origin: &str) -> Option<Url> {
+        match self {
+            Self::Absolute(url) => Some(url.clone()),
+            Self::SameOrigin(path) => Url::parse(own_origin).ok()?.join(path).ok(),
+        }
+    }
+}
+
 /// `SUCCESS_REDIRECT_URL` and `FAILURE_REDIRECT_URL`: the only places a form is sent back to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FormRedirects {
-    pub success: Url,
-    pub failure: Url,
+    pub success: RedirectTarget,
+    pub failure: RedirectTarget,
 }
 
 impl FormRedirects {
     /// `success?status=sent|queued`; the configured URL's own query is kept.
-    pub fn success(&self, status: &str) -> String {
-        with_param(&self.success, "status", status)
+    pub fn success(&self, own_origin: &str, status: &str) -> Option<String> {
+        with_param(self.success.resolve(own_origin)?, "status", status)
     }
 
     /// `failure?error=<code>`, the same codes as the JSON API.
-    pub fn failure(&self, error: &ApiError) -> String {
-        with_param(&self.failure, "error", error.code())
+    pub fn failure(&self, own_origin: &str, error: &ApiError) -> Option<String> {
+        with_param(self.failure.resolve(own_origin)?, "error", error.code())
     }
 }
 
-fn with_param(base: &Url, name: &str, value: &str) -> String {
-    let mut url = base.clone();
+fn with_param(mut url: Url, name: &str, value: &str) -> Option<String> {
     url.query_pairs_mut().append_pair(name, value);
-    url.to_string()
+    Some(url.to_string())
 }
 
 #[cfg(test)]
@@ -231,17 +259,36 @@ mod tests {
 
     #[test]
     fn redirects_go_only_to_the_configured_urls_with_the_outcome_encoded() {
+        let target = |raw| RedirectTarget::parse(raw).expect("valid target");
         let redirects = FormRedirects {
-            success: Url::parse("https://site.example/thanks?lang=en").expect("url"),
-            failure: Url::parse("https://site.example/oops").expect("url"),
+            success: target("https://site.example/thanks?lang=en"),
+            failure: target("/?from=form"),
         };
         assert_eq!(
-            redirects.success("queued"),
-            "https://site.example/thanks?lang=en&status=queued"
+            redirects.success(OWN, "queued").as_deref(),
+            Some("https://site.example/thanks?lang=en&status=queued")
         );
         assert_eq!(
-            redirects.failure(&ApiError::InvalidEmail),
-            "https://site.example/oops?error=invalid_email"
+            redirects.failure(OWN, &ApiError::InvalidEmail).as_deref(),
+            Some("https://signup.example.workers.dev/?from=form&error=invalid_email")
+        );
+    }
+
+    #[test]
+    fn a_path_target_stays_on_the_workers_own_origin() {
+        for bad in [
+            "//evil.example/x",
+            "/\\evil.example",
+            "javascript:alert(1)",
+            "evil.example",
+            "ftp://x.example/",
+        ] {
+            assert_eq!(RedirectTarget::parse(bad), None, "{bad}");
+        }
+        let path = RedirectTarget::parse("/").expect("a path");
+        assert_eq!(
+            path.resolve(OWN).map(|u| u.to_string()).as_deref(),
+            Some("https://signup.example.workers.dev/")
         );
     }
 }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use url::Url;
 
-use crate::browser::{AllowedOrigins, FormRedirects, OriginPolicy};
+use crate::browser::{AllowedOrigins, FormRedirects, OriginPolicy, RedirectTarget};
 use crate::gate::cooldown::AddressLimits;
 use crate::turnstile::SITEVERIFY_URL;
 
@@ -130,16 +130,14 @@ pub fn build_config(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, C
             problem: "must be true or false (or on/off)",
         }),
     };
-    let page_url = |name: &'static str| -> Result<Option<Url>, ConfigError> {
+    let page_url = |name: &'static str| -> Result<Option<RedirectTarget>, ConfigError> {
         get(name)
             .map(|raw| {
-                Url::parse(&raw)
-                    .ok()
-                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-                    .ok_or(ConfigError {
-                        variable: name,
-                        problem: "must be an absolute http(s) URL",
-                    })
+                RedirectTarget::parse(&raw).ok_or(ConfigError {
+                    variable: name,
+                    problem:
+                        "must be an absolute http(s) URL or a path on this Worker starting with /",
+                })
             })
             .transpose()
     };

@@ -13,6 +13,7 @@ use worker::{
 
 use crate::browser::{check_origin, prefers_html};
 use crate::config::{Config, TurnstileConfig};
+use crate::demo;
 use crate::email::EmailAddress;
 use crate::error::ApiError;
 use crate::gate::rpc::{SendReply, SendRequest, SEND_PATH, STATS_PATH};
@@ -49,12 +50,59 @@ pub async fn handle(mut req: Request, env: Env) -> Response {
             },
             _ => method_not_allowed("GET"),
         },
+        "/" | "/demo.js" if method == Method::Get => demo(&req, &env),
         "/healthz" => match method {
             Method::Get | Method::Head => json_response(200, &json!({"ok": true})),
             _ => method_not_allowed("GET, HEAD"),
         },
         _ => error_response(ApiError::NotFound),
     }
+}
+
+/// The demo page and its script, when `DEMO_PAGE=true`; otherwise not found.
+fn demo(req: &Request, env: &Env) -> Response {
+    let Ok(config) = load_config(env) else {
+        return error_response(ApiError::Misconfigured);
+    };
+    if !config.demo_page {
+        return error_response(ApiError::NotFound);
+    }
+    let (content_type, body) = if req.path() == "/demo.js" {
+        (
+            "application/javascript; charset=utf-8",
+            demo::SCRIPT.to_string(),
+        )
+    } else {
+        let url = req.url().ok();
+        let query = |name: &str| {
+            url.as_ref().and_then(|u| {
+                u.query_pairs()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.into_owned())
+            })
+        };
+        let page = demo::render_page(
+            &config.honeypot_field,
+            config.turnstile_site_key.as_deref(),
+            query("status").as_deref(),
+            query("error").as_deref(),
+        );
+        ("text/html; charset=utf-8", page)
+    };
+    let response = Response::builder()
+        .with_status(200)
+        .fixed(body.into_bytes());
+    let headers = response.headers();
+    let _ = headers.set("content-type", content_type);
+    let _ = headers.set("cache-control", "no-store");
+    let _ = headers.set("x-content-type-options", "nosniff");
+    let _ = headers.set(
+        "content-security-policy",
+        "default-src 'none'; script-src 'self' https://challenges.cloudflare.com; \
+         frame-src https://challenges.cloudflare.com; style-src 'unsafe-inline'; connect-src 'self'; \
+         form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    );
+    response
 }
 
 fn header(req: &Request, name: &str) -> Option<String> {
@@ -92,11 +140,16 @@ async fn signup_endpoint(req: &mut Request, env: &Env) -> Response {
         .as_ref()
         .filter(|_| is_form && prefers_html(header(req, "accept").as_deref()));
     let result = signup(req, env, &config).await;
-    let response = match (redirects, result) {
-        (Some(pages), Ok((_, body))) => {
-            see_other(&pages.success(body["status"].as_str().unwrap_or("sent")))
-        }
-        (Some(pages), Err(error)) => see_other(&pages.failure(&error)),
+    let own_origin = req
+        .url()
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    let location = redirects.and_then(|pages| match &result {
+        Ok((_, body)) => pages.success(&own_origin, body["status"].as_str().unwrap_or("sent")),
+        Err(error) => pages.failure(&own_origin, error),
+    });
+    let response = match (location, result) {
+        (Some(location), _) => see_other(&location),
         (None, Ok((status, body))) => json_response(status, &body),
         (None, Err(error)) => error_response(error),
     };

@@ -7,6 +7,7 @@
 
 pub mod browser;
 pub mod config;
+pub mod demo;
 pub mod email;
 pub mod error;
 pub mod gate;

@@ -1,0 +1,98 @@
+//! The demo page in a real browser (Debian's Chromium driven by playwright-core): type an
+//! address, submit, see the status, with JavaScript and without; the outbox gets exactly those
+//! addresses. Screenshots of each final state go to `target/screenshots/`.
+
+// Native test code: reading the clock is fine off wasm32.
+#![allow(clippy::disallowed_methods)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use support::{request, Spec, Stack};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_demo_page_signs_up_with_and_without_javascript_in_chromium() {
+    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        PathBuf::from(&chromium).exists(),
+        "{chromium} is missing: run `make test` (scripts/setup.sh installs Debian's chromium)"
+    );
+    let stack = Stack::start(
+        "demo-browser",
+        Spec {
+            vars: &[
+                ("DEMO_PAGE", "true"),
+                ("SUCCESS_REDIRECT_URL", "/"),
+                ("FAILURE_REDIRECT_URL", "/"),
+            ],
+            ..Spec::default()
+        },
+    );
+    let shots = root().join("target/screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let output = Command::new(root().join("node_modules/.bin/node"))
+        .arg(root().join("tests/browser/demo_page.mjs"))
+        .arg(&stack.worker)
+        .arg(&shots)
+        .env("CHROMIUM_PATH", &chromium)
+        .output()
+        .expect("run node");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the browser script failed:\n{stderr}"
+    );
+    let result: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("the script prints JSON");
+
+    assert!(
+        result["js"]["status"]
+            .as_str()
+            .is_some_and(|s| s.contains("inbox") || s.contains("queue")),
+        "{result}"
+    );
+    assert!(
+        result["js"]["url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with('/')),
+        "with JavaScript the page stays put: {result}"
+    );
+    let nojs_url = result["no-js"]["url"].as_str().unwrap_or_default();
+    assert!(
+        nojs_url.contains("/?status="),
+        "without JavaScript the form posts and is redirected back: {result}"
+    );
+    for name in ["js", "no-js"] {
+        assert!(shots.join(format!("demo-{name}.png")).exists());
+    }
+
+    let mut sent: Vec<String> = stack
+        .wait_for_outbox(2, Duration::from_secs(20))
+        .iter()
+        .map(|m| m["emailAddress"].as_str().unwrap_or_default().to_string())
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        vec!["browser-js@example.com", "browser-nojs@example.com"]
+    );
+
+    let page = request("GET", &format!("{}/", stack.worker), None);
+    assert!(page
+        .header("content-security-policy")
+        .is_some_and(|csp| csp.contains("default-src 'none'")));
+}
+
+#[test]
+fn the_demo_page_is_off_unless_enabled() {
+    let stack = Stack::start("demo-off", Spec::default());
+    let page = request("GET", &format!("{}/", stack.worker), None);
+    assert_eq!((page.status, page.code()), (404, "not_found"));
+}
