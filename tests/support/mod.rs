@@ -249,15 +249,31 @@ pub struct Stack {
 }
 
 /// Starts `wrangler dev` for a stack (state in `dir/state`) and waits until it answers; returns
-/// it and the address it reports. Each run logs to its own file.
+/// it and the address it reports. A port taken between choosing it and binding it (other stacks
+/// start at the same time) is retried with fresh ports.
 fn spawn_wrangler(dir: &Path, vars: &[String], run: u32) -> (Group, String) {
+    for attempt in 0..4 {
+        match try_spawn_wrangler(dir, vars, run, attempt) {
+            Ok(started) => return started,
+            Err(log) if log.contains("Address already in use") && attempt < 3 => continue,
+            Err(log) => panic!("wrangler dev did not become ready; its log:\n{log}"),
+        }
+    }
+    unreachable!("the last attempt panics")
+}
+
+fn try_spawn_wrangler(
+    dir: &Path,
+    vars: &[String],
+    run: u32,
+    attempt: u32,
+) -> Result<(Group, String), String> {
     let config_path = dir.join("wrangler.toml");
     std::fs::write(&config_path, test_wrangler_config()).expect("write test wrangler.toml");
     let (port, inspector) = (free_port(), free_port());
-    let log_path = dir.join(if run == 0 {
-        "wrangler.log".to_string()
-    } else {
-        format!("wrangler-{run}.log")
+    let log_path = dir.join(match (run, attempt) {
+        (0, 0) => "wrangler.log".to_string(),
+        (run, attempt) => format!("wrangler-{run}-{attempt}.log"),
     });
     let log = std::fs::File::create(&log_path).expect("log file");
     let node_bin = root().join("node_modules/.bin");
@@ -302,11 +318,11 @@ fn spawn_wrangler(dir: &Path, vars: &[String], run: u32) -> (Group, String) {
         }
         let exited = child.0.try_wait().ok().flatten();
         if exited.is_some() || Instant::now() > deadline {
-            panic!("wrangler dev (port {port}) did not become ready ({exited:?}); its log:\n{log}");
+            return Err(format!("(port {port}, exit {exited:?})\n{log}"));
         }
         std::thread::sleep(Duration::from_millis(250));
     };
-    (child, worker)
+    Ok((child, worker))
 }
 
 fn free_port() -> u16 {
@@ -510,7 +526,14 @@ impl Stack {
     pub fn log_contains(&self, needle: &str) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let log = std::fs::read_to_string(self.dir.join("wrangler.log")).unwrap_or_default();
+            // Every run's log (a restart or a retried start writes its own file).
+            let log: String = std::fs::read_dir(&self.dir)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                .filter_map(|p| std::fs::read_to_string(p).ok())
+                .collect();
             if log.contains(needle) {
                 return true;
             }
