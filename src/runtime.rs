@@ -1,5 +1,5 @@
 //! What the core needs from the Workers runtime, read in one place: settings from `Env`, the
-//! clock (`Date.now()`; `SystemTime::now()` traps on wasm32) and randomness (`getRandomValues`).
+//! clock (`Date.now()`; the std system clock traps on wasm32) and randomness (`getRandomValues`).
 
 use worker::{console_error, Date, Env};
 
