@@ -624,18 +624,11 @@ pub type Body<'a> = Option<(&'a str, &'a [u8])>;
 
 /// Any method, an optional body; panics only on a transport error.
 pub fn request(method: &str, url: &str, body: Body) -> Reply {
-    let req = agent().request(method, url);
-    let result = match body {
-        Some((content_type, bytes)) => req.set("content-type", content_type).send_bytes(bytes),
-        None => req.call(),
-    };
-    match result {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => into_reply(r),
-        Err(e) => panic!("{method} {url}: {e}"),
-    }
+    request_with(method, url, body, &[])
 }
 
-/// Like [`request`], with extra headers, never following a redirect.
+/// Any method, an optional body and extra headers, never following a redirect; panics only on a
+/// transport error.
 pub fn request_with(method: &str, url: &str, body: Body, headers: &[(&str, &str)]) -> Reply {
     let agent = ureq::AgentBuilder::new()
         .redirects(0)
