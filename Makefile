@@ -49,4 +49,4 @@ deploy: setup
 	wrangler deploy
 
 clean:
-	rm -rf build target/e2e .wrangler
+	rm -rf build target/e2e .wrangler /dev/shm/signup-verify-e2e

@@ -16,7 +16,7 @@ use crate::config::{Config, TurnstileConfig};
 use crate::demo;
 use crate::email::EmailAddress;
 use crate::error::ApiError;
-use crate::gate::rpc::{SendReply, SendRequest, SEND_PATH, STATS_PATH};
+use crate::gate::rpc::{SendReply, SendRequest, GATE_ORIGIN, STATS_PATH};
 use crate::runtime::{load_config, random_u32};
 use crate::signup::{parse_content_type, parse_signup, BodyFormat, Submission, MAX_BODY_BYTES};
 use crate::turnstile::{siteverify_body, verdict};
@@ -359,7 +359,7 @@ async fn gate_stats(req: &Request, env: &Env) -> Result<serde_json::Value, ApiEr
         return Err(ApiError::Unauthorized);
     }
     let mut response = gate_stub(env, &config.region)?
-        .fetch_with_str(&format!("https://ses-gate{STATS_PATH}"))
+        .fetch_with_str(&format!("{GATE_ORIGIN}{STATS_PATH}"))
         .await
         .map_err(|e| internal("stats", e))?;
     response.json().await.map_err(|e| internal("stats", e))
@@ -418,14 +418,14 @@ async fn read_body_limited(req: &mut Request) -> Result<Vec<u8>, ApiError> {
 /// The typed RPC to the region's `SesGate`.
 async fn ask_gate(env: &Env, region: &str, email: &EmailAddress) -> Result<SendReply, ApiError> {
     let stub = gate_stub(env, region)?;
-    let body = serde_json::to_string(&SendRequest {
+    let url = SendRequest {
         email: email.to_string(),
-    })
-    .map_err(|_| ApiError::UpstreamError)?;
+    }
+    .to_url();
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.into()));
+    init.with_method(Method::Post);
     let result = async {
-        let request = Request::new_with_init(&format!("https://ses-gate{SEND_PATH}"), &init)?;
+        let request = Request::new_with_init(&url, &init)?;
         stub.fetch_with_request(request)
             .await?
             .json::<SendReply>()

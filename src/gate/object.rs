@@ -17,6 +17,9 @@
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
+use futures_channel::oneshot;
+use futures_util::future::select;
+
 use serde_json::json;
 use worker::{
     console_error, console_log, durable_object, wasm_bindgen, DurableObject, Env, Method, Request,
@@ -32,7 +35,7 @@ use crate::gate::queue::{
 };
 use crate::gate::rpc::{GateStats, SendReply, SendRequest, SEND_PATH, STATS_PATH};
 use crate::gate::ses_call::call_ses;
-use crate::gate::slots::{retry_jitter_ms, Departure, GateState, Reservation};
+use crate::gate::slots::{retry_jitter_ms, Departure, GateState, Reservation, Ticket, Waiting};
 use crate::gate::storage::GateStorage;
 use crate::runtime::{load_config, now_ms, random_u32};
 use crate::ses::outcome::{api_error_for, Outcome, RetryReason};
@@ -40,8 +43,6 @@ use crate::ses::request::build_send_request;
 
 /// Without a queue to fall back on, a direct send is tried at most this often.
 const DIRECT_ATTEMPTS_WITHOUT_QUEUE: u32 = 3;
-/// How often a call waiting behind one in flight checks whether that one was answered.
-const ANSWER_POLL_MS: u64 = 1;
 /// One alarm drains for at most this long, then hands over to the next alarm.
 const DRAIN_BUDGET_MS: u64 = 20_000;
 /// Set before draining: if the object dies mid-drain, the alarm brings it back this soon.
@@ -55,6 +56,40 @@ pub struct SesGate {
     gate: RefCell<GateState>,
     address_secret: Vec<u8>,
     draining: Cell<bool>,
+    /// An alarm that will drain the queue is set (in memory: a new object sets it again).
+    alarm_armed: Cell<bool>,
+    /// Calls holding a slot, waiting to leave (in memory: a restart ends their requests too).
+    waiting: RefCell<Waiting>,
+    /// Wake-ups for the calls in `waiting`.
+    wakers: RefCell<Vec<oneshot::Sender<()>>>,
+    /// The gate interval from the latest request's config, for [`SesGate::pump`].
+    interval_ms: Cell<u64>,
+}
+
+/// A call's place in line, given up when the call leaves or its request is cancelled.
+struct PlaceInLine<'a> {
+    waiting: &'a RefCell<Waiting>,
+    ticket: Ticket,
+}
+
+impl Drop for PlaceInLine<'_> {
+    fn drop(&mut self) {
+        self.waiting.borrow_mut().leave(self.ticket);
+    }
+}
+
+/// A call that has left. Dropping it (answered, timed out, or its request cancelled) settles the
+/// gate, so a lost request can never leave the gate waiting for an answer forever.
+struct InFlight<'a> {
+    gate: &'a SesGate,
+    interval: u64,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.gate.update(|g| g.settle(now_ms(), self.interval));
+        self.gate.wake_waiting();
+    }
 }
 
 fn random_secret() -> Vec<u8> {
@@ -88,15 +123,24 @@ impl DurableObject for SesGate {
             gate: RefCell::new(gate),
             address_secret,
             draining: Cell::new(false),
+            alarm_armed: Cell::new(false),
+            waiting: RefCell::new(Waiting::default()),
+            wakers: RefCell::new(Vec::new()),
+            interval_ms: Cell::new(1000),
         }
     }
 
-    async fn fetch(&self, mut req: Request) -> Result<Response> {
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        self.pump(self.interval_ms.get());
         match (req.method(), req.path().as_str()) {
             (Method::Post, SEND_PATH) => {
-                let reply = match req.json::<SendRequest>().await {
-                    Ok(request) => self.send(&request).await,
-                    Err(_) => SendReply::Failed {
+                let request = req
+                    .url()
+                    .ok()
+                    .and_then(|url| SendRequest::from_query(url.query()?));
+                let reply = match request {
+                    Some(request) => self.send(&request).await,
+                    None => SendReply::Failed {
                         error: ApiError::InvalidBody,
                     },
                 };
@@ -111,6 +155,7 @@ impl DurableObject for SesGate {
     }
 
     async fn alarm(&self) -> Result<Response> {
+        self.pump(self.interval_ms.get());
         console_log!(
             "{}",
             json!({"event": "alarm", "queue_length": self.storage.borrow().len()})
@@ -129,6 +174,8 @@ impl SesGate {
         let Ok(config) = load_config(&self.env) else {
             return failed(ApiError::Misconfigured);
         };
+        self.interval_ms.set(config.gate_interval_ms);
+        self.pump(config.gate_interval_ms);
         let Ok(email) = EmailAddress::parse(&request.email) else {
             return failed(ApiError::InvalidEmail);
         };
@@ -308,11 +355,14 @@ impl SesGate {
                 return None;
             }
         };
-        self.wait_for_departure(slot, config.gate_interval_ms).await;
         let interval = config.gate_interval_ms;
-
+        self.wait_for_departure(slot, interval).await;
+        let in_flight = InFlight {
+            gate: self,
+            interval,
+        };
         let result = call_ses(&signed, config.ses_timeout_ms, attempt).await;
-        self.update(|g| g.settle(now_ms(), interval));
+        drop(in_flight);
         Some(result)
     }
 
@@ -345,9 +395,10 @@ impl SesGate {
             "{}",
             json!({"event": "queued", "position": position, "attempts": attempts})
         );
-        if !self.draining.get() {
+        if !self.draining.get() && !self.alarm_armed.get() {
             // Now, not at the next slot: draining waits for its slots itself, and an alarm armed
-            // for later would add its own start-up delay to the queue.
+            // for later would add its own start-up delay to the queue. Once per drain, not per
+            // item: each storage call is one more event in the object's queue during a burst.
             self.arm_alarm(now).await;
         }
         Some(self.queued_reply(config, position, now))
@@ -432,15 +483,19 @@ impl SesGate {
             }
         };
         self.draining.set(false);
-        if let Some(at) = next_alarm {
-            self.arm_alarm(at).await;
+        match next_alarm {
+            Some(at) => self.arm_alarm(at).await,
+            // Only the watchdog is left: the next signup to queue must set an alarm for now.
+            None => self.alarm_armed.set(false),
         }
     }
 
     /// Sets the alarm for `at_ms` (Unix ms); workers-rs takes an offset from now.
     async fn arm_alarm(&self, at_ms: u64) {
         let offset = Duration::from_millis(at_ms.saturating_sub(now_ms()));
+        self.alarm_armed.set(true);
         if let Err(e) = self.state.storage().set_alarm(offset).await {
+            self.alarm_armed.set(false);
             console_error!(
                 "{}",
                 json!({"event": "alarm_not_set", "error": e.to_string()})
@@ -471,27 +526,64 @@ impl SesGate {
         }
     }
 
-    /// Sleeps until the gate lets a call holding `slot` leave, then records the departure.
-    /// The last check and the record are one synchronous step.
+    /// Waits until the gate lets a call holding `slot` leave, then records the departure. The
+    /// last check and the record are one synchronous step.
     ///
-    /// It always sleeps at least once, even for 0 ms: the Workers clock only moves at I/O, so a
+    /// It sleeps on its own timer and on a wake-up from [`Self::pump`], whichever comes first:
+    /// under a flood of requests the object's timers fire late, but every request pumps. It
+    /// always sleeps at least once, even for 0 ms: the Workers clock only moves at I/O, so a
     /// reading taken after CPU work (a cold start, say) would be stale.
     async fn wait_for_departure(&self, slot: u64, interval: u64) {
+        let ticket = self.waiting.borrow_mut().join(slot);
+        let place = PlaceInLine {
+            waiting: &self.waiting,
+            ticket,
+        };
         let mut sleep_ms = 0;
         loop {
-            worker::Delay::from(Duration::from_millis(sleep_ms)).await;
-            let now = now_ms();
-            sleep_ms = match self.gate.borrow().departure(now, slot, interval) {
-                Departure::Go => 0,
-                Departure::WaitMs(ms) => ms,
-                Departure::WaitForAnswer => ANSWER_POLL_MS,
-            };
-            if sleep_ms == 0 {
-                // In memory only: a storage write here would hold this very request behind the
-                // output gate until it is durable. `settle` persists the departure.
-                self.gate.borrow_mut().depart(now, interval);
-                return;
+            let (wake, woken) = oneshot::channel();
+            {
+                let mut wakers = self.wakers.borrow_mut();
+                wakers.retain(|w| !w.is_canceled());
+                wakers.push(wake);
             }
+            select(worker::Delay::from(Duration::from_millis(sleep_ms)), woken).await;
+            let now = now_ms();
+            let departure =
+                self.waiting
+                    .borrow()
+                    .departure(&self.gate.borrow(), ticket, now, interval);
+            sleep_ms = match departure {
+                Departure::Go => {
+                    drop(place);
+                    // In memory only: a storage write here would hold this very request behind
+                    // the output gate until it is durable. The settle persists the departure.
+                    self.gate.borrow_mut().depart(now, interval);
+                    return;
+                }
+                Departure::WaitMs(ms) => ms,
+                // A wake-up comes when the call ahead is answered; the timer is a backstop.
+                Departure::WaitForAnswer | Departure::WaitForTurn => interval,
+            };
+        }
+    }
+
+    /// Called at every event the object handles: if the first call in line is due, it is woken
+    /// now, and leaves before the object turns to the next event.
+    fn pump(&self, interval: u64) {
+        let due = self
+            .waiting
+            .borrow()
+            .first_is_due(&self.gate.borrow(), now_ms(), interval);
+        if due {
+            self.wake_waiting();
+        }
+    }
+
+    /// Makes every waiting call check again now (after an answer, the first one's wait starts).
+    fn wake_waiting(&self) {
+        for wake in self.wakers.borrow_mut().drain(..) {
+            let _ = wake.send(());
         }
     }
 

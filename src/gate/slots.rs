@@ -8,6 +8,8 @@
 //! network latency, timer slop, a cold isolate, or the output gate holding a fetch until earlier
 //! storage writes are durable, none of which the Workers clock (frozen during CPU work) can see.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::retry_after_secs;
@@ -54,6 +56,62 @@ pub enum Departure {
     WaitMs(u64),
     /// Another call is in flight; check again once it is answered.
     WaitForAnswer,
+    /// A call holding an earlier slot leaves first; check again once it has.
+    WaitForTurn,
+}
+
+/// A place in line for a call holding a slot, from [`Waiting::join`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ticket {
+    slot_ms: u64,
+    serial: u64,
+}
+
+/// The calls holding a slot and waiting to leave, in slot order. Only the first may leave, so
+/// calls leave in the order their slots were given however their timers fire, and the object
+/// can tell at any event whether the first one is due (see `SesGate::pump`).
+#[derive(Debug, Default)]
+pub struct Waiting {
+    line: BTreeSet<Ticket>,
+    serials: u64,
+}
+
+impl Waiting {
+    pub fn join(&mut self, slot_ms: u64) -> Ticket {
+        self.serials += 1;
+        let ticket = Ticket {
+            slot_ms,
+            serial: self.serials,
+        };
+        self.line.insert(ticket);
+        ticket
+    }
+
+    /// The call left, or gave up its place.
+    pub fn leave(&mut self, ticket: Ticket) {
+        self.line.remove(&ticket);
+    }
+
+    /// Whether the call holding `ticket` may leave now.
+    pub fn departure(
+        &self,
+        gate: &GateState,
+        ticket: Ticket,
+        now_ms: u64,
+        interval_ms: u64,
+    ) -> Departure {
+        if self.line.first() != Some(&ticket) {
+            return Departure::WaitForTurn;
+        }
+        gate.departure(now_ms, ticket.slot_ms, interval_ms)
+    }
+
+    /// Whether the first call in line may leave now.
+    pub fn first_is_due(&self, gate: &GateState, now_ms: u64, interval_ms: u64) -> bool {
+        self.line.first().is_some_and(|&first| {
+            gate.departure(now_ms, first.slot_ms, interval_ms) == Departure::Go
+        })
+    }
 }
 
 impl GateState {
@@ -328,6 +386,70 @@ mod tests {
     }
 
     #[test]
+    fn waiting_calls_leave_in_slot_order_whatever_order_they_joined_in() {
+        let gate = GateState::default();
+        let mut waiting = Waiting::default();
+        let late = waiting.join(300);
+        let early = waiting.join(100);
+        let same_slot_second = waiting.join(100);
+        assert_eq!(
+            waiting.departure(&gate, late, 1_000, INTERVAL),
+            Departure::WaitForTurn
+        );
+        assert_eq!(
+            waiting.departure(&gate, same_slot_second, 1_000, INTERVAL),
+            Departure::WaitForTurn
+        );
+        assert_eq!(
+            waiting.departure(&gate, early, 1_000, INTERVAL),
+            Departure::Go
+        );
+        waiting.leave(early);
+        assert_eq!(
+            waiting.departure(&gate, same_slot_second, 1_000, INTERVAL),
+            Departure::Go
+        );
+        waiting.leave(same_slot_second);
+        assert_eq!(
+            waiting.departure(&gate, late, 1_000, INTERVAL),
+            Departure::Go
+        );
+    }
+
+    #[test]
+    fn the_first_call_in_line_is_due_only_when_the_gate_lets_it_go() {
+        let mut gate = GateState::default();
+        let mut waiting = Waiting::default();
+        assert!(!waiting.first_is_due(&gate, 0, INTERVAL), "nobody waits");
+        let first = waiting.join(500);
+        waiting.join(400_000);
+        assert!(!waiting.first_is_due(&gate, 499, INTERVAL));
+        assert!(waiting.first_is_due(&gate, 500, INTERVAL));
+        gate.depart(500, INTERVAL);
+        waiting.leave(first);
+        assert!(
+            !waiting.first_is_due(&gate, 900_000, INTERVAL),
+            "a call is in flight"
+        );
+        gate.settle(600, INTERVAL);
+        assert!(!waiting.first_is_due(&gate, 1_600, INTERVAL));
+        assert!(waiting.first_is_due(&gate, 400_000, INTERVAL));
+    }
+
+    #[test]
+    fn a_call_that_gives_up_its_place_lets_the_next_one_go() {
+        let gate = GateState::default();
+        let mut waiting = Waiting::default();
+        let first = waiting.join(100);
+        let second = waiting.join(200);
+        waiting.leave(first);
+        assert_eq!(
+            waiting.departure(&gate, second, 200, INTERVAL),
+            Departure::Go
+        );
+    }
+
+    #[test]
     fn simulated_traffic_never_reaches_ses_closer_than_one_interval() {
         // Bursts of arrivals; calls take 0–40 ms to reach SES (a cold isolate, an output gate)
         // and 0.3–20 ms to come back; timers fire up to 12 ms late; clock readings are whole ms.
@@ -346,7 +468,9 @@ mod tests {
                 match gate.departure(now_us / 1000, slot, INTERVAL) {
                     Departure::Go => break,
                     Departure::WaitMs(ms) => now_us += ms * 1000 + (i * 5_300) % 12_000,
-                    Departure::WaitForAnswer => unreachable!("calls are sequential here"),
+                    Departure::WaitForAnswer | Departure::WaitForTurn => {
+                        unreachable!("calls are sequential here")
+                    }
                 }
             }
             gate.depart(now_us / 1000, INTERVAL);

@@ -248,7 +248,27 @@ pub struct Stack {
     _ses_local: Group,
 }
 
-/// Starts `wrangler dev` for a stack (state in `dir/state`) and waits until it answers; returns
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // Stop wrangler before its state goes; the stack's logs stay in `dir`.
+        self._wrangler.take();
+        if state_dir(&self.dir).starts_with("/dev/shm") {
+            let _ = std::fs::remove_dir_all(state_dir(&self.dir));
+        }
+    }
+}
+
+/// Where a stack's Durable Object state lives: in RAM (`/dev/shm`) when the machine has it, so
+/// that a slow disk's fsync does not stall the object during timing tests; else `dir/state`.
+fn state_dir(dir: &Path) -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    match dir.file_name() {
+        Some(name) if shm.is_dir() => shm.join("signup-verify-e2e").join(name),
+        _ => dir.join("state"),
+    }
+}
+
+/// Starts `wrangler dev` for a stack (state in [`state_dir`]) and waits until it answers; returns
 /// it and the address it reports. A port taken between choosing it and binding it (other stacks
 /// start at the same time) is retried with fresh ports.
 fn spawn_wrangler(dir: &Path, vars: &[String], run: u32) -> (Group, String) {
@@ -290,7 +310,7 @@ fn try_spawn_wrangler(
         .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
         .args(["--inspector-port", &inspector.to_string()])
         .arg("--persist-to")
-        .arg(dir.join("state"))
+        .arg(state_dir(dir))
         .args(vars.iter().flat_map(|v| ["--var".to_string(), v.clone()]))
         .env("PATH", path)
         .env("WRANGLER_SEND_METRICS", "false")
