@@ -18,6 +18,7 @@ pub mod signup;
 pub mod turnstile;
 
 pub use gate::object::SesGate;
+pub use gate::sender::SesSender;
 
 #[worker::event(fetch)]
 async fn fetch(

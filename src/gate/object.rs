@@ -1,29 +1,27 @@
-//! `SesGate`, the Durable Object that owns every SES call: one instance per region
-//! (`id_from_name(region)`), so every Worker isolate in the world shares one gate.
+//! `SesGate`, the Durable Object every signup goes through: one instance per region
+//! (`id_from_name(region)`), so every Worker isolate in the world shares one gate. Its SES calls
+//! go out through the region's `SesSender`.
 //!
 //! A signup is sent at once when the queue is empty and a slot is free within
 //! `GATE_MAX_WAIT_MS`; otherwise it goes into the durable queue, which an alarm drains one slot
 //! at a time. Nothing valid is lost: a signup is either sent, queued (and later sent or dropped
 //! with a counted reason), or refused with an answer the caller sees.
 //!
-//! Invariants: two SES calls leave this object at least `GATE_INTERVAL_MS` apart (and one
-//! interval after the previous answer, see `slots`); an address gets at most one signup per
+//! Invariants: slots are at least `GATE_INTERVAL_MS` apart, and the sender sends each call one
+//! interval after the previous answer (see `pacing`); an address gets at most one signup per
 //! `EMAIL_COOLDOWN_SECONDS` and `EMAIL_DAILY_MAX` a day; an item leaves the queue only with a
 //! MessageId or a drop reason. Why they hold: a Durable Object runs one event at a time, and each
-//! reservation, departure, admission and queue change is a synchronous read-modify-write with no
+//! reservation, admission and queue change is a synchronous read-modify-write with no
 //! await inside, written to SQLite storage before the next await (covered by the output gate),
-//! so a restarted object resumes with the same spacing, limits and queue.
+//! so a restarted object resumes with the same slots, limits and queue.
 
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
-use futures_channel::oneshot;
-use futures_util::future::select;
-
 use serde_json::json;
 use worker::{
     console_error, console_log, durable_object, wasm_bindgen, DurableObject, Env, Method, Request,
-    Response, Result, State,
+    RequestInit, Response, Result, State,
 };
 
 use crate::config::Config;
@@ -33,14 +31,16 @@ use crate::gate::cooldown::{address_key, admit, AddressRecord};
 use crate::gate::queue::{
     estimated_send_at_ms, rfc3339_utc, settle_head, CallResult, HeadResult, QueueStore,
 };
-use crate::gate::rpc::{GateStats, SendReply, SendRequest, SEND_PATH, STATS_PATH};
-use crate::gate::ses_call::call_ses;
-use crate::gate::slots::{retry_jitter_ms, Departure, GateState, Reservation, Ticket, Waiting};
+use crate::gate::rpc::{
+    CallRequest, GateStats, SendReply, SendRequest, CALL_PATH, GATE_ORIGIN, SEND_PATH, STATS_PATH,
+};
+use crate::gate::slots::{retry_jitter_ms, GateState, Reservation};
 use crate::gate::storage::GateStorage;
 use crate::runtime::{load_config, now_ms, random_u32};
 use crate::ses::outcome::{api_error_for, Outcome, RetryReason};
-use crate::ses::request::build_send_request;
 
+/// The `SesSender` binding in wrangler.toml.
+const SENDER_BINDING: &str = "SES_SENDER";
 /// Without a queue to fall back on, a direct send is tried at most this often.
 const DIRECT_ATTEMPTS_WITHOUT_QUEUE: u32 = 3;
 /// One alarm drains for at most this long, then hands over to the next alarm.
@@ -58,38 +58,6 @@ pub struct SesGate {
     draining: Cell<bool>,
     /// An alarm that will drain the queue is set (in memory: a new object sets it again).
     alarm_armed: Cell<bool>,
-    /// Calls holding a slot, waiting to leave (in memory: a restart ends their requests too).
-    waiting: RefCell<Waiting>,
-    /// Wake-ups for the calls in `waiting`.
-    wakers: RefCell<Vec<oneshot::Sender<()>>>,
-    /// The gate interval from the latest request's config, for [`SesGate::pump`].
-    interval_ms: Cell<u64>,
-}
-
-/// A call's place in line, given up when the call leaves or its request is cancelled.
-struct PlaceInLine<'a> {
-    waiting: &'a RefCell<Waiting>,
-    ticket: Ticket,
-}
-
-impl Drop for PlaceInLine<'_> {
-    fn drop(&mut self) {
-        self.waiting.borrow_mut().leave(self.ticket);
-    }
-}
-
-/// A call that has left. Dropping it (answered, timed out, or its request cancelled) settles the
-/// gate, so a lost request can never leave the gate waiting for an answer forever.
-struct InFlight<'a> {
-    gate: &'a SesGate,
-    interval: u64,
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.gate.update(|g| g.settle(now_ms(), self.interval));
-        self.gate.wake_waiting();
-    }
 }
 
 fn random_secret() -> Vec<u8> {
@@ -103,7 +71,7 @@ impl DurableObject for SesGate {
             let secret = storage.address_secret(random_secret)?;
             Ok((storage, gate, secret))
         });
-        let (storage, mut gate, address_secret) = match opened {
+        let (storage, gate, address_secret) = match opened {
             Ok(loaded) => loaded,
             Err(e) => {
                 // Storage that cannot even be opened is not something to limp along without.
@@ -114,8 +82,6 @@ impl DurableObject for SesGate {
                 panic!("SesGate storage unusable: {e}");
             }
         };
-        // The interval is not known before a request brings the config; one second is SES's.
-        gate.recover(now_ms(), 1000);
         Self {
             state,
             env,
@@ -124,14 +90,10 @@ impl DurableObject for SesGate {
             address_secret,
             draining: Cell::new(false),
             alarm_armed: Cell::new(false),
-            waiting: RefCell::new(Waiting::default()),
-            wakers: RefCell::new(Vec::new()),
-            interval_ms: Cell::new(1000),
         }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        self.pump(self.interval_ms.get());
         match (req.method(), req.path().as_str()) {
             (Method::Post, SEND_PATH) => {
                 let request = req
@@ -155,7 +117,6 @@ impl DurableObject for SesGate {
     }
 
     async fn alarm(&self) -> Result<Response> {
-        self.pump(self.interval_ms.get());
         console_log!(
             "{}",
             json!({"event": "alarm", "queue_length": self.storage.borrow().len()})
@@ -174,8 +135,6 @@ impl SesGate {
         let Ok(config) = load_config(&self.env) else {
             return failed(ApiError::Misconfigured);
         };
-        self.interval_ms.set(config.gate_interval_ms);
-        self.pump(config.gate_interval_ms);
         let Ok(email) = EmailAddress::parse(&request.email) else {
             return failed(ApiError::InvalidEmail);
         };
@@ -334,8 +293,9 @@ impl SesGate {
         failed(ApiError::UpstreamError)
     }
 
-    /// Signs (dated at the slot), waits for the departure, calls SES and records the answer's
-    /// time. `None` if the request could not be signed.
+    /// Hands the call to the region's `SesSender`, which sends it at `slot` or later, and waits
+    /// for the result. `None` if the request could not be signed. A sender that cannot be asked
+    /// or dies mid-call is a `TimedOut`: the call may have reached SES.
     async fn call_at_slot(
         &self,
         config: &Config,
@@ -343,27 +303,36 @@ impl SesGate {
         slot: u64,
         attempt: u32,
     ) -> Option<CallResult> {
-        // Signed before the wait: between the departure being recorded and the request leaving
-        // there is then no CPU work (the Workers clock stands still during CPU work).
-        let signed = match build_send_request(config, email, slot.max(now_ms())) {
-            Ok(signed) => signed,
-            Err(e) => {
-                console_error!(
-                    "{}",
-                    json!({"event": "ses_signing_failed", "error": e.to_string()})
-                );
-                return None;
-            }
+        let call = CallRequest {
+            email: email.to_string(),
+            slot_ms: slot,
+            attempt,
         };
+        let result = async {
+            let stub = self
+                .env
+                .durable_object(SENDER_BINDING)?
+                .id_from_name(&config.region)?
+                .get_stub()?;
+            let mut init = RequestInit::new();
+            init.with_method(Method::Post)
+                .with_body(Some(serde_json::to_string(&call)?.into()));
+            let request = Request::new_with_init(&format!("{GATE_ORIGIN}{CALL_PATH}"), &init)?;
+            stub.fetch_with_request(request)
+                .await?
+                .json::<Option<CallResult>>()
+                .await
+        }
+        .await;
         let interval = config.gate_interval_ms;
-        self.wait_for_departure(slot, interval).await;
-        let in_flight = InFlight {
-            gate: self,
-            interval,
-        };
-        let result = call_ses(&signed, config.ses_timeout_ms, attempt).await;
-        drop(in_flight);
-        Some(result)
+        self.update(|g| g.call_returned(now_ms(), interval));
+        result.unwrap_or_else(|e| {
+            console_error!(
+                "{}",
+                json!({"event": "sender_unreachable", "attempt": attempt, "error": e.to_string()})
+            );
+            Some(CallResult::TimedOut)
+        })
     }
 
     /// Queues the signup (at the head after a failed first attempt) and makes sure the alarm
@@ -523,67 +492,6 @@ impl SesGate {
             interval_ms: config.gate_interval_ms,
             current_interval_ms: config.gate_interval_ms.max(backoff),
             paused_until: paused_until.map(rfc3339_utc),
-        }
-    }
-
-    /// Waits until the gate lets a call holding `slot` leave, then records the departure. The
-    /// last check and the record are one synchronous step.
-    ///
-    /// It sleeps on its own timer and on a wake-up from [`Self::pump`], whichever comes first:
-    /// under a flood of requests the object's timers fire late, but every request pumps. It
-    /// always sleeps at least once, even for 0 ms: the Workers clock only moves at I/O, so a
-    /// reading taken after CPU work (a cold start, say) would be stale.
-    async fn wait_for_departure(&self, slot: u64, interval: u64) {
-        let ticket = self.waiting.borrow_mut().join(slot);
-        let place = PlaceInLine {
-            waiting: &self.waiting,
-            ticket,
-        };
-        let mut sleep_ms = 0;
-        loop {
-            let (wake, woken) = oneshot::channel();
-            {
-                let mut wakers = self.wakers.borrow_mut();
-                wakers.retain(|w| !w.is_canceled());
-                wakers.push(wake);
-            }
-            select(worker::Delay::from(Duration::from_millis(sleep_ms)), woken).await;
-            let now = now_ms();
-            let departure =
-                self.waiting
-                    .borrow()
-                    .departure(&self.gate.borrow(), ticket, now, interval);
-            sleep_ms = match departure {
-                Departure::Go => {
-                    drop(place);
-                    // In memory only: a storage write here would hold this very request behind
-                    // the output gate until it is durable. The settle persists the departure.
-                    self.gate.borrow_mut().depart(now, interval);
-                    return;
-                }
-                Departure::WaitMs(ms) => ms,
-                // A wake-up comes when the call ahead is answered; the timer is a backstop.
-                Departure::WaitForAnswer | Departure::WaitForTurn => interval,
-            };
-        }
-    }
-
-    /// Called at every event the object handles: if the first call in line is due, it is woken
-    /// now, and leaves before the object turns to the next event.
-    fn pump(&self, interval: u64) {
-        let due = self
-            .waiting
-            .borrow()
-            .first_is_due(&self.gate.borrow(), now_ms(), interval);
-        if due {
-            self.wake_waiting();
-        }
-    }
-
-    /// Makes every waiting call check again now (after an answer, the first one's wait starts).
-    fn wake_waiting(&self) {
-        for wake in self.wakers.borrow_mut().drain(..) {
-            let _ = wake.send(());
         }
     }
 

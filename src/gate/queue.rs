@@ -94,7 +94,7 @@ pub enum HeadResult {
 }
 
 /// The outcome of one call for a queued item, or `TimedOut` when SES did not answer in time.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CallResult {
     Answered(Outcome),
     TimedOut,

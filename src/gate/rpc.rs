@@ -1,4 +1,5 @@
-//! The typed internal RPC between the Worker and `SesGate`: one JSON request, one JSON reply.
+//! The typed internal RPCs: Worker → `SesGate` (a signup) and `SesGate` → `SesSender` (one SES
+//! call), each one request and one JSON reply.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +11,18 @@ pub const GATE_ORIGIN: &str = "https://ses-gate";
 pub const SEND_PATH: &str = "/send";
 /// The path the Worker GETs [`GateStats`] from.
 pub const STATS_PATH: &str = "/stats";
+/// The path the gate POSTs a [`CallRequest`] to on the sender's stub; the reply is a JSON
+/// `Option<CallResult>` (`null`: the request could not be signed).
+pub const CALL_PATH: &str = "/call";
+
+/// One SES call for `email`, not before `slot_ms`. `attempt` is for the logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallRequest {
+    pub email: String,
+    pub slot_ms: u64,
+    pub attempt: u32,
+}
 
 /// Send one verification email. The address was parsed by the Worker; the gate parses it again
 /// at its own boundary.
@@ -104,6 +117,47 @@ mod tests {
         assert_eq!(
             SendRequest::from_query("email=a%40b.io&email=c%40d.io"),
             None
+        );
+    }
+
+    #[test]
+    fn every_call_result_round_trips_between_the_gate_and_the_sender() {
+        use crate::gate::queue::CallResult;
+        use crate::ses::outcome::{Outcome, RetryReason};
+        let results = [
+            Some(CallResult::Answered(Outcome::Sent {
+                message_id: "m-1".into(),
+            })),
+            Some(CallResult::Answered(Outcome::Retryable(
+                RetryReason::Throttled,
+            ))),
+            Some(CallResult::Answered(Outcome::Retryable(
+                RetryReason::ServerError,
+            ))),
+            Some(CallResult::Answered(Outcome::Config { clock_skew: true })),
+            Some(CallResult::Answered(Outcome::Rejected)),
+            Some(CallResult::Answered(Outcome::Unknown)),
+            Some(CallResult::TimedOut),
+            None,
+        ];
+        for result in results {
+            let json = serde_json::to_string(&result).expect("json");
+            assert_eq!(
+                serde_json::from_str::<Option<CallResult>>(&json).expect("parse"),
+                result,
+                "{json}"
+            );
+        }
+        let request = CallRequest {
+            email: "a@b.io".into(),
+            slot_ms: 7,
+            attempt: 2,
+        };
+        let json = serde_json::to_string(&request).expect("json");
+        assert_eq!(json, r#"{"email":"a@b.io","slotMs":7,"attempt":2}"#);
+        assert_eq!(
+            serde_json::from_str::<CallRequest>(&json).expect("parse"),
+            request
         );
     }
 

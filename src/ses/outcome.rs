@@ -2,6 +2,8 @@
 //! worth retrying, a configuration problem, a refused address, or something we do not recognise —
 //! and which [`ApiError`] the caller gets when it is not a success.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::ApiError;
 use crate::ses::reply::{Reply, SesError, Unparseable};
 
@@ -25,7 +27,7 @@ const CONFIG_CODES: [&str; 13] = [
 /// SES codes that refuse the address itself.
 const REJECTED_CODES: [&str; 2] = ["InvalidParameterValue", "MessageRejected"];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     Sent {
         message_id: String,
@@ -42,7 +44,7 @@ pub enum Outcome {
     Unknown,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RetryReason {
     Throttled,
     ServerError,

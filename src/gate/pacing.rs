@@ -1,0 +1,331 @@
+//! When a call really leaves for SES: the sender's causal spacing rule and its line of waiting
+//! calls, pure and clock-free (every function takes `now_ms`).
+//!
+//! The rule: a call leaves only when its slot has come, no other call is in flight,
+//! `interval + CLOCK_GUARD_MS` has passed since the previous call was *answered*, and no backoff
+//! after a Throttling is running (it holds every call in line, not only later reservations). SES received the
+//! previous call before it answered, so SES sees calls at least one interval apart whatever
+//! happened between the sender and the wire: network latency, timer slop, a cold isolate, or an
+//! output gate holding a fetch, none of which the Workers clock (frozen during CPU work) can see.
+
+use std::collections::BTreeSet;
+
+use crate::gate::slots::backoff_ms;
+
+/// The Workers clock is in whole milliseconds: an answer read at 1000 may have come at 1000.9.
+pub const CLOCK_GUARD_MS: u64 = 1;
+
+/// The sender's memory of the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pacing {
+    /// When the previous call was answered (or given up on), or the sender started.
+    last_answer_ms: u64,
+    /// A call has left and has not been answered yet.
+    in_flight: bool,
+    /// `Throttling` answers in a row, and the end of the backoff they started.
+    throttle_streak: u32,
+    hold_until_ms: u64,
+}
+
+/// What a call holding a slot should do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    Go,
+    WaitMs(u64),
+    /// Another call is in flight; check again once it is answered.
+    WaitForAnswer,
+    /// A call holding an earlier slot leaves first; check again once it has.
+    WaitForTurn,
+}
+
+impl Pacing {
+    /// A sender that starts at `now_ms` counts that as an answer: whatever an earlier instance had
+    /// in flight reached SES by then, so the first call keeps an interval from the start.
+    pub fn started(now_ms: u64) -> Self {
+        Pacing {
+            last_answer_ms: now_ms,
+            in_flight: false,
+            throttle_streak: 0,
+            hold_until_ms: 0,
+        }
+    }
+
+    /// Whether a call holding `slot_ms` may leave now, ignoring others in line.
+    fn departure(&self, now_ms: u64, slot_ms: u64, interval_ms: u64) -> Departure {
+        if self.in_flight {
+            return Departure::WaitForAnswer;
+        }
+        let after_previous = self.last_answer_ms + interval_ms + CLOCK_GUARD_MS;
+        let earliest = slot_ms.max(after_previous).max(self.hold_until_ms);
+        match earliest.saturating_sub(now_ms) {
+            0 => Departure::Go,
+            wait => Departure::WaitMs(wait),
+        }
+    }
+
+    /// A call left.
+    pub fn depart(&mut self) {
+        self.in_flight = true;
+    }
+
+    /// The call in flight was answered (or abandoned) at `now_ms`.
+    pub fn answered(&mut self, now_ms: u64) {
+        self.in_flight = false;
+        self.last_answer_ms = self.last_answer_ms.max(now_ms);
+    }
+
+    /// SES answered `Throttling` at `now_ms`: nothing leaves for [`backoff_ms`]. Returns the pause.
+    pub fn throttled(&mut self, now_ms: u64, random: u32) -> u64 {
+        self.throttle_streak = self.throttle_streak.saturating_add(1);
+        let pause = backoff_ms(self.throttle_streak, random);
+        self.hold_until_ms = self.hold_until_ms.max(now_ms + pause);
+        pause
+    }
+
+    /// SES accepted a call: the next Throttling starts the backoff from one second again.
+    pub fn accepted(&mut self) {
+        self.throttle_streak = 0;
+    }
+}
+
+/// A place in line for a call holding a slot, from [`Waiting::join`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ticket {
+    slot_ms: u64,
+    serial: u64,
+}
+
+/// The calls holding a slot and waiting to leave, in slot order. Only the first may leave, so
+/// calls leave in the order their slots were given however their timers fire.
+#[derive(Debug, Default)]
+pub struct Waiting {
+    line: BTreeSet<Ticket>,
+    serials: u64,
+}
+
+impl Waiting {
+    pub fn join(&mut self, slot_ms: u64) -> Ticket {
+        self.serials += 1;
+        let ticket = Ticket {
+            slot_ms,
+            serial: self.serials,
+        };
+        self.line.insert(ticket);
+        ticket
+    }
+
+    /// The call left, or gave up its place.
+    pub fn leave(&mut self, ticket: Ticket) {
+        self.line.remove(&ticket);
+    }
+
+    /// Whether the call holding `ticket` may leave now.
+    pub fn departure(
+        &self,
+        pacing: &Pacing,
+        ticket: Ticket,
+        now_ms: u64,
+        interval_ms: u64,
+    ) -> Departure {
+        if self.line.first() != Some(&ticket) {
+            return Departure::WaitForTurn;
+        }
+        pacing.departure(now_ms, ticket.slot_ms, interval_ms)
+    }
+
+    /// Whether the first call in line may leave now.
+    pub fn first_is_due(&self, pacing: &Pacing, now_ms: u64, interval_ms: u64) -> bool {
+        self.line.first().is_some_and(|&first| {
+            pacing.departure(now_ms, first.slot_ms, interval_ms) == Departure::Go
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INTERVAL: u64 = 1000;
+
+    #[test]
+    fn the_departure_waits_for_the_slot_the_answer_and_an_interval_after_the_answer() {
+        let mut pacing = Pacing::started(0);
+        let mut waiting = Waiting::default();
+        let first = waiting.join(400);
+        assert_eq!(
+            waiting.departure(&pacing, first, 100, INTERVAL),
+            Departure::WaitMs(901),
+            "a new sender keeps an interval from its start"
+        );
+        assert_eq!(
+            waiting.departure(&pacing, first, 1_001, INTERVAL),
+            Departure::Go
+        );
+        pacing.depart();
+        waiting.leave(first);
+        let second = waiting.join(1_400);
+        assert_eq!(
+            waiting.departure(&pacing, second, 5_000, INTERVAL),
+            Departure::WaitForAnswer
+        );
+        // The answer came late, at 1_300: the next call waits until 2_301, not its slot at 1_400.
+        pacing.answered(1_300);
+        assert_eq!(
+            waiting.departure(&pacing, second, 1_400, INTERVAL),
+            Departure::WaitMs(901)
+        );
+        assert_eq!(
+            waiting.departure(&pacing, second, 2_301, INTERVAL),
+            Departure::Go
+        );
+    }
+
+    #[test]
+    fn a_throttling_holds_every_call_in_line_for_a_growing_backoff_until_a_success() {
+        let mut pacing = Pacing::started(0);
+        let mut waiting = Waiting::default();
+        let lined_up = waiting.join(5_000);
+        pacing.depart();
+        pacing.answered(5_000);
+        assert_eq!(pacing.throttled(5_000, 0), 1_000);
+        assert_eq!(
+            waiting.departure(&pacing, lined_up, 5_200, INTERVAL),
+            Departure::WaitMs(801),
+            "the later of an interval after the answer (6_001) and the backoff (6_000)"
+        );
+        const SHORT: u64 = 100;
+        assert_eq!(
+            waiting.departure(&pacing, lined_up, 5_200, SHORT),
+            Departure::WaitMs(800),
+            "with a short interval the backoff is what holds it"
+        );
+        pacing.depart();
+        pacing.answered(6_000);
+        assert_eq!(
+            pacing.throttled(6_000, 0),
+            2_000,
+            "a second one in a row doubles"
+        );
+        pacing.accepted();
+        assert_eq!(pacing.throttled(9_000, 0), 1_000, "a success starts over");
+    }
+
+    #[test]
+    fn an_answer_never_moves_the_last_answer_back() {
+        let mut pacing = Pacing::started(50_000);
+        pacing.depart();
+        pacing.answered(9_999);
+        let mut waiting = Waiting::default();
+        let ticket = waiting.join(0);
+        assert_eq!(
+            waiting.departure(&pacing, ticket, 50_000, INTERVAL),
+            Departure::WaitMs(1_001)
+        );
+    }
+
+    #[test]
+    fn waiting_calls_leave_in_slot_order_whatever_order_they_joined_in() {
+        let pacing = Pacing::started(0);
+        let mut waiting = Waiting::default();
+        let late = waiting.join(3_000);
+        let early = waiting.join(2_000);
+        let same_slot_second = waiting.join(2_000);
+        let now = 10_000;
+        assert_eq!(
+            waiting.departure(&pacing, late, now, INTERVAL),
+            Departure::WaitForTurn
+        );
+        assert_eq!(
+            waiting.departure(&pacing, same_slot_second, now, INTERVAL),
+            Departure::WaitForTurn
+        );
+        assert_eq!(
+            waiting.departure(&pacing, early, now, INTERVAL),
+            Departure::Go
+        );
+        waiting.leave(early);
+        assert_eq!(
+            waiting.departure(&pacing, same_slot_second, now, INTERVAL),
+            Departure::Go
+        );
+        waiting.leave(same_slot_second);
+        assert_eq!(
+            waiting.departure(&pacing, late, now, INTERVAL),
+            Departure::Go
+        );
+    }
+
+    #[test]
+    fn the_first_call_in_line_is_due_only_when_the_rule_lets_it_go() {
+        let mut pacing = Pacing::started(0);
+        let mut waiting = Waiting::default();
+        assert!(
+            !waiting.first_is_due(&pacing, 90_000, INTERVAL),
+            "nobody waits"
+        );
+        let first = waiting.join(1_500);
+        waiting.join(400_000);
+        assert!(!waiting.first_is_due(&pacing, 1_499, INTERVAL));
+        assert!(waiting.first_is_due(&pacing, 1_500, INTERVAL));
+        pacing.depart();
+        waiting.leave(first);
+        assert!(
+            !waiting.first_is_due(&pacing, 900_000, INTERVAL),
+            "a call is in flight"
+        );
+        pacing.answered(1_600);
+        assert!(!waiting.first_is_due(&pacing, 2_600, INTERVAL));
+        assert!(waiting.first_is_due(&pacing, 400_000, INTERVAL));
+    }
+
+    #[test]
+    fn a_call_that_gives_up_its_place_lets_the_next_one_go() {
+        let pacing = Pacing::started(0);
+        let mut waiting = Waiting::default();
+        let first = waiting.join(5_000);
+        let second = waiting.join(6_000);
+        waiting.leave(first);
+        assert_eq!(
+            waiting.departure(&pacing, second, 6_000, INTERVAL),
+            Departure::Go
+        );
+    }
+
+    #[test]
+    fn simulated_traffic_never_reaches_ses_closer_than_one_interval() {
+        // Slots one interval apart and some bunched; calls take 0–40 ms to reach SES (a cold
+        // isolate, an output gate) and 0.3–20 ms to come back; timers fire up to 12 ms late;
+        // clock readings are whole ms.
+        let mut pacing = Pacing::started(0);
+        let mut waiting = Waiting::default();
+        let slots = [0u64, 1_000, 2_000, 2_010, 3_000, 3_001, 3_002, 9_000, 9_000];
+        let tickets: Vec<Ticket> = slots.iter().map(|&slot| waiting.join(slot)).collect();
+        let mut arrivals_at_ses_us = Vec::new();
+        let mut now_us = 0u64;
+        for (i, ticket) in tickets.into_iter().enumerate() {
+            let i = i as u64;
+            loop {
+                match waiting.departure(&pacing, ticket, now_us / 1000, INTERVAL) {
+                    Departure::Go => break,
+                    Departure::WaitMs(ms) => now_us += ms * 1000 + (i * 5_300) % 12_000,
+                    Departure::WaitForAnswer | Departure::WaitForTurn => {
+                        unreachable!("calls leave one by one here")
+                    }
+                }
+            }
+            pacing.depart();
+            waiting.leave(ticket);
+            now_us += (i * 17_300) % 40_000;
+            arrivals_at_ses_us.push(now_us);
+            now_us += (i * 7_100) % 20_000 + 300;
+            pacing.answered(now_us / 1000);
+        }
+        assert_eq!(arrivals_at_ses_us.len(), 9);
+        assert!(
+            arrivals_at_ses_us
+                .windows(2)
+                .all(|w| w[1] >= w[0] + INTERVAL * 1000),
+            "{arrivals_at_ses_us:?}"
+        );
+    }
+}

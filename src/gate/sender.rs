@@ -1,0 +1,199 @@
+//! `SesSender`, the Durable Object that puts SES calls on the wire: one instance per region, it
+//! takes calls from `SesGate` and sends them one at a time by `pacing`'s causal rule.
+//!
+//! Why apart from the gate: a Durable Object handles its events one at a time, in order. During
+//! a burst the gate's queue of events is a hundred signups long, and an SES answer delivered to
+//! the gate waits behind all of them before the next call may leave. The sender's only events are
+//! the gate's calls and their answers, so it sees each answer at once. It keeps no storage: a
+//! new instance counts its start as an answer (see `Pacing::started`), and it never writes, so no
+//! output gate ever holds its fetches.
+
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
+
+use futures_channel::oneshot;
+use futures_util::future::select;
+use serde_json::json;
+use worker::{
+    console_error, console_log, durable_object, wasm_bindgen, DurableObject, Env, Method, Request,
+    Response, Result, State,
+};
+
+use crate::config::Config;
+use crate::email::EmailAddress;
+use crate::gate::pacing::{Departure, Pacing, Ticket, Waiting};
+use crate::gate::queue::CallResult;
+use crate::gate::rpc::{CallRequest, CALL_PATH};
+use crate::gate::ses_call::call_ses;
+use crate::runtime::{load_config, now_ms, random_u32};
+use crate::ses::outcome::{Outcome, RetryReason};
+use crate::ses::request::build_send_request;
+
+#[durable_object]
+pub struct SesSender {
+    env: Env,
+    pacing: RefCell<Pacing>,
+    /// Calls holding a slot, waiting to leave.
+    waiting: RefCell<Waiting>,
+    /// Wake-ups for the calls in `waiting`.
+    wakers: RefCell<Vec<oneshot::Sender<()>>>,
+    /// The gate interval from the latest call's config, for [`SesSender::pump`].
+    interval_ms: Cell<u64>,
+}
+
+impl DurableObject for SesSender {
+    fn new(_state: State, env: Env) -> Self {
+        Self {
+            env,
+            pacing: RefCell::new(Pacing::started(now_ms())),
+            waiting: RefCell::new(Waiting::default()),
+            wakers: RefCell::new(Vec::new()),
+            // SES's own interval until a call brings the config.
+            interval_ms: Cell::new(1000),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        self.pump();
+        match (req.method(), req.path().as_str()) {
+            (Method::Post, CALL_PATH) => {
+                let result = match req.json::<CallRequest>().await {
+                    Ok(call) => self.call(&call).await,
+                    Err(e) => return Response::error(format!("bad call: {e}"), 400),
+                };
+                Response::from_json(&result)
+            }
+            _ => Response::error("not found", 404),
+        }
+    }
+}
+
+/// A call's place in line, given up when the call leaves or its request is cancelled.
+struct PlaceInLine<'a> {
+    waiting: &'a RefCell<Waiting>,
+    ticket: Ticket,
+}
+
+impl Drop for PlaceInLine<'_> {
+    fn drop(&mut self) {
+        self.waiting.borrow_mut().leave(self.ticket);
+    }
+}
+
+/// A call that has left. Dropping it (answered, timed out, or its request cancelled) records the
+/// answer, so a lost request can never leave the sender waiting for an answer forever.
+struct InFlight<'a>(&'a SesSender);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.pacing.borrow_mut().answered(now_ms());
+        self.0.wake_waiting();
+    }
+}
+
+impl SesSender {
+    /// Signs (dated at the slot), waits for the departure, calls SES. `None` if the request could
+    /// not be signed.
+    async fn call(&self, call: &CallRequest) -> Option<CallResult> {
+        let config = load_config(&self.env).ok()?;
+        self.interval_ms.set(config.gate_interval_ms);
+        let Ok(email) = EmailAddress::parse(&call.email) else {
+            // The gate only sends parsed addresses; this one is not sendable.
+            return Some(CallResult::Answered(Outcome::Rejected));
+        };
+        let signed = signed_request(&config, &email, call.slot_ms)?;
+        self.wait_for_departure(call.slot_ms, config.gate_interval_ms)
+            .await;
+        let in_flight = InFlight(self);
+        let result = call_ses(&signed, config.ses_timeout_ms, call.attempt).await;
+        match &result {
+            CallResult::Answered(Outcome::Sent { .. }) => self.pacing.borrow_mut().accepted(),
+            CallResult::Answered(Outcome::Retryable(RetryReason::Throttled)) => {
+                let pause_ms = self.pacing.borrow_mut().throttled(now_ms(), random_u32());
+                console_log!(
+                    "{}",
+                    json!({"event": "sender_backoff", "pause_ms": pause_ms})
+                );
+            }
+            _ => {}
+        }
+        drop(in_flight);
+        Some(result)
+    }
+
+    /// Waits until the rule lets a call holding `slot` leave, then records the departure, in one
+    /// synchronous step.
+    ///
+    /// It sleeps on its own timer and on a wake-up (an answer, or [`Self::pump`]), whichever comes
+    /// first. It always sleeps at least once, even for 0 ms: the Workers clock only moves at I/O,
+    /// so a reading taken after CPU work (signing, a cold start) would be stale.
+    async fn wait_for_departure(&self, slot: u64, interval: u64) {
+        let ticket = self.waiting.borrow_mut().join(slot);
+        let place = PlaceInLine {
+            waiting: &self.waiting,
+            ticket,
+        };
+        let mut sleep_ms = 0;
+        loop {
+            let (wake, woken) = oneshot::channel();
+            {
+                let mut wakers = self.wakers.borrow_mut();
+                wakers.retain(|w| !w.is_canceled());
+                wakers.push(wake);
+            }
+            select(worker::Delay::from(Duration::from_millis(sleep_ms)), woken).await;
+            let departure =
+                self.waiting
+                    .borrow()
+                    .departure(&self.pacing.borrow(), ticket, now_ms(), interval);
+            sleep_ms = match departure {
+                Departure::Go => {
+                    drop(place);
+                    self.pacing.borrow_mut().depart();
+                    return;
+                }
+                Departure::WaitMs(ms) => ms,
+                // A wake-up comes when the call ahead is answered; the timer is a backstop.
+                Departure::WaitForAnswer | Departure::WaitForTurn => interval,
+            };
+        }
+    }
+
+    /// Called at every event: if the first call in line is due, it is woken now, and leaves
+    /// before the object turns to the next event.
+    fn pump(&self) {
+        let due = self.waiting.borrow().first_is_due(
+            &self.pacing.borrow(),
+            now_ms(),
+            self.interval_ms.get(),
+        );
+        if due {
+            self.wake_waiting();
+        }
+    }
+
+    /// Makes every waiting call check again now.
+    fn wake_waiting(&self) {
+        for wake in self.wakers.borrow_mut().drain(..) {
+            let _ = wake.send(());
+        }
+    }
+}
+
+/// The SES request for `email`, dated at its slot (or now, if that is later).
+fn signed_request(
+    config: &Config,
+    email: &EmailAddress,
+    slot_ms: u64,
+) -> Option<crate::ses::request::SignedRequest> {
+    match build_send_request(config, email, slot_ms.max(now_ms())) {
+        Ok(signed) => Some(signed),
+        Err(e) => {
+            console_error!(
+                "{}",
+                json!({"event": "ses_signing_failed", "error": e.to_string()})
+            );
+            None
+        }
+    }
+}
