@@ -15,13 +15,13 @@ if [ ! -f .dev.vars ]; then
   sed "s#http://127.0.0.1:4579/#http://127.0.0.1:${SES_PORT}/#" .dev.vars.example > .dev.vars
 fi
 
-cargo build -q -p ses-local
+cargo build -q --release -p ses-local
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
 # Templates and identities persist in .dev-state/ (git-ignored); ses-local.toml seeds them.
-target/debug/ses-local --port "$SES_PORT" --config ses-local.toml --state .dev-state/ses-local.json \
+target/release/ses-local --port "$SES_PORT" --config ses-local.toml --state .dev-state/ses-local.json \
   --throttle-ms "$GATE_INTERVAL_MS" &
 pids+=($!)
 

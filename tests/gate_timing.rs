@@ -1,22 +1,34 @@
 //! The gate's pacing under a burst, at 100 ms and at the real 1000 ms interval. These tests are
-//! in their own binary so that no other stack competes for the CPU while spacing is measured.
+//! in their own binary, and take turns, so that no other stack competes for the CPU while
+//! spacing is measured.
 
 // Native test code: reading the clock is fine off wasm32.
 #![allow(clippy::disallowed_methods)]
 
 mod support;
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use support::gate::{assert_all_sent_or_queued, assert_no_throttling_at_ses, burst, TOKEN};
 use support::{Spec, Stack};
 
-/// One signup before the burst, so the measurement is of the gate and not of the first
-/// outbound connection of a cold isolate. Returns its address.
+/// One timing test at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// One signup before the burst, then sixty more for the same address (each a `cooldown` answer
+/// from the gate, nothing sent), so the measurement is of the gate and not of a cold isolate:
+/// its first outbound connection, and the runtime compiling hot code while the burst arrives.
+/// Returns the address.
 fn warm_up(stack: &Stack) -> String {
     let email = "warm-up@example.com".to_string();
     assert_eq!(stack.signup(&email).status, 200);
     assert_eq!(stack.wait_for_outbox(1, Duration::from_secs(10)).len(), 1);
+    let again: Vec<(String, String)> = (0..60)
+        .map(|_| (stack.worker.clone(), email.clone()))
+        .collect();
+    let replies = support::concurrently(again, support::gate::signup_at);
+    assert!(replies.iter().all(|(_, r)| r.status == 429), "cooldown");
     std::thread::sleep(Duration::from_millis(1500));
     email
 }
@@ -31,6 +43,7 @@ fn burst_spacing_ms(stack: &Stack) -> (f64, f64) {
 
 #[test]
 fn a_burst_of_a_hundred_is_queued_and_sent_at_the_interval_without_loss_or_throttling() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let stack = Stack::start(
         "burst-100",
         Spec {
@@ -64,9 +77,7 @@ fn a_burst_of_a_hundred_is_queued_and_sent_at_the_interval_without_loss_or_throt
     let (min, mean) = burst_spacing_ms(&stack);
     eprintln!("burst of 100 at 100 ms: min {min:.1} ms, mean {mean:.2} ms");
     assert!(min >= 100.0, "min spacing {min} ms");
-    // The issue asks for a mean ≤ 105 ms; the causal rule costs one local round trip (~8 ms
-    // here) per send. See the README, "The spacing guarantee".
-    assert!(mean <= 112.0, "mean spacing {mean} ms");
+    assert!(mean <= 105.0, "mean spacing {mean} ms");
 
     let stats = stack.stats(Some(TOKEN));
     assert_eq!(stats.status, 200, "{}", stats.text);
@@ -76,6 +87,7 @@ fn a_burst_of_a_hundred_is_queued_and_sent_at_the_interval_without_loss_or_throt
 
 #[test]
 fn ten_signups_at_the_real_one_second_interval_are_spaced_by_a_second() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let stack = Stack::start(
         "real-rate",
         Spec {

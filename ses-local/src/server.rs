@@ -227,12 +227,12 @@ fn wants_json(headers: &HeaderMap) -> bool {
 
 /// Accepted sends, newest first: HTML for a person, JSON with `Accept: application/json`.
 async fn outbox(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let ses = app.ses();
+    // Copied under the lock, rendered after it: a page being read never holds up the API.
+    let mails: Vec<_> = app.ses().outbox.newest_first().cloned().collect();
     if wants_json(&headers) {
-        let messages: Vec<_> = ses.outbox.newest_first().cloned().collect();
-        Json(serde_json::json!({ "messages": messages })).into_response()
+        Json(serde_json::json!({ "messages": mails })).into_response()
     } else {
-        html(StatusCode::OK, pages::outbox(ses.outbox.newest_first()))
+        html(StatusCode::OK, pages::outbox(mails.iter()))
     }
 }
 

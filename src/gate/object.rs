@@ -324,8 +324,6 @@ impl SesGate {
                 .await
         }
         .await;
-        let interval = config.gate_interval_ms;
-        self.update(|g| g.call_returned(now_ms(), interval));
         result.unwrap_or_else(|e| {
             console_error!(
                 "{}",
@@ -360,10 +358,6 @@ impl SesGate {
         if position == 0 {
             return None;
         }
-        console_log!(
-            "{}",
-            json!({"event": "queued", "position": position, "attempts": attempts})
-        );
         if !self.draining.get() && !self.alarm_armed.get() {
             // Now, not at the next slot: draining waits for its slots itself, and an alarm armed
             // for later would add its own start-up delay to the queue. Once per drain, not per

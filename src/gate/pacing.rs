@@ -20,12 +20,17 @@ pub const CLOCK_GUARD_MS: u64 = 1;
 pub struct Pacing {
     /// When the previous call was answered (or given up on), or the sender started.
     last_answer_ms: u64,
-    /// A call has left and has not been answered yet.
-    in_flight: bool,
+    /// The call that has left and has not been answered yet.
+    in_flight: Option<CallId>,
+    departures: u64,
     /// `Throttling` answers in a row, and the end of the backoff they started.
     throttle_streak: u32,
     hold_until_ms: u64,
 }
+
+/// Which departure an answer belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallId(u64);
 
 /// What a call holding a slot should do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +49,8 @@ impl Pacing {
     pub fn started(now_ms: u64) -> Self {
         Pacing {
             last_answer_ms: now_ms,
-            in_flight: false,
+            in_flight: None,
+            departures: 0,
             throttle_streak: 0,
             hold_until_ms: 0,
         }
@@ -52,7 +58,7 @@ impl Pacing {
 
     /// Whether a call holding `slot_ms` may leave now, ignoring others in line.
     fn departure(&self, now_ms: u64, slot_ms: u64, interval_ms: u64) -> Departure {
-        if self.in_flight {
+        if self.in_flight.is_some() {
             return Departure::WaitForAnswer;
         }
         let after_previous = self.last_answer_ms + interval_ms + CLOCK_GUARD_MS;
@@ -63,14 +69,22 @@ impl Pacing {
         }
     }
 
-    /// A call left.
-    pub fn depart(&mut self) {
-        self.in_flight = true;
+    /// A call left; its answer is reported with the returned id.
+    pub fn depart(&mut self) -> CallId {
+        self.departures += 1;
+        let call = CallId(self.departures);
+        self.in_flight = Some(call);
+        call
     }
 
-    /// The call in flight was answered (or abandoned) at `now_ms`.
-    pub fn answered(&mut self, now_ms: u64) {
-        self.in_flight = false;
+    /// `call` was answered (or abandoned) at `now_ms`. Only the first report for the call in
+    /// flight counts: not a second one (the end of reading the body after the headers), and not
+    /// a late one for an earlier call, which must never clear the call in flight now.
+    pub fn answered(&mut self, call: CallId, now_ms: u64) {
+        if self.in_flight != Some(call) {
+            return;
+        }
+        self.in_flight = None;
         self.last_answer_ms = self.last_answer_ms.max(now_ms);
     }
 
@@ -161,7 +175,7 @@ mod tests {
             waiting.departure(&pacing, first, 1_001, INTERVAL),
             Departure::Go
         );
-        pacing.depart();
+        let call = pacing.depart();
         waiting.leave(first);
         let second = waiting.join(1_400);
         assert_eq!(
@@ -169,7 +183,7 @@ mod tests {
             Departure::WaitForAnswer
         );
         // The answer came late, at 1_300: the next call waits until 2_301, not its slot at 1_400.
-        pacing.answered(1_300);
+        pacing.answered(call, 1_300);
         assert_eq!(
             waiting.departure(&pacing, second, 1_400, INTERVAL),
             Departure::WaitMs(901)
@@ -185,8 +199,8 @@ mod tests {
         let mut pacing = Pacing::started(0);
         let mut waiting = Waiting::default();
         let lined_up = waiting.join(5_000);
-        pacing.depart();
-        pacing.answered(5_000);
+        let call = pacing.depart();
+        pacing.answered(call, 5_000);
         assert_eq!(pacing.throttled(5_000, 0), 1_000);
         assert_eq!(
             waiting.departure(&pacing, lined_up, 5_200, INTERVAL),
@@ -199,8 +213,8 @@ mod tests {
             Departure::WaitMs(800),
             "with a short interval the backoff is what holds it"
         );
-        pacing.depart();
-        pacing.answered(6_000);
+        let call = pacing.depart();
+        pacing.answered(call, 6_000);
         assert_eq!(
             pacing.throttled(6_000, 0),
             2_000,
@@ -211,10 +225,45 @@ mod tests {
     }
 
     #[test]
+    fn only_the_first_report_of_an_answer_counts() {
+        let mut pacing = Pacing::started(0);
+        let call = pacing.depart();
+        pacing.answered(call, 2_000);
+        pacing.answered(call, 2_500);
+        let mut waiting = Waiting::default();
+        let ticket = waiting.join(0);
+        assert_eq!(
+            waiting.departure(&pacing, ticket, 2_000, INTERVAL),
+            Departure::WaitMs(1_001)
+        );
+    }
+
+    #[test]
+    fn a_late_report_for_an_earlier_call_never_answers_the_call_in_flight() {
+        let mut pacing = Pacing::started(0);
+        let first = pacing.depart();
+        pacing.answered(first, 2_000);
+        let second = pacing.depart();
+        // The first call's request ends (its body read, say) while the second is in flight.
+        pacing.answered(first, 2_150);
+        let mut waiting = Waiting::default();
+        let third = waiting.join(0);
+        assert_eq!(
+            waiting.departure(&pacing, third, 90_000, INTERVAL),
+            Departure::WaitForAnswer
+        );
+        pacing.answered(second, 2_200);
+        assert_eq!(
+            waiting.departure(&pacing, third, 2_200, INTERVAL),
+            Departure::WaitMs(1_001)
+        );
+    }
+
+    #[test]
     fn an_answer_never_moves_the_last_answer_back() {
         let mut pacing = Pacing::started(50_000);
-        pacing.depart();
-        pacing.answered(9_999);
+        let call = pacing.depart();
+        pacing.answered(call, 9_999);
         let mut waiting = Waiting::default();
         let ticket = waiting.join(0);
         assert_eq!(
@@ -267,13 +316,13 @@ mod tests {
         waiting.join(400_000);
         assert!(!waiting.first_is_due(&pacing, 1_499, INTERVAL));
         assert!(waiting.first_is_due(&pacing, 1_500, INTERVAL));
-        pacing.depart();
+        let call = pacing.depart();
         waiting.leave(first);
         assert!(
             !waiting.first_is_due(&pacing, 900_000, INTERVAL),
             "a call is in flight"
         );
-        pacing.answered(1_600);
+        pacing.answered(call, 1_600);
         assert!(!waiting.first_is_due(&pacing, 2_600, INTERVAL));
         assert!(waiting.first_is_due(&pacing, 400_000, INTERVAL));
     }
@@ -313,12 +362,12 @@ mod tests {
                     }
                 }
             }
-            pacing.depart();
+            let call = pacing.depart();
             waiting.leave(ticket);
             now_us += (i * 17_300) % 40_000;
             arrivals_at_ses_us.push(now_us);
             now_us += (i * 7_100) % 20_000 + 300;
-            pacing.answered(now_us / 1000);
+            pacing.answered(call, now_us / 1000);
         }
         assert_eq!(arrivals_at_ses_us.len(), 9);
         assert!(

@@ -21,13 +21,18 @@ use worker::{
 
 use crate::config::Config;
 use crate::email::EmailAddress;
-use crate::gate::pacing::{Departure, Pacing, Ticket, Waiting};
+use crate::gate::pacing::{CallId, Departure, Pacing, Ticket, Waiting};
 use crate::gate::queue::CallResult;
 use crate::gate::rpc::{CallRequest, CALL_PATH};
-use crate::gate::ses_call::call_ses;
+use crate::gate::ses_call::{call_ses, fetch_request};
 use crate::runtime::{load_config, now_ms, random_u32};
 use crate::ses::outcome::{Outcome, RetryReason};
 use crate::ses::request::build_send_request;
+
+/// The last milliseconds before a departure are waited out with 0 ms sleeps (each one a trip
+/// through the event loop, and a fresh clock reading), at most `MAX_SPINS` of them per call.
+const SPIN_WINDOW_MS: u64 = 2;
+const MAX_SPINS: u32 = 200;
 
 #[durable_object]
 pub struct SesSender {
@@ -82,12 +87,11 @@ impl Drop for PlaceInLine<'_> {
 
 /// A call that has left. Dropping it (answered, timed out, or its request cancelled) records the
 /// answer, so a lost request can never leave the sender waiting for an answer forever.
-struct InFlight<'a>(&'a SesSender);
+struct InFlight<'a>(&'a SesSender, CallId);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.pacing.borrow_mut().answered(now_ms());
-        self.0.wake_waiting();
+        self.0.answered(self.1);
     }
 }
 
@@ -101,11 +105,15 @@ impl SesSender {
             // The gate only sends parsed addresses; this one is not sendable.
             return Some(CallResult::Answered(Outcome::Rejected));
         };
-        let signed = signed_request(&config, &email, call.slot_ms)?;
-        self.wait_for_departure(call.slot_ms, config.gate_interval_ms)
+        let request = prepared_request(&config, &email, call.slot_ms)?;
+        let call_id = self
+            .wait_for_departure(call.slot_ms, config.gate_interval_ms)
             .await;
-        let in_flight = InFlight(self);
-        let result = call_ses(&signed, config.ses_timeout_ms, call.attempt).await;
+        let in_flight = InFlight(self, call_id);
+        let result = call_ses(request, config.ses_timeout_ms, call.attempt, || {
+            self.answered(call_id)
+        })
+        .await;
         match &result {
             CallResult::Answered(Outcome::Sent { .. }) => self.pacing.borrow_mut().accepted(),
             CallResult::Answered(Outcome::Retryable(RetryReason::Throttled)) => {
@@ -127,13 +135,14 @@ impl SesSender {
     /// It sleeps on its own timer and on a wake-up (an answer, or [`Self::pump`]), whichever comes
     /// first. It always sleeps at least once, even for 0 ms: the Workers clock only moves at I/O,
     /// so a reading taken after CPU work (signing, a cold start) would be stale.
-    async fn wait_for_departure(&self, slot: u64, interval: u64) {
+    async fn wait_for_departure(&self, slot: u64, interval: u64) -> CallId {
         let ticket = self.waiting.borrow_mut().join(slot);
         let place = PlaceInLine {
             waiting: &self.waiting,
             ticket,
         };
         let mut sleep_ms = 0;
+        let mut spins = 0;
         loop {
             let (wake, woken) = oneshot::channel();
             {
@@ -149,10 +158,14 @@ impl SesSender {
             sleep_ms = match departure {
                 Departure::Go => {
                     drop(place);
-                    self.pacing.borrow_mut().depart();
-                    return;
+                    return self.pacing.borrow_mut().depart();
                 }
-                Departure::WaitMs(ms) => ms,
+                // Timers fire a millisecond or two late: the last stretch is yielded away.
+                Departure::WaitMs(ms) if ms <= SPIN_WINDOW_MS && spins < MAX_SPINS => {
+                    spins += 1;
+                    0
+                }
+                Departure::WaitMs(ms) => ms.saturating_sub(SPIN_WINDOW_MS).max(1),
                 // A wake-up comes when the call ahead is answered; the timer is a backstop.
                 Departure::WaitForAnswer | Departure::WaitForTurn => interval,
             };
@@ -172,6 +185,12 @@ impl SesSender {
         }
     }
 
+    /// `call` was answered (or given up on) now; the first report counts.
+    fn answered(&self, call: CallId) {
+        self.pacing.borrow_mut().answered(call, now_ms());
+        self.wake_waiting();
+    }
+
     /// Makes every waiting call check again now.
     fn wake_waiting(&self) {
         for wake in self.wakers.borrow_mut().drain(..) {
@@ -180,19 +199,16 @@ impl SesSender {
     }
 }
 
-/// The SES request for `email`, dated at its slot (or now, if that is later).
-fn signed_request(
-    config: &Config,
-    email: &EmailAddress,
-    slot_ms: u64,
-) -> Option<crate::ses::request::SignedRequest> {
-    match build_send_request(config, email, slot_ms.max(now_ms())) {
-        Ok(signed) => Some(signed),
-        Err(e) => {
-            console_error!(
-                "{}",
-                json!({"event": "ses_signing_failed", "error": e.to_string()})
-            );
+/// The SES request for `email`, signed and dated at its slot (or now, if that is later), as a
+/// Workers request ready to send.
+fn prepared_request(config: &Config, email: &EmailAddress, slot_ms: u64) -> Option<Request> {
+    let prepared = build_send_request(config, email, slot_ms.max(now_ms()))
+        .map_err(|e| e.to_string())
+        .and_then(|signed| fetch_request(&signed).map_err(|e| e.to_string()));
+    match prepared {
+        Ok(request) => Some(request),
+        Err(error) => {
+            console_error!("{}", json!({"event": "ses_signing_failed", "error": error}));
             None
         }
     }

@@ -18,22 +18,34 @@ use crate::ses::request::SignedRequest;
 /// SES replies are a few hundred bytes; anything far larger is not SES.
 const MAX_REPLY_BYTES: usize = 64 * 1024;
 
-/// Sends one signed call, bounded by `timeout_ms` (connect, headers and body).
-pub async fn call_ses(signed: &SignedRequest, timeout_ms: u64, attempt: u32) -> CallResult {
+/// The Workers request for a signed call, built ahead of its departure so that nothing but the
+/// fetch itself lies between the departure and the wire.
+pub fn fetch_request(signed: &SignedRequest) -> worker::Result<Request> {
+    let headers = Headers::new();
+    for (name, value) in &signed.headers {
+        headers.set(name, value)?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(JsValue::from_str(&signed.body)));
+    Request::new_with_init(&signed.url, &init)
+}
+
+/// Sends one call, bounded by `timeout_ms` (connect, headers and body). `on_answer` runs the
+/// moment the response headers arrive: SES has the call by then, whatever the body holds.
+pub async fn call_ses(
+    request: Request,
+    timeout_ms: u64,
+    attempt: u32,
+    on_answer: impl FnOnce(),
+) -> CallResult {
     let started_ms = crate::runtime::now_ms();
     let controller = AbortController::default();
     let signal = controller.signal();
     let exchange = async {
-        let headers = Headers::new();
-        for (name, value) in &signed.headers {
-            headers.set(name, value)?;
-        }
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_headers(headers)
-            .with_body(Some(JsValue::from_str(&signed.body)));
-        let request = Request::new_with_init(&signed.url, &init)?;
         let mut response = Fetch::Request(request).send_with_signal(&signal).await?;
+        on_answer();
         let header_request_id = response.headers().get("x-amzn-RequestId").ok().flatten();
         let body = response.bytes().await?;
         Ok::<_, worker::Error>((response.status_code(), header_request_id, body))

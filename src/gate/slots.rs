@@ -79,12 +79,6 @@ impl GateState {
         pause
     }
 
-    /// A call came back at `now_ms`: the next reservation is at least an interval later, as the
-    /// sender will not send it earlier.
-    pub fn call_returned(&mut self, now_ms: u64, interval_ms: u64) {
-        self.next_free_ms = self.next_free_ms.max(now_ms + interval_ms);
-    }
-
     /// SES accepted a call: back to the normal interval.
     pub fn succeeded(&mut self) {
         self.throttle_streak = 0;
@@ -173,19 +167,6 @@ mod tests {
             gate.reserve(1_000, INTERVAL, 0),
             Reservation::Slot { at_ms: 1_000 }
         );
-    }
-
-    #[test]
-    fn a_returned_call_pushes_the_next_reservation_an_interval_past_it() {
-        let mut gate = GateState::default();
-        gate.reserve(2_000, INTERVAL, 10_000);
-        gate.call_returned(2_500, INTERVAL);
-        assert_eq!(
-            gate.reserve(2_600, INTERVAL, 10_000),
-            Reservation::Slot { at_ms: 3_500 }
-        );
-        gate.call_returned(2_700, INTERVAL);
-        assert_eq!(gate.next_free_ms, 4_500, "never moves a reservation back");
     }
 
     #[test]

@@ -397,7 +397,7 @@ impl Stack {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create stack dir");
 
-        let ses_bin = root().join("target/debug/ses-local");
+        let ses_bin = root().join("target/release/ses-local");
         require(&ses_bin, "the ses-local binary");
         require(&root().join("build/index.js"), "the Worker bundle");
         require(
@@ -521,12 +521,15 @@ impl Stack {
     /// Waits (up to `timeout`) until ses-local accepted `n` custom verification mails.
     pub fn wait_for_outbox(&self, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + timeout;
+        // Quick for one mail, and few reads of a long outbox during a timing test.
+        let mut pause = Duration::from_millis(50);
         loop {
             let outbox = self.outbox();
             if outbox.len() >= n || Instant::now() > deadline {
                 return outbox;
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(pause);
+            pause = (pause * 3 / 2).min(Duration::from_secs(1));
         }
     }
 
