@@ -471,7 +471,7 @@ impl SesGate {
         let storage = self.storage.borrow();
         let gate = self.gate.borrow();
         let paused_until = gate.paused_until_ms.filter(|t| *t > now);
-        let backoff = if gate.throttle_streak > 0 {
+        let backoff = if gate.backoff.is_active() {
             gate.next_free_ms.saturating_sub(now)
         } else {
             0

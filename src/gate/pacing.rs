@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::gate::slots::backoff_ms;
+use crate::gate::slots::Backoff;
 
 /// The Workers clock is in whole milliseconds: an answer read at 1000 may have come at 1000.9.
 pub const CLOCK_GUARD_MS: u64 = 1;
@@ -24,7 +24,7 @@ pub struct Pacing {
     in_flight: Option<CallId>,
     departures: u64,
     /// `Throttling` answers in a row, and the end of the backoff they started.
-    throttle_streak: u32,
+    backoff: Backoff,
     hold_until_ms: u64,
 }
 
@@ -51,7 +51,7 @@ impl Pacing {
             last_answer_ms: now_ms,
             in_flight: None,
             departures: 0,
-            throttle_streak: 0,
+            backoff: Backoff::default(),
             hold_until_ms: 0,
         }
     }
@@ -88,17 +88,17 @@ impl Pacing {
         self.last_answer_ms = self.last_answer_ms.max(now_ms);
     }
 
-    /// SES answered `Throttling` at `now_ms`: nothing leaves for [`backoff_ms`]. Returns the pause.
+    /// SES answered `Throttling` at `now_ms`: nothing leaves for the [`Backoff`] pause.
+    /// Returns the pause.
     pub fn throttled(&mut self, now_ms: u64, random: u32) -> u64 {
-        self.throttle_streak = self.throttle_streak.saturating_add(1);
-        let pause = backoff_ms(self.throttle_streak, random);
+        let pause = self.backoff.throttled(random);
         self.hold_until_ms = self.hold_until_ms.max(now_ms + pause);
         pause
     }
 
-    /// SES accepted a call: the next Throttling starts the backoff from one second again.
+    /// SES accepted a call: the next `Throttling` pauses one second again.
     pub fn accepted(&mut self) {
-        self.throttle_streak = 0;
+        self.backoff.reset();
     }
 }
 

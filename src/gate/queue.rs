@@ -318,7 +318,7 @@ mod tests {
             }),
             13_000,
         );
-        assert_eq!(gate.throttle_streak, 0);
+        assert!(!gate.backoff.is_active());
     }
 
     #[test]

@@ -19,8 +19,8 @@ pub struct GateState {
     /// The earliest time the next reservation may be given.
     pub next_free_ms: u64,
     /// `Throttling` answers since the last success.
-    #[serde(default)]
-    pub throttle_streak: u32,
+    #[serde(default, rename = "throttle_streak")]
+    pub backoff: Backoff,
     /// While SES says the configuration is broken, the queue waits until then.
     #[serde(default)]
     pub paused_until_ms: Option<u64>,
@@ -73,26 +73,44 @@ impl GateState {
     /// each throttle in a row, plus up to half again of jitter, capped at a minute). Returns the
     /// pause.
     pub fn throttled(&mut self, now_ms: u64, random: u32) -> u64 {
-        self.throttle_streak = self.throttle_streak.saturating_add(1);
-        let pause = backoff_ms(self.throttle_streak, random);
+        let pause = self.backoff.throttled(random);
         self.next_free_ms = self.next_free_ms.max(now_ms + pause);
         pause
     }
 
     /// SES accepted a call: back to the normal interval.
     pub fn succeeded(&mut self) {
-        self.throttle_streak = 0;
+        self.backoff.reset();
     }
 }
 
-/// The pause after the `streak`-th Throttling in a row (from 1): 1 s, 2 s, 4 s… plus up to half
-/// again of jitter drawn from `random`, at most [`BACKOFF_CAP_MS`].
-pub fn backoff_ms(streak: u32, random: u32) -> u64 {
-    let doublings = streak.saturating_sub(1).min(16);
-    let base = BACKOFF_START_MS
-        .saturating_mul(1 << doublings)
-        .min(BACKOFF_CAP_MS);
-    (base + u64::from(random) % (base / 2 + 1)).min(BACKOFF_CAP_MS)
+/// Exponential backoff after `Throttling`: the count of them in a row since the last success.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Backoff {
+    streak: u32,
+}
+
+impl Backoff {
+    /// One more `Throttling`: the pause it calls for, 1 s, 2 s, 4 s… plus up to half again of
+    /// jitter drawn from `random`, at most [`BACKOFF_CAP_MS`].
+    pub fn throttled(&mut self, random: u32) -> u64 {
+        self.streak = self.streak.saturating_add(1);
+        let doublings = (self.streak - 1).min(16);
+        let base = BACKOFF_START_MS
+            .saturating_mul(1 << doublings)
+            .min(BACKOFF_CAP_MS);
+        (base + u64::from(random) % (base / 2 + 1)).min(BACKOFF_CAP_MS)
+    }
+
+    /// A success: the next `Throttling` pauses one second again.
+    pub fn reset(&mut self) {
+        self.streak = 0;
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.streak > 0
+    }
 }
 
 /// Jitter for a retry, drawn from `random` into `[0, interval_ms / 2]`.
@@ -200,10 +218,23 @@ mod tests {
         let pause = jittered.throttled(0, 499);
         assert_eq!(pause, 1_499, "jitter adds up to half the pause");
         let mut capped = GateState {
-            throttle_streak: 30,
+            backoff: Backoff { streak: 30 },
             ..GateState::default()
         };
         assert_eq!(capped.throttled(0, u32::MAX), BACKOFF_CAP_MS);
+    }
+
+    #[test]
+    fn gate_state_stored_by_the_previous_version_still_loads() {
+        // Before `SesSender`, the gate kept the in-flight call and the last answer itself.
+        let stored =
+            r#"{"next_free_ms":5000,"last_settled_ms":4000,"in_flight":true,"throttle_streak":2}"#;
+        let mut gate: GateState = serde_json::from_str(stored).expect("loads");
+        assert_eq!(gate.next_free_ms, 5_000);
+        assert!(gate.backoff.is_active());
+        assert_eq!(gate.throttled(0, 0), 4_000, "the third Throttling in a row");
+        let saved = serde_json::to_value(&gate).expect("json");
+        assert_eq!(saved["throttle_streak"], 3);
     }
 
     #[test]
