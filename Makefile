@@ -41,7 +41,7 @@ unit:
 e2e: setup build
 	cargo test --test e2e --test gate --test gate_timing --test browser --test demo_browser
 
-# Against a running `make dev` (best with GATE_INTERVAL_MS=100 make dev). N signups, default 200.
+# Against a running `IP_RATE_LIMIT=off GATE_INTERVAL_MS=100 make dev`. N signups, default 200.
 N ?= 200
 bench-gate:
 	python3 scripts/bench_gate.py -n $(N) --interval-ms $${GATE_INTERVAL_MS:-$$(grep -oP 'GATE_INTERVAL_MS = "\K[0-9]+' wrangler.toml)}

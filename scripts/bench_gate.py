@@ -3,7 +3,8 @@
 them, as seen by ses-local: spacing between sends, slot use, time to drain, and the latency of
 the Worker's 200/202 answers. Standard library only.
 
-    GATE_INTERVAL_MS=100 make dev      # in one terminal (ses-local throttles at the same interval)
+    IP_RATE_LIMIT=off GATE_INTERVAL_MS=100 make dev   # in one terminal (the burst comes from one
+                                                      # IP; ses-local throttles at the interval)
     make bench-gate N=200              # in another
 """
 import argparse
@@ -24,6 +25,12 @@ def post_signup(worker, email, results, index):
             status = response.status
     except urllib.error.HTTPError as error:
         status = error.code
+        try:
+            code = json.loads(error.read())["error"]["code"]
+        except (ValueError, KeyError, TypeError):
+            code = None
+        if code == "rate_limited":
+            status = "429 rate_limited"
     except OSError as error:
         status = f"error: {error}"
     results[index] = (status, (time.monotonic() - started) * 1000)
@@ -58,6 +65,13 @@ def main():
         thread.start()
     for thread in threads:
         thread.join()
+
+    refused = sum(1 for status, _ in results if status == "429 rate_limited")
+    if refused:
+        raise SystemExit(
+            f"{refused} of {args.n} signups were refused by the per-IP limit: "
+            "start the stack with IP_RATE_LIMIT=off GATE_INTERVAL_MS=100 make dev"
+        )
 
     wanted = set(addresses)
     deadline = time.time() + args.n * args.interval_ms / 1000 * 3 + 60

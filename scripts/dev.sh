@@ -9,6 +9,8 @@ SES_PORT=${SES_PORT:-4579}
 WORKER_PORT=${WORKER_PORT:-8787}
 # GATE_INTERVAL_MS=100 make dev: a faster gate, and ses-local throttling at the same interval.
 GATE_INTERVAL_MS=${GATE_INTERVAL_MS:-1000}
+# IP_RATE_LIMIT=off make dev: no per-IP limit (for `make bench-gate`, whose burst comes from one IP).
+IP_RATE_LIMIT=${IP_RATE_LIMIT:-on}
 
 if [ ! -f .dev.vars ]; then
   echo "==> writing .dev.vars (ses-local's test credentials) from .dev.vars.example"
@@ -27,6 +29,7 @@ pids+=($!)
 
 # The demo page at /, which plain form posts are redirected back to.
 wrangler dev --ip 127.0.0.1 --port "$WORKER_PORT" --var "GATE_INTERVAL_MS:$GATE_INTERVAL_MS" \
+  --var "IP_RATE_LIMIT:$IP_RATE_LIMIT" \
   --var DEMO_PAGE:true --var SUCCESS_REDIRECT_URL:/ --var FAILURE_REDIRECT_URL:/ &
 pids+=($!)
 
