@@ -294,8 +294,9 @@ impl SesGate {
     }
 
     /// Hands the call to the region's `SesSender`, which sends it at `slot` or later, and waits
-    /// for the result. `None` if the request could not be signed. A sender that cannot be asked
-    /// or dies mid-call is a `TimedOut`: the call may have reached SES.
+    /// for the result. `None` if the call cannot be made at all (no `SES_SENDER` binding, or a
+    /// request that cannot be signed): the deployment is misconfigured. A sender that cannot be
+    /// reached or dies mid-call is a `TimedOut`: the call may have reached SES.
     async fn call_at_slot(
         &self,
         config: &Config,
@@ -308,12 +309,15 @@ impl SesGate {
             slot_ms: slot,
             attempt,
         };
+        let Ok(senders) = self.env.durable_object(SENDER_BINDING) else {
+            console_error!(
+                "{}",
+                json!({"event": "config_error", "variable": SENDER_BINDING, "problem": "the SesSender Durable Object binding is missing from wrangler.toml"})
+            );
+            return None;
+        };
         let result = async {
-            let stub = self
-                .env
-                .durable_object(SENDER_BINDING)?
-                .id_from_name(&config.region)?
-                .get_stub()?;
+            let stub = senders.id_from_name(&config.region)?.get_stub()?;
             let mut init = RequestInit::new();
             init.with_method(Method::Post)
                 .with_body(Some(serde_json::to_string(&call)?.into()));

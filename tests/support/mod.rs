@@ -42,6 +42,8 @@ pub struct Spec<'a> {
     pub clock_offset_secs: i64,
     /// Require Turnstile, verified by ses-local's siteverify stand-in.
     pub turnstile: bool,
+    /// Leave this Durable Object binding out of the Worker's wrangler.toml.
+    pub without_binding: Option<&'a str>,
 }
 
 /// The verified sender and the template every stack gets through the Query API.
@@ -289,7 +291,6 @@ fn try_spawn_wrangler(
     attempt: u32,
 ) -> Result<(Group, String), String> {
     let config_path = dir.join("wrangler.toml");
-    std::fs::write(&config_path, test_wrangler_config()).expect("write test wrangler.toml");
     let (port, inspector) = (free_port(), free_port());
     let log_path = dir.join(match (run, attempt) {
         (0, 0) => "wrangler.log".to_string(),
@@ -361,6 +362,25 @@ fn require(path: &Path, what: &str) {
 }
 
 /// wrangler.toml as committed, minus `[build]` (the bundle is already built) and with `main` absolute.
+/// `config` without the `[[durable_objects.bindings]]` table named `binding`.
+fn without_binding(config: &str, binding: &str) -> String {
+    let mut tables: Vec<Vec<&str>> = vec![Vec::new()];
+    for line in config.lines() {
+        if line.trim_start().starts_with('[') {
+            tables.push(Vec::new());
+        }
+        tables.last_mut().expect("a table").push(line);
+    }
+    let named = format!("name = {binding:?}");
+    let kept: Vec<&str> = tables
+        .into_iter()
+        .filter(|t| !(t[0].trim() == "[[durable_objects.bindings]]" && t.contains(&named.as_str())))
+        .flatten()
+        .collect();
+    assert!(kept.len() < config.lines().count(), "no binding {binding}");
+    kept.join("\n") + "\n"
+}
+
 fn test_wrangler_config() -> String {
     let original =
         std::fs::read_to_string(root().join("wrangler.toml")).expect("read wrangler.toml");
@@ -453,7 +473,11 @@ impl Stack {
         }
 
         let config_path = dir.join("wrangler.toml");
-        std::fs::write(&config_path, test_wrangler_config()).expect("write test wrangler.toml");
+        let config = match spec.without_binding {
+            Some(binding) => without_binding(&test_wrangler_config(), binding),
+            None => test_wrangler_config(),
+        };
+        std::fs::write(&config_path, config).expect("write test wrangler.toml");
         let endpoint = spec.ses_endpoint.clone().unwrap_or_else(|| ses.clone());
         let mut vars: Vec<String> = vec![
             format!("AWS_ACCESS_KEY_ID:{ACCESS_KEY_ID}"),
