@@ -16,7 +16,7 @@ use crate::config::{Config, TurnstileConfig};
 use crate::demo;
 use crate::email::EmailAddress;
 use crate::error::ApiError;
-use crate::gate::rpc::{SendReply, SendRequest, GATE_ORIGIN, STATS_PATH};
+use crate::gate::rpc::{SendReply, SendRequest, GATE_ORIGIN, SEND_PATH, STATS_PATH};
 use crate::runtime::{load_config, random_u32};
 use crate::signup::{parse_content_type, parse_signup, BodyFormat, Submission, MAX_BODY_BYTES};
 use crate::turnstile::{siteverify_body, verdict};
@@ -418,14 +418,14 @@ async fn read_body_limited(req: &mut Request) -> Result<Vec<u8>, ApiError> {
 /// The typed RPC to the region's `SesGate`.
 async fn ask_gate(env: &Env, region: &str, email: &EmailAddress) -> Result<SendReply, ApiError> {
     let stub = gate_stub(env, region)?;
-    let url = SendRequest {
+    let body = serde_json::to_string(&SendRequest {
         email: email.to_string(),
-    }
-    .to_url();
+    })
+    .map_err(|_| ApiError::UpstreamError)?;
     let mut init = RequestInit::new();
-    init.with_method(Method::Post);
+    init.with_method(Method::Post).with_body(Some(body.into()));
     let result = async {
-        let request = Request::new_with_init(&url, &init)?;
+        let request = Request::new_with_init(&format!("{GATE_ORIGIN}{SEND_PATH}"), &init)?;
         stub.fetch_with_request(request)
             .await?
             .json::<SendReply>()

@@ -93,16 +93,12 @@ impl DurableObject for SesGate {
         }
     }
 
-    async fn fetch(&self, req: Request) -> Result<Response> {
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
         match (req.method(), req.path().as_str()) {
             (Method::Post, SEND_PATH) => {
-                let request = req
-                    .url()
-                    .ok()
-                    .and_then(|url| SendRequest::from_query(url.query()?));
-                let reply = match request {
-                    Some(request) => self.send(&request).await,
-                    None => SendReply::Failed {
+                let reply = match req.json::<SendRequest>().await {
+                    Ok(request) => self.send(&request).await,
+                    Err(_) => SendReply::Failed {
                         error: ApiError::InvalidBody,
                     },
                 };
