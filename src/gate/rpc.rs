@@ -12,7 +12,7 @@ pub const SEND_PATH: &str = "/send";
 /// The path the Worker GETs [`GateStats`] from.
 pub const STATS_PATH: &str = "/stats";
 /// The path the gate POSTs a [`CallRequest`] to on the sender's stub; the reply is a JSON
-/// `Option<CallResult>` (`null`: the request could not be signed).
+/// `Option<CallResult>` (`null`: the call cannot be made, as the config or signing failed).
 pub const CALL_PATH: &str = "/call";
 
 /// One SES call for `email`, not before `slot_ms`. `attempt` is for the logs.

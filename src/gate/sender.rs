@@ -96,8 +96,8 @@ impl Drop for InFlight<'_> {
 }
 
 impl SesSender {
-    /// Signs (dated at the slot), waits for the departure, calls SES. `None` if the request could
-    /// not be signed.
+    /// Signs (dated at the slot), waits for the departure, calls SES. `None` if the call cannot be
+    /// made at all: the config does not load, or the request cannot be signed.
     async fn call(&self, call: &CallRequest) -> Option<CallResult> {
         let config = load_config(&self.env).ok()?;
         self.interval_ms.set(config.gate_interval_ms);
