@@ -346,7 +346,7 @@ mod tests {
     }
 
     fn suite() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/aws-sig-v4-test-suite")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/aws-sig-v4-test-suite")
     }
 
     /// Reads NAME.req or NAME.sreq: request line, headers (with folded continuation lines), body.

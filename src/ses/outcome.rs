@@ -116,7 +116,7 @@ mod tests {
 
     fn fixture_outcome(name: &str, status: u16) -> Outcome {
         let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures/ses-xml")
+            .join("tests/fixtures/ses-xml")
             .join(name);
         let body = std::fs::read(path).expect("fixture");
         classify(status, &parse_send_reply(&body, None))

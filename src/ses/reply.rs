@@ -203,7 +203,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn fixtures_dir() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/ses-xml")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ses-xml")
     }
 
     fn fixture(name: &str) -> Vec<u8> {

@@ -144,7 +144,7 @@ mod tests {
     }
 
     fn suite_dir() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/aws-sig-v4-test-suite")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/aws-sig-v4-test-suite")
     }
 
     /// Reads `NAME.req` (request line, headers, blank line, body) and `NAME.authz`.
