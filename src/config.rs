@@ -1,5 +1,11 @@
-//! `Config`: every setting the Worker and the gate read, parsed once from a name → value lookup.
-//! A bad or missing setting is a [`ConfigError`] that names the variable (for the log), never its value.
+//! `Config`: every setting the Worker and the gate read, parsed once (per Worker request, per
+//! Durable Object instance) from a name → value lookup. Each area has its own type and builder:
+//! [`SesConfig`] (what a signed SES call needs), [`GateConfig`] (pacing, queue and per-address
+//! limits), [`BrowserConfig`] (origins, redirects, Turnstile, honeypot, per-IP limit).
+//!
+//! Invariants: a bad or missing setting is a [`ConfigError`] that names the variable (for the
+//! log), never its value; `Debug` never shows a secret. This module imports no other area of the
+//! crate but `browser`'s parsed types: the areas import their settings from here, not the reverse.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -7,7 +13,6 @@ use std::net::IpAddr;
 use url::Url;
 
 use crate::browser::{AllowedOrigins, FormRedirects, OriginPolicy, RedirectTarget};
-use crate::gate::cooldown::AddressLimits;
 use crate::turnstile::SITEVERIFY_URL;
 
 /// AWS credentials, from secrets. `Debug` hides the secret parts.
@@ -31,25 +36,62 @@ impl fmt::Debug for AwsCredentials {
     }
 }
 
+/// Every setting, by area.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    pub ses: SesConfig,
+    pub gate: GateConfig,
+    pub browser: BrowserConfig,
+    /// Bearer token for `GET /gate/stats`; unset switches the endpoint off.
+    pub admin_token: Option<String>,
+    /// `DEMO_PAGE=true` serves the demo signup page at `/`.
+    pub demo_page: bool,
+}
+
+/// What one signed SES call needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SesConfig {
     pub region: String,
     pub template_name: String,
     pub configuration_set: Option<String>,
     /// Where the Query API is POSTed: `https://email.<region>.amazonaws.com/` unless overridden.
     pub endpoint: Url,
     pub credentials: AwsCredentials,
-    pub gate_interval_ms: u64,
-    pub gate_max_wait_ms: u64,
-    pub ses_timeout_ms: u64,
+    /// `SES_TIMEOUT_MS`: one call, connect to body.
+    pub timeout_ms: u64,
+}
+
+/// The gate's pacing, queue and per-address limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateConfig {
+    /// `GATE_INTERVAL_MS`: the least time between two SES calls.
+    pub interval_ms: u64,
+    /// `GATE_MAX_WAIT_MS`: the longest a signup waits in its request for a slot.
+    pub max_wait_ms: u64,
     /// Per-address limits (`EMAIL_COOLDOWN_SECONDS`, `EMAIL_DAILY_MAX`); 0 switches one off.
     pub address_limits: AddressLimits,
     /// The most signups waiting in the gate's queue; 0 means no queue (answer `busy`).
     pub queue_max: u64,
     /// SES calls per queued signup before it is dropped (server errors, timeouts, junk).
     pub ses_max_attempts: u32,
-    /// Bearer token for `GET /gate/stats`; unset switches the endpoint off.
-    pub admin_token: Option<String>,
+}
+
+/// The per-address limits; 0 switches either off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressLimits {
+    pub cooldown_ms: u64,
+    pub daily_max: u32,
+}
+
+impl AddressLimits {
+    pub fn is_off(&self) -> bool {
+        self.cooldown_ms == 0 && self.daily_max == 0
+    }
+}
+
+/// What the browser-facing endpoint checks before a signup reaches the gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrowserConfig {
     /// `ALLOWED_ORIGINS`, `REQUIRE_ORIGIN`.
     pub origin_policy: OriginPolicy,
     /// `SUCCESS_REDIRECT_URL` and `FAILURE_REDIRECT_URL`, for plain HTML form posts.
@@ -62,8 +104,6 @@ pub struct Config {
     pub honeypot_field: String,
     /// `IP_RATE_LIMIT` (`off` switches the per-IP limit off).
     pub ip_rate_limit: bool,
-    /// `DEMO_PAGE=true` serves the demo signup page at `/`.
-    pub demo_page: bool,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -95,21 +135,51 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Parses the settings. `lookup` gives a variable's value; empty or blank counts as unset.
+/// Parses every area. `lookup` gives a variable's value; empty or blank counts as unset.
 pub fn build_config(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-    let get = |name: &str| {
-        lookup(name)
+    let vars = Vars(&lookup);
+    Ok(Config {
+        ses: SesConfig::from_vars(&vars)?,
+        gate: GateConfig::from_vars(&vars)?,
+        browser: BrowserConfig::from_vars(&vars)?,
+        admin_token: match vars.get("ADMIN_TOKEN") {
+            Some(token) if token.len() < 16 => {
+                return Err(ConfigError {
+                    variable: "ADMIN_TOKEN",
+                    problem: "must be at least 16 characters",
+                })
+            }
+            token => token,
+        },
+        demo_page: vars.flag("DEMO_PAGE", false)?,
+    })
+}
+
+/// The variables, read through a lookup, with the typed readers every area shares.
+pub struct Vars<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Vars<'_> {
+    /// The trimmed value; empty or blank counts as unset.
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name)
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
-    };
-    let required = |name: &'static str| {
-        get(name).ok_or(ConfigError {
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.get(name).ok_or(ConfigError {
             variable: name,
             problem: "is required but not set",
         })
-    };
-    let number =
-        |name: &'static str, default: u64, range: std::ops::RangeInclusive<u64>| match get(name) {
+    }
+
+    fn number(
+        &self,
+        name: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<u64, ConfigError> {
+        match self.get(name) {
             None => Ok(default),
             Some(v) => v
                 .parse::<u64>()
@@ -119,19 +189,23 @@ pub fn build_config(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, C
                     variable: name,
                     problem: "must be a whole number in its allowed range",
                 }),
-        };
+        }
+    }
 
-    let flag = |name: &'static str, default: bool| match get(name).map(|v| v.to_ascii_lowercase()) {
-        None => Ok(default),
-        Some(v) if ["true", "on", "1", "yes"].contains(&v.as_str()) => Ok(true),
-        Some(v) if ["false", "off", "0", "no"].contains(&v.as_str()) => Ok(false),
-        Some(_) => Err(ConfigError {
-            variable: name,
-            problem: "must be true or false (or on/off)",
-        }),
-    };
-    let page_url = |name: &'static str| -> Result<Option<RedirectTarget>, ConfigError> {
-        get(name)
+    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).map(|v| v.to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if ["true", "on", "1", "yes"].contains(&v.as_str()) => Ok(true),
+            Some(v) if ["false", "off", "0", "no"].contains(&v.as_str()) => Ok(false),
+            Some(_) => Err(ConfigError {
+                variable: name,
+                problem: "must be true or false (or on/off)",
+            }),
+        }
+    }
+
+    fn page_url(&self, name: &'static str) -> Result<Option<RedirectTarget>, ConfigError> {
+        self.get(name)
             .map(|raw| {
                 RedirectTarget::parse(&raw).ok_or(ConfigError {
                     variable: name,
@@ -140,115 +214,129 @@ pub fn build_config(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, C
                 })
             })
             .transpose()
-    };
-
-    let region = required("AWS_REGION")?;
-    if !is_region_name(&region) {
-        return Err(ConfigError {
-            variable: "AWS_REGION",
-            problem: "is not a region name like us-east-1",
-        });
     }
-    let template_name = required("SES_TEMPLATE_NAME")?;
-    let endpoint = match get("SES_ENDPOINT") {
-        None => Url::parse(&format!("https://email.{region}.amazonaws.com/")).map_err(|_| {
-            ConfigError {
+}
+
+impl SesConfig {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let region = vars.required("AWS_REGION")?;
+        if !is_region_name(&region) {
+            return Err(ConfigError {
                 variable: "AWS_REGION",
-                problem: "does not make a valid endpoint URL",
+                problem: "is not a region name like us-east-1",
+            });
+        }
+        let template_name = vars.required("SES_TEMPLATE_NAME")?;
+        let endpoint = match vars.get("SES_ENDPOINT") {
+            None => {
+                Url::parse(&format!("https://email.{region}.amazonaws.com/")).map_err(|_| {
+                    ConfigError {
+                        variable: "AWS_REGION",
+                        problem: "does not make a valid endpoint URL",
+                    }
+                })?
             }
-        })?,
-        Some(raw) => parse_service_url("SES_ENDPOINT", &raw)?,
-    };
-    let credentials = AwsCredentials {
-        access_key_id: required("AWS_ACCESS_KEY_ID")?,
-        secret_access_key: required("AWS_SECRET_ACCESS_KEY")?,
-        session_token: get("AWS_SESSION_TOKEN"),
-    };
-    Ok(Config {
-        region,
-        template_name,
-        configuration_set: get("SES_CONFIGURATION_SET"),
-        endpoint,
-        credentials,
-        gate_interval_ms: number("GATE_INTERVAL_MS", 1000, 1..=60_000)?,
-        gate_max_wait_ms: number("GATE_MAX_WAIT_MS", 10_000, 0..=240_000)?,
-        ses_timeout_ms: number("SES_TIMEOUT_MS", 5000, 1..=60_000)?,
-        address_limits: AddressLimits {
-            cooldown_ms: number("EMAIL_COOLDOWN_SECONDS", 60, 0..=86_400)? * 1000,
-            daily_max: number("EMAIL_DAILY_MAX", 5, 0..=10_000)? as u32,
-        },
-        queue_max: number("QUEUE_MAX", 10_000, 0..=1_000_000)?,
-        ses_max_attempts: number("SES_MAX_ATTEMPTS", 5, 1..=100)? as u32,
-        admin_token: match get("ADMIN_TOKEN") {
-            Some(token) if token.len() < 16 => {
-                return Err(ConfigError {
-                    variable: "ADMIN_TOKEN",
-                    problem: "must be at least 16 characters",
-                })
-            }
-            token => token,
-        },
-        origin_policy: OriginPolicy {
-            allowed: AllowedOrigins::parse(&get("ALLOWED_ORIGINS").unwrap_or_default()).map_err(
-                |problem| ConfigError {
-                    variable: "ALLOWED_ORIGINS",
-                    problem,
-                },
-            )?,
-            require_origin: flag("REQUIRE_ORIGIN", false)?,
-        },
-        form_redirects: match (
-            page_url("SUCCESS_REDIRECT_URL")?,
-            page_url("FAILURE_REDIRECT_URL")?,
-        ) {
-            (Some(success), Some(failure)) => Some(FormRedirects { success, failure }),
-            (None, None) => None,
-            (None, Some(_)) => {
-                return Err(ConfigError {
-                    variable: "SUCCESS_REDIRECT_URL",
-                    problem: "must be set together with FAILURE_REDIRECT_URL",
-                })
-            }
-            (Some(_), None) => {
-                return Err(ConfigError {
-                    variable: "FAILURE_REDIRECT_URL",
-                    problem: "must be set together with SUCCESS_REDIRECT_URL",
-                })
-            }
-        },
-        turnstile: match get("TURNSTILE_SECRET_KEY") {
-            None => None,
-            Some(secret_key) => Some(TurnstileConfig {
-                secret_key,
-                verify_url: match get("TURNSTILE_VERIFY_URL") {
-                    None => Url::parse(SITEVERIFY_URL).map_err(|_| ConfigError {
-                        variable: "TURNSTILE_VERIFY_URL",
-                        problem: "default is not a URL",
+            Some(raw) => parse_service_url("SES_ENDPOINT", &raw)?,
+        };
+        let credentials = AwsCredentials {
+            access_key_id: vars.required("AWS_ACCESS_KEY_ID")?,
+            secret_access_key: vars.required("AWS_SECRET_ACCESS_KEY")?,
+            session_token: vars.get("AWS_SESSION_TOKEN"),
+        };
+        Ok(Self {
+            region,
+            template_name,
+            configuration_set: vars.get("SES_CONFIGURATION_SET"),
+            endpoint,
+            credentials,
+            timeout_ms: vars.number("SES_TIMEOUT_MS", 5000, 1..=60_000)?,
+        })
+    }
+}
+
+impl GateConfig {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            interval_ms: vars.number("GATE_INTERVAL_MS", 1000, 1..=60_000)?,
+            max_wait_ms: vars.number("GATE_MAX_WAIT_MS", 10_000, 0..=240_000)?,
+            address_limits: AddressLimits {
+                cooldown_ms: vars.number("EMAIL_COOLDOWN_SECONDS", 60, 0..=86_400)? * 1000,
+                daily_max: vars.number("EMAIL_DAILY_MAX", 5, 0..=10_000)? as u32,
+            },
+            queue_max: vars.number("QUEUE_MAX", 10_000, 0..=1_000_000)?,
+            ses_max_attempts: vars.number("SES_MAX_ATTEMPTS", 5, 1..=100)? as u32,
+        })
+    }
+}
+
+impl BrowserConfig {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            origin_policy: OriginPolicy {
+                allowed: AllowedOrigins::parse(&vars.get("ALLOWED_ORIGINS").unwrap_or_default())
+                    .map_err(|problem| ConfigError {
+                        variable: "ALLOWED_ORIGINS",
+                        problem,
                     })?,
-                    Some(raw) => parse_service_url("TURNSTILE_VERIFY_URL", &raw)?,
-                },
-            }),
-        },
-        turnstile_site_key: get("TURNSTILE_SITE_KEY"),
-        honeypot_field: {
-            let field = get("HONEYPOT_FIELD").unwrap_or_else(|| "website".to_string());
-            let reserved = ["email", "cf-turnstile-response", "turnstileToken"];
-            let valid = field.len() <= 64
-                && field
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
-                && !reserved.contains(&field.as_str());
-            if !valid {
-                return Err(ConfigError {
-                    variable: "HONEYPOT_FIELD",
-                    problem: "must be a plain field name (letters, digits, - and _) other than the signup's own fields",
-                });
-            }
-            field
-        },
-        ip_rate_limit: flag("IP_RATE_LIMIT", true)?,
-        demo_page: flag("DEMO_PAGE", false)?,
-    })
+                require_origin: vars.flag("REQUIRE_ORIGIN", false)?,
+            },
+            form_redirects: match (
+                vars.page_url("SUCCESS_REDIRECT_URL")?,
+                vars.page_url("FAILURE_REDIRECT_URL")?,
+            ) {
+                (Some(success), Some(failure)) => Some(FormRedirects { success, failure }),
+                (None, None) => None,
+                (None, Some(_)) => {
+                    return Err(ConfigError {
+                        variable: "SUCCESS_REDIRECT_URL",
+                        problem: "must be set together with FAILURE_REDIRECT_URL",
+                    })
+                }
+                (Some(_), None) => {
+                    return Err(ConfigError {
+                        variable: "FAILURE_REDIRECT_URL",
+                        problem: "must be set together with SUCCESS_REDIRECT_URL",
+                    })
+                }
+            },
+            turnstile: match vars.get("TURNSTILE_SECRET_KEY") {
+                None => None,
+                Some(secret_key) => Some(TurnstileConfig {
+                    secret_key,
+                    verify_url: match vars.get("TURNSTILE_VERIFY_URL") {
+                        None => Url::parse(SITEVERIFY_URL).map_err(|_| ConfigError {
+                            variable: "TURNSTILE_VERIFY_URL",
+                            problem: "default is not a URL",
+                        })?,
+                        Some(raw) => parse_service_url("TURNSTILE_VERIFY_URL", &raw)?,
+                    },
+                }),
+            },
+            turnstile_site_key: vars.get("TURNSTILE_SITE_KEY"),
+            honeypot_field: honeypot_field(vars)?,
+            ip_rate_limit: vars.flag("IP_RATE_LIMIT", true)?,
+        })
+    }
+}
+
+fn honeypot_field(vars: &Vars) -> Result<String, ConfigError> {
+    let field = vars
+        .get("HONEYPOT_FIELD")
+        .unwrap_or_else(|| "website".to_string());
+    let reserved = ["email", "cf-turnstile-response", "turnstileToken"];
+    let valid = field.len() <= 64
+        && field
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        && !reserved.contains(&field.as_str());
+    if valid {
+        Ok(field)
+    } else {
+        Err(ConfigError {
+            variable: "HONEYPOT_FIELD",
+            problem: "must be a plain field name (letters, digits, - and _) other than the signup's own fields",
+        })
+    }
 }
 
 fn is_region_name(region: &str) -> bool {
@@ -318,16 +406,16 @@ mod tests {
     fn the_minimal_config_gets_the_documented_defaults() {
         let config = build(&base()).expect("valid");
         assert_eq!(
-            config.endpoint.as_str(),
+            config.ses.endpoint.as_str(),
             "https://email.eu-west-1.amazonaws.com/"
         );
-        assert_eq!(config.gate_interval_ms, 1000);
-        assert_eq!(config.gate_max_wait_ms, 10_000);
-        assert_eq!(config.ses_timeout_ms, 5000);
-        assert_eq!(config.configuration_set, None);
-        assert_eq!(config.credentials.session_token, None);
+        assert_eq!(config.gate.interval_ms, 1000);
+        assert_eq!(config.gate.max_wait_ms, 10_000);
+        assert_eq!(config.ses.timeout_ms, 5000);
+        assert_eq!(config.ses.configuration_set, None);
+        assert_eq!(config.ses.credentials.session_token, None);
         assert_eq!(
-            config.address_limits,
+            config.gate.address_limits,
             AddressLimits {
                 cooldown_ms: 60_000,
                 daily_max: 5
@@ -365,18 +453,24 @@ mod tests {
             ("EMAIL_DAILY_MAX", "0"),
         ]);
         let config = build(&vars).expect("valid");
-        assert_eq!(config.configuration_set.as_deref(), Some("signup-events"));
-        assert_eq!(config.credentials.session_token.as_deref(), Some("token"));
-        assert_eq!(config.endpoint.as_str(), "http://127.0.0.1:4579/");
+        assert_eq!(
+            config.ses.configuration_set.as_deref(),
+            Some("signup-events")
+        );
+        assert_eq!(
+            config.ses.credentials.session_token.as_deref(),
+            Some("token")
+        );
+        assert_eq!(config.ses.endpoint.as_str(), "http://127.0.0.1:4579/");
         assert_eq!(
             (
-                config.gate_interval_ms,
-                config.gate_max_wait_ms,
-                config.ses_timeout_ms
+                config.gate.interval_ms,
+                config.gate.max_wait_ms,
+                config.ses.timeout_ms
             ),
             (250, 0, 800)
         );
-        assert!(config.address_limits.is_off());
+        assert!(config.gate.address_limits.is_off());
     }
 
     #[test]
@@ -472,31 +566,38 @@ mod tests {
             ("DEMO_PAGE", "true"),
         ]);
         let config = build(&vars).expect("valid");
-        assert!(config.origin_policy.require_origin);
+        assert!(config.browser.origin_policy.require_origin);
         assert_eq!(
-            config.origin_policy.allowed,
+            config.browser.origin_policy.allowed,
             AllowedOrigins::List(vec![
                 "https://site.example".into(),
                 "http://localhost:4321".into()
             ])
         );
-        assert!(config.form_redirects.is_some());
+        assert!(config.browser.form_redirects.is_some());
         assert_eq!(
-            config.turnstile.as_ref().map(|t| t.verify_url.as_str()),
+            config
+                .browser
+                .turnstile
+                .as_ref()
+                .map(|t| t.verify_url.as_str()),
             Some("http://127.0.0.1:4579/turnstile/v0/siteverify")
         );
         assert!(
             !format!("{config:?}").contains("1x0000"),
             "the Turnstile secret is not in Debug"
         );
-        assert_eq!(config.honeypot_field, "url");
-        assert!(!config.ip_rate_limit && config.demo_page);
+        assert_eq!(config.browser.honeypot_field, "url");
+        assert!(!config.browser.ip_rate_limit && config.demo_page);
 
         let defaults = build(&base()).expect("valid");
-        assert_eq!(defaults.origin_policy, OriginPolicy::default());
-        assert_eq!((defaults.form_redirects, defaults.turnstile), (None, None));
-        assert_eq!(defaults.honeypot_field, "website");
-        assert!(defaults.ip_rate_limit && !defaults.demo_page);
+        assert_eq!(defaults.browser.origin_policy, OriginPolicy::default());
+        assert_eq!(
+            (defaults.browser.form_redirects, defaults.browser.turnstile),
+            (None, None)
+        );
+        assert_eq!(defaults.browser.honeypot_field, "website");
+        assert!(defaults.browser.ip_rate_limit && !defaults.demo_page);
         let with_secret = error_for(&[
             ("TURNSTILE_SECRET_KEY", "x"),
             ("TURNSTILE_VERIFY_URL", "http://10.0.0.1/"),

@@ -1,7 +1,10 @@
 //! `EmailAddress`: a single deliverable-looking address, the only form in which a signup's address
-//! travels past the HTTP layer. It can only be built by [`EmailAddress::parse`].
+//! travels past the HTTP layer. It can only be built by [`EmailAddress::parse`]; deserializing
+//! (the internal RPC bodies, which carry it as a JSON string) goes through `parse` too.
 
 use std::fmt;
+
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 const MAX_LOCAL_BYTES: usize = 64;
 const MAX_DOMAIN_BYTES: usize = 253;
@@ -50,6 +53,20 @@ impl EmailAddress {
 impl fmt::Display for EmailAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl Serialize for EmailAddress {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for EmailAddress {
+    /// The error never repeats the input: it may be an address, and errors reach logs.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        Self::parse(&raw).map_err(|_| de::Error::custom("not a valid email address"))
     }
 }
 
@@ -231,5 +248,23 @@ mod tests {
                 "{input:?}"
             );
         }
+    }
+
+    #[test]
+    fn json_carries_the_address_as_a_string_and_reads_it_back_only_through_parse() {
+        let email = EmailAddress::parse("Jane+news@Example.COM").expect("valid");
+        let json = serde_json::to_string(&email).expect("json");
+        assert_eq!(json, r#""Jane+news@example.com""#);
+        assert_eq!(
+            serde_json::from_str::<EmailAddress>(&json).expect("reads back"),
+            email
+        );
+        let refused = serde_json::from_str::<EmailAddress>(r#""victim@@example.com""#)
+            .expect_err("not an address");
+        assert!(
+            !refused.to_string().contains("victim"),
+            "the error does not repeat the input: {refused}"
+        );
+        assert!(serde_json::from_str::<EmailAddress>("42").is_err());
     }
 }

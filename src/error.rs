@@ -22,13 +22,23 @@ pub enum ApiError {
     PayloadTooLarge,
     UnsupportedMediaType,
     Rejected,
-    Busy { retry_after_secs: u64 },
-    Cooldown { retry_after_secs: u64 },
-    RateLimited { retry_after_secs: u64 },
+    Busy {
+        retry_after_secs: u64,
+    },
+    Cooldown {
+        retry_after_secs: u64,
+    },
+    RateLimited {
+        retry_after_secs: u64,
+    },
     Misconfigured,
     UpstreamError,
-    UpstreamThrottled { retry_after_secs: u64 },
+    UpstreamThrottled {
+        retry_after_secs: u64,
+    },
     UpstreamTimeout,
+    /// The gate's own storage failed; nothing was sent or queued.
+    Unavailable,
 }
 
 impl ApiError {
@@ -47,6 +57,7 @@ impl ApiError {
             Self::UpstreamError => 502,
             Self::UpstreamThrottled { .. } => 503,
             Self::UpstreamTimeout => 504,
+            Self::Unavailable => 503,
         }
     }
 
@@ -71,6 +82,7 @@ impl ApiError {
             Self::UpstreamError => "upstream_error",
             Self::UpstreamThrottled { .. } => "upstream_throttled",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::Unavailable => "unavailable",
         }
     }
 
@@ -102,6 +114,9 @@ impl ApiError {
                 "The email service is busy. Please try again shortly."
             }
             Self::UpstreamTimeout => "The email service did not answer in time.",
+            Self::Unavailable => {
+                "The signup service is briefly unavailable. Please try again shortly."
+            }
         }
     }
 
@@ -131,7 +146,7 @@ pub fn retry_after_secs(wait_ms: u64) -> u64 {
 mod tests {
     use super::*;
 
-    const ALL: [ApiError; 18] = [
+    const ALL: [ApiError; 19] = [
         ApiError::InvalidBody,
         ApiError::MissingEmail,
         ApiError::InvalidEmail,
@@ -158,6 +173,7 @@ mod tests {
             retry_after_secs: 2,
         },
         ApiError::UpstreamTimeout,
+        ApiError::Unavailable,
     ];
 
     #[test]
@@ -184,6 +200,7 @@ mod tests {
                 (502, "upstream_error"),
                 (503, "upstream_throttled"),
                 (504, "upstream_timeout"),
+                (503, "unavailable"),
             ]
         );
     }

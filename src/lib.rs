@@ -1,9 +1,11 @@
 //! signup-verify: the edge endpoint behind signup forms. `POST /signup` takes an email address,
-//! and the `SesGate` Durable Object sends it an Amazon SES custom verification email, at most one
-//! SES call per `GATE_INTERVAL_MS` across all isolates.
+//! the `SesGate` Durable Object admits and queues it, and the `SesSender` Durable Object sends it
+//! an Amazon SES custom verification email, at most one SES call per `GATE_INTERVAL_MS` across
+//! all isolates.
 //!
-//! This file is only the entry point; see `http` for the shell, `signup`/`email` for input,
-//! `ses` for the SES request and reply, and `gate` for the Durable Object.
+//! This file is only the entry point. The pure core: `config`, `email`, `signup`, `browser`,
+//! `turnstile`, `demo`, `error`, `ses` (the SES request and reply) and `gate`'s decisions. The
+//! Workers shell: `http` (one handler per endpoint), `runtime`, and `gate`'s Durable Objects.
 
 pub mod browser;
 pub mod config;
@@ -17,8 +19,8 @@ pub mod ses;
 pub mod signup;
 pub mod turnstile;
 
-pub use gate::object::SesGate;
-pub use gate::sender::SesSender;
+pub use gate::ses_gate::SesGate;
+pub use gate::ses_sender::SesSender;
 
 #[worker::event(fetch)]
 async fn fetch(

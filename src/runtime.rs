@@ -1,12 +1,18 @@
 //! What the core needs from the Workers runtime, read in one place: settings from `Env`, the
-//! clock (`Date.now()`; the std system clock traps on wasm32) and randomness (`getRandomValues`).
+//! clock (`Date.now()`; the std system clock traps on wasm32), randomness (`getRandomValues`),
+//! the console, and the gate's alarm ([`WorkerRuntime`], the real [`GateRuntime`]).
 
-use worker::{console_error, Date, Env};
+use std::time::Duration;
+
+use serde_json::Value;
+use worker::{console_error, console_log, Date, Env, Storage};
 
 use crate::config::{build_config, Config, ConfigError};
+use crate::gate::decisions::GateRuntime;
 
 /// Reads `Config` from `[vars]` and secrets (both are string bindings). A problem is logged with
-/// the variable's name and returned.
+/// the variable's name and returned. Called once per Worker request and once per Durable Object
+/// instance.
 pub fn load_config(env: &Env) -> Result<Config, ConfigError> {
     build_config(|name| env.var(name).ok().map(|value| value.to_string())).inspect_err(|e| {
         console_error!(
@@ -28,5 +34,33 @@ pub fn random_u32() -> u32 {
     match getrandom::fill(&mut bytes) {
         Ok(()) => u32::from_le_bytes(bytes),
         Err(_) => (now_ms() % u64::from(u32::MAX)) as u32,
+    }
+}
+
+/// The gate's platform: the Workers clock, randomness and console, and the Durable Object's
+/// alarm.
+pub struct WorkerRuntime(pub Storage);
+
+impl GateRuntime for WorkerRuntime {
+    fn now_ms(&self) -> u64 {
+        now_ms()
+    }
+
+    fn random_u32(&self) -> u32 {
+        random_u32()
+    }
+
+    fn log_info(&self, line: Value) {
+        console_log!("{line}");
+    }
+
+    fn log_error(&self, line: Value) {
+        console_error!("{line}");
+    }
+
+    /// workers-rs takes an offset from now, not a time.
+    async fn set_alarm(&self, at_ms: u64) -> Result<(), String> {
+        let offset = Duration::from_millis(at_ms.saturating_sub(now_ms()));
+        self.0.set_alarm(offset).await.map_err(|e| e.to_string())
     }
 }

@@ -31,12 +31,25 @@ pub struct Mail {
     pub sent_at_ms: u64,
 }
 
+/// A custom template's redirection URLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirects {
+    pub success: String,
+    pub failure: String,
+}
+
+/// The template a custom verification mail was made from.
+pub struct TemplateUse {
+    pub name: String,
+    pub redirects: Redirects,
+}
+
 /// Where a link leads once used.
 #[derive(Debug, Clone)]
 struct Token {
     identity: String,
-    /// (success, failure) redirection URLs of a custom template; `None` for a plain verification.
-    redirects: Option<(String, String)>,
+    /// The custom template's URLs; `None` for a plain verification.
+    redirects: Option<Redirects>,
     expires_at_ms: u64,
     used: bool,
 }
@@ -65,7 +78,7 @@ pub struct Draft {
     pub from_email_address: String,
     pub subject: String,
     pub content_html: String,
-    pub template: Option<(String, String, String)>,
+    pub template: Option<TemplateUse>,
     pub configuration_set_name: Option<String>,
 }
 
@@ -87,9 +100,7 @@ impl Outbox {
     ) -> &Mail {
         let link = format!("{}/_verify/{token}", base_url.trim_end_matches('/'));
         let (kind, template_name, redirects) = match draft.template {
-            Some((name, success, failure)) => {
-                ("CustomVerification", Some(name), Some((success, failure)))
-            }
+            Some(used) => ("CustomVerification", Some(used.name), Some(used.redirects)),
             None => ("Verification", None, None),
         };
         let html = format!(
@@ -136,10 +147,8 @@ impl Outbox {
         let Some(entry) = self.tokens.get_mut(token) else {
             return LinkOutcome::Invalid { redirect: None };
         };
-        let (success, failure) = match &entry.redirects {
-            Some((s, f)) => (Some(s.clone()), Some(f.clone())),
-            None => (None, None),
-        };
+        let success = entry.redirects.as_ref().map(|r| r.success.clone());
+        let failure = entry.redirects.as_ref().map(|r| r.failure.clone());
         if entry.used {
             return LinkOutcome::Invalid { redirect: failure };
         }
@@ -170,7 +179,13 @@ mod tests {
             from_email_address: "noreply@example.com".into(),
             subject: "Confirm".into(),
             content_html: "<h1>Hi</h1>".into(),
-            template: template.then(|| ("T".into(), "https://x/ok".into(), "https://x/no".into())),
+            template: template.then(|| TemplateUse {
+                name: "T".into(),
+                redirects: Redirects {
+                    success: "https://x/ok".into(),
+                    failure: "https://x/no".into(),
+                },
+            }),
             configuration_set_name: None,
         }
     }

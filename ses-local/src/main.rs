@@ -2,16 +2,21 @@
 //! It listens on 127.0.0.1 only, checks SigV4 on every request like SES, and keeps an outbox
 //! whose verification links work.
 
+mod action;
 mod api;
 mod clock;
 mod faults;
+mod identities;
 mod ids;
 mod mail;
 mod pages;
+mod query;
+mod sending;
 mod server;
 mod settings;
 mod sigv4;
 mod store;
+mod templates;
 mod turnstile;
 mod xml;
 
@@ -105,6 +110,8 @@ async fn main() {
             &args.region,
             limits,
         )),
+        faults: Mutex::default(),
+        requests: Mutex::default(),
         credentials: Credentials {
             access_key_id: args.access_key_id,
             secret_access_key: args.secret_access_key,

@@ -1,6 +1,7 @@
 //! HTTP for ses-local: the Query API at `POST /` (faults first, then SigV4, then the action),
-//! the verification links, the outbox for people (HTML) and programs (JSON), the request log
-//! and fault injection.
+//! the verification links, the outbox for people (HTML) and programs (JSON). The server owns
+//! what belongs to the HTTP side: injected faults (which answer before SES would) and the log
+//! of every request with its verdict.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -12,17 +13,42 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use time::OffsetDateTime;
 
-use crate::api::{Answer, Call, Params, RequestRecord, Ses};
-use crate::faults::{Fault, FaultRequest};
+use serde::Serialize;
+
+use crate::api::{Answer, Call, Ses};
+use crate::faults::{Fault, FaultRequest, Faults};
 use crate::mail::LinkOutcome;
 use crate::pages;
+use crate::query::Params;
 use crate::sigv4::{self, Credentials, Incoming};
 
 /// Template content may be up to 10 MB, form-encoded.
 const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
 
+/// Everything that reached ses-local's Query API, and what it answered.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestRecord {
+    pub request_id: String,
+    /// Arrival time in Unix microseconds.
+    pub received_at_us: u64,
+    pub action: Option<String>,
+    pub email_address: Option<String>,
+    /// `valid`, the SigV4 failure code, or `unchecked` when a fault answered first.
+    pub signature: String,
+    /// The injected fault that shaped the answer, if any.
+    pub fault: Option<String>,
+    pub status: u16,
+    pub code: Option<String>,
+    pub message_id: Option<String>,
+}
+
 pub struct App {
     pub ses: Mutex<Ses>,
+    /// Faults queued by `POST /_faults`, applied before the signature check.
+    pub faults: Mutex<Faults>,
+    /// `GET /_requests`.
+    pub requests: Mutex<Vec<RequestRecord>>,
     pub credentials: Credentials,
     pub region: String,
     pub max_skew: time::Duration,
@@ -34,13 +60,21 @@ pub struct App {
     pub siteverify: Mutex<crate::turnstile::Siteverify>,
 }
 
+/// A panic while holding a lock cannot leave a half-applied change (the store is replaced
+/// whole, the log and faults are appended or popped); keep serving.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl App {
     fn ses(&self) -> MutexGuard<'_, Ses> {
-        // A panic while holding the lock cannot leave a half-applied change (the store is replaced
-        // whole); keep serving.
-        self.ses
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.ses)
+    }
+
+    fn log(&self, record: RequestRecord) {
+        lock(&self.requests).push(record);
     }
 
     fn now(&self) -> OffsetDateTime {
@@ -155,13 +189,13 @@ async fn query_api(
         message_id: None,
     };
 
-    let fault = app.ses().faults.next(&action);
+    let fault = lock(&app.faults).next(&action);
     if let Some(fault) = fault {
         record.fault = Some(fault.name());
         if let Some((answer, content_type)) = fault_answer(fault, &action, &request_id) {
             record.status = answer.status;
             record.code = answer.code.clone();
-            app.ses().requests.push(record);
+            app.log(record);
             let mut response = xml_response(answer, request_id);
             if let Ok(value) = header::HeaderValue::from_str(content_type) {
                 response.headers_mut().insert(header::CONTENT_TYPE, value);
@@ -170,7 +204,7 @@ async fn query_api(
         }
         match fault {
             Fault::Hang => {
-                app.ses().requests.push(record.clone());
+                app.log(record.clone());
                 std::future::pending::<()>().await;
             }
             Fault::DelayMs(ms) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
@@ -213,8 +247,8 @@ async fn query_api(
     record.status = answer.status;
     record.code = answer.code.clone();
     record.message_id = answer.message_id.clone();
-    ses.requests.push(record);
     drop(ses);
+    app.log(record);
     xml_response(answer, request_id)
 }
 
@@ -228,7 +262,7 @@ fn wants_json(headers: &HeaderMap) -> bool {
 /// Accepted sends, newest first: HTML for a person, JSON with `Accept: application/json`.
 async fn outbox(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     // Copied under the lock, rendered after it: a page being read never holds up the API.
-    let mails: Vec<_> = app.ses().outbox.newest_first().cloned().collect();
+    let mails: Vec<_> = app.ses().outbox().newest_first().cloned().collect();
     if wants_json(&headers) {
         Json(serde_json::json!({ "messages": mails })).into_response()
     } else {
@@ -242,7 +276,7 @@ async fn outbox_mail(
     headers: HeaderMap,
 ) -> Response {
     let ses = app.ses();
-    match ses.outbox.find(&message_id) {
+    match ses.outbox().find(&message_id) {
         Some(mail) if wants_json(&headers) => Json(mail.clone()).into_response(),
         Some(mail) => html(StatusCode::OK, pages::mail(mail)),
         None => html(
@@ -288,12 +322,12 @@ async fn verify_link(State(app): State<Arc<App>>, Path(token): Path<String>) -> 
 
 /// Every Query API request in arrival order, with its signature verdict, fault and answer.
 async fn requests(State(app): State<Arc<App>>) -> Response {
-    let requests = app.ses().requests.clone();
+    let requests = lock(&app.requests).clone();
     Json(serde_json::json!({ "requests": requests })).into_response()
 }
 
 async fn list_faults(State(app): State<Arc<App>>) -> Response {
-    Json(serde_json::json!({ "faults": app.ses().faults.list() })).into_response()
+    Json(serde_json::json!({ "faults": lock(&app.faults).list() })).into_response()
 }
 
 async fn add_fault(State(app): State<Arc<App>>, body: Bytes) -> Response {
@@ -308,11 +342,11 @@ async fn add_fault(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Ok(request) => request,
         Err(e) => return bad(format!("expected {{\"action\",\"fault\",\"count\"}}: {e}")),
     };
-    let mut ses = app.ses();
-    match ses.faults.add(&request) {
+    let mut faults = lock(&app.faults);
+    match faults.add(&request) {
         Ok(()) => (
             StatusCode::CREATED,
-            Json(serde_json::json!({ "faults": ses.faults.list() })),
+            Json(serde_json::json!({ "faults": faults.list() })),
         )
             .into_response(),
         Err(message) => bad(message),
@@ -320,7 +354,7 @@ async fn add_fault(State(app): State<Arc<App>>, body: Bytes) -> Response {
 }
 
 async fn clear_faults(State(app): State<Arc<App>>) -> Response {
-    app.ses().faults.clear();
+    lock(&app.faults).clear();
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -334,10 +368,6 @@ async fn siteverify(State(app): State<Arc<App>>, body: Bytes) -> Response {
                 .collect(),
             _ => form_urlencoded::parse(&body).into_owned().collect(),
         };
-    let verdict = app
-        .siteverify
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .verify(&fields);
+    let verdict = lock(&app.siteverify).verify(&fields);
     Json(verdict).into_response()
 }

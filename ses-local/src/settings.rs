@@ -4,7 +4,8 @@
 
 use serde::Deserialize;
 
-use crate::store::{Store, VerificationStatus};
+use crate::store::Store;
+use crate::templates::Template;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,32 +18,24 @@ pub struct Settings {
     pub templates: Vec<Template>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Template {
-    pub name: String,
-    pub from: String,
-    pub subject: String,
-    pub content: String,
-    pub success_url: String,
-    pub failure_url: String,
-}
-
 impl Settings {
     pub fn parse(text: &str) -> Result<Self, String> {
         let settings: Settings = toml::from_str(text).map_err(|e| e.to_string())?;
         for template in &settings.templates {
-            if template.name.trim().is_empty() {
+            if template.template_name.trim().is_empty() {
                 return Err("a template has an empty name".into());
             }
             if settings
                 .templates
                 .iter()
-                .filter(|t| t.name == template.name)
+                .filter(|t| t.template_name == template.template_name)
                 .count()
                 > 1
             {
-                return Err(format!("template {:?} is defined twice", template.name));
+                return Err(format!(
+                    "template {:?} is defined twice",
+                    template.template_name
+                ));
             }
         }
         Ok(settings)
@@ -51,22 +44,10 @@ impl Settings {
     /// Marks the identities verified and adds the templates the store does not have yet.
     pub fn seed(&self, store: &mut Store) {
         for identity in &self.verified_identities {
-            store
-                .identities
-                .insert(identity.clone(), VerificationStatus::Success);
+            store.identities.verify(identity);
         }
-        for t in &self.templates {
-            store
-                .templates
-                .entry(t.name.clone())
-                .or_insert_with(|| crate::store::Template {
-                    template_name: t.name.clone(),
-                    from_email_address: t.from.clone(),
-                    template_subject: t.subject.clone(),
-                    template_content: t.content.clone(),
-                    success_redirection_url: t.success_url.clone(),
-                    failure_redirection_url: t.failure_url.clone(),
-                });
+        for template in &self.templates {
+            store.templates.seed(template);
         }
     }
 
@@ -85,7 +66,10 @@ mod tests {
     fn the_repository_config_file_is_valid() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ses-local.toml");
         let settings = Settings::load(&path).expect("ses-local.toml parses");
-        assert!(settings.templates.iter().any(|t| t.name == "SignupVerify"));
+        assert!(settings
+            .templates
+            .iter()
+            .any(|t| t.template_name == "SignupVerify"));
     }
 
     #[test]

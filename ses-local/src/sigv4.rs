@@ -2,7 +2,7 @@
 //! (deliberately not aws-sigv4, which the Worker signs with), so the two cross-check each other.
 //! Failures carry the SES error code and message real SES would answer with, all HTTP 403.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use time::macros::format_description;
 use time::{Duration, OffsetDateTime, PrimitiveDateTime};

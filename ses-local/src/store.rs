@@ -1,62 +1,22 @@
 //! What ses-local remembers across restarts: custom verification templates and identities, with
-//! their verification status. Saved as JSON with `--state FILE`, atomically (write a temporary
+//! their verification status (the types live in `templates` and `identities`). Saved as JSON with `--state FILE`, atomically (write a temporary
 //! file, fsync, rename), so a crash never leaves half a file; a corrupt file stops startup.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// A custom verification email template, as `CreateCustomVerificationEmailTemplate` takes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct Template {
-    pub template_name: String,
-    pub from_email_address: String,
-    pub template_subject: String,
-    pub template_content: String,
-    #[serde(rename = "SuccessRedirectionURL")]
-    pub success_redirection_url: String,
-    #[serde(rename = "FailureRedirectionURL")]
-    pub failure_redirection_url: String,
-}
+use crate::identities::Identities;
+use crate::templates::Templates;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum VerificationStatus {
-    Pending,
-    Success,
-    Failed,
-}
-
-impl VerificationStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "Pending",
-            Self::Success => "Success",
-            Self::Failed => "Failed",
-        }
-    }
-}
-
+/// Everything ses-local keeps: `{"templates": {…}, "identities": {…}}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Store {
-    pub templates: BTreeMap<String, Template>,
+    pub templates: Templates,
     /// Email addresses and domains.
-    pub identities: BTreeMap<String, VerificationStatus>,
-}
-
-impl Store {
-    /// Whether mail may be sent from `address`: the address itself or its domain is verified.
-    pub fn is_verified_sender(&self, address: &str) -> bool {
-        let verified =
-            |identity: &str| self.identities.get(identity) == Some(&VerificationStatus::Success);
-        verified(address)
-            || address
-                .rsplit_once('@')
-                .is_some_and(|(_, domain)| verified(&domain.to_ascii_lowercase()))
-    }
+    pub identities: Identities,
 }
 
 /// Where the store is kept, if anywhere.
@@ -104,6 +64,7 @@ impl StateFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::templates::Template;
 
     fn temp_path(name: &str) -> PathBuf {
         let dir =
@@ -116,22 +77,20 @@ mod tests {
     fn a_saved_store_loads_back_identically() {
         let file = StateFile(temp_path("roundtrip"));
         let mut store = Store::default();
-        store
-            .identities
-            .insert("a@example.com".into(), VerificationStatus::Pending);
-        store.templates.insert(
-            "T".into(),
-            Template {
-                template_name: "T".into(),
-                from_email_address: "a@example.com".into(),
-                template_subject: "s".into(),
-                template_content: "<p>c</p>".into(),
-                success_redirection_url: "https://x/ok".into(),
-                failure_redirection_url: "https://x/no".into(),
-            },
-        );
+        store.identities.mark_pending("a@example.com");
+        store.templates.seed(&Template {
+            template_name: "T".into(),
+            from_email_address: "a@example.com".into(),
+            template_subject: "s".into(),
+            template_content: "<p>c</p>".into(),
+            success_redirection_url: "https://x/ok".into(),
+            failure_redirection_url: "https://x/no".into(),
+        });
         file.save(&store).expect("save");
         assert_eq!(file.load().expect("load"), store);
+        let saved = std::fs::read_to_string(&file.0).expect("read");
+        assert!(saved.contains("\"SuccessRedirectionURL\""), "{saved}");
+        assert!(saved.contains("\"a@example.com\": \"Pending\""), "{saved}");
         let leftovers: Vec<_> = std::fs::read_dir(file.0.parent().expect("dir"))
             .expect("dir")
             .collect();
@@ -153,14 +112,10 @@ mod tests {
     #[test]
     fn a_verified_domain_verifies_every_address_in_it() {
         let mut store = Store::default();
-        store
-            .identities
-            .insert("example.com".into(), VerificationStatus::Success);
-        store
-            .identities
-            .insert("pending@other.com".into(), VerificationStatus::Pending);
-        assert!(store.is_verified_sender("noreply@Example.COM"));
-        assert!(!store.is_verified_sender("pending@other.com"));
-        assert!(!store.is_verified_sender("x@unknown.com"));
+        store.identities.verify("example.com");
+        store.identities.mark_pending("pending@other.com");
+        assert!(store.identities.is_verified_sender("noreply@Example.COM"));
+        assert!(!store.identities.is_verified_sender("pending@other.com"));
+        assert!(!store.identities.is_verified_sender("x@unknown.com"));
     }
 }

@@ -7,23 +7,13 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::config::AddressLimits;
 use crate::email::EmailAddress;
 use crate::error::retry_after_secs;
 
 pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
-/// The limits, from config; 0 switches either off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AddressLimits {
-    pub cooldown_ms: u64,
-    pub daily_max: u32,
-}
-
 impl AddressLimits {
-    pub fn is_off(&self) -> bool {
-        self.cooldown_ms == 0 && self.daily_max == 0
-    }
-
     /// How long a record must be kept to still matter.
     pub fn retention_ms(&self) -> u64 {
         if self.daily_max > 0 {
@@ -50,11 +40,7 @@ pub fn address_key(secret: &[u8], email: &EmailAddress) -> String {
     let mut mac =
         <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(email.as_str().to_lowercase().as_bytes());
-    hex_encode(&mac.finalize().into_bytes())
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// Admits a signup, returning the record to store, or refuses it with the seconds until a

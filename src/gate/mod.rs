@@ -2,16 +2,20 @@
 //! hands out send slots one per `GATE_INTERVAL_MS`, keeps the durable queue and the per-address
 //! limits; `SesSender` puts the calls on the wire, each an interval after the previous answer.
 //!
-//! Pure and host-tested: `slots` (reservations, backoff), `pacing` (the sender's rule),
-//! `queue` and `cooldown`. `rpc` holds the messages; `object` and `sender` are the Durable Object
-//! shells, `storage` the gate's SQLite, `ses_call` one SES call.
+//! Pure and host-tested: `decisions` (the gate's every decision, over the `store` and `rpc`
+//! seams), `slots` (reservations), `backoff`, `pacing` (the sender's rule), `queue` and
+//! `cooldown`. The Workers side: `ses_gate` and `ses_sender` (the Durable Object shells),
+//! `sql_store` (the gate's SQLite), `rpc` (messages and their clients), `ses_call` (one SES call).
 
+pub mod backoff;
 pub mod cooldown;
-pub mod object;
+pub mod decisions;
 pub mod pacing;
 pub mod queue;
 pub mod rpc;
-pub mod sender;
 pub mod ses_call;
+pub mod ses_gate;
+pub mod ses_sender;
 pub mod slots;
-pub mod storage;
+pub mod sql_store;
+pub mod store;

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::gate::slots::Backoff;
+use crate::gate::backoff::Backoff;
 
 /// The Workers clock is in whole milliseconds: an answer read at 1000 may have come at 1000.9.
 pub const CLOCK_GUARD_MS: u64 = 1;
@@ -23,9 +23,8 @@ pub struct Pacing {
     /// The call that has left and has not been answered yet.
     in_flight: Option<CallId>,
     departures: u64,
-    /// `Throttling` answers in a row, and the end of the backoff they started.
+    /// `Throttling` answers in a row, and the end of the hold they started.
     backoff: Backoff,
-    hold_until_ms: u64,
 }
 
 /// Which departure an answer belongs to.
@@ -52,7 +51,6 @@ impl Pacing {
             in_flight: None,
             departures: 0,
             backoff: Backoff::default(),
-            hold_until_ms: 0,
         }
     }
 
@@ -62,7 +60,7 @@ impl Pacing {
             return Departure::WaitForAnswer;
         }
         let after_previous = self.last_answer_ms + interval_ms + CLOCK_GUARD_MS;
-        let earliest = slot_ms.max(after_previous).max(self.hold_until_ms);
+        let earliest = slot_ms.max(after_previous).max(self.backoff.until_ms());
         match earliest.saturating_sub(now_ms) {
             0 => Departure::Go,
             wait => Departure::WaitMs(wait),
@@ -91,9 +89,7 @@ impl Pacing {
     /// SES answered `Throttling` at `now_ms`: nothing leaves for the [`Backoff`] pause.
     /// Returns the pause.
     pub fn throttled(&mut self, now_ms: u64, random: u32) -> u64 {
-        let pause = self.backoff.throttled(random);
-        self.hold_until_ms = self.hold_until_ms.max(now_ms + pause);
-        pause
+        self.backoff.throttled(now_ms, random)
     }
 
     /// SES accepted a call: the next `Throttling` pauses one second again.

@@ -1,15 +1,17 @@
-//! The durable FIFO of signups waiting for a send slot, and what happens to its head after each
-//! SES answer: removed when sent, kept (backing off) when throttled, retried up to
-//! `SES_MAX_ATTEMPTS` on server errors, dropped when SES refuses the address, and the whole
+//! The durable FIFO of signups waiting for a send slot: what an item is, and what becomes of
+//! the head after each SES answer: removed when sent, kept (backing off) when throttled, retried
+//! up to `SES_MAX_ATTEMPTS` on server errors, dropped when SES refuses the address, and the whole
 //! queue paused while SES says the configuration is broken.
 //!
-//! Pure: storage is the small [`QueueStore`] trait (SQLite in the Durable Object, a `Vec` in
-//! tests), and time and randomness are passed in.
+//! Pure: [`settle_head`] decides and changes only the gate state; the gate applies the decision to
+//! its store. Time and randomness are passed in.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::email::EmailAddress;
+use crate::gate::rpc::CallResult;
 use crate::gate::slots::GateState;
 use crate::ses::outcome::{Outcome, RetryReason};
 
@@ -19,28 +21,13 @@ pub const CONFIG_PAUSE_MS: u64 = 60_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedItem {
     pub id: u64,
-    /// The address as the signup gave it (after parsing); kept only while queued.
-    pub email: String,
+    /// The address as the signup gave it; kept only while queued.
+    pub email: EmailAddress,
     /// HMAC of the normalised address: the dedupe key.
     pub key: String,
     pub enqueued_at_ms: u64,
     /// SES calls already made for this item that ended in a server error, timeout or junk.
     pub attempts: u32,
-}
-
-/// What the queue needs from storage.
-pub trait QueueStore {
-    fn len(&self) -> u64;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// 1-based position of the item with this key, if queued.
-    fn position_of(&self, key: &str) -> Option<u64>;
-    /// Appends; returns the new item's position.
-    fn push(&mut self, email: &str, key: &str, now_ms: u64, attempts: u32) -> u64;
-    fn head(&self) -> Option<QueuedItem>;
-    fn remove(&mut self, id: u64);
-    fn set_attempts(&mut self, id: u64, attempts: u32);
 }
 
 /// Counters for `GET /gate/stats`, persisted with the gate state.
@@ -93,16 +80,17 @@ pub enum HeadResult {
     },
 }
 
-/// The outcome of one call for a queued item, or `TimedOut` when SES did not answer in time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CallResult {
-    Answered(Outcome),
-    TimedOut,
+impl HeadResult {
+    /// Whether the item leaves the queue (sent or dropped).
+    pub fn leaves_queue(&self) -> bool {
+        matches!(self, Self::Sent { .. } | Self::Dropped { .. })
+    }
 }
 
-/// Applies the answer for `item` (the head) to the queue, the gate and the counters.
-pub fn settle_head<S: QueueStore>(
-    store: &mut S,
+/// Decides what becomes of `item` (the head) after `result`, and applies it to the gate state
+/// and the counters. The caller removes the item when [`HeadResult::leaves_queue`], and stores
+/// the new attempt count on [`HeadResult::WillRetry`].
+pub fn settle_head(
     gate: &mut GateState,
     item: &QueuedItem,
     result: CallResult,
@@ -110,27 +98,16 @@ pub fn settle_head<S: QueueStore>(
     random: u32,
     max_attempts: u32,
 ) -> HeadResult {
-    let mut count_attempt = |gate: &mut GateState| {
-        let attempts = item.attempts + 1;
-        if attempts >= max_attempts {
-            store.remove(item.id);
-            *gate
-                .counters
-                .drops
-                .entry(DropReason::Exhausted.as_str().into())
-                .or_default() += 1;
-            HeadResult::Dropped {
-                reason: DropReason::Exhausted,
-                attempts,
-            }
-        } else {
-            store.set_attempts(item.id, attempts);
-            HeadResult::WillRetry { attempts }
-        }
+    let drop_for = |gate: &mut GateState, reason: DropReason, attempts: u32| {
+        *gate
+            .counters
+            .drops
+            .entry(reason.as_str().into())
+            .or_default() += 1;
+        HeadResult::Dropped { reason, attempts }
     };
     match result {
         CallResult::Answered(Outcome::Sent { message_id }) => {
-            store.remove(item.id);
             gate.succeeded();
             gate.paused_until_ms = None;
             HeadResult::Sent { message_id }
@@ -150,19 +127,17 @@ pub fn settle_head<S: QueueStore>(
             }
         }
         CallResult::Answered(Outcome::Rejected) => {
-            store.remove(item.id);
-            *gate
-                .counters
-                .drops
-                .entry(DropReason::Rejected.as_str().into())
-                .or_default() += 1;
-            HeadResult::Dropped {
-                reason: DropReason::Rejected,
-                attempts: item.attempts + 1,
-            }
+            drop_for(gate, DropReason::Rejected, item.attempts + 1)
         }
         CallResult::Answered(Outcome::Retryable(RetryReason::ServerError) | Outcome::Unknown)
-        | CallResult::TimedOut => count_attempt(gate),
+        | CallResult::TimedOut => {
+            let attempts = item.attempts + 1;
+            if attempts >= max_attempts {
+                drop_for(gate, DropReason::Exhausted, attempts)
+            } else {
+                HeadResult::WillRetry { attempts }
+            }
+        }
     }
 }
 
@@ -199,159 +174,94 @@ pub fn rfc3339_utc(ms: u64) -> String {
     )
 }
 
-/// A `Vec`-backed store for host tests of the queue and the gate.
-#[cfg(test)]
-#[derive(Default)]
-pub struct MemoryQueue {
-    pub items: Vec<QueuedItem>,
-    next_id: u64,
-}
-
-#[cfg(test)]
-impl QueueStore for MemoryQueue {
-    fn len(&self) -> u64 {
-        self.items.len() as u64
-    }
-    fn position_of(&self, key: &str) -> Option<u64> {
-        self.items
-            .iter()
-            .position(|i| i.key == key)
-            .map(|p| p as u64 + 1)
-    }
-    fn push(&mut self, email: &str, key: &str, now_ms: u64, attempts: u32) -> u64 {
-        self.next_id += 1;
-        self.items.push(QueuedItem {
-            id: self.next_id,
-            email: email.into(),
-            key: key.into(),
-            enqueued_at_ms: now_ms,
-            attempts,
-        });
-        self.len()
-    }
-    fn head(&self) -> Option<QueuedItem> {
-        self.items.first().cloned()
-    }
-    fn remove(&mut self, id: u64) {
-        self.items.retain(|i| i.id != id);
-    }
-    fn set_attempts(&mut self, id: u64, attempts: u32) {
-        if let Some(item) = self.items.iter_mut().find(|i| i.id == id) {
-            item.attempts = attempts;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn queue_of(n: usize) -> MemoryQueue {
-        let mut q = MemoryQueue::default();
-        for i in 0..n {
-            q.push(&format!("u{i}@example.com"), &format!("k{i}"), 1_000, 0);
+    fn item(attempts: u32) -> QueuedItem {
+        QueuedItem {
+            id: 1,
+            email: EmailAddress::parse("u0@example.com").expect("valid"),
+            key: "k0".into(),
+            enqueued_at_ms: 1_000,
+            attempts,
         }
-        q
     }
 
-    fn settle(
-        q: &mut MemoryQueue,
-        gate: &mut GateState,
-        result: CallResult,
-        now: u64,
-    ) -> HeadResult {
-        let head = q.head().expect("a head");
-        settle_head(q, gate, &head, result, now, 0, 3)
+    fn settle(gate: &mut GateState, attempts: u32, result: CallResult, now: u64) -> HeadResult {
+        settle_head(gate, &item(attempts), result, now, 0, 3)
     }
 
     fn answered(outcome: Outcome) -> CallResult {
         CallResult::Answered(outcome)
     }
 
+    fn sent() -> CallResult {
+        answered(Outcome::Sent {
+            message_id: "m".into(),
+        })
+    }
+
     #[test]
-    fn a_sent_head_leaves_and_the_next_moves_up() {
-        let (mut q, mut gate) = (queue_of(2), GateState::default());
-        let result = settle(
-            &mut q,
-            &mut gate,
-            answered(Outcome::Sent {
-                message_id: "m".into(),
-            }),
-            5_000,
-        );
+    fn a_sent_head_leaves_the_queue() {
+        let mut gate = GateState::default();
+        let result = settle(&mut gate, 0, sent(), 5_000);
         assert_eq!(
             result,
             HeadResult::Sent {
                 message_id: "m".into()
             }
         );
-        assert_eq!(q.head().map(|i| i.email), Some("u1@example.com".into()));
-        assert_eq!(q.position_of("k1"), Some(1));
+        assert!(result.leaves_queue());
     }
 
     #[test]
-    fn a_throttled_head_stays_first_and_the_gate_backs_off_until_a_success() {
-        let (mut q, mut gate) = (queue_of(2), GateState::default());
+    fn a_throttled_head_stays_without_an_attempt_and_the_gate_backs_off_until_a_success() {
+        let mut gate = GateState::default();
         let throttled = answered(Outcome::Retryable(RetryReason::Throttled));
+        let first = settle(&mut gate, 0, throttled.clone(), 10_000);
+        assert_eq!(first, HeadResult::Throttled { pause_ms: 1_000 });
+        assert!(!first.leaves_queue());
         assert_eq!(
-            settle(&mut q, &mut gate, throttled.clone(), 10_000),
-            HeadResult::Throttled { pause_ms: 1_000 }
-        );
-        assert_eq!(
-            settle(&mut q, &mut gate, throttled, 11_000),
+            settle(&mut gate, 0, throttled, 11_000),
             HeadResult::Throttled { pause_ms: 2_000 }
         );
         assert_eq!(
-            q.head().map(|i| i.attempts),
-            Some(0),
-            "throttling is not the item's fault"
+            (gate.counters.throttles_seen, gate.next_free_ms),
+            (2, 13_000)
         );
-        assert_eq!(
-            (q.len(), gate.counters.throttles_seen, gate.next_free_ms),
-            (2, 2, 13_000)
-        );
-        settle(
-            &mut q,
-            &mut gate,
-            answered(Outcome::Sent {
-                message_id: "m".into(),
-            }),
-            13_000,
-        );
+        settle(&mut gate, 0, sent(), 13_000);
         assert!(!gate.backoff.is_active());
     }
 
     #[test]
     fn server_errors_are_retried_up_to_the_limit_then_dropped_and_counted() {
-        let (mut q, mut gate) = (queue_of(2), GateState::default());
+        let mut gate = GateState::default();
         let server = answered(Outcome::Retryable(RetryReason::ServerError));
         assert_eq!(
-            settle(&mut q, &mut gate, server.clone(), 0),
+            settle(&mut gate, 0, server, 0),
             HeadResult::WillRetry { attempts: 1 }
         );
         assert_eq!(
-            settle(&mut q, &mut gate, CallResult::TimedOut, 0),
+            settle(&mut gate, 1, CallResult::TimedOut, 0),
             HeadResult::WillRetry { attempts: 2 }
         );
+        let last = settle(&mut gate, 2, answered(Outcome::Unknown), 0);
         assert_eq!(
-            settle(&mut q, &mut gate, answered(Outcome::Unknown), 0),
+            last,
             HeadResult::Dropped {
                 reason: DropReason::Exhausted,
                 attempts: 3
             }
         );
-        assert_eq!(
-            q.head().map(|i| i.email),
-            Some("u1@example.com".into()),
-            "the rest continues"
-        );
+        assert!(last.leaves_queue());
         assert_eq!(gate.counters.drops.get("exhausted"), Some(&1));
     }
 
     #[test]
     fn a_refused_address_is_dropped_at_once() {
-        let (mut q, mut gate) = (queue_of(1), GateState::default());
-        let result = settle(&mut q, &mut gate, answered(Outcome::Rejected), 0);
+        let mut gate = GateState::default();
+        let result = settle(&mut gate, 0, answered(Outcome::Rejected), 0);
         assert_eq!(
             result,
             HeadResult::Dropped {
@@ -359,18 +269,15 @@ mod tests {
                 attempts: 1
             }
         );
-        assert_eq!(
-            (q.len(), gate.counters.drops.get("rejected")),
-            (0, Some(&1))
-        );
+        assert_eq!(gate.counters.drops.get("rejected"), Some(&1));
     }
 
     #[test]
-    fn a_configuration_error_pauses_the_queue_and_keeps_every_item() {
-        let (mut q, mut gate) = (queue_of(3), GateState::default());
+    fn a_configuration_error_pauses_the_queue_and_a_success_ends_the_pause() {
+        let mut gate = GateState::default();
         let result = settle(
-            &mut q,
             &mut gate,
+            0,
             answered(Outcome::Config { clock_skew: false }),
             7_000,
         );
@@ -380,18 +287,11 @@ mod tests {
                 paused_until_ms: 67_000
             }
         );
-        assert_eq!((q.len(), q.head().map(|i| i.attempts)), (3, Some(0)));
+        assert!(!result.leaves_queue());
         assert_eq!(gate.next_free_ms, 67_000);
         assert!(gate.counters.drops.is_empty());
-        settle(
-            &mut q,
-            &mut gate,
-            answered(Outcome::Sent {
-                message_id: "m".into(),
-            }),
-            67_000,
-        );
-        assert_eq!(gate.paused_until_ms, None, "a success ends the pause");
+        settle(&mut gate, 0, sent(), 67_000);
+        assert_eq!(gate.paused_until_ms, None);
     }
 
     #[test]

@@ -1,11 +1,18 @@
-//! The typed internal RPCs: Worker → `SesGate` (a signup) and `SesGate` → `SesSender` (one SES
-//! call), each one request and one JSON reply.
+//! The typed internal RPCs, each a request and a JSON reply over a Durable Object stub, with the
+//! client that makes the call beside its types: Worker → `SesGate` ([`GateClient`]: a signup, the
+//! stats) and `SesGate` → `SesSender` ([`SenderClient`], behind the [`SenderLink`] seam: one SES
+//! call). Addresses travel as a parsed [`EmailAddress`], in the body: a URL may end up in traces
+//! and logs, and an address must not.
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use worker::{console_error, Env, Method, Request, RequestInit, Stub};
 
+use crate::email::EmailAddress;
 use crate::error::ApiError;
+use crate::ses::outcome::Outcome;
 
-/// The stub's URLs need an origin; the gate ignores it.
+/// The stub's URLs need an origin; the objects ignore it.
 pub const GATE_ORIGIN: &str = "https://ses-gate";
 /// The path the Worker POSTs a [`SendRequest`] to on the gate's stub.
 pub const SEND_PATH: &str = "/send";
@@ -15,26 +22,21 @@ pub const STATS_PATH: &str = "/stats";
 /// `Option<CallResult>` (`null`: the call cannot be made, as the config or signing failed).
 pub const CALL_PATH: &str = "/call";
 
-/// One SES call for `email`, not before `slot_ms`. `attempt` is for the logs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CallRequest {
-    pub email: String,
-    pub slot_ms: u64,
-    pub attempt: u32,
-}
+/// The `SesGate` binding in wrangler.toml.
+pub const GATE_BINDING: &str = "SES_GATE";
+/// The `SesSender` binding in wrangler.toml.
+pub const SENDER_BINDING: &str = "SES_SENDER";
 
-/// Send one verification email. The address was parsed by the Worker; the gate parses it again
-/// at its own boundary. It travels in the body: a URL (and its query) may end up in traces and
-/// logs, and an address must not.
+/// Send one verification email.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendRequest {
-    pub email: String,
+    pub email: EmailAddress,
 }
 
+/// A signup the gate took: the public `200` and `202` bodies, as they are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub enum SendReply {
+pub enum Accepted {
     Sent {
         #[serde(rename = "messageId")]
         message_id: String,
@@ -45,10 +47,28 @@ pub enum SendReply {
         #[serde(rename = "estimatedSendAt")]
         estimated_send_at: String,
     },
-    Failed {
-        error: ApiError,
-    },
 }
+
+impl Accepted {
+    /// `200` sent, `202` queued.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::Sent { .. } => 200,
+            Self::Queued { .. } => 202,
+        }
+    }
+
+    /// The `status` word, also given to the success page of a form redirect.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Self::Sent { .. } => "sent",
+            Self::Queued { .. } => "queued",
+        }
+    }
+}
+
+/// The gate's answer to a [`SendRequest`].
+pub type SendReply = Result<Accepted, ApiError>;
 
 /// `GET /gate/stats`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,14 +86,138 @@ pub struct GateStats {
     pub paused_until: Option<String>,
 }
 
+/// One SES call for `email`, not before `slot_ms`. `attempt` is for the logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallRequest {
+    pub email: EmailAddress,
+    pub slot_ms: u64,
+    pub attempt: u32,
+}
+
+/// What one SES call came to, or `TimedOut` when SES did not answer in time (it may still have
+/// received the call).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallResult {
+    Answered(Outcome),
+    TimedOut,
+}
+
+/// The Worker's side of the gate RPCs, for the region's one `SesGate`.
+pub struct GateClient(Stub);
+
+impl GateClient {
+    pub fn for_region(env: &Env, region: &str) -> Result<Self, ApiError> {
+        env.durable_object(GATE_BINDING)
+            .and_then(|ns| ns.id_from_name(region)?.get_stub())
+            .map(Self)
+            .map_err(|e| rpc_failed("binding", &e, ApiError::Misconfigured))
+    }
+
+    pub async fn send(&self, email: &EmailAddress) -> SendReply {
+        let body = serde_json::to_string(&SendRequest {
+            email: email.clone(),
+        })
+        .map_err(|_| ApiError::UpstreamError)?;
+        let result = async {
+            let request = post(SEND_PATH, body)?;
+            self.0
+                .fetch_with_request(request)
+                .await?
+                .json::<SendReply>()
+                .await
+        }
+        .await;
+        result.map_err(|e| rpc_failed("send", &e, ApiError::UpstreamError))?
+    }
+
+    pub async fn stats(&self) -> Result<GateStats, ApiError> {
+        let result = async {
+            self.0
+                .fetch_with_str(&format!("{GATE_ORIGIN}{STATS_PATH}"))
+                .await?
+                .json::<GateStats>()
+                .await
+        }
+        .await;
+        result.map_err(|e| rpc_failed("stats", &e, ApiError::UpstreamError))
+    }
+}
+
+/// How the gate reaches the sender: the seam its host tests fake.
+#[allow(async_fn_in_trait)] // Workers are single-threaded: no `Send` bound is wanted.
+pub trait SenderLink {
+    /// Makes the call at its slot and waits for the result. `None` if the call cannot be made at
+    /// all (no `SES_SENDER` binding, a config the sender cannot load, a request that cannot be
+    /// signed): the deployment is misconfigured. A sender that cannot be reached or dies
+    /// mid-call is a `TimedOut`: the call may have reached SES.
+    async fn call(&self, call: &CallRequest) -> Option<CallResult>;
+}
+
+/// The gate's side of the call RPC, for the region's one `SesSender`.
+pub struct SenderClient {
+    env: Env,
+    region: String,
+}
+
+impl SenderClient {
+    pub fn for_region(env: Env, region: &str) -> Self {
+        Self {
+            env,
+            region: region.to_string(),
+        }
+    }
+}
+
+impl SenderLink for SenderClient {
+    async fn call(&self, call: &CallRequest) -> Option<CallResult> {
+        let Ok(senders) = self.env.durable_object(SENDER_BINDING) else {
+            console_error!(
+                "{}",
+                json!({"event": "config_error", "variable": SENDER_BINDING, "problem": "the SesSender Durable Object binding is missing from wrangler.toml"})
+            );
+            return None;
+        };
+        let result = async {
+            let stub = senders.id_from_name(&self.region)?.get_stub()?;
+            let request = post(CALL_PATH, serde_json::to_string(call)?)?;
+            stub.fetch_with_request(request)
+                .await?
+                .json::<Option<CallResult>>()
+                .await
+        }
+        .await;
+        result.unwrap_or_else(|e| {
+            console_error!(
+                "{}",
+                json!({"event": "sender_unreachable", "attempt": call.attempt, "error": e.to_string()})
+            );
+            Some(CallResult::TimedOut)
+        })
+    }
+}
+
+fn post(path: &str, body: String) -> worker::Result<Request> {
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(body.into()));
+    Request::new_with_init(&format!("{GATE_ORIGIN}{path}"), &init)
+}
+
+fn rpc_failed(step: &str, e: &worker::Error, answer: ApiError) -> ApiError {
+    console_error!(
+        "{}",
+        json!({"event": "gate_rpc_failed", "step": step, "error": e.to_string()})
+    );
+    answer
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_call_result_round_trips_between_the_gate_and_the_sender() {
-        use crate::gate::queue::CallResult;
-        use crate::ses::outcome::{Outcome, RetryReason};
+        use crate::ses::outcome::RetryReason;
         let results = [
             Some(CallResult::Answered(Outcome::Sent {
                 message_id: "m-1".into(),
@@ -99,7 +243,7 @@ mod tests {
             );
         }
         let request = CallRequest {
-            email: "a@b.io".into(),
+            email: EmailAddress::parse("a@b.io").expect("valid"),
             slot_ms: 7,
             attempt: 2,
         };
@@ -112,10 +256,22 @@ mod tests {
     }
 
     #[test]
+    fn a_request_with_an_address_that_does_not_parse_is_refused_at_the_boundary() {
+        assert!(serde_json::from_str::<SendRequest>(r#"{"email":"a@@b.io"}"#).is_err());
+        assert!(serde_json::from_str::<CallRequest>(
+            r#"{"email":"a b@c.io","slotMs":1,"attempt":1}"#
+        )
+        .is_err());
+        let parsed: SendRequest = serde_json::from_str(r#"{"email":"a@B.io"}"#).expect("valid");
+        assert_eq!(parsed.email.as_str(), "a@b.io");
+    }
+
+    #[test]
     fn a_sent_reply_is_already_the_public_success_body() {
-        let reply = SendReply::Sent {
+        let reply = Accepted::Sent {
             message_id: "m-1".into(),
         };
+        assert_eq!((reply.http_status(), reply.status()), (200, "sent"));
         assert_eq!(
             serde_json::to_value(&reply).expect("json"),
             serde_json::json!({"status": "sent", "messageId": "m-1"})
@@ -124,10 +280,11 @@ mod tests {
 
     #[test]
     fn a_queued_reply_is_already_the_public_202_body() {
-        let reply = SendReply::Queued {
+        let reply = Accepted::Queued {
             position: 3,
             estimated_send_at: "2026-11-26T10:00:00.000Z".into(),
         };
+        assert_eq!((reply.http_status(), reply.status()), (202, "queued"));
         assert_eq!(
             serde_json::to_value(&reply).expect("json"),
             serde_json::json!({"status": "queued", "position": 3, "estimatedSendAt": "2026-11-26T10:00:00.000Z"})
@@ -136,11 +293,9 @@ mod tests {
 
     #[test]
     fn a_failed_reply_round_trips_with_its_retry_after() {
-        let reply = SendReply::Failed {
-            error: ApiError::Busy {
-                retry_after_secs: 7,
-            },
-        };
+        let reply: SendReply = Err(ApiError::Busy {
+            retry_after_secs: 7,
+        });
         let json = serde_json::to_string(&reply).expect("json");
         assert_eq!(
             serde_json::from_str::<SendReply>(&json).expect("parse"),

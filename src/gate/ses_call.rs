@@ -10,7 +10,7 @@ use worker::{
     console_error, console_log, AbortController, Fetch, Headers, Method, Request, RequestInit,
 };
 
-use crate::gate::queue::CallResult;
+use crate::gate::rpc::CallResult;
 use crate::ses::outcome::{classify, Outcome, RetryReason};
 use crate::ses::reply::{parse_send_reply, Reply, Unparseable};
 use crate::ses::request::SignedRequest;

@@ -8,11 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::retry_after_secs;
+use crate::gate::backoff::Backoff;
 use crate::gate::queue::QueueCounters;
-
-/// After SES says Throttling the gate pauses 1 s, 2 s, 4 s… (plus jitter), at most this long.
-pub const BACKOFF_START_MS: u64 = 1_000;
-pub const BACKOFF_CAP_MS: u64 = 60_000;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GateState {
@@ -69,47 +66,17 @@ impl GateState {
         Some(slot)
     }
 
-    /// SES answered `Throttling` at `now_ms`: nothing leaves for 1 s, 2 s, 4 s… (doubling with
-    /// each throttle in a row, plus up to half again of jitter, capped at a minute). Returns the
-    /// pause.
+    /// SES answered `Throttling` at `now_ms`: the next slot waits out the [`Backoff`] pause,
+    /// which is returned.
     pub fn throttled(&mut self, now_ms: u64, random: u32) -> u64 {
-        let pause = self.backoff.throttled(random);
-        self.next_free_ms = self.next_free_ms.max(now_ms + pause);
+        let pause = self.backoff.throttled(now_ms, random);
+        self.next_free_ms = self.next_free_ms.max(self.backoff.until_ms());
         pause
     }
 
     /// SES accepted a call: back to the normal interval.
     pub fn succeeded(&mut self) {
         self.backoff.reset();
-    }
-}
-
-/// Exponential backoff after `Throttling`: the count of them in a row since the last success.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Backoff {
-    streak: u32,
-}
-
-impl Backoff {
-    /// One more `Throttling`: the pause it calls for, 1 s, 2 s, 4 s… plus up to half again of
-    /// jitter drawn from `random`, at most [`BACKOFF_CAP_MS`].
-    pub fn throttled(&mut self, random: u32) -> u64 {
-        self.streak = self.streak.saturating_add(1);
-        let doublings = (self.streak - 1).min(16);
-        let base = BACKOFF_START_MS
-            .saturating_mul(1 << doublings)
-            .min(BACKOFF_CAP_MS);
-        (base + u64::from(random) % (base / 2 + 1)).min(BACKOFF_CAP_MS)
-    }
-
-    /// A success: the next `Throttling` pauses one second again.
-    pub fn reset(&mut self) {
-        self.streak = 0;
-    }
-
-    pub fn is_active(&self) -> bool {
-        self.streak > 0
     }
 }
 
@@ -203,25 +170,14 @@ mod tests {
     }
 
     #[test]
-    fn throttling_backs_off_exponentially_with_jitter_up_to_a_minute_and_a_success_resets_it() {
+    fn throttling_pushes_the_next_slot_past_the_pause_and_a_success_resets_the_streak() {
         let mut gate = GateState::default();
-        let pauses: Vec<u64> = (0..8).map(|_| gate.throttled(10_000, 0)).collect();
-        assert_eq!(
-            pauses,
-            [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]
-        );
-        assert_eq!(gate.next_free_ms, 70_000);
+        let pauses: Vec<u64> = (0..3).map(|_| gate.throttled(10_000, 0)).collect();
+        assert_eq!(pauses, [1_000, 2_000, 4_000]);
+        assert_eq!(gate.next_free_ms, 14_000);
         gate.succeeded();
         assert_eq!(gate.throttled(100_000, 0), 1_000);
         assert_eq!(gate.next_free_ms, 101_000);
-        let mut jittered = GateState::default();
-        let pause = jittered.throttled(0, 499);
-        assert_eq!(pause, 1_499, "jitter adds up to half the pause");
-        let mut capped = GateState {
-            backoff: Backoff { streak: 30 },
-            ..GateState::default()
-        };
-        assert_eq!(capped.throttled(0, u32::MAX), BACKOFF_CAP_MS);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 
-use crate::config::{AwsCredentials, Config};
+use crate::config::{AwsCredentials, SesConfig};
 use crate::email::EmailAddress;
 
 pub const API_VERSION: &str = "2010-12-01";
@@ -56,7 +56,7 @@ pub fn build_send_body(
 
 /// The signed `SendCustomVerificationEmail` call for `email`, signed at `now_ms` (Unix millis).
 pub fn build_send_request(
-    config: &Config,
+    config: &SesConfig,
     email: &EmailAddress,
     now_ms: u64,
 ) -> Result<SignedRequest, SigningError> {
@@ -232,7 +232,7 @@ mod tests {
         assert_eq!(actual, expected);
     }
 
-    fn ses_config(extra: &[(&str, &str)]) -> Config {
+    fn ses_config(extra: &[(&str, &str)]) -> SesConfig {
         let mut vars = vec![
             ("AWS_REGION", "us-east-1"),
             ("SES_TEMPLATE_NAME", "SignupVerify"),
@@ -249,6 +249,7 @@ mod tests {
                 .map(|(_, v)| v.to_string())
         })
         .expect("config")
+        .ses
     }
 
     fn email(s: &str) -> EmailAddress {

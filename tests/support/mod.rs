@@ -9,8 +9,10 @@
 #![allow(clippy::disallowed_methods, dead_code)]
 
 pub mod gate;
+mod listening;
 
-use std::io::{BufRead, BufReader};
+use listening::ses_local_url;
+
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -448,20 +450,7 @@ impl Stack {
             .stdout(Stdio::piped())
             .stderr(ses_log);
         let mut ses_child = spawn_group(&mut ses_command);
-        let mut line = String::new();
-        BufReader::new(ses_child.0.stdout.take().expect("ses-local stdout"))
-            .read_line(&mut line)
-            .expect("ses-local prints its address");
-        let ses = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        assert!(
-            ses.starts_with("http://127.0.0.1:"),
-            "ses-local said {line:?}"
-        );
+        let ses = ses_local_url(ses_child.0.stdout.take().expect("ses-local stdout"));
         let client = SesClient {
             url: ses.clone(),
             session_token: spec.session_token.map(str::to_string),

@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
@@ -11,6 +10,10 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
+
+#[path = "../../../tests/support/listening.rs"]
+mod listening;
+use listening::ses_local_url;
 
 pub const KEY_ID: &str = "AKIDTEST";
 pub const SECRET: &str = "test-secret";
@@ -52,15 +55,7 @@ pub fn start_with(base: &[&str], extra: &[&str]) -> SesLocal {
         .stdout(Stdio::piped())
         .spawn()
         .expect("start ses-local");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read the listening line");
-    let url = line.trim().rsplit(' ').next().expect("url").to_string();
-    assert!(
-        url.starts_with("http://127.0.0.1:"),
-        "ses-local said {line:?}"
-    );
+    let url = ses_local_url(child.stdout.take().expect("stdout"));
     SesLocal { child, url }
 }
 

@@ -8,7 +8,7 @@
 //! new instance counts its start as an answer (see `Pacing::started`), and it never writes, so no
 //! output gate ever holds its fetches.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::time::Duration;
 
 use futures_channel::oneshot;
@@ -19,11 +19,10 @@ use worker::{
     Response, Result, State,
 };
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError, SesConfig};
 use crate::email::EmailAddress;
 use crate::gate::pacing::{CallId, Departure, Pacing, Ticket, Waiting};
-use crate::gate::queue::CallResult;
-use crate::gate::rpc::{CallRequest, CALL_PATH};
+use crate::gate::rpc::{CallRequest, CallResult, CALL_PATH};
 use crate::gate::ses_call::{call_ses, fetch_request};
 use crate::runtime::{load_config, now_ms, random_u32};
 use crate::ses::outcome::{Outcome, RetryReason};
@@ -36,25 +35,22 @@ const MAX_SPINS: u32 = 200;
 
 #[durable_object]
 pub struct SesSender {
-    env: Env,
+    /// Parsed once per instance; a call under a broken config cannot be made.
+    config: std::result::Result<Config, ConfigError>,
     pacing: RefCell<Pacing>,
     /// Calls holding a slot, waiting to leave.
     waiting: RefCell<Waiting>,
     /// Wake-ups for the calls in `waiting`.
     wakers: RefCell<Vec<oneshot::Sender<()>>>,
-    /// The gate interval from the latest call's config, for [`SesSender::pump`].
-    interval_ms: Cell<u64>,
 }
 
 impl DurableObject for SesSender {
     fn new(_state: State, env: Env) -> Self {
         Self {
-            env,
+            config: load_config(&env),
             pacing: RefCell::new(Pacing::started(now_ms())),
             waiting: RefCell::new(Waiting::default()),
             wakers: RefCell::new(Vec::new()),
-            // SES's own interval until a call brings the config.
-            interval_ms: Cell::new(1000),
         }
     }
 
@@ -99,18 +95,13 @@ impl SesSender {
     /// Signs (dated at the slot), waits for the departure, calls SES. `None` if the call cannot be
     /// made at all: the config does not load, or the request cannot be signed.
     async fn call(&self, call: &CallRequest) -> Option<CallResult> {
-        let config = load_config(&self.env).ok()?;
-        self.interval_ms.set(config.gate_interval_ms);
-        let Ok(email) = EmailAddress::parse(&call.email) else {
-            // The gate only sends parsed addresses; this one is not sendable.
-            return Some(CallResult::Answered(Outcome::Rejected));
-        };
-        let request = prepared_request(&config, &email, call.slot_ms)?;
+        let config = self.config.as_ref().ok()?;
+        let request = prepared_request(&config.ses, &call.email, call.slot_ms)?;
         let call_id = self
-            .wait_for_departure(call.slot_ms, config.gate_interval_ms)
+            .wait_for_departure(call.slot_ms, config.gate.interval_ms)
             .await;
         let in_flight = InFlight(self, call_id);
-        let result = call_ses(request, config.ses_timeout_ms, call.attempt, || {
+        let result = call_ses(request, config.ses.timeout_ms, call.attempt, || {
             self.answered(call_id)
         })
         .await;
@@ -175,10 +166,13 @@ impl SesSender {
     /// Called at every event: if the first call in line is due, it is woken now, and leaves
     /// before the object turns to the next event.
     fn pump(&self) {
+        let Ok(config) = &self.config else {
+            return; // no call can wait without a config
+        };
         let due = self.waiting.borrow().first_is_due(
             &self.pacing.borrow(),
             now_ms(),
-            self.interval_ms.get(),
+            config.gate.interval_ms,
         );
         if due {
             self.wake_waiting();
@@ -201,7 +195,7 @@ impl SesSender {
 
 /// The SES request for `email`, signed and dated at its slot (or now, if that is later), as a
 /// Workers request ready to send.
-fn prepared_request(config: &Config, email: &EmailAddress, slot_ms: u64) -> Option<Request> {
+fn prepared_request(config: &SesConfig, email: &EmailAddress, slot_ms: u64) -> Option<Request> {
     let prepared = build_send_request(config, email, slot_ms.max(now_ms()))
         .map_err(|e| e.to_string())
         .and_then(|signed| fetch_request(&signed).map_err(|e| e.to_string()));

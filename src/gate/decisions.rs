@@ -1,0 +1,1353 @@
+//! `Gate`: every decision the `SesGate` Durable Object makes, as a plain type generic over its
+//! seams: [`GateStore`] (what it persists), [`SenderLink`] (the call to `SesSender`) and
+//! [`GateRuntime`] (clock, randomness, log, alarm). The shell in `ses_gate` only moves values
+//! between `worker` types and this type; the host tests drive it with fakes and a fake clock.
+//!
+//! A signup is sent at once when the queue is empty and a slot is free within
+//! `GATE_MAX_WAIT_MS`; otherwise it goes into the durable queue, which the alarm drains one slot
+//! at a time. Invariants:
+//! - nothing valid is lost: a signup is sent, queued (then sent, or dropped with a counted
+//!   reason), or refused with an answer the caller sees;
+//! - slots are at least `GATE_INTERVAL_MS` apart (the sender spaces the wire; see `pacing`);
+//! - an address gets at most one signup per `EMAIL_COOLDOWN_SECONDS` and `EMAIL_DAILY_MAX` a
+//!   day, and a signup that ends up neither sent nor queued is taken back;
+//! - an item leaves the queue only with a MessageId or a drop reason;
+//! - every reservation, admission and queue change is a synchronous read-modify-write with no
+//!   await inside, stored before the next await, so a restarted object resumes with the same
+//!   slots, limits and queue;
+//! - no log line holds an address: records and logs use the HMAC key, never the plaintext.
+
+use std::cell::{Cell, RefCell};
+
+use serde_json::{json, Value};
+
+use crate::config::GateConfig;
+use crate::email::EmailAddress;
+use crate::error::{retry_after_secs, ApiError};
+use crate::gate::cooldown::{address_key, admit, AddressRecord};
+use crate::gate::queue::{estimated_send_at_ms, rfc3339_utc, settle_head, HeadResult, QueuedItem};
+use crate::gate::rpc::{Accepted, CallRequest, CallResult, GateStats, SendReply, SenderLink};
+use crate::gate::slots::{retry_jitter_ms, GateState, Reservation};
+use crate::gate::store::{GateStore, QueueEnd, StoreError};
+use crate::ses::outcome::{api_error_for, Outcome, RetryReason};
+
+/// Without a queue to fall back on, a direct send is tried at most this often.
+const DIRECT_ATTEMPTS_WITHOUT_QUEUE: u32 = 3;
+/// One alarm drains for at most this long, then hands over to the next alarm.
+pub const DRAIN_BUDGET_MS: u64 = 20_000;
+/// Set before draining: if the object dies mid-drain, the alarm brings it back this soon.
+pub const WATCHDOG_MS: u64 = 5_000;
+/// When the queue cannot go on (no sender, no config, storage failing), it tries again after this.
+pub const RETRY_LATER_MS: u64 = 60_000;
+
+/// What the gate needs from its platform besides storage and the sender.
+#[allow(async_fn_in_trait)] // Workers are single-threaded: no `Send` bound is wanted.
+pub trait GateRuntime {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+    fn random_u32(&self) -> u32;
+    /// One structured log line (never an address or a secret).
+    fn log_info(&self, line: Value);
+    fn log_error(&self, line: Value);
+    /// Wakes the object's `alarm` at `at_ms` (replacing any earlier alarm).
+    async fn set_alarm(&self, at_ms: u64) -> Result<(), String>;
+}
+
+/// What a successful admission changed: the record to put back if nothing is sent.
+struct Admission {
+    key: String,
+    previous: Option<AddressRecord>,
+}
+
+/// Why an admission was refused.
+enum Refusal {
+    Cooldown { retry_after_secs: u64 },
+    Store(StoreError),
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+pub struct Gate<S, L, R> {
+    store: S,
+    sender: L,
+    runtime: R,
+    config: GateConfig,
+    state: RefCell<GateState>,
+    address_secret: Vec<u8>,
+    draining: Cell<bool>,
+    /// An alarm that will drain the queue is set (in memory: a new object sets it again).
+    alarm_armed: Cell<bool>,
+}
+
+impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
+    /// Loads the gate state and the address key (making one on first use).
+    pub fn open(store: S, sender: L, runtime: R, config: GateConfig) -> Result<Self, StoreError> {
+        let state = store.load_state()?;
+        let address_secret = store.address_secret(|| {
+            (0..8)
+                .flat_map(|_| runtime.random_u32().to_le_bytes())
+                .collect()
+        })?;
+        Ok(Self {
+            store,
+            sender,
+            runtime,
+            config,
+            state: RefCell::new(state),
+            address_secret,
+            draining: Cell::new(false),
+            alarm_armed: Cell::new(false),
+        })
+    }
+
+    /// A signup: dedupe, the per-address limits, then a direct send or the queue.
+    pub async fn send(&self, email: &EmailAddress) -> SendReply {
+        let arrival = self.runtime.now_ms();
+        let key = address_key(&self.address_secret, email);
+        match self.store.position_of(&key) {
+            Ok(Some(position)) => return self.queued_reply(position, arrival),
+            Ok(None) => {}
+            Err(e) => return self.unavailable(&e),
+        }
+        let admission = match self.admit_address(&key, arrival) {
+            Ok(admission) => admission,
+            Err(Refusal::Cooldown { retry_after_secs }) => {
+                self.runtime.log_info(
+                    json!({"event": "address_cooldown", "retry_after_secs": retry_after_secs}),
+                );
+                return Err(ApiError::Cooldown { retry_after_secs });
+            }
+            Err(Refusal::Store(e)) => return self.unavailable(&e),
+        };
+        let reply = self.send_or_queue(email, &key, arrival).await;
+        if let (Err(_), Some(admission)) = (&reply, admission) {
+            self.take_back(admission);
+        }
+        reply
+    }
+
+    /// Checks and records the per-address limits, synchronously. `None` when they are off.
+    fn admit_address(&self, key: &str, now: u64) -> Result<Option<Admission>, Refusal> {
+        let limits = self.config.address_limits;
+        if limits.is_off() {
+            return Ok(None);
+        }
+        let previous = self
+            .store
+            .load_address(key, now.saturating_sub(limits.retention_ms()))?;
+        let record = admit(previous.as_ref(), now, limits)
+            .map_err(|retry_after_secs| Refusal::Cooldown { retry_after_secs })?;
+        self.store.store_address(key, &record)?;
+        Ok(Some(Admission {
+            key: key.to_string(),
+            previous,
+        }))
+    }
+
+    /// Neither sent nor queued: the signup must not count against the address.
+    fn take_back(&self, admission: Admission) {
+        let restored = match &admission.previous {
+            Some(record) => self.store.store_address(&admission.key, record),
+            None => self.store.remove_address(&admission.key),
+        };
+        if let Err(e) = restored {
+            self.log_store_error(&e);
+        }
+    }
+
+    async fn send_or_queue(&self, email: &EmailAddress, key: &str, arrival: u64) -> SendReply {
+        let queue_len = match self.store.queue_len() {
+            Ok(len) => len,
+            Err(e) => return self.unavailable(&e),
+        };
+        let paused = self
+            .state
+            .borrow()
+            .paused_until_ms
+            .is_some_and(|t| t > arrival);
+        let reservation = if queue_len == 0 && !paused {
+            self.update(|g| g.reserve(arrival, self.config.interval_ms, self.config.max_wait_ms))
+        } else {
+            Reservation::Busy {
+                retry_after_secs: 1,
+            }
+        };
+        match reservation {
+            Reservation::Slot { at_ms } => self.send_direct(email, key, arrival, at_ms).await,
+            Reservation::Busy { retry_after_secs } => {
+                match self.enqueue(email, key, arrival, QueueEnd::Back, 0).await {
+                    Ok(Some(queued)) => queued,
+                    Ok(None) => {
+                        self.runtime.log_info(
+                            json!({"event": "gate_busy", "retry_after_secs": retry_after_secs}),
+                        );
+                        Err(ApiError::Busy {
+                            retry_after_secs: self.queue_full_retry_after(),
+                        })
+                    }
+                    Err(e) => self.unavailable(&e),
+                }
+            }
+        }
+    }
+
+    /// Sends in the request, at `slot`. A retryable failure puts the signup at the head of the
+    /// queue; only without room there is it retried in the request (twice, within
+    /// `GATE_MAX_WAIT_MS`) and then answered with the upstream error.
+    async fn send_direct(
+        &self,
+        email: &EmailAddress,
+        key: &str,
+        arrival: u64,
+        mut slot: u64,
+    ) -> SendReply {
+        let interval = self.config.interval_ms;
+        let deadline = arrival + self.config.max_wait_ms;
+        for attempt in 1..=DIRECT_ATTEMPTS_WITHOUT_QUEUE {
+            let call = CallRequest {
+                email: email.clone(),
+                slot_ms: slot,
+                attempt,
+            };
+            let Some(result) = self.sender.call(&call).await else {
+                return Err(ApiError::Misconfigured);
+            };
+            let outcome = match result {
+                CallResult::Answered(Outcome::Sent { message_id }) => {
+                    self.update(GateState::succeeded);
+                    self.record_send();
+                    return Ok(Accepted::Sent { message_id });
+                }
+                CallResult::TimedOut => None,
+                CallResult::Answered(outcome) => Some(outcome),
+            };
+            let throttled = outcome == Some(Outcome::Retryable(RetryReason::Throttled));
+            if throttled {
+                let (now, random) = (self.runtime.now_ms(), self.runtime.random_u32());
+                self.update(|g| {
+                    g.counters.throttles_seen += 1;
+                    g.throttled(now, random)
+                });
+            }
+            if !matches!(outcome, None | Some(Outcome::Retryable(_))) {
+                let outcome = outcome.unwrap_or(Outcome::Unknown);
+                return Err(api_error_for(&outcome, 1));
+            }
+            // A throttle is not the signup's fault; other failures count as an attempt.
+            let attempts = u32::from(!throttled);
+            if attempts < self.config.ses_max_attempts {
+                let now = self.runtime.now_ms();
+                match self
+                    .enqueue(email, key, now, QueueEnd::Front, attempts)
+                    .await
+                {
+                    Ok(Some(queued)) => return queued,
+                    Ok(None) => {}
+                    // Not queued: the signup still gets its retries in the request.
+                    Err(e) => self.log_store_error(&e),
+                }
+            }
+            let now = self.runtime.now_ms();
+            let jitter = retry_jitter_ms(self.runtime.random_u32(), interval);
+            let retry = if attempt < DIRECT_ATTEMPTS_WITHOUT_QUEUE {
+                self.update(|g| g.reserve_retry(now, interval, jitter, deadline))
+            } else {
+                None
+            };
+            match retry {
+                Some(next) => slot = next,
+                None => {
+                    let wait = self.state.borrow().next_free_ms.saturating_sub(now);
+                    return Err(match outcome {
+                        None => ApiError::UpstreamTimeout,
+                        Some(outcome) => api_error_for(&outcome, retry_after_secs(wait)),
+                    });
+                }
+            }
+        }
+        Err(ApiError::UpstreamError)
+    }
+
+    /// Queues the signup and makes sure the alarm will drain it. `Ok(None)` when the queue is
+    /// full or off.
+    async fn enqueue(
+        &self,
+        email: &EmailAddress,
+        key: &str,
+        now: u64,
+        end: QueueEnd,
+        attempts: u32,
+    ) -> Result<Option<SendReply>, StoreError> {
+        if self.store.queue_len()? >= self.config.queue_max {
+            return Ok(None);
+        }
+        let position = self.store.enqueue(end, email, key, now, attempts)?;
+        if !self.draining.get() && !self.alarm_armed.get() {
+            // Now, not at the next slot: draining waits for its slots itself. Once per drain,
+            // not per item: each storage call is one more event in the object's queue.
+            self.arm_alarm(now).await;
+        }
+        Ok(Some(self.queued_reply(position, now)))
+    }
+
+    fn queued_reply(&self, position: u64, now: u64) -> SendReply {
+        let at = estimated_send_at_ms(&self.state.borrow(), now, position, self.config.interval_ms);
+        Ok(Accepted::Queued {
+            position,
+            estimated_send_at: rfc3339_utc(at),
+        })
+    }
+
+    /// An honest `Retry-After` when the queue is full: the time to send what is ahead.
+    fn queue_full_retry_after(&self) -> u64 {
+        let ahead = self.store.queue_len().unwrap_or(0);
+        let backlog_ms = ahead.saturating_mul(self.config.interval_ms);
+        let now = self.runtime.now_ms();
+        let wait = self.state.borrow().next_free_ms.saturating_sub(now) + backlog_ms;
+        retry_after_secs(wait)
+    }
+
+    /// Sends the head of the queue at each slot until the queue is empty, paused, or this
+    /// alarm's budget is spent; then re-arms the alarm.
+    pub async fn drain(&self) {
+        self.runtime
+            .log_info(json!({"event": "alarm", "queue_length": self.store.queue_len().ok()}));
+        if self.draining.replace(true) {
+            return;
+        }
+        let started = self.runtime.now_ms();
+        self.arm_alarm(started + WATCHDOG_MS).await;
+        let next_alarm = loop {
+            let now = self.runtime.now_ms();
+            let head = match self.store.head() {
+                Ok(Some(head)) => head,
+                Ok(None) => break None,
+                Err(StoreError::UnreadableItem { id }) => {
+                    self.runtime
+                        .log_error(json!({"event": "queue_drop", "reason": "unparseable_row"}));
+                    match self.store.remove(id) {
+                        Ok(()) => continue,
+                        Err(e) => {
+                            self.log_store_error(&e);
+                            break Some(now + RETRY_LATER_MS);
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.log_store_error(&e);
+                    break Some(now + RETRY_LATER_MS);
+                }
+            };
+            if let Some(until) = self.state.borrow().paused_until_ms.filter(|t| *t > now) {
+                break Some(until);
+            }
+            let next_free = self.state.borrow().next_free_ms.max(now);
+            if next_free >= started + DRAIN_BUDGET_MS {
+                break Some(next_free);
+            }
+            let Reservation::Slot { at_ms: slot } =
+                self.update(|g| g.reserve(now, self.config.interval_ms, u64::MAX))
+            else {
+                break Some(next_free);
+            };
+            let call = CallRequest {
+                email: head.email.clone(),
+                slot_ms: slot,
+                attempt: head.attempts + 1,
+            };
+            let Some(result) = self.sender.call(&call).await else {
+                break Some(self.runtime.now_ms() + RETRY_LATER_MS);
+            };
+            if let Err(e) = self.settle(&head, result) {
+                // The queue cannot be trusted to move on: stop rather than send the head twice.
+                self.log_store_error(&e);
+                break Some(self.runtime.now_ms() + RETRY_LATER_MS);
+            }
+        };
+        self.draining.set(false);
+        match next_alarm {
+            Some(at) => self.arm_alarm(at).await,
+            // Only the watchdog is left: the next signup to queue must set an alarm for now.
+            None => self.alarm_armed.set(false),
+        }
+    }
+
+    /// Applies one answer for the head to the gate state, the queue and the send log.
+    fn settle(&self, head: &QueuedItem, result: CallResult) -> Result<(), StoreError> {
+        let (now, random) = (self.runtime.now_ms(), self.runtime.random_u32());
+        let max_attempts = self.config.ses_max_attempts;
+        let outcome = self.update(|g| settle_head(g, head, result, now, random, max_attempts));
+        self.log_head_result(&outcome, head.enqueued_at_ms);
+        match outcome {
+            HeadResult::WillRetry { attempts } => self.store.set_attempts(head.id, attempts)?,
+            ref left if left.leaves_queue() => self.store.remove(head.id)?,
+            _ => {}
+        }
+        if matches!(outcome, HeadResult::Sent { .. }) {
+            self.record_send();
+        }
+        Ok(())
+    }
+
+    /// Sets the alarm for `at_ms`; a failure is logged (the next signup to queue tries again).
+    async fn arm_alarm(&self, at_ms: u64) {
+        self.alarm_armed.set(true);
+        if let Err(error) = self.runtime.set_alarm(at_ms).await {
+            self.alarm_armed.set(false);
+            self.runtime
+                .log_error(json!({"event": "alarm_not_set", "error": error}));
+        }
+    }
+
+    /// `GET /gate/stats`.
+    pub fn stats(&self) -> Result<GateStats, StoreError> {
+        let now = self.runtime.now_ms();
+        let gate = self.state.borrow();
+        let backoff = if gate.backoff.is_active() {
+            gate.next_free_ms.saturating_sub(now)
+        } else {
+            0
+        };
+        Ok(GateStats {
+            queue_length: self.store.queue_len()?,
+            oldest_item_age_ms: self
+                .store
+                .oldest_enqueued_at()?
+                .map(|t| now.saturating_sub(t)),
+            sends_last_minute: self.store.sends_since(now.saturating_sub(60_000))?,
+            sends_last_hour: self.store.sends_since(now.saturating_sub(3_600_000))?,
+            throttles_seen: gate.counters.throttles_seen,
+            drops: gate.counters.drops.clone(),
+            interval_ms: self.config.interval_ms,
+            current_interval_ms: self.config.interval_ms.max(backoff),
+            paused_until: gate.paused_until_ms.filter(|t| *t > now).map(rfc3339_utc),
+        })
+    }
+
+    /// Applies a change to the gate state and stores it before anything else can run.
+    fn update<T>(&self, change: impl FnOnce(&mut GateState) -> T) -> T {
+        let mut gate = self.state.borrow_mut();
+        let result = change(&mut gate);
+        if let Err(e) = self.store.save_state(&gate) {
+            self.log_store_error(&e);
+        }
+        result
+    }
+
+    fn record_send(&self) {
+        if let Err(e) = self.store.record_send(self.runtime.now_ms()) {
+            self.log_store_error(&e);
+        }
+    }
+
+    fn unavailable(&self, e: &StoreError) -> SendReply {
+        self.log_store_error(e);
+        Err(ApiError::Unavailable)
+    }
+
+    fn log_store_error(&self, e: &StoreError) {
+        self.runtime
+            .log_error(json!({"event": "gate_storage_error", "error": e.to_string()}));
+    }
+
+    /// One structured line per queued send's fate; drops are what an operator must see.
+    fn log_head_result(&self, outcome: &HeadResult, enqueued_at_ms: u64) {
+        let waited_ms = self.runtime.now_ms().saturating_sub(enqueued_at_ms);
+        match outcome {
+            HeadResult::Dropped { reason, attempts } => self.runtime.log_error(
+                json!({"event": "queue_drop", "reason": reason.as_str(), "attempts": attempts, "waited_ms": waited_ms}),
+            ),
+            HeadResult::Paused { paused_until_ms } => self.runtime.log_error(
+                json!({"event": "queue_paused", "reason": "SES says the configuration is broken", "until": rfc3339_utc(*paused_until_ms)}),
+            ),
+            other => self.runtime.log_info(
+                json!({"event": "queue_send", "result": format!("{other:?}"), "waited_ms": waited_ms}),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::future::Future;
+    use std::rc::Rc;
+
+    use futures_util::FutureExt;
+
+    use super::*;
+    use crate::config::AddressLimits;
+    use crate::gate::store::MemoryStore;
+
+    const INTERVAL: u64 = 1_000;
+    const START: u64 = 1_000_000;
+    const ROUND_TRIP: u64 = 50;
+
+    /// The fakes answer at once, so every future is ready the first time it is polled.
+    fn run<F: Future>(future: F) -> F::Output {
+        future.now_or_never().expect("the fakes never wait")
+    }
+
+    fn config() -> GateConfig {
+        GateConfig {
+            interval_ms: INTERVAL,
+            max_wait_ms: 10_000,
+            address_limits: AddressLimits {
+                cooldown_ms: 60_000,
+                daily_max: 5,
+            },
+            queue_max: 100,
+            ses_max_attempts: 3,
+        }
+    }
+
+    /// The fake clock, randomness, log and alarm; clones share them.
+    #[derive(Clone, Default)]
+    struct FakeRuntime(Rc<Platform>);
+
+    #[derive(Default)]
+    struct Platform {
+        now: std::cell::Cell<u64>,
+        logs: RefCell<Vec<Value>>,
+        alarms: RefCell<Vec<u64>>,
+        alarm_fails: std::cell::Cell<bool>,
+    }
+
+    impl FakeRuntime {
+        fn at(now: u64) -> Self {
+            let runtime = Self::default();
+            runtime.0.now.set(now);
+            runtime
+        }
+        fn advance_to(&self, t: u64) {
+            self.0.now.set(self.0.now.get().max(t));
+        }
+        fn advance_by(&self, ms: u64) {
+            self.0.now.set(self.0.now.get() + ms);
+        }
+        fn events(&self) -> Vec<String> {
+            self.0
+                .logs
+                .borrow()
+                .iter()
+                .map(|l| l["event"].as_str().unwrap_or_default().to_string())
+                .collect()
+        }
+        fn last_alarm(&self) -> Option<u64> {
+            self.0.alarms.borrow().last().copied()
+        }
+    }
+
+    impl GateRuntime for FakeRuntime {
+        fn now_ms(&self) -> u64 {
+            self.0.now.get()
+        }
+        fn random_u32(&self) -> u32 {
+            0
+        }
+        fn log_info(&self, line: Value) {
+            self.0.logs.borrow_mut().push(line);
+        }
+        fn log_error(&self, line: Value) {
+            self.0.logs.borrow_mut().push(line);
+        }
+        async fn set_alarm(&self, at_ms: u64) -> Result<(), String> {
+            if self.0.alarm_fails.get() {
+                return Err("alarm storage failed".into());
+            }
+            self.0.alarms.borrow_mut().push(at_ms);
+            Ok(())
+        }
+    }
+
+    type Event = Box<dyn FnOnce()>;
+
+    /// The fake sender: each call leaves at its slot (the clock moves there) and is answered one
+    /// round trip later, with the next scripted result, or a success.
+    #[derive(Clone)]
+    struct FakeSender {
+        runtime: FakeRuntime,
+        script: Rc<RefCell<VecDeque<Option<CallResult>>>>,
+        calls: Rc<RefCell<Vec<CallRequest>>>,
+        /// Runs while the next call is in flight: what other events do meanwhile.
+        meanwhile: Rc<RefCell<Option<Event>>>,
+    }
+
+    impl FakeSender {
+        fn answers(&self, results: impl IntoIterator<Item = Option<CallResult>>) {
+            self.script.borrow_mut().extend(results);
+        }
+        fn slots(&self) -> Vec<u64> {
+            self.calls.borrow().iter().map(|c| c.slot_ms).collect()
+        }
+        fn addresses(&self) -> Vec<String> {
+            self.calls
+                .borrow()
+                .iter()
+                .map(|c| c.email.to_string())
+                .collect()
+        }
+    }
+
+    impl SenderLink for FakeSender {
+        async fn call(&self, call: &CallRequest) -> Option<CallResult> {
+            self.runtime.advance_to(call.slot_ms);
+            self.runtime.advance_by(ROUND_TRIP);
+            self.calls.borrow_mut().push(call.clone());
+            if let Some(event) = self.meanwhile.borrow_mut().take() {
+                event();
+            }
+            let n = self.calls.borrow().len();
+            self.script.borrow_mut().pop_front().unwrap_or_else(|| {
+                Some(CallResult::Answered(Outcome::Sent {
+                    message_id: format!("m-{n}"),
+                }))
+            })
+        }
+    }
+
+    struct Harness {
+        store: MemoryStore,
+        sender: FakeSender,
+        runtime: FakeRuntime,
+        gate: Gate<MemoryStore, FakeSender, FakeRuntime>,
+    }
+
+    impl Harness {
+        fn new(config: GateConfig) -> Self {
+            Self::on(MemoryStore::default(), FakeRuntime::at(START), config)
+        }
+
+        /// A gate on `store`: a new object, as after an eviction or a restart.
+        fn on(store: MemoryStore, runtime: FakeRuntime, config: GateConfig) -> Self {
+            let sender = FakeSender {
+                runtime: runtime.clone(),
+                script: Rc::default(),
+                calls: Rc::default(),
+                meanwhile: Rc::default(),
+            };
+            let gate =
+                Gate::open(store.clone(), sender.clone(), runtime.clone(), config).expect("opens");
+            Self {
+                store,
+                sender,
+                runtime,
+                gate,
+            }
+        }
+
+        fn restart(&self, config: GateConfig) -> Self {
+            Self::on(self.store.clone(), self.runtime.clone(), config)
+        }
+
+        fn send(&self, address: &str) -> SendReply {
+            run(self.gate.send(&email(address)))
+        }
+
+        /// A signup that must be sent at once.
+        fn sent(&self, address: &str) {
+            let reply = self.send(address);
+            assert!(
+                matches!(reply, Ok(Accepted::Sent { .. })),
+                "{address}: {reply:?}"
+            );
+        }
+
+        /// A signup that must be queued; its position.
+        fn queued(&self, address: &str) -> u64 {
+            let reply = self.send(address);
+            position(&reply).unwrap_or_else(|| panic!("{address} not queued: {reply:?}"))
+        }
+
+        fn drain(&self) {
+            run(self.gate.drain());
+        }
+    }
+
+    fn email(s: &str) -> EmailAddress {
+        EmailAddress::parse(s).expect("valid")
+    }
+
+    fn answered(outcome: Outcome) -> Option<CallResult> {
+        Some(CallResult::Answered(outcome))
+    }
+
+    fn server_error() -> Option<CallResult> {
+        answered(Outcome::Retryable(RetryReason::ServerError))
+    }
+
+    fn throttled() -> Option<CallResult> {
+        answered(Outcome::Retryable(RetryReason::Throttled))
+    }
+
+    fn no_room() -> GateConfig {
+        GateConfig {
+            queue_max: 0,
+            ..config()
+        }
+    }
+
+    fn no_wait() -> GateConfig {
+        GateConfig {
+            max_wait_ms: 0,
+            ..config()
+        }
+    }
+
+    fn position(reply: &SendReply) -> Option<u64> {
+        match reply {
+            Ok(Accepted::Queued { position, .. }) => Some(*position),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn an_idle_gate_sends_at_once_and_records_the_send_and_the_address() {
+        let h = Harness::new(config());
+        let reply = h.send("jane@example.com");
+        assert_eq!(
+            reply,
+            Ok(Accepted::Sent {
+                message_id: "m-1".into()
+            })
+        );
+        assert_eq!(h.sender.slots(), [START]);
+        assert_eq!(h.store.sends(), [START + ROUND_TRIP]);
+        let key = address_key(&h.gate.address_secret, &email("jane@example.com"));
+        assert_eq!(h.store.address(&key).map(|r| r.count), Some(1));
+        assert!(h.store.items().is_empty());
+    }
+
+    #[test]
+    fn signups_in_a_row_get_slots_one_interval_apart() {
+        let h = Harness::new(config());
+        h.runtime.advance_to(START);
+        for i in 0..3 {
+            h.runtime.0.now.set(START);
+            assert!(matches!(
+                h.send(&format!("u{i}@example.com")),
+                Ok(Accepted::Sent { .. })
+            ));
+        }
+        assert_eq!(h.sender.slots(), [START, START + 1_000, START + 2_000]);
+    }
+
+    #[test]
+    fn a_signup_whose_slot_is_beyond_the_max_wait_is_queued_with_an_estimate_and_an_alarm_now() {
+        let h = Harness::new(no_wait());
+        h.sent("first@example.com");
+        let reply = h.send("second@example.com");
+        let at = START + ROUND_TRIP;
+        assert_eq!(
+            reply,
+            Ok(Accepted::Queued {
+                position: 1,
+                estimated_send_at: rfc3339_utc(START + INTERVAL),
+            })
+        );
+        assert_eq!(h.runtime.last_alarm(), Some(at));
+        assert_eq!(h.sender.slots().len(), 1, "the queued one is not sent yet");
+    }
+
+    #[test]
+    fn only_the_first_queued_signup_of_a_drain_sets_the_alarm() {
+        let h = Harness::new(no_wait());
+        h.sent("first@example.com");
+        for i in 0..5 {
+            h.queued(&format!("q{i}@example.com"));
+        }
+        assert_eq!(h.store.items().len(), 5);
+        assert_eq!(h.runtime.0.alarms.borrow().len(), 1);
+    }
+
+    #[test]
+    fn a_signup_behind_a_non_empty_queue_waits_its_turn_even_when_a_slot_is_free() {
+        let h = Harness::new(no_wait());
+        h.sent("first@example.com");
+        h.queued("queued@example.com");
+        h.runtime.advance_by(60_000);
+        let reply = h.send("late@example.com");
+        assert_eq!(position(&reply), Some(2));
+        assert_eq!(h.sender.slots().len(), 1);
+    }
+
+    #[test]
+    fn a_retryable_failure_on_a_direct_send_goes_to_the_head_of_the_queue_with_one_attempt() {
+        let h = Harness::new(config());
+        h.sender.answers([server_error()]);
+        let reply = h.send("flaky@example.com");
+        assert_eq!(position(&reply), Some(1));
+        let items = h.store.items();
+        assert_eq!(items.len(), 1);
+        assert_eq!(
+            (items[0].email.as_str(), items[0].attempts),
+            ("flaky@example.com", 1)
+        );
+        assert_eq!(h.runtime.last_alarm(), Some(START + ROUND_TRIP));
+        assert_eq!(h.sender.slots().len(), 1, "no retry in the request");
+    }
+
+    #[test]
+    fn a_failed_direct_send_goes_ahead_of_signups_queued_while_it_was_in_flight() {
+        let h = Harness::new(config());
+        h.sender.answers([server_error()]);
+        let store = h.store.clone();
+        *h.sender.meanwhile.borrow_mut() = Some(Box::new(move || {
+            store
+                .enqueue(
+                    QueueEnd::Back,
+                    &email("later@example.com"),
+                    "k-later",
+                    START,
+                    0,
+                )
+                .expect("queued meanwhile");
+        }));
+        assert_eq!(position(&h.send("first@example.com")), Some(1));
+        let order: Vec<String> = h
+            .store
+            .items()
+            .iter()
+            .map(|i| i.email.to_string())
+            .collect();
+        assert_eq!(order, ["first@example.com", "later@example.com"]);
+    }
+
+    #[test]
+    fn a_throttled_direct_send_is_queued_without_an_attempt_and_the_gate_backs_off() {
+        let h = Harness::new(config());
+        h.sender.answers([throttled()]);
+        assert_eq!(position(&h.send("a@example.com")), Some(1));
+        assert_eq!(
+            h.store.items()[0].attempts,
+            0,
+            "throttling is not the signup's fault"
+        );
+        let stats = h.gate.stats().expect("stats");
+        assert_eq!(stats.throttles_seen, 1);
+        assert!(h.gate.state.borrow().next_free_ms >= START + ROUND_TRIP + 1_000);
+    }
+
+    #[test]
+    fn a_direct_send_that_times_out_is_queued_with_one_attempt() {
+        let h = Harness::new(config());
+        h.sender.answers([Some(CallResult::TimedOut)]);
+        assert_eq!(position(&h.send("a@example.com")), Some(1));
+        assert_eq!(h.store.items()[0].attempts, 1);
+    }
+
+    #[test]
+    fn an_address_ses_refuses_is_answered_rejected_and_does_not_count_against_it() {
+        let h = Harness::new(config());
+        h.sender.answers([answered(Outcome::Rejected)]);
+        assert_eq!(h.send("a@example.com"), Err(ApiError::Rejected));
+        assert!(h.store.items().is_empty());
+        // Taken back: the next try is not refused by the cooldown.
+        assert!(matches!(h.send("a@example.com"), Ok(Accepted::Sent { .. })));
+    }
+
+    #[test]
+    fn an_ses_configuration_error_on_a_direct_send_is_misconfigured_and_not_queued() {
+        let h = Harness::new(config());
+        h.sender
+            .answers([answered(Outcome::Config { clock_skew: false })]);
+        assert_eq!(h.send("a@example.com"), Err(ApiError::Misconfigured));
+        assert!(h.store.items().is_empty());
+    }
+
+    #[test]
+    fn a_call_the_sender_cannot_make_is_misconfigured_and_taken_back() {
+        let h = Harness::new(config());
+        h.sender.answers([None]);
+        assert_eq!(h.send("a@example.com"), Err(ApiError::Misconfigured));
+        assert!(matches!(h.send("a@example.com"), Ok(Accepted::Sent { .. })));
+    }
+
+    #[test]
+    fn without_a_queue_a_server_error_is_retried_twice_in_the_request_then_answered() {
+        let h = Harness::new(no_room());
+        h.sender
+            .answers([server_error(), server_error(), server_error()]);
+        assert_eq!(h.send("a@example.com"), Err(ApiError::UpstreamError));
+        let slots = h.sender.slots();
+        assert_eq!(slots.len(), 3);
+        assert!(
+            slots.windows(2).all(|w| w[1] >= w[0] + INTERVAL),
+            "{slots:?}"
+        );
+    }
+
+    #[test]
+    fn without_a_queue_a_retry_that_succeeds_is_sent() {
+        let h = Harness::new(no_room());
+        h.sender.answers([Some(CallResult::TimedOut)]);
+        assert!(matches!(h.send("a@example.com"), Ok(Accepted::Sent { .. })));
+        assert_eq!(h.sender.slots().len(), 2);
+    }
+
+    #[test]
+    fn without_a_queue_throttling_is_answered_upstream_throttled_with_an_honest_retry_after() {
+        let h = Harness::new(no_room());
+        h.sender.answers([throttled(), throttled(), throttled()]);
+        match h.send("a@example.com") {
+            Err(ApiError::UpstreamThrottled { retry_after_secs }) => {
+                assert!(retry_after_secs >= 1, "{retry_after_secs}")
+            }
+            other => panic!("expected upstream_throttled, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn without_a_queue_a_busy_gate_answers_busy_and_takes_the_admission_back() {
+        let config = GateConfig {
+            max_wait_ms: 0,
+            ..no_room()
+        };
+        let h = Harness::new(config);
+        h.sent("first@example.com");
+        h.runtime.0.now.set(START);
+        let reply = h.send("second@example.com");
+        assert!(
+            matches!(
+                reply,
+                Err(ApiError::Busy {
+                    retry_after_secs: 1
+                })
+            ),
+            "{reply:?}"
+        );
+        assert_eq!(h.sender.slots().len(), 1);
+        h.runtime.advance_by(2_000);
+        assert!(
+            matches!(h.send("second@example.com"), Ok(Accepted::Sent { .. })),
+            "the busy signup did not count against the address"
+        );
+    }
+
+    #[test]
+    fn a_full_queue_answers_busy_with_the_time_to_drain_what_is_ahead() {
+        let config = GateConfig {
+            max_wait_ms: 0,
+            queue_max: 3,
+            ..config()
+        };
+        let h = Harness::new(config);
+        h.sent("first@example.com");
+        for i in 0..3 {
+            assert!(position(&h.send(&format!("q{i}@example.com"))).is_some());
+        }
+        let reply = h.send("one-too-many@example.com");
+        // One slot still taken (until START + 1 s) plus three queued at 1 s each.
+        assert_eq!(
+            reply,
+            Err(ApiError::Busy {
+                retry_after_secs: 4
+            })
+        );
+    }
+
+    #[test]
+    fn with_one_attempt_allowed_a_failed_direct_send_is_retried_in_the_request_not_queued() {
+        let h = Harness::new(GateConfig {
+            ses_max_attempts: 1,
+            ..config()
+        });
+        h.sender.answers([server_error()]);
+        assert!(matches!(h.send("a@example.com"), Ok(Accepted::Sent { .. })));
+        assert!(h.store.items().is_empty());
+        assert_eq!(h.sender.slots().len(), 2);
+    }
+
+    #[test]
+    fn an_address_already_queued_gets_its_position_back_and_no_second_item() {
+        let h = Harness::new(no_wait());
+        h.sent("first@example.com");
+        h.queued("a@example.com");
+        h.queued("b@example.com");
+        assert_eq!(position(&h.send("a@example.com")), Some(1));
+        assert_eq!(
+            position(&h.send("A@EXAMPLE.com")),
+            Some(1),
+            "case does not matter"
+        );
+        assert_eq!(position(&h.send("b@example.com")), Some(2));
+        assert_eq!(h.store.items().len(), 2);
+    }
+
+    #[test]
+    fn a_second_signup_within_the_cooldown_is_refused_without_an_ses_call() {
+        let h = Harness::new(config());
+        h.sent("a@example.com");
+        h.runtime.advance_by(10_000);
+        let reply = h.send("a@example.com");
+        assert_eq!(
+            reply,
+            Err(ApiError::Cooldown {
+                retry_after_secs: 50
+            })
+        );
+        assert_eq!(h.sender.slots().len(), 1);
+        assert!(h.runtime.events().contains(&"address_cooldown".to_string()));
+    }
+
+    #[test]
+    fn the_daily_cap_refuses_the_sixth_signup_of_a_day() {
+        let h = Harness::new(config());
+        for _ in 0..5 {
+            assert!(matches!(h.send("a@example.com"), Ok(Accepted::Sent { .. })));
+            h.runtime.advance_by(61_000);
+        }
+        assert!(matches!(
+            h.send("a@example.com"),
+            Err(ApiError::Cooldown { .. })
+        ));
+        assert_eq!(h.sender.slots().len(), 5);
+    }
+
+    #[test]
+    fn limits_switched_off_keep_no_address_records() {
+        let h = Harness::new(GateConfig {
+            address_limits: AddressLimits {
+                cooldown_ms: 0,
+                daily_max: 0,
+            },
+            ..config()
+        });
+        h.sent("a@example.com");
+        h.sent("a@example.com");
+        assert_eq!(h.sender.slots().len(), 2);
+        let key = address_key(&h.gate.address_secret, &email("a@example.com"));
+        assert_eq!(h.store.address(&key), None);
+    }
+
+    #[test]
+    fn a_storage_failure_on_insert_is_a_clear_error_and_takes_the_admission_back() {
+        let h = Harness::new(no_wait());
+        h.sent("first@example.com");
+        h.store.fail("enqueue");
+        assert_eq!(h.send("a@example.com"), Err(ApiError::Unavailable));
+        let line = h
+            .runtime
+            .0
+            .logs
+            .borrow()
+            .iter()
+            .find(|l| l["event"] == "gate_storage_error")
+            .cloned()
+            .expect("logged");
+        assert!(line["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("enqueue failed"));
+        let key = address_key(&h.gate.address_secret, &email("a@example.com"));
+        assert_eq!(h.store.address(&key), None, "taken back");
+        h.store.heal("enqueue");
+        assert_eq!(position(&h.send("a@example.com")), Some(1));
+    }
+
+    #[test]
+    fn a_storage_failure_before_admission_is_unavailable_and_nothing_is_sent() {
+        for operation in ["position", "load address", "store address", "queue length"] {
+            let h = Harness::new(config());
+            h.store.fail(operation);
+            assert_eq!(
+                h.send("a@example.com"),
+                Err(ApiError::Unavailable),
+                "{operation}"
+            );
+            assert!(h.sender.slots().is_empty(), "{operation}");
+        }
+    }
+
+    #[test]
+    fn a_drain_sends_the_queue_in_order_one_interval_apart_and_then_stops() {
+        let h = Harness::new(no_wait());
+        h.sent("first@example.com");
+        for i in 0..3 {
+            h.queued(&format!("q{i}@example.com"));
+        }
+        h.drain();
+        assert!(h.store.items().is_empty());
+        assert_eq!(
+            h.sender.addresses(),
+            [
+                "first@example.com",
+                "q0@example.com",
+                "q1@example.com",
+                "q2@example.com"
+            ]
+        );
+        let slots = h.sender.slots();
+        assert!(
+            slots.windows(2).all(|w| w[1] >= w[0] + INTERVAL),
+            "{slots:?}"
+        );
+        assert_eq!(h.store.sends().len(), 4);
+        // Nothing is left, so only the watchdog is set and the next queued signup arms an alarm.
+        let alarms = h.runtime.0.alarms.borrow().len();
+        h.queued("next-1@example.com");
+        h.queued("next-2@example.com");
+        assert_eq!(h.runtime.0.alarms.borrow().len(), alarms + 1);
+    }
+
+    #[test]
+    fn a_drain_retries_a_server_error_then_drops_the_exhausted_item_and_goes_on() {
+        let h = Harness::new(no_wait());
+        h.sent("first@example.com");
+        h.queued("doomed@example.com");
+        h.queued("fine@example.com");
+        h.sender
+            .answers([server_error(), Some(CallResult::TimedOut), server_error()]);
+        h.drain();
+        assert_eq!(
+            h.sender.addresses()[1..],
+            [
+                "doomed@example.com",
+                "doomed@example.com",
+                "doomed@example.com",
+                "fine@example.com"
+            ]
+        );
+        let attempts: Vec<u32> = h.sender.calls.borrow()[1..4]
+            .iter()
+            .map(|c| c.attempt)
+            .collect();
+        assert_eq!(attempts, [1, 2, 3]);
+        assert!(h.store.items().is_empty());
+        let stats = h.gate.stats().expect("stats");
+        assert_eq!(stats.drops.get("exhausted"), Some(&1));
+        assert!(h.runtime.events().contains(&"queue_drop".to_string()));
+    }
+
+    #[test]
+    fn a_drain_drops_an_address_ses_refuses_at_once() {
+        let h = Harness::new(no_wait());
+        h.sent("first@example.com");
+        h.queued("refused@example.com");
+        h.queued("fine@example.com");
+        h.sender.answers([answered(Outcome::Rejected)]);
+        h.drain();
+        assert_eq!(
+            h.sender.addresses().len(),
+            3,
+            "one call for the refused address"
+        );
+        assert_eq!(
+            h.gate.stats().expect("stats").drops.get("rejected"),
+            Some(&1)
+        );
+    }
+
+    #[test]
+    fn a_configuration_error_pauses_the_queue_keeps_every_item_and_wakes_at_the_pause_end() {
+        let h = Harness::new(no_wait());
+        h.sent("first@example.com");
+        for i in 0..3 {
+            h.queued(&format!("q{i}@example.com"));
+        }
+        h.sender
+            .answers([answered(Outcome::Config { clock_skew: true })]);
+        h.drain();
+        let paused_at = h.runtime.now_ms();
+        assert_eq!(h.store.items().len(), 3);
+        assert!(h.store.items().iter().all(|i| i.attempts == 0));
+        assert_eq!(h.runtime.last_alarm(), Some(paused_at + 60_000));
+        assert!(h.gate.stats().expect("stats").paused_until.is_some());
+        // A signup during the pause is queued, not sent.
+        h.runtime.advance_by(1_000);
+        assert_eq!(position(&h.send("during@example.com")), Some(4));
+        // At the pause's end the queue goes on.
+        h.runtime.advance_to(paused_at + 60_000);
+        h.drain();
+        assert!(h.store.items().is_empty());
+        assert_eq!(h.gate.stats().expect("stats").paused_until, None);
+    }
+
+    #[test]
+    fn a_throttled_head_stays_first_and_the_next_call_waits_out_the_backoff() {
+        let h = Harness::new(no_wait());
+        h.sent("first@example.com");
+        h.queued("a@example.com");
+        h.sender.answers([throttled()]);
+        h.drain();
+        let calls = h.sender.calls.borrow().clone();
+        assert_eq!(calls.len(), 3);
+        assert_eq!(calls[1].email, calls[2].email);
+        assert_eq!(calls[2].attempt, 1, "a throttle is not an attempt");
+        let throttled_at = calls[1].slot_ms + ROUND_TRIP;
+        assert!(calls[2].slot_ms >= throttled_at + 1_000, "{calls:?}");
+    }
+
+    #[test]
+    fn a_drain_stops_at_its_budget_and_sets_the_alarm_for_the_next_slot() {
+        let h = Harness::new(no_wait());
+        h.sent("first@example.com");
+        for i in 0..40 {
+            h.queued(&format!("q{i}@example.com"));
+        }
+        h.drain();
+        let sent = h.sender.slots().len();
+        assert!((20..=22).contains(&sent), "{sent} calls in a 20 s budget");
+        assert_eq!(h.store.items().len(), 41 - sent);
+        let next_free = h.gate.state.borrow().next_free_ms;
+        assert_eq!(h.runtime.last_alarm(), Some(next_free));
+    }
+
+    #[test]
+    fn a_drain_that_cannot_reach_the_sender_keeps_the_item_and_tries_again_in_a_minute() {
+        let h = Harness::new(no_wait());
+        h.sent("first@example.com");
+        h.queued("a@example.com");
+        h.sender.answers([None]);
+        h.drain();
+        assert_eq!(h.store.items().len(), 1);
+        assert_eq!(h.store.items()[0].attempts, 0);
+        assert_eq!(
+            h.runtime.last_alarm(),
+            Some(h.runtime.now_ms() + RETRY_LATER_MS)
+        );
+    }
+
+    #[test]
+    fn a_queue_row_that_no_longer_reads_back_is_dropped_and_the_rest_goes_on() {
+        let h = Harness::new(no_wait());
+        h.sent("first@example.com");
+        h.queued("a@example.com");
+        h.store.put_unreadable_head(99);
+        h.drain();
+        assert_eq!(h.sender.addresses()[1..], ["a@example.com"]);
+        assert!(h.runtime.events().contains(&"queue_drop".to_string()));
+    }
+
+    #[test]
+    fn a_sent_head_that_cannot_be_removed_stops_the_drain_instead_of_sending_it_twice() {
+        let h = Harness::new(no_wait());
+        h.sent("first@example.com");
+        h.queued("a@example.com");
+        h.queued("b@example.com");
+        h.store.fail("remove");
+        h.drain();
+        assert_eq!(h.sender.addresses()[1..], ["a@example.com"]);
+        assert_eq!(
+            h.runtime.last_alarm(),
+            Some(h.runtime.now_ms() + RETRY_LATER_MS)
+        );
+    }
+
+    #[test]
+    fn a_restart_resumes_the_queue_the_slots_and_the_limits() {
+        let h = Harness::new(no_wait());
+        h.sent("first@example.com");
+        h.queued("q1@example.com");
+        h.queued("q2@example.com");
+        let next_free = h.gate.state.borrow().next_free_ms;
+        let restarted = h.restart(no_wait());
+        assert_eq!(restarted.gate.address_secret, h.gate.address_secret);
+        assert_eq!(restarted.gate.state.borrow().next_free_ms, next_free);
+        assert!(matches!(
+            restarted.send("first@example.com"),
+            Err(ApiError::Cooldown { .. })
+        ));
+        assert_eq!(position(&restarted.send("q2@example.com")), Some(2));
+        restarted.drain();
+        assert_eq!(
+            restarted.sender.addresses(),
+            ["q1@example.com", "q2@example.com"]
+        );
+        assert!(
+            restarted.sender.slots()[0] >= next_free,
+            "the slot taken before the restart holds"
+        );
+    }
+
+    #[test]
+    fn a_gate_whose_state_cannot_be_loaded_does_not_open() {
+        let store = MemoryStore::default();
+        store.fail("load state");
+        let runtime = FakeRuntime::at(START);
+        let sender = FakeSender {
+            runtime: runtime.clone(),
+            script: Rc::default(),
+            calls: Rc::default(),
+            meanwhile: Rc::default(),
+        };
+        let opened = Gate::open(store, sender, runtime, config());
+        assert!(matches!(
+            opened.err(),
+            Some(StoreError::Failed {
+                operation: "load state",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn an_alarm_that_cannot_be_set_is_logged_and_the_next_queued_signup_tries_again() {
+        let h = Harness::new(no_wait());
+        h.sent("first@example.com");
+        h.runtime.0.alarm_fails.set(true);
+        h.queued("a@example.com");
+        assert!(h.runtime.events().contains(&"alarm_not_set".to_string()));
+        h.runtime.0.alarm_fails.set(false);
+        h.queued("b@example.com");
+        assert_eq!(h.runtime.0.alarms.borrow().len(), 1);
+    }
+
+    #[test]
+    fn the_stats_count_the_queue_the_sends_and_the_oldest_item() {
+        let h = Harness::new(no_wait());
+        h.sent("first@example.com");
+        h.queued("a@example.com");
+        h.runtime.advance_by(3_000);
+        let stats = h.gate.stats().expect("stats");
+        assert_eq!(
+            (
+                stats.queue_length,
+                stats.sends_last_minute,
+                stats.sends_last_hour
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(stats.oldest_item_age_ms, Some(3_000));
+        assert_eq!(
+            (stats.interval_ms, stats.current_interval_ms),
+            (INTERVAL, INTERVAL)
+        );
+        h.store.fail("sends since");
+        assert!(
+            h.gate.stats().is_err(),
+            "a failing store is not reported as zeros"
+        );
+    }
+
+    #[test]
+    fn no_log_line_ever_holds_an_address() {
+        let h = Harness::new(GateConfig {
+            max_wait_ms: 0,
+            queue_max: 2,
+            ses_max_attempts: 2,
+            ..config()
+        });
+        let _ = h.send("secret.person@example.com");
+        let _ = h.send("secret.person@example.com");
+        let _ = h.send("another.secret@example.com");
+        h.store.fail("enqueue");
+        let _ = h.send("third.secret@example.com");
+        h.store.heal("enqueue");
+        h.sender
+            .answers([server_error(), server_error(), answered(Outcome::Rejected)]);
+        h.drain();
+        let logs = h.runtime.0.logs.borrow();
+        assert!(logs.len() >= 5, "{logs:?}");
+        for line in logs.iter() {
+            let text = line.to_string();
+            assert!(!text.contains("secret"), "{text}");
+            assert!(!text.contains("example.com"), "{text}");
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! `SesGate`, the Durable Object every signup goes through: one instance per region
+//! (`id_from_name(region)`), so every Worker isolate in the world shares one gate. A thin shell:
+//! it parses the config once per instance, opens the SQLite store, and moves RPC bodies in and
+//! out of [`Gate`], where every decision lives (see `decisions`).
+//!
+//! Invariant: an instance whose config or storage is unusable answers every signup with a clear
+//! error (`misconfigured`, `unavailable`) and keeps its alarm retrying; it never panics.
+
+use serde_json::json;
+use worker::{
+    console_error, durable_object, wasm_bindgen, DurableObject, Env, Method, Request, Response,
+    Result, State,
+};
+
+use crate::error::ApiError;
+use crate::gate::decisions::{Gate, GateRuntime, RETRY_LATER_MS};
+use crate::gate::rpc::{SendReply, SendRequest, SenderClient, SEND_PATH, STATS_PATH};
+use crate::gate::sql_store::SqlGateStore;
+use crate::runtime::{load_config, WorkerRuntime};
+
+type LiveGate = Gate<SqlGateStore, SenderClient, WorkerRuntime>;
+
+#[durable_object]
+pub struct SesGate {
+    state: State,
+    /// The gate, or what every signup is answered while it cannot run.
+    gate: std::result::Result<LiveGate, ApiError>,
+}
+
+impl DurableObject for SesGate {
+    fn new(state: State, env: Env) -> Self {
+        let gate = match load_config(&env) {
+            Err(_) => Err(ApiError::Misconfigured),
+            Ok(config) => {
+                let sender = SenderClient::for_region(env, &config.ses.region);
+                let runtime = WorkerRuntime(state.storage());
+                SqlGateStore::open(state.storage().sql())
+                    .and_then(|store| Gate::open(store, sender, runtime, config.gate))
+                    .map_err(|e| {
+                        console_error!(
+                            "{}",
+                            json!({"event": "gate_storage_unusable", "error": e.to_string()})
+                        );
+                        ApiError::Unavailable
+                    })
+            }
+        };
+        Self { state, gate }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        match (req.method(), req.path().as_str(), &self.gate) {
+            (Method::Post, SEND_PATH, gate) => {
+                let request = req.json::<SendRequest>().await;
+                let reply: SendReply = match (gate, request) {
+                    (Err(error), _) => Err(*error),
+                    (Ok(_), Err(_)) => Err(ApiError::InvalidBody),
+                    (Ok(gate), Ok(request)) => gate.send(&request.email).await,
+                };
+                Response::from_json(&reply)
+            }
+            (Method::Get, STATS_PATH, Ok(gate)) => match gate.stats() {
+                Ok(stats) => Response::from_json(&stats),
+                Err(e) => Response::error(format!("stats: {e}"), 503),
+            },
+            (Method::Get, STATS_PATH, Err(error)) => Response::error(error.code(), error.status()),
+            _ => Response::error("not found", 404),
+        }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        match &self.gate {
+            Ok(gate) => gate.drain().await,
+            // Nothing can be sent until the deployment is fixed; keep looking.
+            Err(_) => {
+                let runtime = WorkerRuntime(self.state.storage());
+                let at = runtime.now_ms() + RETRY_LATER_MS;
+                if let Err(error) = runtime.set_alarm(at).await {
+                    console_error!("{}", json!({"event": "alarm_not_set", "error": error}));
+                }
+            }
+        }
+        Response::ok("drained")
+    }
+}

@@ -1,0 +1,295 @@
+//! `SqlGateStore`: [`GateStore`] in the Durable Object's SQLite (synchronous `exec`). The gate
+//! state is one JSON row; the queue is ordered by `seq` (an item put back at the head gets a
+//! smaller one); address records are keyed by HMAC; the send log feeds the stats.
+//!
+//! Invariants: every statement runs before the gate's next await, so the output gate holds any
+//! reply until it is durable; a failed statement is a [`StoreError`] naming it.
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use worker::{SqlStorage, SqlStorageValue};
+
+use crate::email::EmailAddress;
+use crate::gate::cooldown::AddressRecord;
+use crate::gate::queue::QueuedItem;
+use crate::gate::slots::GateState;
+use crate::gate::store::{GateStore, QueueEnd, StoreError, StoreResult};
+
+const SCHEMA: [&str; 7] = [
+    "CREATE TABLE IF NOT EXISTS gate (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS queue (id INTEGER PRIMARY KEY AUTOINCREMENT, seq REAL NOT NULL,
+        email TEXT NOT NULL, key TEXT NOT NULL UNIQUE, enqueued_at_ms REAL NOT NULL, attempts INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS queue_by_seq ON queue (seq)",
+    "CREATE TABLE IF NOT EXISTS address_limits (key TEXT PRIMARY KEY, record TEXT NOT NULL, last_ms REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS sends (at_ms REAL NOT NULL)",
+    "DROP TABLE IF EXISTS gate_state",
+];
+
+/// How long the send log is kept (stats count the last minute and hour).
+const SEND_LOG_MS: u64 = 60 * 60 * 1000;
+
+fn ms(value: u64) -> SqlStorageValue {
+    (value as f64).into()
+}
+
+#[derive(Deserialize)]
+struct One<T> {
+    value: T,
+}
+
+#[derive(Deserialize)]
+struct ItemRow {
+    id: f64,
+    email: String,
+    key: String,
+    enqueued_at_ms: f64,
+    attempts: f64,
+}
+
+pub struct SqlGateStore {
+    sql: SqlStorage,
+}
+
+impl SqlGateStore {
+    /// Creates the tables that are missing.
+    pub fn open(sql: SqlStorage) -> StoreResult<Self> {
+        for statement in SCHEMA {
+            sql.exec(statement, None)
+                .map_err(|e| StoreError::failed("create schema", e))?;
+        }
+        Ok(Self { sql })
+    }
+
+    fn exec(
+        &self,
+        operation: &'static str,
+        query: &str,
+        bindings: Vec<SqlStorageValue>,
+    ) -> StoreResult<()> {
+        self.sql
+            .exec(query, bindings)
+            .map(drop)
+            .map_err(|e| StoreError::failed(operation, e))
+    }
+
+    fn rows<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        query: &str,
+        bindings: Vec<SqlStorageValue>,
+    ) -> StoreResult<Vec<T>> {
+        self.sql
+            .exec(query, bindings)
+            .and_then(|cursor| cursor.to_array())
+            .map_err(|e| StoreError::failed(operation, e))
+    }
+
+    fn value<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        query: &str,
+        bindings: Vec<SqlStorageValue>,
+    ) -> StoreResult<Option<T>> {
+        let rows: Vec<One<T>> = self.rows(operation, query, bindings)?;
+        Ok(rows.into_iter().next().map(|row| row.value))
+    }
+
+    fn count(
+        &self,
+        operation: &'static str,
+        query: &str,
+        bindings: Vec<SqlStorageValue>,
+    ) -> StoreResult<u64> {
+        Ok(self
+            .value::<f64>(operation, query, bindings)?
+            .map_or(0, |n| n as u64))
+    }
+}
+
+impl GateStore for SqlGateStore {
+    fn load_state(&self) -> StoreResult<GateState> {
+        let json: Option<String> = self.value(
+            "load gate state",
+            "SELECT state AS value FROM gate WHERE id = 1",
+            vec![],
+        )?;
+        match json {
+            None => Ok(GateState::default()),
+            Some(json) => {
+                serde_json::from_str(&json).map_err(|e| StoreError::failed("load gate state", e))
+            }
+        }
+    }
+
+    fn save_state(&self, state: &GateState) -> StoreResult<()> {
+        let json =
+            serde_json::to_string(state).map_err(|e| StoreError::failed("save gate state", e))?;
+        self.exec(
+            "save gate state",
+            "INSERT INTO gate (id, state) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+            vec![json.into()],
+        )
+    }
+
+    fn address_secret(&self, fresh: impl FnOnce() -> Vec<u8>) -> StoreResult<Vec<u8>> {
+        let stored: Option<String> = self.value(
+            "load address key",
+            "SELECT value FROM secrets WHERE name = 'address_key'",
+            vec![],
+        )?;
+        if let Some(secret) = stored
+            .and_then(|h| hex::decode(h).ok())
+            .filter(|s| s.len() == 32)
+        {
+            return Ok(secret);
+        }
+        let secret = fresh();
+        self.exec(
+            "store address key",
+            "INSERT OR REPLACE INTO secrets (name, value) VALUES ('address_key', ?)",
+            vec![hex::encode(&secret).into()],
+        )?;
+        Ok(secret)
+    }
+
+    fn queue_len(&self) -> StoreResult<u64> {
+        self.count(
+            "queue length",
+            "SELECT COUNT(*) AS value FROM queue",
+            vec![],
+        )
+    }
+
+    fn position_of(&self, key: &str) -> StoreResult<Option<u64>> {
+        let position = self.count(
+            "queue position",
+            "SELECT COUNT(*) AS value FROM queue WHERE seq <= (SELECT seq FROM queue WHERE key = ?)",
+            vec![key.into()],
+        )?;
+        Ok(Some(position).filter(|p| *p > 0))
+    }
+
+    fn enqueue(
+        &self,
+        end: QueueEnd,
+        email: &EmailAddress,
+        key: &str,
+        now_ms: u64,
+        attempts: u32,
+    ) -> StoreResult<u64> {
+        let seq = match end {
+            QueueEnd::Back => "SELECT COALESCE(MAX(seq), 0) + 1 FROM queue",
+            QueueEnd::Front => "SELECT COALESCE(MIN(seq), 1) - 1 FROM queue",
+        };
+        self.exec(
+            "enqueue",
+            &format!(
+                "INSERT INTO queue (seq, email, key, enqueued_at_ms, attempts) VALUES (({seq}), ?, ?, ?, ?)"
+            ),
+            vec![email.as_str().into(), key.into(), ms(now_ms), (attempts as i32).into()],
+        )?;
+        self.position_of(key)?
+            .ok_or_else(|| StoreError::failed("enqueue", "the new item is not in the queue"))
+    }
+
+    fn head(&self) -> StoreResult<Option<QueuedItem>> {
+        let rows: Vec<ItemRow> = self.rows(
+            "read queue head",
+            "SELECT id, email, key, enqueued_at_ms, attempts FROM queue ORDER BY seq LIMIT 1",
+            vec![],
+        )?;
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        let id = row.id as u64;
+        // Only parsed addresses are stored; one that no longer parses is not sendable.
+        let email =
+            EmailAddress::parse(&row.email).map_err(|_| StoreError::UnreadableItem { id })?;
+        Ok(Some(QueuedItem {
+            id,
+            email,
+            key: row.key,
+            enqueued_at_ms: row.enqueued_at_ms as u64,
+            attempts: row.attempts as u32,
+        }))
+    }
+
+    fn remove(&self, id: u64) -> StoreResult<()> {
+        self.exec("dequeue", "DELETE FROM queue WHERE id = ?", vec![ms(id)])
+    }
+
+    fn set_attempts(&self, id: u64, attempts: u32) -> StoreResult<()> {
+        self.exec(
+            "count attempt",
+            "UPDATE queue SET attempts = ? WHERE id = ?",
+            vec![(attempts as i32).into(), ms(id)],
+        )
+    }
+
+    fn oldest_enqueued_at(&self) -> StoreResult<Option<u64>> {
+        let oldest: Option<Option<f64>> = self.value(
+            "oldest item",
+            "SELECT MIN(enqueued_at_ms) AS value FROM queue",
+            vec![],
+        )?;
+        Ok(oldest.flatten().map(|ms| ms as u64))
+    }
+
+    fn load_address(&self, key: &str, expired_before: u64) -> StoreResult<Option<AddressRecord>> {
+        self.exec(
+            "expire address records",
+            "DELETE FROM address_limits WHERE last_ms < ?",
+            vec![ms(expired_before)],
+        )?;
+        let json: Option<String> = self.value(
+            "load address record",
+            "SELECT record AS value FROM address_limits WHERE key = ?",
+            vec![key.into()],
+        )?;
+        json.map(|j| {
+            serde_json::from_str(&j).map_err(|e| StoreError::failed("load address record", e))
+        })
+        .transpose()
+    }
+
+    fn store_address(&self, key: &str, record: &AddressRecord) -> StoreResult<()> {
+        let json = serde_json::to_string(record)
+            .map_err(|e| StoreError::failed("store address record", e))?;
+        self.exec(
+            "store address record",
+            "INSERT INTO address_limits (key, record, last_ms) VALUES (?, ?, ?)
+             ON CONFLICT (key) DO UPDATE SET record = excluded.record, last_ms = excluded.last_ms",
+            vec![key.into(), json.into(), ms(record.last_ms)],
+        )
+    }
+
+    fn remove_address(&self, key: &str) -> StoreResult<()> {
+        self.exec(
+            "remove address record",
+            "DELETE FROM address_limits WHERE key = ?",
+            vec![key.into()],
+        )
+    }
+
+    fn record_send(&self, now_ms: u64) -> StoreResult<()> {
+        self.exec(
+            "log send",
+            "INSERT INTO sends (at_ms) VALUES (?)",
+            vec![ms(now_ms)],
+        )?;
+        self.exec(
+            "prune send log",
+            "DELETE FROM sends WHERE at_ms < ?",
+            vec![ms(now_ms.saturating_sub(SEND_LOG_MS))],
+        )
+    }
+
+    fn sends_since(&self, since_ms: u64) -> StoreResult<u64> {
+        self.count(
+            "count sends",
+            "SELECT COUNT(*) AS value FROM sends WHERE at_ms >= ?",
+            vec![ms(since_ms)],
+        )
+    }
+}

@@ -1,0 +1,312 @@
+//! `GateStore`: everything the gate persists, as one small trait: the gate state, the HMAC key
+//! for address records, the queue, the address records and the send log. `SqlGateStore` keeps
+//! it in the Durable Object's SQLite; [`MemoryStore`] is the host tests' fake, with failure
+//! injection.
+//!
+//! Invariants: every call is synchronous (no await between a read and its write, so a Durable
+//! Object's single thread makes each read-modify-write atomic), and every failure is a
+//! [`StoreError`] naming the operation, never a sentinel value.
+
+use std::fmt;
+
+use crate::email::EmailAddress;
+use crate::gate::cooldown::AddressRecord;
+use crate::gate::queue::QueuedItem;
+use crate::gate::slots::GateState;
+
+/// A storage call that failed, named for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The storage layer refused or failed the operation.
+    Failed {
+        operation: &'static str,
+        detail: String,
+    },
+    /// A queue row that cannot be read back as an item (its address no longer parses).
+    UnreadableItem { id: u64 },
+}
+
+impl StoreError {
+    pub fn failed(operation: &'static str, detail: impl fmt::Display) -> Self {
+        Self::Failed {
+            operation,
+            detail: detail.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Failed { operation, detail } => write!(f, "{operation} failed: {detail}"),
+            Self::UnreadableItem { id } => write!(f, "queue item {id} cannot be read back"),
+        }
+    }
+}
+
+/// Which end of the queue a new item goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueEnd {
+    /// A new signup waits behind everyone.
+    Back,
+    /// A signup whose direct send failed keeps its turn.
+    Front,
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What the gate persists. Positions are 1-based, in queue order.
+pub trait GateStore {
+    /// The saved gate state, or the default if none was ever saved.
+    fn load_state(&self) -> StoreResult<GateState>;
+    fn save_state(&self, state: &GateState) -> StoreResult<()>;
+    /// The key for address records: the stored one, or `fresh()` stored now.
+    fn address_secret(&self, fresh: impl FnOnce() -> Vec<u8>) -> StoreResult<Vec<u8>>;
+
+    fn queue_len(&self) -> StoreResult<u64>;
+    fn position_of(&self, key: &str) -> StoreResult<Option<u64>>;
+    /// Stores a new item; returns its position.
+    fn enqueue(
+        &self,
+        end: QueueEnd,
+        email: &EmailAddress,
+        key: &str,
+        now_ms: u64,
+        attempts: u32,
+    ) -> StoreResult<u64>;
+    fn head(&self) -> StoreResult<Option<QueuedItem>>;
+    fn remove(&self, id: u64) -> StoreResult<()>;
+    fn set_attempts(&self, id: u64, attempts: u32) -> StoreResult<()>;
+    fn oldest_enqueued_at(&self) -> StoreResult<Option<u64>>;
+
+    /// The record for `key`, after deleting every record last touched before `expired_before`.
+    fn load_address(&self, key: &str, expired_before: u64) -> StoreResult<Option<AddressRecord>>;
+    fn store_address(&self, key: &str, record: &AddressRecord) -> StoreResult<()>;
+    fn remove_address(&self, key: &str) -> StoreResult<()>;
+
+    /// Logs a send at `now_ms` (and forgets sends older than an hour).
+    fn record_send(&self, now_ms: u64) -> StoreResult<()>;
+    fn sends_since(&self, since_ms: u64) -> StoreResult<u64>;
+}
+
+#[cfg(test)]
+pub use memory::MemoryStore;
+
+#[cfg(test)]
+mod memory {
+    use std::cell::RefCell;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::rc::Rc;
+
+    use super::*;
+
+    /// The host tests' store. Clones share one set of data, as a Durable Object's storage outlives
+    /// the object: a new gate on a clone is a restart. `fail(op)` makes every call of `op` fail
+    /// until `heal(op)`.
+    #[derive(Clone, Default)]
+    pub struct MemoryStore(Rc<RefCell<Data>>);
+
+    #[derive(Default)]
+    struct Data {
+        state: Option<GateState>,
+        secret: Option<Vec<u8>>,
+        /// (order, item): the queue sorted by order.
+        queue: Vec<(i64, QueuedItem)>,
+        next_id: u64,
+        addresses: BTreeMap<String, AddressRecord>,
+        sends: Vec<u64>,
+        failing: BTreeSet<&'static str>,
+        unreadable_head: Option<u64>,
+    }
+
+    impl MemoryStore {
+        pub fn fail(&self, operation: &'static str) {
+            self.0.borrow_mut().failing.insert(operation);
+        }
+
+        pub fn heal(&self, operation: &'static str) {
+            self.0.borrow_mut().failing.remove(operation);
+        }
+
+        /// The queued items, head first.
+        pub fn items(&self) -> Vec<QueuedItem> {
+            self.0
+                .borrow()
+                .queue
+                .iter()
+                .map(|(_, i)| i.clone())
+                .collect()
+        }
+
+        pub fn address(&self, key: &str) -> Option<AddressRecord> {
+            self.0.borrow().addresses.get(key).copied()
+        }
+
+        pub fn sends(&self) -> Vec<u64> {
+            self.0.borrow().sends.clone()
+        }
+
+        /// A row at the head that no longer reads back as an item, until it is removed.
+        pub fn put_unreadable_head(&self, id: u64) {
+            self.0.borrow_mut().unreadable_head = Some(id);
+        }
+
+        fn check(&self, operation: &'static str) -> StoreResult<()> {
+            if self.0.borrow().failing.contains(operation) {
+                Err(StoreError::failed(operation, "injected failure"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl GateStore for MemoryStore {
+        fn load_state(&self) -> StoreResult<GateState> {
+            self.check("load state")?;
+            Ok(self.0.borrow().state.clone().unwrap_or_default())
+        }
+
+        fn save_state(&self, state: &GateState) -> StoreResult<()> {
+            self.check("save state")?;
+            self.0.borrow_mut().state = Some(state.clone());
+            Ok(())
+        }
+
+        fn address_secret(&self, fresh: impl FnOnce() -> Vec<u8>) -> StoreResult<Vec<u8>> {
+            self.check("address secret")?;
+            let mut data = self.0.borrow_mut();
+            Ok(data.secret.get_or_insert_with(fresh).clone())
+        }
+
+        fn queue_len(&self) -> StoreResult<u64> {
+            self.check("queue length")?;
+            Ok(self.0.borrow().queue.len() as u64)
+        }
+
+        fn position_of(&self, key: &str) -> StoreResult<Option<u64>> {
+            self.check("position")?;
+            let data = self.0.borrow();
+            Ok(data
+                .queue
+                .iter()
+                .position(|(_, i)| i.key == key)
+                .map(|p| p as u64 + 1))
+        }
+
+        fn enqueue(
+            &self,
+            end: QueueEnd,
+            email: &EmailAddress,
+            key: &str,
+            now_ms: u64,
+            attempts: u32,
+        ) -> StoreResult<u64> {
+            self.check("enqueue")?;
+            let mut data = self.0.borrow_mut();
+            if data.queue.iter().any(|(_, i)| i.key == key) {
+                return Err(StoreError::failed("enqueue", "UNIQUE constraint failed"));
+            }
+            data.next_id += 1;
+            let item = QueuedItem {
+                id: data.next_id,
+                email: email.clone(),
+                key: key.into(),
+                enqueued_at_ms: now_ms,
+                attempts,
+            };
+            let orders = data.queue.iter().map(|(o, _)| *o);
+            let position = match end {
+                QueueEnd::Back => {
+                    let order = orders.max().unwrap_or(0) + 1;
+                    data.queue.push((order, item));
+                    data.queue.len()
+                }
+                QueueEnd::Front => {
+                    let order = orders.min().unwrap_or(1) - 1;
+                    data.queue.insert(0, (order, item));
+                    1
+                }
+            };
+            Ok(position as u64)
+        }
+
+        fn head(&self) -> StoreResult<Option<QueuedItem>> {
+            self.check("head")?;
+            let data = self.0.borrow();
+            if let Some(id) = data.unreadable_head {
+                return Err(StoreError::UnreadableItem { id });
+            }
+            Ok(data.queue.first().map(|(_, i)| i.clone()))
+        }
+
+        fn remove(&self, id: u64) -> StoreResult<()> {
+            self.check("remove")?;
+            let mut data = self.0.borrow_mut();
+            if data.unreadable_head == Some(id) {
+                data.unreadable_head = None;
+            }
+            data.queue.retain(|(_, i)| i.id != id);
+            Ok(())
+        }
+
+        fn set_attempts(&self, id: u64, attempts: u32) -> StoreResult<()> {
+            self.check("set attempts")?;
+            let mut data = self.0.borrow_mut();
+            if let Some((_, item)) = data.queue.iter_mut().find(|(_, i)| i.id == id) {
+                item.attempts = attempts;
+            }
+            Ok(())
+        }
+
+        fn oldest_enqueued_at(&self) -> StoreResult<Option<u64>> {
+            self.check("oldest")?;
+            Ok(self
+                .0
+                .borrow()
+                .queue
+                .iter()
+                .map(|(_, i)| i.enqueued_at_ms)
+                .min())
+        }
+
+        fn load_address(
+            &self,
+            key: &str,
+            expired_before: u64,
+        ) -> StoreResult<Option<AddressRecord>> {
+            self.check("load address")?;
+            let mut data = self.0.borrow_mut();
+            data.addresses.retain(|_, r| r.last_ms >= expired_before);
+            Ok(data.addresses.get(key).copied())
+        }
+
+        fn store_address(&self, key: &str, record: &AddressRecord) -> StoreResult<()> {
+            self.check("store address")?;
+            self.0.borrow_mut().addresses.insert(key.into(), *record);
+            Ok(())
+        }
+
+        fn remove_address(&self, key: &str) -> StoreResult<()> {
+            self.check("remove address")?;
+            self.0.borrow_mut().addresses.remove(key);
+            Ok(())
+        }
+
+        fn record_send(&self, now_ms: u64) -> StoreResult<()> {
+            self.check("record send")?;
+            self.0.borrow_mut().sends.push(now_ms);
+            Ok(())
+        }
+
+        fn sends_since(&self, since_ms: u64) -> StoreResult<u64> {
+            self.check("sends since")?;
+            Ok(self
+                .0
+                .borrow()
+                .sends
+                .iter()
+                .filter(|t| **t >= since_ms)
+                .count() as u64)
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! `POST /signup` and its `OPTIONS` preflight: the origin check and CORS headers, the per-IP
+//! limit, the bounded body read, the honeypot, Turnstile, the call to the gate, and for a plain
+//! HTML form a `303 See Other` to the configured success or failure page.
+//!
+//! Invariant: the answer is built from typed values ([`Accepted`] or [`ApiError`]); nothing
+//! here reads JSON back.
+
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use futures_util::StreamExt;
+use serde_json::json;
+use worker::{
+    console_error, console_log, Cors, Env, Fetch, Headers, Method, Request, RequestInit, Response,
+};
+
+use super::{error_response, header, json_response, own_origin, with_cors};
+use crate::browser::{check_origin, prefers_html};
+use crate::config::{BrowserConfig, Config, ConfigError, TurnstileConfig};
+use crate::error::ApiError;
+use crate::gate::rpc::{Accepted, GateClient};
+use crate::runtime::random_u32;
+use crate::signup::{parse_content_type, parse_signup, BodyFormat, Submission, MAX_BODY_BYTES};
+use crate::turnstile::{siteverify_body, verdict};
+
+/// The rate limiting binding in `wrangler.toml` (5 per 60 s per key).
+const IP_RATE_LIMITER_BINDING: &str = "IP_RATE_LIMITER";
+/// The limiter's period, for `Retry-After`.
+const IP_RATE_LIMIT_PERIOD_SECS: u64 = 60;
+/// How long Turnstile's siteverify may take.
+const TURNSTILE_TIMEOUT_MS: u64 = 5_000;
+
+/// `POST /signup`.
+pub async fn post(req: &mut Request, env: &Env, config: Result<Config, ConfigError>) -> Response {
+    let Ok(config) = config else {
+        return error_response(ApiError::Misconfigured);
+    };
+    let browser = &config.browser;
+    // A refused origin gets no CORS headers at all, so the browser hides even the error.
+    let origin = match allowed_origin(req, browser) {
+        Ok(origin) => origin,
+        Err(error) => return error_response(error),
+    };
+    let is_form =
+        parse_content_type(header(req, "content-type").as_deref()) == Ok(BodyFormat::Form);
+    let redirects = browser
+        .form_redirects
+        .as_ref()
+        .filter(|_| is_form && prefers_html(header(req, "accept").as_deref()));
+    let result = signup(req, env, &config).await;
+    let own_origin = own_origin(req);
+    let location = redirects.and_then(|pages| match &result {
+        Ok(accepted) => pages.success(&own_origin, accepted.status()),
+        Err(error) => pages.failure(&own_origin, error),
+    });
+    let response = match (location, result) {
+        (Some(location), _) => see_other(&location),
+        (None, Ok(accepted)) => json_response(accepted.http_status(), &accepted),
+        (None, Err(error)) => error_response(error),
+    };
+    match origin {
+        Some(origin) => with_cors(
+            response,
+            &Cors::new()
+                .with_origins([origin])
+                .with_exposed_headers(["Retry-After"]),
+        ),
+        None => response,
+    }
+}
+
+/// `OPTIONS /signup`, the CORS preflight.
+pub fn preflight(req: &Request, config: Result<Config, ConfigError>) -> Response {
+    let Ok(config) = config else {
+        return error_response(ApiError::Misconfigured);
+    };
+    match allowed_origin(req, &config.browser) {
+        Err(error) => error_response(error),
+        Ok(origin) => {
+            let response = Response::builder().with_status(204).empty();
+            let _ = response.headers().set("allow", "POST, OPTIONS");
+            match origin {
+                None => response,
+                Some(origin) => with_cors(
+                    response,
+                    &Cors::new()
+                        .with_origins([origin])
+                        .with_methods([Method::Post])
+                        .with_allowed_headers(["content-type"])
+                        .with_max_age(86_400),
+                ),
+            }
+        }
+    }
+}
+
+/// The caller's origin if it may call (to echo in CORS headers), `None` without an `Origin`.
+fn allowed_origin(req: &Request, browser: &BrowserConfig) -> Result<Option<String>, ApiError> {
+    check_origin(
+        &browser.origin_policy,
+        header(req, "origin").as_deref(),
+        &own_origin(req),
+    )
+}
+
+fn see_other(location: &str) -> Response {
+    let response = Response::builder().with_status(303).empty();
+    let _ = response.headers().set("location", location);
+    let _ = response.headers().set("cache-control", "no-store");
+    response
+}
+
+/// The signup itself: `Sent` with the MessageId, or `Queued` with the queue position.
+async fn signup(req: &mut Request, env: &Env, config: &Config) -> Result<Accepted, ApiError> {
+    let browser = &config.browser;
+    limit_ip(req, env, browser).await?;
+    let format = parse_content_type(header(req, "content-type").as_deref())?;
+    let body = read_body_limited(req).await?;
+    let (email, token) = match parse_signup(format, &body, &browser.honeypot_field)? {
+        Submission::Signup {
+            email,
+            turnstile_token,
+        } => (email, turnstile_token),
+        Submission::Honeypot => {
+            console_log!(
+                "{}",
+                json!({"event": "honeypot", "field": browser.honeypot_field})
+            );
+            return Ok(Accepted::Sent {
+                message_id: decoy_message_id(),
+            });
+        }
+    };
+    if let Some(turnstile) = &browser.turnstile {
+        verify_turnstile(
+            turnstile,
+            token.as_deref(),
+            header(req, "cf-connecting-ip").as_deref(),
+        )
+        .await?;
+    }
+    GateClient::for_region(env, &config.ses.region)?
+        .send(&email)
+        .await
+}
+
+/// The Workers Rate Limiting binding, keyed by `CF-Connecting-IP` (5 per 60 s).
+async fn limit_ip(req: &Request, env: &Env, browser: &BrowserConfig) -> Result<(), ApiError> {
+    if !browser.ip_rate_limit {
+        return Ok(());
+    }
+    let ip = header(req, "cf-connecting-ip").unwrap_or_else(|| "unknown".into());
+    let limiter = env.rate_limiter(IP_RATE_LIMITER_BINDING).map_err(|e| {
+        console_error!("{}", json!({"event": "rate_limiter_missing", "binding": IP_RATE_LIMITER_BINDING, "error": e.to_string()}));
+        ApiError::Misconfigured
+    })?;
+    match limiter.limit(ip).await {
+        Ok(outcome) if outcome.success => Ok(()),
+        Ok(_) => Err(ApiError::RateLimited {
+            retry_after_secs: IP_RATE_LIMIT_PERIOD_SECS,
+        }),
+        Err(e) => {
+            // A broken limiter must not take signups down with it.
+            console_error!(
+                "{}",
+                json!({"event": "rate_limiter_failed", "error": e.to_string()})
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Turnstile's siteverify: anything but an explicit success is `captcha_failed`.
+async fn verify_turnstile(
+    turnstile: &TurnstileConfig,
+    token: Option<&str>,
+    remote_ip: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(token) = token else {
+        return Err(ApiError::CaptchaFailed);
+    };
+    let idempotency_key = random_uuid();
+    let body = siteverify_body(&turnstile.secret_key, token, remote_ip, &idempotency_key);
+    let exchange = async {
+        let headers = Headers::new();
+        headers.set("content-type", "application/x-www-form-urlencoded")?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(body.into()));
+        let request = Request::new_with_init(turnstile.verify_url.as_str(), &init)?;
+        Fetch::Request(request).send().await?.bytes().await
+    };
+    let timeout = worker::Delay::from(Duration::from_millis(TURNSTILE_TIMEOUT_MS));
+    let reply = match select(Box::pin(exchange), timeout).await {
+        Either::Left((Ok(reply), _)) => reply,
+        Either::Left((Err(e), _)) => {
+            console_error!(
+                "{}",
+                json!({"event": "turnstile_unreachable", "error": e.to_string()})
+            );
+            return Err(ApiError::CaptchaFailed);
+        }
+        Either::Right(_) => {
+            console_error!("{}", json!({"event": "turnstile_timeout"}));
+            return Err(ApiError::CaptchaFailed);
+        }
+    };
+    verdict(&reply).map_err(|codes| {
+        console_log!(
+            "{}",
+            json!({"event": "turnstile_rejected", "error_codes": codes})
+        );
+        ApiError::CaptchaFailed
+    })
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    for chunk in bytes.chunks_mut(4) {
+        let word = random_u32().to_le_bytes();
+        chunk.copy_from_slice(&word[..chunk.len()]);
+    }
+    bytes
+}
+
+/// A random (version 4) UUID, for Turnstile's idempotency key.
+fn random_uuid() -> String {
+    uuid::Builder::from_random_bytes(random_bytes())
+        .into_uuid()
+        .to_string()
+}
+
+/// A MessageId-shaped value for a bot, so its answer looks like everyone else's.
+fn decoy_message_id() -> String {
+    format!(
+        "0100{}-{}-000000",
+        hex::encode(random_bytes::<6>()),
+        random_uuid()
+    )
+}
+
+/// Reads at most [`MAX_BODY_BYTES`]: a larger `Content-Length` is refused unread, and a chunked
+/// body is cut off as soon as it passes the limit.
+async fn read_body_limited(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+    let declared = req.headers().get("content-length").ok().flatten();
+    if let Some(length) = declared {
+        match length.trim().parse::<u64>() {
+            Ok(n) if n > MAX_BODY_BYTES as u64 => return Err(ApiError::PayloadTooLarge),
+            Ok(_) => {}
+            Err(_) => return Err(ApiError::InvalidBody),
+        }
+    }
+    let Ok(mut stream) = req.stream() else {
+        return Ok(Vec::new()); // no body at all
+    };
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ApiError::InvalidBody)?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

@@ -1,0 +1,36 @@
+//! `GET /gate/stats`: a 404 unless `ADMIN_TOKEN` is set, then only with `Authorization: Bearer`
+//! and that token (compared in constant time); the figures come from the region's gate.
+
+use subtle::ConstantTimeEq;
+use worker::{Env, Request, Response};
+
+use super::{error_response, header, json_response};
+use crate::config::{Config, ConfigError};
+use crate::error::ApiError;
+use crate::gate::rpc::{GateClient, GateStats};
+
+pub async fn get(req: &Request, env: &Env, config: Result<Config, ConfigError>) -> Response {
+    match stats(req, env, config).await {
+        Ok(stats) => json_response(200, &stats),
+        Err(error) => error_response(error),
+    }
+}
+
+async fn stats(
+    req: &Request,
+    env: &Env,
+    config: Result<Config, ConfigError>,
+) -> Result<GateStats, ApiError> {
+    let config = config.map_err(|_| ApiError::Misconfigured)?;
+    let Some(token) = config.admin_token.as_deref() else {
+        return Err(ApiError::NotFound);
+    };
+    let authorization = header(req, "authorization").unwrap_or_default();
+    let presented = authorization.strip_prefix("Bearer ").unwrap_or_default();
+    if !bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
+        return Err(ApiError::Unauthorized);
+    }
+    GateClient::for_region(env, &config.ses.region)?
+        .stats()
+        .await
+}
