@@ -33,6 +33,29 @@ pub struct Template {
     pub failure_redirection_url: String,
 }
 
+impl Template {
+    /// The template as XML elements, one per line at `indent`, in SES's order; the content only
+    /// `with_content` (a listing leaves it out).
+    fn elements(&self, with_content: bool, indent: &str) -> String {
+        [
+            ("TemplateName", Some(&self.template_name)),
+            ("FromEmailAddress", Some(&self.from_email_address)),
+            ("TemplateSubject", Some(&self.template_subject)),
+            (
+                "TemplateContent",
+                with_content.then_some(&self.template_content),
+            ),
+            ("SuccessRedirectionURL", Some(&self.success_redirection_url)),
+            ("FailureRedirectionURL", Some(&self.failure_redirection_url)),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| {
+            value.map(|v| format!("\n{indent}<{name}>{}</{name}>", escape(v)))
+        })
+        .collect()
+    }
+}
+
 /// Every template, by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -124,17 +147,7 @@ impl Templates {
     /// `GetCustomVerificationEmailTemplate`'s result.
     pub fn get_xml(&self, p: &Params) -> Result<String, Failure> {
         let t = self.find(p.require("TemplateName")?)?;
-        Ok(format!(
-            "\n    <TemplateName>{}</TemplateName>\n    <FromEmailAddress>{}</FromEmailAddress>\n    \
-             <TemplateSubject>{}</TemplateSubject>\n    <TemplateContent>{}</TemplateContent>\n    \
-             <SuccessRedirectionURL>{}</SuccessRedirectionURL>\n    <FailureRedirectionURL>{}</FailureRedirectionURL>\n  ",
-            escape(&t.template_name),
-            escape(&t.from_email_address),
-            escape(&t.template_subject),
-            escape(&t.template_content),
-            escape(&t.success_redirection_url),
-            escape(&t.failure_redirection_url),
-        ))
+        Ok(format!("{}\n  ", t.elements(true, "    ")))
     }
 
     /// `ListCustomVerificationEmailTemplates`' result: no content, in name order, paged.
@@ -146,14 +159,8 @@ impl Templates {
             .take(page.size)
             .map(|(_, t)| {
                 format!(
-                    "\n      <member>\n        <TemplateName>{}</TemplateName>\n        <FromEmailAddress>{}</FromEmailAddress>\n        \
-                     <TemplateSubject>{}</TemplateSubject>\n        <SuccessRedirectionURL>{}</SuccessRedirectionURL>\n        \
-                     <FailureRedirectionURL>{}</FailureRedirectionURL>\n      </member>",
-                    escape(&t.template_name),
-                    escape(&t.from_email_address),
-                    escape(&t.template_subject),
-                    escape(&t.success_redirection_url),
-                    escape(&t.failure_redirection_url),
+                    "\n      <member>{}\n      </member>",
+                    t.elements(false, "        ")
                 )
             })
             .collect();

@@ -28,7 +28,7 @@ use crate::gate::cooldown::{address_key, admit, AddressRecord};
 use crate::gate::queue::{estimated_send_at_ms, rfc3339_utc, settle_head, HeadResult, QueuedItem};
 use crate::gate::rpc::{Accepted, CallRequest, CallResult, GateStats, SendReply, SenderLink};
 use crate::gate::slots::{retry_jitter_ms, GateState, Reservation};
-use crate::gate::store::{GateStore, QueueEnd, StoreError};
+use crate::gate::store::{GateStore, NewItem, QueueEnd, StoreError};
 use crate::ses::outcome::{api_error_for, Outcome, RetryReason};
 
 /// Without a queue to fall back on, a direct send is tried at most this often.
@@ -285,7 +285,13 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         if self.store.queue_len()? >= self.config.queue_max {
             return Ok(None);
         }
-        let position = self.store.enqueue(end, email, key, now, attempts)?;
+        let position = self.store.enqueue(NewItem {
+            end,
+            email,
+            key,
+            now_ms: now,
+            attempts,
+        })?;
         if !self.draining.get() && !self.alarm_armed.get() {
             // Now, not at the next slot: draining waits for its slots itself. Once per drain,
             // not per item: each storage call is one more event in the object's queue.
@@ -799,13 +805,13 @@ mod tests {
         let store = h.store.clone();
         *h.sender.meanwhile.borrow_mut() = Some(Box::new(move || {
             store
-                .enqueue(
-                    QueueEnd::Back,
-                    &email("later@example.com"),
-                    "k-later",
-                    START,
-                    0,
-                )
+                .enqueue(NewItem {
+                    end: QueueEnd::Back,
+                    email: &email("later@example.com"),
+                    key: "k-later",
+                    now_ms: START,
+                    attempts: 0,
+                })
                 .expect("queued meanwhile");
         }));
         assert_eq!(position(&h.send("first@example.com")), Some(1));

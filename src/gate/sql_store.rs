@@ -5,7 +5,7 @@
 //! Invariants: every statement runs before the gate's next await, so the output gate holds any
 //! reply until it is durable; a failed statement is a [`StoreError`] naming it.
 
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue};
 
@@ -13,7 +13,7 @@ use crate::email::EmailAddress;
 use crate::gate::cooldown::AddressRecord;
 use crate::gate::queue::QueuedItem;
 use crate::gate::slots::GateState;
-use crate::gate::store::{GateStore, QueueEnd, StoreError, StoreResult};
+use crate::gate::store::{GateStore, NewItem, QueueEnd, StoreError, StoreResult};
 
 const SCHEMA: [&str; 7] = [
     "CREATE TABLE IF NOT EXISTS gate (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL)",
@@ -67,10 +67,8 @@ impl SqlGateStore {
         query: &str,
         bindings: Vec<SqlStorageValue>,
     ) -> StoreResult<()> {
-        self.sql
-            .exec(query, bindings)
+        self.rows::<IgnoredAny>(operation, query, bindings)
             .map(drop)
-            .map_err(|e| StoreError::failed(operation, e))
     }
 
     fn rows<T: DeserializeOwned>(
@@ -170,15 +168,8 @@ impl GateStore for SqlGateStore {
         Ok(Some(position).filter(|p| *p > 0))
     }
 
-    fn enqueue(
-        &self,
-        end: QueueEnd,
-        email: &EmailAddress,
-        key: &str,
-        now_ms: u64,
-        attempts: u32,
-    ) -> StoreResult<u64> {
-        let seq = match end {
+    fn enqueue(&self, item: NewItem) -> StoreResult<u64> {
+        let seq = match item.end {
             QueueEnd::Back => "SELECT COALESCE(MAX(seq), 0) + 1 FROM queue",
             QueueEnd::Front => "SELECT COALESCE(MIN(seq), 1) - 1 FROM queue",
         };
@@ -187,9 +178,14 @@ impl GateStore for SqlGateStore {
             &format!(
                 "INSERT INTO queue (seq, email, key, enqueued_at_ms, attempts) VALUES (({seq}), ?, ?, ?, ?)"
             ),
-            vec![email.as_str().into(), key.into(), ms(now_ms), (attempts as i32).into()],
+            vec![
+                item.email.as_str().into(),
+                item.key.into(),
+                ms(item.now_ms),
+                (item.attempts as i32).into(),
+            ],
         )?;
-        self.position_of(key)?
+        self.position_of(item.key)?
             .ok_or_else(|| StoreError::failed("enqueue", "the new item is not in the queue"))
     }
 

@@ -53,6 +53,17 @@ pub enum QueueEnd {
     Front,
 }
 
+/// A signup to store in the queue.
+#[derive(Debug, Clone, Copy)]
+pub struct NewItem<'a> {
+    pub end: QueueEnd,
+    pub email: &'a EmailAddress,
+    /// The dedupe key: one item per key.
+    pub key: &'a str,
+    pub now_ms: u64,
+    pub attempts: u32,
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// What the gate persists. Positions are 1-based, in queue order.
@@ -66,14 +77,7 @@ pub trait GateStore {
     fn queue_len(&self) -> StoreResult<u64>;
     fn position_of(&self, key: &str) -> StoreResult<Option<u64>>;
     /// Stores a new item; returns its position.
-    fn enqueue(
-        &self,
-        end: QueueEnd,
-        email: &EmailAddress,
-        key: &str,
-        now_ms: u64,
-        attempts: u32,
-    ) -> StoreResult<u64>;
+    fn enqueue(&self, item: NewItem) -> StoreResult<u64>;
     fn head(&self) -> StoreResult<Option<QueuedItem>>;
     fn remove(&self, id: u64) -> StoreResult<()>;
     fn set_attempts(&self, id: u64, attempts: u32) -> StoreResult<()>;
@@ -193,29 +197,22 @@ mod memory {
                 .map(|p| p as u64 + 1))
         }
 
-        fn enqueue(
-            &self,
-            end: QueueEnd,
-            email: &EmailAddress,
-            key: &str,
-            now_ms: u64,
-            attempts: u32,
-        ) -> StoreResult<u64> {
+        fn enqueue(&self, new: NewItem) -> StoreResult<u64> {
             self.check("enqueue")?;
             let mut data = self.0.borrow_mut();
-            if data.queue.iter().any(|(_, i)| i.key == key) {
+            if data.queue.iter().any(|(_, i)| i.key == new.key) {
                 return Err(StoreError::failed("enqueue", "UNIQUE constraint failed"));
             }
             data.next_id += 1;
             let item = QueuedItem {
                 id: data.next_id,
-                email: email.clone(),
-                key: key.into(),
-                enqueued_at_ms: now_ms,
-                attempts,
+                email: new.email.clone(),
+                key: new.key.into(),
+                enqueued_at_ms: new.now_ms,
+                attempts: new.attempts,
             };
             let orders = data.queue.iter().map(|(o, _)| *o);
-            let position = match end {
+            let position = match new.end {
                 QueueEnd::Back => {
                     let order = orders.max().unwrap_or(0) + 1;
                     data.queue.push((order, item));
