@@ -10,7 +10,11 @@
 
 use std::collections::BTreeSet;
 
+use std::cell::RefCell;
+
 use crate::gate::backoff::Backoff;
+use crate::gate::rpc::CallResult;
+use crate::ses::outcome::{Outcome, RetryReason};
 
 /// The Workers clock is in whole milliseconds: an answer read at 1000 may have come at 1000.9.
 pub const CLOCK_GUARD_MS: u64 = 1;
@@ -96,6 +100,21 @@ impl Pacing {
     pub fn accepted(&mut self) {
         self.backoff.reset();
     }
+
+    /// What a call's result means for the pacing: a success resets the backoff, a `Throttling`
+    /// starts or lengthens it (its pause is returned), anything else leaves it alone.
+    pub fn record(&mut self, result: &CallResult, now_ms: u64, random: u32) -> Option<u64> {
+        match result {
+            CallResult::Answered(Outcome::Sent { .. }) => {
+                self.accepted();
+                None
+            }
+            CallResult::Answered(Outcome::Retryable(RetryReason::Throttled)) => {
+                Some(self.throttled(now_ms, random))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A place in line for a call holding a slot, from [`Waiting::join`].
@@ -151,9 +170,110 @@ impl Waiting {
     }
 }
 
+/// A call's place in line, given up when the call leaves or its request is cancelled (dropped).
+pub struct PlaceInLine<'a> {
+    waiting: &'a RefCell<Waiting>,
+    ticket: Ticket,
+}
+
+impl<'a> PlaceInLine<'a> {
+    pub fn join(waiting: &'a RefCell<Waiting>, slot_ms: u64) -> Self {
+        let ticket = waiting.borrow_mut().join(slot_ms);
+        Self { waiting, ticket }
+    }
+
+    pub fn ticket(&self) -> Ticket {
+        self.ticket
+    }
+}
+
+impl Drop for PlaceInLine<'_> {
+    fn drop(&mut self) {
+        self.waiting.borrow_mut().leave(self.ticket);
+    }
+}
+
+/// The last milliseconds before a departure are waited out with 0 ms sleeps (each one a trip
+/// through the event loop, and a fresh clock reading), at most `MAX_SPINS` of them per call.
+const SPIN_WINDOW_MS: u64 = 2;
+const MAX_SPINS: u32 = 200;
+
+/// How a waiting call sleeps between two checks of its [`Departure`].
+#[derive(Debug, Default)]
+pub struct Sleeper {
+    spins: u32,
+}
+
+impl Sleeper {
+    /// How long to sleep before checking again, or `None` to leave now.
+    pub fn next_sleep_ms(&mut self, departure: Departure, interval_ms: u64) -> Option<u64> {
+        match departure {
+            Departure::Go => None,
+            // Timers fire a millisecond or two late: the last stretch is yielded away.
+            Departure::WaitMs(ms) if ms <= SPIN_WINDOW_MS && self.spins < MAX_SPINS => {
+                self.spins += 1;
+                Some(0)
+            }
+            Departure::WaitMs(ms) => Some(ms.saturating_sub(SPIN_WINDOW_MS).max(1)),
+            // A wake-up comes when the call ahead is answered; the timer is a backstop.
+            Departure::WaitForAnswer | Departure::WaitForTurn => Some(interval_ms),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_result_resets_or_lengthens_the_backoff_and_a_dropped_place_leaves_the_line() {
+        let mut pacing = Pacing::started(0);
+        let throttled = CallResult::Answered(Outcome::Retryable(RetryReason::Throttled));
+        assert_eq!(pacing.record(&throttled, 1_000, 0), Some(1_000));
+        assert_eq!(pacing.record(&throttled, 2_000, 0), Some(2_000));
+        assert_eq!(pacing.record(&CallResult::TimedOut, 3_000, 0), None);
+        let sent = CallResult::Answered(Outcome::Sent {
+            message_id: "m".into(),
+        });
+        assert_eq!(pacing.record(&sent, 4_000, 0), None);
+        assert_eq!(
+            pacing.record(&throttled, 9_000, 0),
+            Some(1_000),
+            "reset by the success"
+        );
+
+        let waiting = RefCell::new(Waiting::default());
+        let place = PlaceInLine::join(&waiting, 5_000);
+        let pacing = Pacing::started(0);
+        assert!(waiting.borrow().first_is_due(&pacing, 5_000, 1_000));
+        drop(place);
+        assert!(
+            !waiting.borrow().first_is_due(&pacing, 5_000, 1_000),
+            "the line is empty"
+        );
+    }
+
+    #[test]
+    fn a_waiting_call_sleeps_short_of_its_departure_then_spins_a_bounded_number_of_times() {
+        let mut sleeper = Sleeper::default();
+        assert_eq!(sleeper.next_sleep_ms(Departure::WaitMs(50), 1000), Some(48));
+        assert_eq!(sleeper.next_sleep_ms(Departure::WaitMs(2), 1000), Some(0));
+        assert_eq!(
+            sleeper.next_sleep_ms(Departure::WaitForAnswer, 1000),
+            Some(1000)
+        );
+        assert_eq!(
+            sleeper.next_sleep_ms(Departure::WaitForTurn, 250),
+            Some(250)
+        );
+        assert_eq!(sleeper.next_sleep_ms(Departure::Go, 1000), None);
+        let mut spinner = Sleeper::default();
+        let spins = (0..1000)
+            .take_while(|_| spinner.next_sleep_ms(Departure::WaitMs(1), 1000) == Some(0))
+            .count();
+        assert_eq!(spins, 200, "spinning stops; then it sleeps 1 ms at a time");
+        assert_eq!(spinner.next_sleep_ms(Departure::WaitMs(1), 1000), Some(1));
+    }
 
     const INTERVAL: u64 = 1000;
 

@@ -1,5 +1,6 @@
-//! One SES call from the gate: the signed request sent with the Workers fetch API under a
-//! timeout (AbortController), the reply parsed and classified, and one structured log line.
+//! One SES call, made by `SesSender`: the request built and signed ahead of its departure, sent
+//! with the Workers fetch API under a timeout (AbortController), the reply parsed and
+//! classified, and one structured log line.
 
 use std::time::Duration;
 
@@ -10,17 +11,33 @@ use worker::{
     console_error, console_log, AbortController, Fetch, Headers, Method, Request, RequestInit,
 };
 
+use crate::config::SesConfig;
+use crate::email::EmailAddress;
 use crate::gate::rpc::CallResult;
 use crate::ses::outcome::{classify, Outcome, RetryReason};
 use crate::ses::reply::{parse_send_reply, Reply, Unparseable};
-use crate::ses::request::SignedRequest;
+use crate::ses::request::{build_send_request, SignedRequest};
 
 /// SES replies are a few hundred bytes; anything far larger is not SES.
 const MAX_REPLY_BYTES: usize = 64 * 1024;
 
-/// The Workers request for a signed call, built ahead of its departure so that nothing but the
-/// fetch itself lies between the departure and the wire.
-pub fn fetch_request(signed: &SignedRequest) -> worker::Result<Request> {
+/// The SES request for `email`, signed and dated at its slot (or now, if that is later), as a
+/// Workers request ready to send: built ahead of its departure so that nothing but the fetch
+/// itself lies between the departure and the wire. `None` (logged) if it cannot be signed.
+pub fn prepared_request(config: &SesConfig, email: &EmailAddress, slot_ms: u64) -> Option<Request> {
+    let prepared = build_send_request(config, email, slot_ms.max(crate::runtime::now_ms()))
+        .map_err(|e| e.to_string())
+        .and_then(|signed| fetch_request(&signed).map_err(|e| e.to_string()));
+    match prepared {
+        Ok(request) => Some(request),
+        Err(error) => {
+            console_error!("{}", json!({"event": "ses_signing_failed", "error": error}));
+            None
+        }
+    }
+}
+
+fn fetch_request(signed: &SignedRequest) -> worker::Result<Request> {
     let headers = Headers::new();
     for (name, value) in &signed.headers {
         headers.set(name, value)?;

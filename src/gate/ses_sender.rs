@@ -15,23 +15,15 @@ use futures_channel::oneshot;
 use futures_util::future::select;
 use serde_json::json;
 use worker::{
-    console_error, console_log, durable_object, wasm_bindgen, DurableObject, Env, Method, Request,
-    Response, Result, State,
+    console_log, durable_object, wasm_bindgen, DurableObject, Env, Method, Request, Response,
+    Result, State,
 };
 
-use crate::config::{Config, ConfigError, SesConfig};
-use crate::email::EmailAddress;
-use crate::gate::pacing::{CallId, Departure, Pacing, Ticket, Waiting};
+use crate::config::{Config, ConfigError};
+use crate::gate::pacing::{CallId, Pacing, PlaceInLine, Sleeper, Waiting};
 use crate::gate::rpc::{CallRequest, CallResult, CALL_PATH};
-use crate::gate::ses_call::{call_ses, fetch_request};
+use crate::gate::ses_call::{call_ses, prepared_request};
 use crate::runtime::{load_config, now_ms, random_u32};
-use crate::ses::outcome::{Outcome, RetryReason};
-use crate::ses::request::build_send_request;
-
-/// The last milliseconds before a departure are waited out with 0 ms sleeps (each one a trip
-/// through the event loop, and a fresh clock reading), at most `MAX_SPINS` of them per call.
-const SPIN_WINDOW_MS: u64 = 2;
-const MAX_SPINS: u32 = 200;
 
 #[durable_object]
 pub struct SesSender {
@@ -69,18 +61,6 @@ impl DurableObject for SesSender {
     }
 }
 
-/// A call's place in line, given up when the call leaves or its request is cancelled.
-struct PlaceInLine<'a> {
-    waiting: &'a RefCell<Waiting>,
-    ticket: Ticket,
-}
-
-impl Drop for PlaceInLine<'_> {
-    fn drop(&mut self) {
-        self.waiting.borrow_mut().leave(self.ticket);
-    }
-}
-
 /// A call that has left. Dropping it (answered, timed out, or its request cancelled) records the
 /// answer, so a lost request can never leave the sender waiting for an answer forever.
 struct InFlight<'a>(&'a SesSender, CallId);
@@ -105,16 +85,15 @@ impl SesSender {
             self.answered(call_id)
         })
         .await;
-        match &result {
-            CallResult::Answered(Outcome::Sent { .. }) => self.pacing.borrow_mut().accepted(),
-            CallResult::Answered(Outcome::Retryable(RetryReason::Throttled)) => {
-                let pause_ms = self.pacing.borrow_mut().throttled(now_ms(), random_u32());
-                console_log!(
-                    "{}",
-                    json!({"event": "sender_backoff", "pause_ms": pause_ms})
-                );
-            }
-            _ => {}
+        let pause = self
+            .pacing
+            .borrow_mut()
+            .record(&result, now_ms(), random_u32());
+        if let Some(pause_ms) = pause {
+            console_log!(
+                "{}",
+                json!({"event": "sender_backoff", "pause_ms": pause_ms})
+            );
         }
         drop(in_flight);
         Some(result)
@@ -127,13 +106,9 @@ impl SesSender {
     /// first. It always sleeps at least once, even for 0 ms: the Workers clock only moves at I/O,
     /// so a reading taken after CPU work (signing, a cold start) would be stale.
     async fn wait_for_departure(&self, slot: u64, interval: u64) -> CallId {
-        let ticket = self.waiting.borrow_mut().join(slot);
-        let place = PlaceInLine {
-            waiting: &self.waiting,
-            ticket,
-        };
+        let place = PlaceInLine::join(&self.waiting, slot);
         let mut sleep_ms = 0;
-        let mut spins = 0;
+        let mut sleeper = Sleeper::default();
         loop {
             let (wake, woken) = oneshot::channel();
             {
@@ -142,24 +117,19 @@ impl SesSender {
                 wakers.push(wake);
             }
             select(worker::Delay::from(Duration::from_millis(sleep_ms)), woken).await;
-            let departure =
-                self.waiting
-                    .borrow()
-                    .departure(&self.pacing.borrow(), ticket, now_ms(), interval);
-            sleep_ms = match departure {
-                Departure::Go => {
+            let departure = self.waiting.borrow().departure(
+                &self.pacing.borrow(),
+                place.ticket(),
+                now_ms(),
+                interval,
+            );
+            match sleeper.next_sleep_ms(departure, interval) {
+                Some(ms) => sleep_ms = ms,
+                None => {
                     drop(place);
                     return self.pacing.borrow_mut().depart();
                 }
-                // Timers fire a millisecond or two late: the last stretch is yielded away.
-                Departure::WaitMs(ms) if ms <= SPIN_WINDOW_MS && spins < MAX_SPINS => {
-                    spins += 1;
-                    0
-                }
-                Departure::WaitMs(ms) => ms.saturating_sub(SPIN_WINDOW_MS).max(1),
-                // A wake-up comes when the call ahead is answered; the timer is a backstop.
-                Departure::WaitForAnswer | Departure::WaitForTurn => interval,
-            };
+            }
         }
     }
 
@@ -189,21 +159,6 @@ impl SesSender {
     fn wake_waiting(&self) {
         for wake in self.wakers.borrow_mut().drain(..) {
             let _ = wake.send(());
-        }
-    }
-}
-
-/// The SES request for `email`, signed and dated at its slot (or now, if that is later), as a
-/// Workers request ready to send.
-fn prepared_request(config: &SesConfig, email: &EmailAddress, slot_ms: u64) -> Option<Request> {
-    let prepared = build_send_request(config, email, slot_ms.max(now_ms()))
-        .map_err(|e| e.to_string())
-        .and_then(|signed| fetch_request(&signed).map_err(|e| e.to_string()));
-    match prepared {
-        Ok(request) => Some(request),
-        Err(error) => {
-            console_error!("{}", json!({"event": "ses_signing_failed", "error": error}));
-            None
         }
     }
 }
