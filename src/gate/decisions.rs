@@ -34,9 +34,9 @@ use crate::ses::outcome::{api_error_for, Outcome, RetryReason};
 /// Without a queue to fall back on, a direct send is tried at most this often.
 const DIRECT_ATTEMPTS_WITHOUT_QUEUE: u32 = 3;
 /// One alarm drains for at most this long, then hands over to the next alarm.
-pub const DRAIN_BUDGET_MS: u64 = 20_000;
+const DRAIN_BUDGET_MS: u64 = 20_000;
 /// Set before draining: if the object dies mid-drain, the alarm brings it back this soon.
-pub const WATCHDOG_MS: u64 = 5_000;
+const WATCHDOG_MS: u64 = 5_000;
 /// When the queue cannot go on (no sender, no config, storage failing), it tries again after this.
 pub const RETRY_LATER_MS: u64 = 60_000;
 
