@@ -14,6 +14,7 @@ pub mod email;
 pub mod error;
 pub mod gate;
 pub mod http;
+pub mod mailbox;
 pub mod runtime;
 pub mod ses;
 pub mod signup;

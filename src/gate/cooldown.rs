@@ -10,6 +10,7 @@ use sha2::Sha256;
 use crate::config::AddressLimits;
 use crate::email::EmailAddress;
 use crate::error::retry_after_secs;
+use crate::mailbox::Mailbox;
 
 pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
@@ -34,12 +35,13 @@ pub struct AddressRecord {
     pub count: u32,
 }
 
-/// The record key: hex HMAC-SHA256 of the address lowercased whole, so `Foo@x.com` and
-/// `foo@x.com` share limits. (Only for this key: the address sent to SES keeps its case.)
+/// The record key: hex HMAC-SHA256 of the canonical [`Mailbox`], so `Jane.Doe+x@gmail.com` and
+/// `janedoe@gmail.com` share limits and a queue place. (Only for this key: the address sent to
+/// SES stays as typed.)
 pub fn address_key(secret: &[u8], email: &EmailAddress) -> String {
     let mut mac =
         <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(email.as_str().to_lowercase().as_bytes());
+    mac.update(Mailbox::of(email).as_str().as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
 
@@ -95,9 +97,13 @@ mod tests {
     }
 
     #[test]
-    fn the_key_ignores_case_but_not_the_address_and_depends_on_the_secret() {
+    fn the_key_is_the_mailbox_not_the_string_and_depends_on_the_secret() {
         let key = address_key(b"secret", &email("Foo.Bar@Example.com"));
         assert_eq!(key, address_key(b"secret", &email("foo.bar@example.com")));
+        assert_eq!(
+            key,
+            address_key(b"secret", &email("FOO.BAR+news@example.com"))
+        );
         assert_ne!(key, address_key(b"secret", &email("foo.baz@example.com")));
         assert_ne!(key, address_key(b"other", &email("foo.bar@example.com")));
         assert_eq!(key.len(), 64);

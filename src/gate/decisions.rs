@@ -1002,6 +1002,23 @@ mod tests {
     }
 
     #[test]
+    fn variants_of_one_mailbox_share_the_cooldown_and_ses_gets_the_address_as_typed() {
+        let h = Harness::new(config());
+        h.sent("Jane.Doe+news@GoogleMail.com");
+        for variant in [
+            "janedoe@gmail.com",
+            "j.a.n.e.d.o.e@gmail.com",
+            "JaneDoe+x@gmail.com",
+        ] {
+            assert!(
+                matches!(h.send(variant), Err(ApiError::Cooldown { .. })),
+                "{variant}"
+            );
+        }
+        assert_eq!(h.sender.addresses(), ["Jane.Doe+news@googlemail.com"]);
+    }
+
+    #[test]
     fn the_daily_cap_refuses_the_sixth_signup_of_a_day() {
         let h = Harness::new(config());
         for _ in 0..5 {
