@@ -1,6 +1,8 @@
 //! What a browser-facing endpoint decides before and after the signup itself: which `Origin`s
-//! may call it (CORS), and whether a plain HTML form gets a `303` redirect to one of the
-//! configured pages instead of JSON. Pure: headers come in as strings.
+//! may call it (CORS), whether a plain HTML form gets a `303` redirect to one of the
+//! configured pages instead of JSON, and the per-IP limit's key. Pure: headers come in as strings.
+
+use std::net::IpAddr;
 
 use url::Url;
 
@@ -155,9 +157,47 @@ fn with_param(mut url: Url, name: &str, value: &str) -> Option<String> {
     Some(url.to_string())
 }
 
+/// The per-IP limit's key for `CF-Connecting-IP`: an IPv4 address whole, an IPv6 address by its
+/// /64 (one subscriber's network: a home or a server gets a whole /64 and can pick any address in
+/// it), an IPv4-mapped IPv6 address as the IPv4 it carries. Anything unreadable shares one key.
+pub fn rate_limit_key(ip: Option<&str>) -> String {
+    match ip.map(str::trim).and_then(|ip| ip.parse::<IpAddr>().ok()) {
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        None => "unknown".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rate_limit_key_is_the_ipv4_address_or_the_ipv6_slash_64() {
+        assert_eq!(rate_limit_key(Some("203.0.113.7")), "203.0.113.7");
+        assert_eq!(rate_limit_key(Some(" 203.0.113.7 ")), "203.0.113.7");
+        let one_network = [
+            "2001:db8:abcd:12::1",
+            "2001:db8:abcd:12:ffff:ffff:ffff:ffff",
+            "2001:0DB8:ABCD:0012:0:0:0:2",
+        ];
+        for ip in one_network {
+            assert_eq!(rate_limit_key(Some(ip)), "2001:db8:abcd:12::/64", "{ip}");
+        }
+        assert_ne!(
+            rate_limit_key(Some("2001:db8:abcd:13::1")),
+            rate_limit_key(Some("2001:db8:abcd:12::1"))
+        );
+        assert_eq!(rate_limit_key(Some("::ffff:198.51.100.4")), "198.51.100.4");
+        assert_eq!(rate_limit_key(Some("not an ip")), "unknown");
+        assert_eq!(rate_limit_key(None), "unknown");
+    }
 
     fn policy(allowed: &str, require_origin: bool) -> OriginPolicy {
         OriginPolicy {

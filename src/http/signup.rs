@@ -15,7 +15,7 @@ use worker::{
 };
 
 use super::{error_response, header, json_response, own_origin, with_cors};
-use crate::browser::{check_origin, prefers_html};
+use crate::browser::{check_origin, prefers_html, rate_limit_key};
 use crate::config::{BrowserConfig, Config, ConfigError, TurnstileConfig};
 use crate::error::ApiError;
 use crate::gate::rpc::{Accepted, GateClient};
@@ -144,12 +144,12 @@ async fn signup(req: &mut Request, env: &Env, config: &Config) -> Result<Accepte
         .await
 }
 
-/// The Workers Rate Limiting binding, keyed by `CF-Connecting-IP` (5 per 60 s).
+/// The Workers Rate Limiting binding, keyed by `CF-Connecting-IP` (IPv6 by its /64; 5 per 60 s).
 async fn limit_ip(req: &Request, env: &Env, browser: &BrowserConfig) -> Result<(), ApiError> {
     if !browser.ip_rate_limit {
         return Ok(());
     }
-    let ip = header(req, "cf-connecting-ip").unwrap_or_else(|| "unknown".into());
+    let ip = rate_limit_key(header(req, "cf-connecting-ip").as_deref());
     let limiter = env.rate_limiter(IP_RATE_LIMITER_BINDING).map_err(|e| {
         console_error!("{}", json!({"event": "rate_limiter_missing", "binding": IP_RATE_LIMITER_BINDING, "error": e.to_string()}));
         ApiError::Misconfigured
