@@ -74,6 +74,10 @@ pub struct GateConfig {
     pub queue_max: u64,
     /// SES calls per queued signup before it is dropped (server errors, timeouts, junk).
     pub ses_max_attempts: u32,
+    /// `QUEUE_MAX_AGE_SECONDS`: a queued signup older than this is dropped unsent; 0: never.
+    pub queue_max_age_ms: u64,
+    /// `DAILY_SEND_BUDGET`: signups taken (sent or queued) per 24 hours; 0: no budget.
+    pub daily_send_budget: u64,
 }
 
 /// The per-address limits; 0 switches either off.
@@ -265,6 +269,8 @@ impl GateConfig {
             },
             queue_max: vars.number("QUEUE_MAX", 10_000, 0..=1_000_000)?,
             ses_max_attempts: vars.number("SES_MAX_ATTEMPTS", 5, 1..=100)? as u32,
+            queue_max_age_ms: vars.number("QUEUE_MAX_AGE_SECONDS", 21_600, 0..=604_800)? * 1000,
+            daily_send_budget: vars.number("DAILY_SEND_BUDGET", 5_000, 0..=10_000_000)?,
         })
     }
 }
@@ -411,6 +417,8 @@ mod tests {
         );
         assert_eq!(config.gate.interval_ms, 1000);
         assert_eq!(config.gate.max_wait_ms, 10_000);
+        assert_eq!(config.gate.queue_max_age_ms, 21_600_000);
+        assert_eq!(config.gate.daily_send_budget, 5_000);
         assert_eq!(config.ses.timeout_ms, 5000);
         assert_eq!(config.ses.configuration_set, None);
         assert_eq!(config.ses.credentials.session_token, None);
@@ -516,6 +524,8 @@ mod tests {
             ("QUEUE_MAX", "lots"),
             ("SES_MAX_ATTEMPTS", "0"),
             ("ADMIN_TOKEN", "short"),
+            ("QUEUE_MAX_AGE_SECONDS", "604801"),
+            ("DAILY_SEND_BUDGET", "-1"),
         ] {
             assert_eq!(error_for(&[(name, value)]).variable, name, "{name}={value}");
         }

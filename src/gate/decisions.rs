@@ -25,10 +25,13 @@ use crate::config::GateConfig;
 use crate::email::EmailAddress;
 use crate::error::{retry_after_secs, ApiError};
 use crate::gate::cooldown::{address_key, admit, AddressRecord};
-use crate::gate::queue::{estimated_send_at_ms, rfc3339_utc, settle_head, HeadResult, QueuedItem};
+use crate::gate::queue::{
+    estimated_send_at_ms, fair_tag, rfc3339_utc, settle_head, DropReason, HeadResult, QueuedItem,
+};
 use crate::gate::rpc::{Accepted, CallRequest, CallResult, GateStats, SendReply, SenderLink};
 use crate::gate::slots::{retry_jitter_ms, GateState, Reservation};
 use crate::gate::store::{GateStore, NewItem, QueueEnd, StoreError};
+use crate::mailbox::Mailbox;
 use crate::ses::outcome::{api_error_for, Outcome, RetryReason};
 
 /// Without a queue to fall back on, a direct send is tried at most this often.
@@ -123,9 +126,26 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             }
             Err(Refusal::Store(e)) => return self.unavailable(&e),
         };
+        let budget = self.config.daily_send_budget;
+        if let Err(retry_after_secs) = self.update(|g| g.budget.take(arrival, budget)) {
+            self.runtime.log_error(json!({"event": "daily_budget_spent", "budget": budget, "retry_after_secs": retry_after_secs}));
+            if let Some(admission) = admission {
+                self.take_back(admission);
+            }
+            return Err(ApiError::Busy { retry_after_secs });
+        }
         let reply = self.send_or_queue(email, &key, arrival).await;
-        if let (Err(_), Some(admission)) = (&reply, admission) {
-            self.take_back(admission);
+        match (&reply, admission) {
+            // A call that timed out may have reached SES: the address keeps its admission (and
+            // the budget its count), so a resubmission within the cooldown cannot mail again.
+            (Err(ApiError::UpstreamTimeout), _) => {}
+            (Err(_), admission) => {
+                self.update(|g| g.budget.give_back());
+                if let Some(admission) = admission {
+                    self.take_back(admission);
+                }
+            }
+            _ => {}
         }
         reply
     }
@@ -237,9 +257,16 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 let outcome = outcome.unwrap_or(Outcome::Unknown);
                 return Err(api_error_for(&outcome, 1));
             }
-            // A throttle is not the signup's fault; other failures count as an attempt.
-            let attempts = u32::from(!throttled);
-            if attempts < self.config.ses_max_attempts {
+            let timed_out = outcome.is_none();
+            let max_attempts = self.config.ses_max_attempts;
+            // A throttle is not the signup's fault; other failures count as an attempt; after a
+            // timeout (the call may have reached SES) one more try is all it gets.
+            let attempts = match (throttled, timed_out) {
+                (true, _) => 0,
+                (_, true) => max_attempts.saturating_sub(1).max(1),
+                _ => 1,
+            };
+            if attempts < max_attempts {
                 let now = self.runtime.now_ms();
                 match self
                     .enqueue(email, key, now, QueueEnd::Front, attempts)
@@ -250,6 +277,9 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                     // Not queued: the signup still gets its retries in the request.
                     Err(e) => self.log_store_error(&e),
                 }
+            }
+            if timed_out {
+                return Err(ApiError::UpstreamTimeout);
             }
             let now = self.runtime.now_ms();
             let jitter = retry_jitter_ms(self.runtime.random_u32(), interval);
@@ -262,10 +292,8 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 Some(next) => slot = next,
                 None => {
                     let wait = self.state.borrow().next_free_ms.saturating_sub(now);
-                    return Err(match outcome {
-                        None => ApiError::UpstreamTimeout,
-                        Some(outcome) => api_error_for(&outcome, retry_after_secs(wait)),
-                    });
+                    let outcome = outcome.unwrap_or(Outcome::Unknown);
+                    return Err(api_error_for(&outcome, retry_after_secs(wait)));
                 }
             }
         }
@@ -285,10 +313,20 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         if self.store.queue_len()? >= self.config.queue_max {
             return Ok(None);
         }
+        let mailbox = Mailbox::of(email);
+        let domain = mailbox.domain();
+        let front = end == QueueEnd::Front;
+        let last_of_domain = if front {
+            None
+        } else {
+            self.store.last_tag(domain)?
+        };
         let position = self.store.enqueue(NewItem {
             end,
             email,
             key,
+            domain,
+            tag: fair_tag(front, last_of_domain, self.state.borrow().served_tag),
             now_ms: now,
             attempts,
         })?;
@@ -301,10 +339,12 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     }
 
     fn queued_reply(&self, position: u64, now: u64) -> SendReply {
-        let at = estimated_send_at_ms(&self.state.borrow(), now, position, self.config.interval_ms);
+        let state = self.state.borrow();
+        let at = estimated_send_at_ms(&state, now, position, self.config.interval_ms);
         Ok(Accepted::Queued {
             position,
             estimated_send_at: rfc3339_utc(at),
+            paused_until: state.paused_until_ms.filter(|t| *t > now).map(rfc3339_utc),
         })
     }
 
@@ -329,6 +369,10 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         self.arm_alarm(started + WATCHDOG_MS).await;
         let next_alarm = loop {
             let now = self.runtime.now_ms();
+            if let Err(e) = self.expire_old_items(now) {
+                self.log_store_error(&e);
+                break Some(now + RETRY_LATER_MS);
+            }
             let head = match self.store.head() {
                 Ok(Some(head)) => head,
                 Ok(None) => break None,
@@ -382,11 +426,36 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         }
     }
 
+    /// Drops every item older than `QUEUE_MAX_AGE_SECONDS`, counted and logged.
+    fn expire_old_items(&self, now: u64) -> Result<(), StoreError> {
+        let max_age = self.config.queue_max_age_ms;
+        if max_age == 0 {
+            return Ok(());
+        }
+        let expired = self.store.expire(now.saturating_sub(max_age))?;
+        if expired > 0 {
+            self.update(|g| {
+                *g.counters
+                    .drops
+                    .entry(DropReason::Expired.as_str().into())
+                    .or_default() += expired
+            });
+            self.runtime.log_error(json!({"event": "queue_drop", "reason": DropReason::Expired.as_str(), "count": expired, "max_age_ms": max_age}));
+        }
+        Ok(())
+    }
+
     /// Applies one answer for the head to the gate state, the queue and the send log.
     fn settle(&self, head: &QueuedItem, result: CallResult) -> Result<(), StoreError> {
         let (now, random) = (self.runtime.now_ms(), self.runtime.random_u32());
         let max_attempts = self.config.ses_max_attempts;
-        let outcome = self.update(|g| settle_head(g, head, result, now, random, max_attempts));
+        let outcome = self.update(|g| {
+            let outcome = settle_head(g, head, result, now, random, max_attempts);
+            if outcome.leaves_queue() {
+                g.served_tag = g.served_tag.max(head.tag);
+            }
+            outcome
+        });
         self.log_head_result(&outcome, head.enqueued_at_ms);
         match outcome {
             HeadResult::WillRetry { attempts } => self.store.set_attempts(head.id, attempts)?,
@@ -413,6 +482,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     pub fn stats(&self) -> Result<GateStats, StoreError> {
         let now = self.runtime.now_ms();
         let gate = self.state.borrow();
+        let paused_until = gate.paused_until_ms.filter(|t| *t > now);
         let backoff = if gate.backoff.is_active() {
             gate.next_free_ms.saturating_sub(now)
         } else {
@@ -430,7 +500,14 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             drops: gate.counters.drops.clone(),
             interval_ms: self.config.interval_ms,
             current_interval_ms: self.config.interval_ms.max(backoff),
-            paused_until: gate.paused_until_ms.filter(|t| *t > now).map(rfc3339_utc),
+            paused_until: paused_until.map(rfc3339_utc),
+            paused_reason: paused_until.map(|_| {
+                "SES reports a configuration or credentials error (see the ses_call log lines); \
+                 the queue keeps every signup and tries again when the pause ends"
+                    .to_string()
+            }),
+            daily_taken: gate.budget.taken(now),
+            daily_budget: self.config.daily_send_budget,
         })
     }
 
@@ -509,6 +586,8 @@ mod tests {
             },
             queue_max: 100,
             ses_max_attempts: 3,
+            queue_max_age_ms: 3_600_000,
+            daily_send_budget: 1_000,
         }
     }
 
@@ -611,7 +690,7 @@ mod tests {
             let n = self.calls.borrow().len();
             self.script.borrow_mut().pop_front().unwrap_or_else(|| {
                 Some(CallResult::Answered(Outcome::Sent {
-                    message_id: format!("m-{n}"),
+                    message_id: Some(format!("m-{n}")),
                 }))
             })
         }
@@ -719,7 +798,7 @@ mod tests {
         assert_eq!(
             reply,
             Ok(Accepted::Sent {
-                message_id: "m-1".into()
+                message_id: Some("m-1".into())
             })
         );
         assert_eq!(h.sender.slots(), [START]);
@@ -754,6 +833,7 @@ mod tests {
             Ok(Accepted::Queued {
                 position: 1,
                 estimated_send_at: rfc3339_utc(START + INTERVAL),
+                paused_until: None,
             })
         );
         assert_eq!(h.runtime.last_alarm(), Some(at));
@@ -809,6 +889,8 @@ mod tests {
                     end: QueueEnd::Back,
                     email: &email("later@example.com"),
                     key: "k-later",
+                    domain: "example.com",
+                    tag: 1,
                     now_ms: START,
                     attempts: 0,
                 })
@@ -840,11 +922,32 @@ mod tests {
     }
 
     #[test]
-    fn a_direct_send_that_times_out_is_queued_with_one_attempt() {
+    fn a_direct_send_that_times_out_is_queued_for_one_more_try_only() {
         let h = Harness::new(config());
-        h.sender.answers([Some(CallResult::TimedOut)]);
+        h.sender
+            .answers([Some(CallResult::TimedOut), server_error()]);
         assert_eq!(position(&h.send("a@example.com")), Some(1));
-        assert_eq!(h.store.items()[0].attempts, 1);
+        assert_eq!(h.store.items()[0].attempts, 2, "SES_MAX_ATTEMPTS is 3");
+        h.drain();
+        assert_eq!(h.sender.slots().len(), 2, "one call more, then dropped");
+        assert!(h.store.items().is_empty());
+    }
+
+    #[test]
+    fn without_a_queue_a_timeout_is_answered_at_once_and_keeps_the_admission() {
+        let h = Harness::new(no_room());
+        h.sender.answers([Some(CallResult::TimedOut)]);
+        assert_eq!(h.send("a@example.com"), Err(ApiError::UpstreamTimeout));
+        assert_eq!(h.sender.slots().len(), 1, "no retry after a timeout");
+        h.runtime.advance_by(5_000);
+        assert!(
+            matches!(
+                h.send("A+again@example.com"),
+                Err(ApiError::Cooldown { .. })
+            ),
+            "the call may have reached SES: a resubmission must not mail again"
+        );
+        assert_eq!(h.sender.slots().len(), 1);
     }
 
     #[test]
@@ -891,7 +994,7 @@ mod tests {
     #[test]
     fn without_a_queue_a_retry_that_succeeds_is_sent() {
         let h = Harness::new(no_room());
-        h.sender.answers([Some(CallResult::TimedOut)]);
+        h.sender.answers([server_error()]);
         assert!(matches!(h.send("a@example.com"), Ok(Accepted::Sent { .. })));
         assert_eq!(h.sender.slots().len(), 2);
     }
@@ -1372,5 +1475,174 @@ mod tests {
             assert!(!text.contains("secret"), "{text}");
             assert!(!text.contains("example.com"), "{text}");
         }
+    }
+
+    #[test]
+    fn a_flood_to_one_domain_delays_only_that_domain() {
+        let h = Harness::new(GateConfig {
+            queue_max: 1_000,
+            ..no_wait()
+        });
+        h.sent("first@flood.example");
+        for i in 0..300 {
+            h.queued(&format!("f{i}@flood.example"));
+        }
+        // Five flood mails go out, then someone from another domain signs up.
+        for _ in 0..5 {
+            let head = h.store.items()[0].clone();
+            let call = CallRequest {
+                email: head.email.clone(),
+                slot_ms: h.runtime.now_ms(),
+                attempt: 1,
+            };
+            let result = run(h.sender.call(&call)).expect("answered");
+            h.gate.settle(&head, result).expect("settled");
+        }
+        let position = h.queued("quiet@other.example");
+        assert!(
+            position <= 2,
+            "the other domain waits about one round, at {position}"
+        );
+        let again = h.queued("second@other.example");
+        assert!(again <= 4, "its next signup is a round later, at {again}");
+        let flood = h.queued("late@flood.example");
+        assert_eq!(
+            flood,
+            300 - 5 + 3,
+            "the flood's own line only grows at its end"
+        );
+    }
+
+    #[test]
+    fn two_floods_share_the_slots_in_turn() {
+        let h = Harness::new(no_wait());
+        h.sent("first@a.example");
+        for i in 0..10 {
+            h.queued(&format!("x{i}@a.example"));
+        }
+        for i in 0..10 {
+            h.queued(&format!("y{i}@b.example"));
+        }
+        h.drain();
+        let domains: Vec<String> = h.sender.addresses()[1..]
+            .iter()
+            .map(|a| a.rsplit('@').next().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(domains.len(), 20);
+        // The first domain's lead is used up in the first round; then they alternate.
+        assert!(
+            domains.windows(2).skip(1).all(|w| w[0] != w[1]),
+            "{domains:?}"
+        );
+    }
+
+    #[test]
+    fn the_daily_budget_answers_busy_with_an_honest_retry_after_and_takes_nothing_back_it_kept() {
+        let h = Harness::new(GateConfig {
+            daily_send_budget: 2,
+            ..config()
+        });
+        h.sent("a@example.com");
+        h.sent("b@example.com");
+        let refused = h.send("c@example.com");
+        assert!(
+            matches!(refused, Err(ApiError::Busy { retry_after_secs }) if retry_after_secs > 86_000),
+            "{refused:?}"
+        );
+        assert_eq!(h.sender.slots().len(), 2);
+        let key = address_key(&h.gate.address_secret, &email("c@example.com"));
+        assert_eq!(
+            h.store.address(&key),
+            None,
+            "the refused signup does not count"
+        );
+        let stats = h.gate.stats().expect("stats");
+        assert_eq!((stats.daily_taken, stats.daily_budget), (2, 2));
+        h.runtime.advance_by(cooldown_day());
+        assert!(matches!(h.send("c@example.com"), Ok(Accepted::Sent { .. })));
+    }
+
+    fn cooldown_day() -> u64 {
+        crate::gate::cooldown::DAY_MS
+    }
+
+    #[test]
+    fn a_signup_that_fails_gives_its_place_in_the_budget_back() {
+        let h = Harness::new(GateConfig {
+            daily_send_budget: 1,
+            ..no_room()
+        });
+        h.sender.answers([answered(Outcome::Rejected)]);
+        assert_eq!(h.send("bad@example.com"), Err(ApiError::Rejected));
+        assert!(matches!(
+            h.send("good@example.com"),
+            Ok(Accepted::Sent { .. })
+        ));
+    }
+
+    #[test]
+    fn items_older_than_the_max_age_are_dropped_unsent_and_counted() {
+        let h = Harness::new(no_wait());
+        h.sent("first@example.com");
+        h.queued("old-1@example.com");
+        h.queued("old-2@example.com");
+        h.runtime.advance_by(3_600_001);
+        h.queued("fresh@example.com");
+        h.drain();
+        assert_eq!(h.sender.addresses()[1..], ["fresh@example.com"]);
+        assert_eq!(
+            h.gate.stats().expect("stats").drops.get("expired"),
+            Some(&2)
+        );
+        let line = h
+            .runtime
+            .0
+            .logs
+            .borrow()
+            .iter()
+            .find(|l| l["reason"] == "expired")
+            .cloned()
+            .expect("logged");
+        assert_eq!(line["count"], 2);
+    }
+
+    #[test]
+    fn while_ses_reports_a_configuration_error_signups_are_queued_and_told_so() {
+        let h = Harness::new(no_wait());
+        h.sent("first@example.com");
+        h.queued("a@example.com");
+        h.sender
+            .answers([answered(Outcome::Config { clock_skew: false })]);
+        h.drain();
+        let reply = h.send("b@example.com");
+        match reply {
+            Ok(Accepted::Queued {
+                paused_until: Some(until),
+                estimated_send_at,
+                ..
+            }) => assert!(estimated_send_at >= until, "{estimated_send_at} < {until}"),
+            other => panic!("expected a queued answer naming the pause, got {other:?}"),
+        }
+        let stats = h.gate.stats().expect("stats");
+        assert!(stats
+            .paused_reason
+            .is_some_and(|r| r.contains("configuration")));
+    }
+
+    #[test]
+    fn an_unreadable_2xx_is_sent_once_and_never_again() {
+        let h = Harness::new(config());
+        h.sender
+            .answers([answered(Outcome::Sent { message_id: None })]);
+        assert_eq!(
+            h.send("a@example.com"),
+            Ok(Accepted::Sent { message_id: None })
+        );
+        assert_eq!(h.sender.slots().len(), 1);
+        assert!(h.store.items().is_empty());
+        assert!(matches!(
+            h.send("a+again@example.com"),
+            Err(ApiError::Cooldown { .. })
+        ));
     }
 }

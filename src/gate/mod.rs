@@ -3,11 +3,12 @@
 //! limits; `SesSender` puts the calls on the wire, each an interval after the previous answer.
 //!
 //! Pure and host-tested: `decisions` (the gate's every decision, over the `store` and `rpc`
-//! seams), `slots` (reservations), `backoff`, `pacing` (the sender's rule), `queue` and
-//! `cooldown`. The Workers side: `ses_gate` and `ses_sender` (the Durable Object shells),
+//! seams), `slots` (reservations), `backoff`, `budget` (the daily send budget), `pacing` (the
+//! sender's rule), `queue` (items, fair order, the head's fate) and `cooldown`. The Workers side: `ses_gate` and `ses_sender` (the Durable Object shells),
 //! `sql_store` (the gate's SQLite), `rpc` (messages and their clients), `ses_call` (one SES call).
 
 pub mod backoff;
+pub mod budget;
 pub mod cooldown;
 pub mod decisions;
 pub mod pacing;

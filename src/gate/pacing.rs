@@ -233,7 +233,7 @@ mod tests {
         assert_eq!(pacing.record(&throttled, 2_000, 0), Some(2_000));
         assert_eq!(pacing.record(&CallResult::TimedOut, 3_000, 0), None);
         let sent = CallResult::Answered(Outcome::Sent {
-            message_id: "m".into(),
+            message_id: Some("m".into()),
         });
         assert_eq!(pacing.record(&sent, 4_000, 0), None);
         assert_eq!(

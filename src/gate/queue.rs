@@ -28,6 +28,21 @@ pub struct QueuedItem {
     pub enqueued_at_ms: u64,
     /// SES calls already made for this item that ended in a server error, timeout or junk.
     pub attempts: u32,
+    /// Its place in the fair order (see [`fair_tag`]); the queue is served by tag, then arrival.
+    pub tag: u64,
+}
+
+/// Where a new item goes in the fair order: fair queueing by recipient domain. The queue is
+/// served in `(tag, arrival)` order. A new signup gets the next tag of its own domain, but never
+/// one below the tag being served now, so a domain that floods the queue stretches only its own
+/// line: one signup to a quiet domain waits about one round (one item per busy domain), not
+/// behind the whole flood. A failed direct send keeps its turn with the tag being served.
+pub fn fair_tag(front: bool, last_tag_of_domain: Option<u64>, served_tag: u64) -> u64 {
+    if front {
+        served_tag
+    } else {
+        last_tag_of_domain.unwrap_or(0).max(served_tag) + 1
+    }
 }
 
 /// Counters for `GET /gate/stats`, persisted with the gate state.
@@ -43,8 +58,10 @@ pub struct QueueCounters {
 pub enum DropReason {
     /// SES refused the address (`InvalidParameterValue`, `MessageRejected`).
     Rejected,
-    /// `SES_MAX_ATTEMPTS` server errors, timeouts or unreadable replies.
+    /// `SES_MAX_ATTEMPTS` server errors or unreadable error replies, or a second timeout.
     Exhausted,
+    /// Waited longer than `QUEUE_MAX_AGE_SECONDS`.
+    Expired,
 }
 
 impl DropReason {
@@ -52,6 +69,7 @@ impl DropReason {
         match self {
             Self::Rejected => "rejected",
             Self::Exhausted => "exhausted",
+            Self::Expired => "expired",
         }
     }
 }
@@ -60,7 +78,7 @@ impl DropReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeadResult {
     Sent {
-        message_id: String,
+        message_id: Option<String>,
     },
     /// Still at the head; the gate backs off by `pause_ms`.
     Throttled {
@@ -131,7 +149,11 @@ pub fn settle_head(
         }
         CallResult::Answered(Outcome::Retryable(RetryReason::ServerError) | Outcome::Unknown)
         | CallResult::TimedOut => {
-            let attempts = item.attempts + 1;
+            let attempts = match result {
+                // The call may have reached SES: one more try at most, never a series.
+                CallResult::TimedOut => (item.attempts + 1).max(max_attempts.saturating_sub(1)),
+                _ => item.attempts + 1,
+            };
             if attempts >= max_attempts {
                 drop_for(gate, DropReason::Exhausted, attempts)
             } else {
@@ -185,7 +207,28 @@ mod tests {
             key: "k0".into(),
             enqueued_at_ms: 1_000,
             attempts,
+            tag: 1,
         }
+    }
+
+    #[test]
+    fn a_flooded_domain_stretches_only_its_own_line() {
+        // 300 signups to one domain, nothing served yet: tags 1..=300.
+        let mut last_flood = None;
+        for _ in 0..300 {
+            last_flood = Some(fair_tag(false, last_flood, 0));
+        }
+        assert_eq!(last_flood, Some(300));
+        // 40 sent; another domain's first signup gets the next round's tag.
+        assert_eq!(fair_tag(false, None, 40), 41);
+        // Its second one is a round later, not behind the flood.
+        assert_eq!(fair_tag(false, Some(41), 40), 42);
+        // The flood's next signup still goes to the end of the flood's own line.
+        assert_eq!(fair_tag(false, last_flood, 40), 301);
+        // A domain idle for a while does not get credit for its idle time.
+        assert_eq!(fair_tag(false, Some(3), 40), 41);
+        // A failed direct send keeps its turn.
+        assert_eq!(fair_tag(true, Some(300), 40), 40);
     }
 
     fn settle(gate: &mut GateState, attempts: u32, result: CallResult, now: u64) -> HeadResult {
@@ -198,7 +241,7 @@ mod tests {
 
     fn sent() -> CallResult {
         answered(Outcome::Sent {
-            message_id: "m".into(),
+            message_id: Some("m".into()),
         })
     }
 
@@ -209,7 +252,7 @@ mod tests {
         assert_eq!(
             result,
             HeadResult::Sent {
-                message_id: "m".into()
+                message_id: Some("m".into())
             }
         );
         assert!(result.leaves_queue());
@@ -256,6 +299,41 @@ mod tests {
         );
         assert!(last.leaves_queue());
         assert_eq!(gate.counters.drops.get("exhausted"), Some(&1));
+    }
+
+    #[test]
+    fn after_a_timeout_the_item_gets_one_more_try_at_most() {
+        let mut gate = GateState::default();
+        let five = |gate: &mut GateState, attempts, result| {
+            settle_head(gate, &item(attempts), result, 0, 0, 5)
+        };
+        assert_eq!(
+            five(&mut gate, 0, CallResult::TimedOut),
+            HeadResult::WillRetry { attempts: 4 }
+        );
+        assert_eq!(
+            five(&mut gate, 4, CallResult::TimedOut),
+            HeadResult::Dropped {
+                reason: DropReason::Exhausted,
+                attempts: 5
+            }
+        );
+        let server = answered(Outcome::Retryable(RetryReason::ServerError));
+        assert_eq!(
+            five(&mut gate, 4, server),
+            HeadResult::Dropped {
+                reason: DropReason::Exhausted,
+                attempts: 5
+            }
+        );
+        assert_eq!(
+            settle_head(&mut gate, &item(0), CallResult::TimedOut, 0, 0, 1),
+            HeadResult::Dropped {
+                reason: DropReason::Exhausted,
+                attempts: 1
+            },
+            "with one attempt allowed, a timeout ends it"
+        );
     }
 
     #[test]

@@ -37,15 +37,23 @@ pub struct SendRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Accepted {
+    /// `messageId` is left out when SES took the call but its reply could not be read.
     Sent {
-        #[serde(rename = "messageId")]
-        message_id: String,
+        #[serde(rename = "messageId", default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<String>,
     },
-    /// Durably queued; the gate's alarm will send it.
+    /// Durably queued; the gate's alarm will send it. `pausedUntil` is there only while SES
+    /// reports a configuration or credentials error: the queue waits until then.
     Queued {
         position: u64,
         #[serde(rename = "estimatedSendAt")]
         estimated_send_at: String,
+        #[serde(
+            rename = "pausedUntil",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )]
+        paused_until: Option<String>,
     },
 }
 
@@ -84,6 +92,11 @@ pub struct GateStats {
     pub interval_ms: u64,
     pub current_interval_ms: u64,
     pub paused_until: Option<String>,
+    /// Why the queue is paused, in plain words, while it is.
+    pub paused_reason: Option<String>,
+    /// Signups taken in the current 24-hour window, and `DAILY_SEND_BUDGET` (0: none).
+    pub daily_taken: u64,
+    pub daily_budget: u64,
 }
 
 /// One SES call for `email`, not before `slot_ms`. `attempt` is for the logs.
@@ -220,7 +233,7 @@ mod tests {
         use crate::ses::outcome::RetryReason;
         let results = [
             Some(CallResult::Answered(Outcome::Sent {
-                message_id: "m-1".into(),
+                message_id: Some("m-1".into()),
             })),
             Some(CallResult::Answered(Outcome::Retryable(
                 RetryReason::Throttled,
@@ -269,7 +282,7 @@ mod tests {
     #[test]
     fn a_sent_reply_is_already_the_public_success_body() {
         let reply = Accepted::Sent {
-            message_id: "m-1".into(),
+            message_id: Some("m-1".into()),
         };
         assert_eq!((reply.http_status(), reply.status()), (200, "sent"));
         assert_eq!(
@@ -283,6 +296,7 @@ mod tests {
         let reply = Accepted::Queued {
             position: 3,
             estimated_send_at: "2026-11-26T10:00:00.000Z".into(),
+            paused_until: None,
         };
         assert_eq!((reply.http_status(), reply.status()), (202, "queued"));
         assert_eq!(

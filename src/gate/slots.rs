@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::retry_after_secs;
 use crate::gate::backoff::Backoff;
+use crate::gate::budget::DailyBudget;
 use crate::gate::queue::QueueCounters;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +25,12 @@ pub struct GateState {
     /// For `GET /gate/stats`.
     #[serde(default)]
     pub counters: QueueCounters,
+    /// The fair-order tag of the last item that left the queue (see `queue::fair_tag`).
+    #[serde(default)]
+    pub served_tag: u64,
+    /// `DAILY_SEND_BUDGET`'s count.
+    #[serde(default)]
+    pub budget: DailyBudget,
 }
 
 /// The answer to a reservation.

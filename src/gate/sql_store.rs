@@ -1,6 +1,7 @@
 //! `SqlGateStore`: [`GateStore`] in the Durable Object's SQLite (synchronous `exec`). The gate
-//! state is one JSON row; the queue is ordered by `seq` (an item put back at the head gets a
-//! smaller one); address records are keyed by HMAC; the send log feeds the stats.
+//! state is one JSON row; the queue is served by `(tag, seq)`, fair across recipient domains (an
+//! item put back at the head gets the smallest `seq`); address records are keyed by HMAC; the
+//! send log feeds the stats.
 //!
 //! Invariants: every statement runs before the gate's next await, so the output gate holds any
 //! reply until it is durable; a failed statement is a [`StoreError`] naming it.
@@ -15,11 +16,23 @@ use crate::gate::queue::QueuedItem;
 use crate::gate::slots::GateState;
 use crate::gate::store::{GateStore, NewItem, QueueEnd, StoreError, StoreResult};
 
-const SCHEMA: [&str; 7] = [
+const SCHEMA: [&str; 12] = [
     "CREATE TABLE IF NOT EXISTS gate (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL)",
+    // Served by (tag, seq): fair across recipient domains (`queue::fair_tag`); an item put back
+    // at the head gets the smallest `seq`.
+    "CREATE TABLE IF NOT EXISTS fair_queue (id INTEGER PRIMARY KEY AUTOINCREMENT, tag REAL NOT NULL,
+        seq REAL NOT NULL, domain TEXT NOT NULL, email TEXT NOT NULL, key TEXT NOT NULL UNIQUE,
+        enqueued_at_ms REAL NOT NULL, attempts INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS fair_queue_order ON fair_queue (tag, seq)",
+    "CREATE INDEX IF NOT EXISTS fair_queue_by_domain ON fair_queue (domain, tag)",
+    "CREATE INDEX IF NOT EXISTS fair_queue_by_age ON fair_queue (enqueued_at_ms)",
+    // The first version's FIFO: whatever it still holds moves to the front of the fair queue,
+    // in its order (no introspection needed: the table is made, emptied and dropped each start).
     "CREATE TABLE IF NOT EXISTS queue (id INTEGER PRIMARY KEY AUTOINCREMENT, seq REAL NOT NULL,
         email TEXT NOT NULL, key TEXT NOT NULL UNIQUE, enqueued_at_ms REAL NOT NULL, attempts INTEGER NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS queue_by_seq ON queue (seq)",
+    "INSERT OR IGNORE INTO fair_queue (tag, seq, domain, email, key, enqueued_at_ms, attempts)
+        SELECT 0, seq, '', email, key, enqueued_at_ms, attempts FROM queue",
+    "DROP TABLE queue",
     "CREATE TABLE IF NOT EXISTS address_limits (key TEXT PRIMARY KEY, record TEXT NOT NULL, last_ms REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS sends (at_ms REAL NOT NULL)",
@@ -41,6 +54,7 @@ struct One<T> {
 #[derive(Deserialize)]
 struct ItemRow {
     id: f64,
+    tag: f64,
     email: String,
     key: String,
     enqueued_at_ms: f64,
@@ -154,7 +168,7 @@ impl GateStore for SqlGateStore {
     fn queue_len(&self) -> StoreResult<u64> {
         self.count(
             "queue length",
-            "SELECT COUNT(*) AS value FROM queue",
+            "SELECT COUNT(*) AS value FROM fair_queue",
             vec![],
         )
     }
@@ -162,23 +176,51 @@ impl GateStore for SqlGateStore {
     fn position_of(&self, key: &str) -> StoreResult<Option<u64>> {
         let position = self.count(
             "queue position",
-            "SELECT COUNT(*) AS value FROM queue WHERE seq <= (SELECT seq FROM queue WHERE key = ?)",
+            "SELECT COUNT(*) AS value FROM fair_queue q, (SELECT tag, seq FROM fair_queue WHERE key = ?) me
+             WHERE q.tag < me.tag OR (q.tag = me.tag AND q.seq <= me.seq)",
             vec![key.into()],
         )?;
         Ok(Some(position).filter(|p| *p > 0))
     }
 
+    fn last_tag(&self, domain: &str) -> StoreResult<Option<u64>> {
+        let tag: Option<Option<f64>> = self.value(
+            "last tag",
+            "SELECT MAX(tag) AS value FROM fair_queue WHERE domain = ?",
+            vec![domain.into()],
+        )?;
+        Ok(tag.flatten().map(|t| t as u64))
+    }
+
+    fn expire(&self, before_ms: u64) -> StoreResult<u64> {
+        let expired = self.count(
+            "count expired items",
+            "SELECT COUNT(*) AS value FROM fair_queue WHERE enqueued_at_ms < ?",
+            vec![ms(before_ms)],
+        )?;
+        if expired > 0 {
+            self.exec(
+                "expire items",
+                "DELETE FROM fair_queue WHERE enqueued_at_ms < ?",
+                vec![ms(before_ms)],
+            )?;
+        }
+        Ok(expired)
+    }
+
     fn enqueue(&self, item: NewItem) -> StoreResult<u64> {
         let seq = match item.end {
-            QueueEnd::Back => "SELECT COALESCE(MAX(seq), 0) + 1 FROM queue",
-            QueueEnd::Front => "SELECT COALESCE(MIN(seq), 1) - 1 FROM queue",
+            QueueEnd::Back => "SELECT COALESCE(MAX(seq), 0) + 1 FROM fair_queue",
+            QueueEnd::Front => "SELECT COALESCE(MIN(seq), 1) - 1 FROM fair_queue",
         };
         self.exec(
             "enqueue",
             &format!(
-                "INSERT INTO queue (seq, email, key, enqueued_at_ms, attempts) VALUES (({seq}), ?, ?, ?, ?)"
+                "INSERT INTO fair_queue (tag, seq, domain, email, key, enqueued_at_ms, attempts) VALUES (?, ({seq}), ?, ?, ?, ?, ?)"
             ),
             vec![
+                ms(item.tag),
+                item.domain.into(),
                 item.email.as_str().into(),
                 item.key.into(),
                 ms(item.now_ms),
@@ -192,7 +234,7 @@ impl GateStore for SqlGateStore {
     fn head(&self) -> StoreResult<Option<QueuedItem>> {
         let rows: Vec<ItemRow> = self.rows(
             "read queue head",
-            "SELECT id, email, key, enqueued_at_ms, attempts FROM queue ORDER BY seq LIMIT 1",
+            "SELECT id, tag, email, key, enqueued_at_ms, attempts FROM fair_queue ORDER BY tag, seq LIMIT 1",
             vec![],
         )?;
         let Some(row) = rows.into_iter().next() else {
@@ -208,17 +250,22 @@ impl GateStore for SqlGateStore {
             key: row.key,
             enqueued_at_ms: row.enqueued_at_ms as u64,
             attempts: row.attempts as u32,
+            tag: row.tag as u64,
         }))
     }
 
     fn remove(&self, id: u64) -> StoreResult<()> {
-        self.exec("dequeue", "DELETE FROM queue WHERE id = ?", vec![ms(id)])
+        self.exec(
+            "dequeue",
+            "DELETE FROM fair_queue WHERE id = ?",
+            vec![ms(id)],
+        )
     }
 
     fn set_attempts(&self, id: u64, attempts: u32) -> StoreResult<()> {
         self.exec(
             "count attempt",
-            "UPDATE queue SET attempts = ? WHERE id = ?",
+            "UPDATE fair_queue SET attempts = ? WHERE id = ?",
             vec![(attempts as i32).into(), ms(id)],
         )
     }
@@ -226,7 +273,7 @@ impl GateStore for SqlGateStore {
     fn oldest_enqueued_at(&self) -> StoreResult<Option<u64>> {
         let oldest: Option<Option<f64>> = self.value(
             "oldest item",
-            "SELECT MIN(enqueued_at_ms) AS value FROM queue",
+            "SELECT MIN(enqueued_at_ms) AS value FROM fair_queue",
             vec![],
         )?;
         Ok(oldest.flatten().map(|ms| ms as u64))

@@ -60,6 +60,10 @@ pub struct NewItem<'a> {
     pub email: &'a EmailAddress,
     /// The dedupe key: one item per key.
     pub key: &'a str,
+    /// The recipient domain (canonical), for [`GateStore::last_tag`].
+    pub domain: &'a str,
+    /// Its place in the fair order (`queue::fair_tag`).
+    pub tag: u64,
     pub now_ms: u64,
     pub attempts: u32,
 }
@@ -75,9 +79,15 @@ pub trait GateStore {
     fn address_secret(&self, fresh: impl FnOnce() -> Vec<u8>) -> StoreResult<Vec<u8>>;
 
     fn queue_len(&self) -> StoreResult<u64>;
+    /// The position in `(tag, arrival)` order.
     fn position_of(&self, key: &str) -> StoreResult<Option<u64>>;
-    /// Stores a new item; returns its position.
+    /// The highest tag queued for `domain`.
+    fn last_tag(&self, domain: &str) -> StoreResult<Option<u64>>;
+    /// Removes every item enqueued before `before_ms`; returns how many.
+    fn expire(&self, before_ms: u64) -> StoreResult<u64>;
+    /// Stores a new item; returns its position. `Front` also puts it first among equal tags.
     fn enqueue(&self, item: NewItem) -> StoreResult<u64>;
+    /// The first item in `(tag, arrival)` order.
     fn head(&self) -> StoreResult<Option<QueuedItem>>;
     fn remove(&self, id: u64) -> StoreResult<()>;
     fn set_attempts(&self, id: u64, attempts: u32) -> StoreResult<()>;
@@ -114,8 +124,8 @@ mod memory {
     struct Data {
         state: Option<GateState>,
         secret: Option<Vec<u8>>,
-        /// (order, item): the queue sorted by order.
-        queue: Vec<(i64, QueuedItem)>,
+        /// (arrival order, domain, item), kept sorted by (tag, arrival order).
+        queue: Vec<(i64, String, QueuedItem)>,
         next_id: u64,
         addresses: BTreeMap<String, AddressRecord>,
         sends: Vec<u64>,
@@ -138,7 +148,7 @@ mod memory {
                 .borrow()
                 .queue
                 .iter()
-                .map(|(_, i)| i.clone())
+                .map(|(_, _, i)| i.clone())
                 .collect()
         }
 
@@ -193,14 +203,33 @@ mod memory {
             Ok(data
                 .queue
                 .iter()
-                .position(|(_, i)| i.key == key)
+                .position(|(_, _, i)| i.key == key)
                 .map(|p| p as u64 + 1))
+        }
+
+        fn last_tag(&self, domain: &str) -> StoreResult<Option<u64>> {
+            self.check("last tag")?;
+            let data = self.0.borrow();
+            Ok(data
+                .queue
+                .iter()
+                .filter(|(_, d, _)| d == domain)
+                .map(|(_, _, i)| i.tag)
+                .max())
+        }
+
+        fn expire(&self, before_ms: u64) -> StoreResult<u64> {
+            self.check("expire")?;
+            let mut data = self.0.borrow_mut();
+            let before = data.queue.len();
+            data.queue.retain(|(_, _, i)| i.enqueued_at_ms >= before_ms);
+            Ok((before - data.queue.len()) as u64)
         }
 
         fn enqueue(&self, new: NewItem) -> StoreResult<u64> {
             self.check("enqueue")?;
             let mut data = self.0.borrow_mut();
-            if data.queue.iter().any(|(_, i)| i.key == new.key) {
+            if data.queue.iter().any(|(_, _, i)| i.key == new.key) {
                 return Err(StoreError::failed("enqueue", "UNIQUE constraint failed"));
             }
             data.next_id += 1;
@@ -210,21 +239,21 @@ mod memory {
                 key: new.key.into(),
                 enqueued_at_ms: new.now_ms,
                 attempts: new.attempts,
+                tag: new.tag,
             };
-            let orders = data.queue.iter().map(|(o, _)| *o);
-            let position = match new.end {
-                QueueEnd::Back => {
-                    let order = orders.max().unwrap_or(0) + 1;
-                    data.queue.push((order, item));
-                    data.queue.len()
-                }
-                QueueEnd::Front => {
-                    let order = orders.min().unwrap_or(1) - 1;
-                    data.queue.insert(0, (order, item));
-                    1
-                }
+            let orders = data.queue.iter().map(|(o, _, _)| *o);
+            let order = match new.end {
+                QueueEnd::Back => orders.max().unwrap_or(0) + 1,
+                QueueEnd::Front => orders.min().unwrap_or(1) - 1,
             };
-            Ok(position as u64)
+            data.queue.push((order, new.domain.to_string(), item));
+            data.queue.sort_by_key(|(o, _, i)| (i.tag, *o));
+            let key = new.key;
+            Ok(data
+                .queue
+                .iter()
+                .position(|(_, _, i)| i.key == key)
+                .map_or(0, |p| p as u64 + 1))
         }
 
         fn head(&self) -> StoreResult<Option<QueuedItem>> {
@@ -233,7 +262,7 @@ mod memory {
             if let Some(id) = data.unreadable_head {
                 return Err(StoreError::UnreadableItem { id });
             }
-            Ok(data.queue.first().map(|(_, i)| i.clone()))
+            Ok(data.queue.first().map(|(_, _, i)| i.clone()))
         }
 
         fn remove(&self, id: u64) -> StoreResult<()> {
@@ -242,14 +271,14 @@ mod memory {
             if data.unreadable_head == Some(id) {
                 data.unreadable_head = None;
             }
-            data.queue.retain(|(_, i)| i.id != id);
+            data.queue.retain(|(_, _, i)| i.id != id);
             Ok(())
         }
 
         fn set_attempts(&self, id: u64, attempts: u32) -> StoreResult<()> {
             self.check("set attempts")?;
             let mut data = self.0.borrow_mut();
-            if let Some((_, item)) = data.queue.iter_mut().find(|(_, i)| i.id == id) {
+            if let Some((_, _, item)) = data.queue.iter_mut().find(|(_, _, i)| i.id == id) {
                 item.attempts = attempts;
             }
             Ok(())
@@ -262,7 +291,7 @@ mod memory {
                 .borrow()
                 .queue
                 .iter()
-                .map(|(_, i)| i.enqueued_at_ms)
+                .map(|(_, _, i)| i.enqueued_at_ms)
                 .min())
         }
 

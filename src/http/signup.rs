@@ -127,7 +127,7 @@ async fn signup(req: &mut Request, env: &Env, config: &Config) -> Result<Accepte
                 json!({"event": "honeypot", "field": browser.honeypot_field})
             );
             return Ok(Accepted::Sent {
-                message_id: decoy_message_id(),
+                message_id: Some(decoy_message_id()),
             });
         }
     };

@@ -29,8 +29,10 @@ const REJECTED_CODES: [&str; 2] = ["InvalidParameterValue", "MessageRejected"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
+    /// SES took the call. `message_id` is `None` when SES answered 2xx with a body that could not
+    /// be read: the call reached SES, so it counts as sent and is never made again.
     Sent {
-        message_id: String,
+        message_id: Option<String>,
     },
     /// Worth another try in a later slot.
     Retryable(RetryReason),
@@ -53,10 +55,12 @@ pub enum RetryReason {
 pub fn classify(status: u16, reply: &Result<Reply, Unparseable>) -> Outcome {
     match reply {
         Ok(Reply::Sent { message_id, .. }) if (200..300).contains(&status) => Outcome::Sent {
-            message_id: message_id.clone(),
+            message_id: Some(message_id.clone()),
         },
         Ok(Reply::Sent { .. }) => Outcome::Unknown,
         Ok(Reply::Failed(error)) => classify_error(status, error),
+        // A 2xx is SES's word that it took the call, whatever happened to the body on the way.
+        Err(_) if (200..300).contains(&status) => Outcome::Sent { message_id: None },
         Err(_) if status >= 500 => Outcome::Retryable(RetryReason::ServerError),
         Err(_) => Outcome::Unknown,
     }
@@ -131,7 +135,7 @@ mod tests {
         assert_eq!(
             classify(200, &reply),
             Outcome::Sent {
-                message_id: "m-1".into()
+                message_id: Some("m-1".into())
             }
         );
         assert_eq!(
@@ -236,7 +240,20 @@ mod tests {
             Outcome::Unknown
         );
         assert_eq!(classify(400, &Err(Unparseable("empty"))), Outcome::Unknown);
-        assert_eq!(classify(200, &Err(Unparseable("json"))), Outcome::Unknown);
+    }
+
+    #[test]
+    fn an_unreadable_2xx_reply_counts_as_sent_without_a_message_id() {
+        for why in ["empty", "truncated", "json", "reply too large"] {
+            for status in [200, 202, 299] {
+                assert_eq!(
+                    classify(status, &Err(Unparseable(why))),
+                    Outcome::Sent { message_id: None },
+                    "{status} {why}"
+                );
+            }
+        }
+        assert_eq!(classify(300, &Err(Unparseable("empty"))), Outcome::Unknown);
     }
 
     #[test]
