@@ -15,6 +15,7 @@ pub mod error;
 pub mod gate;
 pub mod http;
 pub mod mailbox;
+pub mod redact;
 pub mod runtime;
 pub mod ses;
 pub mod signup;

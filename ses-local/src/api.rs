@@ -50,6 +50,7 @@ pub struct Call<'a> {
 pub struct Limits {
     pub throttle_ms: u64,
     pub link_ttl_ms: u64,
+    pub max_identities: usize,
 }
 
 /// What a successful action gives back: its `<…Result>` content and, for a send, the MessageId.
@@ -91,7 +92,11 @@ impl Ses {
         Self {
             store,
             state_file,
-            sending: Sending::new(configuration_sets, limits.link_ttl_ms),
+            sending: Sending::new(
+                configuration_sets,
+                limits.link_ttl_ms,
+                limits.max_identities,
+            ),
             region: region.to_string(),
             throttle_ms: limits.throttle_ms,
             last_accepted_us: HashMap::new(),

@@ -1,5 +1,7 @@
 //! Fault injection: behaviours queued for the next N calls of an action, so a client's
-//! reliability can be tested against throttling, server errors, junk bodies, delays and hangs.
+//! reliability can be tested against throttling, server errors, junk bodies, delays and hangs,
+//! and against the two that hurt most: SES took the call (the mail is sent) but the answer is
+//! unreadable or never comes.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -22,6 +24,12 @@ pub enum Fault {
     DelayMs(u64),
     /// Never answer.
     Hang,
+    /// Run the call (the mail is in the outbox), then answer 200 with the XML cut off halfway.
+    DeliverTruncated,
+    /// Run the call (the mail is in the outbox), then never answer.
+    DeliverHang,
+    /// `InvalidParameterValue` echoing the address, as SES words it: "Invalid email address<…>."
+    RejectAddress,
 }
 
 impl Fault {
@@ -33,6 +41,9 @@ impl Fault {
                 "empty" => Ok(Self::Empty),
                 "truncated" => Ok(Self::Truncated),
                 "hang" => Ok(Self::Hang),
+                "deliver_truncated" => Ok(Self::DeliverTruncated),
+                "deliver_hang" => Ok(Self::DeliverHang),
+                "reject_address" => Ok(Self::RejectAddress),
                 _ => Err(format!("unknown fault {text:?}")),
             },
             Some(("status", "500")) => Ok(Self::Status(500)),
@@ -56,6 +67,9 @@ impl Fault {
             Self::Truncated => "truncated".into(),
             Self::DelayMs(ms) => format!("delay_ms:{ms}"),
             Self::Hang => "hang".into(),
+            Self::DeliverTruncated => "deliver_truncated".into(),
+            Self::DeliverHang => "deliver_hang".into(),
+            Self::RejectAddress => "reject_address".into(),
         }
     }
 }

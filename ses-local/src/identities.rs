@@ -66,6 +66,19 @@ impl Identities {
                 .is_some_and(|(_, domain)| verified(&domain.to_ascii_lowercase()))
     }
 
+    /// A new or failed identity becomes Pending; a verified one stays verified. A new one past
+    /// `max_identities` is refused as SES refuses it (`LimitExceeded`).
+    pub fn add_pending(&mut self, identity: &str, max_identities: usize) -> Result<(), Failure> {
+        if !self.0.contains_key(identity) && self.0.len() >= max_identities {
+            return Err(sender(
+                "LimitExceeded",
+                format!("Maximum number of identities ({max_identities}) reached for this region."),
+            ));
+        }
+        self.mark_pending(identity);
+        Ok(())
+    }
+
     /// A new or failed identity becomes Pending; a verified one stays verified.
     pub fn mark_pending(&mut self, identity: &str) {
         let status = self

@@ -70,6 +70,10 @@ struct Args {
     /// Largest allowed difference, in seconds, between a request's X-Amz-Date and this clock.
     #[arg(long, default_value_t = 300)]
     max_skew_secs: i64,
+    /// The region's identity quota: a send or verification that would add one more identity is
+    /// refused with `LimitExceeded`, as SES refuses it (SES's quota: 10,000, not adjustable).
+    #[arg(long, default_value_t = 10_000)]
+    max_identities: usize,
     /// Seconds added to this machine's clock (negative allowed), to try out clock-skew errors.
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     clock_offset_secs: i64,
@@ -101,6 +105,7 @@ async fn main() {
     let limits = Limits {
         throttle_ms: args.throttle_ms,
         link_ttl_ms: args.link_ttl_secs.saturating_mul(1000),
+        max_identities: args.max_identities,
     };
     let app = Arc::new(App {
         ses: Mutex::new(Ses::new(

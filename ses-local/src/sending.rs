@@ -22,14 +22,17 @@ pub struct Sending {
     /// The configuration sets a send may name (from the seed file).
     configuration_sets: Vec<String>,
     link_ttl_ms: u64,
+    /// The region's identity quota (SES: 10,000).
+    max_identities: usize,
 }
 
 impl Sending {
-    pub fn new(configuration_sets: Vec<String>, link_ttl_ms: u64) -> Self {
+    pub fn new(configuration_sets: Vec<String>, link_ttl_ms: u64, max_identities: usize) -> Self {
         Self {
             outbox: Outbox::default(),
             configuration_sets,
             link_ttl_ms,
+            max_identities,
         }
     }
 
@@ -58,7 +61,7 @@ impl Sending {
                 ));
             }
         }
-        identities.mark_pending(email);
+        identities.add_pending(email, self.max_identities)?;
         let message_id = crate::ids::message_id(&(delivery.new_id)());
         let draft = Draft {
             message_id: message_id.clone(),
@@ -89,7 +92,7 @@ impl Sending {
     ) -> Result<(), Failure> {
         let email = p.require("EmailAddress")?;
         check_address(email)?;
-        identities.mark_pending(email);
+        identities.add_pending(email, self.max_identities)?;
         let region = region.to_uppercase();
         let draft = Draft {
             message_id: crate::ids::message_id(&(delivery.new_id)()),

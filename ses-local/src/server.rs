@@ -141,7 +141,12 @@ fn html(status: StatusCode, body: String) -> Response {
 }
 
 /// The answer a fault gives instead of the real one (`None`: answer normally).
-fn fault_answer(fault: Fault, action: &str, request_id: &str) -> Option<(Answer, &'static str)> {
+fn fault_answer(
+    fault: Fault,
+    action: &str,
+    email: &str,
+    request_id: &str,
+) -> Option<(Answer, &'static str)> {
     let xml = "text/xml";
     let answer = |status, body: String| Answer {
         status,
@@ -162,7 +167,18 @@ fn fault_answer(fault: Fault, action: &str, request_id: &str) -> Option<(Answer,
             let full = crate::xml::success(action, "\n    <MessageId>0100-truncated</MessageId>\n  ", request_id);
             (answer(200, full[..full.len() / 2].to_string()), xml)
         }
-        Fault::DelayMs(_) | Fault::Hang => return None,
+        Fault::RejectAddress => (
+            Answer::error(
+                400,
+                "InvalidParameterValue",
+                &format!("Invalid email address<{email}>."),
+                request_id,
+            ),
+            xml,
+        ),
+        Fault::DelayMs(_) | Fault::Hang | Fault::DeliverTruncated | Fault::DeliverHang => {
+            return None
+        }
     })
 }
 
@@ -192,7 +208,8 @@ async fn query_api(
     let fault = lock(&app.faults).next(&action);
     if let Some(fault) = fault {
         record.fault = Some(fault.name());
-        if let Some((answer, content_type)) = fault_answer(fault, &action, &request_id) {
+        let email = params.get("EmailAddress").unwrap_or_default();
+        if let Some((answer, content_type)) = fault_answer(fault, &action, email, &request_id) {
             record.status = answer.status;
             record.code = answer.code.clone();
             app.log(record);
@@ -230,26 +247,42 @@ async fn query_api(
     };
     let now = app.now();
     let verdict = sigv4::verify(&incoming, &app.credentials, &app.region, now, app.max_skew);
-    let mut ses = app.ses();
-    let answer = match &verdict {
-        Ok(()) => ses.handle(
-            &params,
-            &mut Call {
-                now_us: micros(now),
-                request_id: &request_id,
-                base_url: &app.base_url,
-                new_id: &mut crate::ids::uuid,
-            },
-        ),
-        Err(failure) => Answer::error(403, failure.code, &failure.message, &request_id),
+    // Handled and logged under the lock, so the log's order is the handling order; the lock
+    // ends with this block, before any await below.
+    let answer = {
+        let mut ses = app.ses();
+        let answer = match &verdict {
+            Ok(()) => ses.handle(
+                &params,
+                &mut Call {
+                    now_us: micros(now),
+                    request_id: &request_id,
+                    base_url: &app.base_url,
+                    new_id: &mut crate::ids::uuid,
+                },
+            ),
+            Err(failure) => Answer::error(403, failure.code, &failure.message, &request_id),
+        };
+        record.signature = verdict.map_or_else(|f| f.code.to_string(), |()| "valid".to_string());
+        record.status = answer.status;
+        record.code = answer.code.clone();
+        record.message_id = answer.message_id.clone();
+        app.log(record);
+        answer
     };
-    record.signature = verdict.map_or_else(|f| f.code.to_string(), |()| "valid".to_string());
-    record.status = answer.status;
-    record.code = answer.code.clone();
-    record.message_id = answer.message_id.clone();
-    drop(ses);
-    app.log(record);
-    xml_response(answer, request_id)
+    match fault {
+        // Done, and the mail is in the outbox; only the answer is lost.
+        Some(Fault::DeliverHang) => {
+            std::future::pending::<()>().await;
+            xml_response(answer, request_id)
+        }
+        Some(Fault::DeliverTruncated) => {
+            let cut = answer.body.len() / 2;
+            let body = answer.body.get(..cut).unwrap_or_default().to_string();
+            xml_response(Answer { body, ..answer }, request_id)
+        }
+        _ => xml_response(answer, request_id),
+    }
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {

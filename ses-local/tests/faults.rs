@@ -112,3 +112,92 @@ fn faults_can_be_listed_cleared_and_bad_ones_are_refused() {
         }
     }
 }
+
+#[test]
+fn deliver_then_truncate_and_deliver_then_hang_send_the_mail_but_lose_the_answer() {
+    let ses = start(&["--throttle-ms", "0"]);
+    add_fault(&ses, "deliver_truncated", 1);
+    let truncated = send(&ses);
+    assert_eq!(truncated.status, 200);
+    assert!(
+        truncated
+            .body
+            .starts_with("<SendCustomVerificationEmailResponse")
+            && !truncated
+                .body
+                .contains("</SendCustomVerificationEmailResponse>"),
+        "{}",
+        truncated.body
+    );
+    assert_eq!(outbox(&ses).len(), 1, "the mail went out");
+
+    add_fault(&ses, "deliver_hang", 1);
+    let url = ses.url.clone();
+    let body = support::form(&[
+        ("Action", "SendCustomVerificationEmail"),
+        ("Version", "2010-12-01"),
+        ("EmailAddress", "b@example.com"),
+        ("TemplateName", "SignupVerify"),
+    ]);
+    let signed = support::sign_form(&ses, &body, &support::now());
+    let hung = std::thread::spawn(move || {
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_millis(800))
+            .build();
+        let mut request = agent.post(&url).set("content-type", support::FORM);
+        for (name, value) in &signed {
+            request = request.set(name, value);
+        }
+        request.send_string(&body).is_err()
+    });
+    assert!(hung.join().expect("thread"), "no answer ever came");
+    let mails = outbox(&ses);
+    assert_eq!(mails.len(), 2, "but the mail went out");
+    let logged = requests(&ses);
+    assert_eq!(
+        logged.last().map(|r| r["fault"].clone()),
+        Some("deliver_hang".into())
+    );
+}
+
+#[test]
+fn reject_address_echoes_the_address_as_ses_does_and_sends_nothing() {
+    let ses = start(&[]);
+    add_fault(&ses, "reject_address", 1);
+    let reply = send(&ses);
+    assert_eq!((reply.status, reply.code()), (400, "InvalidParameterValue"));
+    // On the wire, XML-escaped, as SES sends it.
+    assert_eq!(
+        reply.text("Message"),
+        Some("Invalid email address&lt;a@example.com&gt;.")
+    );
+    assert!(outbox(&ses).is_empty());
+}
+
+#[test]
+fn past_the_identity_quota_a_new_address_is_refused_with_limit_exceeded() {
+    // The seed verifies one identity (the From address); a quota of 2 leaves room for one more.
+    let ses = start(&["--throttle-ms", "0", "--max-identities", "2"]);
+    let first = send(&ses);
+    assert_eq!(first.status, 200, "{}", first.body);
+    let again = send(&ses);
+    assert_eq!(
+        again.status, 200,
+        "an identity already known is not a new one"
+    );
+    let new = call(
+        &ses,
+        "SendCustomVerificationEmail",
+        &[
+            ("EmailAddress", "c@example.com"),
+            ("TemplateName", "SignupVerify"),
+        ],
+    );
+    assert_eq!(
+        (new.status, new.code()),
+        (400, "LimitExceeded"),
+        "{}",
+        new.body
+    );
+    assert_eq!(outbox(&ses).len(), 2);
+}

@@ -32,6 +32,7 @@ use crate::gate::rpc::{Accepted, CallRequest, CallResult, GateStats, SendReply, 
 use crate::gate::slots::{retry_jitter_ms, GateState, Reservation};
 use crate::gate::store::{GateStore, NewItem, QueueEnd, StoreError};
 use crate::mailbox::Mailbox;
+use crate::redact::tag_of;
 use crate::ses::outcome::{api_error_for, Outcome, RetryReason};
 
 /// Without a queue to fall back on, a direct send is tried at most this often.
@@ -232,6 +233,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 email: email.clone(),
                 slot_ms: slot,
                 attempt,
+                address_tag: tag_of(key).to_string(),
             };
             let Some(result) = self.sender.call(&call).await else {
                 return Err(ApiError::Misconfigured);
@@ -408,6 +410,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 email: head.email.clone(),
                 slot_ms: slot,
                 attempt: head.attempts + 1,
+                address_tag: tag_of(&head.key).to_string(),
             };
             let Some(result) = self.sender.call(&call).await else {
                 break Some(self.runtime.now_ms() + RETRY_LATER_MS);
@@ -1494,6 +1497,7 @@ mod tests {
                 email: head.email.clone(),
                 slot_ms: h.runtime.now_ms(),
                 attempt: 1,
+                address_tag: tag_of(&head.key).to_string(),
             };
             let result = run(h.sender.call(&call)).expect("answered");
             h.gate.settle(&head, result).expect("settled");

@@ -99,13 +99,15 @@ pub struct GateStats {
     pub daily_budget: u64,
 }
 
-/// One SES call for `email`, not before `slot_ms`. `attempt` is for the logs.
+/// One SES call for `email`, not before `slot_ms`. `attempt` and `address_tag` (a prefix of the
+/// address's HMAC key, `redact::tag_of`) are for the logs, which never hold the address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CallRequest {
     pub email: EmailAddress,
     pub slot_ms: u64,
     pub attempt: u32,
+    pub address_tag: String,
 }
 
 /// What one SES call came to, or `TimedOut` when SES did not answer in time (it may still have
@@ -259,9 +261,13 @@ mod tests {
             email: EmailAddress::parse("a@b.io").expect("valid"),
             slot_ms: 7,
             attempt: 2,
+            address_tag: "ab12cd34".into(),
         };
         let json = serde_json::to_string(&request).expect("json");
-        assert_eq!(json, r#"{"email":"a@b.io","slotMs":7,"attempt":2}"#);
+        assert_eq!(
+            json,
+            r#"{"email":"a@b.io","slotMs":7,"attempt":2,"addressTag":"ab12cd34"}"#
+        );
         assert_eq!(
             serde_json::from_str::<CallRequest>(&json).expect("parse"),
             request

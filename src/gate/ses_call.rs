@@ -13,7 +13,8 @@ use worker::{
 
 use crate::config::SesConfig;
 use crate::email::EmailAddress;
-use crate::gate::rpc::CallResult;
+use crate::gate::rpc::{CallRequest, CallResult};
+use crate::redact::redact_addresses;
 use crate::ses::outcome::{classify, Outcome, RetryReason};
 use crate::ses::reply::{parse_send_reply, Reply, Unparseable};
 use crate::ses::request::{build_send_request, SignedRequest};
@@ -54,9 +55,10 @@ fn fetch_request(signed: &SignedRequest) -> worker::Result<Request> {
 pub async fn call_ses(
     request: Request,
     timeout_ms: u64,
-    attempt: u32,
+    call: &CallRequest,
     on_answer: impl FnOnce(),
 ) -> CallResult {
+    let attempt = call.attempt;
     let started_ms = crate::runtime::now_ms();
     let controller = AbortController::default();
     let signal = controller.signal();
@@ -96,22 +98,27 @@ pub async fn call_ses(
     };
     let outcome = classify(status, &reply);
     let round_trip_ms = crate::runtime::now_ms().saturating_sub(started_ms);
-    log_attempt(attempt, status, round_trip_ms, &reply, &outcome);
+    let line = attempt_line(call, status, round_trip_ms, &reply, &outcome);
+    match outcome {
+        Outcome::Sent { .. } => console_log!("{line}"),
+        _ => console_error!("{line}"),
+    }
     CallResult::Answered(outcome)
 }
 
-/// One structured log line per SES call: the SES code, message and request id go here, never to
-/// the browser.
-fn log_attempt(
-    attempt: u32,
+/// One structured log line per SES call: the SES code, (redacted) message and request id go
+/// here, never to the browser. The address appears only as its tag.
+fn attempt_line(
+    call: &CallRequest,
     status: u16,
     round_trip_ms: u64,
     reply: &std::result::Result<Reply, Unparseable>,
     outcome: &Outcome,
-) {
+) -> serde_json::Value {
     let mut line = json!({
         "event": "ses_call",
-        "attempt": attempt,
+        "attempt": call.attempt,
+        "address": call.address_tag,
         "status": status,
         "round_trip_ms": round_trip_ms,
         "outcome": format!("{outcome:?}"),
@@ -125,10 +132,11 @@ fn log_attempt(
             line["request_id"] = json!(request_id);
         }
         Ok(Reply::Failed(error)) => {
-            line["code"] = json!(error.code);
-            line["type"] = json!(error.kind);
-            line["message"] = json!(error.message);
-            line["request_id"] = json!(error.request_id);
+            let redact = |text: &str| redact_addresses(text, &call.email, &call.address_tag);
+            line["code"] = json!(redact(&error.code));
+            line["type"] = json!(error.kind.as_deref().map(redact));
+            line["message"] = json!(error.message.as_deref().map(redact));
+            line["request_id"] = json!(error.request_id.as_deref().map(redact));
         }
         Err(unparseable) => line["unparseable"] = json!(unparseable.0),
     }
@@ -136,8 +144,62 @@ fn log_attempt(
         line["problem"] =
             json!("clock skew: SES says the signing time is off; check the system clock");
     }
-    match outcome {
-        Outcome::Sent { .. } => console_log!("{line}"),
-        _ => console_error!("{line}"),
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redact::has_address;
+    use crate::ses::outcome::classify;
+
+    #[test]
+    fn no_log_line_for_any_ses_reply_fixture_holds_an_address() {
+        let dir =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ses-xml");
+        let call = CallRequest {
+            email: EmailAddress::parse("person@example.com").expect("valid"),
+            slot_ms: 0,
+            attempt: 1,
+            address_tag: "ab12cd34".into(),
+        };
+        let mut read = 0;
+        let mut redacted = 0;
+        for entry in std::fs::read_dir(&dir).expect("fixtures") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|x| x != "xml") {
+                continue;
+            }
+            let body = std::fs::read(&path).expect("fixture");
+            let raw = String::from_utf8_lossy(&body).to_string();
+            for status in [200, 400, 403, 500] {
+                let reply = parse_send_reply(&body, Some("req-1"));
+                let outcome = classify(status, &reply);
+                let line = attempt_line(&call, status, 5, &reply, &outcome).to_string();
+                assert!(!has_address(&line), "{}: {line}", path.display());
+            }
+            read += 1;
+            redacted += usize::from(has_address(&raw));
+        }
+        assert_eq!(read, 21);
+        assert!(
+            redacted >= 2,
+            "the fixtures include SES messages that echo addresses"
+        );
+    }
+
+    #[test]
+    fn an_echoed_address_is_logged_as_the_calls_tag() {
+        let call = CallRequest {
+            email: EmailAddress::parse("Victim+1@Example.com").expect("valid"),
+            slot_ms: 0,
+            attempt: 2,
+            address_tag: "ab12cd34".into(),
+        };
+        let body = br#"<ErrorResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/"><Error><Type>Sender</Type><Code>InvalidParameterValue</Code><Message>Invalid email address&lt;Victim+1@example.com&gt;.</Message></Error><RequestId>r</RequestId></ErrorResponse>"#;
+        let reply = parse_send_reply(body, None);
+        let line = attempt_line(&call, 400, 5, &reply, &classify(400, &reply));
+        assert_eq!(line["message"], "Invalid email address<<email:ab12cd34>>.");
+        assert_eq!(line["address"], "ab12cd34");
     }
 }

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::ApiError;
 use crate::ses::reply::{Reply, SesError, Unparseable};
 
-/// SES codes that mean this deployment (template, identity, credentials, clock) is broken.
-const CONFIG_CODES: [&str; 13] = [
+/// SES codes that mean this deployment (template, identity, credentials, clock, account quota) is
+/// broken: nothing can be sent until the operator acts, so the queue pauses and keeps every item.
+const CONFIG_CODES: [&str; 14] = [
     "CustomVerificationEmailTemplateDoesNotExist",
     "FromEmailAddressNotVerified",
     "ConfigurationSetDoesNotExist",
@@ -22,6 +23,8 @@ const CONFIG_CODES: [&str; 13] = [
     "RequestExpired",
     "ExpiredToken",
     "UnrecognizedClientException",
+    // The region's 10,000 identities are used up (SES's LimitExceededException).
+    "LimitExceeded",
 ];
 
 /// SES codes that refuse the address itself.
@@ -240,6 +243,17 @@ mod tests {
             Outcome::Unknown
         );
         assert_eq!(classify(400, &Err(Unparseable("empty"))), Outcome::Unknown);
+    }
+
+    #[test]
+    fn the_identity_quota_being_full_is_a_deployment_problem_not_the_addresss() {
+        assert_eq!(
+            classify(
+                400,
+                &error_reply("LimitExceeded", Some("Maximum number of identities"))
+            ),
+            Outcome::Config { clock_skew: false }
+        );
     }
 
     #[test]
