@@ -114,6 +114,8 @@ pub struct BrowserConfig {
 pub struct TurnstileConfig {
     pub secret_key: String,
     pub verify_url: Url,
+    /// `TURNSTILE_EXPECTED_HOSTNAMES`: when set, a token solved on any other site is refused.
+    pub expected_hostnames: Vec<String>,
 }
 
 impl fmt::Debug for TurnstileConfig {
@@ -121,6 +123,7 @@ impl fmt::Debug for TurnstileConfig {
         f.debug_struct("TurnstileConfig")
             .field("secret_key", &"<redacted>")
             .field("verify_url", &self.verify_url.as_str())
+            .field("expected_hostnames", &self.expected_hostnames)
             .finish()
     }
 }
@@ -316,9 +319,29 @@ impl BrowserConfig {
                         })?,
                         Some(raw) => parse_service_url("TURNSTILE_VERIFY_URL", &raw)?,
                     },
+                    expected_hostnames: vars
+                        .get("TURNSTILE_EXPECTED_HOSTNAMES")
+                        .map(|list| {
+                            list.split(',')
+                                .map(|h| h.trim().to_ascii_lowercase())
+                                .filter(|h| !h.is_empty())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 }),
             },
-            turnstile_site_key: vars.get("TURNSTILE_SITE_KEY"),
+            turnstile_site_key: match (
+                vars.get("TURNSTILE_SITE_KEY"),
+                vars.get("TURNSTILE_SECRET_KEY"),
+            ) {
+                (Some(_), None) => {
+                    return Err(ConfigError {
+                        variable: "TURNSTILE_SITE_KEY",
+                        problem: "is set without TURNSTILE_SECRET_KEY: the widget would show and nothing would be verified; set both, or neither",
+                    })
+                }
+                (site_key, _) => site_key,
+            },
             honeypot_field: honeypot_field(vars)?,
             ip_rate_limit: vars.flag("IP_RATE_LIMIT", true)?,
         })
@@ -634,6 +657,33 @@ mod tests {
         assert_eq!(
             error_for(&[("FAILURE_REDIRECT_URL", "https://a.example/oops")]).variable,
             "SUCCESS_REDIRECT_URL"
+        );
+    }
+
+    #[test]
+    fn a_turnstile_site_key_without_its_secret_is_refused_naming_both() {
+        let error = error_for(&[("TURNSTILE_SITE_KEY", "1x00000000000000000000AA")]);
+        assert_eq!(error.variable, "TURNSTILE_SITE_KEY");
+        assert!(error.problem.contains("TURNSTILE_SECRET_KEY"));
+        let mut vars = base();
+        vars.extend([
+            ("TURNSTILE_SITE_KEY", "1x00000000000000000000AA"),
+            (
+                "TURNSTILE_SECRET_KEY",
+                "1x0000000000000000000000000000000AA",
+            ),
+            (
+                "TURNSTILE_EXPECTED_HOSTNAMES",
+                "Site.example, www.site.example,",
+            ),
+        ]);
+        let config = build(&vars).expect("both set");
+        assert_eq!(
+            config.browser.turnstile.map(|t| t.expected_hostnames),
+            Some(vec![
+                "site.example".to_string(),
+                "www.site.example".to_string()
+            ])
         );
     }
 }

@@ -29,12 +29,23 @@ struct SiteverifyReply {
     success: bool,
     #[serde(rename = "error-codes", default)]
     error_codes: Vec<String>,
+    #[serde(default)]
+    hostname: Option<String>,
 }
 
-/// `Ok(())` only for `{"success": true, …}`; otherwise the error codes, for the log.
-pub fn verdict(body: &[u8]) -> Result<(), Vec<String>> {
+/// `Ok(())` only for `{"success": true, …}` and, when `expected_hostnames` is not empty, a
+/// `hostname` among them (a token solved on someone else's site is refused); otherwise the
+/// error codes, for the log.
+pub fn verdict(body: &[u8], expected_hostnames: &[String]) -> Result<(), Vec<String>> {
     match serde_json::from_slice::<SiteverifyReply>(body) {
-        Ok(reply) if reply.success => Ok(()),
+        Ok(reply) if reply.success => {
+            let hostname = reply.hostname.unwrap_or_default().to_ascii_lowercase();
+            if expected_hostnames.is_empty() || expected_hostnames.contains(&hostname) {
+                Ok(())
+            } else {
+                Err(vec!["unexpected-hostname".into()])
+            }
+        }
         Ok(reply) => Err(reply.error_codes),
         Err(_) => Err(vec!["unreadable-reply".into()]),
     }
@@ -72,9 +83,15 @@ mod tests {
 
     #[test]
     fn only_an_explicit_success_passes() {
-        assert_eq!(verdict(br#"{"success":true,"error-codes":[]}"#), Ok(()));
         assert_eq!(
-            verdict(br#"{"success":false,"error-codes":["timeout-or-duplicate"]}"#),
+            verdict(br#"{"success":true,"error-codes":[]}"#, &[]),
+            Ok(())
+        );
+        assert_eq!(
+            verdict(
+                br#"{"success":false,"error-codes":["timeout-or-duplicate"]}"#,
+                &[]
+            ),
             Err(vec!["timeout-or-duplicate".to_string()])
         );
         for junk in [
@@ -83,7 +100,30 @@ mod tests {
             br#"{"success":"true"}"#,
             br#"{"ok":true}"#,
         ] {
-            assert!(verdict(junk).is_err(), "{junk:?}");
+            assert!(verdict(junk, &[]).is_err(), "{junk:?}");
         }
+    }
+
+    #[test]
+    fn with_expected_hostnames_a_token_from_another_site_is_refused() {
+        let expected = vec!["site.example".to_string()];
+        let from = |host: &str| {
+            format!(r#"{{"success":true,"hostname":"{host}","error-codes":[]}}"#).into_bytes()
+        };
+        assert_eq!(verdict(&from("site.example"), &expected), Ok(()));
+        assert_eq!(verdict(&from("SITE.example"), &expected), Ok(()));
+        assert_eq!(
+            verdict(&from("evil.example"), &expected),
+            Err(vec!["unexpected-hostname".to_string()])
+        );
+        assert!(
+            verdict(br#"{"success":true}"#, &expected).is_err(),
+            "no hostname"
+        );
+        assert_eq!(
+            verdict(&from("evil.example"), &[]),
+            Ok(()),
+            "not checked when unset"
+        );
     }
 }

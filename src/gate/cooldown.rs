@@ -59,14 +59,16 @@ pub fn admit(
             count: 1,
         });
     };
+    // The refusals' Retry-After is coarse on purpose: the exact second would tell a prober when
+    // the address was last submitted. A cooldown answers its whole window; the daily cap the time
+    // left, rounded up to a whole hour.
     if limits.cooldown_ms > 0 && now_ms < record.last_ms + limits.cooldown_ms {
-        return Err(retry_after_secs(
-            record.last_ms + limits.cooldown_ms - now_ms,
-        ));
+        return Err(retry_after_secs(limits.cooldown_ms));
     }
     let window_over = now_ms >= record.window_start_ms + DAY_MS;
     if limits.daily_max > 0 && !window_over && record.count >= limits.daily_max {
-        return Err(retry_after_secs(record.window_start_ms + DAY_MS - now_ms));
+        let left = retry_after_secs(record.window_start_ms + DAY_MS - now_ms);
+        return Err(left.div_ceil(3600) * 3600);
     }
     Ok(if window_over {
         AddressRecord {
@@ -114,7 +116,11 @@ mod tests {
     fn a_second_signup_within_the_cooldown_is_refused_until_it_ends() {
         let first = admit(None, 1_000, LIMITS).expect("first");
         assert_eq!(admit(Some(&first), 1_500, LIMITS), Err(60));
-        assert_eq!(admit(Some(&first), 60_999, LIMITS), Err(1));
+        assert_eq!(
+            admit(Some(&first), 60_999, LIMITS),
+            Err(60),
+            "the whole window, not the second it ends: that would date the last signup"
+        );
         let second = admit(Some(&first), 61_000, LIMITS).expect("after the cooldown");
         assert_eq!(second.count, 2);
     }
@@ -127,7 +133,12 @@ mod tests {
         }
         assert_eq!(record.count, 5);
         let refused = admit(Some(&record), 10 * 60_000, LIMITS);
-        assert_eq!(refused, Err((DAY_MS - 10 * 60_000) / 1000));
+        assert_eq!(
+            refused,
+            Err(DAY_MS / 1000),
+            "the time left, rounded up to an hour"
+        );
+        assert_eq!(admit(Some(&record), DAY_MS - 3_600_001, LIMITS), Err(7_200));
         let next_day = admit(Some(&record), DAY_MS, LIMITS).expect("a new window");
         assert_eq!((next_day.window_start_ms, next_day.count), (DAY_MS, 1));
     }

@@ -1100,7 +1100,7 @@ mod tests {
         assert_eq!(
             reply,
             Err(ApiError::Cooldown {
-                retry_after_secs: 50
+                retry_after_secs: 60
             })
         );
         assert_eq!(h.sender.slots().len(), 1);

@@ -206,7 +206,7 @@ async fn verify_turnstile(
             return Err(ApiError::CaptchaFailed);
         }
     };
-    verdict(&reply).map_err(|codes| {
+    verdict(&reply, &turnstile.expected_hostnames).map_err(|codes| {
         console_log!(
             "{}",
             json!({"event": "turnstile_rejected", "error_codes": codes})
