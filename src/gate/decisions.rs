@@ -18,6 +18,7 @@
 //! - no log line holds an address: records and logs use the HMAC key, never the plaintext.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
@@ -37,6 +38,10 @@ use crate::ses::outcome::{api_error_for, Outcome, RetryReason};
 
 /// Without a queue to fall back on, a direct send is tried at most this often.
 const DIRECT_ATTEMPTS_WITHOUT_QUEUE: u32 = 3;
+/// In-request (direct) slots one recipient domain may hold at once while a queue can take the
+/// rest: a flood to one domain then delays another domain's signup by at most this many
+/// intervals before the fair queue takes over.
+const DIRECT_SLOTS_PER_DOMAIN: u32 = 5;
 /// One alarm drains for at most this long, then hands over to the next alarm.
 const DRAIN_BUDGET_MS: u64 = 20_000;
 /// Set before draining: if the object dies mid-drain, the alarm brings it back this soon.
@@ -85,6 +90,33 @@ pub struct Gate<S, L, R> {
     draining: Cell<bool>,
     /// An alarm that will drain the queue is set (in memory: a new object sets it again).
     alarm_armed: Cell<bool>,
+    /// Direct sends in progress, by recipient domain (in memory: they live in requests).
+    direct_by_domain: RefCell<HashMap<String, u32>>,
+}
+
+/// One direct send's hold on its domain's share, given back however the send ends.
+struct DirectSlot<'a> {
+    holders: &'a RefCell<HashMap<String, u32>>,
+    domain: String,
+}
+
+impl<'a> DirectSlot<'a> {
+    fn take(holders: &'a RefCell<HashMap<String, u32>>, domain: String) -> Self {
+        *holders.borrow_mut().entry(domain.clone()).or_default() += 1;
+        Self { holders, domain }
+    }
+}
+
+impl Drop for DirectSlot<'_> {
+    fn drop(&mut self) {
+        let mut holders = self.holders.borrow_mut();
+        if let Some(count) = holders.get_mut(&self.domain) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                holders.remove(&self.domain);
+            }
+        }
+    }
 }
 
 impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
@@ -105,6 +137,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             address_secret,
             draining: Cell::new(false),
             alarm_armed: Cell::new(false),
+            direct_by_domain: RefCell::default(),
         })
     }
 
@@ -190,7 +223,14 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             .borrow()
             .paused_until_ms
             .is_some_and(|t| t > arrival);
-        let reservation = if queue_len == 0 && !paused {
+        let domain = Mailbox::of(email).domain().to_string();
+        let domain_has_room = self.config.queue_max == 0
+            || self
+                .direct_by_domain
+                .borrow()
+                .get(&domain)
+                .is_none_or(|held| *held < DIRECT_SLOTS_PER_DOMAIN);
+        let reservation = if queue_len == 0 && !paused && domain_has_room {
             self.update(|g| g.reserve(arrival, self.config.interval_ms, self.config.max_wait_ms))
         } else {
             Reservation::Busy {
@@ -198,7 +238,10 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             }
         };
         match reservation {
-            Reservation::Slot { at_ms } => self.send_direct(email, key, arrival, at_ms).await,
+            Reservation::Slot { at_ms } => {
+                let _held = DirectSlot::take(&self.direct_by_domain, domain);
+                self.send_direct(email, key, arrival, at_ms).await
+            }
             Reservation::Busy { retry_after_secs } => {
                 match self.enqueue(email, key, arrival, QueueEnd::Back, 0).await {
                     Ok(Some(queued)) => queued,
@@ -259,16 +302,14 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 let outcome = outcome.unwrap_or(Outcome::Unknown);
                 return Err(api_error_for(&outcome, 1));
             }
-            let timed_out = outcome.is_none();
-            let max_attempts = self.config.ses_max_attempts;
-            // A throttle is not the signup's fault; other failures count as an attempt; after a
-            // timeout (the call may have reached SES) one more try is all it gets.
-            let attempts = match (throttled, timed_out) {
-                (true, _) => 0,
-                (_, true) => max_attempts.saturating_sub(1).max(1),
-                _ => 1,
-            };
-            if attempts < max_attempts {
+            if outcome.is_none() {
+                // Timed out: the call may well have reached SES, and the person may have the
+                // mail. Not tried again; the admission stays (see `send`).
+                return Err(ApiError::UpstreamTimeout);
+            }
+            // A throttle is not the signup's fault; other failures count as an attempt.
+            let attempts = u32::from(!throttled);
+            if attempts < self.config.ses_max_attempts {
                 let now = self.runtime.now_ms();
                 match self
                     .enqueue(email, key, now, QueueEnd::Front, attempts)
@@ -279,9 +320,6 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                     // Not queued: the signup still gets its retries in the request.
                     Err(e) => self.log_store_error(&e),
                 }
-            }
-            if timed_out {
-                return Err(ApiError::UpstreamTimeout);
             }
             let now = self.runtime.now_ms();
             let jitter = retry_jitter_ms(self.runtime.random_u32(), interval);
@@ -925,15 +963,73 @@ mod tests {
     }
 
     #[test]
-    fn a_direct_send_that_times_out_is_queued_for_one_more_try_only() {
+    fn a_direct_send_that_times_out_is_not_made_again_and_keeps_its_admission() {
         let h = Harness::new(config());
-        h.sender
-            .answers([Some(CallResult::TimedOut), server_error()]);
-        assert_eq!(position(&h.send("a@example.com")), Some(1));
-        assert_eq!(h.store.items()[0].attempts, 2, "SES_MAX_ATTEMPTS is 3");
+        h.sender.answers([Some(CallResult::TimedOut)]);
+        assert_eq!(h.send("a@example.com"), Err(ApiError::UpstreamTimeout));
+        assert!(h.store.items().is_empty(), "not queued for another try");
         h.drain();
-        assert_eq!(h.sender.slots().len(), 2, "one call more, then dropped");
-        assert!(h.store.items().is_empty());
+        assert!(matches!(
+            h.send("a+1@example.com"),
+            Err(ApiError::Cooldown { .. })
+        ));
+        assert_eq!(h.sender.slots().len(), 1);
+    }
+
+    #[test]
+    fn a_queued_item_whose_call_timed_out_is_tried_once_more_at_most() {
+        let h = Harness::new(GateConfig {
+            ses_max_attempts: 5,
+            ..no_wait()
+        });
+        h.sent("first@example.com");
+        h.queued("a@example.com");
+        h.sender
+            .answers([Some(CallResult::TimedOut), Some(CallResult::TimedOut)]);
+        h.drain();
+        assert_eq!(
+            h.sender.addresses()[1..],
+            ["a@example.com", "a@example.com"],
+            "one more call after the timeout, then dropped"
+        );
+        assert_eq!(
+            h.gate.stats().expect("stats").drops.get("exhausted"),
+            Some(&1)
+        );
+    }
+
+    #[test]
+    fn one_domain_holds_at_most_five_direct_slots_and_the_rest_is_queued() {
+        let h = Harness::new(config());
+        let held = |domain: &str, n| {
+            h.gate
+                .direct_by_domain
+                .borrow_mut()
+                .insert(domain.to_string(), n);
+        };
+        held("flood.example", 4);
+        h.sent("fifth@flood.example");
+        assert_eq!(
+            h.gate.direct_by_domain.borrow().get("flood.example"),
+            Some(&4),
+            "the fifth slot was held during the call and given back after it"
+        );
+        held("flood.example", 5);
+        assert_eq!(h.queued("sixth@flood.example"), 1);
+        let fresh = Harness::new(config());
+        fresh
+            .gate
+            .direct_by_domain
+            .borrow_mut()
+            .insert("flood.example".into(), 5);
+        fresh.sent("someone@quiet.example");
+        let no_queue = Harness::new(no_room());
+        no_queue
+            .gate
+            .direct_by_domain
+            .borrow_mut()
+            .insert("flood.example".into(), 5);
+        no_queue.sent("sixth@flood.example");
     }
 
     #[test]
