@@ -558,6 +558,18 @@ impl Stack {
         }
     }
 
+    /// Everything wrangler logged so far, every run's file (after a moment for lines in flight).
+    pub fn log_text(&self) -> String {
+        std::thread::sleep(Duration::from_secs(2));
+        std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .collect()
+    }
+
     /// Whether wrangler's log shows `needle` within a few seconds (log lines arrive asynchronously).
     pub fn log_contains(&self, needle: &str) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
