@@ -13,7 +13,7 @@ export WRANGLER_SEND_METRICS := false
 export WASM_BINDGEN_BIN := $(CARGO_BIN)/wasm-bindgen
 export WASM_OPT_BIN := $(NODE_BIN)/wasm-opt
 
-.PHONY: dev test setup build lint unit e2e bench-gate deploy clean
+.PHONY: dev test setup build lint unit e2e bench-gate bench-abuse deploy clean
 
 dev: setup
 	@scripts/dev.sh
@@ -45,6 +45,10 @@ e2e: setup build
 N ?= 200
 bench-gate:
 	python3 scripts/bench_gate.py -n $(N) --interval-ms $${GATE_INTERVAL_MS:-$$(grep -oP 'GATE_INTERVAL_MS = "\K[0-9]+' wrangler.toml)}
+
+# Against a running `GATE_INTERVAL_MS=100 make dev`: the attack mix of issue F.
+bench-abuse:
+	python3 scripts/bench_abuse.py
 
 deploy: setup
 	wrangler deploy

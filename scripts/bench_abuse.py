@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Runs issue F's attack mix against a running dev stack and prints what got through, as seen by
+ses-local: mails per targeted mailbox, the other domain's wait during a one-domain flood, refusals
+by code, and the gate's intake rate. It also prints what it exercised (requests and answers by
+status), so a fast path taken by accident shows. Standard library only.
+
+    GATE_INTERVAL_MS=100 make dev      # in one terminal (the per-IP limit stays on: the script
+                                       # spreads its flood over many CF-Connecting-IP addresses)
+    make bench-abuse                   # in another
+"""
+import argparse
+import collections
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+
+
+def post(worker, email, ip):
+    body = json.dumps({"email": email}).encode()
+    request = urllib.request.Request(
+        f"{worker}/signup", data=body,
+        headers={"content-type": "application/json", "cf-connecting-ip": ip})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.load(response).get("status", "")
+    except urllib.error.HTTPError as error:
+        try:
+            code = json.loads(error.read())["error"]["code"]
+        except (ValueError, KeyError, TypeError):
+            code = "?"
+        return error.code, code
+    except OSError as error:
+        return 0, f"error: {error}"
+
+
+def ses_json(ses, path, method="GET", body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{ses}{path}", data=data, method=method,
+                                     headers={"accept": "application/json", "content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response) if response.status != 204 else None
+
+
+def sends(ses):
+    return [r for r in ses_json(ses, "/_requests")["requests"]
+            if r.get("action") == "SendCustomVerificationEmail"]
+
+
+def mails_to(ses, addresses):
+    wanted = {a.lower() for a in addresses}
+    return [m for m in ses_json(ses, "/_outbox")["messages"] if m["emailAddress"].lower() in wanted]
+
+
+class Tally:
+    def __init__(self):
+        self.answers = collections.Counter()
+        self.lock = threading.Lock()
+
+    def post(self, worker, email, ip):
+        status, code = post(worker, email, ip)
+        with self.lock:
+            self.answers[f"{status} {code}"] += 1
+        return status, code
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker", default="http://127.0.0.1:8787")
+    parser.add_argument("--ses", default="http://127.0.0.1:4579")
+    parser.add_argument("--flood", type=int, default=300, help="signups in the one-domain flood")
+    args = parser.parse_args()
+    run = int(time.time())
+    tally = Tally()
+    calls_before = len(sends(args.ses))
+    ip_counter = iter(range(1, 1_000_000))
+
+    def fresh_ip():
+        n = next(ip_counter)
+        return f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
+
+    # 1. Address variants, each from a fresh IP.
+    victim = [f"victim{run}@example.com", f"victim{run}+1@example.com", f"Victim{run}+2@example.com",
+              f"VICTIM{run}+3@EXAMPLE.COM", f"victim{run}+news@example.com", f"victim{run}+a+b@example.com"]
+    jane = [f"jane{run}.doe@gmail.com", f"jane{run}doe@gmail.com", f"j.a.n.e{run}.d.o.e@gmail.com",
+            f"Jane{run}Doe+x@gmail.com"]
+    for address in victim + jane:
+        tally.post(args.worker, address, fresh_ip())
+
+    # 2. Eight signups from one IPv6 /64.
+    for i in range(8):
+        tally.post(args.worker, f"six4-{run}-{i}@example.com", f"2001:db8:{run % 65536:x}:1::{i + 1:x}")
+
+    # 3. A flood to one domain, and another domain's signup 4 s later.
+    flood = [f"f{run}-{i}@flood.example" for i in range(args.flood)]
+    threads = []
+    answered_at = []
+    started = time.monotonic()
+
+    def flood_one(address, ip):
+        tally.post(args.worker, address, ip)
+        answered_at.append(time.monotonic())
+
+    for i, address in enumerate(flood):
+        ip = f"10.200.{i // 5 // 256 % 256}.{i // 5 % 256}"  # five per IP: under the per-IP limit
+        thread = threading.Thread(target=flood_one, args=(address, ip))
+        thread.start()
+        threads.append(thread)
+    time.sleep(4)
+    quiet = f"someone{run}@quiet.example"
+    asked_us = int(time.time() * 1_000_000)
+    tally.post(args.worker, quiet, fresh_ip())
+    for thread in threads:
+        thread.join()
+    intake_s = max(answered_at) - started
+    wait_ms = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        seen = [r for r in sends(args.ses) if r.get("emailAddress") == quiet]
+        if seen:
+            wait_ms = (seen[0]["receivedAtUs"] - asked_us) / 1000
+            break
+        time.sleep(0.1)
+    ahead = len([r for r in sends(args.ses)[calls_before:]
+                 if r.get("emailAddress", "").endswith("@flood.example")
+                 and seen and asked_us <= r["receivedAtUs"] < seen[0]["receivedAtUs"]])
+    # The flood drains completely before the next attack (its faults must meet their own signup).
+    deadline = time.monotonic() + 300
+    while len(mails_to(args.ses, flood)) < args.flood and time.monotonic() < deadline:
+        time.sleep(0.5)
+    flood_sent = len(mails_to(args.ses, flood))
+
+    # 4. Replies SES sent but nobody could read, with resubmissions.
+    lost = {}
+    for fault in ["deliver_truncated", "deliver_hang"]:
+        ses_json(args.ses, "/_faults", "POST", {"action": "SendCustomVerificationEmail", "fault": fault, "count": 1})
+        address = f"{fault}-{run}@example.com"
+        for variant in [address, address, address.replace("@", "+again@")]:
+            tally.post(args.worker, variant, fresh_ip())
+        time.sleep(1)
+        lost[fault] = len(mails_to(args.ses, [address]))
+
+    print(f"attack mix against {args.worker} (run {run})")
+    print(f"mails to victim{run}@example.com from 6 variants: {len(mails_to(args.ses, victim))}")
+    print(f"mails to jane{run}doe@gmail.com from 4 variants: {len(mails_to(args.ses, jane))}")
+    for fault, count in lost.items():
+        print(f"mails for one signup + 2 resubmissions under {fault}: {count}")
+    print(f"flood: {args.flood} signups to one domain answered in {intake_s:.2f} s "
+          f"({args.flood / intake_s:.0f} signups/s intake); {flood_sent} of them sent, each once")
+    if wait_ms is None:
+        print("other domain's signup: not sent within 60 s")
+    else:
+        print(f"other domain's signup, 4 s into the flood: sent after {wait_ms:.0f} ms; "
+              f"{ahead} flood mails went out between its arrival and its send")
+    print("answers by status and code (what this run exercised):")
+    for answer, count in sorted(tally.answers.items()):
+        print(f"  {answer}: {count}")
+    print(f"SES calls this run: {len(sends(args.ses)) - calls_before}")
+
+
+if __name__ == "__main__":
+    main()
