@@ -3,15 +3,19 @@
 //! [`GateRuntime`] (clock, randomness, log, alarm). The shell in `ses_gate` only moves values
 //! between `worker` types and this type; the host tests drive it with fakes and a fake clock.
 //!
-//! A signup is sent at once when the queue is empty and a slot is free within
-//! `GATE_MAX_WAIT_MS`; otherwise it goes into the durable queue, which the alarm drains one slot
-//! at a time. Invariants:
+//! A signup is sent at once when the queue is empty, a slot is free within `GATE_MAX_WAIT_MS`
+//! and its recipient domain holds fewer than five such slots; otherwise it goes into the durable
+//! queue, which the alarm drains one slot at a time, fairly across recipient domains
+//! (`queue::fair_tag`). Invariants:
 //! - nothing valid is lost: a signup is sent, queued (then sent, or dropped with a counted
-//!   reason), or refused with an answer the caller sees;
+//!   reason: rejected, exhausted, expired), or refused with an answer the caller sees;
 //! - slots are at least `GATE_INTERVAL_MS` apart (the sender spaces the wire; see `pacing`);
-//! - an address gets at most one signup per `EMAIL_COOLDOWN_SECONDS` and `EMAIL_DAILY_MAX` a
-//!   day, and a signup that ends up neither sent nor queued is taken back;
-//! - an item leaves the queue only with a MessageId or a drop reason;
+//! - a mailbox (`mailbox::Mailbox`, not the typed string) gets at most one signup per
+//!   `EMAIL_COOLDOWN_SECONDS` and `EMAIL_DAILY_MAX` a day, and the gate takes at most
+//!   `DAILY_SEND_BUDGET` a day; a signup that ends up neither sent nor queued is taken back from
+//!   both, one that timed out is not (it may have reached SES);
+//! - an item leaves the queue only after a 2xx from SES or with a drop reason, and a call that
+//!   timed out is made at most once more;
 //! - every reservation, admission and queue change is a synchronous read-modify-write with no
 //!   await inside, stored before the next await, so a restarted object resumes with the same
 //!   slots, limits and queue;
