@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use crate::action::Action;
 use crate::mail::LinkOutcome;
 use crate::query::{Failure, Params};
-use crate::sending::{Delivery, Sending};
+use crate::sending::{Delivery, IdentityOn, Sending};
 use crate::store::{StateFile, Store};
 use crate::templates::Senders;
 use crate::xml::{self, escape};
@@ -51,6 +51,7 @@ pub struct Limits {
     pub throttle_ms: u64,
     pub link_ttl_ms: u64,
     pub max_identities: usize,
+    pub identity_on: IdentityOn,
 }
 
 /// What a successful action gives back: its `<…Result>` content and, for a send, the MessageId.
@@ -96,6 +97,7 @@ impl Ses {
                 configuration_sets,
                 limits.link_ttl_ms,
                 limits.max_identities,
+                limits.identity_on,
             ),
             region: region.to_string(),
             throttle_ms: limits.throttle_ms,

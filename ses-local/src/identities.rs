@@ -94,13 +94,13 @@ impl Identities {
     pub fn apply_link(&mut self, outcome: &LinkOutcome) {
         match outcome {
             LinkOutcome::Verified { identity, .. } => self.verify(identity),
+            // Only a Pending identity fails; one that was never created (`--identity-on click`)
+            // or was deleted since is not brought back.
             LinkOutcome::Expired { identity, .. } => {
-                let status = self
-                    .0
-                    .entry(identity.clone())
-                    .or_insert(VerificationStatus::Failed);
-                if *status == VerificationStatus::Pending {
-                    *status = VerificationStatus::Failed;
+                if let Some(status) = self.0.get_mut(identity) {
+                    if *status == VerificationStatus::Pending {
+                        *status = VerificationStatus::Failed;
+                    }
                 }
             }
             LinkOutcome::Invalid { .. } => {}

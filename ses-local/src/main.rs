@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use clap::Parser;
 
 use crate::api::{Limits, Ses};
+use crate::sending::IdentityOn;
 use crate::server::App;
 use crate::settings::Settings;
 use crate::sigv4::Credentials;
@@ -74,6 +75,10 @@ struct Args {
     /// refused with `LimitExceeded`, as SES refuses it (SES's quota: 10,000, not adjustable).
     #[arg(long, default_value_t = 10_000)]
     max_identities: usize,
+    /// When a SendCustomVerificationEmail's identity appears: `send` (the API reference: the send
+    /// adds it, Pending) or `click` (the FAQ: only the clicked link creates it).
+    #[arg(long, value_enum, default_value = "send")]
+    identity_on: IdentityOn,
     /// Seconds added to this machine's clock (negative allowed), to try out clock-skew errors.
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     clock_offset_secs: i64,
@@ -106,6 +111,7 @@ async fn main() {
         throttle_ms: args.throttle_ms,
         link_ttl_ms: args.link_ttl_secs.saturating_mul(1000),
         max_identities: args.max_identities,
+        identity_on: args.identity_on,
     };
     let app = Arc::new(App {
         ses: Mutex::new(Ses::new(

@@ -3,6 +3,7 @@
 //! what belongs to the HTTP side: injected faults (which answer before SES would) and the log
 //! of every request with its verdict.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
@@ -353,10 +354,32 @@ async fn verify_link(State(app): State<Arc<App>>, Path(token): Path<String>) -> 
     }
 }
 
-/// Every Query API request in arrival order, with its signature verdict, fault and answer.
+/// Calls of one action: how many arrived, and how many were answered 200.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+struct ActionCount {
+    received: u64,
+    accepted: u64,
+}
+
+/// Per-action call counts over the request log (calls without an `Action` are left out).
+fn count_by_action(requests: &[RequestRecord]) -> BTreeMap<String, ActionCount> {
+    let mut counts: BTreeMap<String, ActionCount> = BTreeMap::new();
+    for record in requests {
+        if let Some(action) = &record.action {
+            let count = counts.entry(action.clone()).or_default();
+            count.received += 1;
+            count.accepted += u64::from(record.status == 200);
+        }
+    }
+    counts
+}
+
+/// Every Query API request in arrival order, with its signature verdict, fault and answer, and
+/// the calls counted per action.
 async fn requests(State(app): State<Arc<App>>) -> Response {
     let requests = lock(&app.requests).clone();
-    Json(serde_json::json!({ "requests": requests })).into_response()
+    let counts = count_by_action(&requests);
+    Json(serde_json::json!({ "requests": requests, "counts": counts })).into_response()
 }
 
 async fn list_faults(State(app): State<Arc<App>>) -> Response {

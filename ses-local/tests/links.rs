@@ -138,3 +138,65 @@ fn the_outbox_pages_escape_attacker_chosen_addresses() {
         .expect("html");
     assert!(!page.contains("<script>alert(1)") && page.contains("iframe sandbox"));
 }
+
+#[test]
+fn with_identity_on_click_only_the_clicked_link_creates_the_identity() {
+    let ses = start(&[
+        "--throttle-ms",
+        "0",
+        "--identity-on",
+        "click",
+        "--link-ttl-secs",
+        "1",
+    ]);
+    let clicked = send(&ses, "clicker@example.com");
+    assert_eq!(
+        status_of(&ses, "clicker@example.com"),
+        None,
+        "a send alone leaves the identity out, as the FAQ says"
+    );
+    let (status, _) = open_without_following(clicked["verificationLink"].as_str().expect("link"));
+    assert_eq!(status, 302);
+    assert_eq!(
+        status_of(&ses, "clicker@example.com").as_deref(),
+        Some("Success")
+    );
+    let ignored = send(&ses, "ignorer@example.com");
+    std::thread::sleep(Duration::from_millis(1300));
+    let (status, _) = open_without_following(ignored["verificationLink"].as_str().expect("link"));
+    assert_eq!(status, 302);
+    assert_eq!(
+        status_of(&ses, "ignorer@example.com"),
+        None,
+        "an expired link creates nothing"
+    );
+}
+
+#[test]
+fn the_request_log_counts_calls_per_action() {
+    let ses = start(&["--throttle-ms", "0"]);
+    send(&ses, "a@example.com");
+    send(&ses, "b@example.com");
+    call(&ses, "NoSuchAction", &[]);
+    let log = support::get_json(&ses, "/_requests");
+    let counts = &log["counts"];
+    assert_eq!(
+        counts["SendCustomVerificationEmail"],
+        serde_json::json!({"received": 2, "accepted": 2})
+    );
+    assert_eq!(counts["NoSuchAction"]["accepted"], 0);
+    assert_eq!(
+        counts["GetCustomVerificationEmailTemplate"]["received"], 2,
+        "{counts}"
+    );
+    let total: u64 = counts
+        .as_object()
+        .expect("object")
+        .values()
+        .map(|c| c["received"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        total,
+        log["requests"].as_array().map_or(0, |r| r.len()) as u64
+    );
+}
