@@ -15,25 +15,41 @@ use url::Url;
 use crate::browser::{AllowedOrigins, FormRedirects, OriginPolicy, RedirectTarget};
 use crate::turnstile::SITEVERIFY_URL;
 
-/// AWS credentials, from secrets. `Debug` hides the secret parts.
+/// A secret setting. `Debug` shows `<redacted>`, never the value; `expose` is the one way to read
+/// it, at the place that uses it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct AwsCredentials {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: Option<String>,
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
-impl fmt::Debug for AwsCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AwsCredentials")
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"<redacted>")
-            .field(
-                "session_token",
-                &self.session_token.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
     }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_string())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// AWS credentials, from secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
 }
 
 /// Every setting, by area.
@@ -43,7 +59,7 @@ pub struct Config {
     pub gate: GateConfig,
     pub browser: BrowserConfig,
     /// Bearer token for `GET /gate/stats`; unset switches the endpoint off.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// `DEMO_PAGE=true` serves the demo signup page at `/`.
     pub demo_page: bool,
 }
@@ -110,22 +126,12 @@ pub struct BrowserConfig {
     pub ip_rate_limit: bool,
 }
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TurnstileConfig {
-    pub secret_key: String,
+    pub secret_key: Secret,
     pub verify_url: Url,
     /// `TURNSTILE_EXPECTED_HOSTNAMES`: when set, a token solved on any other site is refused.
     pub expected_hostnames: Vec<String>,
-}
-
-impl fmt::Debug for TurnstileConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TurnstileConfig")
-            .field("secret_key", &"<redacted>")
-            .field("verify_url", &self.verify_url.as_str())
-            .field("expected_hostnames", &self.expected_hostnames)
-            .finish()
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +162,7 @@ pub fn build_config(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, C
                     problem: "must be at least 16 characters",
                 })
             }
-            token => token,
+            token => token.map(Secret::from),
         },
         demo_page: vars.flag("DEMO_PAGE", false)?,
     })
@@ -247,8 +253,8 @@ impl SesConfig {
         };
         let credentials = AwsCredentials {
             access_key_id: vars.required("AWS_ACCESS_KEY_ID")?,
-            secret_access_key: vars.required("AWS_SECRET_ACCESS_KEY")?,
-            session_token: vars.get("AWS_SESSION_TOKEN"),
+            secret_access_key: vars.required("AWS_SECRET_ACCESS_KEY")?.into(),
+            session_token: vars.get("AWS_SESSION_TOKEN").map(Secret::from),
         };
         Ok(Self {
             region,
@@ -311,7 +317,7 @@ impl BrowserConfig {
             turnstile: match vars.get("TURNSTILE_SECRET_KEY") {
                 None => None,
                 Some(secret_key) => Some(TurnstileConfig {
-                    secret_key,
+                    secret_key: secret_key.into(),
                     verify_url: match vars.get("TURNSTILE_VERIFY_URL") {
                         None => Url::parse(SITEVERIFY_URL).map_err(|_| ConfigError {
                             variable: "TURNSTILE_VERIFY_URL",
@@ -489,7 +495,12 @@ mod tests {
             Some("signup-events")
         );
         assert_eq!(
-            config.ses.credentials.session_token.as_deref(),
+            config
+                .ses
+                .credentials
+                .session_token
+                .as_ref()
+                .map(Secret::expose),
             Some("token")
         );
         assert_eq!(config.ses.endpoint.as_str(), "http://127.0.0.1:4579/");
@@ -569,10 +580,21 @@ mod tests {
     fn debug_output_never_shows_the_secret() {
         let mut vars = base();
         vars.insert("AWS_SESSION_TOKEN", "tok-123");
-        let shown = format!("{:?}", build(&vars).expect("valid"));
-        assert!(!shown.contains("secret") || shown.contains("secret_access_key: \"<redacted>\""));
-        assert!(!shown.contains("\"secret\""));
-        assert!(!shown.contains("tok-123"));
+        vars.insert("ADMIN_TOKEN", "admin-token-0123456789");
+        vars.insert("TURNSTILE_SECRET_KEY", "turnstile-secret-value");
+        let config = build(&vars).expect("valid");
+        let shown = format!("{config:?}");
+        for secret in [
+            "\"secret\"",
+            "tok-123",
+            "admin-token-0123456789",
+            "turnstile-secret-value",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("secret_access_key: <redacted>"));
+        assert!(shown.contains("AKIDEXAMPLE"), "the key id is not a secret");
+        assert_eq!(config.ses.credentials.secret_access_key.expose(), "secret");
     }
 
     #[test]

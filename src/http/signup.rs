@@ -180,7 +180,12 @@ async fn verify_turnstile(
         return Err(ApiError::CaptchaFailed);
     };
     let idempotency_key = random_uuid();
-    let body = siteverify_body(&turnstile.secret_key, token, remote_ip, &idempotency_key);
+    let body = siteverify_body(
+        turnstile.secret_key.expose(),
+        token,
+        remote_ip,
+        &idempotency_key,
+    );
     let exchange = async {
         let headers = Headers::new();
         headers.set("content-type", "application/x-www-form-urlencoded")?;

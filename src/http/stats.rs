@@ -5,7 +5,7 @@ use subtle::ConstantTimeEq;
 use worker::{Env, Request, Response};
 
 use super::{error_response, header, json_response};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Secret};
 use crate::error::ApiError;
 use crate::gate::rpc::{GateClient, GateStats};
 
@@ -22,7 +22,7 @@ async fn stats(
     config: Result<Config, ConfigError>,
 ) -> Result<GateStats, ApiError> {
     let config = config.map_err(|_| ApiError::Misconfigured)?;
-    let Some(token) = config.admin_token.as_deref() else {
+    let Some(token) = config.admin_token.as_ref().map(Secret::expose) else {
         return Err(ApiError::NotFound);
     };
     let authorization = header(req, "authorization").unwrap_or_default();

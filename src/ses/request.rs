@@ -7,6 +7,8 @@ use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 
+#[cfg(test)]
+use crate::config::Secret;
 use crate::config::{AwsCredentials, SesConfig};
 use crate::email::EmailAddress;
 
@@ -96,8 +98,11 @@ pub fn sign_headers(
 ) -> Result<Vec<(String, String)>, SigningError> {
     let identity = Credentials::new(
         &credentials.access_key_id,
-        &credentials.secret_access_key,
-        credentials.session_token.clone(),
+        credentials.secret_access_key.expose(),
+        credentials
+            .session_token
+            .as_ref()
+            .map(|t| t.expose().to_string()),
         None,
         "signup-verify",
     )
@@ -139,7 +144,7 @@ mod tests {
         AwsCredentials {
             access_key_id: "AKIDEXAMPLE".into(),
             secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
-            session_token: session_token.map(str::to_string),
+            session_token: session_token.map(Secret::from),
         }
     }
 

@@ -90,7 +90,7 @@ impl SesClient {
         let credentials = signup_verify::config::AwsCredentials {
             access_key_id: ACCESS_KEY_ID.into(),
             secret_access_key: SECRET_ACCESS_KEY.into(),
-            session_token: self.session_token.clone(),
+            session_token: self.session_token.as_deref().map(Into::into),
         };
         let signed = signup_verify::ses::request::sign_headers(
             "POST",
