@@ -37,7 +37,6 @@ use crate::gate::rpc::{Accepted, CallRequest, CallResult, GateStats, SendReply, 
 use crate::gate::slots::{retry_jitter_ms, GateState, Reservation};
 use crate::gate::store::{GateStore, NewItem, QueueEnd, StoreError};
 use crate::mailbox::Mailbox;
-use crate::redact::tag_of;
 use crate::ses::outcome::{api_error_for, Outcome, RetryReason};
 
 /// Without a queue to fall back on, a direct send is tried at most this often.
@@ -276,12 +275,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         let interval = self.config.interval_ms;
         let deadline = arrival + self.config.max_wait_ms;
         for attempt in 1..=DIRECT_ATTEMPTS_WITHOUT_QUEUE {
-            let call = CallRequest {
-                email: email.clone(),
-                slot_ms: slot,
-                attempt,
-                address_tag: tag_of(key).to_string(),
-            };
+            let call = CallRequest::send(email, key, slot, attempt);
             let Some(result) = self.sender.call(&call).await else {
                 return Err(ApiError::Misconfigured);
             };
@@ -448,12 +442,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             else {
                 break Some(next_free);
             };
-            let call = CallRequest {
-                email: head.email.clone(),
-                slot_ms: slot,
-                attempt: head.attempts + 1,
-                address_tag: tag_of(&head.key).to_string(),
-            };
+            let call = CallRequest::send(&head.email, &head.key, slot, head.attempts + 1);
             let Some(result) = self.sender.call(&call).await else {
                 break Some(self.runtime.now_ms() + RETRY_LATER_MS);
             };
@@ -611,6 +600,7 @@ mod tests {
     use super::*;
     use crate::config::AddressLimits;
     use crate::gate::store::MemoryStore;
+    use crate::ses::request::SesCall;
 
     const INTERVAL: u64 = 1_000;
     const START: u64 = 1_000_000;
@@ -719,7 +709,10 @@ mod tests {
             self.calls
                 .borrow()
                 .iter()
-                .map(|c| c.email.to_string())
+                .filter_map(|c| match &c.call {
+                    SesCall::Send { email } => Some(email.to_string()),
+                    _ => None,
+                })
                 .collect()
         }
     }
@@ -1406,7 +1399,7 @@ mod tests {
         h.drain();
         let calls = h.sender.calls.borrow().clone();
         assert_eq!(calls.len(), 3);
-        assert_eq!(calls[1].email, calls[2].email);
+        assert_eq!(calls[1].call, calls[2].call);
         assert_eq!(calls[2].attempt, 1, "a throttle is not an attempt");
         let throttled_at = calls[1].slot_ms + ROUND_TRIP;
         assert!(calls[2].slot_ms >= throttled_at + 1_000, "{calls:?}");
@@ -1593,12 +1586,7 @@ mod tests {
         // Five flood mails go out, then someone from another domain signs up.
         for _ in 0..5 {
             let head = h.store.items()[0].clone();
-            let call = CallRequest {
-                email: head.email.clone(),
-                slot_ms: h.runtime.now_ms(),
-                attempt: 1,
-                address_tag: tag_of(&head.key).to_string(),
-            };
+            let call = CallRequest::send(&head.email, &head.key, h.runtime.now_ms(), 1);
             let result = run(h.sender.call(&call)).expect("answered");
             h.gate.settle(&head, result).expect("settled");
         }

@@ -105,7 +105,9 @@ impl Pacing {
     /// starts or lengthens it (its pause is returned), anything else leaves it alone.
     pub fn record(&mut self, result: &CallResult, now_ms: u64, random: u32) -> Option<u64> {
         match result {
-            CallResult::Answered(Outcome::Sent { .. }) => {
+            CallResult::Answered(
+                Outcome::Sent { .. } | Outcome::Checked { .. } | Outcome::Deleted,
+            ) => {
                 self.accepted();
                 None
             }

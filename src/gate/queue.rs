@@ -147,7 +147,13 @@ pub fn settle_head(
         CallResult::Answered(Outcome::Rejected) => {
             drop_for(gate, DropReason::Rejected, item.attempts + 1)
         }
-        CallResult::Answered(Outcome::Retryable(RetryReason::ServerError) | Outcome::Unknown)
+        // A success of another action is not an answer to this send.
+        CallResult::Answered(
+            Outcome::Retryable(RetryReason::ServerError)
+            | Outcome::Unknown
+            | Outcome::Checked { .. }
+            | Outcome::Deleted,
+        )
         | CallResult::TimedOut => {
             let attempts = match result {
                 // The call may have reached SES: one more try at most, never a series.

@@ -10,7 +10,9 @@ use worker::{console_error, Env, Method, Request, RequestInit, Stub};
 
 use crate::email::EmailAddress;
 use crate::error::ApiError;
+use crate::redact::tag_of;
 use crate::ses::outcome::Outcome;
+use crate::ses::request::SesCall;
 
 /// The stub's URLs need an origin; the objects ignore it.
 pub const GATE_ORIGIN: &str = "https://ses-gate";
@@ -99,15 +101,30 @@ pub struct GateStats {
     pub daily_budget: u64,
 }
 
-/// One SES call for `email`, not before `slot_ms`. `attempt` and `address_tag` (a prefix of the
-/// address's HMAC key, `redact::tag_of`) are for the logs, which never hold the address.
+/// One SES call, not before `slot_ms`. `attempt` and `address_tag` (a prefix of the address's
+/// HMAC key, `redact::tag_of`, or a count for a batch) are for the logs, which never hold an
+/// address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CallRequest {
-    pub email: EmailAddress,
+    pub call: SesCall,
     pub slot_ms: u64,
     pub attempt: u32,
     pub address_tag: String,
+}
+
+impl CallRequest {
+    /// A send of `email`, whose address key is `key`.
+    pub fn send(email: &EmailAddress, key: &str, slot_ms: u64, attempt: u32) -> Self {
+        Self {
+            call: SesCall::Send {
+                email: email.clone(),
+            },
+            slot_ms,
+            attempt,
+            address_tag: tag_of(key).to_string(),
+        }
+    }
 }
 
 /// What one SES call came to, or `TimedOut` when SES did not answer in time (it may still have
@@ -257,16 +274,12 @@ mod tests {
                 "{json}"
             );
         }
-        let request = CallRequest {
-            email: EmailAddress::parse("a@b.io").expect("valid"),
-            slot_ms: 7,
-            attempt: 2,
-            address_tag: "ab12cd34".into(),
-        };
+        let email = EmailAddress::parse("a@b.io").expect("valid");
+        let request = CallRequest::send(&email, "ab12cd34ffff", 7, 2);
         let json = serde_json::to_string(&request).expect("json");
         assert_eq!(
             json,
-            r#"{"email":"a@b.io","slotMs":7,"attempt":2,"addressTag":"ab12cd34"}"#
+            r#"{"call":{"action":"send","email":"a@b.io"},"slotMs":7,"attempt":2,"addressTag":"ab12cd34"}"#
         );
         assert_eq!(
             serde_json::from_str::<CallRequest>(&json).expect("parse"),
@@ -278,7 +291,11 @@ mod tests {
     fn a_request_with_an_address_that_does_not_parse_is_refused_at_the_boundary() {
         assert!(serde_json::from_str::<SendRequest>(r#"{"email":"a@@b.io"}"#).is_err());
         assert!(serde_json::from_str::<CallRequest>(
-            r#"{"email":"a b@c.io","slotMs":1,"attempt":1}"#
+            r#"{"call":{"action":"send","email":"a b@c.io"},"slotMs":1,"attempt":1,"addressTag":"x"}"#
+        )
+        .is_err());
+        assert!(serde_json::from_str::<CallRequest>(
+            r#"{"call":{"action":"check","identities":["a@b.io","a@@b.io"]},"slotMs":1,"attempt":1,"addressTag":"x"}"#
         )
         .is_err());
         let parsed: SendRequest = serde_json::from_str(r#"{"email":"a@B.io"}"#).expect("valid");

@@ -12,21 +12,20 @@ use worker::{
 };
 
 use crate::config::SesConfig;
-use crate::email::EmailAddress;
 use crate::gate::rpc::{CallRequest, CallResult};
 use crate::redact::redact_addresses;
-use crate::ses::outcome::{classify, Outcome, RetryReason};
-use crate::ses::reply::{parse_send_reply, Reply, Unparseable};
-use crate::ses::request::{build_send_request, SignedRequest};
+use crate::ses::outcome::{classify_for, Outcome, RetryReason};
+use crate::ses::reply::{parse_reply, Reply, Unparseable};
+use crate::ses::request::{build_request, SesCall, SignedRequest};
 
 /// SES replies are a few hundred bytes; anything far larger is not SES.
 const MAX_REPLY_BYTES: usize = 64 * 1024;
 
-/// The SES request for `email`, signed and dated at its slot (or now, if that is later), as a
+/// The SES request for `call`, signed and dated at its slot (or now, if that is later), as a
 /// Workers request ready to send: built ahead of its departure so that nothing but the fetch
 /// itself lies between the departure and the wire. `None` (logged) if it cannot be signed.
-pub fn prepared_request(config: &SesConfig, email: &EmailAddress, slot_ms: u64) -> Option<Request> {
-    let prepared = build_send_request(config, email, slot_ms.max(crate::runtime::now_ms()))
+pub fn prepared_request(config: &SesConfig, call: &SesCall, slot_ms: u64) -> Option<Request> {
+    let prepared = build_request(config, call, slot_ms.max(crate::runtime::now_ms()))
         .map_err(|e| e.to_string())
         .and_then(|signed| fetch_request(&signed).map_err(|e| e.to_string()));
     match prepared {
@@ -94,13 +93,15 @@ pub async fn call_ses(
     let reply = if body.len() > MAX_REPLY_BYTES {
         Err(Unparseable("reply too large"))
     } else {
-        parse_send_reply(&body, header_request_id.as_deref())
+        parse_reply(&body, header_request_id.as_deref())
     };
-    let outcome = classify(status, &reply);
+    let outcome = classify_for(&call.call, status, &reply);
     let round_trip_ms = crate::runtime::now_ms().saturating_sub(started_ms);
     let line = attempt_line(call, status, round_trip_ms, &reply, &outcome);
     match outcome {
-        Outcome::Sent { .. } => console_log!("{line}"),
+        Outcome::Sent { .. } | Outcome::Checked { .. } | Outcome::Deleted => {
+            console_log!("{line}")
+        }
         _ => console_error!("{line}"),
     }
     CallResult::Answered(outcome)
@@ -117,6 +118,7 @@ fn attempt_line(
 ) -> serde_json::Value {
     let mut line = json!({
         "event": "ses_call",
+        "action": call.call.action(),
         "attempt": call.attempt,
         "address": call.address_tag,
         "status": status,
@@ -131,8 +133,23 @@ fn attempt_line(
             line["message_id"] = json!(message_id);
             line["request_id"] = json!(request_id);
         }
+        Ok(Reply::Checked {
+            statuses,
+            request_id,
+        }) => {
+            line["identities_listed"] = json!(statuses.len());
+            line["request_id"] = json!(request_id);
+        }
+        Ok(Reply::Deleted { request_id }) => line["request_id"] = json!(request_id),
         Ok(Reply::Failed(error)) => {
-            let redact = |text: &str| redact_addresses(text, &call.email, &call.address_tag);
+            let redact = |text: &str| {
+                call.call
+                    .addresses()
+                    .iter()
+                    .fold(text.to_string(), |text, own| {
+                        redact_addresses(&text, own, &call.address_tag)
+                    })
+            };
             line["code"] = json!(redact(&error.code));
             line["type"] = json!(error.kind.as_deref().map(redact));
             line["message"] = json!(error.message.as_deref().map(redact));
@@ -150,6 +167,7 @@ fn attempt_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::email::EmailAddress;
     use crate::redact::has_address;
     use crate::ses::outcome::classify;
 
@@ -157,12 +175,8 @@ mod tests {
     fn no_log_line_for_any_ses_reply_fixture_holds_an_address() {
         let dir =
             std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ses-xml");
-        let call = CallRequest {
-            email: EmailAddress::parse("person@example.com").expect("valid"),
-            slot_ms: 0,
-            attempt: 1,
-            address_tag: "ab12cd34".into(),
-        };
+        let email = EmailAddress::parse("person@example.com").expect("valid");
+        let call = CallRequest::send(&email, "ab12cd34", 0, 1);
         let mut read = 0;
         let mut redacted = 0;
         for entry in std::fs::read_dir(&dir).expect("fixtures") {
@@ -173,15 +187,15 @@ mod tests {
             let body = std::fs::read(&path).expect("fixture");
             let raw = String::from_utf8_lossy(&body).to_string();
             for status in [200, 400, 403, 500] {
-                let reply = parse_send_reply(&body, Some("req-1"));
-                let outcome = classify(status, &reply);
+                let reply = parse_reply(&body, Some("req-1"));
+                let outcome = classify_for(&call.call, status, &reply);
                 let line = attempt_line(&call, status, 5, &reply, &outcome).to_string();
                 assert!(!has_address(&line), "{}: {line}", path.display());
             }
             read += 1;
             redacted += usize::from(has_address(&raw));
         }
-        assert_eq!(read, 21);
+        assert_eq!(read, 22);
         assert!(
             redacted >= 2,
             "the fixtures include SES messages that echo addresses"
@@ -190,14 +204,10 @@ mod tests {
 
     #[test]
     fn an_echoed_address_is_logged_as_the_calls_tag() {
-        let call = CallRequest {
-            email: EmailAddress::parse("Victim+1@Example.com").expect("valid"),
-            slot_ms: 0,
-            attempt: 2,
-            address_tag: "ab12cd34".into(),
-        };
+        let email = EmailAddress::parse("Victim+1@Example.com").expect("valid");
+        let call = CallRequest::send(&email, "ab12cd34", 0, 2);
         let body = br#"<ErrorResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/"><Error><Type>Sender</Type><Code>InvalidParameterValue</Code><Message>Invalid email address&lt;Victim+1@example.com&gt;.</Message></Error><RequestId>r</RequestId></ErrorResponse>"#;
-        let reply = parse_send_reply(body, None);
+        let reply = parse_reply(body, None);
         let line = attempt_line(&call, 400, 5, &reply, &classify(400, &reply));
         assert_eq!(line["message"], "Invalid email address<<email:ab12cd34>>.");
         assert_eq!(line["address"], "ab12cd34");

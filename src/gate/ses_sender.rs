@@ -76,7 +76,7 @@ impl SesSender {
     /// made at all: the config does not load, or the request cannot be signed.
     async fn call(&self, call: &CallRequest) -> Option<CallResult> {
         let config = self.config.as_ref().ok()?;
-        let request = prepared_request(&config.ses, &call.email, call.slot_ms)?;
+        let request = prepared_request(&config.ses, &call.call, call.slot_ms)?;
         let call_id = self
             .wait_for_departure(call.slot_ms, config.gate.interval_ms)
             .await;

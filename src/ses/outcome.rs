@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::ses::reply::{Reply, SesError, Unparseable};
+use crate::ses::request::SesCall;
 
 /// SES codes that mean this deployment (template, identity, credentials, clock, account quota) is
 /// broken: nothing can be sent until the operator acts, so the queue pauses and keeps every item.
@@ -37,6 +38,12 @@ pub enum Outcome {
     Sent {
         message_id: Option<String>,
     },
+    /// SES answered a status check: `(identity, VerificationStatus)` for each identity it knows.
+    Checked {
+        statuses: Vec<(String, String)>,
+    },
+    /// SES deleted the identity (or never had it).
+    Deleted,
     /// Worth another try in a later slot.
     Retryable(RetryReason),
     /// The deployment is misconfigured. `clock_skew` marks the signature-time variants, whose fix
@@ -60,12 +67,31 @@ pub fn classify(status: u16, reply: &Result<Reply, Unparseable>) -> Outcome {
         Ok(Reply::Sent { message_id, .. }) if (200..300).contains(&status) => Outcome::Sent {
             message_id: Some(message_id.clone()),
         },
-        Ok(Reply::Sent { .. }) => Outcome::Unknown,
+        Ok(Reply::Checked { statuses, .. }) if (200..300).contains(&status) => Outcome::Checked {
+            statuses: statuses.clone(),
+        },
+        Ok(Reply::Deleted { .. }) if (200..300).contains(&status) => Outcome::Deleted,
+        Ok(Reply::Sent { .. } | Reply::Checked { .. } | Reply::Deleted { .. }) => Outcome::Unknown,
         Ok(Reply::Failed(error)) => classify_error(status, error),
         // A 2xx is SES's word that it took the call, whatever happened to the body on the way.
         Err(_) if (200..300).contains(&status) => Outcome::Sent { message_id: None },
         Err(_) if status >= 500 => Outcome::Retryable(RetryReason::ServerError),
         Err(_) => Outcome::Unknown,
+    }
+}
+
+/// [`classify`] for the answer to `call`: a success only counts as the success of this call's
+/// own action. A 2xx whose body cannot be read means SES took a send or a delete, but a status
+/// check without its statuses tells nothing.
+pub fn classify_for(call: &SesCall, status: u16, reply: &Result<Reply, Unparseable>) -> Outcome {
+    match (call, classify(status, reply)) {
+        (SesCall::Send { .. }, sent @ Outcome::Sent { .. }) => sent,
+        (SesCall::Check { .. }, checked @ Outcome::Checked { .. }) => checked,
+        (SesCall::Delete { .. }, Outcome::Deleted | Outcome::Sent { message_id: None }) => {
+            Outcome::Deleted
+        }
+        (_, Outcome::Sent { .. } | Outcome::Checked { .. } | Outcome::Deleted) => Outcome::Unknown,
+        (_, other) => other,
     }
 }
 
@@ -101,16 +127,18 @@ pub fn api_error_for(outcome: &Outcome, retry_after_secs: u64) -> ApiError {
         }
         Outcome::Config { .. } => ApiError::Misconfigured,
         Outcome::Rejected => ApiError::Rejected,
-        Outcome::Sent { .. } | Outcome::Retryable(RetryReason::ServerError) | Outcome::Unknown => {
-            ApiError::UpstreamError
-        }
+        Outcome::Sent { .. }
+        | Outcome::Checked { .. }
+        | Outcome::Deleted
+        | Outcome::Retryable(RetryReason::ServerError)
+        | Outcome::Unknown => ApiError::UpstreamError,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ses::reply::parse_send_reply;
+    use crate::ses::reply::parse_reply;
 
     fn error_reply(code: &str, message: Option<&str>) -> Result<Reply, Unparseable> {
         Ok(Reply::Failed(SesError {
@@ -126,7 +154,7 @@ mod tests {
             .join("tests/fixtures/ses-xml")
             .join(name);
         let body = std::fs::read(path).expect("fixture");
-        classify(status, &parse_send_reply(&body, None))
+        classify(status, &parse_reply(&body, None))
     }
 
     #[test]
@@ -288,5 +316,44 @@ mod tests {
         );
         assert_eq!(api_error_for(&Outcome::Rejected, 4), ApiError::Rejected);
         assert_eq!(api_error_for(&Outcome::Unknown, 4), ApiError::UpstreamError);
+    }
+
+    #[test]
+    fn a_success_counts_only_as_the_success_of_the_calls_own_action() {
+        let send = SesCall::Send {
+            email: crate::email::EmailAddress::parse("a@b.io").expect("valid"),
+        };
+        let check = SesCall::Check { identities: vec![] };
+        let delete = SesCall::Delete {
+            identity: crate::email::EmailAddress::parse("a@b.io").expect("valid"),
+        };
+        let sent = Ok(Reply::Sent {
+            message_id: "m".into(),
+            request_id: None,
+        });
+        let checked = Ok(Reply::Checked {
+            statuses: vec![("a@b.io".into(), "Success".into())],
+            request_id: None,
+        });
+        let deleted = Ok(Reply::Deleted { request_id: None });
+        let unreadable = Err(Unparseable("truncated"));
+        assert!(matches!(
+            classify_for(&send, 200, &sent),
+            Outcome::Sent { .. }
+        ));
+        assert_eq!(classify_for(&send, 200, &checked), Outcome::Unknown);
+        assert_eq!(classify_for(&check, 200, &sent), Outcome::Unknown);
+        assert!(
+            matches!(classify_for(&check, 200, &checked), Outcome::Checked { statuses } if statuses.len() == 1)
+        );
+        assert_eq!(classify_for(&check, 200, &unreadable), Outcome::Unknown);
+        assert_eq!(classify_for(&delete, 200, &deleted), Outcome::Deleted);
+        assert_eq!(classify_for(&delete, 200, &unreadable), Outcome::Deleted);
+        assert_eq!(classify_for(&delete, 200, &checked), Outcome::Unknown);
+        assert_eq!(classify_for(&check, 400, &deleted), Outcome::Unknown);
+        assert_eq!(
+            classify_for(&check, 400, &error_reply("Throttling", None)),
+            Outcome::Retryable(RetryReason::Throttled)
+        );
     }
 }

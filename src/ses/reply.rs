@@ -1,6 +1,7 @@
-//! The SES Query XML reply to `SendCustomVerificationEmail`, parsed with quick-xml into a typed
-//! [`Reply`]. Anything that is not a well-formed success or error document for this action is
-//! [`Unparseable`], never a success. DTDs are refused outright, so no entity is ever expanded
+//! The SES Query XML replies to the gate's calls (`SendCustomVerificationEmail`,
+//! `GetIdentityVerificationAttributes`, `DeleteIdentity`), parsed with quick-xml into a typed
+//! [`Reply`]. Anything that is not a well-formed success or error document for one of these
+//! actions is [`Unparseable`], never a success. DTDs are refused outright, so no entity is ever expanded
 //! beyond XML's five predefined ones and character references.
 
 use quick_xml::escape::resolve_predefined_entity;
@@ -9,14 +10,24 @@ use quick_xml::Reader;
 
 /// The most nested elements a reply may have; SES uses four.
 const MAX_DEPTH: usize = 16;
-/// The most elements a reply may have in all.
-const MAX_ELEMENTS: usize = 256;
+/// The most elements a reply may have in all (100 identities' statuses take about 410).
+const MAX_ELEMENTS: usize = 1024;
 
 /// What SES answered, once the XML made sense.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     Sent {
         message_id: String,
+        request_id: Option<String>,
+    },
+    /// `GetIdentityVerificationAttributes`: the status of each identity SES knows, as
+    /// `(identity, VerificationStatus)`. Identities SES does not know are left out.
+    Checked {
+        statuses: Vec<(String, String)>,
+        request_id: Option<String>,
+    },
+    /// `DeleteIdentity` succeeded (SES also says so for an identity it never had).
+    Deleted {
         request_id: Option<String>,
     },
     Failed(SesError),
@@ -44,10 +55,7 @@ impl std::fmt::Display for Unparseable {
 
 /// Parses a reply body. `header_request_id` is the `x-amzn-RequestId` header, used when the body
 /// carries no request id of its own.
-pub fn parse_send_reply(
-    body: &[u8],
-    header_request_id: Option<&str>,
-) -> Result<Reply, Unparseable> {
+pub fn parse_reply(body: &[u8], header_request_id: Option<&str>) -> Result<Reply, Unparseable> {
     let root = parse_tree(body)?;
     let header_request_id = header_request_id.map(str::trim).filter(|s| !s.is_empty());
     let request_id = root
@@ -80,19 +88,49 @@ pub fn parse_send_reply(
             request_id,
         }));
     }
-    if root.name != "SendCustomVerificationEmailResponse" {
-        return Err(Unparseable(
-            "the root element is not this action's response",
-        ));
+    match root.name.as_str() {
+        "SendCustomVerificationEmailResponse" => {
+            let message_id = root
+                .child("SendCustomVerificationEmailResult")
+                .and_then(|result| result.child_text("MessageId"))
+                .ok_or(Unparseable("success without a MessageId"))?;
+            Ok(Reply::Sent {
+                message_id: message_id.to_string(),
+                request_id,
+            })
+        }
+        "GetIdentityVerificationAttributesResponse" => {
+            let entries = root
+                .child("GetIdentityVerificationAttributesResult")
+                .and_then(|result| result.child("VerificationAttributes"))
+                .ok_or(Unparseable("success without VerificationAttributes"))?;
+            let statuses = entries
+                .children
+                .iter()
+                .filter(|entry| entry.name == "entry")
+                .map(|entry| {
+                    let identity = entry.child_text("key");
+                    let status = entry
+                        .child("value")
+                        .and_then(|value| value.child_text("VerificationStatus"));
+                    match (identity, status) {
+                        (Some(identity), Some(status)) => {
+                            Ok((identity.to_string(), status.to_string()))
+                        }
+                        _ => Err(Unparseable("an entry without a key or a status")),
+                    }
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Reply::Checked {
+                statuses,
+                request_id,
+            })
+        }
+        "DeleteIdentityResponse" => Ok(Reply::Deleted { request_id }),
+        _ => Err(Unparseable(
+            "the root element is not a response to any call the gate makes",
+        )),
     }
-    let message_id = root
-        .child("SendCustomVerificationEmailResult")
-        .and_then(|result| result.child_text("MessageId"))
-        .ok_or(Unparseable("success without a MessageId"))?;
-    Ok(Reply::Sent {
-        message_id: message_id.to_string(),
-        request_id,
-    })
 }
 
 /// One element: its local name (namespace prefix dropped), its own text and its children.
@@ -211,10 +249,40 @@ mod tests {
     }
 
     fn failed(body: &[u8]) -> SesError {
-        match parse_send_reply(body, None) {
+        match parse_reply(body, None) {
             Ok(Reply::Failed(e)) => e,
             other => panic!("expected an SES error, got {other:?}"),
         }
+    }
+
+    /// Expectations for the fixtures that are successes of the non-sending calls.
+    const DELETED: &str = "<deleted>";
+    const CHECKED: &str = "<checked>";
+
+    #[test]
+    fn a_status_check_gives_every_listed_identity_with_its_status() {
+        let reply = parse_reply(
+            &fixture("handwritten__get-identity-verification-attributes.200.xml"),
+            None,
+        );
+        assert_eq!(
+            reply,
+            Ok(Reply::Checked {
+                statuses: vec![
+                    ("domain.com".into(), "Pending".into()),
+                    ("user@domain.com".into(), "Success".into()),
+                ],
+                request_id: Some("1d0c29f1-9bf3-11e1-8ee7-c98a0037a2b6".into()),
+            })
+        );
+        let empty = br#"<GetIdentityVerificationAttributesResponse><GetIdentityVerificationAttributesResult><VerificationAttributes/></GetIdentityVerificationAttributesResult></GetIdentityVerificationAttributesResponse>"#;
+        assert!(
+            matches!(parse_reply(empty, None), Ok(Reply::Checked { statuses, .. }) if statuses.is_empty())
+        );
+        let no_status = br#"<GetIdentityVerificationAttributesResponse><GetIdentityVerificationAttributesResult><VerificationAttributes><entry><key>a@b.io</key><value/></entry></VerificationAttributes></GetIdentityVerificationAttributesResult></GetIdentityVerificationAttributesResponse>"#;
+        assert!(parse_reply(no_status, None).is_err());
+        let no_result = br#"<GetIdentityVerificationAttributesResponse/>"#;
+        assert!(parse_reply(no_result, None).is_err());
     }
 
     #[test]
@@ -225,7 +293,7 @@ mod tests {
                 "botocore__ses-delete-identity-error.400.xml",
                 Some("InvalidParameterValue"),
             ),
-            ("botocore__ses-delete-identity.200.xml", None),
+            ("botocore__ses-delete-identity.200.xml", Some(DELETED)),
             ("botocore__ses-get-send-quota.200.xml", None),
             ("botocore__ses-send-email.200.xml", None),
             (
@@ -278,6 +346,10 @@ mod tests {
                 "err_template_missing.400.xml",
                 Some("CustomVerificationEmailTemplateDoesNotExist"),
             ),
+            (
+                "handwritten__get-identity-verification-attributes.200.xml",
+                Some(CHECKED),
+            ),
         ];
         let on_disk: Vec<String> = std::fs::read_dir(fixtures_dir())
             .expect("fixtures dir")
@@ -290,8 +362,14 @@ mod tests {
             "a fixture was added without an expectation"
         );
         for (file, code) in expected {
-            let result = parse_send_reply(&fixture(file), None);
+            let result = parse_reply(&fixture(file), None);
             match (code, result) {
+                (Some(DELETED), Ok(Reply::Deleted { request_id })) => {
+                    assert!(request_id.is_some(), "{file}")
+                }
+                (Some(CHECKED), Ok(Reply::Checked { statuses, .. })) => {
+                    assert_eq!(statuses.len(), 2, "{file}")
+                }
                 (Some(code), Ok(Reply::Failed(e))) => assert_eq!(e.code, *code, "{file}"),
                 (None, Err(Unparseable(_))) => {}
                 (_, other) => panic!("{file}: unexpected {other:?}"),
@@ -340,7 +418,7 @@ mod tests {
             <ResponseMetadata><RequestId>meta-id</RequestId></ResponseMetadata></ErrorResponse>";
         assert_eq!(failed(in_metadata).request_id.as_deref(), Some("meta-id"));
         let without = b"<ErrorResponse><Error><Code>Throttling</Code></Error></ErrorResponse>";
-        let Ok(Reply::Failed(e)) = parse_send_reply(without, Some(" header-id ")) else {
+        let Ok(Reply::Failed(e)) = parse_reply(without, Some(" header-id ")) else {
             panic!("expected an error");
         };
         assert_eq!(e.request_id.as_deref(), Some("header-id"));
@@ -366,7 +444,7 @@ mod tests {
 </SendCustomVerificationEmailResponse>"#;
 
     fn sent(body: &str) -> (String, Option<String>) {
-        match parse_send_reply(body.as_bytes(), None) {
+        match parse_reply(body.as_bytes(), None) {
             Ok(Reply::Sent {
                 message_id,
                 request_id,
@@ -412,7 +490,7 @@ mod tests {
     }
 
     fn unparseable(body: &[u8]) -> Unparseable {
-        match parse_send_reply(body, Some("hdr")) {
+        match parse_reply(body, Some("hdr")) {
             Err(e) => e,
             Ok(reply) => panic!(
                 "{:?} should be unparseable, got {reply:?}",
@@ -475,7 +553,7 @@ mod tests {
         );
         let wide = format!(
             "<ErrorResponse>{}<Error><Code>A</Code></Error></ErrorResponse>",
-            "<x/>".repeat(1000)
+            "<x/>".repeat(2000)
         );
         assert_eq!(
             unparseable(wide.as_bytes()),

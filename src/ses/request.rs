@@ -1,11 +1,14 @@
-//! The `SendCustomVerificationEmail` request: its form-encoded Query body and its SigV4 headers.
-//! Time is a parameter; nothing here reads a clock (the wasm32 clock traps).
+//! The SES Query requests the gate makes ([`SesCall`]: `SendCustomVerificationEmail`,
+//! `GetIdentityVerificationAttributes` for up to 100 identities, `DeleteIdentity`): their
+//! form-encoded bodies and their SigV4 headers. Time is a parameter; nothing here reads a clock
+//! (the wasm32 clock traps).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
+use serde::{Deserialize, Serialize};
 
 #[cfg(test)]
 use crate::config::Secret;
@@ -14,6 +17,10 @@ use crate::email::EmailAddress;
 
 pub const API_VERSION: &str = "2010-12-01";
 pub const SEND_ACTION: &str = "SendCustomVerificationEmail";
+pub const CHECK_ACTION: &str = "GetIdentityVerificationAttributes";
+pub const DELETE_ACTION: &str = "DeleteIdentity";
+/// SES answers at most this many identities per `GetIdentityVerificationAttributes`.
+pub const MAX_IDENTITIES_PER_CHECK: usize = 100;
 /// SES signs as `ses`, although its host is `email.<region>.amazonaws.com`.
 pub const SIGNING_NAME: &str = "ses";
 pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
@@ -38,6 +45,38 @@ impl std::fmt::Display for SigningError {
 
 impl std::error::Error for SigningError {}
 
+/// One SES call. Every kind spends the region's one shared budget (about one call a second).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "camelCase")]
+pub enum SesCall {
+    /// Mail `email` the custom verification email.
+    Send { email: EmailAddress },
+    /// Ask for the verification status of up to [`MAX_IDENTITIES_PER_CHECK`] identities.
+    Check { identities: Vec<EmailAddress> },
+    /// Remove one email identity from the account.
+    Delete { identity: EmailAddress },
+}
+
+impl SesCall {
+    /// The SES action name.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::Send { .. } => SEND_ACTION,
+            Self::Check { .. } => CHECK_ACTION,
+            Self::Delete { .. } => DELETE_ACTION,
+        }
+    }
+
+    /// Every address the call names (for redacting SES's messages in the log).
+    pub fn addresses(&self) -> &[EmailAddress] {
+        match self {
+            Self::Send { email } => std::slice::from_ref(email),
+            Self::Check { identities } => identities,
+            Self::Delete { identity } => std::slice::from_ref(identity),
+        }
+    }
+}
+
 /// The Query body. `form_urlencoded` escapes `+` as `%2B` (SES would read a bare `+` as a space)
 /// and `@` as `%40`.
 pub fn build_send_body(
@@ -57,16 +96,37 @@ pub fn build_send_body(
 }
 
 /// The signed `SendCustomVerificationEmail` call for `email`, signed at `now_ms` (Unix millis).
-pub fn build_send_request(
+/// The form body of a non-sending call (a [`SesCall::Send`] body is [`build_send_body`]).
+fn build_identity_body(action: &str, identities: &[EmailAddress]) -> String {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("Action", action)
+        .append_pair("Version", API_VERSION);
+    if action == DELETE_ACTION {
+        for identity in identities {
+            form.append_pair("Identity", identity.as_str());
+        }
+    } else {
+        for (n, identity) in identities.iter().enumerate() {
+            form.append_pair(&format!("Identities.member.{}", n + 1), identity.as_str());
+        }
+    }
+    form.finish()
+}
+
+/// `call` as a signed request, dated `now_ms`.
+pub fn build_request(
     config: &SesConfig,
-    email: &EmailAddress,
+    call: &SesCall,
     now_ms: u64,
 ) -> Result<SignedRequest, SigningError> {
-    let body = build_send_body(
-        email,
-        &config.template_name,
-        config.configuration_set.as_deref(),
-    );
+    let body = match call {
+        SesCall::Send { email } => build_send_body(
+            email,
+            &config.template_name,
+            config.configuration_set.as_deref(),
+        ),
+        other => build_identity_body(other.action(), other.addresses()),
+    };
     let url = config.endpoint.to_string();
     let content_type = ("Content-Type", FORM_CONTENT_TYPE);
     let mut headers = vec![(content_type.0.to_string(), content_type.1.to_string())];
@@ -290,9 +350,9 @@ mod tests {
 
     #[test]
     fn a_fixed_clock_ses_request_has_a_stable_signature_over_the_exact_body() {
-        let request = build_send_request(
+        let request = build_request(
             &ses_config(&[]),
-            &email("user+tag@example.com"),
+            &send("user+tag@example.com"),
             1_440_938_160_000,
         )
         .expect("signed");
@@ -322,8 +382,7 @@ mod tests {
     #[test]
     fn a_session_token_is_sent_and_signed() {
         let config = ses_config(&[("AWS_SESSION_TOKEN", "session-token-value")]);
-        let request =
-            build_send_request(&config, &email("a@b.io"), 1_440_938_160_000).expect("signed");
+        let request = build_request(&config, &send("a@b.io"), 1_440_938_160_000).expect("signed");
         let token = request
             .headers
             .iter()
@@ -344,11 +403,42 @@ mod tests {
     #[test]
     fn a_loopback_endpoint_with_a_port_is_signed_for_that_host() {
         let config = ses_config(&[("SES_ENDPOINT", "http://127.0.0.1:4579/")]);
-        let a = build_send_request(&config, &email("a@b.io"), 1_440_938_160_000).expect("signed");
-        let b = build_send_request(&ses_config(&[]), &email("a@b.io"), 1_440_938_160_000)
-            .expect("signed");
+        let a = build_request(&config, &send("a@b.io"), 1_440_938_160_000).expect("signed");
+        let b =
+            build_request(&ses_config(&[]), &send("a@b.io"), 1_440_938_160_000).expect("signed");
         assert_eq!(a.url, "http://127.0.0.1:4579/");
         assert_eq!(a.body, b.body);
         assert_ne!(a.headers, b.headers, "the host is part of the signature");
+    }
+
+    fn send(address: &str) -> SesCall {
+        SesCall::Send {
+            email: email(address),
+        }
+    }
+
+    #[test]
+    fn a_check_names_each_identity_as_a_numbered_member_and_a_delete_names_one() {
+        let check = SesCall::Check {
+            identities: vec![email("a+1@b.io"), email("c@d.io")],
+        };
+        let request = build_request(&ses_config(&[]), &check, 1_440_938_160_000).expect("signed");
+        assert_eq!(
+            request.body,
+            "Action=GetIdentityVerificationAttributes&Version=2010-12-01\
+             &Identities.member.1=a%2B1%40b.io&Identities.member.2=c%40d.io"
+        );
+        let delete = SesCall::Delete {
+            identity: email("a+1@b.io"),
+        };
+        let request = build_request(&ses_config(&[]), &delete, 1_440_938_160_000).expect("signed");
+        assert_eq!(
+            request.body,
+            "Action=DeleteIdentity&Version=2010-12-01&Identity=a%2B1%40b.io"
+        );
+        assert_eq!(
+            serde_json::to_value(&delete).expect("json"),
+            serde_json::json!({"action": "delete", "identity": "a+1@b.io"})
+        );
     }
 }
