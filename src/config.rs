@@ -78,7 +78,7 @@ pub struct SesConfig {
 }
 
 /// The gate's pacing, queue and per-address limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GateConfig {
     /// `GATE_INTERVAL_MS`: the least time between two SES calls.
     pub interval_ms: u64,
@@ -94,6 +94,42 @@ pub struct GateConfig {
     pub queue_max_age_ms: u64,
     /// `DAILY_SEND_BUDGET`: signups taken (sent or queued) per 24 hours; 0: no budget.
     pub daily_send_budget: u64,
+    /// What the gate does after a send: status tokens, detection, the webhook, clean-up.
+    pub tracking: TrackingConfig,
+}
+
+/// Following a signup after its send (issue G).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackingConfig {
+    /// `STATUS_TOKEN_SECRET`: signs status tokens and the signup cookie; unset switches
+    /// `/signup/status` and scanner-safe confirmation off.
+    pub status_token_secret: Option<Secret>,
+    /// `VERIFICATION_LINK_TTL_SECONDS`: how long SES's link works (SES: 24 hours); a signup still
+    /// unverified after that is `expired`.
+    pub link_ttl_ms: u64,
+    /// `IDENTITY_CLEANUP` (`off` keeps verified identities in the SES account).
+    pub identity_cleanup: bool,
+    /// `WEBHOOK_URL` and `WEBHOOK_SECRET`.
+    pub webhook: Option<WebhookConfig>,
+}
+
+impl Default for TrackingConfig {
+    fn default() -> Self {
+        Self {
+            status_token_secret: None,
+            link_ttl_ms: 24 * 3_600_000,
+            identity_cleanup: true,
+            webhook: None,
+        }
+    }
+}
+
+/// Where signup events are POSTed, and the Standard Webhooks key that signs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    pub url: Url,
+    /// The key bytes (`WEBHOOK_SECRET` is `whsec_` + their base64).
+    pub key: Secret,
 }
 
 /// The per-address limits; 0 switches either off.
@@ -280,8 +316,67 @@ impl GateConfig {
             ses_max_attempts: vars.number("SES_MAX_ATTEMPTS", 5, 1..=100)? as u32,
             queue_max_age_ms: vars.number("QUEUE_MAX_AGE_SECONDS", 21_600, 0..=604_800)? * 1000,
             daily_send_budget: vars.number("DAILY_SEND_BUDGET", 5_000, 0..=10_000_000)?,
+            tracking: TrackingConfig::from_vars(vars)?,
         })
     }
+}
+
+impl TrackingConfig {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let status_token_secret = match vars.get("STATUS_TOKEN_SECRET") {
+            Some(secret) if secret.len() < 32 => {
+                return Err(ConfigError {
+                    variable: "STATUS_TOKEN_SECRET",
+                    problem: "must be at least 32 characters (openssl rand -hex 32 makes one)",
+                })
+            }
+            secret => secret.map(Secret::from),
+        };
+        let webhook = match (vars.get("WEBHOOK_URL"), vars.get("WEBHOOK_SECRET")) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError {
+                    variable: "WEBHOOK_SECRET",
+                    problem: "is required when WEBHOOK_URL is set",
+                })
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError {
+                    variable: "WEBHOOK_URL",
+                    problem: "is required when WEBHOOK_SECRET is set",
+                })
+            }
+            (Some(url), Some(secret)) => Some(WebhookConfig {
+                url: parse_service_url("WEBHOOK_URL", &url)?,
+                key: webhook_key(&secret)?,
+            }),
+        };
+        Ok(Self {
+            status_token_secret,
+            link_ttl_ms: vars.number("VERIFICATION_LINK_TTL_SECONDS", 86_400, 1..=86_400)? * 1000,
+            identity_cleanup: vars.flag("IDENTITY_CLEANUP", true)?,
+            webhook,
+        })
+    }
+}
+
+/// `whsec_` + base64 of at least 24 key bytes (Standard Webhooks).
+fn webhook_key(secret: &str) -> Result<Secret, ConfigError> {
+    use base64::Engine;
+    let bad = |problem| ConfigError {
+        variable: "WEBHOOK_SECRET",
+        problem,
+    };
+    let encoded = secret
+        .strip_prefix("whsec_")
+        .ok_or(bad("must start with whsec_ (Standard Webhooks)"))?;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| bad("must be whsec_ followed by base64"))?;
+    if key.len() < 24 {
+        return Err(bad("must hold at least 24 key bytes"));
+    }
+    Ok(Secret::from(hex::encode(key)))
 }
 
 impl BrowserConfig {

@@ -19,6 +19,7 @@ pub mod redact;
 pub mod runtime;
 pub mod ses;
 pub mod signup;
+pub mod status_token;
 pub mod turnstile;
 
 pub use gate::ses_gate::SesGate;

@@ -598,7 +598,7 @@ mod tests {
     use futures_util::FutureExt;
 
     use super::*;
-    use crate::config::AddressLimits;
+    use crate::config::{AddressLimits, TrackingConfig};
     use crate::gate::store::MemoryStore;
     use crate::ses::request::SesCall;
 
@@ -623,6 +623,7 @@ mod tests {
             ses_max_attempts: 3,
             queue_max_age_ms: 3_600_000,
             daily_send_budget: 1_000,
+            tracking: TrackingConfig::default(),
         }
     }
 

@@ -20,3 +20,4 @@ pub mod ses_sender;
 pub mod slots;
 pub mod sql_store;
 pub mod store;
+pub mod webhook;
