@@ -39,6 +39,14 @@ pub enum ApiError {
     UpstreamTimeout,
     /// The gate's own storage failed; nothing was sent or queued.
     Unavailable,
+    /// A status token that is missing, malformed or forged.
+    InvalidToken,
+    TokenExpired,
+    /// A valid token for a signup the gate no longer knows (a newer signup replaced it, or
+    /// its record was forgotten).
+    UnknownSignup,
+    /// `STATUS_TOKEN_SECRET` is not set.
+    StatusOff,
 }
 
 impl ApiError {
@@ -58,6 +66,8 @@ impl ApiError {
             Self::UpstreamThrottled { .. } => 503,
             Self::UpstreamTimeout => 504,
             Self::Unavailable => 503,
+            Self::InvalidToken | Self::TokenExpired => 401,
+            Self::UnknownSignup | Self::StatusOff => 404,
         }
     }
 
@@ -71,6 +81,10 @@ impl ApiError {
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::CaptchaFailed => "captcha_failed",
             Self::NotFound => "not_found",
+            Self::InvalidToken => "invalid_token",
+            Self::TokenExpired => "token_expired",
+            Self::UnknownSignup => "unknown_signup",
+            Self::StatusOff => "status_off",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -117,6 +131,10 @@ impl ApiError {
             Self::Unavailable => {
                 "The signup service is briefly unavailable. Please try again shortly."
             }
+            Self::InvalidToken => "A valid status token is required.",
+            Self::TokenExpired => "This status token has expired.",
+            Self::UnknownSignup => "There is no signup for this token.",
+            Self::StatusOff => "Signup status is not enabled on this service.",
         }
     }
 
@@ -146,7 +164,7 @@ pub fn retry_after_secs(wait_ms: u64) -> u64 {
 mod tests {
     use super::*;
 
-    const ALL: [ApiError; 19] = [
+    const ALL: [ApiError; 23] = [
         ApiError::InvalidBody,
         ApiError::MissingEmail,
         ApiError::InvalidEmail,
@@ -174,6 +192,10 @@ mod tests {
         },
         ApiError::UpstreamTimeout,
         ApiError::Unavailable,
+        ApiError::InvalidToken,
+        ApiError::TokenExpired,
+        ApiError::UnknownSignup,
+        ApiError::StatusOff,
     ];
 
     #[test]
@@ -201,6 +223,10 @@ mod tests {
                 (503, "upstream_throttled"),
                 (504, "upstream_timeout"),
                 (503, "unavailable"),
+                (401, "invalid_token"),
+                (401, "token_expired"),
+                (404, "unknown_signup"),
+                (404, "status_off"),
             ]
         );
     }

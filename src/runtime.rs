@@ -1,11 +1,17 @@
 //! What the core needs from the Workers runtime, read in one place: settings from `Env`, the
 //! clock (`Date.now()`; the std system clock traps on wasm32), randomness (`getRandomValues`),
-//! the console, and the gate's alarm ([`WorkerRuntime`], the real [`GateRuntime`]).
+//! the console, the gate's alarm and its webhook POSTs ([`WorkerRuntime`], the real
+//! [`GateRuntime`]).
 
 use std::time::Duration;
 
 use serde_json::Value;
-use worker::{console_error, console_log, Date, Env, Storage};
+use futures_util::future::{select, Either};
+use worker::wasm_bindgen::JsValue;
+use worker::{
+    console_error, console_log, AbortController, Date, Env, Fetch, Headers, Method, Request,
+    RequestInit, Storage,
+};
 
 use crate::config::{build_config, Config, ConfigError};
 use crate::gate::decisions::GateRuntime;
@@ -37,6 +43,9 @@ pub fn random_u32() -> u32 {
     }
 }
 
+/// A webhook receiver gets this long to answer.
+const WEBHOOK_TIMEOUT_MS: u64 = 10_000;
+
 /// The gate's platform: the Workers clock, randomness and console, and the Durable Object's
 /// alarm.
 pub struct WorkerRuntime(pub Storage);
@@ -62,5 +71,37 @@ impl GateRuntime for WorkerRuntime {
     async fn set_alarm(&self, at_ms: u64) -> Result<(), String> {
         let offset = Duration::from_millis(at_ms.saturating_sub(now_ms()));
         self.0.set_alarm(offset).await.map_err(|e| e.to_string())
+    }
+
+    async fn post_webhook(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: &str,
+    ) -> Result<u16, String> {
+        let controller = AbortController::default();
+        let signal = controller.signal();
+        let exchange = async {
+            let sent = Headers::new();
+            for (name, value) in headers {
+                sent.set(name, value)?;
+            }
+            let mut init = RequestInit::new();
+            init.with_method(Method::Post)
+                .with_headers(sent)
+                .with_body(Some(JsValue::from_str(body)));
+            let request = Request::new_with_init(url, &init)?;
+            let response = Fetch::Request(request).send_with_signal(&signal).await?;
+            Ok::<_, worker::Error>(response.status_code())
+        };
+        let timeout = worker::Delay::from(Duration::from_millis(WEBHOOK_TIMEOUT_MS));
+        let answer = match select(Box::pin(exchange), timeout).await {
+            Either::Left((answer, _)) => answer.map_err(|e| e.to_string()),
+            Either::Right(_) => {
+                controller.abort();
+                Err(format!("no answer within {WEBHOOK_TIMEOUT_MS} ms"))
+            }
+        };
+        answer
     }
 }

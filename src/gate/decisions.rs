@@ -36,6 +36,7 @@ use crate::gate::queue::{
 use crate::gate::rpc::{Accepted, CallRequest, CallResult, GateStats, SendReply, SenderLink};
 use crate::gate::slots::{retry_jitter_ms, GateState, Reservation};
 use crate::gate::store::{GateStore, NewItem, QueueEnd, StoreError};
+use crate::gate::tracking::SignupState;
 use crate::mailbox::Mailbox;
 use crate::ses::outcome::{api_error_for, Outcome, RetryReason};
 
@@ -52,6 +53,9 @@ const WATCHDOG_MS: u64 = 5_000;
 /// When the queue cannot go on (no sender, no config, storage failing), it tries again after this.
 pub const RETRY_LATER_MS: u64 = 60_000;
 
+mod follow_up;
+use follow_up::FollowUp;
+
 /// What the gate needs from its platform besides storage and the sender.
 #[allow(async_fn_in_trait)] // Workers are single-threaded: no `Send` bound is wanted.
 pub trait GateRuntime {
@@ -63,6 +67,14 @@ pub trait GateRuntime {
     fn log_error(&self, line: Value);
     /// Wakes the object's `alarm` at `at_ms` (replacing any earlier alarm).
     async fn set_alarm(&self, at_ms: u64) -> Result<(), String>;
+    /// POSTs `body` to `url` with `headers`, within a bounded time: the receiver's status, or
+    /// why there is none.
+    async fn post_webhook(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: &str,
+    ) -> Result<u16, String>;
 }
 
 /// What a successful admission changed: the record to put back if nothing is sent.
@@ -91,8 +103,10 @@ pub struct Gate<S, L, R> {
     state: RefCell<GateState>,
     address_secret: Vec<u8>,
     draining: Cell<bool>,
-    /// An alarm that will drain the queue is set (in memory: a new object sets it again).
-    alarm_armed: Cell<bool>,
+    /// When the alarm is set for, if this object set one (in memory: a new object sets it again).
+    alarm_at: Cell<Option<u64>>,
+    /// After a failed `DeleteIdentity`, clean-up waits until then (in memory).
+    cleanup_held_until: Cell<u64>,
     /// Direct sends in progress, by recipient domain (in memory: they live in requests).
     direct_by_domain: RefCell<HashMap<String, u32>>,
 }
@@ -139,7 +153,8 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             state: RefCell::new(state),
             address_secret,
             draining: Cell::new(false),
-            alarm_armed: Cell::new(false),
+            alarm_at: Cell::new(None),
+            cleanup_held_until: Cell::new(0),
             direct_by_domain: RefCell::default(),
         })
     }
@@ -149,7 +164,13 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         let arrival = self.runtime.now_ms();
         let key = address_key(&self.address_secret, email);
         match self.store.position_of(&key) {
-            Ok(Some(position)) => return self.queued_reply(position, arrival),
+            Ok(Some(position)) => {
+                let signed_up = self.store.load_signup(&key).ok().flatten();
+                let token = signed_up.and_then(|s| self.status_token(&key, s.signed_up_ms));
+                return self
+                    .queued_reply(position, arrival)
+                    .map(|queued| queued.with_status_token(token));
+            }
             Ok(None) => {}
             Err(e) => return self.unavailable(&e),
         }
@@ -171,7 +192,13 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             }
             return Err(ApiError::Busy { retry_after_secs });
         }
+        // Tracked before the first await, so the drain always finds the row it updates.
+        let previous = match self.track_signup(&key, email, arrival) {
+            Ok(previous) => previous,
+            Err(e) => return self.unavailable(&e),
+        };
         let reply = self.send_or_queue(email, &key, arrival).await;
+        self.settle_signup(&key, email, arrival, &reply, previous);
         match (&reply, admission) {
             // A call that timed out may have reached SES: the address keeps its admission (and
             // the budget its count), so a resubmission within the cooldown cannot mail again.
@@ -184,7 +211,9 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             }
             _ => {}
         }
-        reply
+        self.arm_follow_up().await;
+        let token = self.status_token(&key, arrival);
+        reply.map(|accepted| accepted.with_status_token(token))
     }
 
     /// Checks and records the per-address limits, synchronously. `None` when they are off.
@@ -283,7 +312,10 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 CallResult::Answered(Outcome::Sent { message_id }) => {
                     self.update(GateState::succeeded);
                     self.record_send();
-                    return Ok(Accepted::Sent { message_id });
+                    return Ok(Accepted::Sent {
+                        message_id,
+                        status_token: None,
+                    });
                 }
                 CallResult::TimedOut => None,
                 CallResult::Answered(outcome) => Some(outcome),
@@ -368,11 +400,9 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             now_ms: now,
             attempts,
         })?;
-        if !self.draining.get() && !self.alarm_armed.get() {
-            // Now, not at the next slot: draining waits for its slots itself. Once per drain,
-            // not per item: each storage call is one more event in the object's queue.
-            self.arm_alarm(now).await;
-        }
+        // Now, not at the next slot: draining waits for its slots itself. Once per drain, not
+        // per item: each storage call is one more event in the object's queue.
+        self.alarm_by(now).await;
         Ok(Some(self.queued_reply(position, now)))
     }
 
@@ -383,6 +413,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             position,
             estimated_send_at: rfc3339_utc(at),
             paused_until: state.paused_until_ms.filter(|t| *t > now).map(rfc3339_utc),
+            status_token: None,
         })
     }
 
@@ -413,7 +444,10 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             }
             let head = match self.store.head() {
                 Ok(Some(head)) => head,
-                Ok(None) => break None,
+                Ok(None) => match self.follow_up(now, started).await {
+                    FollowUp::Again => continue,
+                    FollowUp::Done(next) => break next,
+                },
                 Err(StoreError::UnreadableItem { id }) => {
                     self.runtime
                         .log_error(json!({"event": "queue_drop", "reason": "unparseable_row"}));
@@ -456,7 +490,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         match next_alarm {
             Some(at) => self.arm_alarm(at).await,
             // Only the watchdog is left: the next signup to queue must set an alarm for now.
-            None => self.alarm_armed.set(false),
+            None => self.alarm_at.set(None),
         }
     }
 
@@ -466,7 +500,11 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         if max_age == 0 {
             return Ok(());
         }
-        let expired = self.store.expire(now.saturating_sub(max_age))?;
+        let expired_keys = self.store.expire(now.saturating_sub(max_age))?;
+        for key in &expired_keys {
+            self.signup_failed(key, SignupState::Dropped, Some(DropReason::Expired.as_str()));
+        }
+        let expired = expired_keys.len() as u64;
         if expired > 0 {
             self.update(|g| {
                 *g.counters
@@ -496,17 +534,36 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             ref left if left.leaves_queue() => self.store.remove(head.id)?,
             _ => {}
         }
-        if matches!(outcome, HeadResult::Sent { .. }) {
-            self.record_send();
+        match &outcome {
+            HeadResult::Sent { message_id } => {
+                self.record_send();
+                self.signup_sent(&head.key, &head.email, head.enqueued_at_ms, message_id.clone());
+            }
+            HeadResult::Dropped {
+                reason: DropReason::Rejected,
+                ..
+            } => self.signup_failed(&head.key, SignupState::Rejected, None),
+            HeadResult::Dropped { reason, .. } => {
+                self.signup_failed(&head.key, SignupState::Dropped, Some(reason.as_str()))
+            }
+            _ => {}
         }
         Ok(())
     }
 
+    /// Makes sure the alarm comes by `at_ms`: sets it unless a drain runs (it sets the next
+    /// alarm when it ends) or this object already set one that soon.
+    async fn alarm_by(&self, at_ms: u64) {
+        if !self.draining.get() && self.alarm_at.get().is_none_or(|armed| armed > at_ms) {
+            self.arm_alarm(at_ms).await;
+        }
+    }
+
     /// Sets the alarm for `at_ms`; a failure is logged (the next signup to queue tries again).
     async fn arm_alarm(&self, at_ms: u64) {
-        self.alarm_armed.set(true);
+        self.alarm_at.set(Some(at_ms));
         if let Err(error) = self.runtime.set_alarm(at_ms).await {
-            self.alarm_armed.set(false);
+            self.alarm_at.set(None);
             self.runtime
                 .log_error(json!({"event": "alarm_not_set", "error": error}));
         }
@@ -542,6 +599,10 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             }),
             daily_taken: gate.budget.taken(now),
             daily_budget: self.config.daily_send_budget,
+            pending_checks: self.store.pending_checks()?,
+            webhook_backlog: self.store.event_backlog()?,
+            identity_cleanup: self.config.tracking.identity_cleanup,
+            tracking: gate.tracking.clone(),
         })
     }
 
@@ -637,6 +698,9 @@ mod tests {
         logs: RefCell<Vec<Value>>,
         alarms: RefCell<Vec<u64>>,
         alarm_fails: std::cell::Cell<bool>,
+        /// The webhook receiver's next answers (then 200), and what it was sent.
+        receiver: RefCell<VecDeque<Result<u16, String>>>,
+        deliveries: RefCell<Vec<(Vec<(String, String)>, String)>>,
     }
 
     impl FakeRuntime {
@@ -684,6 +748,19 @@ mod tests {
             self.0.alarms.borrow_mut().push(at_ms);
             Ok(())
         }
+        async fn post_webhook(
+            &self,
+            _url: &str,
+            headers: &[(String, String)],
+            body: &str,
+        ) -> Result<u16, String> {
+            self.advance_by(ROUND_TRIP);
+            self.0
+                .deliveries
+                .borrow_mut()
+                .push((headers.to_vec(), body.to_string()));
+            self.0.receiver.borrow_mut().pop_front().unwrap_or(Ok(200))
+        }
     }
 
     type Event = Box<dyn FnOnce()>;
@@ -697,6 +774,8 @@ mod tests {
         calls: Rc<RefCell<Vec<CallRequest>>>,
         /// Runs while the next call is in flight: what other events do meanwhile.
         meanwhile: Rc<RefCell<Option<Event>>>,
+        /// The fake account's identities and their status, when nothing is scripted.
+        identities: Rc<RefCell<std::collections::BTreeMap<String, String>>>,
     }
 
     impl FakeSender {
@@ -727,11 +806,33 @@ mod tests {
                 event();
             }
             let n = self.calls.borrow().len();
-            self.script.borrow_mut().pop_front().unwrap_or_else(|| {
-                Some(CallResult::Answered(Outcome::Sent {
-                    message_id: Some(format!("m-{n}")),
-                }))
-            })
+            if let Some(scripted) = self.script.borrow_mut().pop_front() {
+                return scripted;
+            }
+            let mut identities = self.identities.borrow_mut();
+            Some(CallResult::Answered(match &call.call {
+                SesCall::Send { email } => {
+                    identities
+                        .entry(email.to_string())
+                        .or_insert_with(|| "Pending".into());
+                    Outcome::Sent {
+                        message_id: Some(format!("m-{n}")),
+                    }
+                }
+                SesCall::Check { identities: asked } => Outcome::Checked {
+                    statuses: asked
+                        .iter()
+                        .filter_map(|a| {
+                            let status = identities.get(a.as_str())?;
+                            Some((a.to_string(), status.clone()))
+                        })
+                        .collect(),
+                },
+                SesCall::Delete { identity } => {
+                    identities.remove(identity.as_str());
+                    Outcome::Deleted
+                }
+            }))
         }
     }
 
@@ -754,6 +855,7 @@ mod tests {
                 script: Rc::default(),
                 calls: Rc::default(),
                 meanwhile: Rc::default(),
+                identities: Rc::default(),
             };
             let gate =
                 Gate::open(store.clone(), sender.clone(), runtime.clone(), config).expect("opens");
@@ -837,7 +939,8 @@ mod tests {
         assert_eq!(
             reply,
             Ok(Accepted::Sent {
-                message_id: Some("m-1".into())
+                message_id: Some("m-1".into()),
+                status_token: None,
             })
         );
         assert_eq!(h.sender.slots(), [START]);
@@ -873,6 +976,7 @@ mod tests {
                 position: 1,
                 estimated_send_at: rfc3339_utc(START + INTERVAL),
                 paused_until: None,
+                status_token: None,
             })
         );
         assert_eq!(h.runtime.last_alarm(), Some(at));
@@ -883,11 +987,14 @@ mod tests {
     fn only_the_first_queued_signup_of_a_drain_sets_the_alarm() {
         let h = Harness::new(no_wait());
         h.sent("first@example.com");
+        // The send's first status check, five seconds on.
+        assert_eq!(h.runtime.last_alarm(), Some(START + ROUND_TRIP + 5_000));
         for i in 0..5 {
             h.queued(&format!("q{i}@example.com"));
         }
         assert_eq!(h.store.items().len(), 5);
-        assert_eq!(h.runtime.0.alarms.borrow().len(), 1);
+        assert_eq!(h.runtime.0.alarms.borrow().len(), 2);
+        assert_eq!(h.runtime.last_alarm(), Some(START + ROUND_TRIP));
     }
 
     #[test]
@@ -1498,6 +1605,7 @@ mod tests {
             script: Rc::default(),
             calls: Rc::default(),
             meanwhile: Rc::default(),
+            identities: Rc::default(),
         };
         let opened = Gate::open(store, sender, runtime, config());
         assert!(matches!(
@@ -1518,7 +1626,9 @@ mod tests {
         assert!(h.runtime.events().contains(&"alarm_not_set".to_string()));
         h.runtime.0.alarm_fails.set(false);
         h.queued("b@example.com");
-        assert_eq!(h.runtime.0.alarms.borrow().len(), 1);
+        // The send's status check, then the drain's.
+        assert_eq!(h.runtime.0.alarms.borrow().len(), 2);
+        assert_eq!(h.runtime.last_alarm(), Some(START + ROUND_TRIP));
     }
 
     #[test]
@@ -1729,7 +1839,10 @@ mod tests {
             .answers([answered(Outcome::Sent { message_id: None })]);
         assert_eq!(
             h.send("a@example.com"),
-            Ok(Accepted::Sent { message_id: None })
+            Ok(Accepted::Sent {
+                message_id: None,
+                status_token: None
+            })
         );
         assert_eq!(h.sender.slots().len(), 1);
         assert!(h.store.items().is_empty());

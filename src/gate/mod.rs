@@ -20,4 +20,5 @@ pub mod ses_sender;
 pub mod slots;
 pub mod sql_store;
 pub mod store;
+pub mod tracking;
 pub mod webhook;

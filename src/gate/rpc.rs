@@ -10,6 +10,7 @@ use worker::{console_error, Env, Method, Request, RequestInit, Stub};
 
 use crate::email::EmailAddress;
 use crate::error::ApiError;
+use crate::gate::tracking::TrackingCounters;
 use crate::redact::tag_of;
 use crate::ses::outcome::Outcome;
 use crate::ses::request::SesCall;
@@ -20,6 +21,10 @@ pub const GATE_ORIGIN: &str = "https://ses-gate";
 pub const SEND_PATH: &str = "/send";
 /// The path the Worker GETs [`GateStats`] from.
 pub const STATS_PATH: &str = "/stats";
+/// The path the Worker POSTs a [`SignupRef`] to for a [`SignupStatus`].
+pub const STATUS_PATH: &str = "/status";
+/// The path the Worker POSTs a [`SignupRef`] to when a person confirms.
+pub const CONFIRM_PATH: &str = "/confirm";
 /// The path the gate POSTs a [`CallRequest`] to on the sender's stub; the reply is a JSON
 /// `Option<CallResult>` (`null`: the call cannot be made, as the config or signing failed).
 pub const CALL_PATH: &str = "/call";
@@ -43,6 +48,13 @@ pub enum Accepted {
     Sent {
         #[serde(rename = "messageId", default, skip_serializing_if = "Option::is_none")]
         message_id: Option<String>,
+        /// For `GET /signup/status`; there when `STATUS_TOKEN_SECRET` is set.
+        #[serde(
+            rename = "statusToken",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )]
+        status_token: Option<String>,
     },
     /// Durably queued; the gate's alarm will send it. `pausedUntil` is there only while SES
     /// reports a configuration or credentials error: the queue waits until then.
@@ -56,6 +68,12 @@ pub enum Accepted {
             skip_serializing_if = "Option::is_none"
         )]
         paused_until: Option<String>,
+        #[serde(
+            rename = "statusToken",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )]
+        status_token: Option<String>,
     },
 }
 
@@ -65,6 +83,24 @@ impl Accepted {
         match self {
             Self::Sent { .. } => 200,
             Self::Queued { .. } => 202,
+        }
+    }
+
+    /// The same answer carrying `token`.
+    pub fn with_status_token(mut self, token: Option<String>) -> Self {
+        match &mut self {
+            Self::Sent { status_token, .. } | Self::Queued { status_token, .. } => {
+                *status_token = token
+            }
+        }
+        self
+    }
+
+    pub fn status_token(&self) -> Option<&str> {
+        match self {
+            Self::Sent { status_token, .. } | Self::Queued { status_token, .. } => {
+                status_token.as_deref()
+            }
         }
     }
 
@@ -99,7 +135,45 @@ pub struct GateStats {
     /// Signups taken in the current 24-hour window, and `DAILY_SEND_BUDGET` (0: none).
     pub daily_taken: u64,
     pub daily_budget: u64,
+    /// Sent signups waiting for SES to report them verified or expired.
+    pub pending_checks: u64,
+    /// Webhook events not delivered yet.
+    pub webhook_backlog: u64,
+    /// `IDENTITY_CLEANUP`.
+    pub identity_cleanup: bool,
+    pub tracking: TrackingCounters,
 }
+
+/// One signup, as named by a verified status token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignupRef {
+    pub key: String,
+    pub signed_up_ms: u64,
+}
+
+/// `GET /signup/status`'s body. Never holds the address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignupStatus {
+    /// `queued`, `sent`, `verified`, `expired`, `rejected` or `dropped`.
+    pub status: String,
+    pub verified: bool,
+    pub confirmed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_send_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The gate's answer about one signup.
+pub type StatusReply = Result<SignupStatus, ApiError>;
 
 /// One SES call, not before `slot_ms`. `attempt` and `address_tag` (a prefix of the address's
 /// HMAC key, `redact::tag_of`, or a count for a batch) are for the logs, which never hold an
@@ -161,6 +235,22 @@ impl GateClient {
         }
         .await;
         result.map_err(|e| rpc_failed("send", &e, ApiError::UpstreamError))?
+    }
+
+    /// The status of the signup a token names (`STATUS_PATH`), or a person's confirmation of it
+    /// (`CONFIRM_PATH`).
+    pub async fn signup(&self, path: &str, signup: &SignupRef) -> StatusReply {
+        let body = serde_json::to_string(signup).map_err(|_| ApiError::UpstreamError)?;
+        let result = async {
+            let request = post(path, body)?;
+            self.0
+                .fetch_with_request(request)
+                .await?
+                .json::<StatusReply>()
+                .await
+        }
+        .await;
+        result.map_err(|e| rpc_failed("status", &e, ApiError::UpstreamError))?
     }
 
     pub async fn stats(&self) -> Result<GateStats, ApiError> {
@@ -306,6 +396,7 @@ mod tests {
     fn a_sent_reply_is_already_the_public_success_body() {
         let reply = Accepted::Sent {
             message_id: Some("m-1".into()),
+            status_token: None,
         };
         assert_eq!((reply.http_status(), reply.status()), (200, "sent"));
         assert_eq!(
@@ -320,11 +411,18 @@ mod tests {
             position: 3,
             estimated_send_at: "2026-11-26T10:00:00.000Z".into(),
             paused_until: None,
+            status_token: None,
         };
         assert_eq!((reply.http_status(), reply.status()), (202, "queued"));
         assert_eq!(
             serde_json::to_value(&reply).expect("json"),
             serde_json::json!({"status": "queued", "position": 3, "estimatedSendAt": "2026-11-26T10:00:00.000Z"})
+        );
+        let with_token = reply.with_status_token(Some("t.k".into()));
+        assert_eq!(with_token.status_token(), Some("t.k"));
+        assert_eq!(
+            serde_json::to_value(&with_token).expect("json")["statusToken"],
+            "t.k"
         );
     }
 

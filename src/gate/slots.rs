@@ -5,6 +5,7 @@
 //! (exponential backoff). A slot is the earliest a call may leave: when it really leaves is
 //! `pacing`'s causal rule, applied by the sender.
 
+use crate::gate::tracking::TrackingCounters;
 use serde::{Deserialize, Serialize};
 
 use crate::error::retry_after_secs;
@@ -31,6 +32,9 @@ pub struct GateState {
     /// `DAILY_SEND_BUDGET`'s count.
     #[serde(default)]
     pub budget: DailyBudget,
+    /// What the follow-up (checks, clean-up, webhook) has done.
+    #[serde(default)]
+    pub tracking: TrackingCounters,
 }
 
 /// The answer to a reservation.

@@ -1,7 +1,8 @@
 //! `SqlGateStore`: [`GateStore`] in the Durable Object's SQLite (synchronous `exec`). The gate
 //! state is one JSON row; the queue is served by `(tag, seq)`, fair across recipient domains (an
 //! item put back at the head gets the smallest `seq`); address records are keyed by HMAC; the
-//! send log feeds the stats.
+//! send log feeds the stats; tracked signups are JSON rows keyed by HMAC with their next check
+//! and clean-up as index columns; the webhook outbox keeps each event's id and body as made.
 //!
 //! Invariants: every statement runs before the gate's next await, so the output gate holds any
 //! reply until it is durable; a failed statement is a [`StoreError`] naming it.
@@ -14,9 +15,12 @@ use crate::email::EmailAddress;
 use crate::gate::cooldown::AddressRecord;
 use crate::gate::queue::QueuedItem;
 use crate::gate::slots::GateState;
-use crate::gate::store::{GateStore, NewItem, QueueEnd, StoreError, StoreResult};
+use crate::gate::store::{
+    cleanup_due, has_work, GateStore, NewItem, OutboxEvent, QueueEnd, StoreError, StoreResult,
+};
+use crate::gate::tracking::Signup;
 
-const SCHEMA: [&str; 12] = [
+const SCHEMA: [&str; 17] = [
     "CREATE TABLE IF NOT EXISTS gate (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL)",
     // Served by (tag, seq): fair across recipient domains (`queue::fair_tag`); an item put back
     // at the head gets the smallest `seq`.
@@ -37,6 +41,15 @@ const SCHEMA: [&str; 12] = [
     "CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS sends (at_ms REAL NOT NULL)",
     "DROP TABLE IF EXISTS gate_state",
+    "CREATE TABLE IF NOT EXISTS signups (key TEXT PRIMARY KEY, record TEXT NOT NULL,
+        next_check_ms REAL, cleanup_due INTEGER NOT NULL, has_work INTEGER NOT NULL,
+        signed_up_ms REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS signups_by_check ON signups (next_check_ms)",
+    "CREATE INDEX IF NOT EXISTS signups_by_cleanup ON signups (cleanup_due)",
+    "CREATE TABLE IF NOT EXISTS webhook_outbox (id TEXT PRIMARY KEY, key TEXT NOT NULL,
+        body TEXT NOT NULL, created_ms REAL NOT NULL, next_attempt_ms REAL NOT NULL,
+        attempts INTEGER NOT NULL, releases_cleanup INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (next_attempt_ms)",
 ];
 
 /// How long the send log is kept (stats count the last minute and hour).
@@ -59,6 +72,37 @@ struct ItemRow {
     key: String,
     enqueued_at_ms: f64,
     attempts: f64,
+}
+
+#[derive(Deserialize)]
+struct SignupRow {
+    key: String,
+    record: String,
+}
+
+#[derive(Deserialize)]
+struct EventRow {
+    id: String,
+    key: String,
+    body: String,
+    created_ms: f64,
+    next_attempt_ms: f64,
+    attempts: f64,
+    releases_cleanup: f64,
+}
+
+impl From<EventRow> for OutboxEvent {
+    fn from(row: EventRow) -> Self {
+        Self {
+            id: row.id,
+            key: row.key,
+            body: row.body,
+            created_ms: row.created_ms as u64,
+            next_attempt_ms: row.next_attempt_ms as u64,
+            attempts: row.attempts as u32,
+            releases_cleanup: row.releases_cleanup != 0.0,
+        }
+    }
 }
 
 pub struct SqlGateStore {
@@ -105,6 +149,29 @@ impl SqlGateStore {
     ) -> StoreResult<Option<T>> {
         let rows: Vec<One<T>> = self.rows(operation, query, bindings)?;
         Ok(rows.into_iter().next().map(|row| row.value))
+    }
+
+    /// Signup rows, read back; a row that no longer reads (it was written by this code, so only
+    /// a schema change could cause it) is forgotten rather than left to block every sweep.
+    fn signups(
+        &self,
+        operation: &'static str,
+        query: &str,
+        bindings: Vec<SqlStorageValue>,
+    ) -> StoreResult<Vec<(String, Signup)>> {
+        let rows: Vec<SignupRow> = self.rows(operation, query, bindings)?;
+        let mut signups = Vec::with_capacity(rows.len());
+        for row in rows {
+            match serde_json::from_str(&row.record) {
+                Ok(signup) => signups.push((row.key, signup)),
+                Err(_) => self.exec(
+                    "forget unreadable signup",
+                    "DELETE FROM signups WHERE key = ?",
+                    vec![row.key.into()],
+                )?,
+            }
+        }
+        Ok(signups)
     }
 
     fn count(
@@ -192,20 +259,20 @@ impl GateStore for SqlGateStore {
         Ok(tag.flatten().map(|t| t as u64))
     }
 
-    fn expire(&self, before_ms: u64) -> StoreResult<u64> {
-        let expired = self.count(
-            "count expired items",
-            "SELECT COUNT(*) AS value FROM fair_queue WHERE enqueued_at_ms < ?",
+    fn expire(&self, before_ms: u64) -> StoreResult<Vec<String>> {
+        let expired: Vec<One<String>> = self.rows(
+            "find expired items",
+            "SELECT key AS value FROM fair_queue WHERE enqueued_at_ms < ?",
             vec![ms(before_ms)],
         )?;
-        if expired > 0 {
+        if !expired.is_empty() {
             self.exec(
                 "expire items",
                 "DELETE FROM fair_queue WHERE enqueued_at_ms < ?",
                 vec![ms(before_ms)],
             )?;
         }
-        Ok(expired)
+        Ok(expired.into_iter().map(|row| row.value).collect())
     }
 
     fn enqueue(&self, item: NewItem) -> StoreResult<u64> {
@@ -333,6 +400,162 @@ impl GateStore for SqlGateStore {
             "count sends",
             "SELECT COUNT(*) AS value FROM sends WHERE at_ms >= ?",
             vec![ms(since_ms)],
+        )
+    }
+
+    fn load_signup(&self, key: &str) -> StoreResult<Option<Signup>> {
+        Ok(self
+            .signups(
+                "load signup",
+                "SELECT key, record FROM signups WHERE key = ?",
+                vec![key.into()],
+            )?
+            .pop()
+            .map(|(_, signup)| signup))
+    }
+
+    fn store_signup(&self, key: &str, signup: &Signup) -> StoreResult<()> {
+        let json =
+            serde_json::to_string(signup).map_err(|e| StoreError::failed("store signup", e))?;
+        let next_check = match signup.next_check_ms {
+            Some(at) => ms(at),
+            None => SqlStorageValue::Null,
+        };
+        self.exec(
+            "store signup",
+            "INSERT INTO signups (key, record, next_check_ms, cleanup_due, has_work, signed_up_ms)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (key) DO UPDATE SET record = excluded.record,
+               next_check_ms = excluded.next_check_ms, cleanup_due = excluded.cleanup_due,
+               has_work = excluded.has_work, signed_up_ms = excluded.signed_up_ms",
+            vec![
+                key.into(),
+                json.into(),
+                next_check,
+                i32::from(cleanup_due(signup)).into(),
+                i32::from(has_work(signup)).into(),
+                ms(signup.signed_up_ms),
+            ],
+        )
+    }
+
+    fn forget_signup(&self, key: &str) -> StoreResult<()> {
+        self.exec(
+            "forget signup",
+            "DELETE FROM signups WHERE key = ?",
+            vec![key.into()],
+        )
+    }
+
+    fn due_checks(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<(String, Signup)>> {
+        self.signups(
+            "due checks",
+            "SELECT key, record FROM signups WHERE next_check_ms IS NOT NULL AND next_check_ms <= ?
+             ORDER BY next_check_ms LIMIT ?",
+            vec![ms(now_ms), (limit as i32).into()],
+        )
+    }
+
+    fn next_check_at(&self) -> StoreResult<Option<u64>> {
+        let next: Option<Option<f64>> = self.value(
+            "next check",
+            "SELECT MIN(next_check_ms) AS value FROM signups",
+            vec![],
+        )?;
+        Ok(next.flatten().map(|ms| ms as u64))
+    }
+
+    fn pending_checks(&self) -> StoreResult<u64> {
+        self.count(
+            "pending checks",
+            "SELECT COUNT(*) AS value FROM signups WHERE next_check_ms IS NOT NULL",
+            vec![],
+        )
+    }
+
+    fn next_cleanup(&self) -> StoreResult<Option<(String, Signup)>> {
+        Ok(self
+            .signups(
+                "next cleanup",
+                "SELECT key, record FROM signups WHERE cleanup_due = 1 LIMIT 1",
+                vec![],
+            )?
+            .pop())
+    }
+
+    fn forget_signups(&self, before_ms: u64) -> StoreResult<u64> {
+        let forgotten = self.count(
+            "count old signups",
+            "SELECT COUNT(*) AS value FROM signups WHERE signed_up_ms < ? AND has_work = 0",
+            vec![ms(before_ms)],
+        )?;
+        if forgotten > 0 {
+            self.exec(
+                "forget old signups",
+                "DELETE FROM signups WHERE signed_up_ms < ? AND has_work = 0",
+                vec![ms(before_ms)],
+            )?;
+        }
+        Ok(forgotten)
+    }
+
+    fn add_event(&self, event: &OutboxEvent) -> StoreResult<()> {
+        self.exec(
+            "add webhook event",
+            "INSERT OR IGNORE INTO webhook_outbox (id, key, body, created_ms, next_attempt_ms, attempts, releases_cleanup)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                event.id.as_str().into(),
+                event.key.as_str().into(),
+                event.body.as_str().into(),
+                ms(event.created_ms),
+                ms(event.next_attempt_ms),
+                (event.attempts as i32).into(),
+                i32::from(event.releases_cleanup).into(),
+            ],
+        )
+    }
+
+    fn due_events(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<OutboxEvent>> {
+        let rows: Vec<EventRow> = self.rows(
+            "due webhook events",
+            "SELECT id, key, body, created_ms, next_attempt_ms, attempts, releases_cleanup
+             FROM webhook_outbox WHERE next_attempt_ms <= ? ORDER BY next_attempt_ms, created_ms LIMIT ?",
+            vec![ms(now_ms), (limit as i32).into()],
+        )?;
+        Ok(rows.into_iter().map(OutboxEvent::from).collect())
+    }
+
+    fn next_event_at(&self) -> StoreResult<Option<u64>> {
+        let next: Option<Option<f64>> = self.value(
+            "next webhook event",
+            "SELECT MIN(next_attempt_ms) AS value FROM webhook_outbox",
+            vec![],
+        )?;
+        Ok(next.flatten().map(|ms| ms as u64))
+    }
+
+    fn reschedule_event(&self, id: &str, attempts: u32, next_attempt_ms: u64) -> StoreResult<()> {
+        self.exec(
+            "reschedule webhook event",
+            "UPDATE webhook_outbox SET attempts = ?, next_attempt_ms = ? WHERE id = ?",
+            vec![(attempts as i32).into(), ms(next_attempt_ms), id.into()],
+        )
+    }
+
+    fn remove_event(&self, id: &str) -> StoreResult<()> {
+        self.exec(
+            "remove webhook event",
+            "DELETE FROM webhook_outbox WHERE id = ?",
+            vec![id.into()],
+        )
+    }
+
+    fn event_backlog(&self) -> StoreResult<u64> {
+        self.count(
+            "webhook backlog",
+            "SELECT COUNT(*) AS value FROM webhook_outbox",
+            vec![],
         )
     }
 }

@@ -1,5 +1,6 @@
 //! `GateStore`: everything the gate persists, as one small trait: the gate state, the HMAC key
-//! for address records, the queue, the address records and the send log. `SqlGateStore` keeps
+//! for address records, the queue, the address records, the send log, the tracked signups and
+//! the webhook outbox. `SqlGateStore` keeps
 //! it in the Durable Object's SQLite; [`MemoryStore`] is the host tests' fake, with failure
 //! injection.
 //!
@@ -13,6 +14,7 @@ use crate::email::EmailAddress;
 use crate::gate::cooldown::AddressRecord;
 use crate::gate::queue::QueuedItem;
 use crate::gate::slots::GateState;
+use crate::gate::tracking::{Cleanup, Signup, SignupState};
 
 /// A storage call that failed, named for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +72,32 @@ pub struct NewItem<'a> {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A webhook event waiting to be delivered. Its id and body never change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    pub id: String,
+    /// The signup's address key.
+    pub key: String,
+    pub body: String,
+    pub created_ms: u64,
+    pub next_attempt_ms: u64,
+    pub attempts: u32,
+    /// Delivering it lets the signup's identity be deleted.
+    pub releases_cleanup: bool,
+}
+
+/// Whether the signup's identity is waiting to be deleted (an index column in SQLite).
+pub fn cleanup_due(signup: &Signup) -> bool {
+    signup.cleanup == Cleanup::Due
+}
+
+/// Whether the signup still has work left (kept past retention until it has none).
+pub fn has_work(signup: &Signup) -> bool {
+    signup.next_check_ms.is_some()
+        || matches!(signup.cleanup, Cleanup::Due | Cleanup::AfterDelivery)
+        || signup.state == SignupState::Queued
+}
+
 /// What the gate persists. Positions are 1-based, in queue order.
 pub trait GateStore {
     /// The saved gate state, or the default if none was ever saved.
@@ -83,8 +111,8 @@ pub trait GateStore {
     fn position_of(&self, key: &str) -> StoreResult<Option<u64>>;
     /// The highest tag queued for `domain`.
     fn last_tag(&self, domain: &str) -> StoreResult<Option<u64>>;
-    /// Removes every item enqueued before `before_ms`; returns how many.
-    fn expire(&self, before_ms: u64) -> StoreResult<u64>;
+    /// Removes every item enqueued before `before_ms`; returns their address keys.
+    fn expire(&self, before_ms: u64) -> StoreResult<Vec<String>>;
     /// Stores a new item; returns its position. `Front` also puts it first among equal tags.
     fn enqueue(&self, item: NewItem) -> StoreResult<u64>;
     /// The first item in `(tag, arrival)` order.
@@ -101,6 +129,29 @@ pub trait GateStore {
     /// Logs a send at `now_ms` (and forgets sends older than an hour).
     fn record_send(&self, now_ms: u64) -> StoreResult<()>;
     fn sends_since(&self, since_ms: u64) -> StoreResult<u64>;
+
+    /// The tracked signup of the address keyed `key`.
+    fn load_signup(&self, key: &str) -> StoreResult<Option<Signup>>;
+    fn store_signup(&self, key: &str, signup: &Signup) -> StoreResult<()>;
+    fn forget_signup(&self, key: &str) -> StoreResult<()>;
+    /// Up to `limit` signups whose check is due at `now_ms`, the earliest due first.
+    fn due_checks(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<(String, Signup)>>;
+    /// The earliest scheduled check.
+    fn next_check_at(&self) -> StoreResult<Option<u64>>;
+    /// Signups waiting for a check.
+    fn pending_checks(&self) -> StoreResult<u64>;
+    /// One signup whose identity is due for deletion.
+    fn next_cleanup(&self) -> StoreResult<Option<(String, Signup)>>;
+    /// Forgets signups made before `before_ms` that have no work left; returns how many.
+    fn forget_signups(&self, before_ms: u64) -> StoreResult<u64>;
+
+    fn add_event(&self, event: &OutboxEvent) -> StoreResult<()>;
+    /// Up to `limit` events whose delivery is due at `now_ms`, oldest first.
+    fn due_events(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<OutboxEvent>>;
+    fn next_event_at(&self) -> StoreResult<Option<u64>>;
+    fn reschedule_event(&self, id: &str, attempts: u32, next_attempt_ms: u64) -> StoreResult<()>;
+    fn remove_event(&self, id: &str) -> StoreResult<()>;
+    fn event_backlog(&self) -> StoreResult<u64>;
 }
 
 #[cfg(test)]
@@ -129,6 +180,8 @@ mod memory {
         next_id: u64,
         addresses: BTreeMap<String, AddressRecord>,
         sends: Vec<u64>,
+        signups: BTreeMap<String, Signup>,
+        events: Vec<OutboxEvent>,
         failing: BTreeSet<&'static str>,
         unreadable_head: Option<u64>,
     }
@@ -158,6 +211,14 @@ mod memory {
 
         pub fn sends(&self) -> Vec<u64> {
             self.0.borrow().sends.clone()
+        }
+
+        pub fn signups(&self) -> Vec<Signup> {
+            self.0.borrow().signups.values().cloned().collect()
+        }
+
+        pub fn events(&self) -> Vec<OutboxEvent> {
+            self.0.borrow().events.clone()
         }
 
         /// A row at the head that no longer reads back as an item, until it is removed.
@@ -218,12 +279,17 @@ mod memory {
                 .max())
         }
 
-        fn expire(&self, before_ms: u64) -> StoreResult<u64> {
+        fn expire(&self, before_ms: u64) -> StoreResult<Vec<String>> {
             self.check("expire")?;
             let mut data = self.0.borrow_mut();
-            let before = data.queue.len();
+            let expired = data
+                .queue
+                .iter()
+                .filter(|(_, _, i)| i.enqueued_at_ms < before_ms)
+                .map(|(_, _, i)| i.key.clone())
+                .collect();
             data.queue.retain(|(_, _, i)| i.enqueued_at_ms >= before_ms);
-            Ok((before - data.queue.len()) as u64)
+            Ok(expired)
         }
 
         fn enqueue(&self, new: NewItem) -> StoreResult<u64> {
@@ -333,6 +399,138 @@ mod memory {
                 .iter()
                 .filter(|t| **t >= since_ms)
                 .count() as u64)
+        }
+
+        fn load_signup(&self, key: &str) -> StoreResult<Option<Signup>> {
+            self.check("load signup")?;
+            Ok(self.0.borrow().signups.get(key).cloned())
+        }
+
+        fn store_signup(&self, key: &str, signup: &Signup) -> StoreResult<()> {
+            self.check("store signup")?;
+            self.0
+                .borrow_mut()
+                .signups
+                .insert(key.into(), signup.clone());
+            Ok(())
+        }
+
+        fn forget_signup(&self, key: &str) -> StoreResult<()> {
+            self.check("forget signup")?;
+            self.0.borrow_mut().signups.remove(key);
+            Ok(())
+        }
+
+        fn due_checks(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<(String, Signup)>> {
+            self.check("due checks")?;
+            let data = self.0.borrow();
+            let mut due: Vec<(String, Signup)> = data
+                .signups
+                .iter()
+                .filter(|(_, s)| s.next_check_ms.is_some_and(|t| t <= now_ms))
+                .map(|(k, s)| (k.clone(), s.clone()))
+                .collect();
+            due.sort_by_key(|(_, s)| s.next_check_ms);
+            due.truncate(limit);
+            Ok(due)
+        }
+
+        fn next_check_at(&self) -> StoreResult<Option<u64>> {
+            self.check("next check")?;
+            Ok(self
+                .0
+                .borrow()
+                .signups
+                .values()
+                .filter_map(|s| s.next_check_ms)
+                .min())
+        }
+
+        fn pending_checks(&self) -> StoreResult<u64> {
+            self.check("pending checks")?;
+            Ok(self
+                .0
+                .borrow()
+                .signups
+                .values()
+                .filter(|s| s.next_check_ms.is_some())
+                .count() as u64)
+        }
+
+        fn next_cleanup(&self) -> StoreResult<Option<(String, Signup)>> {
+            self.check("next cleanup")?;
+            Ok(self
+                .0
+                .borrow()
+                .signups
+                .iter()
+                .find(|(_, s)| cleanup_due(s))
+                .map(|(k, s)| (k.clone(), s.clone())))
+        }
+
+        fn forget_signups(&self, before_ms: u64) -> StoreResult<u64> {
+            self.check("forget signups")?;
+            let mut data = self.0.borrow_mut();
+            let before = data.signups.len();
+            data.signups
+                .retain(|_, s| s.signed_up_ms >= before_ms || has_work(s));
+            Ok((before - data.signups.len()) as u64)
+        }
+
+        fn add_event(&self, event: &OutboxEvent) -> StoreResult<()> {
+            self.check("add event")?;
+            self.0.borrow_mut().events.push(event.clone());
+            Ok(())
+        }
+
+        fn due_events(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<OutboxEvent>> {
+            self.check("due events")?;
+            let data = self.0.borrow();
+            let mut due: Vec<OutboxEvent> = data
+                .events
+                .iter()
+                .filter(|e| e.next_attempt_ms <= now_ms)
+                .cloned()
+                .collect();
+            due.sort_by_key(|e| (e.next_attempt_ms, e.created_ms));
+            due.truncate(limit);
+            Ok(due)
+        }
+
+        fn next_event_at(&self) -> StoreResult<Option<u64>> {
+            self.check("next event")?;
+            Ok(self
+                .0
+                .borrow()
+                .events
+                .iter()
+                .map(|e| e.next_attempt_ms)
+                .min())
+        }
+
+        fn reschedule_event(
+            &self,
+            id: &str,
+            attempts: u32,
+            next_attempt_ms: u64,
+        ) -> StoreResult<()> {
+            self.check("reschedule event")?;
+            if let Some(event) = self.0.borrow_mut().events.iter_mut().find(|e| e.id == id) {
+                event.attempts = attempts;
+                event.next_attempt_ms = next_attempt_ms;
+            }
+            Ok(())
+        }
+
+        fn remove_event(&self, id: &str) -> StoreResult<()> {
+            self.check("remove event")?;
+            self.0.borrow_mut().events.retain(|e| e.id != id);
+            Ok(())
+        }
+
+        fn event_backlog(&self) -> StoreResult<u64> {
+            self.check("event backlog")?;
+            Ok(self.0.borrow().events.len() as u64)
         }
     }
 }

@@ -128,6 +128,7 @@ async fn signup(req: &mut Request, env: &Env, config: &Config) -> Result<Accepte
             );
             return Ok(Accepted::Sent {
                 message_id: Some(decoy_message_id()),
+                status_token: None,
             });
         }
     };
