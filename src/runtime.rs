@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
 use futures_util::future::{select, Either};
+use serde_json::Value;
 use worker::wasm_bindgen::JsValue;
 use worker::{
     console_error, console_log, AbortController, Date, Env, Fetch, Headers, Method, Request,

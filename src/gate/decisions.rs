@@ -502,7 +502,11 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         }
         let expired_keys = self.store.expire(now.saturating_sub(max_age))?;
         for key in &expired_keys {
-            self.signup_failed(key, SignupState::Dropped, Some(DropReason::Expired.as_str()));
+            self.signup_failed(
+                key,
+                SignupState::Dropped,
+                Some(DropReason::Expired.as_str()),
+            );
         }
         let expired = expired_keys.len() as u64;
         if expired > 0 {
@@ -537,7 +541,12 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         match &outcome {
             HeadResult::Sent { message_id } => {
                 self.record_send();
-                self.signup_sent(&head.key, &head.email, head.enqueued_at_ms, message_id.clone());
+                self.signup_sent(
+                    &head.key,
+                    &head.email,
+                    head.enqueued_at_ms,
+                    message_id.clone(),
+                );
             }
             HeadResult::Dropped {
                 reason: DropReason::Rejected,
@@ -688,6 +697,9 @@ mod tests {
         }
     }
 
+    /// One webhook POST: its headers and body.
+    type Delivery = (Vec<(String, String)>, String);
+
     /// The fake clock, randomness, log and alarm; clones share them.
     #[derive(Clone, Default)]
     struct FakeRuntime(Rc<Platform>);
@@ -700,7 +712,7 @@ mod tests {
         alarm_fails: std::cell::Cell<bool>,
         /// The webhook receiver's next answers (then 200), and what it was sent.
         receiver: RefCell<VecDeque<Result<u16, String>>>,
-        deliveries: RefCell<Vec<(Vec<(String, String)>, String)>>,
+        deliveries: RefCell<Vec<Delivery>>,
     }
 
     impl FakeRuntime {
@@ -1850,5 +1862,448 @@ mod tests {
             h.send("a+again@example.com"),
             Err(ApiError::Cooldown { .. })
         ));
+    }
+
+    // ---- Follow-up (issue G): tracking, detection, confirmation, webhook, clean-up ----
+
+    const TOKEN_SECRET: &str = "a status token secret of at least 32 chars";
+    /// `whsec_` key bytes, hex (as `TrackingConfig` keeps them).
+    const WEBHOOK_KEY: &str = "000102030405060708090a0b0c0d0e0f1011121314151617";
+
+    fn tracking(webhook: bool) -> GateConfig {
+        GateConfig {
+            tracking: TrackingConfig {
+                status_token_secret: Some(TOKEN_SECRET.into()),
+                link_ttl_ms: 600_000,
+                identity_cleanup: true,
+                webhook: webhook.then(|| crate::config::WebhookConfig {
+                    url: url::Url::parse("https://hooks.example.com/signup").expect("url"),
+                    key: WEBHOOK_KEY.into(),
+                }),
+            },
+            ..config()
+        }
+    }
+
+    impl Harness {
+        /// The signup the token in `reply` names.
+        fn named(&self, reply: &SendReply) -> SignupRef {
+            let token = reply
+                .as_ref()
+                .ok()
+                .and_then(|a| a.status_token())
+                .expect("a status token");
+            let token =
+                crate::status_token::verify(TOKEN_SECRET.as_bytes(), token, self.runtime.now_ms())
+                    .expect("a valid token");
+            SignupRef {
+                key: token.key,
+                signed_up_ms: token.signed_up_ms,
+            }
+        }
+
+        fn status_of(&self, signup: &SignupRef) -> SignupStatus {
+            self.gate.status(signup).expect("known")
+        }
+
+        /// Moves the clock on and runs the alarm.
+        fn drain_at(&self, at: u64) {
+            self.runtime.advance_to(at);
+            self.drain();
+        }
+
+        /// Runs every alarm the gate sets until `until`.
+        fn drain_until(&self, until: u64) {
+            for _ in 0..10_000 {
+                let at = self
+                    .runtime
+                    .last_alarm()
+                    .unwrap_or(until)
+                    .max(self.runtime.now_ms());
+                if at > until {
+                    return;
+                }
+                self.drain_at(at);
+                if self.runtime.last_alarm() == Some(at) && self.runtime.now_ms() == at {
+                    self.runtime.advance_by(1);
+                }
+            }
+            panic!("the alarms never settled");
+        }
+
+        fn click(&self, address: &str) {
+            self.sender
+                .identities
+                .borrow_mut()
+                .insert(address.into(), "Success".into());
+        }
+
+        fn actions(&self) -> Vec<&'static str> {
+            self.sender
+                .calls
+                .borrow()
+                .iter()
+                .map(|c| c.call.action())
+                .collect()
+        }
+
+        fn delivered_types(&self) -> Vec<String> {
+            self.runtime
+                .0
+                .deliveries
+                .borrow()
+                .iter()
+                .map(|(_, body)| {
+                    let body: Value = serde_json::from_str(body).expect("json");
+                    body["type"].as_str().unwrap_or_default().to_string()
+                })
+                .collect()
+        }
+    }
+
+    use crate::gate::rpc::{SignupRef, SignupStatus};
+
+    #[test]
+    fn a_sent_signup_is_detected_verified_reported_by_a_signed_webhook_and_then_deleted() {
+        let h = Harness::new(tracking(true));
+        let reply = h.send("jane@example.com");
+        let signup = h.named(&reply);
+        assert_eq!(h.status_of(&signup).status, "sent");
+        // First check five seconds on: pending, so the identity is ours.
+        h.drain_at(START + 5_100);
+        assert_eq!(
+            h.actions(),
+            [
+                "SendCustomVerificationEmail",
+                "GetIdentityVerificationAttributes"
+            ]
+        );
+        assert_eq!(h.status_of(&signup).status, "sent");
+        h.click("jane@example.com");
+        let next = h.runtime.last_alarm().expect("the next check is set");
+        assert!(next > START + 5_100 && next <= START + 11_000, "{next}");
+        h.drain_at(next);
+        let status = h.status_of(&signup);
+        assert_eq!(
+            (status.status.as_str(), status.verified, status.confirmed),
+            ("verified", true, false)
+        );
+        assert!(status.verified_at.is_some());
+        // Reported, then the identity deleted (after the delivery), all in that drain.
+        assert_eq!(h.delivered_types(), ["signup.verified"]);
+        let (headers, body) = h.runtime.0.deliveries.borrow()[0].clone();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .expect(name)
+        };
+        let key = hex::decode(WEBHOOK_KEY).expect("hex");
+        let timestamp: u64 = header("webhook-timestamp").parse().expect("secs");
+        assert_eq!(
+            header("webhook-signature"),
+            crate::gate::webhook::signature(&key, &header("webhook-id"), timestamp, &body)
+        );
+        let body: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(body["data"]["email"], "jane@example.com");
+        assert_eq!(body["data"]["messageId"], "m-1");
+        h.drain_until(next + 2_000);
+        assert_eq!(h.actions().last(), Some(&"DeleteIdentity"));
+        assert!(
+            h.sender.identities.borrow().is_empty(),
+            "the identity is gone"
+        );
+        let stats = h.gate.stats().expect("stats");
+        assert_eq!(
+            (stats.tracking.verified, stats.tracking.identities_deleted),
+            (1, 1)
+        );
+        assert_eq!((stats.pending_checks, stats.webhook_backlog), (0, 0));
+        // Nothing is logged with the address.
+        let logs = serde_json::to_string(&*h.runtime.0.logs.borrow()).expect("json");
+        assert!(!logs.contains("jane@"), "{logs}");
+    }
+
+    #[test]
+    fn a_link_left_unclicked_past_its_ttl_is_expired_reported_and_cleaned_up() {
+        let h = Harness::new(tracking(false));
+        let signup = h.named(&h.send("late@example.com"));
+        let mut at = START + 5_100;
+        while h.status_of(&signup).status == "sent" {
+            h.drain_at(at);
+            at = h
+                .runtime
+                .last_alarm()
+                .expect("an alarm")
+                .max(h.runtime.now_ms() + 1);
+            assert!(at < START + 700_000, "never expired");
+        }
+        assert_eq!(h.status_of(&signup).status, "expired");
+        assert!(h.runtime.now_ms() >= START + 600_000);
+        h.drain_until(h.runtime.now_ms() + 2_000);
+        assert_eq!(h.actions().last(), Some(&"DeleteIdentity"));
+        assert!(h.runtime.events().contains(&"identity_deleted".to_string()));
+        let checks = h
+            .actions()
+            .iter()
+            .filter(|a| **a == "GetIdentityVerificationAttributes")
+            .count();
+        assert!(
+            (5..40).contains(&checks),
+            "{checks} checks over ten minutes"
+        );
+    }
+
+    #[test]
+    fn an_identity_already_verified_at_the_first_check_is_reported_but_never_deleted() {
+        let h = Harness::new(tracking(false));
+        let signup = h.named(&h.send("owner@example.com"));
+        h.click("owner@example.com");
+        h.drain_at(START + 5_100);
+        assert_eq!(h.status_of(&signup).status, "verified");
+        h.drain_at(START + 20_000);
+        assert!(
+            !h.actions().contains(&"DeleteIdentity"),
+            "{:?}",
+            h.actions()
+        );
+        assert_eq!(h.gate.stats().expect("stats").tracking.cleanup_skipped, 1);
+    }
+
+    #[test]
+    fn status_checks_wait_for_the_queue_and_take_up_to_a_hundred_identities_a_call() {
+        let h = Harness::new(GateConfig {
+            queue_max: 1_000,
+            ..no_wait()
+        });
+        for i in 0..150 {
+            h.runtime.0.now.set(START);
+            h.send(&format!("u{i}@example.com")).expect("taken");
+        }
+        // Every check is due long before the queue is empty; none goes before the last send.
+        h.drain_at(START + 1);
+        h.drain_until(START + 200_000);
+        let actions = h.actions();
+        let first_check = actions
+            .iter()
+            .position(|a| *a == "GetIdentityVerificationAttributes")
+            .expect("checks");
+        assert_eq!(first_check, 150, "{actions:?}");
+        let sizes: Vec<usize> = h
+            .sender
+            .calls
+            .borrow()
+            .iter()
+            .filter_map(|c| match &c.call {
+                SesCall::Check { identities } => Some(identities.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sizes[0], 100);
+        assert!(sizes.iter().all(|n| *n <= 100), "{sizes:?}");
+        let checked: std::collections::BTreeSet<String> = h
+            .sender
+            .calls
+            .borrow()
+            .iter()
+            .flat_map(|c| match &c.call {
+                SesCall::Check { identities } => identities.iter().map(|i| i.to_string()).collect(),
+                _ => vec![],
+            })
+            .collect();
+        assert_eq!(checked.len(), 150, "every sent signup was checked");
+        let slots = h.sender.slots();
+        assert!(
+            slots.windows(2).all(|w| w[1] >= w[0] + INTERVAL),
+            "one line for every call"
+        );
+    }
+
+    #[test]
+    fn pollers_are_answered_from_the_gate_and_never_call_ses() {
+        let h = Harness::new(no_wait());
+        h.sent("first@example.com");
+        let reply = h.send("second@example.com");
+        assert!(
+            reply.as_ref().is_ok_and(|a| a.status_token().is_none()),
+            "no secret, no token"
+        );
+        let h = Harness::new(GateConfig {
+            tracking: tracking(false).tracking,
+            ..no_wait()
+        });
+        h.sent("first@example.com");
+        let signup = h.named(&h.send("second@example.com"));
+        let calls = h.sender.calls.borrow().len();
+        for _ in 0..100 {
+            let status = h.status_of(&signup);
+            assert_eq!(
+                (status.status.as_str(), status.position),
+                ("queued", Some(1))
+            );
+            assert!(status.estimated_send_at.is_some());
+        }
+        assert_eq!(h.sender.calls.borrow().len(), calls);
+        // A token for an earlier signup of the same address names nothing now.
+        let stale = SignupRef {
+            signed_up_ms: signup.signed_up_ms - 1,
+            ..signup.clone()
+        };
+        assert_eq!(h.gate.status(&stale), Err(ApiError::UnknownSignup));
+        let stranger = SignupRef {
+            key: "0".repeat(64),
+            ..signup
+        };
+        assert_eq!(h.gate.status(&stranger), Err(ApiError::UnknownSignup));
+    }
+
+    #[test]
+    fn a_confirmation_checks_the_identity_at_once_and_reports_both_events() {
+        let h = Harness::new(tracking(true));
+        let signup = h.named(&h.send("human@example.com"));
+        h.click("human@example.com");
+        h.runtime.advance_by(2_000);
+        let status = run(h.gate.confirm(&signup)).expect("confirmed");
+        assert_eq!(
+            (status.status.as_str(), status.confirmed),
+            ("verified", true)
+        );
+        assert_eq!(
+            h.actions(),
+            [
+                "SendCustomVerificationEmail",
+                "GetIdentityVerificationAttributes"
+            ]
+        );
+        h.drain_at(h.runtime.now_ms());
+        assert_eq!(h.delivered_types(), ["signup.verified", "signup.confirmed"]);
+        let confirmed: Value =
+            serde_json::from_str(&h.runtime.0.deliveries.borrow()[1].1).expect("json");
+        assert_eq!(confirmed["data"]["confirmed"], true);
+        // Confirming twice reports nothing new.
+        run(h.gate.confirm(&signup)).expect("still fine");
+        h.drain_at(h.runtime.now_ms() + 10_000);
+        assert_eq!(h.delivered_types().len(), 2);
+    }
+
+    #[test]
+    fn a_receiver_that_is_down_gets_every_event_later_with_the_same_id_and_clean_up_waits_for_it() {
+        let h = Harness::new(tracking(true));
+        h.sent("a@example.com");
+        h.drain_at(START + 5_100);
+        h.click("a@example.com");
+        h.runtime.0.receiver.borrow_mut().extend([
+            Err("connection refused".to_string()),
+            Ok(503),
+            Ok(500),
+        ]);
+        h.drain_at(START + 11_000);
+        assert_eq!(
+            h.status_of(&h.named(&Ok(Accepted::Sent {
+                message_id: None,
+                status_token: Some(crate::status_token::issue(
+                    TOKEN_SECRET.as_bytes(),
+                    &address_key(&h.gate.address_secret, &email("a@example.com")),
+                    START
+                ))
+            })))
+            .status,
+            "verified"
+        );
+        assert!(
+            !h.actions().contains(&"DeleteIdentity"),
+            "not before the event is delivered"
+        );
+        // A restart loses nothing: the new object finds the event in the outbox.
+        let h = h.restart(tracking(true));
+        let mut at = START + 11_000;
+        while h.gate.stats().expect("stats").webhook_backlog > 0 {
+            at = h.runtime.last_alarm().unwrap_or(at + 5_000).max(at + 1);
+            h.drain_at(at);
+            assert!(at < START + 200_000, "never delivered");
+        }
+        let deliveries = h.runtime.0.deliveries.borrow().clone();
+        assert_eq!(deliveries.len(), 4, "three failures, then delivered");
+        let ids: std::collections::BTreeSet<String> = deliveries
+            .iter()
+            .map(|(headers, _)| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n == "webhook-id")
+                    .expect("id")
+                    .1
+                    .clone()
+            })
+            .collect();
+        assert_eq!(ids.len(), 1, "one event, one id");
+        assert!(
+            deliveries.windows(2).all(|w| w[0].1 == w[1].1),
+            "the same body every time"
+        );
+        h.drain_at(h.runtime.now_ms() + 2_000);
+        assert_eq!(h.actions().last(), Some(&"DeleteIdentity"));
+        let stats = h.gate.stats().expect("stats");
+        assert_eq!(
+            (
+                stats.tracking.webhook_attempts_failed,
+                stats.tracking.webhooks_delivered
+            ),
+            (3, 1)
+        );
+    }
+
+    #[test]
+    fn a_dropped_or_rejected_signup_is_reported_with_its_reason() {
+        let h = Harness::new(GateConfig {
+            ses_max_attempts: 2,
+            ..tracking(true)
+        });
+        h.sender.answers([answered(Outcome::Rejected)]);
+        assert_eq!(h.send("bad@example.com"), Err(ApiError::Rejected));
+        h.drain_at(h.runtime.now_ms());
+        assert_eq!(h.delivered_types(), ["signup.rejected"]);
+        let h = Harness::new(GateConfig {
+            ses_max_attempts: 2,
+            max_wait_ms: 0,
+            ..tracking(true)
+        });
+        h.sent("first@example.com");
+        let signup = h.named(&h.send("doomed@example.com"));
+        h.sender.answers([server_error(), server_error()]);
+        h.drain_at(START + 1_000);
+        h.drain_at(h.runtime.last_alarm().expect("retry"));
+        let status = h.status_of(&signup);
+        assert_eq!(
+            (status.status.as_str(), status.reason.as_deref()),
+            ("dropped", Some("exhausted"))
+        );
+        assert!(h.delivered_types().contains(&"signup.dropped".to_string()));
+    }
+
+    #[test]
+    fn a_failed_status_check_is_retried_a_minute_later_and_does_not_pause_the_sends() {
+        let h = Harness::new(tracking(false));
+        let signup = h.named(&h.send("a@example.com"));
+        h.sender
+            .answers([answered(Outcome::Config { clock_skew: false })]);
+        h.drain_at(START + 5_100);
+        assert!(h
+            .runtime
+            .events()
+            .contains(&"status_check_failed".to_string()));
+        assert_eq!(h.gate.stats().expect("stats").paused_until, None);
+        h.sent("b@example.com");
+        assert_eq!(h.status_of(&signup).status, "sent");
+        let checks = || {
+            h.actions()
+                .iter()
+                .filter(|a| **a == "GetIdentityVerificationAttributes")
+                .count()
+        };
+        h.drain_at(START + 30_000);
+        assert_eq!(checks(), 2, "b's first check only");
+        h.drain_at(START + 70_000);
+        assert_eq!(checks(), 3, "a's retry, a minute on");
     }
 }

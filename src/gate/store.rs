@@ -145,6 +145,7 @@ pub trait GateStore {
     /// Forgets signups made before `before_ms` that have no work left; returns how many.
     fn forget_signups(&self, before_ms: u64) -> StoreResult<u64>;
 
+    /// Stores `event` for delivery, unless an event with its id is already waiting.
     fn add_event(&self, event: &OutboxEvent) -> StoreResult<()>;
     /// Up to `limit` events whose delivery is due at `now_ms`, oldest first.
     fn due_events(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<OutboxEvent>>;
@@ -479,7 +480,10 @@ mod memory {
 
         fn add_event(&self, event: &OutboxEvent) -> StoreResult<()> {
             self.check("add event")?;
-            self.0.borrow_mut().events.push(event.clone());
+            let mut data = self.0.borrow_mut();
+            if !data.events.iter().any(|e| e.id == event.id) {
+                data.events.push(event.clone());
+            }
             Ok(())
         }
 

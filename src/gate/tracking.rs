@@ -322,11 +322,16 @@ mod tests {
         assert_eq!(signup.cleanup, Cleanup::Due);
         let mut failed = sent_at(0);
         assert_eq!(
-            failed.checked(Some("Failed"), 5_000, TTL, true, false).events,
+            failed
+                .checked(Some("Failed"), 5_000, TTL, true, false)
+                .events,
             [EventKind::Expired]
         );
         // A final status is never reported again.
-        assert_eq!(failed.checked(Some("Success"), 6_000, TTL, true, false), Effects::default());
+        assert_eq!(
+            failed.checked(Some("Success"), 6_000, TTL, true, false),
+            Effects::default()
+        );
     }
 
     #[test]
@@ -353,7 +358,9 @@ mod tests {
     fn a_refused_or_dropped_signup_reports_its_reason_and_owns_no_identity() {
         let mut signup = Signup::queued(&EmailAddress::parse("a@b.io").expect("valid"), 0);
         assert_eq!(
-            signup.failed(SignupState::Dropped, Some("exhausted")).events,
+            signup
+                .failed(SignupState::Dropped, Some("exhausted"))
+                .events,
             [EventKind::Dropped]
         );
         assert_eq!(signup.event_data().reason, Some("exhausted"));

@@ -69,10 +69,12 @@ pub fn event_body(kind: EventKind, at_ms: u64, data: &EventData) -> String {
     json!({"type": kind.as_str(), "timestamp": rfc3339_utc(at_ms), "data": fields}).to_string()
 }
 
-/// `webhook-id`: `msg_` + 32 hex digits from the caller's randomness.
-pub fn event_id(random: [u32; 4]) -> String {
-    let hex: String = random.iter().map(|n| format!("{n:08x}")).collect();
-    format!("msg_{hex}")
+/// `webhook-id`: `msg_` + 32 hex digits of a hash of the signup (its address key and signup
+/// time) and the event type: stable across retries and restarts, and distinct for every event.
+pub fn event_id(key: &str, signed_up_ms: u64, kind: EventKind) -> String {
+    use sha2::Digest;
+    let digest = Sha256::digest(format!("{key}.{signed_up_ms}.{}", kind.as_str()));
+    format!("msg_{}", hex::encode(&digest[..16]))
 }
 
 /// `v1,` + base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}")).
@@ -216,11 +218,17 @@ mod tests {
     }
 
     #[test]
-    fn event_ids_are_distinct_for_distinct_randomness() {
-        assert_eq!(
-            event_id([1, 2, 3, 4]),
-            "msg_00000001000000020000000300000004"
-        );
-        assert_ne!(event_id([1, 2, 3, 4]), event_id([1, 2, 3, 5]));
+    fn an_event_id_is_stable_for_its_signup_and_type_and_distinct_otherwise() {
+        let id = event_id("k", 1, EventKind::Verified);
+        assert_eq!(id, event_id("k", 1, EventKind::Verified));
+        assert_eq!(id.len(), 4 + 32);
+        assert!(id.starts_with("msg_"));
+        for other in [
+            event_id("k", 1, EventKind::Confirmed),
+            event_id("k", 2, EventKind::Verified),
+            event_id("j", 1, EventKind::Verified),
+        ] {
+            assert_ne!(id, other);
+        }
     }
 }

@@ -15,6 +15,7 @@
 use serde_json::json;
 
 use super::{Gate, GateRuntime, RETRY_LATER_MS};
+use crate::config::WebhookConfig;
 use crate::email::EmailAddress;
 use crate::error::ApiError;
 use crate::gate::queue::{estimated_send_at_ms, rfc3339_utc};
@@ -23,7 +24,6 @@ use crate::gate::slots::Reservation;
 use crate::gate::store::{GateStore, OutboxEvent, StoreError};
 use crate::gate::tracking::{Cleanup, Effects, Signup, SignupState, RETENTION_MS};
 use crate::gate::webhook::{self, EventKind};
-use crate::config::WebhookConfig;
 use crate::redact::tag_of;
 use crate::ses::outcome::{Outcome, RetryReason};
 use crate::ses::request::{SesCall, MAX_IDENTITIES_PER_CHECK};
@@ -156,9 +156,8 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             if self.config.tracking.webhook.is_none() {
                 continue;
             }
-            let random = [0; 4].map(|_: u32| self.runtime.random_u32());
             self.store.add_event(&OutboxEvent {
-                id: webhook::event_id(random),
+                id: webhook::event_id(key, signup.signed_up_ms, kind),
                 key: key.to_string(),
                 body: webhook::event_body(kind, now, &signup.event_data()),
                 created_ms: now,
@@ -225,7 +224,8 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 return Ok(FollowUp::Again);
             }
         }
-        self.store.forget_signups(now.saturating_sub(RETENTION_MS))?;
+        self.store
+            .forget_signups(now.saturating_sub(RETENTION_MS))?;
         let Some(work) = self.ses_work_due(now)? else {
             return Ok(FollowUp::Done(self.next_follow_up_at(now)?));
         };
@@ -293,7 +293,10 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             failure => {
                 self.call_failed(&failure, "status_check_failed");
                 self.update(|g| g.tracking.checks_failed += 1);
-                if !matches!(failure, CallResult::Answered(Outcome::Retryable(RetryReason::Throttled))) {
+                if !matches!(
+                    failure,
+                    CallResult::Answered(Outcome::Retryable(RetryReason::Throttled))
+                ) {
                     // Not a hot loop: these signups wait a while before the next try.
                     for (key, mut signup) in due {
                         signup.next_check_ms = Some(now + RETRY_LATER_MS);
@@ -349,7 +352,10 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         if result != CallResult::Answered(Outcome::Deleted) {
             self.call_failed(&result, "identity_delete_failed");
             self.update(|g| g.tracking.deletes_failed += 1);
-            if !matches!(result, CallResult::Answered(Outcome::Retryable(RetryReason::Throttled))) {
+            if !matches!(
+                result,
+                CallResult::Answered(Outcome::Retryable(RetryReason::Throttled))
+            ) {
                 self.cleanup_held_until
                     .set(self.runtime.now_ms() + RETRY_LATER_MS);
             }
