@@ -125,7 +125,7 @@ impl RedirectTarget {
             .map(Self::Absolute)
     }
 
-    fn resolve(&self, own_origin: &str) -> Option<Url> {
+    pub fn resolve(&self, own_origin: &str) -> Option<Url> {
         match self {
             Self::Absolute(url) => Some(url.clone()),
             Self::SameOrigin(path) => Url::parse(own_origin).ok()?.join(path).ok(),

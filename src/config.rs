@@ -160,6 +160,8 @@ pub struct BrowserConfig {
     pub honeypot_field: String,
     /// `IP_RATE_LIMIT` (`off` switches the per-IP limit off).
     pub ip_rate_limit: bool,
+    /// `VERIFIED_REDIRECT_URL`: where `/confirm`'s button leads; unset shows a plain page.
+    pub verified_redirect: Option<RedirectTarget>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -445,6 +447,7 @@ impl BrowserConfig {
             },
             honeypot_field: honeypot_field(vars)?,
             ip_rate_limit: vars.flag("IP_RATE_LIMIT", true)?,
+            verified_redirect: vars.page_url("VERIFIED_REDIRECT_URL")?,
         })
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod browser;
 pub mod config;
+pub mod confirm;
 pub mod demo;
 pub mod email;
 pub mod error;

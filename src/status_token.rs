@@ -13,6 +13,15 @@ use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+impl From<TokenError> for crate::error::ApiError {
+    fn from(error: TokenError) -> Self {
+        match error {
+            TokenError::Expired => Self::TokenExpired,
+            TokenError::Malformed | TokenError::Forged => Self::InvalidToken,
+        }
+    }
+}
+
 /// A token works for this long after the signup.
 pub const TOKEN_LIFETIME_MS: u64 = 7 * 24 * 3_600_000;
 /// Longer strings are refused before any decoding.

@@ -14,7 +14,10 @@ use worker::{
 
 use crate::error::ApiError;
 use crate::gate::decisions::{Gate, GateRuntime, RETRY_LATER_MS};
-use crate::gate::rpc::{SendReply, SendRequest, SenderClient, SEND_PATH, STATS_PATH};
+use crate::gate::rpc::{
+    SendReply, SendRequest, SenderClient, SignupRef, StatusReply, CONFIRM_PATH, SEND_PATH,
+    STATS_PATH, STATUS_PATH,
+};
 use crate::gate::sql_store::SqlGateStore;
 use crate::runtime::{load_config, WorkerRuntime};
 
@@ -56,6 +59,16 @@ impl DurableObject for SesGate {
                     (Err(error), _) => Err(*error),
                     (Ok(_), Err(_)) => Err(ApiError::InvalidBody),
                     (Ok(gate), Ok(request)) => gate.send(&request.email).await,
+                };
+                Response::from_json(&reply)
+            }
+            (Method::Post, path @ (STATUS_PATH | CONFIRM_PATH), gate) => {
+                let signup = req.json::<SignupRef>().await;
+                let reply: StatusReply = match (gate, signup) {
+                    (Err(error), _) => Err(*error),
+                    (Ok(_), Err(_)) => Err(ApiError::InvalidBody),
+                    (Ok(gate), Ok(signup)) if path == STATUS_PATH => gate.status(&signup),
+                    (Ok(gate), Ok(signup)) => gate.confirm(&signup).await,
                 };
                 Response::from_json(&reply)
             }

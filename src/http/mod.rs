@@ -3,9 +3,11 @@
 //! contract's headers, or an [`ApiError`]'s status, code and `Retry-After`. The config is parsed
 //! once per request, by the handler that needs it. Decisions live in the core modules.
 
+mod confirm;
 mod demo;
 mod signup;
 mod stats;
+mod status;
 
 use serde::Serialize;
 use serde_json::json;
@@ -21,6 +23,16 @@ pub async fn handle(mut req: Request, env: Env) -> Response {
             Method::Post => signup::post(&mut req, &env, load_config(&env)).await,
             Method::Options => signup::preflight(&req, load_config(&env)),
             _ => method_not_allowed("POST, OPTIONS"),
+        },
+        "/signup/status" => match method {
+            Method::Get => status::get(&req, &env, load_config(&env)).await,
+            Method::Options => status::preflight(&req, load_config(&env)),
+            _ => method_not_allowed("GET, OPTIONS"),
+        },
+        "/confirm" => match method {
+            Method::Get => confirm::get(load_config(&env)),
+            Method::Post => confirm::post(&mut req, &env, load_config(&env)).await,
+            _ => method_not_allowed("GET, POST"),
         },
         "/gate/stats" => match method {
             Method::Get => stats::get(&req, &env, load_config(&env)).await,
@@ -73,9 +85,25 @@ fn error_response(error: ApiError) -> Response {
     if let Some(secs) = error.retry_after_secs() {
         let _ = response.headers().set("retry-after", &secs.to_string());
     }
-    if error == ApiError::Unauthorized {
+    if matches!(
+        error,
+        ApiError::Unauthorized | ApiError::InvalidToken | ApiError::TokenExpired
+    ) {
         let _ = response.headers().set("www-authenticate", "Bearer");
     }
+    response
+}
+
+/// An HTML page under `content_security_policy`, never cached.
+fn html_response(status: u16, body: String, content_security_policy: &str) -> Response {
+    let response = Response::builder()
+        .with_status(status)
+        .fixed(body.into_bytes());
+    let headers = response.headers();
+    let _ = headers.set("content-type", "text/html; charset=utf-8");
+    let _ = headers.set("cache-control", "no-store");
+    let _ = headers.set("x-content-type-options", "nosniff");
+    let _ = headers.set("content-security-policy", content_security_policy);
     response
 }
 

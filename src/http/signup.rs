@@ -17,10 +17,12 @@ use worker::{
 use super::{error_response, header, json_response, own_origin, with_cors};
 use crate::browser::{check_origin, prefers_html, rate_limit_key};
 use crate::config::{BrowserConfig, Config, ConfigError, TurnstileConfig};
+use crate::confirm::signup_cookie;
 use crate::error::ApiError;
 use crate::gate::rpc::{Accepted, GateClient};
-use crate::runtime::random_u32;
+use crate::runtime::{now_ms, random_u32};
 use crate::signup::{parse_content_type, parse_signup, BodyFormat, Submission, MAX_BODY_BYTES};
+use crate::status_token;
 use crate::turnstile::{siteverify_body, verdict};
 
 /// The rate limiting binding in `wrangler.toml` (5 per 60 s per key).
@@ -53,11 +55,20 @@ pub async fn post(req: &mut Request, env: &Env, config: Result<Config, ConfigErr
         Ok(accepted) => pages.success(&own_origin, accepted.status()),
         Err(error) => pages.failure(&own_origin, error),
     });
+    let cookie = result
+        .as_ref()
+        .ok()
+        .and_then(Accepted::status_token)
+        .map(|token| signup_cookie(token, own_origin.starts_with("https:")));
     let response = match (location, result) {
         (Some(location), _) => see_other(&location),
         (None, Ok(accepted)) => json_response(accepted.http_status(), &accepted),
         (None, Err(error)) => error_response(error),
     };
+    // Names this browser's signup for the confirmation page (see `confirm`).
+    if let Some(cookie) = cookie {
+        let _ = response.headers().append("set-cookie", &cookie);
+    }
     match origin {
         Some(origin) => with_cors(
             response,
@@ -71,6 +82,16 @@ pub async fn post(req: &mut Request, env: &Env, config: Result<Config, ConfigErr
 
 /// `OPTIONS /signup`, the CORS preflight.
 pub fn preflight(req: &Request, config: Result<Config, ConfigError>) -> Response {
+    cors_preflight(req, config, Method::Post, "content-type")
+}
+
+/// A CORS preflight for one `method` and one request header, for allowed origins only.
+pub(super) fn cors_preflight(
+    req: &Request,
+    config: Result<Config, ConfigError>,
+    method: Method,
+    request_header: &str,
+) -> Response {
     let Ok(config) = config else {
         return error_response(ApiError::Misconfigured);
     };
@@ -78,15 +99,17 @@ pub fn preflight(req: &Request, config: Result<Config, ConfigError>) -> Response
         Err(error) => error_response(error),
         Ok(origin) => {
             let response = Response::builder().with_status(204).empty();
-            let _ = response.headers().set("allow", "POST, OPTIONS");
+            let _ = response
+                .headers()
+                .set("allow", &format!("{method}, OPTIONS"));
             match origin {
                 None => response,
                 Some(origin) => with_cors(
                     response,
                     &Cors::new()
                         .with_origins([origin])
-                        .with_methods([Method::Post])
-                        .with_allowed_headers(["content-type"])
+                        .with_methods([method])
+                        .with_allowed_headers([request_header])
                         .with_max_age(86_400),
                 ),
             }
@@ -95,7 +118,10 @@ pub fn preflight(req: &Request, config: Result<Config, ConfigError>) -> Response
 }
 
 /// The caller's origin if it may call (to echo in CORS headers), `None` without an `Origin`.
-fn allowed_origin(req: &Request, browser: &BrowserConfig) -> Result<Option<String>, ApiError> {
+pub(super) fn allowed_origin(
+    req: &Request,
+    browser: &BrowserConfig,
+) -> Result<Option<String>, ApiError> {
     check_origin(
         &browser.origin_policy,
         header(req, "origin").as_deref(),
@@ -103,7 +129,7 @@ fn allowed_origin(req: &Request, browser: &BrowserConfig) -> Result<Option<Strin
     )
 }
 
-fn see_other(location: &str) -> Response {
+pub(super) fn see_other(location: &str) -> Response {
     let response = Response::builder().with_status(303).empty();
     let _ = response.headers().set("location", location);
     let _ = response.headers().set("cache-control", "no-store");
@@ -126,9 +152,17 @@ async fn signup(req: &mut Request, env: &Env, config: &Config) -> Result<Accepte
                 "{}",
                 json!({"event": "honeypot", "field": browser.honeypot_field})
             );
+            // Shaped like a real answer, token included (one that names nothing).
+            let decoy_token = config.gate.tracking.status_token_secret.as_ref().map(|_| {
+                status_token::issue(
+                    &random_bytes::<32>(),
+                    &hex::encode(random_bytes::<32>()),
+                    now_ms(),
+                )
+            });
             return Ok(Accepted::Sent {
                 message_id: Some(decoy_message_id()),
-                status_token: None,
+                status_token: decoy_token,
             });
         }
     };
@@ -172,7 +206,7 @@ async fn limit_ip(req: &Request, env: &Env, browser: &BrowserConfig) -> Result<(
 }
 
 /// Turnstile's siteverify: anything but an explicit success is `captcha_failed`.
-async fn verify_turnstile(
+pub(super) async fn verify_turnstile(
     turnstile: &TurnstileConfig,
     token: Option<&str>,
     remote_ip: Option<&str>,
@@ -248,7 +282,7 @@ fn decoy_message_id() -> String {
 
 /// Reads at most [`MAX_BODY_BYTES`]: a larger `Content-Length` is refused unread, and a chunked
 /// body is cut off as soon as it passes the limit.
-async fn read_body_limited(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+pub(super) async fn read_body_limited(req: &mut Request) -> Result<Vec<u8>, ApiError> {
     let declared = req.headers().get("content-length").ok().flatten();
     if let Some(length) = declared {
         match length.trim().parse::<u64>() {
