@@ -10,6 +10,7 @@
 
 pub mod gate;
 mod listening;
+pub mod webhook;
 
 use listening::ses_local_url;
 
@@ -133,6 +134,15 @@ impl SesClient {
             .as_array()
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Makes the template's links land on `url` (for example the Worker's `/confirm`).
+    pub fn point_success_url_at(&self, url: &str) {
+        let (status, body) = self.call(
+            "UpdateCustomVerificationEmailTemplate",
+            &[("TemplateName", TEMPLATE), ("SuccessRedirectionURL", url)],
+        );
+        assert_eq!(status, 200, "UpdateCustomVerificationEmailTemplate: {body}");
     }
 
     /// Verifies the From address by its mailed link, and creates the template whose links land
@@ -653,7 +663,7 @@ fn into_reply(response: ureq::Response) -> Reply {
     }
 }
 
-fn get_json(url: &str) -> serde_json::Value {
+pub fn get_json(url: &str) -> serde_json::Value {
     match agent().get(url).set("accept", "application/json").call() {
         Ok(r) => into_reply(r).json,
         Err(e) => panic!("GET {url}: {e}"),
