@@ -39,7 +39,7 @@ unit:
 	cargo test --workspace --lib --bins
 
 e2e: setup build
-	cargo test --test e2e --test gate --test gate_timing --test browser --test demo_browser --test abuse
+	cargo test --test e2e --test gate --test gate_timing --test browser --test demo_browser --test abuse --test follow_up
 
 # Against a running `IP_RATE_LIMIT=off GATE_INTERVAL_MS=100 make dev`. N signups, default 200.
 N ?= 200

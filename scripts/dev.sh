@@ -16,6 +16,11 @@ if [ ! -f .dev.vars ]; then
   echo "==> writing .dev.vars (ses-local's test credentials) from .dev.vars.example"
   sed "s#http://127.0.0.1:4579/#http://127.0.0.1:${SES_PORT}/#" .dev.vars.example > .dev.vars
 fi
+# Status tokens and the signup cookie are signed with a secret of this machine's own.
+if ! grep -q '^STATUS_TOKEN_SECRET=' .dev.vars; then
+  echo "==> adding a fresh STATUS_TOKEN_SECRET to .dev.vars"
+  printf 'STATUS_TOKEN_SECRET=%s\n' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >> .dev.vars
+fi
 
 cargo build -q --release -p ses-local
 pids=()
@@ -30,7 +35,8 @@ pids+=($!)
 # The demo page at /, which plain form posts are redirected back to.
 wrangler dev --ip 127.0.0.1 --port "$WORKER_PORT" --var "GATE_INTERVAL_MS:$GATE_INTERVAL_MS" \
   --var "IP_RATE_LIMIT:$IP_RATE_LIMIT" \
-  --var DEMO_PAGE:true --var SUCCESS_REDIRECT_URL:/ --var FAILURE_REDIRECT_URL:/ &
+  --var DEMO_PAGE:true --var SUCCESS_REDIRECT_URL:/ --var FAILURE_REDIRECT_URL:/ \
+  --var "VERIFIED_REDIRECT_URL:/?status=verified" &
 pids+=($!)
 
 for _ in $(seq 1 240); do
@@ -41,8 +47,10 @@ for _ in $(seq 1 240); do
     Open the demo page: http://127.0.0.1:${WORKER_PORT}/
     Or try it with curl:
       curl -sS -X POST http://127.0.0.1:${WORKER_PORT}/signup -H 'content-type: application/json' -d '{"email":"you+test@example.com"}'
-    Then open the outbox and click the verification link:
+    Then open the outbox and click the verification link (it lands on /confirm: press the button):
       http://127.0.0.1:${SES_PORT}/_outbox
+    Follow a signup with the statusToken from its answer:
+      curl -sS http://127.0.0.1:${WORKER_PORT}/signup/status -H "authorization: Bearer <statusToken>"
     Ctrl-C stops both.
 
 MSG

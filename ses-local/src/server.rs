@@ -88,6 +88,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/", post(query_api))
         .route("/_outbox", get(outbox))
         .route("/_outbox/{message_id}", get(outbox_mail))
+        .route("/_outbox/{message_id}/scan", post(scan_link))
         .route("/_verify/{token}", get(verify_link))
         .route("/_requests", get(requests))
         .route(
@@ -318,6 +319,42 @@ async fn outbox_mail(
             pages::not_verified("There is no such mail in the outbox."),
         ),
     }
+}
+
+/// The link scanner stand-in (Microsoft Safe Links and the like): GETs the mail's link and every
+/// redirect after it, with no cookies and no person, and says where it landed. It verifies the
+/// identity exactly as such a scanner does; a safe success page must record nothing.
+async fn scan_link(State(app): State<Arc<App>>, Path(message_id): Path<String>) -> Response {
+    let link = app
+        .ses()
+        .outbox()
+        .find(&message_id)
+        .map(|mail| mail.verification_link.clone());
+    let Some(link) = link else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": "no such mail in the outbox"})),
+        )
+            .into_response();
+    };
+    let scanned = tokio::task::spawn_blocking(move || {
+        let agent = ureq::AgentBuilder::new()
+            .redirects(5)
+            .timeout(std::time::Duration::from_secs(10))
+            .build();
+        match agent.get(&link).call() {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => {
+                let status = r.status();
+                let url = r.get_url().to_string();
+                let body = r.into_string().unwrap_or_default();
+                serde_json::json!({"landedOn": url, "status": status, "body": body})
+            }
+            Err(e) => serde_json::json!({"error": e.to_string()}),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| serde_json::json!({"error": e.to_string()}));
+    Json(scanned).into_response()
 }
 
 /// A verification link: the identity is updated, then a 302 to the template's URL (or a page).

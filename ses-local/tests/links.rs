@@ -88,6 +88,70 @@ fn the_link_verifies_the_address_and_a_browser_lands_on_the_success_url() {
 }
 
 #[test]
+fn the_scanner_stand_in_opens_the_link_and_its_redirect_without_cookies() {
+    // The template's success URL: a loopback page that records what the scanner sent it.
+    let page = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = page.local_addr().expect("addr").port();
+    let seen = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut stream, _) = page.accept().expect("the scanner arrives");
+        let mut request = vec![0; 4096];
+        let n = stream.read(&mut request).expect("read");
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\nlanding");
+        String::from_utf8_lossy(&request[..n]).to_string()
+    });
+    let ses = start(&["--throttle-ms", "0"]);
+    let success = format!("http://127.0.0.1:{port}/confirm");
+    let reply = call(
+        &ses,
+        "CreateCustomVerificationEmailTemplate",
+        &[
+            ("TemplateName", "Scanned"),
+            ("FromEmailAddress", "noreply@signup-verify.test"),
+            ("TemplateSubject", "Confirm"),
+            ("TemplateContent", "<p>Confirm</p>"),
+            ("SuccessRedirectionURL", &success),
+            ("FailureRedirectionURL", &success),
+        ],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = call(
+        &ses,
+        "SendCustomVerificationEmail",
+        &[
+            ("EmailAddress", "scanned@example.com"),
+            ("TemplateName", "Scanned"),
+        ],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let mail = outbox(&ses).into_iter().next().expect("a mail");
+    let id = mail["messageId"].as_str().expect("id");
+    let scanned = ureq::post(&format!("{}_outbox/{id}/scan", ses.url))
+        .call()
+        .expect("scan")
+        .into_string()
+        .expect("body");
+    let scanned: serde_json::Value = serde_json::from_str(&scanned).expect("json");
+    assert_eq!(scanned["landedOn"], success.as_str(), "{scanned}");
+    assert_eq!(scanned["status"], 200);
+    assert_eq!(scanned["body"], "landing");
+    let request = seen.join().expect("page thread");
+    assert!(request.starts_with("GET /confirm "), "{request}");
+    assert!(
+        !request.to_ascii_lowercase().contains("\ncookie:"),
+        "{request}"
+    );
+    // A scanner's GET verifies the identity at SES, as the real one does.
+    assert_eq!(
+        status_of(&ses, "scanned@example.com").as_deref(),
+        Some("Success")
+    );
+    let missing = ureq::post(&format!("{}_outbox/nope/scan", ses.url)).call();
+    assert!(matches!(missing, Err(ureq::Error::Status(404, _))));
+}
+
+#[test]
 fn an_unknown_token_does_not_verify_anything() {
     let ses = start(&["--throttle-ms", "0"]);
     let (status, _) = open_without_following(&format!("{}_verify/not-a-token", ses.url));

@@ -123,7 +123,7 @@ fn attempt_line(
         "address": call.address_tag,
         "status": status,
         "round_trip_ms": round_trip_ms,
-        "outcome": format!("{outcome:?}"),
+        "outcome": outcome.log_name(),
     });
     match reply {
         Ok(Reply::Sent {
@@ -200,6 +200,28 @@ mod tests {
             redacted >= 2,
             "the fixtures include SES messages that echo addresses"
         );
+    }
+
+    #[test]
+    fn a_status_check_is_logged_by_count_without_the_addresses_it_lists() {
+        let call = CallRequest {
+            call: SesCall::Check {
+                identities: vec![EmailAddress::parse("person@example.com").expect("valid")],
+            },
+            slot_ms: 0,
+            attempt: 1,
+            address_tag: "1 identities".into(),
+        };
+        let body = std::fs::read(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(
+            "tests/fixtures/ses-xml/handwritten__get-identity-verification-attributes.200.xml",
+        ))
+        .expect("fixture");
+        let reply = parse_reply(&body, None);
+        let outcome = crate::ses::outcome::classify_for(&call.call, 200, &reply);
+        let line = attempt_line(&call, 200, 5, &reply, &outcome);
+        assert_eq!(line["outcome"], "Checked");
+        assert_eq!(line["identities_listed"], 2);
+        assert!(!has_address(&line.to_string()), "{line}");
     }
 
     #[test]

@@ -56,6 +56,23 @@ pub enum Outcome {
     Unknown,
 }
 
+impl Outcome {
+    /// The outcome's name for the log: never the statuses a check lists (they name addresses).
+    pub fn log_name(&self) -> &'static str {
+        match self {
+            Self::Sent { .. } => "Sent",
+            Self::Checked { .. } => "Checked",
+            Self::Deleted => "Deleted",
+            Self::Retryable(RetryReason::Throttled) => "Throttled",
+            Self::Retryable(RetryReason::ServerError) => "ServerError",
+            Self::Config { clock_skew: true } => "ConfigClockSkew",
+            Self::Config { clock_skew: false } => "Config",
+            Self::Rejected => "Rejected",
+            Self::Unknown => "Unknown",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RetryReason {
     Throttled,

@@ -118,7 +118,9 @@ fn handle(stream: TcpStream, key: &[u8]) -> Option<Delivery> {
     let header = |name: &str| {
         headers.iter().find_map(|h| {
             let (n, v) = h.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
         })
     };
     let length: usize = header("content-length")?.parse().ok()?;
@@ -139,9 +141,15 @@ fn handle(stream: TcpStream, key: &[u8]) -> Option<Delivery> {
         .parse::<u64>()
         .is_ok_and(|t| t.abs_diff(now) <= 300);
     let valid = fresh && signatures.split(' ').any(|s| s == expected);
-    let status = if valid { "204 No Content" } else { "400 Bad Request" };
+    let status = if valid {
+        "204 No Content"
+    } else {
+        "400 Bad Request"
+    };
     let mut stream = stream;
-    let _ = stream.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes());
+    let _ = stream.write_all(
+        format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes(),
+    );
     Some(Delivery {
         id,
         body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),

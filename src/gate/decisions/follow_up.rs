@@ -387,8 +387,12 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 g.throttled(now, random)
             });
         }
+        let result = match result {
+            CallResult::Answered(outcome) => outcome.log_name(),
+            CallResult::TimedOut => "TimedOut",
+        };
         self.runtime
-            .log_error(json!({"event": event, "result": format!("{result:?}")}));
+            .log_error(json!({"event": event, "result": result}));
     }
 
     /// One delivery attempt of `event`.
