@@ -2306,4 +2306,25 @@ mod tests {
         h.drain_at(START + 70_000);
         assert_eq!(checks(), 3, "a's retry, a minute on");
     }
+
+    #[test]
+    fn a_due_check_also_takes_the_identities_due_within_a_minute() {
+        let h = Harness::new(tracking(false));
+        h.sent("first@example.com");
+        h.runtime.advance_to(START + 3_000);
+        h.sent("second@example.com");
+        // The first is due five seconds after its send; the second three seconds later.
+        h.drain_at(START + 5_100);
+        let checked: Vec<usize> = h
+            .sender
+            .calls
+            .borrow()
+            .iter()
+            .filter_map(|c| match &c.call {
+                SesCall::Check { identities } => Some(identities.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(checked, [2], "one call for both");
+    }
 }

@@ -29,6 +29,9 @@ use crate::ses::outcome::{Outcome, RetryReason};
 use crate::ses::request::{SesCall, MAX_IDENTITIES_PER_CHECK};
 use crate::status_token;
 
+/// A status check also takes the identities due within this long.
+const CHECK_LOOKAHEAD_MS: u64 = 60_000;
+
 /// What one step of follow-up did.
 pub enum FollowUp {
     /// It made a call or a delivery: look at the queue again first.
@@ -260,8 +263,15 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
 
     /// Due checks first (a confirmed signup's before the rest), then one clean-up.
     fn ses_work_due(&self, now: u64) -> Result<Option<SesWork>, StoreError> {
-        let due = self.store.due_checks(now, MAX_IDENTITIES_PER_CHECK)?;
-        if !due.is_empty() {
+        // Once one check is due, the call also takes those due soon (up to 100 in all): a
+        // call costs the same for 1 identity as for 100.
+        let due = self
+            .store
+            .due_checks(now + CHECK_LOOKAHEAD_MS, MAX_IDENTITIES_PER_CHECK)?;
+        if due
+            .first()
+            .is_some_and(|(_, s)| s.next_check_ms.is_some_and(|t| t <= now))
+        {
             return Ok(Some(SesWork::Check(due)));
         }
         if now < self.cleanup_held_until.get() {
