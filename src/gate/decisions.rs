@@ -107,6 +107,8 @@ pub struct Gate<S, L, R> {
     alarm_at: Cell<Option<u64>>,
     /// After a failed `DeleteIdentity`, clean-up waits until then (in memory).
     cleanup_held_until: Cell<u64>,
+    /// When old signup records are next looked for (in memory).
+    next_forget_ms: Cell<u64>,
     /// Direct sends in progress, by recipient domain (in memory: they live in requests).
     direct_by_domain: RefCell<HashMap<String, u32>>,
 }
@@ -155,6 +157,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             draining: Cell::new(false),
             alarm_at: Cell::new(None),
             cleanup_held_until: Cell::new(0),
+            next_forget_ms: Cell::new(0),
             direct_by_domain: RefCell::default(),
         })
     }
@@ -2326,5 +2329,21 @@ mod tests {
             })
             .collect();
         assert_eq!(checked, [2], "one call for both");
+    }
+
+    #[test]
+    fn a_finished_signup_is_forgotten_after_eight_days_and_its_token_then_names_nothing() {
+        let h = Harness::new(tracking(false));
+        let signup = h.named(&h.send("old@example.com"));
+        h.drain_at(START + 5_100);
+        h.click("old@example.com");
+        h.drain_until(START + 30_000);
+        assert_eq!(h.status_of(&signup).status, "verified");
+        // A new object (the forget check runs once an hour per object) eight days on.
+        let h = h.restart(tracking(false));
+        h.sent("fresh@example.com");
+        h.drain_at(START + 8 * 24 * 3_600_000 + 60_000);
+        assert_eq!(h.gate.status(&signup), Err(ApiError::UnknownSignup));
+        assert_eq!(h.store.signups().len(), 1, "only the fresh signup is kept");
     }
 }

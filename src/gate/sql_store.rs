@@ -20,7 +20,7 @@ use crate::gate::store::{
 };
 use crate::gate::tracking::Signup;
 
-const SCHEMA: [&str; 17] = [
+const SCHEMA: [&str; 18] = [
     "CREATE TABLE IF NOT EXISTS gate (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL)",
     // Served by (tag, seq): fair across recipient domains (`queue::fair_tag`); an item put back
     // at the head gets the smallest `seq`.
@@ -46,6 +46,7 @@ const SCHEMA: [&str; 17] = [
         signed_up_ms REAL NOT NULL)",
     "CREATE INDEX IF NOT EXISTS signups_by_check ON signups (next_check_ms)",
     "CREATE INDEX IF NOT EXISTS signups_by_cleanup ON signups (cleanup_due)",
+    "CREATE INDEX IF NOT EXISTS signups_by_age ON signups (has_work, signed_up_ms)",
     "CREATE TABLE IF NOT EXISTS webhook_outbox (id TEXT PRIMARY KEY, key TEXT NOT NULL,
         body TEXT NOT NULL, created_ms REAL NOT NULL, next_attempt_ms REAL NOT NULL,
         attempts INTEGER NOT NULL, releases_cleanup INTEGER NOT NULL)",

@@ -29,6 +29,9 @@ use crate::ses::outcome::{Outcome, RetryReason};
 use crate::ses::request::{SesCall, MAX_IDENTITIES_PER_CHECK};
 use crate::status_token;
 
+/// Records past their retention are looked for this often (and at each object's start).
+const FORGET_EVERY_MS: u64 = 3_600_000;
+
 /// A status check also takes the identities due within this long.
 const CHECK_LOOKAHEAD_MS: u64 = 60_000;
 
@@ -227,8 +230,11 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 return Ok(FollowUp::Again);
             }
         }
-        self.store
-            .forget_signups(now.saturating_sub(RETENTION_MS))?;
+        if now >= self.next_forget_ms.get() {
+            self.next_forget_ms.set(now + FORGET_EVERY_MS);
+            self.store
+                .forget_signups(now.saturating_sub(RETENTION_MS))?;
+        }
         let Some(work) = self.ses_work_due(now)? else {
             return Ok(FollowUp::Done(self.next_follow_up_at(now)?));
         };
