@@ -6,7 +6,7 @@
 //! sites' POSTs can use it; a GET of `/confirm` only shows a button (a link scanner changes
 //! nothing); nothing here ever shows or logs an address.
 
-use crate::demo::escape;
+use crate::demo::{escape, page, turnstile_tags};
 use crate::gate::rpc::SignupStatus;
 use crate::status_token::TOKEN_LIFETIME_MS;
 
@@ -58,23 +58,18 @@ pub enum ConfirmPage<'a> {
     Thanks,
 }
 
-pub fn render(page: ConfirmPage) -> String {
-    let body = match page {
+pub fn render(which: ConfirmPage) -> String {
+    let (head, body) = match which {
         ConfirmPage::Ask { site_key } => {
-            let (script, widget) = match site_key {
-                Some(key) => (
-                    r#"<script src="https://challenges.cloudflare.com/turnstile/v0/api.js" async defer></script>"#.to_string(),
-                    format!(r#"<div class="cf-turnstile" data-sitekey="{}"></div>"#, escape(key)),
-                ),
-                None => (String::new(), String::new()),
-            };
-            format!(
-                r#"{script}<h1>Your address is verified — confirm it's you</h1>
+            let (script, widget) = turnstile_tags(site_key);
+            let body = format!(
+                r#"<h1>Your address is verified — confirm it's you</h1>
 <p>You opened the link in our email. Press the button to tell us it was you, not a program scanning your mail.</p>
 <form method="post" action="/confirm">
 {widget}<button type="submit">Yes, it's me</button>
 </form>"#
-            )
+            );
+            (script, body)
         }
         ConfirmPage::Confirmed(status) => {
             let detail = match status.status.as_str() {
@@ -82,31 +77,12 @@ pub fn render(page: ConfirmPage) -> String {
                 "sent" => "Thank you. We are still waiting for the email service to report your address verified; it takes a few seconds.",
                 _ => "Thank you. This signup is no longer waiting for a confirmation.",
             };
-            format!(r#"<h1>Thank you</h1><p id="confirmed" data-status="{}">{detail}</p>"#, escape(&status.status))
+            let body = format!(r#"<h1>Thank you</h1><p id="confirmed" data-status="{}">{detail}</p>"#, escape(&status.status));
+            (String::new(), body)
         }
-        ConfirmPage::Thanks => r#"<h1>Thank you</h1><p id="thanks">If you signed up in another browser or on another device, your address is verified; the confirmation is recorded only in the browser you signed up with.</p>"#.to_string(),
+        ConfirmPage::Thanks => (String::new(), r#"<h1>Thank you</h1><p id="thanks">If you signed up in another browser or on another device, your address is verified; the confirmation is recorded only in the browser you signed up with.</p>"#.to_string()),
     };
-    format!(
-        r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Confirm your address</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 32rem; margin: 4rem auto; padding: 0 1rem; line-height: 1.5; }}
-button {{ margin-top: .75rem; padding: .6rem 1.2rem; font-size: 1rem; border: 0; border-radius: .25rem; background: #0b57d0; color: #fff; cursor: pointer; }}
-button:focus-visible {{ outline: 3px solid #f0b400; outline-offset: 2px; }}
-</style>
-</head>
-<body>
-<main>
-{body}
-</main>
-</body>
-</html>
-"#
-    )
+    page("Confirm your address", "", &head, &body, "")
 }
 
 #[cfg(test)]

@@ -47,6 +47,17 @@ pub(crate) fn escape(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
+/// Turnstile's script tag and widget for `site_key`, or nothing without one.
+pub(crate) fn turnstile_tags(site_key: Option<&str>) -> (String, String) {
+    match site_key {
+        Some(key) => (
+            r#"<script src="https://challenges.cloudflare.com/turnstile/v0/api.js" async defer></script>"#.to_string(),
+            format!(r#"<div class="cf-turnstile" data-sitekey="{}"></div>"#, escape(key)),
+        ),
+        None => (String::new(), String::new()),
+    }
+}
+
 /// The page. `honeypot_field` is the hidden field's name; `site_key` adds the Turnstile widget.
 pub fn render_page(
     honeypot_field: &str,
@@ -55,42 +66,9 @@ pub fn render_page(
     error: Option<&str>,
 ) -> String {
     let (status_class, status_text) = status_message(status, error).unwrap_or(("", ""));
-    let turnstile_script = if site_key.is_some() {
-        r#"<script src="https://challenges.cloudflare.com/turnstile/v0/api.js" async defer></script>"#
-    } else {
-        ""
-    };
-    let turnstile_widget = site_key
-        .map(|key| {
-            format!(
-                r#"<div class="cf-turnstile" data-sitekey="{}"></div>"#,
-                escape(key)
-            )
-        })
-        .unwrap_or_default();
-    format!(
-        r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Sign up</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 28rem; margin: 4rem auto; padding: 0 1rem; line-height: 1.5; }}
-label {{ display: block; font-weight: 600; margin-bottom: .25rem; }}
-input[type=email] {{ width: 100%; box-sizing: border-box; padding: .6rem; font-size: 1rem; border: 1px solid #767676; border-radius: .25rem; }}
-button {{ margin-top: .75rem; padding: .6rem 1.2rem; font-size: 1rem; border: 0; border-radius: .25rem; background: #0b57d0; color: #fff; cursor: pointer; }}
-button:focus-visible, input:focus-visible {{ outline: 3px solid #f0b400; outline-offset: 2px; }}
-.trap {{ position: absolute; left: -10000px; width: 1px; height: 1px; overflow: hidden; }}
-#status {{ margin-top: 1rem; min-height: 1.5rem; }}
-#status.ok {{ color: #136c2e; }}
-#status.error {{ color: #b3261e; }}
-</style>
-{turnstile_script}
-</head>
-<body>
-<main>
-<h1>Sign up</h1>
+    let (turnstile_script, turnstile_widget) = turnstile_tags(site_key);
+    let main = format!(
+        r#"<h1>Sign up</h1>
 <form id="signup" method="post" action="/signup">
 <label for="email">Email address</label>
 <input id="email" name="email" type="email" autocomplete="email" required>
@@ -98,13 +76,52 @@ button:focus-visible, input:focus-visible {{ outline: 3px solid #f0b400; outline
 {turnstile_widget}
 <button type="submit">Sign up</button>
 </form>
-<p id="status" role="status" aria-live="polite" class="{status_class}">{status_text}</p>
+<p id="status" role="status" aria-live="polite" class="{status_class}">{status_text}</p>"#,
+        hp = escape(honeypot_field),
+    );
+    page(
+        "Sign up",
+        DEMO_CSS,
+        &turnstile_script,
+        &main,
+        r#"<script src="/demo.js" defer></script>"#,
+    )
+}
+
+const DEMO_CSS: &str = "label { display: block; font-weight: 600; margin-bottom: .25rem; }
+input[type=email] { width: 100%; box-sizing: border-box; padding: .6rem; font-size: 1rem; border: 1px solid #767676; border-radius: .25rem; }
+input:focus-visible { outline: 3px solid #f0b400; outline-offset: 2px; }
+.trap { position: absolute; left: -10000px; width: 1px; height: 1px; overflow: hidden; }
+#status { margin-top: 1rem; min-height: 1.5rem; }
+#status.ok { color: #136c2e; }
+#status.error { color: #b3261e; }";
+
+/// One of this Worker's pages: `title`, the shared style plus `css`, `head` (script tags),
+/// `main`'s content, and `after` (after `main`).
+pub(crate) fn page(title: &str, css: &str, head: &str, main: &str, after: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 30rem; margin: 4rem auto; padding: 0 1rem; line-height: 1.5; }}
+button {{ margin-top: .75rem; padding: .6rem 1.2rem; font-size: 1rem; border: 0; border-radius: .25rem; background: #0b57d0; color: #fff; cursor: pointer; }}
+button:focus-visible {{ outline: 3px solid #f0b400; outline-offset: 2px; }}
+{css}
+</style>
+{head}
+</head>
+<body>
+<main>
+{main}
 </main>
-<script src="/demo.js" defer></script>
+{after}
 </body>
 </html>
-"#,
-        hp = escape(honeypot_field),
+"#
     )
 }
 

@@ -509,6 +509,27 @@ fn a_link_left_unclicked_past_its_ttl_is_expired_reported_and_cleaned_up() {
     });
 }
 
+/// Posts every address at once (one thread each).
+fn sign_up_all(worker: &str, addresses: &[String]) {
+    let posts = addresses
+        .iter()
+        .map(|a| (worker.to_string(), a.clone()))
+        .collect();
+    let statuses = support::concurrently(posts, |(worker, address)| {
+        let body = format!("{{\"email\":\"{address}\"}}");
+        support::request(
+            "POST",
+            &format!("{worker}/signup"),
+            Some(("application/json", body.as_bytes())),
+        )
+        .status
+    });
+    assert!(
+        statuses.iter().all(|s| matches!(s, 200 | 202)),
+        "{statuses:?}"
+    );
+}
+
 #[test]
 fn a_burst_of_signups_keeps_its_spacing_while_hundreds_of_identities_are_pending() {
     let receiver = Receiver::start(WEBHOOK_SECRET);
@@ -523,42 +544,13 @@ fn a_burst_of_signups_keeps_its_spacing_while_hundreds_of_identities_are_pending
         .map(|i| format!("pending-{i}@example.com"))
         .collect();
     let worker = stack.worker.clone();
-    support::concurrently(
-        pending
-            .iter()
-            .map(|a| (worker.clone(), a.clone()))
-            .collect(),
-        |(w, a)| {
-            support::request(
-                "POST",
-                &format!("{w}/signup"),
-                Some((
-                    "application/json",
-                    format!("{{\"email\":\"{a}\"}}").as_bytes(),
-                )),
-            )
-            .status
-        },
-    );
+    sign_up_all(&worker, &pending);
     stack.wait_for_outbox(300, Duration::from_secs(90));
     wait_for_checks(&stack, 3);
     let checks_before = calls(&stack, "GetIdentityVerificationAttributes").0;
     let sends_before = stack.ses_requests().len();
     let burst: Vec<String> = (0..100).map(|i| format!("burst-{i}@example.com")).collect();
-    support::concurrently(
-        burst.iter().map(|a| (worker.clone(), a.clone())).collect(),
-        |(w, a)| {
-            support::request(
-                "POST",
-                &format!("{w}/signup"),
-                Some((
-                    "application/json",
-                    format!("{{\"email\":\"{a}\"}}").as_bytes(),
-                )),
-            )
-            .status
-        },
-    );
+    sign_up_all(&worker, &burst);
     stack.wait_for_outbox(400, Duration::from_secs(60));
     let arrivals: Vec<u64> = stack.ses_requests()[sends_before..]
         .iter()

@@ -1950,6 +1950,19 @@ mod tests {
                 .collect()
         }
 
+        /// How many identities each status check asked about.
+        fn check_sizes(&self) -> Vec<usize> {
+            self.sender
+                .calls
+                .borrow()
+                .iter()
+                .filter_map(|c| match &c.call {
+                    SesCall::Check { identities } => Some(identities.len()),
+                    _ => None,
+                })
+                .collect()
+        }
+
         fn delivered_types(&self) -> Vec<String> {
             self.runtime
                 .0
@@ -2093,16 +2106,7 @@ mod tests {
             .position(|a| *a == "GetIdentityVerificationAttributes")
             .expect("checks");
         assert_eq!(first_check, 150, "{actions:?}");
-        let sizes: Vec<usize> = h
-            .sender
-            .calls
-            .borrow()
-            .iter()
-            .filter_map(|c| match &c.call {
-                SesCall::Check { identities } => Some(identities.len()),
-                _ => None,
-            })
-            .collect();
+        let sizes = h.check_sizes();
         assert_eq!(sizes[0], 100);
         assert!(sizes.iter().all(|n| *n <= 100), "{sizes:?}");
         let checked: std::collections::BTreeSet<String> = h
@@ -2318,16 +2322,7 @@ mod tests {
         h.sent("second@example.com");
         // The first is due five seconds after its send; the second three seconds later.
         h.drain_at(START + 5_100);
-        let checked: Vec<usize> = h
-            .sender
-            .calls
-            .borrow()
-            .iter()
-            .filter_map(|c| match &c.call {
-                SesCall::Check { identities } => Some(identities.len()),
-                _ => None,
-            })
-            .collect();
+        let checked = h.check_sizes();
         assert_eq!(checked, [2], "one call for both");
     }
 

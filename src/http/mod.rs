@@ -58,6 +58,19 @@ fn own_origin(req: &Request) -> String {
         .unwrap_or_default()
 }
 
+/// The CORS headers of an answer to an allowed `origin` (none without an `Origin`).
+fn answer_cors(response: Response, origin: Option<String>) -> Response {
+    match origin {
+        Some(origin) => with_cors(
+            response,
+            &Cors::new()
+                .with_origins([origin])
+                .with_exposed_headers(["Retry-After"]),
+        ),
+        None => response,
+    }
+}
+
 /// Adds CORS headers for the one echoed origin, and `Vary: Origin` for caches.
 fn with_cors(response: Response, cors: &Cors) -> Response {
     let _ = response.headers().append("vary", "Origin");

@@ -14,7 +14,7 @@ use worker::{
     console_error, console_log, Cors, Env, Fetch, Headers, Method, Request, RequestInit, Response,
 };
 
-use super::{error_response, header, json_response, own_origin, with_cors};
+use super::{answer_cors, error_response, header, json_response, own_origin, with_cors};
 use crate::browser::{check_origin, prefers_html, rate_limit_key};
 use crate::config::{BrowserConfig, Config, ConfigError, TurnstileConfig};
 use crate::confirm::signup_cookie;
@@ -69,15 +69,7 @@ pub async fn post(req: &mut Request, env: &Env, config: Result<Config, ConfigErr
     if let Some(cookie) = cookie {
         let _ = response.headers().append("set-cookie", &cookie);
     }
-    match origin {
-        Some(origin) => with_cors(
-            response,
-            &Cors::new()
-                .with_origins([origin])
-                .with_exposed_headers(["Retry-After"]),
-        ),
-        None => response,
-    }
+    answer_cors(response, origin)
 }
 
 /// `OPTIONS /signup`, the CORS preflight.

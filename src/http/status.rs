@@ -2,10 +2,10 @@
 //! `?token=`, checked here (401 when missing, forged or expired), then the signup's status from
 //! the region's gate (404 when it names no signup). CORS as for `/signup`.
 
-use worker::{Cors, Env, Method, Request, Response};
+use worker::{Env, Method, Request, Response};
 
 use super::signup::{allowed_origin, cors_preflight};
-use super::{error_response, header, json_response, with_cors};
+use super::{answer_cors, error_response, header, json_response};
 use crate::config::{Config, ConfigError, Secret};
 use crate::confirm::token_from_request;
 use crate::error::ApiError;
@@ -25,15 +25,7 @@ pub async fn get(req: &Request, env: &Env, config: Result<Config, ConfigError>) 
         Ok(status) => json_response(200, &status),
         Err(error) => error_response(error),
     };
-    match origin {
-        Some(origin) => with_cors(
-            response,
-            &Cors::new()
-                .with_origins([origin])
-                .with_exposed_headers(["Retry-After"]),
-        ),
-        None => response,
-    }
+    answer_cors(response, origin)
 }
 
 /// `OPTIONS /signup/status`: a GET with an `Authorization` header needs a preflight.

@@ -2,14 +2,10 @@
 // the mailed link in the same browser (ses-local verifies and redirects to the Worker's
 // /confirm), and presses the button. Usage: node confirm_page.mjs <worker> <ses-local> <email>.
 // Prints one JSON line: whether the page asked, the status the button recorded, the token.
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 
 const [worker, ses, email] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 const result = {};
 try {
   const context = await browser.newContext();

@@ -1,13 +1,9 @@
 // Drives Debian's Chromium (never a downloaded browser) through the demo page, with and without
 // JavaScript. Usage: node demo_page.mjs <worker-url> <screenshot-dir>. Prints one JSON line.
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 
 const [worker, shots] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 const result = {};
 try {
   for (const [name, javaScriptEnabled, email] of [
