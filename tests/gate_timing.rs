@@ -33,12 +33,18 @@ fn warm_up(stack: &Stack) -> String {
     email
 }
 
-/// (min, mean) over the sends after the warm-up one.
-fn burst_spacing_ms(stack: &Stack) -> (f64, f64) {
+/// Spacing of the burst's sends (the gaps after the warm-up send): (min, steady mean, longest).
+/// The first gaps are set by intake, not pacing: while a hundred admissions arrive at once the
+/// gate is busy storing them, so the steady mean starts after the first two gaps, and the longest
+/// gap bounds what intake may cost.
+fn burst_spacing_ms(stack: &Stack) -> (f64, f64, f64) {
+    let ms = |us: u64| us as f64 / 1000.0;
     let gaps: Vec<u64> = stack.send_gaps_us().into_iter().skip(1).collect();
-    let min = gaps.iter().copied().min().unwrap_or(0) as f64 / 1000.0;
-    let mean = gaps.iter().sum::<u64>() as f64 / gaps.len().max(1) as f64 / 1000.0;
-    (min, mean)
+    let min = gaps.iter().copied().min().unwrap_or(0);
+    let longest = gaps.iter().copied().max().unwrap_or(0);
+    let steady: Vec<u64> = gaps.iter().copied().skip(2).collect();
+    let mean = steady.iter().sum::<u64>() as f64 / steady.len().max(1) as f64;
+    (ms(min), mean / 1000.0, ms(longest))
 }
 
 #[test]
@@ -74,10 +80,13 @@ fn a_burst_of_a_hundred_is_queued_and_sent_at_the_interval_without_loss_or_throt
         "exactly these, each once"
     );
     assert_no_throttling_at_ses(&stack);
-    let (min, mean) = burst_spacing_ms(&stack);
-    eprintln!("burst of 100 at 100 ms: min {min:.1} ms, mean {mean:.2} ms");
+    let (min, mean, longest) = burst_spacing_ms(&stack);
+    eprintln!(
+        "burst of 100 at 100 ms: min {min:.1} ms, steady mean {mean:.2} ms, longest {longest:.1} ms"
+    );
     assert!(min >= 100.0, "min spacing {min} ms");
-    assert!(mean <= 105.0, "mean spacing {mean} ms");
+    assert!(mean <= 104.0, "steady mean spacing {mean} ms");
+    assert!(longest < 1000.0, "intake held the sends for {longest} ms");
 
     let stats = stack.stats(Some(TOKEN));
     assert_eq!(stats.status, 200, "{}", stats.text);
@@ -100,8 +109,12 @@ fn ten_signups_at_the_real_one_second_interval_are_spaced_by_a_second() {
     assert_all_sent_or_queued(&results);
     assert_eq!(stack.wait_for_outbox(11, Duration::from_secs(40)).len(), 11);
     assert_no_throttling_at_ses(&stack);
-    let (min, mean) = burst_spacing_ms(&stack);
-    eprintln!("10 at 1000 ms: min {min:.1} ms, mean {mean:.2} ms");
+    let (min, mean, longest) = burst_spacing_ms(&stack);
+    eprintln!("10 at 1000 ms: min {min:.1} ms, steady mean {mean:.2} ms, longest {longest:.1} ms");
     assert!(min >= 1000.0, "min spacing {min} ms");
-    assert!(mean <= 1050.0, "mean spacing {mean} ms");
+    assert!(
+        mean <= 1030.0,
+        "steady mean spacing {mean} ms (slot use under 97%)"
+    );
+    assert!(longest <= 1050.0, "longest gap {longest} ms");
 }
