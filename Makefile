@@ -13,7 +13,7 @@ export WRANGLER_SEND_METRICS := false
 export WASM_BINDGEN_BIN := $(CARGO_BIN)/wasm-bindgen
 export WASM_OPT_BIN := $(NODE_BIN)/wasm-opt
 
-.PHONY: dev test setup build lint unit e2e bench-gate bench-abuse deploy clean
+.PHONY: dev test setup build lint unit e2e fuzz bench-gate bench-abuse deploy clean
 
 dev: setup
 	@scripts/dev.sh
@@ -40,6 +40,11 @@ unit:
 
 e2e: setup build
 	cargo test --test e2e --test gate --test gate_timing --test browser --test demo_browser --test abuse --test follow_up
+
+# Every fuzz target for FUZZ_SECONDS (default 600) each, on nightly; prints executions, coverage
+# and failures. `make test` replays the kept corpora on stable (fuzz/tests/corpora.rs).
+fuzz:
+	@scripts/fuzz.sh
 
 # Against a running `IP_RATE_LIMIT=off GATE_INTERVAL_MS=100 make dev`. N signups, default 200.
 N ?= 200

@@ -4,7 +4,8 @@
 //! The rules, in order:
 //! - the whole address is lowercased (every major provider treats the local part without case);
 //! - a `+tag` subaddress is dropped, for every domain (RFC 5233 subaddressing: Gmail, Outlook,
-//!   iCloud, Proton, Fastmail and most servers deliver `a+x@` to `a@`);
+//!   iCloud, Proton, Fastmail and most servers deliver `a+x@` to `a@`); a `+` at the start is
+//!   part of the name, since a tag needs a name before it;
 //! - providers' own documented aliases, in [`PROVIDERS`]: Gmail ignores dots and googlemail.com
 //!   is gmail.com; iCloud's me.com and mac.com are icloud.com; a Yahoo disposable address is
 //!   `base-keyword@`.
@@ -46,6 +47,16 @@ const PROVIDERS: &[Provider] = &[
     },
 ];
 
+/// `local` without its tag: everything from the first `separator` that has a name before it. A
+/// separator at the start is part of the name (`+x@` is its own mailbox, and `+x+y@` is `+x@`).
+fn before_tag(local: &str, separator: char) -> &str {
+    local
+        .char_indices()
+        .skip(1)
+        .find(|&(_, c)| c == separator)
+        .map_or(local, |(at, _)| &local[..at])
+}
+
 /// The canonical mailbox of an address, e.g. `janedoe@gmail.com` for `Jane.Doe+x@googlemail.com`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Mailbox(String);
@@ -56,20 +67,14 @@ impl Mailbox {
         let (local, domain) = lowered.rsplit_once('@').unwrap_or(("", &lowered));
         let provider = PROVIDERS.iter().find(|p| p.domains.contains(&domain));
         let domain = provider.map_or(domain, |p| p.domains[0]);
-        let mut local = local.split('+').next().unwrap_or_default().to_string();
+        let mut local = before_tag(local, '+');
         if let Some(separator) = provider.and_then(|p| p.extra_tag_separator) {
-            local = local
-                .split(separator)
-                .next()
-                .unwrap_or_default()
-                .to_string();
+            local = before_tag(local, separator);
         }
+        // `a.+x@` is `a.@`, which no mailbox can be named (a dot-atom ends in a letter): `a@`.
+        let mut local = local.trim_end_matches('.').to_string();
         if provider.is_some_and(|p| p.ignores_dots) {
             local.retain(|c| c != '.');
-        }
-        if local.is_empty() {
-            // `+tag@x` alone: the tag is all there is, so it is the mailbox.
-            return Self(lowered);
         }
         Self(format!("{local}@{domain}"))
     }
@@ -152,10 +157,24 @@ mod tests {
     }
 
     #[test]
-    fn an_address_that_is_only_a_tag_keeps_its_tag() {
+    fn a_separator_at_the_start_is_part_of_the_name_and_a_later_one_starts_the_tag() {
         assert_eq!(canonical("+x@example.com"), "+x@example.com");
         assert_eq!(canonical("-x@yahoo.com"), "-x@yahoo.com");
         assert_eq!(canonical("+@gmail.com"), "+@gmail.com");
+        // Found by the email_address fuzz target: a tag on such an address was another mailbox.
+        assert_eq!(canonical("+x+fuzz@example.com"), "+x@example.com");
+        assert_eq!(canonical("-x+fuzz@yahoo.com"), "-x@yahoo.com");
+        assert_eq!(canonical("++fuzz@gmail.com"), "+@gmail.com");
+    }
+
+    #[test]
+    fn a_dot_before_the_tag_is_dropped_with_it_so_the_mailbox_is_an_address() {
+        // Found by the email_address fuzz target: `a&d.@e.co.com` could not be parsed again.
+        assert_eq!(canonical("a&d.+cn?.e@e.co.com"), "a&d@e.co.com");
+        assert_eq!(
+            canonical("ann.+x@example.com"),
+            canonical("ann@example.com")
+        );
     }
 
     #[test]

@@ -1,24 +1,4 @@
-//! ses-local: a local Amazon SES Query API (SES v1, 2010-12-01) for custom verification emails.
-//! It listens on 127.0.0.1 only, checks SigV4 on every request like SES, and keeps an outbox
-//! whose verification links work.
-
-mod action;
-mod api;
-mod clock;
-mod faults;
-mod identities;
-mod ids;
-mod mail;
-mod pages;
-mod query;
-mod sending;
-mod server;
-mod settings;
-mod sigv4;
-mod store;
-mod templates;
-mod turnstile;
-mod xml;
+//! The ses-local binary: reads its flags and serves the library's [`App`] on 127.0.0.1.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -26,12 +6,13 @@ use std::sync::{Arc, Mutex};
 
 use clap::Parser;
 
-use crate::api::{Limits, Ses};
-use crate::sending::IdentityOn;
-use crate::server::App;
-use crate::settings::Settings;
-use crate::sigv4::Credentials;
-use crate::store::{StateFile, Store};
+use ses_local::api::{Limits, Ses};
+use ses_local::sending::IdentityOn;
+use ses_local::server::{self, App};
+use ses_local::settings::Settings;
+use ses_local::sigv4::Credentials;
+use ses_local::store::{StateFile, Store};
+use ses_local::turnstile;
 
 /// A local Amazon SES (Query API) for custom verification emails: template CRUD, identities,
 /// SendCustomVerificationEmail, SigV4 checks, a clickable outbox and fault injection.
