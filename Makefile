@@ -13,16 +13,21 @@ export WRANGLER_SEND_METRICS := false
 export WASM_BINDGEN_BIN := $(CARGO_BIN)/wasm-bindgen
 export WASM_OPT_BIN := $(NODE_BIN)/wasm-opt
 
-.PHONY: dev test setup build lint unit e2e fuzz bench-gate bench-abuse deploy clean
+.PHONY: dev test setup setup-build build lint unit e2e deploy-check fuzz ses-template ses-check bench-gate bench-abuse deploy clean
 
-dev: setup
+dev: setup-build
 	@scripts/dev.sh
 
-test: setup lint build
+test: setup lint build deploy-check
 	cargo test --workspace
 
+# What the tests need on top of the build tools (boto3, Chromium, cargo-deny).
 setup:
-	@scripts/setup.sh
+	@scripts/setup.sh test
+
+# What building, serving and deploying need: no browser, no Python packages.
+setup-build:
+	@scripts/setup.sh build
 
 # The Worker bundle in build/ (what wrangler dev and the e2e tests run) and the ses-local binary
 # (optimized: its latency is part of every spacing the timing tests measure).
@@ -34,6 +39,11 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
+	cargo deny check licenses bans sources
+
+# The bundle `wrangler deploy` would upload, built and checked without uploading.
+deploy-check:
+	wrangler deploy --dry-run --outdir target/deploy-dry-run
 
 unit:
 	cargo test --workspace --lib --bins
@@ -49,14 +59,23 @@ fuzz:
 # Against a running `IP_RATE_LIMIT=off GATE_INTERVAL_MS=100 make dev`. N signups, default 200.
 N ?= 200
 bench-gate:
-	python3 scripts/bench_gate.py -n $(N) --interval-ms $${GATE_INTERVAL_MS:-$$(grep -oP 'GATE_INTERVAL_MS = "\K[0-9]+' wrangler.toml)}
+	python3 scripts/bench_gate.py -n $(N) --interval-ms $${GATE_INTERVAL_MS:-$$(sed -n 's/^GATE_INTERVAL_MS = "\([0-9]*\)"/\1/p' wrangler.toml)}
 
 # Against a running `GATE_INTERVAL_MS=100 make dev`: the attack mix of issue F.
 bench-abuse:
 	python3 scripts/bench_abuse.py
 
-deploy: setup
+deploy: setup-build
 	wrangler deploy
+
+# The SES side, with your AWS credentials (environment or AWS_PROFILE) and AWS_REGION:
+# create or update the template from templates/; then report what is still missing.
+SES_SETUP := cargo run -q --release -p ses-setup --
+ses-template:
+	$(SES_SETUP) template $(SES_ARGS)
+
+ses-check:
+	$(SES_SETUP) check $(SES_ARGS)
 
 clean:
 	rm -rf build target/e2e .wrangler /dev/shm/signup-verify-e2e

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make dev`: ses-local on 127.0.0.1:4579 with ses-local.toml, and `wrangler dev` on
+# `make dev`: ses-local on 127.0.0.1:4579 seeded with ses-local.toml and the template from
+# templates/ (through `ses-setup template`, as in production), and `wrangler dev` on
 # 127.0.0.1:8787 pointed at it. Ctrl-C stops both. Run through make (it sets PATH and the
-# WASM_*_BIN variables worker-build needs).
+# WASM_*_BIN variables worker-build needs). Portable: bash 3.2 and BSD tools will do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +23,7 @@ if ! grep -q '^STATUS_TOKEN_SECRET=' .dev.vars; then
   printf 'STATUS_TOKEN_SECRET=%s\n' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >> .dev.vars
 fi
 
-cargo build -q --release -p ses-local
+cargo build -q --release -p ses-local -p ses-setup
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
@@ -31,6 +32,16 @@ trap cleanup EXIT INT TERM
 target/release/ses-local --port "$SES_PORT" --config ses-local.toml --state .dev-state/ses-local.json \
   --throttle-ms "$GATE_INTERVAL_MS" &
 pids+=($!)
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:${SES_PORT}/_health" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+# The one template source, templates/, with its links pointed at this machine's Worker.
+echo "==> loading templates/ into ses-local"
+AWS_ACCESS_KEY_ID=AKIDSESLOCAL AWS_SECRET_ACCESS_KEY=ses-local-secret-access-key \
+  target/release/ses-setup template --endpoint "http://127.0.0.1:${SES_PORT}/" --region us-east-1 \
+  --success-url "http://127.0.0.1:${WORKER_PORT}/confirm" \
+  --failure-url "http://127.0.0.1:${WORKER_PORT}/?error=link_failed"
 
 # The demo page at /, which plain form posts are redirected back to.
 wrangler dev --ip 127.0.0.1 --port "$WORKER_PORT" --var "GATE_INTERVAL_MS:$GATE_INTERVAL_MS" \
@@ -58,4 +69,7 @@ MSG
   fi
   sleep 0.5
 done
-wait -n "${pids[@]}"
+# Until either stops (bash 3.2 has no `wait -n`).
+while kill -0 "${pids[0]}" 2>/dev/null && kill -0 "${pids[1]}" 2>/dev/null; do
+  sleep 1
+done

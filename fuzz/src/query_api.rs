@@ -1,5 +1,5 @@
 //! ses-local's Query API: form-encoded parameters (as any SDK sends them) through every action,
-//! with the store seeded from the repository's `ses-local.toml`.
+//! with the store seeded as ses-local's own tests seed it (`ses-local/tests/seed.toml`).
 //!
 //! Input: up to eight calls, one form body per line, run in order against one store (so a
 //! template or identity one call creates is there for the next).
@@ -26,7 +26,8 @@ const MAX_CALLS: usize = 8;
 const NOW_US: u64 = 1_796_083_200_000_000;
 
 pub fn check(data: &[u8]) {
-    let settings = Settings::parse(include_str!("../../ses-local.toml")).expect("the dev seed");
+    let settings =
+        Settings::parse(include_str!("../../ses-local/tests/seed.toml")).expect("the test seed");
     let mut store = Store::default();
     settings.seed(&mut store);
     let limits = Limits {
@@ -34,6 +35,7 @@ pub fn check(data: &[u8]) {
         link_ttl_ms: 86_400_000,
         max_identities: 16,
         identity_on: IdentityOn::Send,
+        max_24_hour_send: 200,
     };
     let mut ses = Ses::new(
         store,

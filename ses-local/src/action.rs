@@ -33,6 +33,7 @@ actions!(
     DeleteIdentity,
     ListIdentities,
     SendCustomVerificationEmail,
+    GetSendQuota,
 );
 
 impl Action {
@@ -48,7 +49,7 @@ mod tests {
 
     #[test]
     fn every_action_parses_from_its_own_name_and_nothing_else_does() {
-        assert_eq!(Action::ALL.len(), 10);
+        assert_eq!(Action::ALL.len(), 11);
         for action in Action::ALL {
             assert_eq!(Action::parse(action.name()), Some(*action));
         }

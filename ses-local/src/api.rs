@@ -52,6 +52,8 @@ pub struct Limits {
     pub link_ttl_ms: u64,
     pub max_identities: usize,
     pub identity_on: IdentityOn,
+    /// What `GetSendQuota` reports as `Max24HourSend` (SES: 200 in the sandbox).
+    pub max_24_hour_send: u64,
 }
 
 /// What a successful action gives back: its `<…Result>` content and, for a send, the MessageId.
@@ -79,6 +81,7 @@ pub struct Ses {
     sending: Sending,
     region: String,
     throttle_ms: u64,
+    max_24_hour_send: u64,
     last_accepted_us: HashMap<Action, u64>,
 }
 
@@ -101,6 +104,7 @@ impl Ses {
             ),
             region: region.to_string(),
             throttle_ms: limits.throttle_ms,
+            max_24_hour_send: limits.max_24_hour_send,
             last_accepted_us: HashMap::new(),
         }
     }
@@ -209,7 +213,29 @@ impl Ses {
                     result_xml: format!("\n    <MessageId>{}</MessageId>\n  ", escape(&id)),
                     message_id: Some(id),
                 }),
+            Action::GetSendQuota => Ok(Done::result(self.send_quota_xml(call.now_us / 1000))),
         }
+    }
+
+    /// `GetSendQuota`: the configured daily quota, the rate the throttle allows, and the mails
+    /// of the last 24 hours.
+    fn send_quota_xml(&self, now_ms: u64) -> String {
+        let day_ago = now_ms.saturating_sub(86_400_000);
+        let sent = self
+            .sending
+            .outbox
+            .newest_first()
+            .filter(|mail| mail.sent_at_ms >= day_ago)
+            .count();
+        let rate = if self.throttle_ms == 0 {
+            1000.0
+        } else {
+            1000.0 / self.throttle_ms as f64
+        };
+        format!(
+            "\n    <Max24HourSend>{:.1}</Max24HourSend>\n    <MaxSendRate>{rate:.1}</MaxSendRate>\n    <SentLast24Hours>{sent}.0</SentLast24Hours>\n  ",
+            self.max_24_hour_send as f64
+        )
     }
 
     /// Opens a verification link and applies its outcome to the identity.

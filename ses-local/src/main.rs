@@ -1,4 +1,5 @@
-//! The ses-local binary: reads its flags and serves the library's [`App`] on 127.0.0.1.
+//! The ses-local binary: reads its flags (or their `SES_LOCAL_*` variables) and serves the
+//! library's [`App`], on 127.0.0.1 unless `--bind` says otherwise.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -17,51 +18,75 @@ use ses_local::turnstile;
 /// A local Amazon SES (Query API) for custom verification emails: template CRUD, identities,
 /// SendCustomVerificationEmail, SigV4 checks, a clickable outbox and fault injection.
 ///
-/// Test endpoints: GET /_outbox (HTML, or JSON with Accept: application/json), GET /_requests,
+/// Every flag can also be set by its environment variable (SES_LOCAL_PORT, ...).
+///
+/// Test endpoints: GET /_health, GET /_outbox (HTML, or JSON with Accept: application/json), GET /_requests,
 /// POST/GET/DELETE /_faults. See ses-local/README.md.
 #[derive(Debug, Parser)]
 #[command(name = "ses-local", version)]
 struct Args {
-    /// Port to listen on, on 127.0.0.1 only. 0 picks a free port; the chosen one is printed.
-    #[arg(long, default_value_t = 4579)]
+    /// Address to listen on. Keep the default unless ses-local must be reached from another
+    /// machine or container: it accepts ses-local's well-known test credentials.
+    #[arg(long, env = "SES_LOCAL_BIND", default_value = "127.0.0.1")]
+    bind: std::net::IpAddr,
+    /// Port to listen on. 0 picks a free port; the chosen one is printed.
+    #[arg(long, env = "SES_LOCAL_PORT", default_value_t = 4579)]
     port: u16,
     /// Access key id requests must be signed with.
-    #[arg(long, default_value = "AKIDSESLOCAL")]
+    #[arg(long, env = "SES_LOCAL_ACCESS_KEY_ID", default_value = "AKIDSESLOCAL")]
     access_key_id: String,
     /// Secret access key requests must be signed with.
-    #[arg(long, default_value = "ses-local-secret-access-key")]
+    #[arg(
+        long,
+        env = "SES_LOCAL_SECRET_ACCESS_KEY",
+        default_value = "ses-local-secret-access-key"
+    )]
     secret_access_key: String,
     /// Session token requests must carry (X-Amz-Security-Token). Unset: none may be sent.
-    #[arg(long)]
+    #[arg(long, env = "SES_LOCAL_SESSION_TOKEN")]
     session_token: Option<String>,
     /// Region the signature's credential scope must name.
-    #[arg(long, default_value = "us-east-1")]
+    #[arg(long, env = "SES_LOCAL_REGION", default_value = "us-east-1")]
     region: String,
     /// TOML seed: verified_identities, configuration_sets and [[templates]] (see ses-local.toml).
-    #[arg(long)]
+    #[arg(long, env = "SES_LOCAL_CONFIG")]
     config: Option<PathBuf>,
     /// JSON file that keeps templates and identities across restarts (written atomically).
-    #[arg(long)]
+    #[arg(long, env = "SES_LOCAL_STATE")]
     state: Option<PathBuf>,
     /// Minimum milliseconds between accepted calls of each action; sooner is Throttling.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, env = "SES_LOCAL_THROTTLE_MS", default_value_t = 1000)]
     throttle_ms: u64,
     /// How long a verification link stays valid, in seconds.
-    #[arg(long, default_value_t = 86_400)]
+    #[arg(long, env = "SES_LOCAL_LINK_TTL_SECS", default_value_t = 86_400)]
     link_ttl_secs: u64,
     /// Largest allowed difference, in seconds, between a request's X-Amz-Date and this clock.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, env = "SES_LOCAL_MAX_SKEW_SECS", default_value_t = 300)]
     max_skew_secs: i64,
     /// The region's identity quota: a send or verification that would add one more identity is
     /// refused with `LimitExceeded`, as SES refuses it (SES's quota: 10,000, not adjustable).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, env = "SES_LOCAL_MAX_IDENTITIES", default_value_t = 10_000)]
     max_identities: usize,
     /// When a SendCustomVerificationEmail's identity appears: `send` (the API reference: the send
     /// adds it, Pending) or `click` (the FAQ: only the clicked link creates it).
-    #[arg(long, value_enum, default_value = "send")]
+    #[arg(
+        long,
+        env = "SES_LOCAL_IDENTITY_ON",
+        value_enum,
+        default_value = "send"
+    )]
     identity_on: IdentityOn,
+    /// What GetSendQuota reports as Max24HourSend. SES gives a sandbox account 200, which
+    /// `ses-setup check` reports as "no production access".
+    #[arg(long, env = "SES_LOCAL_MAX_24_HOUR_SEND", default_value_t = 50_000)]
+    max_24_hour_send: u64,
     /// Seconds added to this machine's clock (negative allowed), to try out clock-skew errors.
-    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    #[arg(
+        long,
+        env = "SES_LOCAL_CLOCK_OFFSET_SECS",
+        default_value_t = 0,
+        allow_hyphen_values = true
+    )]
     clock_offset_secs: i64,
 }
 
@@ -81,18 +106,34 @@ async fn main() {
     if let Some(file) = &state_file {
         file.save(&store).unwrap_or_else(|e| fail(&e));
     }
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+    let listener = tokio::net::TcpListener::bind((args.bind, args.port))
         .await
-        .unwrap_or_else(|e| fail(&format!("cannot listen on 127.0.0.1:{}: {e}", args.port)));
+        .unwrap_or_else(|e| {
+            fail(&format!(
+                "cannot listen on {}:{}: {e}",
+                args.bind, args.port
+            ))
+        });
     let port = listener
         .local_addr()
         .unwrap_or_else(|e| fail(&e.to_string()))
         .port();
+    // Links in mails must be openable: an unspecified bind address is reached as loopback.
+    let host = if args.bind.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        match args.bind {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        }
+    };
+    let base_url = format!("http://{host}:{port}");
     let limits = Limits {
         throttle_ms: args.throttle_ms,
         link_ttl_ms: args.link_ttl_secs.saturating_mul(1000),
         max_identities: args.max_identities,
         identity_on: args.identity_on,
+        max_24_hour_send: args.max_24_hour_send,
     };
     let app = Arc::new(App {
         ses: Mutex::new(Ses::new(
@@ -112,10 +153,10 @@ async fn main() {
         region: args.region,
         max_skew: time::Duration::seconds(args.max_skew_secs),
         clock_offset: time::Duration::seconds(args.clock_offset_secs),
-        base_url: format!("http://127.0.0.1:{port}"),
+        base_url: base_url.clone(),
         siteverify: Mutex::new(turnstile::Siteverify::default()),
     });
-    println!("ses-local listening on http://127.0.0.1:{port}/");
+    println!("ses-local listening on {base_url}/");
     let _ = std::io::stdout().flush();
     if let Err(e) = axum::serve(listener, server::router(app)).await {
         fail(&format!("server stopped: {e}"));

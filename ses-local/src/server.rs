@@ -4,6 +4,7 @@
 //! of every request with its verdict.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
@@ -17,6 +18,7 @@ use time::OffsetDateTime;
 use serde::Serialize;
 
 use crate::api::{Answer, Call, Ses};
+
 use crate::faults::{Fault, FaultRequest, Faults};
 use crate::mail::LinkOutcome;
 use crate::pages;
@@ -74,7 +76,24 @@ impl App {
         lock(&self.ses)
     }
 
-    fn log(&self, record: RequestRecord) {
+    /// Keeps the call in `/_requests` and prints one line for it on stderr: action, verdict,
+    /// signature check, and the verification link of an accepted send (never the address).
+    fn log(&self, record: RequestRecord, verification_link: Option<&str>) {
+        let verdict = record.code.as_deref().unwrap_or("OK");
+        let mut line = format!(
+            "ses-local: {} {} {verdict} signature={}",
+            record.action.as_deref().unwrap_or("-"),
+            record.status,
+            record.signature
+        );
+        if let Some(fault) = &record.fault {
+            line.push_str(&format!(" fault={fault}"));
+        }
+        if let Some(link) = verification_link {
+            line.push_str(&format!(" link={link}"));
+        }
+        // The log is for a person watching; a closed stderr must not stop the API.
+        let _ = writeln!(std::io::stderr(), "{line}");
         lock(&self.requests).push(record);
     }
 
@@ -91,6 +110,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/_outbox/{message_id}/scan", post(scan_link))
         .route("/_verify/{token}", get(verify_link))
         .route("/_requests", get(requests))
+        .route(
+            "/_health",
+            get(|| async { Json(serde_json::json!({"ok": true})) }),
+        )
         .route(
             "/_faults",
             get(list_faults).post(add_fault).delete(clear_faults),
@@ -214,7 +237,7 @@ async fn query_api(
         if let Some((answer, content_type)) = fault_answer(fault, &action, email, &request_id) {
             record.status = answer.status;
             record.code = answer.code.clone();
-            app.log(record);
+            app.log(record, None);
             let mut response = xml_response(answer, request_id);
             if let Ok(value) = header::HeaderValue::from_str(content_type) {
                 response.headers_mut().insert(header::CONTENT_TYPE, value);
@@ -223,7 +246,7 @@ async fn query_api(
         }
         match fault {
             Fault::Hang => {
-                app.log(record.clone());
+                app.log(record.clone(), None);
                 std::future::pending::<()>().await;
             }
             Fault::DelayMs(ms) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
@@ -269,7 +292,12 @@ async fn query_api(
         record.status = answer.status;
         record.code = answer.code.clone();
         record.message_id = answer.message_id.clone();
-        app.log(record);
+        let link = answer
+            .message_id
+            .as_deref()
+            .and_then(|id| ses.outbox().find(id))
+            .map(|mail| mail.verification_link.clone());
+        app.log(record, link.as_deref());
         answer
     };
     match fault {

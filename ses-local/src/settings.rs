@@ -63,10 +63,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_repository_config_file_is_valid() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ses-local.toml");
-        let settings = Settings::load(&path).expect("ses-local.toml parses");
-        assert!(settings
+    fn the_dev_seed_and_the_test_seed_are_valid() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dev = Settings::load(&root.join("../ses-local.toml")).expect("ses-local.toml parses");
+        assert!(dev
+            .verified_identities
+            .iter()
+            .any(|i| i == "noreply@signup-verify.test"));
+        let tests = Settings::load(&root.join("tests/seed.toml")).expect("the test seed parses");
+        assert!(tests
             .templates
             .iter()
             .any(|t| t.template_name == "SignupVerify"));

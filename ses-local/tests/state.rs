@@ -14,7 +14,7 @@ fn state_path(name: &str) -> std::path::PathBuf {
 fn templates_and_identities_survive_a_restart() {
     let path = state_path("restart");
     let state = path.to_str().expect("utf-8 path");
-    let config = support::repo_file("ses-local.toml");
+    let config = support::seed_file();
     {
         let ses = start_with(
             &["--config", &config, "--state", state],

@@ -154,6 +154,23 @@ impl Element {
     }
 }
 
+/// The trimmed text of every element called `name` in an SES reply, in document order, for the
+/// calls other tools make (`ses-setup`); with the same limits and refusals as [`parse_reply`].
+pub fn element_texts(body: &[u8], name: &str) -> Result<Vec<String>, Unparseable> {
+    fn collect(element: &Element, name: &str, found: &mut Vec<String>) {
+        if element.name == name {
+            found.push(element.text.trim().to_string());
+        }
+        for child in &element.children {
+            collect(child, name, found);
+        }
+    }
+    let root = parse_tree(body)?;
+    let mut found = Vec::new();
+    collect(&root, name, &mut found);
+    Ok(found)
+}
+
 fn parse_tree(body: &[u8]) -> Result<Element, Unparseable> {
     let text = std::str::from_utf8(body).map_err(|_| Unparseable("not UTF-8"))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);

@@ -20,7 +20,7 @@ pub const SECRET: &str = "test-secret";
 pub const FROM: &str = "noreply@signup-verify.test";
 
 pub struct SesLocal {
-    child: Child,
+    pub child: Child,
     pub url: String,
 }
 
@@ -31,16 +31,29 @@ impl Drop for SesLocal {
     }
 }
 
-pub fn repo_file(name: &str) -> String {
-    format!("{}/../{name}", env!("CARGO_MANIFEST_DIR"))
+/// The tests' seed: a verified From address, a configuration set and the template `SignupVerify`.
+pub fn seed_file() -> String {
+    format!("{}/tests/seed.toml", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// ses-local seeded from the repository's ses-local.toml, plus `extra` flags.
+/// ses-local seeded from [`seed_file`], plus `extra` flags.
 pub fn start(extra: &[&str]) -> SesLocal {
-    start_with(&["--config", &repo_file("ses-local.toml")], extra)
+    start_with(&["--config", &seed_file()], extra)
 }
 
 pub fn start_with(base: &[&str], extra: &[&str]) -> SesLocal {
+    // One line per call on stderr; the tests read /_requests instead.
+    start_logged(base, extra, &[], Stdio::null())
+}
+
+/// ses-local with `base` and `extra` flags, `env` variables, and its stderr (the call log)
+/// sent to `stderr`.
+pub fn start_logged(
+    base: &[&str],
+    extra: &[&str],
+    env: &[(&str, &str)],
+    stderr: Stdio,
+) -> SesLocal {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ses-local"))
         .args([
             "--port",
@@ -52,7 +65,9 @@ pub fn start_with(base: &[&str], extra: &[&str]) -> SesLocal {
         ])
         .args(base)
         .args(extra)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .expect("start ses-local");
     let url = ses_local_url(child.stdout.take().expect("stdout"));
