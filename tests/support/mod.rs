@@ -8,6 +8,7 @@
 // Native test code: reading the clock is fine off wasm32.
 #![allow(clippy::disallowed_methods, dead_code)]
 
+pub mod contract;
 pub mod gate;
 mod listening;
 pub mod webhook;
@@ -563,7 +564,7 @@ impl Stack {
             req = req.set("authorization", &format!("Bearer {token}"));
         }
         match req.call() {
-            Ok(r) | Err(ureq::Error::Status(_, r)) => into_reply(r),
+            Ok(r) | Err(ureq::Error::Status(_, r)) => into_reply("GET", r),
             Err(e) => panic!("stats: {e}"),
         }
     }
@@ -643,8 +644,11 @@ fn agent() -> ureq::Agent {
         .build()
 }
 
-fn into_reply(response: ureq::Response) -> Reply {
+/// The reply, after checking it against `openapi.yaml` when it is the Worker's.
+fn into_reply(method: &str, response: ureq::Response) -> Reply {
     let status = response.status();
+    let url = response.get_url().to_string();
+    let content_type = response.content_type().to_string();
     let headers = response
         .headers_names()
         .into_iter()
@@ -654,6 +658,7 @@ fn into_reply(response: ureq::Response) -> Reply {
         })
         .collect();
     let text = response.into_string().unwrap_or_default();
+    contract::check(method, &url, status, &content_type, &text);
     let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
     Reply {
         status,
@@ -665,14 +670,14 @@ fn into_reply(response: ureq::Response) -> Reply {
 
 pub fn get_json(url: &str) -> serde_json::Value {
     match agent().get(url).set("accept", "application/json").call() {
-        Ok(r) => into_reply(r).json,
+        Ok(r) => into_reply("GET", r).json,
         Err(e) => panic!("GET {url}: {e}"),
     }
 }
 
 pub fn get(url: &str) -> Option<Reply> {
     match agent().get(url).call() {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => Some(into_reply(r)),
+        Ok(r) | Err(ureq::Error::Status(_, r)) => Some(into_reply("GET", r)),
         Err(_) => None,
     }
 }
@@ -701,7 +706,7 @@ pub fn request_with(method: &str, url: &str, body: Body, headers: &[(&str, &str)
         None => req.call(),
     };
     match result {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => into_reply(r),
+        Ok(r) | Err(ureq::Error::Status(_, r)) => into_reply(method, r),
         Err(e) => panic!("{method} {url}: {e}"),
     }
 }
@@ -713,7 +718,7 @@ pub fn post_chunked(url: &str, content_type: &str, body: Vec<u8>) -> Reply {
         .set("content-type", content_type)
         .send(std::io::Cursor::new(body));
     match result {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => into_reply(r),
+        Ok(r) | Err(ureq::Error::Status(_, r)) => into_reply("POST", r),
         Err(e) => panic!("POST {url}: {e}"),
     }
 }
