@@ -2,7 +2,9 @@
 //! is created, then updated; `check` reports what is missing and starts the From address's
 //! verification; credentials come from the environment or from a profile file.
 
-use std::io::{BufRead, BufReader};
+#[path = "../../tests/support/listening.rs"]
+mod listening;
+use listening::ses_local_url;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 
@@ -46,16 +48,7 @@ fn ses_local(extra: &[&str]) -> SesLocal {
         .stderr(Stdio::null())
         .spawn()
         .expect("start ses-local");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("ses-local prints its address");
-    let url = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let url = ses_local_url(child.stdout.take().expect("stdout"));
     SesLocal { child, url }
 }
 
