@@ -17,6 +17,7 @@ pub mod gate;
 pub mod http;
 pub mod mailbox;
 pub mod redact;
+pub mod request_id;
 pub mod runtime;
 pub mod ses;
 pub mod signup;

@@ -611,3 +611,108 @@ fn one_address_gets_one_send_per_cooldown_and_at_most_the_daily_cap() {
     assert!(retry_after > 80_000, "until the day is over: {retry_after}");
     assert_eq!(stack.ses_requests().len(), 2);
 }
+
+/// The log lines that carry `request_id`, as JSON, from wrangler's log (every object's lines
+/// go there), waiting until `wanted` have arrived.
+fn lines_for(stack: &Stack, request_id: &str, wanted: usize) -> Vec<serde_json::Value> {
+    let needle = format!("\"request_id\":\"{request_id}\"");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let lines: Vec<serde_json::Value> = stack
+            .log_text()
+            .lines()
+            .filter(|l| l.contains(&needle))
+            .filter_map(|l| {
+                l.find('{')
+                    .and_then(|at| serde_json::from_str(&l[at..]).ok())
+            })
+            .collect();
+        if lines.len() >= wanted || std::time::Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn events(lines: &[serde_json::Value]) -> Vec<String> {
+    let mut events: Vec<String> = lines
+        .iter()
+        .map(|l| l["event"].as_str().unwrap_or_default().to_string())
+        .collect();
+    events.sort();
+    events
+}
+
+#[test]
+fn one_request_id_from_cf_ray_ties_a_signup_s_lines_across_the_worker_the_gate_and_the_sender() {
+    let stack = Stack::start(
+        "request-id",
+        Spec {
+            vars: &[("GATE_MAX_WAIT_MS", "0")],
+            ..Spec::default()
+        },
+    );
+    let signup = |email: &str, ray: &str| {
+        support::request_with(
+            "POST",
+            &format!("{}/signup", stack.worker),
+            Some((
+                "application/json",
+                format!(r#"{{"email":"{email}"}}"#).as_bytes(),
+            )),
+            &[("cf-ray", ray)],
+        )
+    };
+    // The first is sent in its request; the second, one slot later, waits in the durable queue
+    // and is sent by the alarm, with the id it came with.
+    let direct = signup("direct@example.com", "8f2c1a9b7d3e4f01-LHR");
+    let queued = signup("queued@example.com", "8f2c1a9b7d3e4f02-LHR");
+    assert_eq!(direct.status, 200, "{}", direct.text);
+    assert_eq!(queued.status, 202, "{}", queued.text);
+
+    let direct_lines = lines_for(&stack, "8f2c1a9b7d3e4f01-LHR", 3);
+    assert_eq!(
+        events(&direct_lines),
+        ["gate_admitted", "ses_call", "signup"],
+        "{direct_lines:?}"
+    );
+    let queued_lines = lines_for(&stack, "8f2c1a9b7d3e4f02-LHR", 4);
+    assert_eq!(
+        events(&queued_lines),
+        ["gate_admitted", "queue_send", "ses_call", "signup"],
+        "{queued_lines:?}"
+    );
+    for line in direct_lines.iter().chain(&queued_lines) {
+        let text = line.to_string();
+        assert!(
+            !text.contains("@example.com"),
+            "no address in a log line: {text}"
+        );
+    }
+
+    // Without cf-ray (or with one that is not an id) the Worker makes one up, and it travels
+    // the same way.
+    let forged = signup("forged@example.com", "x\"}{\"event\":\"forged");
+    assert_eq!(forged.status, 202, "{}", forged.text);
+    let log = stack.log_text();
+    assert!(
+        !log.contains("\"event\":\"forged\""),
+        "a forged cf-ray never reaches a log line"
+    );
+    let made_up = log
+        .lines()
+        .filter_map(|l| {
+            l.find('{')
+                .and_then(|at| serde_json::from_str::<serde_json::Value>(&l[at..]).ok())
+        })
+        .filter(|l| l["event"] == "signup" && l["status"] == 202)
+        .filter_map(|l| l["request_id"].as_str().map(str::to_string))
+        .find(|id| id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .expect("a generated 16-hex-digit request id on the Worker's line");
+    let made_up_lines = lines_for(&stack, &made_up, 4);
+    assert_eq!(
+        events(&made_up_lines),
+        ["gate_admitted", "queue_send", "ses_call", "signup"],
+        "{made_up_lines:?}"
+    );
+}

@@ -33,11 +33,15 @@ use crate::gate::cooldown::{address_key, admit, AddressRecord};
 use crate::gate::queue::{
     estimated_send_at_ms, fair_tag, rfc3339_utc, settle_head, DropReason, HeadResult, QueuedItem,
 };
-use crate::gate::rpc::{Accepted, CallRequest, CallResult, GateStats, SendReply, SenderLink};
+use crate::gate::rpc::{
+    Accepted, CallRequest, CallResult, GateStats, Recipient, SendReply, SenderLink,
+};
 use crate::gate::slots::{retry_jitter_ms, GateState, Reservation};
 use crate::gate::store::{GateStore, NewItem, QueueEnd, StoreError};
 use crate::gate::tracking::SignupState;
 use crate::mailbox::Mailbox;
+use crate::redact::tag_of;
+use crate::request_id::RequestId;
 use crate::ses::outcome::{api_error_for, Outcome, RetryReason};
 
 /// Without a queue to fall back on, a direct send is tried at most this often.
@@ -162,34 +166,39 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         })
     }
 
-    /// A signup: dedupe, the per-address limits, then a direct send or the queue.
-    pub async fn send(&self, email: &EmailAddress) -> SendReply {
+    /// A signup: dedupe, the per-address limits, then a direct send or the queue. Every line it
+    /// logs carries `request_id`.
+    pub async fn send(&self, email: &EmailAddress, request_id: &RequestId) -> SendReply {
         let arrival = self.runtime.now_ms();
         let key = address_key(&self.address_secret, email);
+        let to = Recipient {
+            email,
+            key: &key,
+            request_id: Some(request_id),
+        };
         match self.store.position_of(&key) {
             Ok(Some(position)) => {
                 let signed_up = self.store.load_signup(&key).ok().flatten();
                 let token = signed_up.and_then(|s| self.status_token(&key, s.signed_up_ms));
+                self.log_admitted(to, "already_queued", Some(position));
                 return self
                     .queued_reply(position, arrival)
                     .map(|queued| queued.with_status_token(token));
             }
             Ok(None) => {}
-            Err(e) => return self.unavailable(&e),
+            Err(e) => return self.unavailable(&e, to),
         }
         let admission = match self.admit_address(&key, arrival) {
             Ok(admission) => admission,
             Err(Refusal::Cooldown { retry_after_secs }) => {
-                self.runtime.log_info(
-                    json!({"event": "address_cooldown", "retry_after_secs": retry_after_secs}),
-                );
+                self.runtime.log_info(json!({"event": "address_cooldown", "retry_after_secs": retry_after_secs, "address": tag_of(&key), "request_id": request_id}));
                 return Err(ApiError::Cooldown { retry_after_secs });
             }
-            Err(Refusal::Store(e)) => return self.unavailable(&e),
+            Err(Refusal::Store(e)) => return self.unavailable(&e, to),
         };
         let budget = self.config.daily_send_budget;
         if let Err(retry_after_secs) = self.update(|g| g.budget.take(arrival, budget)) {
-            self.runtime.log_error(json!({"event": "daily_budget_spent", "budget": budget, "retry_after_secs": retry_after_secs}));
+            self.runtime.log_error(json!({"event": "daily_budget_spent", "budget": budget, "retry_after_secs": retry_after_secs, "request_id": request_id}));
             if let Some(admission) = admission {
                 self.take_back(admission);
             }
@@ -198,9 +207,9 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         // Tracked before the first await, so the drain always finds the row it updates.
         let previous = match self.track_signup(&key, email, arrival) {
             Ok(previous) => previous,
-            Err(e) => return self.unavailable(&e),
+            Err(e) => return self.unavailable(&e, to),
         };
-        let reply = self.send_or_queue(email, &key, arrival).await;
+        let reply = self.send_or_queue(to, arrival).await;
         self.settle_signup(&key, email, arrival, &reply, previous);
         match (&reply, admission) {
             // A call that timed out may have reached SES: the address keeps its admission (and
@@ -248,17 +257,17 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         }
     }
 
-    async fn send_or_queue(&self, email: &EmailAddress, key: &str, arrival: u64) -> SendReply {
+    async fn send_or_queue(&self, to: Recipient<'_>, arrival: u64) -> SendReply {
         let queue_len = match self.store.queue_len() {
             Ok(len) => len,
-            Err(e) => return self.unavailable(&e),
+            Err(e) => return self.unavailable(&e, to),
         };
         let paused = self
             .state
             .borrow()
             .paused_until_ms
             .is_some_and(|t| t > arrival);
-        let domain = Mailbox::of(email).domain().to_string();
+        let domain = Mailbox::of(to.email).domain().to_string();
         let domain_has_room = self.config.queue_max == 0
             || self
                 .direct_by_domain
@@ -275,20 +284,19 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         match reservation {
             Reservation::Slot { at_ms } => {
                 let _held = DirectSlot::take(&self.direct_by_domain, domain);
-                self.send_direct(email, key, arrival, at_ms).await
+                self.log_admitted(to, "direct", None);
+                self.send_direct(to, arrival, at_ms).await
             }
             Reservation::Busy { retry_after_secs } => {
-                match self.enqueue(email, key, arrival, QueueEnd::Back, 0).await {
+                match self.enqueue(to, arrival, QueueEnd::Back, 0).await {
                     Ok(Some(queued)) => queued,
                     Ok(None) => {
-                        self.runtime.log_info(
-                            json!({"event": "gate_busy", "retry_after_secs": retry_after_secs}),
-                        );
+                        self.runtime.log_info(json!({"event": "gate_busy", "retry_after_secs": retry_after_secs, "address": tag_of(to.key), "request_id": to.request_id}));
                         Err(ApiError::Busy {
                             retry_after_secs: self.queue_full_retry_after(),
                         })
                     }
-                    Err(e) => self.unavailable(&e),
+                    Err(e) => self.unavailable(&e, to),
                 }
             }
         }
@@ -297,17 +305,11 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     /// Sends in the request, at `slot`. A retryable failure puts the signup at the head of the
     /// queue; only without room there is it retried in the request (twice, within
     /// `GATE_MAX_WAIT_MS`) and then answered with the upstream error.
-    async fn send_direct(
-        &self,
-        email: &EmailAddress,
-        key: &str,
-        arrival: u64,
-        mut slot: u64,
-    ) -> SendReply {
+    async fn send_direct(&self, to: Recipient<'_>, arrival: u64, mut slot: u64) -> SendReply {
         let interval = self.config.interval_ms;
         let deadline = arrival + self.config.max_wait_ms;
         for attempt in 1..=DIRECT_ATTEMPTS_WITHOUT_QUEUE {
-            let call = CallRequest::send(email, key, slot, attempt);
+            let call = CallRequest::send(to, slot, attempt);
             let Some(result) = self.sender.call(&call).await else {
                 return Err(ApiError::Misconfigured);
             };
@@ -344,10 +346,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             let attempts = u32::from(!throttled);
             if attempts < self.config.ses_max_attempts {
                 let now = self.runtime.now_ms();
-                match self
-                    .enqueue(email, key, now, QueueEnd::Front, attempts)
-                    .await
-                {
+                match self.enqueue(to, now, QueueEnd::Front, attempts).await {
                     Ok(Some(queued)) => return queued,
                     Ok(None) => {}
                     // Not queued: the signup still gets its retries in the request.
@@ -377,8 +376,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     /// full or off.
     async fn enqueue(
         &self,
-        email: &EmailAddress,
-        key: &str,
+        to: Recipient<'_>,
         now: u64,
         end: QueueEnd,
         attempts: u32,
@@ -386,7 +384,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         if self.store.queue_len()? >= self.config.queue_max {
             return Ok(None);
         }
-        let mailbox = Mailbox::of(email);
+        let mailbox = Mailbox::of(to.email);
         let domain = mailbox.domain();
         let front = end == QueueEnd::Front;
         let last_of_domain = if front {
@@ -396,13 +394,13 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         };
         let position = self.store.enqueue(NewItem {
             end,
-            email,
-            key,
+            to,
             domain,
             tag: fair_tag(front, last_of_domain, self.state.borrow().served_tag),
             now_ms: now,
             attempts,
         })?;
+        self.log_admitted(to, "queued", Some(position));
         // Now, not at the next slot: draining waits for its slots itself. Once per drain, not
         // per item: each storage call is one more event in the object's queue.
         self.alarm_by(now).await;
@@ -479,7 +477,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             else {
                 break Some(next_free);
             };
-            let call = CallRequest::send(&head.email, &head.key, slot, head.attempts + 1);
+            let call = CallRequest::send(head.recipient(), slot, head.attempts + 1);
             let Some(result) = self.sender.call(&call).await else {
                 break Some(self.runtime.now_ms() + RETRY_LATER_MS);
             };
@@ -535,7 +533,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             }
             outcome
         });
-        self.log_head_result(&outcome, head.enqueued_at_ms);
+        self.log_head_result(&outcome, head);
         match outcome {
             HeadResult::WillRetry { attempts } => self.store.set_attempts(head.id, attempts)?,
             ref left if left.leaves_queue() => self.store.remove(head.id)?,
@@ -634,9 +632,14 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         }
     }
 
-    fn unavailable(&self, e: &StoreError) -> SendReply {
-        self.log_store_error(e);
+    fn unavailable(&self, e: &StoreError, to: Recipient) -> SendReply {
+        self.runtime.log_error(json!({"event": "gate_storage_error", "error": e.to_string(), "address": tag_of(to.key), "request_id": to.request_id}));
         Err(ApiError::Unavailable)
+    }
+
+    /// One line per signup the gate takes: sent now (`direct`), `queued`, or `already_queued`.
+    fn log_admitted(&self, to: Recipient, route: &str, position: Option<u64>) {
+        self.runtime.log_info(json!({"event": "gate_admitted", "route": route, "position": position, "address": tag_of(to.key), "request_id": to.request_id}));
     }
 
     fn log_store_error(&self, e: &StoreError) {
@@ -644,18 +647,20 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             .log_error(json!({"event": "gate_storage_error", "error": e.to_string()}));
     }
 
-    /// One structured line per queued send's fate; drops are what an operator must see.
-    fn log_head_result(&self, outcome: &HeadResult, enqueued_at_ms: u64) {
-        let waited_ms = self.runtime.now_ms().saturating_sub(enqueued_at_ms);
+    /// One structured line per queued send's fate, with the signup's request id; drops are what
+    /// an operator must see.
+    fn log_head_result(&self, outcome: &HeadResult, head: &QueuedItem) {
+        let waited_ms = self.runtime.now_ms().saturating_sub(head.enqueued_at_ms);
+        let (address, request_id) = (tag_of(&head.key), &head.request_id);
         match outcome {
             HeadResult::Dropped { reason, attempts } => self.runtime.log_error(
-                json!({"event": "queue_drop", "reason": reason.as_str(), "attempts": attempts, "waited_ms": waited_ms}),
+                json!({"event": "queue_drop", "reason": reason.as_str(), "attempts": attempts, "waited_ms": waited_ms, "address": address, "request_id": request_id}),
             ),
             HeadResult::Paused { paused_until_ms } => self.runtime.log_error(
-                json!({"event": "queue_paused", "reason": "SES says the configuration is broken", "until": rfc3339_utc(*paused_until_ms)}),
+                json!({"event": "queue_paused", "reason": "SES says the configuration is broken", "until": rfc3339_utc(*paused_until_ms), "address": address, "request_id": request_id}),
             ),
             other => self.runtime.log_info(
-                json!({"event": "queue_send", "result": format!("{other:?}"), "waited_ms": waited_ms}),
+                json!({"event": "queue_send", "result": format!("{other:?}"), "waited_ms": waited_ms, "address": address, "request_id": request_id}),
             ),
         }
     }
@@ -886,8 +891,9 @@ mod tests {
             Self::on(self.store.clone(), self.runtime.clone(), config)
         }
 
+        /// A signup whose request id is `rid-` and the address's local part.
         fn send(&self, address: &str) -> SendReply {
-            run(self.gate.send(&email(address)))
+            run(self.gate.send(&email(address), &request_id_for(address)))
         }
 
         /// A signup that must be sent at once.
@@ -912,6 +918,68 @@ mod tests {
 
     fn email(s: &str) -> EmailAddress {
         EmailAddress::parse(s).expect("valid")
+    }
+
+    /// A request id derived from the address but never spelling it (logs must not hold one).
+    fn request_id_for(address: &str) -> RequestId {
+        let hash = address
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        RequestId::parse(&format!("rid-{hash:08x}")).expect("well formed")
+    }
+
+    fn rid(address: &str) -> Value {
+        json!(request_id_for(address))
+    }
+
+    #[test]
+    fn every_line_a_signup_leaves_in_the_gate_and_every_call_it_causes_carry_its_request_id() {
+        let h = Harness::new(GateConfig {
+            max_wait_ms: 0,
+            ..config()
+        });
+        h.sent("direct@example.com");
+        h.queued("later@example.com");
+        assert!(matches!(
+            h.send("direct@example.com"),
+            Err(ApiError::Cooldown { .. })
+        ));
+        h.runtime.advance_by(INTERVAL);
+        h.drain();
+        let lines: Vec<(String, Value)> = h
+            .runtime
+            .0
+            .logs
+            .borrow()
+            .iter()
+            .filter(|l| l["event"] != "alarm") // the drain's own line, not a signup's
+            .map(|l| {
+                (
+                    l["event"].as_str().unwrap_or_default().to_string(),
+                    l["request_id"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                ("gate_admitted".to_string(), rid("direct@example.com")),
+                ("gate_admitted".to_string(), rid("later@example.com")),
+                ("address_cooldown".to_string(), rid("direct@example.com")),
+                ("queue_send".to_string(), rid("later@example.com")),
+            ]
+        );
+        let sent_for: Vec<Value> = h
+            .sender
+            .calls
+            .borrow()
+            .iter()
+            .map(|c| json!(c.request_id))
+            .collect();
+        assert_eq!(
+            sent_for,
+            [rid("direct@example.com"), rid("later@example.com")]
+        );
     }
 
     fn answered(outcome: Outcome) -> Option<CallResult> {
@@ -1048,8 +1116,11 @@ mod tests {
             store
                 .enqueue(NewItem {
                     end: QueueEnd::Back,
-                    email: &email("later@example.com"),
-                    key: "k-later",
+                    to: Recipient {
+                        email: &email("later@example.com"),
+                        key: "k-later",
+                        request_id: None,
+                    },
                     domain: "example.com",
                     tag: 1,
                     now_ms: START,
@@ -1712,7 +1783,7 @@ mod tests {
         // Five flood mails go out, then someone from another domain signs up.
         for _ in 0..5 {
             let head = h.store.items()[0].clone();
-            let call = CallRequest::send(&head.email, &head.key, h.runtime.now_ms(), 1);
+            let call = CallRequest::send(head.recipient(), h.runtime.now_ms(), 1);
             let result = run(h.sender.call(&call)).expect("answered");
             h.gate.settle(&head, result).expect("settled");
         }

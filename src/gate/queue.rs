@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::email::EmailAddress;
-use crate::gate::rpc::CallResult;
+use crate::gate::rpc::{CallResult, Recipient};
 use crate::gate::slots::GateState;
+use crate::request_id::RequestId;
 use crate::ses::outcome::{Outcome, RetryReason};
 
 /// How long the queue pauses while SES says the configuration or credentials are broken.
@@ -30,6 +31,18 @@ pub struct QueuedItem {
     pub attempts: u32,
     /// Its place in the fair order (see [`fair_tag`]); the queue is served by tag, then arrival.
     pub tag: u64,
+    /// The request that queued it, for the log lines of its send (none for older items).
+    pub request_id: Option<RequestId>,
+}
+
+impl QueuedItem {
+    pub fn recipient(&self) -> Recipient<'_> {
+        Recipient {
+            email: &self.email,
+            key: &self.key,
+            request_id: self.request_id.as_ref(),
+        }
+    }
 }
 
 /// Where a new item goes in the fair order: fair queueing by recipient domain. The queue is
@@ -214,6 +227,7 @@ mod tests {
             enqueued_at_ms: 1_000,
             attempts,
             tag: 1,
+            request_id: None,
         }
     }
 

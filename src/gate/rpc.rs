@@ -12,6 +12,7 @@ use crate::email::EmailAddress;
 use crate::error::ApiError;
 use crate::gate::tracking::TrackingCounters;
 use crate::redact::tag_of;
+use crate::request_id::RequestId;
 use crate::ses::outcome::Outcome;
 use crate::ses::request::SesCall;
 
@@ -38,6 +39,9 @@ pub const SENDER_BINDING: &str = "SES_SENDER";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendRequest {
     pub email: EmailAddress,
+    /// For the gate's and the sender's log lines (see `request_id`).
+    #[serde(rename = "requestId")]
+    pub request_id: RequestId,
 }
 
 /// A signup the gate took: the public `200` and `202` bodies, as they are.
@@ -175,9 +179,9 @@ pub struct SignupStatus {
 /// The gate's answer about one signup.
 pub type StatusReply = Result<SignupStatus, ApiError>;
 
-/// One SES call, not before `slot_ms`. `attempt` and `address_tag` (a prefix of the address's
-/// HMAC key, `redact::tag_of`, or a count for a batch) are for the logs, which never hold an
-/// address.
+/// One SES call, not before `slot_ms`. `attempt`, `address_tag` (a prefix of the address's HMAC
+/// key, `redact::tag_of`, or a count for a batch) and `request_id` (the signup's, for a send) are
+/// for the logs, which never hold an address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CallRequest {
@@ -185,18 +189,30 @@ pub struct CallRequest {
     pub slot_ms: u64,
     pub attempt: u32,
     pub address_tag: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<RequestId>,
+}
+
+/// One signup's address as the gate holds it: as given, its HMAC key, and the request that
+/// brought it (none for an item queued before request ids existed).
+#[derive(Debug, Clone, Copy)]
+pub struct Recipient<'a> {
+    pub email: &'a EmailAddress,
+    pub key: &'a str,
+    pub request_id: Option<&'a RequestId>,
 }
 
 impl CallRequest {
-    /// A send of `email`, whose address key is `key`.
-    pub fn send(email: &EmailAddress, key: &str, slot_ms: u64, attempt: u32) -> Self {
+    /// A send to `to`.
+    pub fn send(to: Recipient, slot_ms: u64, attempt: u32) -> Self {
         Self {
             call: SesCall::Send {
-                email: email.clone(),
+                email: to.email.clone(),
             },
             slot_ms,
             attempt,
-            address_tag: tag_of(key).to_string(),
+            address_tag: tag_of(to.key).to_string(),
+            request_id: to.request_id.cloned(),
         }
     }
 }
@@ -220,9 +236,10 @@ impl GateClient {
             .map_err(|e| rpc_failed("binding", &e, ApiError::Misconfigured))
     }
 
-    pub async fn send(&self, email: &EmailAddress) -> SendReply {
+    pub async fn send(&self, email: &EmailAddress, request_id: &RequestId) -> SendReply {
         let body = serde_json::to_string(&SendRequest {
             email: email.clone(),
+            request_id: request_id.clone(),
         })
         .map_err(|_| ApiError::UpstreamError)?;
         let result = async {
@@ -312,7 +329,7 @@ impl SenderLink for SenderClient {
         result.unwrap_or_else(|e| {
             console_error!(
                 "{}",
-                json!({"event": "sender_unreachable", "attempt": call.attempt, "error": e.to_string()})
+                json!({"event": "sender_unreachable", "attempt": call.attempt, "error": e.to_string(), "request_id": call.request_id})
             );
             Some(CallResult::TimedOut)
         })
@@ -365,11 +382,17 @@ mod tests {
             );
         }
         let email = EmailAddress::parse("a@b.io").expect("valid");
-        let request = CallRequest::send(&email, "ab12cd34ffff", 7, 2);
+        let request_id = RequestId::parse("8f2c1a9b7d3e4f01-LHR").expect("well formed");
+        let to = Recipient {
+            email: &email,
+            key: "ab12cd34ffff",
+            request_id: Some(&request_id),
+        };
+        let request = CallRequest::send(to, 7, 2);
         let json = serde_json::to_string(&request).expect("json");
         assert_eq!(
             json,
-            r#"{"call":{"action":"send","email":"a@b.io"},"slotMs":7,"attempt":2,"addressTag":"ab12cd34"}"#
+            r#"{"call":{"action":"send","email":"a@b.io"},"slotMs":7,"attempt":2,"addressTag":"ab12cd34","requestId":"8f2c1a9b7d3e4f01-LHR"}"#
         );
         assert_eq!(
             serde_json::from_str::<CallRequest>(&json).expect("parse"),
@@ -379,7 +402,14 @@ mod tests {
 
     #[test]
     fn a_request_with_an_address_that_does_not_parse_is_refused_at_the_boundary() {
-        assert!(serde_json::from_str::<SendRequest>(r#"{"email":"a@@b.io"}"#).is_err());
+        assert!(
+            serde_json::from_str::<SendRequest>(r#"{"email":"a@@b.io","requestId":"r-1"}"#)
+                .is_err()
+        );
+        assert!(
+            serde_json::from_str::<SendRequest>(r#"{"email":"a@b.io","requestId":"r 1"}"#).is_err(),
+            "a request id is checked at the boundary too"
+        );
         assert!(serde_json::from_str::<CallRequest>(
             r#"{"call":{"action":"send","email":"a b@c.io"},"slotMs":1,"attempt":1,"addressTag":"x"}"#
         )
@@ -388,7 +418,8 @@ mod tests {
             r#"{"call":{"action":"check","identities":["a@b.io","a@@b.io"]},"slotMs":1,"attempt":1,"addressTag":"x"}"#
         )
         .is_err());
-        let parsed: SendRequest = serde_json::from_str(r#"{"email":"a@B.io"}"#).expect("valid");
+        let parsed: SendRequest =
+            serde_json::from_str(r#"{"email":"a@B.io","requestId":"r-1"}"#).expect("valid");
         assert_eq!(parsed.email.as_str(), "a@b.io");
     }
 

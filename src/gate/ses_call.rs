@@ -16,7 +16,7 @@ use crate::gate::rpc::{CallRequest, CallResult};
 use crate::redact::redact_addresses;
 use crate::ses::outcome::{classify_for, Outcome, RetryReason};
 use crate::ses::reply::{parse_reply, Reply, Unparseable};
-use crate::ses::request::{build_request, SesCall, SignedRequest};
+use crate::ses::request::{build_request, SignedRequest};
 
 /// SES replies are a few hundred bytes; anything far larger is not SES.
 const MAX_REPLY_BYTES: usize = 64 * 1024;
@@ -24,14 +24,18 @@ const MAX_REPLY_BYTES: usize = 64 * 1024;
 /// The SES request for `call`, signed and dated at its slot (or now, if that is later), as a
 /// Workers request ready to send: built ahead of its departure so that nothing but the fetch
 /// itself lies between the departure and the wire. `None` (logged) if it cannot be signed.
-pub fn prepared_request(config: &SesConfig, call: &SesCall, slot_ms: u64) -> Option<Request> {
-    let prepared = build_request(config, call, slot_ms.max(crate::runtime::now_ms()))
+pub fn prepared_request(config: &SesConfig, call: &CallRequest) -> Option<Request> {
+    let signed_at = call.slot_ms.max(crate::runtime::now_ms());
+    let prepared = build_request(config, &call.call, signed_at)
         .map_err(|e| e.to_string())
         .and_then(|signed| fetch_request(&signed).map_err(|e| e.to_string()));
     match prepared {
         Ok(request) => Some(request),
         Err(error) => {
-            console_error!("{}", json!({"event": "ses_signing_failed", "error": error}));
+            console_error!(
+                "{}",
+                json!({"event": "ses_signing_failed", "error": error, "request_id": call.request_id})
+            );
             None
         }
     }
@@ -75,7 +79,7 @@ pub async fn call_ses(
             controller.abort();
             console_error!(
                 "{}",
-                json!({"event": "ses_timeout", "attempt": attempt, "timeout_ms": timeout_ms})
+                json!({"event": "ses_timeout", "attempt": attempt, "timeout_ms": timeout_ms, "request_id": call.request_id})
             );
             return CallResult::TimedOut;
         }
@@ -85,7 +89,7 @@ pub async fn call_ses(
         Err(e) => {
             console_error!(
                 "{}",
-                json!({"event": "ses_unreachable", "attempt": attempt, "error": e.to_string()})
+                json!({"event": "ses_unreachable", "attempt": attempt, "error": e.to_string(), "request_id": call.request_id})
             );
             return CallResult::Answered(Outcome::Retryable(RetryReason::ServerError));
         }
@@ -124,6 +128,7 @@ fn attempt_line(
         "status": status,
         "round_trip_ms": round_trip_ms,
         "outcome": outcome.log_name(),
+        "request_id": call.request_id,
     });
     match reply {
         Ok(Reply::Sent {
@@ -131,16 +136,16 @@ fn attempt_line(
             request_id,
         }) => {
             line["message_id"] = json!(message_id);
-            line["request_id"] = json!(request_id);
+            line["ses_request_id"] = json!(request_id);
         }
         Ok(Reply::Checked {
             statuses,
             request_id,
         }) => {
             line["identities_listed"] = json!(statuses.len());
-            line["request_id"] = json!(request_id);
+            line["ses_request_id"] = json!(request_id);
         }
-        Ok(Reply::Deleted { request_id }) => line["request_id"] = json!(request_id),
+        Ok(Reply::Deleted { request_id }) => line["ses_request_id"] = json!(request_id),
         Ok(Reply::Failed(error)) => {
             let redact = |text: &str| {
                 call.call
@@ -153,7 +158,7 @@ fn attempt_line(
             line["code"] = json!(redact(&error.code));
             line["type"] = json!(error.kind.as_deref().map(redact));
             line["message"] = json!(error.message.as_deref().map(redact));
-            line["request_id"] = json!(error.request_id.as_deref().map(redact));
+            line["ses_request_id"] = json!(error.request_id.as_deref().map(redact));
         }
         Err(unparseable) => line["unparseable"] = json!(unparseable.0),
     }
@@ -168,15 +173,28 @@ fn attempt_line(
 mod tests {
     use super::*;
     use crate::email::EmailAddress;
+    use crate::gate::rpc::Recipient;
     use crate::redact::has_address;
+    use crate::request_id::RequestId;
     use crate::ses::outcome::classify;
+    use crate::ses::request::SesCall;
+
+    fn send_call(email: &EmailAddress, attempt: u32) -> CallRequest {
+        let request_id = RequestId::parse("rid-1").expect("well formed");
+        let to = Recipient {
+            email,
+            key: "ab12cd34",
+            request_id: Some(&request_id),
+        };
+        CallRequest::send(to, 0, attempt)
+    }
 
     #[test]
     fn no_log_line_for_any_ses_reply_fixture_holds_an_address() {
         let dir =
             std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ses-xml");
         let email = EmailAddress::parse("person@example.com").expect("valid");
-        let call = CallRequest::send(&email, "ab12cd34", 0, 1);
+        let call = send_call(&email, 1);
         let mut read = 0;
         let mut redacted = 0;
         for entry in std::fs::read_dir(&dir).expect("fixtures") {
@@ -211,6 +229,7 @@ mod tests {
             slot_ms: 0,
             attempt: 1,
             address_tag: "1 identities".into(),
+            request_id: None,
         };
         let body = std::fs::read(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(
             "tests/fixtures/ses-xml/handwritten__get-identity-verification-attributes.200.xml",
@@ -227,11 +246,13 @@ mod tests {
     #[test]
     fn an_echoed_address_is_logged_as_the_calls_tag() {
         let email = EmailAddress::parse("Victim+1@Example.com").expect("valid");
-        let call = CallRequest::send(&email, "ab12cd34", 0, 2);
+        let call = send_call(&email, 2);
         let body = br#"<ErrorResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/"><Error><Type>Sender</Type><Code>InvalidParameterValue</Code><Message>Invalid email address&lt;Victim+1@example.com&gt;.</Message></Error><RequestId>r</RequestId></ErrorResponse>"#;
         let reply = parse_reply(body, None);
         let line = attempt_line(&call, 400, 5, &reply, &classify(400, &reply));
         assert_eq!(line["message"], "Invalid email address<<email:ab12cd34>>.");
         assert_eq!(line["address"], "ab12cd34");
+        assert_eq!(line["request_id"], "rid-1", "the signup's own id");
+        assert_eq!(line["ses_request_id"], "r", "SES's id for the call");
     }
 }

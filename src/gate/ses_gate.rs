@@ -58,7 +58,7 @@ impl DurableObject for SesGate {
                 let reply: SendReply = match (gate, request) {
                     (Err(error), _) => Err(*error),
                     (Ok(_), Err(_)) => Err(ApiError::InvalidBody),
-                    (Ok(gate), Ok(request)) => gate.send(&request.email).await,
+                    (Ok(gate), Ok(request)) => gate.send(&request.email, &request.request_id).await,
                 };
                 Response::from_json(&reply)
             }

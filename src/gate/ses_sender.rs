@@ -76,7 +76,7 @@ impl SesSender {
     /// made at all: the config does not load, or the request cannot be signed.
     async fn call(&self, call: &CallRequest) -> Option<CallResult> {
         let config = self.config.as_ref().ok()?;
-        let request = prepared_request(&config.ses, &call.call, call.slot_ms)?;
+        let request = prepared_request(&config.ses, call)?;
         let call_id = self
             .wait_for_departure(call.slot_ms, config.gate.interval_ms)
             .await;
@@ -92,7 +92,7 @@ impl SesSender {
         if let Some(pause_ms) = pause {
             console_log!(
                 "{}",
-                json!({"event": "sender_backoff", "pause_ms": pause_ms})
+                json!({"event": "sender_backoff", "pause_ms": pause_ms, "request_id": call.request_id})
             );
         }
         drop(in_flight);

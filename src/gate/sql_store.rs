@@ -19,6 +19,7 @@ use crate::gate::store::{
     cleanup_due, has_work, GateStore, NewItem, OutboxEvent, QueueEnd, StoreError, StoreResult,
 };
 use crate::gate::tracking::Signup;
+use crate::request_id::RequestId;
 
 const SCHEMA: [&str; 18] = [
     "CREATE TABLE IF NOT EXISTS gate (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL)",
@@ -26,7 +27,7 @@ const SCHEMA: [&str; 18] = [
     // at the head gets the smallest `seq`.
     "CREATE TABLE IF NOT EXISTS fair_queue (id INTEGER PRIMARY KEY AUTOINCREMENT, tag REAL NOT NULL,
         seq REAL NOT NULL, domain TEXT NOT NULL, email TEXT NOT NULL, key TEXT NOT NULL UNIQUE,
-        enqueued_at_ms REAL NOT NULL, attempts INTEGER NOT NULL)",
+        enqueued_at_ms REAL NOT NULL, attempts INTEGER NOT NULL, request_id TEXT)",
     "CREATE INDEX IF NOT EXISTS fair_queue_order ON fair_queue (tag, seq)",
     "CREATE INDEX IF NOT EXISTS fair_queue_by_domain ON fair_queue (domain, tag)",
     "CREATE INDEX IF NOT EXISTS fair_queue_by_age ON fair_queue (enqueued_at_ms)",
@@ -73,6 +74,7 @@ struct ItemRow {
     key: String,
     enqueued_at_ms: f64,
     attempts: f64,
+    request_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -116,6 +118,15 @@ impl SqlGateStore {
         for statement in SCHEMA {
             sql.exec(statement, None)
                 .map_err(|e| StoreError::failed("create schema", e))?;
+        }
+        // Queues made before request ids existed lack the column: a query naming it fails
+        // exactly then (no PRAGMA needed).
+        if sql
+            .exec("SELECT request_id FROM fair_queue LIMIT 0", None)
+            .is_err()
+        {
+            sql.exec("ALTER TABLE fair_queue ADD COLUMN request_id TEXT", None)
+                .map_err(|e| StoreError::failed("add fair_queue.request_id", e))?;
         }
         Ok(Self { sql })
     }
@@ -284,25 +295,28 @@ impl GateStore for SqlGateStore {
         self.exec(
             "enqueue",
             &format!(
-                "INSERT INTO fair_queue (tag, seq, domain, email, key, enqueued_at_ms, attempts) VALUES (?, ({seq}), ?, ?, ?, ?, ?)"
+                "INSERT INTO fair_queue (tag, seq, domain, email, key, enqueued_at_ms, attempts, request_id) VALUES (?, ({seq}), ?, ?, ?, ?, ?, ?)"
             ),
             vec![
                 ms(item.tag),
                 item.domain.into(),
-                item.email.as_str().into(),
-                item.key.into(),
+                item.to.email.as_str().into(),
+                item.to.key.into(),
                 ms(item.now_ms),
                 (item.attempts as i32).into(),
+                item.to
+                    .request_id
+                    .map_or(SqlStorageValue::Null, |id| id.as_str().into()),
             ],
         )?;
-        self.position_of(item.key)?
+        self.position_of(item.to.key)?
             .ok_or_else(|| StoreError::failed("enqueue", "the new item is not in the queue"))
     }
 
     fn head(&self) -> StoreResult<Option<QueuedItem>> {
         let rows: Vec<ItemRow> = self.rows(
             "read queue head",
-            "SELECT id, tag, email, key, enqueued_at_ms, attempts FROM fair_queue ORDER BY tag, seq LIMIT 1",
+            "SELECT id, tag, email, key, enqueued_at_ms, attempts, request_id FROM fair_queue ORDER BY tag, seq LIMIT 1",
             vec![],
         )?;
         let Some(row) = rows.into_iter().next() else {
@@ -319,6 +333,8 @@ impl GateStore for SqlGateStore {
             enqueued_at_ms: row.enqueued_at_ms as u64,
             attempts: row.attempts as u32,
             tag: row.tag as u64,
+            // An id that does not parse only costs the log lines their request id.
+            request_id: row.request_id.as_deref().and_then(RequestId::parse),
         }))
     }
 

@@ -10,9 +10,9 @@
 
 use std::fmt;
 
-use crate::email::EmailAddress;
 use crate::gate::cooldown::AddressRecord;
 use crate::gate::queue::QueuedItem;
+use crate::gate::rpc::Recipient;
 use crate::gate::slots::GateState;
 use crate::gate::tracking::{Cleanup, Signup, SignupState};
 
@@ -59,9 +59,8 @@ pub enum QueueEnd {
 #[derive(Debug, Clone, Copy)]
 pub struct NewItem<'a> {
     pub end: QueueEnd,
-    pub email: &'a EmailAddress,
-    /// The dedupe key: one item per key.
-    pub key: &'a str,
+    /// The address, its key (the dedupe key: one item per key) and its request id.
+    pub to: Recipient<'a>,
     /// The recipient domain (canonical), for [`GateStore::last_tag`].
     pub domain: &'a str,
     /// Its place in the fair order (`queue::fair_tag`).
@@ -296,17 +295,18 @@ mod memory {
         fn enqueue(&self, new: NewItem) -> StoreResult<u64> {
             self.check("enqueue")?;
             let mut data = self.0.borrow_mut();
-            if data.queue.iter().any(|(_, _, i)| i.key == new.key) {
+            if data.queue.iter().any(|(_, _, i)| i.key == new.to.key) {
                 return Err(StoreError::failed("enqueue", "UNIQUE constraint failed"));
             }
             data.next_id += 1;
             let item = QueuedItem {
                 id: data.next_id,
-                email: new.email.clone(),
-                key: new.key.into(),
+                email: new.to.email.clone(),
+                key: new.to.key.into(),
                 enqueued_at_ms: new.now_ms,
                 attempts: new.attempts,
                 tag: new.tag,
+                request_id: new.to.request_id.cloned(),
             };
             let orders = data.queue.iter().map(|(o, _, _)| *o);
             let order = match new.end {
@@ -315,7 +315,7 @@ mod memory {
             };
             data.queue.push((order, new.domain.to_string(), item));
             data.queue.sort_by_key(|(o, _, i)| (i.tag, *o));
-            let key = new.key;
+            let key = new.to.key;
             Ok(data
                 .queue
                 .iter()

@@ -15,6 +15,8 @@ use crate::config::{Config, ConfigError};
 use crate::confirm::{render, token_from_cookies, ConfirmPage};
 use crate::error::ApiError;
 use crate::gate::rpc::{GateClient, CONFIRM_PATH};
+use crate::request_id::RequestId;
+use crate::runtime::random_u32;
 
 /// Turnstile's form field.
 const TURNSTILE_FIELD: &str = "cf-turnstile-response";
@@ -41,6 +43,7 @@ pub async fn post(req: &mut Request, env: &Env, config: Result<Config, ConfigErr
     };
     // Another site's form may not confirm for this browser (the cookie is also SameSite=Lax).
     let own = own_origin(req);
+    let request_id = RequestId::from_ray_or_random(header(req, "cf-ray").as_deref(), random_u32);
     if header(req, "origin").is_some_and(|origin| origin != own) {
         return error_response(ApiError::OriginNotAllowed);
     }
@@ -53,7 +56,9 @@ pub async fn post(req: &mut Request, env: &Env, config: Result<Config, ConfigErr
             .find(|(name, _)| name == TURNSTILE_FIELD)
             .map(|(_, value)| value.into_owned());
         let ip = header(req, "cf-connecting-ip");
-        if let Err(error) = verify_turnstile(turnstile, token.as_deref(), ip.as_deref()).await {
+        if let Err(error) =
+            verify_turnstile(turnstile, token.as_deref(), ip.as_deref(), &request_id).await
+        {
             return error_response(error);
         }
     }
@@ -80,7 +85,10 @@ pub async fn post(req: &mut Request, env: &Env, config: Result<Config, ConfigErr
         }
     };
     if status.is_none() {
-        console_log!("{}", json!({"event": "confirm_without_signup"}));
+        console_log!(
+            "{}",
+            json!({"event": "confirm_without_signup", "request_id": request_id})
+        );
     }
     if let Some(target) = config
         .browser

@@ -20,6 +20,7 @@ use crate::config::{BrowserConfig, Config, ConfigError, TurnstileConfig};
 use crate::confirm::signup_cookie;
 use crate::error::ApiError;
 use crate::gate::rpc::{Accepted, GateClient};
+use crate::request_id::RequestId;
 use crate::runtime::{now_ms, random_u32};
 use crate::signup::{parse_content_type, parse_signup, BodyFormat, Submission, MAX_BODY_BYTES};
 use crate::status_token;
@@ -49,7 +50,9 @@ pub async fn post(req: &mut Request, env: &Env, config: Result<Config, ConfigErr
         .form_redirects
         .as_ref()
         .filter(|_| is_form && prefers_html(header(req, "accept").as_deref()));
-    let result = signup(req, env, &config).await;
+    let request_id = RequestId::from_ray_or_random(header(req, "cf-ray").as_deref(), random_u32);
+    let result = signup(req, env, &config, &request_id).await;
+    log_signup(&request_id, &result);
     let own_origin = own_origin(req);
     let location = redirects.and_then(|pages| match &result {
         Ok(accepted) => pages.success(&own_origin, accepted.status()),
@@ -129,9 +132,14 @@ pub(super) fn see_other(location: &str) -> Response {
 }
 
 /// The signup itself: `Sent` with the MessageId, or `Queued` with the queue position.
-async fn signup(req: &mut Request, env: &Env, config: &Config) -> Result<Accepted, ApiError> {
+async fn signup(
+    req: &mut Request,
+    env: &Env,
+    config: &Config,
+    request_id: &RequestId,
+) -> Result<Accepted, ApiError> {
     let browser = &config.browser;
-    limit_ip(req, env, browser).await?;
+    limit_ip(req, env, browser, request_id).await?;
     let format = parse_content_type(header(req, "content-type").as_deref())?;
     let body = read_body_limited(req).await?;
     let (email, token) = match parse_signup(format, &body, &browser.honeypot_field)? {
@@ -142,7 +150,7 @@ async fn signup(req: &mut Request, env: &Env, config: &Config) -> Result<Accepte
         Submission::Honeypot => {
             console_log!(
                 "{}",
-                json!({"event": "honeypot", "field": browser.honeypot_field})
+                json!({"event": "honeypot", "field": browser.honeypot_field, "request_id": request_id})
             );
             // Shaped like a real answer, token included (one that names nothing).
             let decoy_token = config.gate.tracking.status_token_secret.as_ref().map(|_| {
@@ -163,22 +171,40 @@ async fn signup(req: &mut Request, env: &Env, config: &Config) -> Result<Accepte
             turnstile,
             token.as_deref(),
             header(req, "cf-connecting-ip").as_deref(),
+            request_id,
         )
         .await?;
     }
     GateClient::for_region(env, &config.ses.region)?
-        .send(&email)
+        .send(&email, request_id)
         .await
 }
 
+/// The one line every signup leaves in the Worker's log: its request id and its answer.
+fn log_signup(request_id: &RequestId, result: &Result<Accepted, ApiError>) {
+    let (status, answer) = match result {
+        Ok(accepted) => (accepted.http_status(), accepted.status()),
+        Err(error) => (error.status(), error.code()),
+    };
+    console_log!(
+        "{}",
+        json!({"event": "signup", "request_id": request_id, "status": status, "answer": answer})
+    );
+}
+
 /// The Workers Rate Limiting binding, keyed by `CF-Connecting-IP` (IPv6 by its /64; 5 per 60 s).
-async fn limit_ip(req: &Request, env: &Env, browser: &BrowserConfig) -> Result<(), ApiError> {
+async fn limit_ip(
+    req: &Request,
+    env: &Env,
+    browser: &BrowserConfig,
+    request_id: &RequestId,
+) -> Result<(), ApiError> {
     if !browser.ip_rate_limit {
         return Ok(());
     }
     let ip = rate_limit_key(header(req, "cf-connecting-ip").as_deref());
     let limiter = env.rate_limiter(IP_RATE_LIMITER_BINDING).map_err(|e| {
-        console_error!("{}", json!({"event": "rate_limiter_missing", "binding": IP_RATE_LIMITER_BINDING, "error": e.to_string()}));
+        console_error!("{}", json!({"event": "rate_limiter_missing", "binding": IP_RATE_LIMITER_BINDING, "error": e.to_string(), "request_id": request_id}));
         ApiError::Misconfigured
     })?;
     match limiter.limit(ip).await {
@@ -190,7 +216,7 @@ async fn limit_ip(req: &Request, env: &Env, browser: &BrowserConfig) -> Result<(
             // A broken limiter must not take signups down with it.
             console_error!(
                 "{}",
-                json!({"event": "rate_limiter_failed", "error": e.to_string()})
+                json!({"event": "rate_limiter_failed", "error": e.to_string(), "request_id": request_id})
             );
             Ok(())
         }
@@ -202,6 +228,7 @@ pub(super) async fn verify_turnstile(
     turnstile: &TurnstileConfig,
     token: Option<&str>,
     remote_ip: Option<&str>,
+    request_id: &RequestId,
 ) -> Result<(), ApiError> {
     let Some(token) = token else {
         return Err(ApiError::CaptchaFailed);
@@ -229,19 +256,22 @@ pub(super) async fn verify_turnstile(
         Either::Left((Err(e), _)) => {
             console_error!(
                 "{}",
-                json!({"event": "turnstile_unreachable", "error": e.to_string()})
+                json!({"event": "turnstile_unreachable", "error": e.to_string(), "request_id": request_id})
             );
             return Err(ApiError::CaptchaFailed);
         }
         Either::Right(_) => {
-            console_error!("{}", json!({"event": "turnstile_timeout"}));
+            console_error!(
+                "{}",
+                json!({"event": "turnstile_timeout", "request_id": request_id})
+            );
             return Err(ApiError::CaptchaFailed);
         }
     };
     verdict(&reply, &turnstile.expected_hostnames).map_err(|codes| {
         console_log!(
             "{}",
-            json!({"event": "turnstile_rejected", "error_codes": codes})
+            json!({"event": "turnstile_rejected", "error_codes": codes, "request_id": request_id})
         );
         ApiError::CaptchaFailed
     })

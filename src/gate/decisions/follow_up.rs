@@ -299,6 +299,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             slot_ms: slot,
             attempt: 1,
             address_tag: format!("{} identities", due.len()),
+            request_id: None,
         };
         let Some(result) = self.sender.call(&call).await else {
             return Ok(false);
@@ -361,6 +362,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             slot_ms: slot,
             attempt: 1,
             address_tag: tag_of(key).to_string(),
+            request_id: None,
         };
         let Some(result) = self.sender.call(&call).await else {
             return Ok(false);
