@@ -13,7 +13,7 @@ export WRANGLER_SEND_METRICS := false
 export WASM_BINDGEN_BIN := $(CARGO_BIN)/wasm-bindgen
 export WASM_OPT_BIN := $(NODE_BIN)/wasm-opt
 
-.PHONY: dev test setup setup-build build lint unit e2e deploy-check fuzz ses-template ses-check bench-gate bench-abuse deploy clean
+.PHONY: dev test setup setup-build build lint unit e2e deploy-check fuzz ses-template ses-check bench bench-gate bench-abuse deploy clean
 
 dev: setup-build
 	@scripts/dev.sh
@@ -55,6 +55,10 @@ e2e: setup build
 # and failures. `make test` replays the kept corpora on stable (fuzz/tests/corpora.rs).
 fuzz:
 	@scripts/fuzz.sh
+
+# The native core per signup (sign, parse, classify), with criterion; prints what it exercised.
+bench:
+	cargo bench --bench core
 
 # Against a running `IP_RATE_LIMIT=off GATE_INTERVAL_MS=100 make dev`. N signups, default 200.
 N ?= 200

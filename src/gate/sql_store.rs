@@ -9,6 +9,7 @@
 
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
+use std::cell::Cell;
 use worker::{SqlStorage, SqlStorageValue};
 
 use crate::email::EmailAddress;
@@ -21,7 +22,7 @@ use crate::gate::store::{
 use crate::gate::tracking::Signup;
 use crate::request_id::RequestId;
 
-const SCHEMA: [&str; 18] = [
+const SCHEMA: [&str; 21] = [
     "CREATE TABLE IF NOT EXISTS gate (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL)",
     // Served by (tag, seq): fair across recipient domains (`queue::fair_tag`); an item put back
     // at the head gets the smallest `seq`.
@@ -31,6 +32,8 @@ const SCHEMA: [&str; 18] = [
     "CREATE INDEX IF NOT EXISTS fair_queue_order ON fair_queue (tag, seq)",
     "CREATE INDEX IF NOT EXISTS fair_queue_by_domain ON fair_queue (domain, tag)",
     "CREATE INDEX IF NOT EXISTS fair_queue_by_age ON fair_queue (enqueued_at_ms)",
+    // MAX(seq) / MIN(seq) for each new item, without a scan.
+    "CREATE INDEX IF NOT EXISTS fair_queue_by_seq ON fair_queue (seq)",
     // The first version's FIFO: whatever it still holds moves to the front of the fair queue,
     // in its order (no introspection needed: the table is made, emptied and dropped each start).
     "CREATE TABLE IF NOT EXISTS queue (id INTEGER PRIMARY KEY AUTOINCREMENT, seq REAL NOT NULL,
@@ -39,8 +42,11 @@ const SCHEMA: [&str; 18] = [
         SELECT 0, seq, '', email, key, enqueued_at_ms, attempts FROM queue",
     "DROP TABLE queue",
     "CREATE TABLE IF NOT EXISTS address_limits (key TEXT PRIMARY KEY, record TEXT NOT NULL, last_ms REAL NOT NULL)",
+    // Each admission forgets expired records: a range, not a scan of every address.
+    "CREATE INDEX IF NOT EXISTS address_limits_by_last ON address_limits (last_ms)",
     "CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS sends (at_ms REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS sends_by_time ON sends (at_ms)",
     "DROP TABLE IF EXISTS gate_state",
     "CREATE TABLE IF NOT EXISTS signups (key TEXT PRIMARY KEY, record TEXT NOT NULL,
         next_check_ms REAL, cleanup_due INTEGER NOT NULL, has_work INTEGER NOT NULL,
@@ -64,6 +70,13 @@ fn ms(value: u64) -> SqlStorageValue {
 #[derive(Deserialize)]
 struct One<T> {
     value: T,
+}
+
+/// An item's place in the fair order.
+#[derive(Deserialize, PartialEq, Clone, Copy)]
+struct Place {
+    tag: f64,
+    seq: f64,
 }
 
 #[derive(Deserialize)]
@@ -110,6 +123,10 @@ impl From<EventRow> for OutboxEvent {
 
 pub struct SqlGateStore {
     sql: SqlStorage,
+    /// The queue's length, counted once and then kept by every statement that adds or removes
+    /// items (this object is the table's only writer); `None` after a failed write, so the
+    /// next read counts again.
+    queue_len: Cell<Option<u64>>,
 }
 
 impl SqlGateStore {
@@ -128,7 +145,10 @@ impl SqlGateStore {
             sql.exec("ALTER TABLE fair_queue ADD COLUMN request_id TEXT", None)
                 .map_err(|e| StoreError::failed("add fair_queue.request_id", e))?;
         }
-        Ok(Self { sql })
+        Ok(Self {
+            sql,
+            queue_len: Cell::new(None),
+        })
     }
 
     fn exec(
@@ -184,6 +204,19 @@ impl SqlGateStore {
             }
         }
         Ok(signups)
+    }
+
+    /// Runs a `DELETE … RETURNING id` on the queue and says how many rows went. On failure the
+    /// kept length is forgotten (counted again when next read).
+    fn counted_delete(
+        &self,
+        operation: &'static str,
+        query: &str,
+        bindings: Vec<SqlStorageValue>,
+    ) -> StoreResult<u64> {
+        self.rows::<IgnoredAny>(operation, query, bindings)
+            .map(|rows| rows.len() as u64)
+            .inspect_err(|_| self.queue_len.set(None))
     }
 
     fn count(
@@ -245,21 +278,47 @@ impl GateStore for SqlGateStore {
     }
 
     fn queue_len(&self) -> StoreResult<u64> {
-        self.count(
+        if let Some(len) = self.queue_len.get() {
+            return Ok(len);
+        }
+        let len = self.count(
             "queue length",
             "SELECT COUNT(*) AS value FROM fair_queue",
             vec![],
-        )
+        )?;
+        self.queue_len.set(Some(len));
+        Ok(len)
     }
 
+    /// Counted over the `(tag, seq)` index, and only when the item is not last in the order: a
+    /// new signup during a flood is last, so its position is the length, with no count.
     fn position_of(&self, key: &str) -> StoreResult<Option<u64>> {
-        let position = self.count(
+        let place = |operation, query, bindings| {
+            let rows: Vec<Place> = self.rows(operation, query, bindings)?;
+            Ok::<_, StoreError>(rows.into_iter().next())
+        };
+        let Some(mine) = place(
             "queue position",
-            "SELECT COUNT(*) AS value FROM fair_queue q, (SELECT tag, seq FROM fair_queue WHERE key = ?) me
-             WHERE q.tag < me.tag OR (q.tag = me.tag AND q.seq <= me.seq)",
+            "SELECT tag, seq FROM fair_queue WHERE key = ?",
             vec![key.into()],
+        )?
+        else {
+            return Ok(None);
+        };
+        let last = place(
+            "queue position",
+            "SELECT tag, seq FROM fair_queue ORDER BY tag DESC, seq DESC LIMIT 1",
+            vec![],
         )?;
-        Ok(Some(position).filter(|p| *p > 0))
+        if last == Some(mine) {
+            return self.queue_len().map(Some);
+        }
+        self.count(
+            "queue position",
+            "SELECT COUNT(*) AS value FROM fair_queue WHERE (tag, seq) <= (?, ?)",
+            vec![mine.tag.into(), mine.seq.into()],
+        )
+        .map(Some)
     }
 
     fn last_tag(&self, domain: &str) -> StoreResult<Option<u64>> {
@@ -278,11 +337,13 @@ impl GateStore for SqlGateStore {
             vec![ms(before_ms)],
         )?;
         if !expired.is_empty() {
-            self.exec(
+            let deleted = self.counted_delete(
                 "expire items",
-                "DELETE FROM fair_queue WHERE enqueued_at_ms < ?",
+                "DELETE FROM fair_queue WHERE enqueued_at_ms < ? RETURNING id",
                 vec![ms(before_ms)],
             )?;
+            self.queue_len
+                .set(self.queue_len.get().map(|n| n.saturating_sub(deleted)));
         }
         Ok(expired.into_iter().map(|row| row.value).collect())
     }
@@ -309,6 +370,7 @@ impl GateStore for SqlGateStore {
                     .map_or(SqlStorageValue::Null, |id| id.as_str().into()),
             ],
         )?;
+        self.queue_len.set(self.queue_len.get().map(|n| n + 1));
         self.position_of(item.to.key)?
             .ok_or_else(|| StoreError::failed("enqueue", "the new item is not in the queue"))
     }
@@ -339,11 +401,14 @@ impl GateStore for SqlGateStore {
     }
 
     fn remove(&self, id: u64) -> StoreResult<()> {
-        self.exec(
+        let deleted = self.counted_delete(
             "dequeue",
-            "DELETE FROM fair_queue WHERE id = ?",
+            "DELETE FROM fair_queue WHERE id = ? RETURNING id",
             vec![ms(id)],
-        )
+        )?;
+        self.queue_len
+            .set(self.queue_len.get().map(|n| n.saturating_sub(deleted)));
+        Ok(())
     }
 
     fn set_attempts(&self, id: u64, attempts: u32) -> StoreResult<()> {
