@@ -618,20 +618,23 @@ fn lines_for(stack: &Stack, request_id: &str, wanted: usize) -> Vec<serde_json::
     let needle = format!("\"request_id\":\"{request_id}\"");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let lines: Vec<serde_json::Value> = stack
-            .log_text()
-            .lines()
-            .filter(|l| l.contains(&needle))
-            .filter_map(|l| {
-                l.find('{')
-                    .and_then(|at| serde_json::from_str(&l[at..]).ok())
-            })
+        let log = stack.log_text();
+        let lines: Vec<serde_json::Value> = json_lines(&log)
+            .filter(|l| l.to_string().contains(&needle))
             .collect();
         if lines.len() >= wanted || std::time::Instant::now() > deadline {
             return lines;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Every log line that is a JSON object (wrangler prefixes some with a timestamp).
+fn json_lines(log: &str) -> impl Iterator<Item = serde_json::Value> + '_ {
+    log.lines().filter_map(|l| {
+        l.find('{')
+            .and_then(|at| serde_json::from_str(&l[at..]).ok())
+    })
 }
 
 fn events(lines: &[serde_json::Value]) -> Vec<String> {
@@ -698,12 +701,7 @@ fn one_request_id_from_cf_ray_ties_a_signup_s_lines_across_the_worker_the_gate_a
         "a forged cf-ray never reaches a log line"
     );
     // The forged one's id was made up by the Worker: 16 hex digits, on its `signup` line.
-    let worker_ids: Vec<String> = log
-        .lines()
-        .filter_map(|l| {
-            l.find('{')
-                .and_then(|at| serde_json::from_str::<serde_json::Value>(&l[at..]).ok())
-        })
+    let worker_ids: Vec<String> = json_lines(&log)
         .filter(|l| l["event"] == "signup")
         .filter_map(|l| l["request_id"].as_str().map(str::to_string))
         .collect();
