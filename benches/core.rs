@@ -9,6 +9,7 @@ use signup_verify::email::EmailAddress;
 use signup_verify::ses::outcome::{classify_for, Outcome};
 use signup_verify::ses::reply::parse_reply;
 use signup_verify::ses::request::{build_request, SesCall};
+use signup_verify::ses::signer::SigningKeys;
 
 /// What SES answers a `SendCustomVerificationEmail` (the shape ses-local sends).
 const SENT_REPLY: &[u8] =
@@ -47,7 +48,9 @@ fn per_signup(c: &mut Criterion) {
     let call = SesCall::Send {
         email: EmailAddress::parse("someone+news@example.com").expect("valid"),
     };
-    let signed = build_request(&config.ses, &call, NOW_MS).expect("signs");
+    // As in the sender object: one key cache for the day, derived by the first signature.
+    let keys = SigningKeys::default();
+    let signed = build_request(&config.ses, &keys, &call, NOW_MS);
     let outcome = classify_for(&call, 200, &parse_reply(SENT_REPLY, None));
     assert!(matches!(
         outcome,
@@ -64,14 +67,14 @@ fn per_signup(c: &mut Criterion) {
     );
 
     c.bench_function("sign the SendCustomVerificationEmail request", |b| {
-        b.iter(|| build_request(black_box(&config.ses), black_box(&call), NOW_MS))
+        b.iter(|| build_request(black_box(&config.ses), &keys, black_box(&call), NOW_MS))
     });
     c.bench_function("parse and classify the reply", |b| {
         b.iter(|| classify_for(&call, 200, &parse_reply(black_box(SENT_REPLY), None)))
     });
     c.bench_function("one signup's core: sign, then parse and classify", |b| {
         b.iter(|| {
-            let signed = build_request(black_box(&config.ses), black_box(&call), NOW_MS);
+            let signed = build_request(black_box(&config.ses), &keys, black_box(&call), NOW_MS);
             let outcome = classify_for(&call, 200, &parse_reply(black_box(SENT_REPLY), None));
             (signed, outcome)
         })

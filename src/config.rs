@@ -287,7 +287,7 @@ impl SesConfig {
                     }
                 })?
             }
-            Some(raw) => parse_service_url("SES_ENDPOINT", &raw)?,
+            Some(raw) => parse_ses_endpoint(&raw)?,
         };
         let credentials = AwsCredentials {
             access_key_id: vars.required("AWS_ACCESS_KEY_ID")?,
@@ -502,6 +502,28 @@ fn parse_service_url(variable: &'static str, raw: &str) -> Result<Url, ConfigErr
     }
 }
 
+/// `SES_ENDPOINT`: a service URL whose path is plain (unreserved characters between slashes, no
+/// `.` or `..` segment), so that it is its own SigV4 canonical path (`ses::signer`).
+fn parse_ses_endpoint(raw: &str) -> Result<Url, ConfigError> {
+    let url = parse_service_url("SES_ENDPOINT", raw)?;
+    let plain_segment = |segment: &str| {
+        !matches!(segment, "." | "..")
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    };
+    let segments: Vec<&str> = url.path().split('/').skip(1).collect();
+    let (last, inner) = segments.split_last().unwrap_or((&"", &[]));
+    if inner.iter().all(|s| !s.is_empty() && plain_segment(s)) && plain_segment(last) {
+        Ok(url)
+    } else {
+        Err(ConfigError {
+            variable: "SES_ENDPOINT",
+            problem: "must have a plain path: letters, digits and - . _ ~ between slashes",
+        })
+    }
+}
+
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
@@ -620,6 +642,8 @@ mod tests {
             "http://127.0.0.2:9/",
             "http://[::1]:9/",
             "https://ses.example.com/",
+            "https://ses.example.com/v1/ses/",
+            "https://ses.example.com/ses",
         ] {
             let mut vars = base();
             vars.insert("SES_ENDPOINT", ok);
@@ -632,6 +656,8 @@ mod tests {
             "not a url",
             "https://user:pw@ses.example.com/",
             "https://ses.example.com/?a=b",
+            "https://ses.example.com/a%20b/",
+            "https://ses.example.com/a//b",
         ] {
             assert_eq!(
                 error_for(&[("SES_ENDPOINT", bad)]).variable,

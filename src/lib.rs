@@ -23,6 +23,7 @@ pub mod ses;
 pub mod signup;
 pub mod status_token;
 pub mod turnstile;
+pub mod utc;
 
 pub use gate::ses_gate::SesGate;
 pub use gate::ses_sender::SesSender;

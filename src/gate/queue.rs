@@ -15,6 +15,7 @@ use crate::gate::rpc::{CallResult, Recipient};
 use crate::gate::slots::GateState;
 use crate::request_id::RequestId;
 use crate::ses::outcome::{Outcome, RetryReason};
+use crate::utc::UtcTime;
 
 /// How long the queue pauses while SES says the configuration or credentials are broken.
 pub const CONFIG_PAUSE_MS: u64 = 60_000;
@@ -191,28 +192,9 @@ pub fn estimated_send_at_ms(gate: &GateState, now_ms: u64, position: u64, interv
     start + position.saturating_sub(1) * interval_ms
 }
 
-/// `2026-11-26T10:00:00.000Z` for Unix milliseconds (the Workers runtime has no formatter here).
+/// `2026-11-26T10:00:00.000Z` for Unix milliseconds.
 pub fn rfc3339_utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        ms % 1000
-    )
+    UtcTime::from_unix_ms(ms).rfc3339()
 }
 
 #[cfg(test)]

@@ -17,24 +17,28 @@ use crate::redact::redact_addresses;
 use crate::ses::outcome::{classify_for, Outcome, RetryReason};
 use crate::ses::reply::{parse_reply, Reply, Unparseable};
 use crate::ses::request::{build_request, SignedRequest};
+use crate::ses::signer::SigningKeys;
 
 /// SES replies are a few hundred bytes; anything far larger is not SES.
 const MAX_REPLY_BYTES: usize = 64 * 1024;
 
 /// The SES request for `call`, signed and dated at its slot (or now, if that is later), as a
 /// Workers request ready to send: built ahead of its departure so that nothing but the fetch
-/// itself lies between the departure and the wire. `None` (logged) if it cannot be signed.
-pub fn prepared_request(config: &SesConfig, call: &CallRequest) -> Option<Request> {
+/// itself lies between the departure and the wire. `None` (logged) if the runtime refuses to
+/// build it.
+pub fn prepared_request(
+    config: &SesConfig,
+    keys: &SigningKeys,
+    call: &CallRequest,
+) -> Option<Request> {
     let signed_at = call.slot_ms.max(crate::runtime::now_ms());
-    let prepared = build_request(config, &call.call, signed_at)
-        .map_err(|e| e.to_string())
-        .and_then(|signed| fetch_request(&signed).map_err(|e| e.to_string()));
-    match prepared {
+    let signed = build_request(config, keys, &call.call, signed_at);
+    match fetch_request(&signed) {
         Ok(request) => Some(request),
         Err(error) => {
             console_error!(
                 "{}",
-                json!({"event": "ses_signing_failed", "error": error, "request_id": call.request_id})
+                json!({"event": "ses_signing_failed", "error": error.to_string(), "request_id": call.request_id})
             );
             None
         }

@@ -24,11 +24,14 @@ use crate::gate::pacing::{CallId, Pacing, PlaceInLine, Sleeper, Waiting};
 use crate::gate::rpc::{CallRequest, CallResult, CALL_PATH};
 use crate::gate::ses_call::{call_ses, prepared_request};
 use crate::runtime::{load_config, now_ms, random_u32};
+use crate::ses::signer::SigningKeys;
 
 #[durable_object]
 pub struct SesSender {
     /// Parsed once per instance; a call under a broken config cannot be made.
     config: std::result::Result<Config, ConfigError>,
+    /// The day's SigV4 signing key, derived once per day and region.
+    signing_keys: SigningKeys,
     pacing: RefCell<Pacing>,
     /// Calls holding a slot, waiting to leave.
     waiting: RefCell<Waiting>,
@@ -40,6 +43,7 @@ impl DurableObject for SesSender {
     fn new(_state: State, env: Env) -> Self {
         Self {
             config: load_config(&env),
+            signing_keys: SigningKeys::default(),
             pacing: RefCell::new(Pacing::started(now_ms())),
             waiting: RefCell::new(Waiting::default()),
             wakers: RefCell::new(Vec::new()),
@@ -76,7 +80,7 @@ impl SesSender {
     /// made at all: the config does not load, or the request cannot be signed.
     async fn call(&self, call: &CallRequest) -> Option<CallResult> {
         let config = self.config.as_ref().ok()?;
-        let request = prepared_request(&config.ses, call)?;
+        let request = prepared_request(&config.ses, &self.signing_keys, call)?;
         let call_id = self
             .wait_for_departure(call.slot_ms, config.gate.interval_ms)
             .await;

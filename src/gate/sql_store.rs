@@ -73,7 +73,7 @@ struct One<T> {
 }
 
 /// An item's place in the fair order.
-#[derive(Deserialize, PartialEq, Clone, Copy)]
+#[derive(Deserialize)]
 struct Place {
     tag: f64,
     seq: f64,
@@ -293,32 +293,22 @@ impl GateStore for SqlGateStore {
     /// Counted over the `(tag, seq)` index, and only when the item is not last in the order: a
     /// new signup during a flood is last, so its position is the length, with no count.
     fn position_of(&self, key: &str) -> StoreResult<Option<u64>> {
-        let place = |operation, query, bindings| {
-            let rows: Vec<Place> = self.rows(operation, query, bindings)?;
-            Ok::<_, StoreError>(rows.into_iter().next())
-        };
-        let Some(mine) = place(
+        let places: Vec<Place> = self.rows(
             "queue position",
             "SELECT tag, seq FROM fair_queue WHERE key = ?",
             vec![key.into()],
-        )?
-        else {
+        )?;
+        let Some(mine) = places.into_iter().next() else {
             return Ok(None);
         };
-        let last = place(
+        // Counted from the back: a new item is at or near the end of the fair order, so this
+        // reads a few index entries, not the whole queue ahead of it.
+        let behind = self.count(
             "queue position",
-            "SELECT tag, seq FROM fair_queue ORDER BY tag DESC, seq DESC LIMIT 1",
-            vec![],
-        )?;
-        if last == Some(mine) {
-            return self.queue_len().map(Some);
-        }
-        self.count(
-            "queue position",
-            "SELECT COUNT(*) AS value FROM fair_queue WHERE (tag, seq) <= (?, ?)",
+            "SELECT COUNT(*) AS value FROM fair_queue WHERE (tag, seq) > (?, ?)",
             vec![mine.tag.into(), mine.seq.into()],
-        )
-        .map(Some)
+        )?;
+        Ok(Some(self.queue_len()?.saturating_sub(behind)))
     }
 
     fn last_tag(&self, domain: &str) -> StoreResult<Option<u64>> {

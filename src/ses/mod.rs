@@ -4,3 +4,4 @@
 pub mod outcome;
 pub mod reply;
 pub mod request;
+pub mod signer;

@@ -3,7 +3,7 @@
 //! form-encoded bodies and their SigV4 headers. Time is a parameter; nothing here reads a clock
 //! (the wasm32 clock traps).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Secret;
 use crate::config::{AwsCredentials, SesConfig};
 use crate::email::EmailAddress;
+use crate::ses::signer::{sign_form_post, FormPost, SigningKeys};
 
 pub const API_VERSION: &str = "2010-12-01";
 pub const SEND_ACTION: &str = "SendCustomVerificationEmail";
@@ -113,12 +114,13 @@ fn build_identity_body(action: &str, identities: &[EmailAddress]) -> String {
     form.finish()
 }
 
-/// `call` as a signed request, dated `now_ms`.
+/// `call` as a signed request, dated `now_ms`, with the signing key `keys` holds for the day.
 pub fn build_request(
     config: &SesConfig,
+    keys: &SigningKeys,
     call: &SesCall,
     now_ms: u64,
-) -> Result<SignedRequest, SigningError> {
+) -> SignedRequest {
     let body = match call {
         SesCall::Send { email } => build_send_body(
             email,
@@ -127,20 +129,25 @@ pub fn build_request(
         ),
         other => build_identity_body(other.action(), other.addresses()),
     };
-    let url = config.endpoint.to_string();
-    let content_type = ("Content-Type", FORM_CONTENT_TYPE);
-    let mut headers = vec![(content_type.0.to_string(), content_type.1.to_string())];
-    headers.extend(sign_headers(
-        "POST",
-        &url,
-        &[content_type],
-        body.as_bytes(),
+    let post = FormPost {
+        url: &config.endpoint,
+        content_type: FORM_CONTENT_TYPE,
+        body: body.as_bytes(),
+    };
+    let mut headers = vec![("Content-Type".to_string(), FORM_CONTENT_TYPE.to_string())];
+    headers.extend(sign_form_post(
+        &post,
         &config.credentials,
         &config.region,
         SIGNING_NAME,
-        UNIX_EPOCH + Duration::from_millis(now_ms),
-    )?);
-    Ok(SignedRequest { url, headers, body })
+        now_ms,
+        keys,
+    ));
+    SignedRequest {
+        url: config.endpoint.to_string(),
+        headers,
+        body,
+    }
 }
 
 /// SigV4-signs a request and returns the headers to add to it: `X-Amz-Date`, `Authorization` and,
@@ -197,6 +204,7 @@ mod tests {
     use super::*;
     use crate::config::build_config;
     use std::path::PathBuf;
+    use std::time::{Duration, UNIX_EPOCH};
 
     const VECTOR_TIME_SECS: u64 = 1_440_938_160; // 20150830T123600Z
 
@@ -297,6 +305,108 @@ mod tests {
         assert_eq!(actual, expected);
     }
 
+    #[test]
+    fn the_fast_signer_reproduces_the_aws_form_post_vector() {
+        let (_, url, headers, body, expected) = load_vector("post-x-www-form-urlencoded");
+        let content_type = &headers
+            .iter()
+            .find(|(n, _)| n == "Content-Type")
+            .expect("content type")
+            .1;
+        let url = url::Url::parse(&url).expect("url");
+        let post = FormPost {
+            url: &url,
+            content_type,
+            body: &body,
+        };
+        let credentials = vector_credentials(None);
+        let keys = SigningKeys::default();
+        for _ in 0..2 {
+            // Derived, then taken from the cache: both sign the same.
+            let added = sign_form_post(
+                &post,
+                &credentials,
+                "us-east-1",
+                "service",
+                VECTOR_TIME_SECS * 1000,
+                &keys,
+            );
+            assert_eq!(added[1], ("Authorization".to_string(), expected.clone()));
+        }
+    }
+
+    /// The headers `sign_headers` (aws-sigv4's general signer) adds to `request`, sorted.
+    fn general_signature(
+        config: &SesConfig,
+        request: &SignedRequest,
+        now_ms: u64,
+    ) -> Vec<(String, String)> {
+        let mut added = sign_headers(
+            "POST",
+            &request.url,
+            &[("Content-Type", FORM_CONTENT_TYPE)],
+            request.body.as_bytes(),
+            &config.credentials,
+            &config.region,
+            SIGNING_NAME,
+            UNIX_EPOCH + Duration::from_millis(now_ms),
+        )
+        .expect("aws-sigv4 signs");
+        added.push(("content-type".to_string(), FORM_CONTENT_TYPE.to_string()));
+        lowercase_sorted(added)
+    }
+
+    fn lowercase_sorted(mut headers: Vec<(String, String)>) -> Vec<(String, String)> {
+        for header in &mut headers {
+            header.0.make_ascii_lowercase();
+        }
+        headers.sort();
+        headers
+    }
+
+    #[test]
+    fn every_call_is_signed_exactly_as_aws_sigv4_signs_it_across_days_endpoints_and_tokens() {
+        let calls = [
+            send("user+tag@example.com"),
+            SesCall::Check {
+                identities: vec![email("a+1@b.io"), email("c@d.io")],
+            },
+            SesCall::Delete {
+                identity: email("a@b.io"),
+            },
+        ];
+        let configs = [
+            ses_config(&[]),
+            ses_config(&[("SES_ENDPOINT", "http://127.0.0.1:4579/")]),
+            ses_config(&[("SES_ENDPOINT", "https://ses.example.com:8443/v1/ses")]),
+            ses_config(&[("AWS_SESSION_TOKEN", "  token/with+chars==  ")]),
+            ses_config(&[("AWS_REGION", "eu-west-1")]),
+        ];
+        // One cache through every case: a day, region or secret change must derive a new key.
+        let keys = SigningKeys::default();
+        let mut signatures = std::collections::HashSet::new();
+        for now_ms in [
+            1_440_938_160_000,
+            1_440_979_199_999,
+            1_440_979_200_000,
+            1_796_126_400_123,
+        ] {
+            for config in &configs {
+                for call in &calls {
+                    let fast = build_request(config, &keys, call, now_ms);
+                    let general = general_signature(config, &fast, now_ms);
+                    assert_eq!(
+                        lowercase_sorted(fast.headers.clone()),
+                        general,
+                        "{call:?} at {now_ms}"
+                    );
+                    signatures.insert(general);
+                }
+            }
+        }
+        assert_eq!(signatures.len(), 4 * 5 * 3, "every case signs differently");
+    }
+
     fn ses_config(extra: &[(&str, &str)]) -> SesConfig {
         let mut vars = vec![
             ("AWS_REGION", "us-east-1"),
@@ -310,6 +420,7 @@ mod tests {
         vars.extend_from_slice(extra);
         build_config(|name| {
             vars.iter()
+                .rev() // an extra setting overrides the base one
                 .find(|(n, _)| *n == name)
                 .map(|(_, v)| v.to_string())
         })
@@ -352,10 +463,10 @@ mod tests {
     fn a_fixed_clock_ses_request_has_a_stable_signature_over_the_exact_body() {
         let request = build_request(
             &ses_config(&[]),
+            &SigningKeys::default(),
             &send("user+tag@example.com"),
             1_440_938_160_000,
-        )
-        .expect("signed");
+        );
         assert_eq!(request.url, "https://email.us-east-1.amazonaws.com/");
         let header = |name: &str| {
             request
@@ -382,7 +493,12 @@ mod tests {
     #[test]
     fn a_session_token_is_sent_and_signed() {
         let config = ses_config(&[("AWS_SESSION_TOKEN", "session-token-value")]);
-        let request = build_request(&config, &send("a@b.io"), 1_440_938_160_000).expect("signed");
+        let request = build_request(
+            &config,
+            &SigningKeys::default(),
+            &send("a@b.io"),
+            1_440_938_160_000,
+        );
         let token = request
             .headers
             .iter()
@@ -403,9 +519,18 @@ mod tests {
     #[test]
     fn a_loopback_endpoint_with_a_port_is_signed_for_that_host() {
         let config = ses_config(&[("SES_ENDPOINT", "http://127.0.0.1:4579/")]);
-        let a = build_request(&config, &send("a@b.io"), 1_440_938_160_000).expect("signed");
-        let b =
-            build_request(&ses_config(&[]), &send("a@b.io"), 1_440_938_160_000).expect("signed");
+        let a = build_request(
+            &config,
+            &SigningKeys::default(),
+            &send("a@b.io"),
+            1_440_938_160_000,
+        );
+        let b = build_request(
+            &ses_config(&[]),
+            &SigningKeys::default(),
+            &send("a@b.io"),
+            1_440_938_160_000,
+        );
         assert_eq!(a.url, "http://127.0.0.1:4579/");
         assert_eq!(a.body, b.body);
         assert_ne!(a.headers, b.headers, "the host is part of the signature");
@@ -422,7 +547,12 @@ mod tests {
         let check = SesCall::Check {
             identities: vec![email("a+1@b.io"), email("c@d.io")],
         };
-        let request = build_request(&ses_config(&[]), &check, 1_440_938_160_000).expect("signed");
+        let request = build_request(
+            &ses_config(&[]),
+            &SigningKeys::default(),
+            &check,
+            1_440_938_160_000,
+        );
         assert_eq!(
             request.body,
             "Action=GetIdentityVerificationAttributes&Version=2010-12-01\
@@ -431,7 +561,12 @@ mod tests {
         let delete = SesCall::Delete {
             identity: email("a+1@b.io"),
         };
-        let request = build_request(&ses_config(&[]), &delete, 1_440_938_160_000).expect("signed");
+        let request = build_request(
+            &ses_config(&[]),
+            &SigningKeys::default(),
+            &delete,
+            1_440_938_160_000,
+        );
         assert_eq!(
             request.body,
             "Action=DeleteIdentity&Version=2010-12-01&Identity=a%2B1%40b.io"
