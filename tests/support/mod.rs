@@ -420,15 +420,51 @@ fn test_wrangler_config() -> String {
     out
 }
 
+/// A `wrangler dev` of another Worker (the benchmark's JavaScript baseline), from its
+/// wrangler.toml text, with `--var NAME:VALUE` overrides; stopped when dropped.
+pub struct DevWorker {
+    pub url: String,
+    pub dir: PathBuf,
+    wrangler: Option<Group>,
+}
+
+impl DevWorker {
+    pub fn start(name: &str, config: &str, vars: &[String]) -> DevWorker {
+        let dir = stack_dir(name);
+        std::fs::write(dir.join("wrangler.toml"), config).expect("write wrangler.toml");
+        let (wrangler, url) = spawn_wrangler(&dir, vars, 0);
+        DevWorker {
+            url,
+            dir,
+            wrangler: Some(wrangler),
+        }
+    }
+}
+
+impl Drop for DevWorker {
+    fn drop(&mut self) {
+        self.wrangler.take();
+        if state_dir(&self.dir).starts_with("/dev/shm") {
+            let _ = std::fs::remove_dir_all(state_dir(&self.dir));
+        }
+    }
+}
+
+/// A fresh directory for one stack's config and logs, under target/e2e.
+fn stack_dir(name: &str) -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let dir = root()
+        .join("target/e2e")
+        .join(format!("{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create stack dir");
+    dir
+}
+
 impl Stack {
     pub fn start(name: &str, spec: Spec) -> Stack {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = root()
-            .join("target/e2e")
-            .join(format!("{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create stack dir");
+        let dir = stack_dir(name);
 
         let ses_bin = root().join("target/release/ses-local");
         require(&ses_bin, "the ses-local binary");
