@@ -329,11 +329,22 @@ fn main() {
         ses.url
     );
 
+    // signup-verify twice: as deployed by default (a log line per hop: Worker, gate, sender) and
+    // with LOG_LEVEL=error, which logs as much as the baseline does (nothing, when all is well).
     let ours_stack = our_stack("bench-ours", &ses, &[("GATE_INTERVAL_MS", "1")]);
+    let quiet_stack = our_stack(
+        "bench-ours-quiet",
+        &ses,
+        &[("GATE_INTERVAL_MS", "1"), ("LOG_LEVEL", "error")],
+    );
     let baseline = baseline_worker(&ses);
     let targets = [
         Target {
-            name: "signup-verify",
+            name: "signup-verify, LOG_LEVEL=error",
+            url: quiet_stack.worker.clone(),
+        },
+        Target {
+            name: "signup-verify, default logging",
             url: ours_stack.worker.clone(),
         },
         Target {
@@ -341,8 +352,9 @@ fn main() {
             url: baseline.url.clone(),
         },
     ];
+    const BASELINE: usize = 2;
 
-    // Warm both (first requests compile the wasm, create the objects and their tables).
+    // Warm each (first requests compile the wasm, create the objects and their tables).
     for target in &targets {
         let warm: Vec<String> = (0..20)
             .map(|i| format!("warm-{i}@warm.bench.example"))
@@ -351,16 +363,17 @@ fn main() {
     }
     ses.take_calls();
 
-    // One signup at a time, rounds interleaved (the order alternates each round).
+    // Rounds interleaved: in each, every target in turn (the order rotates each round), one
+    // signup at a time, then 8 connections at once.
     let per_round = 40;
-    let mut latency = [Tally::default(), Tally::default()];
-    let mut throughput = [
-        (Tally::default(), Vec::new()),
-        (Tally::default(), Vec::new()),
-    ];
+    let mut latency: Vec<Tally> = targets.iter().map(|_| Tally::default()).collect();
+    let mut throughput: Vec<(Tally, Vec<f64>)> = targets
+        .iter()
+        .map(|_| (Tally::default(), Vec::new()))
+        .collect();
     for round in 0..rounds {
-        for step in 0..2 {
-            let t = (round + step) % 2;
+        for step in 0..targets.len() {
+            let t = (round + step) % targets.len();
             let addresses: Vec<String> = (0..per_round)
                 .map(|i| format!("seq-{round}-{i}@seq.bench.example"))
                 .collect();
@@ -370,8 +383,8 @@ fn main() {
                 &addresses,
             ));
         }
-        for step in 0..2 {
-            let t = (round + step) % 2;
+        for step in 0..targets.len() {
+            let t = (round + step) % targets.len();
             let (tally, rate) =
                 sign_up_at_once(&targets[t].url, &format!("par-{round}"), CONNECTIONS, 40);
             throughput[t].0.add(tally);
@@ -391,16 +404,18 @@ fn main() {
         }
     }
 
-    let ours_config = ours_stack.dir.join("wrangler.toml");
-    let baseline_config = baseline.dir.join("wrangler.toml");
     let upload = [
-        upload_bytes(&ours_config, &root().join("target/bench/upload-ours")),
         upload_bytes(
-            &baseline_config,
+            &ours_stack.dir.join("wrangler.toml"),
+            &root().join("target/bench/upload-ours"),
+        ),
+        upload_bytes(
+            &baseline.dir.join("wrangler.toml"),
             &root().join("target/bench/upload-baseline"),
         ),
     ];
     drop(baseline);
+    drop(quiet_stack);
     drop(ours_stack);
 
     let rate = |t: usize| {
@@ -409,29 +424,39 @@ fn main() {
     };
     println!();
     println!("## signup-verify beside aws4fetch + a JavaScript Durable Object gate");
-    println!("(one run; {rounds} interleaved rounds; gate interval 1 ms; stub SES)");
+    println!(
+        "(one run; {rounds} interleaved rounds of {per_round} one at a time and {} over \
+         {CONNECTIONS} connections per target; gate interval 1 ms; stub SES)",
+        CONNECTIONS * 40
+    );
     println!();
-    println!("| figure | signup-verify | aws4fetch + JS DO gate | ratio |");
+    println!("| figure | signup-verify, LOG_LEVEL=error | signup-verify, default logging | aws4fetch + JS DO gate |");
     println!("|---|---|---|---|");
+    // Each figure, and beside signup-verify's its ratio to the baseline's.
+    let cells = |value: &dyn Fn(usize) -> f64| -> Vec<String> {
+        (0..targets.len())
+            .map(|t| match t {
+                BASELINE => format!("{:.2}", value(t)),
+                _ => format!("{:.2} ({:.2}×)", value(t), value(t) / value(BASELINE)),
+            })
+            .collect()
+    };
+    let ms = cells(&|t| latency[t].mean_ms());
     println!(
-        "| one signup at a time, ms per signup | {:.2} | {:.2} | {:.2}× the baseline's time |",
-        latency[0].mean_ms(),
-        latency[1].mean_ms(),
-        latency[0].mean_ms() / latency[1].mean_ms()
+        "| one signup at a time, ms per signup (× the baseline's time) | {} |",
+        ms.join(" | ")
+    );
+    let per_s = cells(&rate);
+    println!(
+        "| {CONNECTIONS} connections, signups/s (× the baseline's rate) | {} |",
+        per_s.join(" | ")
     );
     println!(
-        "| {CONNECTIONS} connections, signups/s | {:.0} | {:.0} | {:.2}× the baseline's rate |",
-        rate(0),
-        rate(1),
-        rate(0) / rate(1)
-    );
-    println!(
-        "| upload: wasm + JS, gzip -9 | {} ({} raw) | {} ({} raw) | {:.1}× |",
+        "| upload: wasm + JS, gzip -9 | {} ({} raw) | same | {} ({} raw) |",
         kb(upload[0].1),
         kb(upload[0].0),
         kb(upload[1].1),
         kb(upload[1].0),
-        upload[0].1 as f64 / upload[1].1 as f64
     );
     println!();
     println!("exercised:");
@@ -442,8 +467,10 @@ fn main() {
             latency[t].describe(),
             throughput[t].0.describe()
         );
-        for (name, raw, gz) in &upload[t].2 {
-            println!("  {} upload: {name} {raw} bytes, {gz} gzipped", target.name);
+    }
+    for (who, files) in [("signup-verify", &upload[0].2), ("baseline", &upload[1].2)] {
+        for (name, raw, gz) in files {
+            println!("  {who} upload: {name} {raw} bytes, {gz} gzipped");
         }
     }
     println!("  stub SES calls by action: {calls:?}");

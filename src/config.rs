@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use url::Url;
 
 use crate::browser::{AllowedOrigins, FormRedirects, OriginPolicy, RedirectTarget};
+use crate::log::LogLevel;
 use crate::turnstile::SITEVERIFY_URL;
 
 /// A secret setting. `Debug` shows `<redacted>`, never the value; `expose` is the one way to read
@@ -62,6 +63,8 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// `DEMO_PAGE=true` serves the demo signup page at `/`.
     pub demo_page: bool,
+    /// `LOG_LEVEL`: `info` (every line, the default) or `error` (only what went wrong).
+    pub log_level: LogLevel,
 }
 
 /// What one signed SES call needs.
@@ -203,6 +206,16 @@ pub fn build_config(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, C
             token => token.map(Secret::from),
         },
         demo_page: vars.flag("DEMO_PAGE", false)?,
+        log_level: match vars.get("LOG_LEVEL").as_deref() {
+            None | Some("info") => LogLevel::Info,
+            Some("error") => LogLevel::Error,
+            Some(_) => {
+                return Err(ConfigError {
+                    variable: "LOG_LEVEL",
+                    problem: "must be info or error",
+                })
+            }
+        },
     })
 }
 
@@ -665,6 +678,15 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn the_log_level_is_info_unless_error_is_asked_for_and_anything_else_names_the_variable() {
+        assert_eq!(build(&base()).expect("config").log_level, LogLevel::Info);
+        let mut vars = base();
+        vars.insert("LOG_LEVEL", "error");
+        assert_eq!(build(&vars).expect("config").log_level, LogLevel::Error);
+        assert_eq!(error_for(&[("LOG_LEVEL", "debug")]).variable, "LOG_LEVEL");
     }
 
     #[test]

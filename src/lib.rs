@@ -15,6 +15,7 @@ pub mod email;
 pub mod error;
 pub mod gate;
 pub mod http;
+pub mod log;
 pub mod mailbox;
 pub mod redact;
 pub mod request_id;

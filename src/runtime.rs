@@ -3,29 +3,63 @@
 //! the console, the gate's alarm and its webhook POSTs ([`WorkerRuntime`], the real
 //! [`GateRuntime`]).
 
+use std::cell::OnceCell;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::JsValue;
-use worker::{
-    console_error, console_log, AbortController, Date, Env, Fetch, Headers, Method, Request,
-    RequestInit, Storage,
-};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{AbortController, Date, Env, Fetch, Headers, Method, Request, RequestInit, Storage};
 
 use crate::config::{build_config, Config, ConfigError};
 use crate::gate::decisions::GateRuntime;
 
 /// Reads `Config` from `[vars]` and secrets (both are string bindings). A problem is logged with
-/// the variable's name and returned. Called once per Worker request and once per Durable Object
-/// instance.
+/// the variable's name and returned; a loaded config sets the log level. Called once per Worker
+/// isolate ([`worker_config`]) and once per Durable Object instance.
 pub fn load_config(env: &Env) -> Result<Config, ConfigError> {
-    build_config(|name| env.var(name).ok().map(|value| value.to_string())).inspect_err(|e| {
-        console_error!(
-            "{}",
-            serde_json::json!({"event": "config_error", "variable": e.variable, "problem": e.problem})
-        )
-    })
+    let config = build_config(|name| env.var(name).ok().map(|value| value.to_string()));
+    match &config {
+        Ok(config) => crate::log::set_level(config.log_level),
+        Err(e) => crate::log::error(
+            serde_json::json!({"event": "config_error", "variable": e.variable, "problem": e.problem}),
+        ),
+    }
+    config
+}
+
+/// A fetched response's whole body, in one call into the runtime (`Response.arrayBuffer()`):
+/// workers-rs reads a fetched body chunk by chunk, crossing between wasm and JavaScript for each
+/// chunk and its reader.
+pub async fn body_bytes(response: worker::Response) -> worker::Result<Vec<u8>> {
+    let response = worker::web_sys::Response::from(response);
+    let buffer = JsFuture::from(response.array_buffer()?).await?;
+    Ok(Uint8Array::new(&buffer).to_vec())
+}
+
+/// A fetched response's JSON body, read with [`body_bytes`] and parsed by serde_json in wasm.
+pub async fn body_json<T: DeserializeOwned>(response: worker::Response) -> worker::Result<T> {
+    Ok(serde_json::from_slice(&body_bytes(response).await?)?)
+}
+
+/// A request's JSON body: its bytes in one call, parsed in wasm (workers-rs's `Request::json`
+/// converts the parsed JavaScript object field by field).
+pub async fn request_json<T: DeserializeOwned>(req: &mut Request) -> worker::Result<T> {
+    Ok(serde_json::from_slice(&req.bytes().await?)?)
+}
+
+thread_local! {
+    /// The Worker's config, parsed at the isolate's first request: an isolate's bindings do not
+    /// change while it lives (a new deploy or `wrangler dev` restart starts new isolates).
+    static WORKER_CONFIG: OnceCell<Result<Config, ConfigError>> = const { OnceCell::new() };
+}
+
+/// The Worker's [`Config`], parsed once per isolate by [`load_config`] (which logs a problem once).
+pub fn worker_config(env: &Env) -> Result<Config, ConfigError> {
+    WORKER_CONFIG.with(|config| config.get_or_init(|| load_config(env)).clone())
 }
 
 /// Milliseconds since the Unix epoch.
@@ -60,11 +94,11 @@ impl GateRuntime for WorkerRuntime {
     }
 
     fn log_info(&self, line: Value) {
-        console_log!("{line}");
+        crate::log::info(line);
     }
 
     fn log_error(&self, line: Value) {
-        console_error!("{line}");
+        crate::log::error(line);
     }
 
     /// workers-rs takes an offset from now, not a time.

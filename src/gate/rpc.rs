@@ -6,13 +6,14 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use worker::{console_error, Env, Method, Request, RequestInit, Stub};
+use worker::{Env, Method, Request, RequestInit, Stub};
 
 use crate::email::EmailAddress;
 use crate::error::ApiError;
 use crate::gate::tracking::TrackingCounters;
 use crate::redact::tag_of;
 use crate::request_id::RequestId;
+use crate::runtime::body_json;
 use crate::ses::outcome::Outcome;
 use crate::ses::request::SesCall;
 
@@ -244,11 +245,7 @@ impl GateClient {
         .map_err(|_| ApiError::UpstreamError)?;
         let result = async {
             let request = post(SEND_PATH, body)?;
-            self.0
-                .fetch_with_request(request)
-                .await?
-                .json::<SendReply>()
-                .await
+            body_json::<SendReply>(self.0.fetch_with_request(request).await?).await
         }
         .await;
         result.map_err(|e| rpc_failed("send", &e, ApiError::UpstreamError))?
@@ -260,11 +257,7 @@ impl GateClient {
         let body = serde_json::to_string(signup).map_err(|_| ApiError::UpstreamError)?;
         let result = async {
             let request = post(path, body)?;
-            self.0
-                .fetch_with_request(request)
-                .await?
-                .json::<StatusReply>()
-                .await
+            body_json::<StatusReply>(self.0.fetch_with_request(request).await?).await
         }
         .await;
         result.map_err(|e| rpc_failed("status", &e, ApiError::UpstreamError))?
@@ -272,11 +265,8 @@ impl GateClient {
 
     pub async fn stats(&self) -> Result<GateStats, ApiError> {
         let result = async {
-            self.0
-                .fetch_with_str(&format!("{GATE_ORIGIN}{STATS_PATH}"))
-                .await?
-                .json::<GateStats>()
-                .await
+            let url = format!("{GATE_ORIGIN}{STATS_PATH}");
+            body_json::<GateStats>(self.0.fetch_with_str(&url).await?).await
         }
         .await;
         result.map_err(|e| rpc_failed("stats", &e, ApiError::UpstreamError))
@@ -311,26 +301,19 @@ impl SenderClient {
 impl SenderLink for SenderClient {
     async fn call(&self, call: &CallRequest) -> Option<CallResult> {
         let Ok(senders) = self.env.durable_object(SENDER_BINDING) else {
-            console_error!(
-                "{}",
-                json!({"event": "config_error", "variable": SENDER_BINDING, "problem": "the SesSender Durable Object binding is missing from wrangler.toml"})
+            crate::log::error(
+                json!({"event": "config_error", "variable": SENDER_BINDING, "problem": "the SesSender Durable Object binding is missing from wrangler.toml"}),
             );
             return None;
         };
         let result = async {
             let stub = senders.id_from_name(&self.region)?.get_stub()?;
             let request = post(CALL_PATH, serde_json::to_string(call)?)?;
-            stub.fetch_with_request(request)
-                .await?
-                .json::<Option<CallResult>>()
-                .await
+            body_json::<Option<CallResult>>(stub.fetch_with_request(request).await?).await
         }
         .await;
         result.unwrap_or_else(|e| {
-            console_error!(
-                "{}",
-                json!({"event": "sender_unreachable", "attempt": call.attempt, "error": e.to_string(), "request_id": call.request_id})
-            );
+            crate::log::error(json!({"event": "sender_unreachable", "attempt": call.attempt, "error": e.to_string(), "request_id": call.request_id}));
             Some(CallResult::TimedOut)
         })
     }
@@ -343,10 +326,7 @@ fn post(path: &str, body: String) -> worker::Result<Request> {
 }
 
 fn rpc_failed(step: &str, e: &worker::Error, answer: ApiError) -> ApiError {
-    console_error!(
-        "{}",
-        json!({"event": "gate_rpc_failed", "step": step, "error": e.to_string()})
-    );
+    crate::log::error(json!({"event": "gate_rpc_failed", "step": step, "error": e.to_string()}));
     answer
 }
 

@@ -7,13 +7,12 @@ use std::time::Duration;
 use futures_util::future::{select, Either};
 use serde_json::json;
 use worker::wasm_bindgen::JsValue;
-use worker::{
-    console_error, console_log, AbortController, Fetch, Headers, Method, Request, RequestInit,
-};
+use worker::{AbortController, Fetch, Headers, Method, Request, RequestInit};
 
 use crate::config::SesConfig;
 use crate::gate::rpc::{CallRequest, CallResult};
 use crate::redact::redact_addresses;
+use crate::runtime::body_bytes;
 use crate::ses::outcome::{classify_for, Outcome, RetryReason};
 use crate::ses::reply::{parse_reply, Reply, Unparseable};
 use crate::ses::request::{build_request, SignedRequest};
@@ -36,9 +35,8 @@ pub fn prepared_request(
     match fetch_request(&signed) {
         Ok(request) => Some(request),
         Err(error) => {
-            console_error!(
-                "{}",
-                json!({"event": "ses_signing_failed", "error": error.to_string(), "request_id": call.request_id})
+            crate::log::error(
+                json!({"event": "ses_signing_failed", "error": error.to_string(), "request_id": call.request_id}),
             );
             None
         }
@@ -70,20 +68,20 @@ pub async fn call_ses(
     let controller = AbortController::default();
     let signal = controller.signal();
     let exchange = async {
-        let mut response = Fetch::Request(request).send_with_signal(&signal).await?;
+        let response = Fetch::Request(request).send_with_signal(&signal).await?;
         on_answer();
         let header_request_id = response.headers().get("x-amzn-RequestId").ok().flatten();
-        let body = response.bytes().await?;
-        Ok::<_, worker::Error>((response.status_code(), header_request_id, body))
+        let status = response.status_code();
+        let body = body_bytes(response).await?;
+        Ok::<_, worker::Error>((status, header_request_id, body))
     };
     let timeout = worker::Delay::from(Duration::from_millis(timeout_ms));
     let answer = match select(Box::pin(exchange), timeout).await {
         Either::Left((answer, _)) => answer,
         Either::Right(_) => {
             controller.abort();
-            console_error!(
-                "{}",
-                json!({"event": "ses_timeout", "attempt": attempt, "timeout_ms": timeout_ms, "request_id": call.request_id})
+            crate::log::error(
+                json!({"event": "ses_timeout", "attempt": attempt, "timeout_ms": timeout_ms, "request_id": call.request_id}),
             );
             return CallResult::TimedOut;
         }
@@ -91,9 +89,8 @@ pub async fn call_ses(
     let (status, header_request_id, body) = match answer {
         Ok(answer) => answer,
         Err(e) => {
-            console_error!(
-                "{}",
-                json!({"event": "ses_unreachable", "attempt": attempt, "error": e.to_string(), "request_id": call.request_id})
+            crate::log::error(
+                json!({"event": "ses_unreachable", "attempt": attempt, "error": e.to_string(), "request_id": call.request_id}),
             );
             return CallResult::Answered(Outcome::Retryable(RetryReason::ServerError));
         }
@@ -107,10 +104,8 @@ pub async fn call_ses(
     let round_trip_ms = crate::runtime::now_ms().saturating_sub(started_ms);
     let line = attempt_line(call, status, round_trip_ms, &reply, &outcome);
     match outcome {
-        Outcome::Sent { .. } | Outcome::Checked { .. } | Outcome::Deleted => {
-            console_log!("{line}")
-        }
-        _ => console_error!("{line}"),
+        Outcome::Sent { .. } | Outcome::Checked { .. } | Outcome::Deleted => crate::log::info(line),
+        _ => crate::log::error(line),
     }
     CallResult::Answered(outcome)
 }

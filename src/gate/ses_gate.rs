@@ -8,8 +8,7 @@
 
 use serde_json::json;
 use worker::{
-    console_error, durable_object, wasm_bindgen, DurableObject, Env, Method, Request, Response,
-    Result, State,
+    durable_object, wasm_bindgen, DurableObject, Env, Method, Request, Response, Result, State,
 };
 
 use crate::error::ApiError;
@@ -19,7 +18,7 @@ use crate::gate::rpc::{
     STATS_PATH, STATUS_PATH,
 };
 use crate::gate::sql_store::SqlGateStore;
-use crate::runtime::{load_config, WorkerRuntime};
+use crate::runtime::{load_config, request_json, WorkerRuntime};
 
 type LiveGate = Gate<SqlGateStore, SenderClient, WorkerRuntime>;
 
@@ -40,9 +39,8 @@ impl DurableObject for SesGate {
                 SqlGateStore::open(state.storage().sql())
                     .and_then(|store| Gate::open(store, sender, runtime, config.gate))
                     .map_err(|e| {
-                        console_error!(
-                            "{}",
-                            json!({"event": "gate_storage_unusable", "error": e.to_string()})
+                        crate::log::error(
+                            json!({"event": "gate_storage_unusable", "error": e.to_string()}),
                         );
                         ApiError::Unavailable
                     })
@@ -54,7 +52,7 @@ impl DurableObject for SesGate {
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         match (req.method(), req.path().as_str(), &self.gate) {
             (Method::Post, SEND_PATH, gate) => {
-                let request = req.json::<SendRequest>().await;
+                let request = request_json::<SendRequest>(&mut req).await;
                 let reply: SendReply = match (gate, request) {
                     (Err(error), _) => Err(*error),
                     (Ok(_), Err(_)) => Err(ApiError::InvalidBody),
@@ -63,7 +61,7 @@ impl DurableObject for SesGate {
                 Response::from_json(&reply)
             }
             (Method::Post, path @ (STATUS_PATH | CONFIRM_PATH), gate) => {
-                let signup = req.json::<SignupRef>().await;
+                let signup = request_json::<SignupRef>(&mut req).await;
                 let reply: StatusReply = match (gate, signup) {
                     (Err(error), _) => Err(*error),
                     (Ok(_), Err(_)) => Err(ApiError::InvalidBody),
@@ -89,7 +87,7 @@ impl DurableObject for SesGate {
                 let runtime = WorkerRuntime(self.state.storage());
                 let at = runtime.now_ms() + RETRY_LATER_MS;
                 if let Err(error) = runtime.set_alarm(at).await {
-                    console_error!("{}", json!({"event": "alarm_not_set", "error": error}));
+                    crate::log::error(json!({"event": "alarm_not_set", "error": error}));
                 }
             }
         }

@@ -15,15 +15,14 @@ use futures_channel::oneshot;
 use futures_util::future::select;
 use serde_json::json;
 use worker::{
-    console_log, durable_object, wasm_bindgen, DurableObject, Env, Method, Request, Response,
-    Result, State,
+    durable_object, wasm_bindgen, DurableObject, Env, Method, Request, Response, Result, State,
 };
 
 use crate::config::{Config, ConfigError};
 use crate::gate::pacing::{CallId, Pacing, PlaceInLine, Sleeper, Waiting};
 use crate::gate::rpc::{CallRequest, CallResult, CALL_PATH};
 use crate::gate::ses_call::{call_ses, prepared_request};
-use crate::runtime::{load_config, now_ms, random_u32};
+use crate::runtime::{load_config, now_ms, random_u32, request_json};
 use crate::ses::signer::SigningKeys;
 
 #[durable_object]
@@ -54,7 +53,7 @@ impl DurableObject for SesSender {
         self.pump();
         match (req.method(), req.path().as_str()) {
             (Method::Post, CALL_PATH) => {
-                let result = match req.json::<CallRequest>().await {
+                let result = match request_json::<CallRequest>(&mut req).await {
                     Ok(call) => self.call(&call).await,
                     Err(e) => return Response::error(format!("bad call: {e}"), 400),
                 };
@@ -94,9 +93,8 @@ impl SesSender {
             .borrow_mut()
             .record(&result, now_ms(), random_u32());
         if let Some(pause_ms) = pause {
-            console_log!(
-                "{}",
-                json!({"event": "sender_backoff", "pause_ms": pause_ms, "request_id": call.request_id})
+            crate::log::info(
+                json!({"event": "sender_backoff", "pause_ms": pause_ms, "request_id": call.request_id}),
             );
         }
         drop(in_flight);

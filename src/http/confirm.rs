@@ -5,7 +5,7 @@
 //! `VERIFIED_REDIRECT_URL` or shows a plain page.
 
 use serde_json::json;
-use worker::{console_log, Env, Request, Response};
+use worker::{Env, Request, Response};
 
 use super::demo::CONTENT_SECURITY_POLICY;
 use super::signup::{read_body_limited, see_other, verify_turnstile};
@@ -85,10 +85,7 @@ pub async fn post(req: &mut Request, env: &Env, config: Result<Config, ConfigErr
         }
     };
     if status.is_none() {
-        console_log!(
-            "{}",
-            json!({"event": "confirm_without_signup", "request_id": request_id})
-        );
+        crate::log::info(json!({"event": "confirm_without_signup", "request_id": request_id}));
     }
     if let Some(target) = config
         .browser

@@ -1,7 +1,7 @@
 //! The Worker's HTTP shell: routing by path and method, then one handler per endpoint
 //! (`signup`, `stats`, `demo`), and the one way an answer becomes a response: JSON with the
 //! contract's headers, or an [`ApiError`]'s status, code and `Retry-After`. The config is parsed
-//! once per request, by the handler that needs it. Decisions live in the core modules.
+//! once per isolate and handed to the handler that needs it. Decisions live in the core modules.
 
 mod confirm;
 mod demo;
@@ -14,31 +14,31 @@ use serde_json::json;
 use worker::{Cors, Env, Headers, Method, Request, Response};
 
 use crate::error::ApiError;
-use crate::runtime::load_config;
+use crate::runtime::worker_config;
 
 pub async fn handle(mut req: Request, env: Env) -> Response {
     let method = req.method();
     match req.path().as_str() {
         "/signup" => match method {
-            Method::Post => signup::post(&mut req, &env, load_config(&env)).await,
-            Method::Options => signup::preflight(&req, load_config(&env)),
+            Method::Post => signup::post(&mut req, &env, worker_config(&env)).await,
+            Method::Options => signup::preflight(&req, worker_config(&env)),
             _ => method_not_allowed("POST, OPTIONS"),
         },
         "/signup/status" => match method {
-            Method::Get => status::get(&req, &env, load_config(&env)).await,
-            Method::Options => status::preflight(&req, load_config(&env)),
+            Method::Get => status::get(&req, &env, worker_config(&env)).await,
+            Method::Options => status::preflight(&req, worker_config(&env)),
             _ => method_not_allowed("GET, OPTIONS"),
         },
         "/confirm" => match method {
-            Method::Get => confirm::get(load_config(&env)),
-            Method::Post => confirm::post(&mut req, &env, load_config(&env)).await,
+            Method::Get => confirm::get(worker_config(&env)),
+            Method::Post => confirm::post(&mut req, &env, worker_config(&env)).await,
             _ => method_not_allowed("GET, POST"),
         },
         "/gate/stats" => match method {
-            Method::Get => stats::get(&req, &env, load_config(&env)).await,
+            Method::Get => stats::get(&req, &env, worker_config(&env)).await,
             _ => method_not_allowed("GET"),
         },
-        "/" | "/demo.js" if method == Method::Get => demo::get(&req, load_config(&env)),
+        "/" | "/demo.js" if method == Method::Get => demo::get(&req, worker_config(&env)),
         "/healthz" => match method {
             Method::Get | Method::Head => json_response(200, &json!({"ok": true})),
             _ => method_not_allowed("GET, HEAD"),

@@ -10,9 +10,7 @@ use std::time::Duration;
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use serde_json::json;
-use worker::{
-    console_error, console_log, Cors, Env, Fetch, Headers, Method, Request, RequestInit, Response,
-};
+use worker::{Cors, Env, Fetch, Headers, Method, Request, RequestInit, Response};
 
 use super::{answer_cors, error_response, header, json_response, own_origin, with_cors};
 use crate::browser::{check_origin, prefers_html, rate_limit_key};
@@ -21,7 +19,7 @@ use crate::confirm::signup_cookie;
 use crate::error::ApiError;
 use crate::gate::rpc::{Accepted, GateClient};
 use crate::request_id::RequestId;
-use crate::runtime::{now_ms, random_u32};
+use crate::runtime::{body_bytes, now_ms, random_u32};
 use crate::signup::{parse_content_type, parse_signup, BodyFormat, Submission, MAX_BODY_BYTES};
 use crate::status_token;
 use crate::turnstile::{siteverify_body, verdict};
@@ -148,9 +146,8 @@ async fn signup(
             turnstile_token,
         } => (email, turnstile_token),
         Submission::Honeypot => {
-            console_log!(
-                "{}",
-                json!({"event": "honeypot", "field": browser.honeypot_field, "request_id": request_id})
+            crate::log::info(
+                json!({"event": "honeypot", "field": browser.honeypot_field, "request_id": request_id}),
             );
             // Shaped like a real answer, token included (one that names nothing).
             let decoy_token = config.gate.tracking.status_token_secret.as_ref().map(|_| {
@@ -186,9 +183,8 @@ fn log_signup(request_id: &RequestId, result: &Result<Accepted, ApiError>) {
         Ok(accepted) => (accepted.http_status(), accepted.status()),
         Err(error) => (error.status(), error.code()),
     };
-    console_log!(
-        "{}",
-        json!({"event": "signup", "request_id": request_id, "status": status, "answer": answer})
+    crate::log::info(
+        json!({"event": "signup", "request_id": request_id, "status": status, "answer": answer}),
     );
 }
 
@@ -204,7 +200,7 @@ async fn limit_ip(
     }
     let ip = rate_limit_key(header(req, "cf-connecting-ip").as_deref());
     let limiter = env.rate_limiter(IP_RATE_LIMITER_BINDING).map_err(|e| {
-        console_error!("{}", json!({"event": "rate_limiter_missing", "binding": IP_RATE_LIMITER_BINDING, "error": e.to_string(), "request_id": request_id}));
+        crate::log::error(json!({"event": "rate_limiter_missing", "binding": IP_RATE_LIMITER_BINDING, "error": e.to_string(), "request_id": request_id}));
         ApiError::Misconfigured
     })?;
     match limiter.limit(ip).await {
@@ -214,9 +210,8 @@ async fn limit_ip(
         }),
         Err(e) => {
             // A broken limiter must not take signups down with it.
-            console_error!(
-                "{}",
-                json!({"event": "rate_limiter_failed", "error": e.to_string(), "request_id": request_id})
+            crate::log::error(
+                json!({"event": "rate_limiter_failed", "error": e.to_string(), "request_id": request_id}),
             );
             Ok(())
         }
@@ -248,30 +243,25 @@ pub(super) async fn verify_turnstile(
             .with_headers(headers)
             .with_body(Some(body.into()));
         let request = Request::new_with_init(turnstile.verify_url.as_str(), &init)?;
-        Fetch::Request(request).send().await?.bytes().await
+        body_bytes(Fetch::Request(request).send().await?).await
     };
     let timeout = worker::Delay::from(Duration::from_millis(TURNSTILE_TIMEOUT_MS));
     let reply = match select(Box::pin(exchange), timeout).await {
         Either::Left((Ok(reply), _)) => reply,
         Either::Left((Err(e), _)) => {
-            console_error!(
-                "{}",
-                json!({"event": "turnstile_unreachable", "error": e.to_string(), "request_id": request_id})
+            crate::log::error(
+                json!({"event": "turnstile_unreachable", "error": e.to_string(), "request_id": request_id}),
             );
             return Err(ApiError::CaptchaFailed);
         }
         Either::Right(_) => {
-            console_error!(
-                "{}",
-                json!({"event": "turnstile_timeout", "request_id": request_id})
-            );
+            crate::log::error(json!({"event": "turnstile_timeout", "request_id": request_id}));
             return Err(ApiError::CaptchaFailed);
         }
     };
     verdict(&reply, &turnstile.expected_hostnames).map_err(|codes| {
-        console_log!(
-            "{}",
-            json!({"event": "turnstile_rejected", "error_codes": codes, "request_id": request_id})
+        crate::log::info(
+            json!({"event": "turnstile_rejected", "error_codes": codes, "request_id": request_id}),
         );
         ApiError::CaptchaFailed
     })
@@ -309,7 +299,14 @@ pub(super) async fn read_body_limited(req: &mut Request) -> Result<Vec<u8>, ApiE
     if let Some(length) = declared {
         match length.trim().parse::<u64>() {
             Ok(n) if n > MAX_BODY_BYTES as u64 => return Err(ApiError::PayloadTooLarge),
-            Ok(_) => {}
+            // The runtime holds a body to its declared length: read it whole, in one call.
+            Ok(_) => {
+                let body = req.bytes().await.map_err(|_| ApiError::InvalidBody)?;
+                if body.len() > MAX_BODY_BYTES {
+                    return Err(ApiError::PayloadTooLarge);
+                }
+                return Ok(body);
+            }
             Err(_) => return Err(ApiError::InvalidBody),
         }
     }
