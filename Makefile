@@ -32,7 +32,7 @@ setup-build:
 # The Worker bundle in build/ (what wrangler dev and the e2e tests run) and the ses-local binary
 # (optimized: its latency is part of every spacing the timing tests measure).
 build:
-	worker-build --release
+	scripts/build-worker.sh
 	cargo build --release -p ses-local
 
 lint:
@@ -41,9 +41,13 @@ lint:
 	cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
 	cargo deny check licenses bans sources
 
-# The bundle `wrangler deploy` would upload, built and checked without uploading.
+# The bundle `wrangler deploy` would upload, built and checked without uploading, and held to its
+# size budget (gzip -9 bytes; README, "Upload size").
+UPLOAD_BUDGET_BYTES := 320000
 deploy-check:
+	rm -rf target/deploy-dry-run
 	wrangler deploy --dry-run --outdir target/deploy-dry-run
+	scripts/check-upload-size.sh target/deploy-dry-run $(UPLOAD_BUDGET_BYTES)
 
 unit:
 	cargo test --workspace --lib --bins
