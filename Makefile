@@ -13,7 +13,7 @@ export WRANGLER_SEND_METRICS := false
 export WASM_BINDGEN_BIN := $(CARGO_BIN)/wasm-bindgen
 export WASM_OPT_BIN := $(NODE_BIN)/wasm-opt
 
-.PHONY: dev test setup setup-build build lint unit e2e deploy-check fuzz ses-template ses-check bench bench-gate bench-abuse deploy clean
+.PHONY: dev test setup setup-build build lint unit e2e deploy-check fuzz ses-template ses-check bench profile bench-gate bench-abuse deploy clean
 
 dev: setup-build
 	@scripts/dev.sh
@@ -60,9 +60,18 @@ e2e: setup build
 fuzz:
 	@scripts/fuzz.sh
 
-# The native core per signup (sign, parse, classify), with criterion; prints what it exercised.
-bench:
+# The native core per signup (sign, parse, classify), with criterion; then signup-verify beside
+# the aws4fetch + JavaScript Durable Object baseline (bench/) on its own loopback stack, and queue
+# intake at the real interval. Prints every figure with what it exercised (about 10 minutes;
+# BENCH_ROUNDS and BENCH_INTAKE_RECORDS make it shorter).
+bench: setup build
 	cargo bench --bench core
+	cargo bench --bench stack
+
+# Against a running `make dev` (wrangler's inspector on 9229): a V8 CPU profile of N signups by
+# where the time goes (wasm, JS glue, runtime builtins, GC). Start it with IP_RATE_LIMIT=off.
+profile:
+	node scripts/profile_signup.mjs http://127.0.0.1:8787 9229 $(N)
 
 # Against a running `IP_RATE_LIMIT=off GATE_INTERVAL_MS=100 make dev`. N signups, default 200.
 N ?= 200

@@ -104,7 +104,10 @@ fn label_to_ascii(label: &str) -> Option<String> {
         Some(encoded) => {
             let decoded = idna::punycode::decode_to_string(encoded)?;
             let canonical = idna::punycode::encode_str(&decoded)?;
-            let lowercase = decoded.chars().flat_map(char::to_lowercase).eq(decoded.chars());
+            let lowercase = decoded
+                .chars()
+                .flat_map(char::to_lowercase)
+                .eq(decoded.chars());
             (is_unicode_label(&decoded) && lowercase && canonical == encoded).then_some(lower)
         }
         // Hyphens in third and fourth place are reserved for such prefixes (RFC 5891 4.2.3.1).

@@ -62,6 +62,29 @@ pub fn worker_config(env: &Env) -> Result<Config, ConfigError> {
     WORKER_CONFIG.with(|config| config.get_or_init(|| load_config(env)).clone())
 }
 
+/// The path of a request's URL, read from the runtime's string (already parsed and normalized by
+/// it): workers-rs's `Request::path()` parses the whole URL again with the `url` crate.
+pub fn request_path(req: &Request) -> String {
+    split_url(&req.inner().url()).1.to_string()
+}
+
+/// The origin (`scheme://host[:port]`) of a request's URL, read the same way.
+pub fn request_origin(req: &Request) -> String {
+    split_url(&req.inner().url()).0.to_string()
+}
+
+/// `(origin, path)` of an absolute URL as the runtime serializes it; the path without its query
+/// or fragment, `/` when there is none.
+fn split_url(url: &str) -> (&str, &str) {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let path_start = url[after_scheme..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| after_scheme + i);
+    let rest = &url[path_start..];
+    let path = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+    (&url[..path_start], if path.is_empty() { "/" } else { path })
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     Date::now().as_millis()
@@ -137,5 +160,31 @@ impl GateRuntime for WorkerRuntime {
             }
         };
         answer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_url;
+
+    #[test]
+    fn a_url_splits_into_its_origin_and_its_path_without_query_or_fragment() {
+        for (url, origin, path) in [
+            (
+                "https://signup.example.com/signup",
+                "https://signup.example.com",
+                "/signup",
+            ),
+            (
+                "http://127.0.0.1:8787/signup/status?token=a/b",
+                "http://127.0.0.1:8787",
+                "/signup/status",
+            ),
+            ("https://gate/call#x", "https://gate", "/call"),
+            ("https://example.com", "https://example.com", "/"),
+            ("https://example.com?q=/x", "https://example.com", "/"),
+        ] {
+            assert_eq!(split_url(url), (origin, path), "{url}");
+        }
     }
 }

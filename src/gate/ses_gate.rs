@@ -18,7 +18,7 @@ use crate::gate::rpc::{
     STATS_PATH, STATUS_PATH,
 };
 use crate::gate::sql_store::SqlGateStore;
-use crate::runtime::{load_config, request_json, WorkerRuntime};
+use crate::runtime::{load_config, request_json, request_path, WorkerRuntime};
 
 type LiveGate = Gate<SqlGateStore, SenderClient, WorkerRuntime>;
 
@@ -50,7 +50,7 @@ impl DurableObject for SesGate {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        match (req.method(), req.path().as_str(), &self.gate) {
+        match (req.method(), request_path(&req).as_str(), &self.gate) {
             (Method::Post, SEND_PATH, gate) => {
                 let request = request_json::<SendRequest>(&mut req).await;
                 let reply: SendReply = match (gate, request) {

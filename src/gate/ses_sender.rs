@@ -22,7 +22,7 @@ use crate::config::{Config, ConfigError};
 use crate::gate::pacing::{CallId, Pacing, PlaceInLine, Sleeper, Waiting};
 use crate::gate::rpc::{CallRequest, CallResult, CALL_PATH};
 use crate::gate::ses_call::{call_ses, prepared_request};
-use crate::runtime::{load_config, now_ms, random_u32, request_json};
+use crate::runtime::{load_config, now_ms, random_u32, request_json, request_path};
 use crate::ses::signer::SigningKeys;
 
 #[durable_object]
@@ -51,7 +51,7 @@ impl DurableObject for SesSender {
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         self.pump();
-        match (req.method(), req.path().as_str()) {
+        match (req.method(), request_path(&req).as_str()) {
             (Method::Post, CALL_PATH) => {
                 let result = match request_json::<CallRequest>(&mut req).await {
                     Ok(call) => self.call(&call).await,

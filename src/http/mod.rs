@@ -14,11 +14,11 @@ use serde_json::json;
 use worker::{Cors, Env, Headers, Method, Request, Response};
 
 use crate::error::ApiError;
-use crate::runtime::worker_config;
+use crate::runtime::{request_origin, request_path, worker_config};
 
 pub async fn handle(mut req: Request, env: Env) -> Response {
     let method = req.method();
-    match req.path().as_str() {
+    match request_path(&req).as_str() {
         "/signup" => match method {
             Method::Post => signup::post(&mut req, &env, worker_config(&env)).await,
             Method::Options => signup::preflight(&req, worker_config(&env)),
@@ -53,9 +53,7 @@ fn header(req: &Request, name: &str) -> Option<String> {
 
 /// This Worker's own origin, as browsers send it in `Origin`.
 fn own_origin(req: &Request) -> String {
-    req.url()
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default()
+    request_origin(req)
 }
 
 /// The CORS headers of an answer to an allowed `origin` (none without an `Origin`).
