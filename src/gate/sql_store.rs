@@ -62,6 +62,19 @@ const SCHEMA: [&str; 21] = [
 
 /// How long the send log is kept (stats count the last minute and hour).
 const SEND_LOG_MS: u64 = 60 * 60 * 1000;
+/// Expired address records and old send-log rows are deleted at most this often: the reads
+/// skip them anyway, and one DELETE per admission was a statement per signup.
+const HOUSEKEEPING_EVERY_MS: u64 = 10_000;
+
+/// Whether a housekeeping DELETE is due at `now_ms`; if so, the next one is set
+/// [`HOUSEKEEPING_EVERY_MS`] later.
+fn housekeeping_due(next_ms: &Cell<u64>, now_ms: u64) -> bool {
+    let due = now_ms >= next_ms.get();
+    if due {
+        next_ms.set(now_ms.saturating_add(HOUSEKEEPING_EVERY_MS));
+    }
+    due
+}
 
 fn ms(value: u64) -> SqlStorageValue {
     (value as f64).into()
@@ -127,6 +140,9 @@ pub struct SqlGateStore {
     /// items (this object is the table's only writer); `None` after a failed write, so the
     /// next read counts again.
     queue_len: Cell<Option<u64>>,
+    /// When expired address records, and old send-log rows, are next deleted.
+    next_address_expiry_ms: Cell<u64>,
+    next_send_prune_ms: Cell<u64>,
 }
 
 impl SqlGateStore {
@@ -148,6 +164,8 @@ impl SqlGateStore {
         Ok(Self {
             sql,
             queue_len: Cell::new(None),
+            next_address_expiry_ms: Cell::new(0),
+            next_send_prune_ms: Cell::new(0),
         })
     }
 
@@ -419,15 +437,17 @@ impl GateStore for SqlGateStore {
     }
 
     fn load_address(&self, key: &str, expired_before: u64) -> StoreResult<Option<AddressRecord>> {
-        self.exec(
-            "expire address records",
-            "DELETE FROM address_limits WHERE last_ms < ?",
-            vec![ms(expired_before)],
-        )?;
+        if housekeeping_due(&self.next_address_expiry_ms, expired_before) {
+            self.exec(
+                "expire address records",
+                "DELETE FROM address_limits WHERE last_ms < ?",
+                vec![ms(expired_before)],
+            )?;
+        }
         let json: Option<String> = self.value(
             "load address record",
-            "SELECT record AS value FROM address_limits WHERE key = ?",
-            vec![key.into()],
+            "SELECT record AS value FROM address_limits WHERE key = ? AND last_ms >= ?",
+            vec![key.into(), ms(expired_before)],
         )?;
         json.map(|j| {
             serde_json::from_str(&j).map_err(|e| StoreError::failed("load address record", e))
@@ -460,6 +480,9 @@ impl GateStore for SqlGateStore {
             "INSERT INTO sends (at_ms) VALUES (?)",
             vec![ms(now_ms)],
         )?;
+        if !housekeeping_due(&self.next_send_prune_ms, now_ms) {
+            return Ok(());
+        }
         self.exec(
             "prune send log",
             "DELETE FROM sends WHERE at_ms < ?",
@@ -629,5 +652,20 @@ impl GateStore for SqlGateStore {
             "SELECT COUNT(*) AS value FROM webhook_outbox",
             vec![],
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn housekeeping_runs_at_first_use_then_once_per_period() {
+        let next = Cell::new(0);
+        let runs: Vec<u64> = (0..=25_000)
+            .step_by(500)
+            .filter(|now| housekeeping_due(&next, *now))
+            .collect();
+        assert_eq!(runs, vec![0, 10_000, 20_000]);
     }
 }
