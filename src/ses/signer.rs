@@ -1,9 +1,9 @@
 //! SigV4 for the gate's own SES calls, fast: one request shape (a form POST, no query, signing
 //! exactly `content-type`, `host`, `x-amz-date` and, with a session token,
 //! `x-amz-security-token`), its canonical request written out directly, and the signing key (four
-//! HMACs) derived once per UTC day, region and service ([`SigningKeys`]). aws-sigv4 derives the key
-//! and computes the signature. Tests hold the result byte for byte to aws-sigv4's general signer
-//! ([`super::request::sign_headers`]) and to AWS's test vectors.
+//! HMACs) derived once per UTC day, region and service ([`SigningKeys`]) by aws-sigv4, and kept
+//! as a keyed HMAC that each signature clones. Tests hold the result byte for byte to aws-sigv4's
+//! general signer ([`super::request::sign_headers`]) and to AWS's test vectors.
 //!
 //! Invariant: the URL's path is plain (`config::parse_ses_endpoint` refuses others), so it is
 //! its own canonical form.
@@ -12,7 +12,8 @@ use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
-use aws_sigv4::sign::v4::{calculate_signature, generate_signing_key};
+use aws_sigv4::sign::v4::generate_signing_key;
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use url::Url;
 
@@ -37,7 +38,9 @@ pub struct SigningKeys {
 struct DerivedKey {
     scope: String,
     secret: String,
-    key: Vec<u8>,
+    /// HMAC-SHA256 already keyed with the signing key: each signature clones it, which saves
+    /// hashing the key's two pads again.
+    keyed: Hmac<Sha256>,
 }
 
 /// What a signing key is derived for.
@@ -60,11 +63,18 @@ impl SigningKeys {
                 DerivedKey {
                     scope: scope.text.to_string(),
                     secret: secret.to_string(),
-                    key: key.as_ref().to_vec(),
+                    keyed: <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_ref())
+                        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length")),
                 }
             }
         };
-        let signature = calculate_signature(&key.key, string_to_sign.as_bytes());
+        let signature = hex::encode(
+            key.keyed
+                .clone()
+                .chain_update(string_to_sign.as_bytes())
+                .finalize()
+                .into_bytes(),
+        );
         *last = Some(key);
         signature
     }
