@@ -105,6 +105,8 @@ pub struct Gate<S, L, R> {
     runtime: R,
     config: GateConfig,
     state: RefCell<GateState>,
+    /// The state changed since it was last saved (see [`Self::update`]).
+    state_unsaved: Cell<bool>,
     address_secret: Vec<u8>,
     draining: Cell<bool>,
     /// When the alarm is set for, if this object set one (in memory: a new object sets it again).
@@ -157,6 +159,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             runtime,
             config,
             state: RefCell::new(state),
+            state_unsaved: Cell::new(false),
             address_secret,
             draining: Cell::new(false),
             alarm_at: Cell::new(None),
@@ -169,6 +172,12 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     /// A signup: dedupe, the per-address limits, then a direct send or the queue. Every line it
     /// logs carries `request_id`.
     pub async fn send(&self, email: &EmailAddress, request_id: &RequestId) -> SendReply {
+        let reply = self.take_signup(email, request_id).await;
+        self.save_state();
+        reply
+    }
+
+    async fn take_signup(&self, email: &EmailAddress, request_id: &RequestId) -> SendReply {
         let arrival = self.runtime.now_ms();
         let key = address_key(&self.address_secret, email);
         let to = Recipient {
@@ -210,7 +219,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             Err(e) => return self.unavailable(&e, to),
         };
         let reply = self.send_or_queue(to, arrival).await;
-        self.settle_signup(&key, email, arrival, &reply, previous);
+        let follow_up_due = self.settle_signup(&key, email, arrival, &reply, previous);
         match (&reply, admission) {
             // A call that timed out may have reached SES: the address keeps its admission (and
             // the budget its count), so a resubmission within the cooldown cannot mail again.
@@ -223,7 +232,9 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             }
             _ => {}
         }
-        self.arm_follow_up().await;
+        if let Some(at) = follow_up_due {
+            self.alarm_by(at).await;
+        }
         let token = self.status_token(&key, arrival);
         reply.map(|accepted| accepted.with_status_token(token))
     }
@@ -310,7 +321,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         let deadline = arrival + self.config.max_wait_ms;
         for attempt in 1..=DIRECT_ATTEMPTS_WITHOUT_QUEUE {
             let call = CallRequest::send(to, slot, attempt);
-            let Some(result) = self.sender.call(&call).await else {
+            let Some(result) = self.call_sender(&call).await else {
                 return Err(ApiError::Misconfigured);
             };
             let outcome = match result {
@@ -430,6 +441,11 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     /// Sends the head of the queue at each slot until the queue is empty, paused, or this
     /// alarm's budget is spent; then re-arms the alarm.
     pub async fn drain(&self) {
+        self.drain_queue().await;
+        self.save_state();
+    }
+
+    async fn drain_queue(&self) {
         self.runtime
             .log_info(json!({"event": "alarm", "queue_length": self.store.queue_len().ok()}));
         if self.draining.replace(true) {
@@ -478,7 +494,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 break Some(next_free);
             };
             let call = CallRequest::send(head.recipient(), slot, head.attempts + 1);
-            let Some(result) = self.sender.call(&call).await else {
+            let Some(result) = self.call_sender(&call).await else {
                 break Some(self.runtime.now_ms() + RETRY_LATER_MS);
             };
             if let Err(e) = self.settle(&head, result) {
@@ -571,6 +587,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
 
     /// Sets the alarm for `at_ms`; a failure is logged (the next signup to queue tries again).
     async fn arm_alarm(&self, at_ms: u64) {
+        self.save_state();
         self.alarm_at.set(Some(at_ms));
         if let Err(error) = self.runtime.set_alarm(at_ms).await {
             self.alarm_at.set(None);
@@ -617,13 +634,30 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     }
 
     /// Applies a change to the gate state and stores it before anything else can run.
+    /// Changes the gate state in memory; [`Self::save_state`] stores it before the next await
+    /// (every await of the gate goes through [`Self::call_sender`], [`Self::arm_alarm`] or
+    /// `deliver`, which save first) and when a signup, a drain or a confirmation ends. One
+    /// write per turn instead of one per change.
     fn update<T>(&self, change: impl FnOnce(&mut GateState) -> T) -> T {
-        let mut gate = self.state.borrow_mut();
-        let result = change(&mut gate);
-        if let Err(e) = self.store.save_state(&gate) {
+        let result = change(&mut self.state.borrow_mut());
+        self.state_unsaved.set(true);
+        result
+    }
+
+    /// Stores the gate state if it changed since it was last stored.
+    fn save_state(&self) {
+        if !self.state_unsaved.replace(false) {
+            return;
+        }
+        if let Err(e) = self.store.save_state(&self.state.borrow()) {
             self.log_store_error(&e);
         }
-        result
+    }
+
+    /// Hands `call` to the sender, the state stored first: the slot it holds survives a restart.
+    async fn call_sender(&self, call: &CallRequest) -> Option<CallResult> {
+        self.save_state();
+        self.sender.call(call).await
     }
 
     fn record_send(&self) {
@@ -678,6 +712,7 @@ mod tests {
     use super::*;
     use crate::config::{AddressLimits, TrackingConfig};
     use crate::gate::store::MemoryStore;
+    use crate::gate::tracking::MIN_CHECK_GAP_MS;
     use crate::ses::request::SesCall;
 
     const INTERVAL: u64 = 1_000;
@@ -1031,6 +1066,53 @@ mod tests {
         let key = address_key(&h.gate.address_secret, &email("jane@example.com"));
         assert_eq!(h.store.address(&key).map(|r| r.count), Some(1));
         assert!(h.store.items().is_empty());
+    }
+
+    #[test]
+    fn a_direct_signup_stores_its_slot_and_budget_before_its_call_leaves() {
+        let h = Harness::new(config());
+        let (store, seen) = (h.store.clone(), Rc::new(RefCell::new(None)));
+        let seen_in_flight = seen.clone();
+        *h.sender.meanwhile.borrow_mut() = Some(Box::new(move || {
+            *seen_in_flight.borrow_mut() = Some(store.load_state().expect("state"));
+        }));
+        h.sent("jane@example.com");
+        let in_flight = seen.borrow().clone().expect("read during the call");
+        // A gate restarted now would give the next signup the slot after this one.
+        assert_eq!(in_flight.next_free_ms, h.sender.slots()[0] + INTERVAL);
+        let mut budget = in_flight.budget;
+        assert_eq!(
+            budget.take(START, 1),
+            Err(86_400),
+            "the signup's budget count is stored"
+        );
+    }
+
+    #[test]
+    fn a_direct_signup_writes_the_gate_state_once_before_its_call_and_once_after() {
+        let h = Harness::new(config());
+        h.sent("jane@example.com");
+        assert_eq!(h.store.calls("save state"), 2);
+        assert_eq!(
+            h.restart(config()).gate.state.borrow().next_free_ms,
+            START + INTERVAL,
+            "what a new object loads"
+        );
+    }
+
+    #[test]
+    fn a_sent_signup_sets_the_alarm_for_its_first_check_and_a_queued_one_looks_up_no_follow_up() {
+        let h = Harness::new(no_wait());
+        h.sent("jane@example.com");
+        assert_eq!(
+            h.runtime.last_alarm(),
+            Some(START + ROUND_TRIP + MIN_CHECK_GAP_MS)
+        );
+        assert_eq!(h.queued("john@example.com"), 1);
+        assert_eq!(h.runtime.last_alarm(), Some(START + ROUND_TRIP));
+        for lookup in ["next check", "next cleanup", "next event"] {
+            assert_eq!(h.store.calls(lookup), 0, "{lookup}");
+        }
     }
 
     #[test]

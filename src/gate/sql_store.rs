@@ -247,6 +247,18 @@ impl SqlGateStore {
             .value::<f64>(operation, query, bindings)?
             .map_or(0, |n| n as u64))
     }
+
+    /// The 1-based position of the item at `place`, counted from the back: a new item is at or
+    /// near the end of the fair order, so this reads a few index entries, not the whole queue
+    /// ahead of it.
+    fn position_at(&self, place: &Place) -> StoreResult<u64> {
+        let behind = self.count(
+            "queue position",
+            "SELECT COUNT(*) AS value FROM fair_queue WHERE (tag, seq) > (?, ?)",
+            vec![place.tag.into(), place.seq.into()],
+        )?;
+        Ok(self.queue_len()?.saturating_sub(behind))
+    }
 }
 
 impl GateStore for SqlGateStore {
@@ -308,25 +320,21 @@ impl GateStore for SqlGateStore {
         Ok(len)
     }
 
-    /// Counted over the `(tag, seq)` index, and only when the item is not last in the order: a
-    /// new signup during a flood is last, so its position is the length, with no count.
+    /// Counted over the `(tag, seq)` index, and with no statement at all while the queue is
+    /// empty (the common case: a signup sent at once).
     fn position_of(&self, key: &str) -> StoreResult<Option<u64>> {
+        if self.queue_len()? == 0 {
+            return Ok(None);
+        }
         let places: Vec<Place> = self.rows(
             "queue position",
             "SELECT tag, seq FROM fair_queue WHERE key = ?",
             vec![key.into()],
         )?;
-        let Some(mine) = places.into_iter().next() else {
-            return Ok(None);
-        };
-        // Counted from the back: a new item is at or near the end of the fair order, so this
-        // reads a few index entries, not the whole queue ahead of it.
-        let behind = self.count(
-            "queue position",
-            "SELECT COUNT(*) AS value FROM fair_queue WHERE (tag, seq) > (?, ?)",
-            vec![mine.tag.into(), mine.seq.into()],
-        )?;
-        Ok(Some(self.queue_len()?.saturating_sub(behind)))
+        match places.into_iter().next() {
+            Some(mine) => self.position_at(&mine).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn last_tag(&self, domain: &str) -> StoreResult<Option<u64>> {
@@ -361,10 +369,10 @@ impl GateStore for SqlGateStore {
             QueueEnd::Back => "SELECT COALESCE(MAX(seq), 0) + 1 FROM fair_queue",
             QueueEnd::Front => "SELECT COALESCE(MIN(seq), 1) - 1 FROM fair_queue",
         };
-        self.exec(
+        let placed: Vec<Place> = self.rows(
             "enqueue",
             &format!(
-                "INSERT INTO fair_queue (tag, seq, domain, email, key, enqueued_at_ms, attempts, request_id) VALUES (?, ({seq}), ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO fair_queue (tag, seq, domain, email, key, enqueued_at_ms, attempts, request_id) VALUES (?, ({seq}), ?, ?, ?, ?, ?, ?) RETURNING tag, seq"
             ),
             vec![
                 ms(item.tag),
@@ -379,8 +387,10 @@ impl GateStore for SqlGateStore {
             ],
         )?;
         self.queue_len.set(self.queue_len.get().map(|n| n + 1));
-        self.position_of(item.to.key)?
-            .ok_or_else(|| StoreError::failed("enqueue", "the new item is not in the queue"))
+        let mine = placed
+            .first()
+            .ok_or_else(|| StoreError::failed("enqueue", "the insert returned no row"))?;
+        self.position_at(mine)
     }
 
     fn head(&self) -> StoreResult<Option<QueuedItem>> {

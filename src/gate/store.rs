@@ -183,6 +183,8 @@ mod memory {
         signups: BTreeMap<String, Signup>,
         events: Vec<OutboxEvent>,
         failing: BTreeSet<&'static str>,
+        /// Calls made, by operation.
+        calls: BTreeMap<&'static str, u64>,
         unreadable_head: Option<u64>,
     }
 
@@ -226,7 +228,13 @@ mod memory {
             self.0.borrow_mut().unreadable_head = Some(id);
         }
 
+        /// How many times `operation` was called (failed calls included).
+        pub fn calls(&self, operation: &'static str) -> u64 {
+            self.0.borrow().calls.get(operation).copied().unwrap_or(0)
+        }
+
         fn check(&self, operation: &'static str) -> StoreResult<()> {
+            *self.0.borrow_mut().calls.entry(operation).or_default() += 1;
             if self.0.borrow().failing.contains(operation) {
                 Err(StoreError::failed(operation, "injected failure"))
             } else {

@@ -75,7 +75,10 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         Ok(previous)
     }
 
-    /// What the signup's answer means for its row.
+    /// What the signup's answer means for its row. Returns when the follow-up work it created
+    /// is due (the first check of a sent signup, a rejection's webhook event), for the alarm:
+    /// a queued signup has none yet (the drain schedules its check when it sends it), and a
+    /// signup taken back leaves the work that was already armed.
     pub(super) fn settle_signup(
         &self,
         key: &str,
@@ -83,51 +86,64 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         signed_up_ms: u64,
         reply: &SendReply,
         previous: Option<Signup>,
-    ) {
+    ) -> Option<u64> {
         use crate::gate::rpc::Accepted;
-        let result = match reply {
-            Ok(Accepted::Sent { message_id, .. }) => {
-                self.signup_sent(key, email, signed_up_ms, message_id.clone());
-                Ok(())
-            }
-            Ok(Accepted::Queued { .. }) => Ok(()),
+        let (due, result) = match reply {
+            Ok(Accepted::Sent { message_id, .. }) => (
+                self.signup_sent(key, email, signed_up_ms, message_id.clone()),
+                Ok(()),
+            ),
+            Ok(Accepted::Queued { .. }) => (None, Ok(())),
             Err(ApiError::Rejected) => {
                 self.signup_failed(key, SignupState::Rejected, None);
-                Ok(())
+                // Rare: worth the full look at what is due.
+                let due = self.next_follow_up_at(self.runtime.now_ms());
+                (
+                    due.unwrap_or_else(|e| {
+                        self.log_store_error(&e);
+                        None
+                    }),
+                    Ok(()),
+                )
             }
             // It may have reached SES: follow it as sent, so a click is still noticed.
             Err(ApiError::UpstreamTimeout) => {
-                self.signup_sent(key, email, signed_up_ms, None);
-                Ok(())
+                (self.signup_sent(key, email, signed_up_ms, None), Ok(()))
             }
             // Neither sent nor queued: as if it never came.
-            Err(_) => match previous {
-                Some(previous) => self.store.store_signup(key, &previous),
-                None => self.store.forget_signup(key),
-            },
+            Err(_) => (
+                None,
+                match previous {
+                    Some(previous) => self.store.store_signup(key, &previous),
+                    None => self.store.forget_signup(key),
+                },
+            ),
         };
         if let Err(e) = result {
             self.log_store_error(&e);
         }
+        due
     }
 
-    /// SES took the send of the signup keyed `key`.
+    /// SES took the send of the signup keyed `key`. Returns when its first check is due.
     pub(super) fn signup_sent(
         &self,
         key: &str,
         email: &EmailAddress,
         signed_up_ms: u64,
         message_id: Option<String>,
-    ) {
+    ) -> Option<u64> {
         let now = self.runtime.now_ms();
         let result = self.store.load_signup(key).and_then(|row| {
             let mut signup = row.unwrap_or_else(|| Signup::queued(email, signed_up_ms));
             signup.sent(message_id, now);
-            self.store.store_signup(key, &signup)
+            self.store.store_signup(key, &signup)?;
+            Ok(signup.next_check_ms)
         });
-        if let Err(e) = result {
+        result.unwrap_or_else(|e| {
             self.log_store_error(&e);
-        }
+            None
+        })
     }
 
     /// The signup keyed `key` was refused by SES or dropped from the queue.
@@ -301,7 +317,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             address_tag: format!("{} identities", due.len()),
             request_id: None,
         };
-        let Some(result) = self.sender.call(&call).await else {
+        let Some(result) = self.call_sender(&call).await else {
             return Ok(false);
         };
         let now = self.runtime.now_ms();
@@ -364,7 +380,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             address_tag: tag_of(key).to_string(),
             request_id: None,
         };
-        let Some(result) = self.sender.call(&call).await else {
+        let Some(result) = self.call_sender(&call).await else {
             return Ok(false);
         };
         if result != CallResult::Answered(Outcome::Deleted) {
@@ -418,6 +434,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         let now = self.runtime.now_ms();
         let key = hex::decode(webhook.key.expose()).unwrap_or_default();
         let headers = webhook::headers(&key, &event.id, now, &event.body);
+        self.save_state();
         let answer = self
             .runtime
             .post_webhook(webhook.url.as_str(), &headers, &event.body)
@@ -486,6 +503,12 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     /// A person pressed the confirmation button. A signup still pending is checked at once if
     /// nothing else waits for a slot, else first in the next sweep.
     pub async fn confirm(&self, signup: &SignupRef) -> Result<SignupStatus, ApiError> {
+        let status = self.take_confirmation(signup).await;
+        self.save_state();
+        status
+    }
+
+    async fn take_confirmation(&self, signup: &SignupRef) -> Result<SignupStatus, ApiError> {
         let mut row = self.named_signup(signup)?;
         let (effects, check_now) = row.confirm();
         let stored = self
