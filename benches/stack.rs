@@ -2,7 +2,9 @@
 //! (aws4fetch and a JavaScript Durable Object that reserves slots, in bench/aws4fetch-gate), on
 //! this machine's loopback: the same `wrangler dev` and workerd, the same stub SES (it checks no
 //! signature and answers every call `200`), the gate interval at 1 ms so that the hops are
-//! measured and not the waiting. Then queue intake at the real 1 s interval as the gate's tables
+//! measured and not the waiting. Beside them, the floor of signup-verify's path
+//! (bench/two-object-floor): its two objects and three hops in JavaScript with none of its work,
+//! hops by `fetch` as ours are, and by Workers RPC. Then queue intake at the real 1 s interval as the gate's tables
 //! grow. Every figure is printed with what produced it (answers by status, SES calls by action).
 //!
 //! Environment: `BENCH_ROUNDS` (default 5), `BENCH_INTAKE_RECORDS` (default 50000: the largest
@@ -118,7 +120,8 @@ fn serve(stream: TcpStream, calls: &Mutex<BTreeMap<String, u64>>) {
 /// One of the two Workers under test.
 struct Target {
     name: &'static str,
-    url: String,
+    /// Where its signups are posted.
+    endpoint: String,
 }
 
 /// Answers by status ("200", "202", "429", "error"), and how long the signups took.
@@ -168,15 +171,14 @@ fn keep_alive_agent() -> ureq::Agent {
         .build()
 }
 
-/// POSTs `addresses` one after another over one keep-alive connection.
-fn sign_up_in_turn(agent: &ureq::Agent, worker: &str, addresses: &[String]) -> Tally {
+/// POSTs `addresses` to `endpoint` one after another over one keep-alive connection.
+fn sign_up_in_turn(agent: &ureq::Agent, endpoint: &str, addresses: &[String]) -> Tally {
     let mut tally = Tally::default();
-    let url = format!("{worker}/signup");
     for address in addresses {
         let body = format!("{{\"email\":\"{address}\"}}");
         let started = Instant::now();
         let status = match agent
-            .post(&url)
+            .post(endpoint)
             .set("content-type", "application/json")
             .send_string(&body)
         {
@@ -202,7 +204,7 @@ fn sign_up_in_turn(agent: &ureq::Agent, worker: &str, addresses: &[String]) -> T
 /// `per_connection` signups on each of `connections` connections at once; distinct addresses,
 /// one recipient domain per connection. Returns the tally and signups per second.
 fn sign_up_at_once(
-    worker: &str,
+    endpoint: &str,
     label: &str,
     connections: usize,
     per_connection: usize,
@@ -210,11 +212,11 @@ fn sign_up_at_once(
     let started = Instant::now();
     let threads: Vec<_> = (0..connections)
         .map(|c| {
-            let worker = worker.to_string();
+            let endpoint = endpoint.to_string();
             let addresses: Vec<String> = (0..per_connection)
                 .map(|i| format!("{label}-{i}@d{c}.bench.example"))
                 .collect();
-            std::thread::spawn(move || sign_up_in_turn(&keep_alive_agent(), &worker, &addresses))
+            std::thread::spawn(move || sign_up_in_turn(&keep_alive_agent(), &endpoint, &addresses))
         })
         .collect();
     let mut tally = Tally::default();
@@ -242,9 +244,10 @@ fn our_stack(name: &str, ses: &StubSes, vars: &[(&str, &str)]) -> Stack {
     )
 }
 
-fn baseline_worker(ses: &StubSes) -> DevWorker {
-    let dir = root().join("bench/aws4fetch-gate");
-    let config = std::fs::read_to_string(dir.join("wrangler.toml")).expect("baseline config");
+/// One of the JavaScript Workers in bench/ (`dir`), against the stub SES at a 1 ms interval.
+fn js_worker(name: &str, ses: &StubSes) -> DevWorker {
+    let dir = root().join("bench").join(name);
+    let config = std::fs::read_to_string(dir.join("wrangler.toml")).expect("bench worker config");
     let main = dir.join("index.js");
     let config = config.replace(
         "main = \"index.js\"",
@@ -257,7 +260,7 @@ fn baseline_worker(ses: &StubSes) -> DevWorker {
         format!("SES_TEMPLATE_NAME:{TEMPLATE}"),
         "GATE_INTERVAL_MS:1".to_string(),
     ];
-    DevWorker::start("bench-baseline", &config, &vars)
+    DevWorker::start(&format!("bench-{name}"), &config, &vars)
 }
 
 /// gzip -9 sizes of what `wrangler deploy` would upload for the Worker configured in `config`.
@@ -337,19 +340,28 @@ fn main() {
         &ses,
         &[("GATE_INTERVAL_MS", "1"), ("LOG_LEVEL", "error")],
     );
-    let baseline = baseline_worker(&ses);
+    let baseline = js_worker("aws4fetch-gate", &ses);
+    let floor = js_worker("two-object-floor", &ses);
     let targets = [
         Target {
             name: "signup-verify, LOG_LEVEL=error",
-            url: quiet_stack.worker.clone(),
+            endpoint: format!("{}/signup", quiet_stack.worker),
         },
         Target {
             name: "signup-verify, default logging",
-            url: ours_stack.worker.clone(),
+            endpoint: format!("{}/signup", ours_stack.worker),
         },
         Target {
             name: "aws4fetch + JS DO gate",
-            url: baseline.url.clone(),
+            endpoint: format!("{}/signup", baseline.url),
+        },
+        Target {
+            name: "floor: 2 JS objects, fetch hops",
+            endpoint: format!("{}/signup", floor.url),
+        },
+        Target {
+            name: "floor: 2 JS objects, RPC hops",
+            endpoint: format!("{}/signup-rpc", floor.url),
         },
     ];
     const BASELINE: usize = 2;
@@ -359,7 +371,7 @@ fn main() {
         let warm: Vec<String> = (0..20)
             .map(|i| format!("warm-{i}@warm.bench.example"))
             .collect();
-        sign_up_in_turn(&keep_alive_agent(), &target.url, &warm);
+        sign_up_in_turn(&keep_alive_agent(), &target.endpoint, &warm);
     }
     ses.take_calls();
 
@@ -379,14 +391,14 @@ fn main() {
                 .collect();
             latency[t].add(sign_up_in_turn(
                 &keep_alive_agent(),
-                &targets[t].url,
+                &targets[t].endpoint,
                 &addresses,
             ));
         }
         for step in 0..targets.len() {
             let t = (round + step) % targets.len();
             let (tally, rate) =
-                sign_up_at_once(&targets[t].url, &format!("par-{round}"), CONNECTIONS, 40);
+                sign_up_at_once(&targets[t].endpoint, &format!("par-{round}"), CONNECTIONS, 40);
             throughput[t].0.add(tally);
             throughput[t].1.push(rate);
         }
@@ -414,6 +426,7 @@ fn main() {
             &root().join("target/bench/upload-baseline"),
         ),
     ];
+    drop(floor);
     drop(baseline);
     drop(quiet_stack);
     drop(ours_stack);
@@ -430,8 +443,9 @@ fn main() {
         CONNECTIONS * 40
     );
     println!();
-    println!("| figure | signup-verify, LOG_LEVEL=error | signup-verify, default logging | aws4fetch + JS DO gate |");
-    println!("|---|---|---|---|");
+    let names: Vec<&str> = targets.iter().map(|t| t.name).collect();
+    println!("| figure | {} |", names.join(" | "));
+    println!("|---|{}", "---|".repeat(targets.len()));
     // Each figure, and beside signup-verify's its ratio to the baseline's.
     let cells = |value: &dyn Fn(usize) -> f64| -> Vec<String> {
         (0..targets.len())
@@ -452,7 +466,7 @@ fn main() {
         per_s.join(" | ")
     );
     println!(
-        "| upload: wasm + JS, gzip -9 | {} ({} raw) | same | {} ({} raw) |",
+        "| upload: wasm + JS, gzip -9 | {} ({} raw) | same | {} ({} raw) | | |",
         kb(upload[0].1),
         kb(upload[0].0),
         kb(upload[1].1),
@@ -491,8 +505,9 @@ fn intake(ses: &StubSes, top: usize) {
             ("LOG_LEVEL", "error"),
         ],
     );
+    let intake_endpoint = format!("{}/signup", stack.worker);
     // Warm up (compile the wasm, create the tables) before the first window.
-    let (warm, _) = sign_up_at_once(&stack.worker, "intake-warm", CONNECTIONS, 25);
+    let (warm, _) = sign_up_at_once(&intake_endpoint, "intake-warm", CONNECTIONS, 25);
     let mut admitted = warm.accepted();
     let window = 2_000;
     let levels = [0, top / 5, top];
@@ -508,7 +523,7 @@ fn intake(ses: &StubSes, top: usize) {
             let need = (level - records as usize).div_ceil(2);
             let per = need.div_ceil(CONNECTIONS).min(1_000);
             let (tally, _) =
-                sign_up_at_once(&stack.worker, &format!("fill-{batch}"), CONNECTIONS, per);
+                sign_up_at_once(&intake_endpoint, &format!("fill-{batch}"), CONNECTIONS, per);
             batch += 1;
             admitted += tally.accepted();
             assert!(
@@ -519,7 +534,7 @@ fn intake(ses: &StubSes, top: usize) {
         }
         let before = admitted + queue_length(&stack);
         let (tally, rate) = sign_up_at_once(
-            &stack.worker,
+            &intake_endpoint,
             &format!("intake-{level}-{}", rows.len()),
             CONNECTIONS,
             window / CONNECTIONS,
