@@ -397,8 +397,12 @@ fn main() {
         }
         for step in 0..targets.len() {
             let t = (round + step) % targets.len();
-            let (tally, rate) =
-                sign_up_at_once(&targets[t].endpoint, &format!("par-{round}"), CONNECTIONS, 40);
+            let (tally, rate) = sign_up_at_once(
+                &targets[t].endpoint,
+                &format!("par-{round}"),
+                CONNECTIONS,
+                40,
+            );
             throughput[t].0.add(tally);
             throughput[t].1.push(rate);
         }

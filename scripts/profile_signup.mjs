@@ -118,3 +118,26 @@ for (const [name, us] of Object.entries(functions).sort((a, b) => b[1] - a[1]).s
   if (name.startsWith("idle")) continue;
   console.log(`  ${(us / count).toFixed(1).padStart(7)} µs  ${name}`);
 }
+// Who calls the costliest builtins (a builtin's name alone is ambiguous: `exec` may be SQLite's
+// or a RegExp's): self time by calling function, glue shims named.
+const parents = new Map();
+for (const node of profile.nodes) for (const child of node.children ?? []) parents.set(child, node);
+const topBuiltins = Object.entries(functions)
+  .filter(([name]) => name.startsWith("builtins: "))
+  .sort((a, b) => b[1] - a[1])
+  .slice(0, 6)
+  .map(([name]) => name.slice("builtins: ".length));
+console.log("callers of the costliest builtins (self time per signup):");
+for (const builtin of topBuiltins) {
+  const callers = {};
+  for (const [id, us] of selfUs) {
+    const node = byId.get(id);
+    if (where(node.callFrame) !== "builtins" || (node.callFrame.functionName || "(anonymous)") !== builtin) continue;
+    const parent = parents.get(id)?.callFrame;
+    const name = parent ? `${where(parent)}: ${parent.functionName || shimName(parent) || `(anonymous ${parent.url.split("/").pop()}:${parent.lineNumber})`}` : "(none)";
+    callers[name] = (callers[name] ?? 0) + us;
+  }
+  const listed = Object.entries(callers).sort((a, b) => b[1] - a[1]).slice(0, 3);
+  console.log(`  ${builtin}: ${listed.map(([n, us]) => `${n} ${(us / count).toFixed(0)} µs`).join("; ")}`);
+}
+

@@ -214,12 +214,12 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             return Err(ApiError::Busy { retry_after_secs });
         }
         // Tracked before the first await, so the drain always finds the row it updates.
-        let previous = match self.track_signup(&key, email, arrival) {
-            Ok(previous) => previous,
+        let tracked = match self.track_signup(&key, email, arrival) {
+            Ok(tracked) => tracked,
             Err(e) => return self.unavailable(&e, to),
         };
         let reply = self.send_or_queue(to, arrival).await;
-        let follow_up_due = self.settle_signup(&key, email, arrival, &reply, previous);
+        let follow_up_due = self.settle_signup(&key, tracked, &reply);
         match (&reply, admission) {
             // A call that timed out may have reached SES: the address keeps its admission (and
             // the budget its count), so a resubmission within the cooldown cannot mail again.
@@ -1098,6 +1098,18 @@ mod tests {
             START + INTERVAL,
             "what a new object loads"
         );
+    }
+
+    #[test]
+    fn a_direct_signup_reads_its_signup_row_once_and_stores_it_sent() {
+        let h = Harness::new(config());
+        h.sent("jane@example.com");
+        assert_eq!(h.store.calls("load signup"), 1, "only for the row it replaces");
+        let rows = h.store.signups();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].state, SignupState::Sent);
+        assert_eq!(rows[0].sent_ms, Some(START + ROUND_TRIP));
+        assert_eq!(rows[0].message_id.as_deref(), Some("m-1"));
     }
 
     #[test]

@@ -49,6 +49,13 @@ enum SesWork {
     Delete(String, Signup),
 }
 
+/// A signup's row as `track_signup` stored it, and the row it replaced (put back if the signup
+/// is taken back).
+pub(super) struct Tracked {
+    previous: Option<Signup>,
+    row: Signup,
+}
+
 impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     /// A status token for the signup of `key` at `signed_up_ms`, when tokens are on.
     pub(super) fn status_token(&self, key: &str, signed_up_ms: u64) -> Option<String> {
@@ -60,19 +67,19 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         ))
     }
 
-    /// Records a new signup (queued until sent); returns the row it replaced. A replaced row's
-    /// ownership of the identity carries over: its identity may still be waiting for clean-up.
+    /// Records a new signup (queued until sent). A replaced row's ownership of the identity
+    /// carries over: its identity may still be waiting for clean-up.
     pub(super) fn track_signup(
         &self,
         key: &str,
         email: &EmailAddress,
         now: u64,
-    ) -> Result<Option<Signup>, StoreError> {
+    ) -> Result<Tracked, StoreError> {
         let previous = self.store.load_signup(key)?;
-        let mut signup = Signup::queued(email, now);
-        signup.owned = previous.as_ref().is_some_and(|p| p.owned);
-        self.store.store_signup(key, &signup)?;
-        Ok(previous)
+        let mut row = Signup::queued(email, now);
+        row.owned = previous.as_ref().is_some_and(|p| p.owned);
+        self.store.store_signup(key, &row)?;
+        Ok(Tracked { previous, row })
     }
 
     /// What the signup's answer means for its row. Returns when the follow-up work it created
@@ -82,15 +89,17 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     pub(super) fn settle_signup(
         &self,
         key: &str,
-        email: &EmailAddress,
-        signed_up_ms: u64,
+        tracked: Tracked,
         reply: &SendReply,
-        previous: Option<Signup>,
     ) -> Option<u64> {
         use crate::gate::rpc::Accepted;
         let (due, result) = match reply {
+            // Written from the row `track_signup` stored, not read back: while the signup is in
+            // the request no check, confirmation or drain names its row (it is not queued and
+            // has no token out yet). With the address limits off, a second signup for the
+            // address may store its own row meanwhile; the later answer's row stands.
             Ok(Accepted::Sent { message_id, .. }) => (
-                self.signup_sent(key, email, signed_up_ms, message_id.clone()),
+                self.store_sent(key, tracked.row, message_id.clone()),
                 Ok(()),
             ),
             Ok(Accepted::Queued { .. }) => (None, Ok(())),
@@ -107,13 +116,11 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 )
             }
             // It may have reached SES: follow it as sent, so a click is still noticed.
-            Err(ApiError::UpstreamTimeout) => {
-                (self.signup_sent(key, email, signed_up_ms, None), Ok(()))
-            }
+            Err(ApiError::UpstreamTimeout) => (self.store_sent(key, tracked.row, None), Ok(())),
             // Neither sent nor queued: as if it never came.
             Err(_) => (
                 None,
-                match previous {
+                match tracked.previous {
                     Some(previous) => self.store.store_signup(key, &previous),
                     None => self.store.forget_signup(key),
                 },
@@ -125,7 +132,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         due
     }
 
-    /// SES took the send of the signup keyed `key`. Returns when its first check is due.
+    /// SES took the send of the queued signup keyed `key`. Returns when its first check is due.
     pub(super) fn signup_sent(
         &self,
         key: &str,
@@ -133,17 +140,28 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         signed_up_ms: u64,
         message_id: Option<String>,
     ) -> Option<u64> {
-        let now = self.runtime.now_ms();
-        let result = self.store.load_signup(key).and_then(|row| {
-            let mut signup = row.unwrap_or_else(|| Signup::queued(email, signed_up_ms));
-            signup.sent(message_id, now);
-            self.store.store_signup(key, &signup)?;
-            Ok(signup.next_check_ms)
-        });
-        result.unwrap_or_else(|e| {
-            self.log_store_error(&e);
-            None
-        })
+        match self.store.load_signup(key) {
+            Ok(row) => {
+                let row = row.unwrap_or_else(|| Signup::queued(email, signed_up_ms));
+                self.store_sent(key, row, message_id)
+            }
+            Err(e) => {
+                self.log_store_error(&e);
+                None
+            }
+        }
+    }
+
+    /// Stores `row` as sent now; returns when its first check is due.
+    fn store_sent(&self, key: &str, mut row: Signup, message_id: Option<String>) -> Option<u64> {
+        row.sent(message_id, self.runtime.now_ms());
+        match self.store.store_signup(key, &row) {
+            Ok(()) => row.next_check_ms,
+            Err(e) => {
+                self.log_store_error(&e);
+                None
+            }
+        }
     }
 
     /// The signup keyed `key` was refused by SES or dropped from the queue.
