@@ -27,14 +27,32 @@ pub fn set_level(level: LogLevel) {
     LEVEL.with(|l| l.set(level));
 }
 
-/// Writes `line` unless `LOG_LEVEL=error`.
-pub fn info(line: impl Display) {
+/// Writes the line `line` makes unless `LOG_LEVEL=error`, which then does not build it at all
+/// (a JSON line costs allocations and formatting in every request).
+pub fn info<D: Display>(line: impl FnOnce() -> D) {
     if LEVEL.with(Cell::get) == LogLevel::Info {
-        console_log!("{line}");
+        console_log!("{}", line());
     }
 }
 
 /// Writes `line` at every level.
 pub fn error(line: impl Display) {
     console_error!("{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_the_error_level_an_info_line_is_never_built() {
+        set_level(LogLevel::Error);
+        let built = Cell::new(false);
+        info(|| {
+            built.set(true);
+            "a line"
+        });
+        set_level(LogLevel::Info);
+        assert!(!built.get());
+    }
 }

@@ -116,7 +116,7 @@ impl GateRuntime for WorkerRuntime {
         random_u32()
     }
 
-    fn log_info(&self, line: Value) {
+    fn log_info(&self, line: impl FnOnce() -> Value) {
         crate::log::info(line);
     }
 

@@ -66,8 +66,8 @@ pub trait GateRuntime {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
     fn random_u32(&self) -> u32;
-    /// One structured log line (never an address or a secret).
-    fn log_info(&self, line: Value);
+    /// One structured log line (never an address or a secret), built only if it is written.
+    fn log_info(&self, line: impl FnOnce() -> Value);
     fn log_error(&self, line: Value);
     /// Wakes the object's `alarm` at `at_ms` (replacing any earlier alarm).
     async fn set_alarm(&self, at_ms: u64) -> Result<(), String>;
@@ -200,7 +200,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         let admission = match self.admit_address(&key, arrival) {
             Ok(admission) => admission,
             Err(Refusal::Cooldown { retry_after_secs }) => {
-                self.runtime.log_info(json!({"event": "address_cooldown", "retry_after_secs": retry_after_secs, "address": tag_of(&key), "request_id": request_id}));
+                self.runtime.log_info(|| json!({"event": "address_cooldown", "retry_after_secs": retry_after_secs, "address": tag_of(&key), "request_id": request_id}));
                 return Err(ApiError::Cooldown { retry_after_secs });
             }
             Err(Refusal::Store(e)) => return self.unavailable(&e, to),
@@ -302,7 +302,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 match self.enqueue(to, arrival, QueueEnd::Back, 0).await {
                     Ok(Some(queued)) => queued,
                     Ok(None) => {
-                        self.runtime.log_info(json!({"event": "gate_busy", "retry_after_secs": retry_after_secs, "address": tag_of(to.key), "request_id": to.request_id}));
+                        self.runtime.log_info(|| json!({"event": "gate_busy", "retry_after_secs": retry_after_secs, "address": tag_of(to.key), "request_id": to.request_id}));
                         Err(ApiError::Busy {
                             retry_after_secs: self.queue_full_retry_after(),
                         })
@@ -447,7 +447,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
 
     async fn drain_queue(&self) {
         self.runtime
-            .log_info(json!({"event": "alarm", "queue_length": self.store.queue_len().ok()}));
+            .log_info(|| json!({"event": "alarm", "queue_length": self.store.queue_len().ok()}));
         if self.draining.replace(true) {
             return;
         }
@@ -673,7 +673,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
 
     /// One line per signup the gate takes: sent now (`direct`), `queued`, or `already_queued`.
     fn log_admitted(&self, to: Recipient, route: &str, position: Option<u64>) {
-        self.runtime.log_info(json!({"event": "gate_admitted", "route": route, "position": position, "address": tag_of(to.key), "request_id": to.request_id}));
+        self.runtime.log_info(|| json!({"event": "gate_admitted", "route": route, "position": position, "address": tag_of(to.key), "request_id": to.request_id}));
     }
 
     fn log_store_error(&self, e: &StoreError) {
@@ -694,7 +694,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 json!({"event": "queue_paused", "reason": "SES says the configuration is broken", "until": rfc3339_utc(*paused_until_ms), "address": address, "request_id": request_id}),
             ),
             other => self.runtime.log_info(
-                json!({"event": "queue_send", "result": format!("{other:?}"), "waited_ms": waited_ms, "address": address, "request_id": request_id}),
+                || json!({"event": "queue_send", "result": format!("{other:?}"), "waited_ms": waited_ms, "address": address, "request_id": request_id}),
             ),
         }
     }
@@ -790,8 +790,8 @@ mod tests {
         fn random_u32(&self) -> u32 {
             0
         }
-        fn log_info(&self, line: Value) {
-            self.0.logs.borrow_mut().push(line);
+        fn log_info(&self, line: impl FnOnce() -> Value) {
+            self.0.logs.borrow_mut().push(line());
         }
         fn log_error(&self, line: Value) {
             self.0.logs.borrow_mut().push(line);
@@ -1104,7 +1104,11 @@ mod tests {
     fn a_direct_signup_reads_its_signup_row_once_and_stores_it_sent() {
         let h = Harness::new(config());
         h.sent("jane@example.com");
-        assert_eq!(h.store.calls("load signup"), 1, "only for the row it replaces");
+        assert_eq!(
+            h.store.calls("load signup"),
+            1,
+            "only for the row it replaces"
+        );
         let rows = h.store.signups();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].state, SignupState::Sent);

@@ -102,10 +102,10 @@ pub async fn call_ses(
     };
     let outcome = classify_for(&call.call, status, &reply);
     let round_trip_ms = crate::runtime::now_ms().saturating_sub(started_ms);
-    let line = attempt_line(call, status, round_trip_ms, &reply, &outcome);
+    let line = || attempt_line(call, status, round_trip_ms, &reply, &outcome);
     match outcome {
         Outcome::Sent { .. } | Outcome::Checked { .. } | Outcome::Deleted => crate::log::info(line),
-        _ => crate::log::error(line),
+        _ => crate::log::error(line()),
     }
     CallResult::Answered(outcome)
 }

@@ -94,7 +94,7 @@ impl SesSender {
             .record(&result, now_ms(), random_u32());
         if let Some(pause_ms) = pause {
             crate::log::info(
-                json!({"event": "sender_backoff", "pause_ms": pause_ms, "request_id": call.request_id}),
+                || json!({"event": "sender_backoff", "pause_ms": pause_ms, "request_id": call.request_id}),
             );
         }
         drop(in_flight);

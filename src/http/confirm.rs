@@ -85,7 +85,7 @@ pub async fn post(req: &mut Request, env: &Env, config: Result<Config, ConfigErr
         }
     };
     if status.is_none() {
-        crate::log::info(json!({"event": "confirm_without_signup", "request_id": request_id}));
+        crate::log::info(|| json!({"event": "confirm_without_signup", "request_id": request_id}));
     }
     if let Some(target) = config
         .browser

@@ -147,7 +147,7 @@ async fn signup(
         } => (email, turnstile_token),
         Submission::Honeypot => {
             crate::log::info(
-                json!({"event": "honeypot", "field": browser.honeypot_field, "request_id": request_id}),
+                || json!({"event": "honeypot", "field": browser.honeypot_field, "request_id": request_id}),
             );
             // Shaped like a real answer, token included (one that names nothing).
             let decoy_token = config.gate.tracking.status_token_secret.as_ref().map(|_| {
@@ -184,7 +184,7 @@ fn log_signup(request_id: &RequestId, result: &Result<Accepted, ApiError>) {
         Err(error) => (error.status(), error.code()),
     };
     crate::log::info(
-        json!({"event": "signup", "request_id": request_id, "status": status, "answer": answer}),
+        || json!({"event": "signup", "request_id": request_id, "status": status, "answer": answer}),
     );
 }
 
@@ -261,7 +261,7 @@ pub(super) async fn verify_turnstile(
     };
     verdict(&reply, &turnstile.expected_hostnames).map_err(|codes| {
         crate::log::info(
-            json!({"event": "turnstile_rejected", "error_codes": codes, "request_id": request_id}),
+            || json!({"event": "turnstile_rejected", "error_codes": codes, "request_id": request_id}),
         );
         ApiError::CaptchaFailed
     })

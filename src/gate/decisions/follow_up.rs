@@ -191,7 +191,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 EventKind::Rejected | EventKind::Dropped => {}
             });
             self.runtime.log_info(
-                json!({"event": "signup_event", "type": kind.as_str(), "address": tag_of(key)}),
+                || json!({"event": "signup_event", "type": kind.as_str(), "address": tag_of(key)}),
             );
             if self.config.tracking.webhook.is_none() {
                 continue;
@@ -418,7 +418,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             g.tracking.identities_deleted += 1;
         });
         self.runtime
-            .log_info(json!({"event": "identity_deleted", "address": tag_of(key)}));
+            .log_info(|| json!({"event": "identity_deleted", "address": tag_of(key)}));
         if let Some(mut current) = self.store.load_signup(key)? {
             if current.cleanup == Cleanup::Due {
                 current.cleanup = Cleanup::Done;
@@ -463,7 +463,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             self.store.remove_event(&event.id)?;
             self.update(|g| g.tracking.webhooks_delivered += 1);
             self.runtime.log_info(
-                json!({"event": "webhook_delivered", "id": event.id, "attempts": attempts}),
+                || json!({"event": "webhook_delivered", "id": event.id, "attempts": attempts}),
             );
             return self.release_cleanup(&event);
         }
@@ -538,7 +538,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             return Err(ApiError::Unavailable);
         }
         self.runtime
-            .log_info(json!({"event": "signup_confirmed", "address": tag_of(&signup.key)}));
+            .log_info(|| json!({"event": "signup_confirmed", "address": tag_of(&signup.key)}));
         if check_now {
             let now = self.runtime.now_ms();
             let idle = !self.draining.get()
