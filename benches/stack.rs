@@ -343,27 +343,24 @@ fn main() {
     let baseline = js_worker("aws4fetch-gate", &ses);
     let floor = js_worker("two-object-floor", &ses);
     let targets = [
-        Target {
-            name: "signup-verify, LOG_LEVEL=error",
-            endpoint: format!("{}/signup", quiet_stack.worker),
-        },
-        Target {
-            name: "signup-verify, default logging",
-            endpoint: format!("{}/signup", ours_stack.worker),
-        },
-        Target {
-            name: "aws4fetch + JS DO gate",
-            endpoint: format!("{}/signup", baseline.url),
-        },
-        Target {
-            name: "floor: 2 JS objects, fetch hops",
-            endpoint: format!("{}/signup", floor.url),
-        },
-        Target {
-            name: "floor: 2 JS objects, RPC hops",
-            endpoint: format!("{}/signup-rpc", floor.url),
-        },
-    ];
+        (
+            "signup-verify, LOG_LEVEL=error",
+            &quiet_stack.worker,
+            "/signup",
+        ),
+        (
+            "signup-verify, default logging",
+            &ours_stack.worker,
+            "/signup",
+        ),
+        ("aws4fetch + JS DO gate", &baseline.url, "/signup"),
+        ("floor: 2 JS objects, fetch hops", &floor.url, "/signup"),
+        ("floor: 2 JS objects, RPC hops", &floor.url, "/signup-rpc"),
+    ]
+    .map(|(name, origin, path)| Target {
+        name,
+        endpoint: format!("{origin}{path}"),
+    });
     const BASELINE: usize = 2;
 
     // Warm each (first requests compile the wasm, create the objects and their tables).

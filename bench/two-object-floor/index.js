@@ -4,10 +4,9 @@
 // hop is a Durable Object `fetch` with a JSON body, as signup-verify's are, or Workers RPC
 // (`/signup-rpc`). No storage, no limits, no queue: whatever signup-verify takes beyond this is
 // its own work, and whatever this takes beyond the baseline is the second object.
-import { AwsClient } from "aws4fetch";
 import { DurableObject } from "cloudflare:workers";
-
-const json = (body, status) => Response.json(body, { status });
+// The baseline's own request handling, so that the two differ only in their objects.
+import { json, readEmail, sendVerification } from "../aws4fetch-gate/index.js";
 
 export class FloorGate extends DurableObject {
   next = 0;
@@ -48,25 +47,7 @@ export class FloorSender extends DurableObject {
   async call(email, slot) {
     const wait = slot - Date.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-    const aws = new AwsClient({
-      accessKeyId: this.env.AWS_ACCESS_KEY_ID,
-      secretAccessKey: this.env.AWS_SECRET_ACCESS_KEY,
-      region: this.env.AWS_REGION,
-      service: "ses",
-    });
-    const response = await aws.fetch(this.env.SES_ENDPOINT, {
-      method: "POST",
-      headers: { "content-type": "application/x-www-form-urlencoded; charset=utf-8" },
-      body: new URLSearchParams({
-        Action: "SendCustomVerificationEmail",
-        Version: "2010-12-01",
-        EmailAddress: email,
-        TemplateName: this.env.SES_TEMPLATE_NAME,
-      }).toString(),
-    });
-    const reply = await response.text();
-    if (!response.ok) return { status: "upstream_error" };
-    return { status: "sent", messageId: /<MessageId>([^<]*)<\/MessageId>/.exec(reply)?.[1] };
+    return sendVerification(this.env, email);
   }
 }
 
@@ -78,15 +59,8 @@ export default {
     if (request.method !== "POST" || !(rpc || pathname === "/signup")) {
       return json({ error: "not_found" }, 404);
     }
-    let email;
-    try {
-      ({ email } = await request.json());
-    } catch {
-      return json({ error: "invalid_json" }, 400);
-    }
-    if (typeof email !== "string" || !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email)) {
-      return json({ error: "invalid_email" }, 400);
-    }
+    const { email, error } = await readEmail(request);
+    if (error) return error;
     const gate = env.FLOOR_GATE.get(env.FLOOR_GATE.idFromName("ses"));
     if (rpc) {
       const result = await gate.send(email);
