@@ -633,7 +633,6 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         })
     }
 
-    /// Applies a change to the gate state and stores it before anything else can run.
     /// Changes the gate state in memory; [`Self::save_state`] stores it before the next await
     /// (every await of the gate goes through [`Self::call_sender`], [`Self::arm_alarm`] or
     /// `deliver`, which save first) and when a signup, a drain or a confirmation ends. One
