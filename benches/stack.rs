@@ -4,8 +4,9 @@
 //! signature and answers every call `200`), the gate interval at 1 ms so that the hops are
 //! measured and not the waiting. Beside them, the floor of signup-verify's path
 //! (bench/two-object-floor): its two objects and three hops in JavaScript with none of its work,
-//! hops by `fetch` as ours are, and by Workers RPC. Then queue intake at the real 1 s interval as the gate's tables
-//! grow. Every figure is printed with what produced it (answers by status, SES calls by action).
+//! hops by `fetch` as ours are, and by Workers RPC. Then queue intake at the real 1 s interval
+//! as the gate's tables grow, and what each SQLite statement a signup runs costs. Every figure
+//! is printed with what produced it (answers by status, SES calls by action).
 //!
 //! Environment: `BENCH_ROUNDS` (default 5), `BENCH_INTAKE_RECORDS` (default 50000: the largest
 //! stored-record level intake is measured at).
@@ -491,6 +492,7 @@ fn main() {
     println!("  stub SES calls by action: {calls:?}");
 
     intake(&ses, intake_records);
+    sqlite_statements(&ses);
 }
 
 /// Queue intake at the real 1 s interval (`GATE_MAX_WAIT_MS=0`: every signup after the first is
@@ -578,4 +580,98 @@ fn intake(ses: &StubSes, top: usize) {
     }
     println!();
     println!("  stub SES calls by action during intake: {calls:?}");
+}
+
+/// What each SQLite statement a signup runs costs a Durable Object under `wrangler dev`: the very
+/// texts `SqlGateStore` runs, over its schema with 20,000 rows in each table a signup touches, 32
+/// times in one request to a JavaScript object (bench/sqlite-statements), less a request that runs
+/// none. The fastest of three rounds of 30 requests.
+fn sqlite_statements(ses: &StubSes) {
+    use signup_verify::gate::sql_store as sql;
+    const ROWS: u64 = 20_000;
+    const PER_REQUEST: u64 = 32;
+    let worker = js_worker("sqlite-statements", ses);
+    let agent = keep_alive_agent();
+    let signup_row =
+        r#"{"email":"someone@example.com","state":"sent","next_check_ms":1764651239600}"#;
+    let statements: [(&str, &str, serde_json::Value); 10] = [
+        ("none (the request alone)", "", serde_json::json!([])),
+        (
+            "dedupe: the queued place",
+            sql::QUEUED_PLACE_SQL,
+            serde_json::json!(["$qkey"]),
+        ),
+        (
+            "address record read",
+            sql::LOAD_ADDRESS_SQL,
+            serde_json::json!(["$key", 0]),
+        ),
+        (
+            "address record write",
+            sql::STORE_ADDRESS_SQL,
+            serde_json::json!(["$key", "{\"last_ms\":1}", "$n"]),
+        ),
+        (
+            "signup row read",
+            sql::LOAD_SIGNUP_SQL,
+            serde_json::json!(["$key"]),
+        ),
+        (
+            "signup row write",
+            sql::STORE_SIGNUP_SQL,
+            serde_json::json!(["$key", signup_row, "$n", 0, 1, "$n"]),
+        ),
+        (
+            "gate state write",
+            sql::SAVE_STATE_SQL,
+            serde_json::json!([r#"{"next_free_ms":1764651234567,"served_tag":1234}"#]),
+        ),
+        (
+            "send log insert",
+            sql::LOG_SEND_SQL,
+            serde_json::json!(["$n"]),
+        ),
+        (
+            "the domain's last tag",
+            sql::LAST_TAG_SQL,
+            serde_json::json!(["d3.example"]),
+        ),
+        (
+            "a position from the back",
+            sql::COUNT_BEHIND_SQL,
+            serde_json::json!([ROWS / 8 - 1, ROWS - 8]),
+        ),
+    ];
+    let mut best_ms = Vec::new();
+    for (_, text, args) in &statements {
+        let body = serde_json::json!({
+            "schema": sql::SCHEMA, "rows": ROWS, "sql": text, "args": args, "n": PER_REQUEST,
+        })
+        .to_string();
+        let mut best = f64::MAX;
+        for _ in 0..3 {
+            let started = Instant::now();
+            for _ in 0..30 {
+                let answer = agent
+                    .post(&format!("{}/", worker.url))
+                    .send_string(&body)
+                    .expect("the statement object answers");
+                assert_eq!(answer.status(), 200, "{text}");
+                let _ = answer.into_string();
+            }
+            best = best.min(started.elapsed().as_secs_f64() * 1000.0 / 30.0);
+        }
+        best_ms.push(best);
+    }
+    println!();
+    println!(
+        "## SQLite: each statement a signup runs, {PER_REQUEST} times a request, {ROWS} rows a table (JS Durable Object under wrangler dev)"
+    );
+    println!();
+    println!("| statement | ms per request | µs per statement |");
+    println!("|---|---|---|");
+    for ((name, _, _), ms) in statements.iter().zip(&best_ms) {
+        let per = (ms - best_ms[0]) * 1000.0 / PER_REQUEST as f64;
+        println!("| {name} | {ms:.2} | {per:.0} |");
+    }
 }

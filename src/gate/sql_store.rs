@@ -22,7 +22,29 @@ use crate::gate::store::{
 use crate::gate::tracking::Signup;
 use crate::request_id::RequestId;
 
-const SCHEMA: [&str; 21] = [
+// The statements a signup runs (besides the enqueue), named so that `make bench` measures these
+// very texts (benches/stack.rs, "SQLite statements").
+pub const LOAD_ADDRESS_SQL: &str =
+    "SELECT record AS value FROM address_limits WHERE key = ? AND last_ms >= ?";
+pub const STORE_ADDRESS_SQL: &str =
+    "INSERT INTO address_limits (key, record, last_ms) VALUES (?, ?, ?)
+     ON CONFLICT (key) DO UPDATE SET record = excluded.record, last_ms = excluded.last_ms";
+pub const LOAD_SIGNUP_SQL: &str = "SELECT key, record FROM signups WHERE key = ?";
+pub const STORE_SIGNUP_SQL: &str =
+    "INSERT INTO signups (key, record, next_check_ms, cleanup_due, has_work, signed_up_ms)
+     VALUES (?, ?, ?, ?, ?, ?)
+     ON CONFLICT (key) DO UPDATE SET record = excluded.record,
+       next_check_ms = excluded.next_check_ms, cleanup_due = excluded.cleanup_due,
+       has_work = excluded.has_work, signed_up_ms = excluded.signed_up_ms";
+pub const SAVE_STATE_SQL: &str =
+    "INSERT INTO gate (id, state) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state";
+pub const LOG_SEND_SQL: &str = "INSERT INTO sends (at_ms) VALUES (?)";
+pub const QUEUED_PLACE_SQL: &str = "SELECT tag, seq FROM fair_queue WHERE key = ?";
+pub const LAST_TAG_SQL: &str = "SELECT MAX(tag) AS value FROM fair_queue WHERE domain = ?";
+pub const COUNT_BEHIND_SQL: &str =
+    "SELECT COUNT(*) AS value FROM fair_queue WHERE (tag, seq) > (?, ?)";
+
+pub const SCHEMA: [&str; 21] = [
     "CREATE TABLE IF NOT EXISTS gate (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL)",
     // Served by (tag, seq): fair across recipient domains (`queue::fair_tag`); an item put back
     // at the head gets the smallest `seq`.
@@ -254,7 +276,7 @@ impl SqlGateStore {
     fn position_at(&self, place: &Place) -> StoreResult<u64> {
         let behind = self.count(
             "queue position",
-            "SELECT COUNT(*) AS value FROM fair_queue WHERE (tag, seq) > (?, ?)",
+            COUNT_BEHIND_SQL,
             vec![place.tag.into(), place.seq.into()],
         )?;
         Ok(self.queue_len()?.saturating_sub(behind))
@@ -279,11 +301,7 @@ impl GateStore for SqlGateStore {
     fn save_state(&self, state: &GateState) -> StoreResult<()> {
         let json =
             serde_json::to_string(state).map_err(|e| StoreError::failed("save gate state", e))?;
-        self.exec(
-            "save gate state",
-            "INSERT INTO gate (id, state) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state",
-            vec![json.into()],
-        )
+        self.exec("save gate state", SAVE_STATE_SQL, vec![json.into()])
     }
 
     fn address_secret(&self, fresh: impl FnOnce() -> Vec<u8>) -> StoreResult<Vec<u8>> {
@@ -326,11 +344,7 @@ impl GateStore for SqlGateStore {
         if self.queue_len()? == 0 {
             return Ok(None);
         }
-        let places: Vec<Place> = self.rows(
-            "queue position",
-            "SELECT tag, seq FROM fair_queue WHERE key = ?",
-            vec![key.into()],
-        )?;
+        let places: Vec<Place> = self.rows("queue position", QUEUED_PLACE_SQL, vec![key.into()])?;
         match places.into_iter().next() {
             Some(mine) => self.position_at(&mine).map(Some),
             None => Ok(None),
@@ -338,11 +352,7 @@ impl GateStore for SqlGateStore {
     }
 
     fn last_tag(&self, domain: &str) -> StoreResult<Option<u64>> {
-        let tag: Option<Option<f64>> = self.value(
-            "last tag",
-            "SELECT MAX(tag) AS value FROM fair_queue WHERE domain = ?",
-            vec![domain.into()],
-        )?;
+        let tag: Option<Option<f64>> = self.value("last tag", LAST_TAG_SQL, vec![domain.into()])?;
         Ok(tag.flatten().map(|t| t as u64))
     }
 
@@ -456,7 +466,7 @@ impl GateStore for SqlGateStore {
         }
         let json: Option<String> = self.value(
             "load address record",
-            "SELECT record AS value FROM address_limits WHERE key = ? AND last_ms >= ?",
+            LOAD_ADDRESS_SQL,
             vec![key.into(), ms(expired_before)],
         )?;
         json.map(|j| {
@@ -470,8 +480,7 @@ impl GateStore for SqlGateStore {
             .map_err(|e| StoreError::failed("store address record", e))?;
         self.exec(
             "store address record",
-            "INSERT INTO address_limits (key, record, last_ms) VALUES (?, ?, ?)
-             ON CONFLICT (key) DO UPDATE SET record = excluded.record, last_ms = excluded.last_ms",
+            STORE_ADDRESS_SQL,
             vec![key.into(), json.into(), ms(record.last_ms)],
         )
     }
@@ -485,11 +494,7 @@ impl GateStore for SqlGateStore {
     }
 
     fn record_send(&self, now_ms: u64) -> StoreResult<()> {
-        self.exec(
-            "log send",
-            "INSERT INTO sends (at_ms) VALUES (?)",
-            vec![ms(now_ms)],
-        )?;
+        self.exec("log send", LOG_SEND_SQL, vec![ms(now_ms)])?;
         if !housekeeping_due(&self.next_send_prune_ms, now_ms) {
             return Ok(());
         }
@@ -510,11 +515,7 @@ impl GateStore for SqlGateStore {
 
     fn load_signup(&self, key: &str) -> StoreResult<Option<Signup>> {
         Ok(self
-            .signups(
-                "load signup",
-                "SELECT key, record FROM signups WHERE key = ?",
-                vec![key.into()],
-            )?
+            .signups("load signup", LOAD_SIGNUP_SQL, vec![key.into()])?
             .pop()
             .map(|(_, signup)| signup))
     }
@@ -528,11 +529,7 @@ impl GateStore for SqlGateStore {
         };
         self.exec(
             "store signup",
-            "INSERT INTO signups (key, record, next_check_ms, cleanup_due, has_work, signed_up_ms)
-             VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT (key) DO UPDATE SET record = excluded.record,
-               next_check_ms = excluded.next_check_ms, cleanup_due = excluded.cleanup_due,
-               has_work = excluded.has_work, signed_up_ms = excluded.signed_up_ms",
+            STORE_SIGNUP_SQL,
             vec![
                 key.into(),
                 json.into(),
