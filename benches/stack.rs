@@ -642,6 +642,7 @@ fn sqlite_statements(ses: &StubSes) {
             serde_json::json!([ROWS / 8 - 1, ROWS - 8]),
         ),
     ];
+    let url = format!("{}/", worker.url);
     let mut best_ms = Vec::new();
     for (_, text, args) in &statements {
         let body = serde_json::json!({
@@ -653,7 +654,7 @@ fn sqlite_statements(ses: &StubSes) {
             let started = Instant::now();
             for _ in 0..30 {
                 let answer = agent
-                    .post(&format!("{}/", worker.url))
+                    .post(&url)
                     .send_string(&body)
                     .expect("the statement object answers");
                 assert_eq!(answer.status(), 200, "{text}");

@@ -120,12 +120,13 @@ pub trait GateStore {
     fn set_attempts(&self, id: u64, attempts: u32) -> StoreResult<()>;
     fn oldest_enqueued_at(&self) -> StoreResult<Option<u64>>;
 
-    /// The record for `key`, after deleting every record last touched before `expired_before`.
+    /// The record for `key` unless it was last touched before `expired_before` (expired records
+    /// read as none; a store may delete them in batches, now or later).
     fn load_address(&self, key: &str, expired_before: u64) -> StoreResult<Option<AddressRecord>>;
     fn store_address(&self, key: &str, record: &AddressRecord) -> StoreResult<()>;
     fn remove_address(&self, key: &str) -> StoreResult<()>;
 
-    /// Logs a send at `now_ms` (and forgets sends older than an hour).
+    /// Logs a send at `now_ms` (a store may forget sends older than an hour meanwhile).
     fn record_send(&self, now_ms: u64) -> StoreResult<()>;
     fn sends_since(&self, since_ms: u64) -> StoreResult<u64>;
 
