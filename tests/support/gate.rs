@@ -41,6 +41,79 @@ pub fn sent_addresses(stack: &Stack) -> Vec<String> {
     sent
 }
 
+/// Now, in microseconds since the Unix epoch: ses-local's clock for `receivedAtUs`.
+pub fn unix_now_us() -> u64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The longest steady mean gap, in ms, allowed between sends at a 100 ms interval.
+///
+/// What a send costs above the interval does not grow with it: the answer's round trip, the
+/// clock's millisecond, and how late the sender's timer fires. Idle, the 2-core development
+/// machine measures 102.1–102.4 ms; with both cores kept busy beside the test, 102.8–105.5 ms,
+/// and shared CI machines have measured 104.7 ms. 7 ms is 93 % slot use at 100 ms and 99.3 % at
+/// the real 1000 ms interval, whose 97 % guarantee the 1000 ms test holds on its own. It still
+/// catches the gate's work landing between one answer and the next call (about 10 ms a send).
+pub const STEADY_MEAN_MAX_MS_AT_100: f64 = 107.0;
+
+/// The spacing of a burst's sends, from when ses-local saw them arrive.
+pub struct Spacing {
+    /// The shortest gap between two sends.
+    pub min_ms: f64,
+    /// The longest gap: it bounds what intake may cost.
+    pub longest_ms: f64,
+    /// The mean gap once intake had ended: pacing alone. While a burst arrives the gate is busy
+    /// storing its admissions (a signup's answer means its admission is stored), and its next
+    /// call to the sender waits behind them. A slower machine takes longer over intake; that is
+    /// not pacing.
+    pub steady_mean_ms: f64,
+    /// How many gaps the steady mean is over.
+    pub steady_gaps: usize,
+    /// The median and the longest of those gaps: a mean raised by a few stalls shows a long
+    /// tail, one raised by every send shows a raised median.
+    pub steady_median_ms: f64,
+    pub steady_longest_ms: f64,
+}
+
+impl Spacing {
+    /// `arrivals_us` are the burst's sends; `intake_ended_us` is when its last signup was
+    /// answered (`unix_now_us`).
+    pub fn of(arrivals_us: &[u64], intake_ended_us: u64) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        let gaps: Vec<u64> = arrivals_us.windows(2).map(|w| w[1] - w[0]).collect();
+        let mut steady: Vec<u64> = arrivals_us
+            .windows(2)
+            .filter(|w| w[0] >= intake_ended_us)
+            .map(|w| w[1] - w[0])
+            .collect();
+        steady.sort_unstable();
+        Spacing {
+            min_ms: ms(gaps.iter().copied().min().unwrap_or(0)),
+            longest_ms: ms(gaps.iter().copied().max().unwrap_or(0)),
+            steady_mean_ms: ms(steady.iter().sum::<u64>()) / steady.len().max(1) as f64,
+            steady_gaps: steady.len(),
+            steady_median_ms: ms(steady.get(steady.len() / 2).copied().unwrap_or(0)),
+            steady_longest_ms: ms(steady.last().copied().unwrap_or(0)),
+        }
+    }
+
+    /// One line for the test's output.
+    pub fn summary(&self) -> String {
+        format!(
+            "min {:.1} ms, longest {:.1} ms; after intake, {} gaps: mean {:.2} ms, median {:.1} ms, longest {:.1} ms",
+            self.min_ms,
+            self.longest_ms,
+            self.steady_gaps,
+            self.steady_mean_ms,
+            self.steady_median_ms,
+            self.steady_longest_ms
+        )
+    }
+}
+
 /// (min, mean) spacing in ms between accepted sends, as ses-local saw them arrive.
 pub fn spacing_ms(stack: &Stack) -> (f64, f64) {
     let gaps = stack.send_gaps_us();

@@ -639,15 +639,22 @@ impl Stack {
         }
     }
 
-    /// Microseconds between consecutive accepted sends, as ses-local saw them arrive.
-    pub fn send_gaps_us(&self) -> Vec<u64> {
-        let arrivals: Vec<u64> = self
-            .ses_requests()
+    /// When ses-local saw each accepted send arrive, in microseconds since the Unix epoch (its
+    /// clock is this machine's, so a test can compare these with `unix_now_us`).
+    pub fn send_arrivals_us(&self) -> Vec<u64> {
+        self.ses_requests()
             .iter()
             .filter(|r| r["status"] == 200)
             .filter_map(|r| r["receivedAtUs"].as_u64())
-            .collect();
-        arrivals.windows(2).map(|w| w[1] - w[0]).collect()
+            .collect()
+    }
+
+    /// Microseconds between consecutive accepted sends, as ses-local saw them arrive.
+    pub fn send_gaps_us(&self) -> Vec<u64> {
+        self.send_arrivals_us()
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .collect()
     }
 }
 
