@@ -49,33 +49,50 @@ pub fn unix_now_us() -> u64 {
     u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// The longest steady mean gap, in ms, allowed between sends at a 100 ms interval.
+/// What a burst's spacing must keep (see [`Spacing::assert_within`]).
+pub struct PacingBounds {
+    /// No gap shorter than the gate interval.
+    pub interval_ms: f64,
+    /// Enough gaps after intake for their mean to mean something.
+    pub steady_gaps_at_least: usize,
+    pub steady_mean_at_most_ms: f64,
+    /// What intake may cost the gap it lands in.
+    pub longest_at_most_ms: f64,
+}
+
+/// A burst of 100 at a 100 ms interval.
 ///
-/// What a send costs above the interval does not grow with it: the answer's round trip, the
-/// clock's millisecond, and how late the sender's timer fires. Idle, the 2-core development
-/// machine measures 102.1–102.4 ms; with both cores kept busy beside the test, 102.8–105.5 ms,
-/// and shared CI machines have measured 104.7 ms. 7 ms is 93 % slot use at 100 ms and 99.3 % at
-/// the real 1000 ms interval, whose 97 % guarantee the 1000 ms test holds on its own. It still
-/// catches the gate's work landing between one answer and the next call (about 10 ms a send).
-pub const STEADY_MEAN_MAX_MS_AT_100: f64 = 107.0;
+/// The steady mean may be 7 ms over the interval. What a send costs above the interval does not
+/// grow with it: the answer's round trip, the clock's millisecond, and how late the sender's
+/// timer fires. Idle, the 2-core development machine measures 102.1–102.4 ms; with both cores
+/// kept busy beside the test, 102.8–105.5 ms; a shared CI machine measured 104.7 ms. 7 ms is 93 %
+/// slot use at 100 ms and 99.3 % at the real 1000 ms interval, whose 97 % guarantee the 1000 ms
+/// test holds on its own. It still catches the gate's work landing between one answer and the
+/// next call (about 10 ms a send).
+pub const BURST_AT_100_MS: PacingBounds = PacingBounds {
+    interval_ms: 100.0,
+    steady_gaps_at_least: 50,
+    steady_mean_at_most_ms: 107.0,
+    longest_at_most_ms: 1000.0,
+};
 
 /// The spacing of a burst's sends, from when ses-local saw them arrive.
 pub struct Spacing {
     /// The shortest gap between two sends.
-    pub min_ms: f64,
+    min_ms: f64,
     /// The longest gap: it bounds what intake may cost.
-    pub longest_ms: f64,
+    longest_ms: f64,
     /// The mean gap once intake had ended: pacing alone. While a burst arrives the gate is busy
     /// storing its admissions (a signup's answer means its admission is stored), and its next
     /// call to the sender waits behind them. A slower machine takes longer over intake; that is
     /// not pacing.
-    pub steady_mean_ms: f64,
+    steady_mean_ms: f64,
     /// How many gaps the steady mean is over.
-    pub steady_gaps: usize,
+    steady_gaps: usize,
     /// The median and the longest of those gaps: a mean raised by a few stalls shows a long
     /// tail, one raised by every send shows a raised median.
-    pub steady_median_ms: f64,
-    pub steady_longest_ms: f64,
+    steady_median_ms: f64,
+    steady_longest_ms: f64,
 }
 
 impl Spacing {
@@ -100,8 +117,32 @@ impl Spacing {
         }
     }
 
-    /// One line for the test's output.
-    pub fn summary(&self) -> String {
+    /// Prints the spacing under `label` and asserts it keeps `bounds`.
+    pub fn assert_within(&self, label: &str, bounds: &PacingBounds) {
+        eprintln!("{label}: {}", self.summary());
+        assert!(
+            self.min_ms >= bounds.interval_ms,
+            "{label}: min spacing {} ms",
+            self.min_ms
+        );
+        assert!(
+            self.steady_gaps >= bounds.steady_gaps_at_least,
+            "{label}: intake held most of the burst, only {} gaps after it",
+            self.steady_gaps
+        );
+        assert!(
+            self.steady_mean_ms <= bounds.steady_mean_at_most_ms,
+            "{label}: steady mean spacing {} ms",
+            self.steady_mean_ms
+        );
+        assert!(
+            self.longest_ms <= bounds.longest_at_most_ms,
+            "{label}: longest gap {} ms",
+            self.longest_ms
+        );
+    }
+
+    fn summary(&self) -> String {
         format!(
             "min {:.1} ms, longest {:.1} ms; after intake, {} gaps: mean {:.2} ms, median {:.1} ms, longest {:.1} ms",
             self.min_ms,
