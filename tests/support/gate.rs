@@ -41,7 +41,8 @@ pub fn sent_addresses(stack: &Stack) -> Vec<String> {
     sent
 }
 
-/// Now, in microseconds since the Unix epoch: ses-local's clock for `receivedAtUs`.
+/// Now, in microseconds since the Unix epoch: ses-local's clock for `receivedAtUs`, unless the
+/// stack moved ses-local's clock (its clock-skew option).
 pub fn unix_now_us() -> u64 {
     let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
