@@ -4,7 +4,10 @@
 //! signature and answers every call `200`), the gate interval at 1 ms so that the hops are
 //! measured and not the waiting. Beside them, the floor of signup-verify's path
 //! (bench/two-object-floor): its two objects and three hops in JavaScript with none of its work,
-//! hops by `fetch` as ours are, and by Workers RPC. Then queue intake at the real 1 s interval
+//! hops by `fetch` as ours are, and by Workers RPC. And the Rust floor (bench/rust-floor): the
+//! baseline, and signup-verify's two objects, written in Rust on signup-verify's libraries
+//! (workers-rs, aws-sigv4, quick-xml, serde_json), which is what the language and its glue cost on
+//! workerd before any product work, and what those libraries weigh. Then queue intake at the real 1 s interval
 //! as the gate's tables grow, and what each SQLite statement a signup runs costs. Every figure
 //! is printed with what produced it (answers by status, SES calls by action).
 //!
@@ -246,13 +249,23 @@ fn our_stack(name: &str, ses: &StubSes, vars: &[(&str, &str)]) -> Stack {
 }
 
 /// One of the JavaScript Workers in bench/ (`dir`), against the stub SES at a 1 ms interval.
-fn js_worker(name: &str, ses: &StubSes) -> DevWorker {
+fn bench_worker(name: &str, ses: &StubSes) -> DevWorker {
     let dir = root().join("bench").join(name);
     let config = std::fs::read_to_string(dir.join("wrangler.toml")).expect("bench worker config");
-    let main = dir.join("index.js");
+    let main = config
+        .lines()
+        .find_map(|line| line.strip_prefix("main = \""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .expect("a bench worker config names its main module");
+    let main_path = dir.join(main);
+    assert!(
+        main_path.exists(),
+        "{} is missing: `make bench` builds it",
+        main_path.display()
+    );
     let config = config.replace(
-        "main = \"index.js\"",
-        &format!("main = {:?}", main.display().to_string()),
+        &format!("main = {main:?}"),
+        &format!("main = {:?}", main_path.display().to_string()),
     );
     let vars = [
         format!("AWS_ACCESS_KEY_ID:{ACCESS_KEY_ID}"),
@@ -341,8 +354,9 @@ fn main() {
         &ses,
         &[("GATE_INTERVAL_MS", "1"), ("LOG_LEVEL", "error")],
     );
-    let baseline = js_worker("aws4fetch-gate", &ses);
-    let floor = js_worker("two-object-floor", &ses);
+    let baseline = bench_worker("aws4fetch-gate", &ses);
+    let floor = bench_worker("two-object-floor", &ses);
+    let rust_floor = bench_worker("rust-floor", &ses);
     let targets = [
         (
             "signup-verify, LOG_LEVEL=error",
@@ -357,6 +371,16 @@ fn main() {
         ("aws4fetch + JS DO gate", &baseline.url, "/signup"),
         ("floor: 2 JS objects, fetch hops", &floor.url, "/signup"),
         ("floor: 2 JS objects, RPC hops", &floor.url, "/signup-rpc"),
+        (
+            "Rust floor: the baseline in Rust",
+            &rust_floor.url,
+            "/signup",
+        ),
+        (
+            "Rust floor: 2 Rust objects, fetch hops",
+            &rust_floor.url,
+            "/signup-two",
+        ),
     ]
     .map(|(name, origin, path)| Target {
         name,
@@ -427,7 +451,12 @@ fn main() {
             &baseline.dir.join("wrangler.toml"),
             &root().join("target/bench/upload-baseline"),
         ),
+        upload_bytes(
+            &rust_floor.dir.join("wrangler.toml"),
+            &root().join("target/bench/upload-rust-floor"),
+        ),
     ];
+    drop(rust_floor);
     drop(floor);
     drop(baseline);
     drop(quiet_stack);
@@ -467,13 +496,18 @@ fn main() {
         "| {CONNECTIONS} connections, signups/s (× the baseline's rate) | {} |",
         per_s.join(" | ")
     );
-    println!(
-        "| upload: wasm + JS, gzip -9 | {} ({} raw) | same | {} ({} raw) | | |",
-        kb(upload[0].1),
-        kb(upload[0].0),
-        kb(upload[1].1),
-        kb(upload[1].0),
-    );
+    // The upload of each Worker, under the first of its targets.
+    let upload_of = |u: usize| format!("{} ({} raw)", kb(upload[u].1), kb(upload[u].0));
+    let uploads = [
+        upload_of(0),
+        "same".to_string(),
+        upload_of(1),
+        String::new(),
+        String::new(),
+        upload_of(2),
+        "same".to_string(),
+    ];
+    println!("| upload: wasm + JS, gzip -9 | {} |", uploads.join(" | "));
     println!();
     println!("exercised:");
     for (t, target) in targets.iter().enumerate() {
@@ -484,7 +518,11 @@ fn main() {
             throughput[t].0.describe()
         );
     }
-    for (who, files) in [("signup-verify", &upload[0].2), ("baseline", &upload[1].2)] {
+    for (who, files) in [
+        ("signup-verify", &upload[0].2),
+        ("baseline", &upload[1].2),
+        ("Rust floor", &upload[2].2),
+    ] {
         for (name, raw, gz) in files {
             println!("  {who} upload: {name} {raw} bytes, {gz} gzipped");
         }
@@ -590,7 +628,7 @@ fn sqlite_statements(ses: &StubSes) {
     use signup_verify::gate::sql_store as sql;
     const ROWS: u64 = 20_000;
     const PER_REQUEST: u64 = 32;
-    let worker = js_worker("sqlite-statements", ses);
+    let worker = bench_worker("sqlite-statements", ses);
     let agent = keep_alive_agent();
     let signup_row =
         r#"{"email":"someone@example.com","state":"sent","next_check_ms":1764651239600}"#;
