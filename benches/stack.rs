@@ -550,9 +550,6 @@ fn intake(ses: &StubSes, top: usize) {
     // Warm up (compile the wasm, create the tables) before the first window.
     let (warm, _) = sign_up_at_once(&intake_endpoint, "intake-warm", CONNECTIONS, 25);
     let mut admitted = warm.accepted();
-    // Signups per window; each level is measured over WINDOWS of them.
-    let window = 1_000;
-    const WINDOWS: usize = 3;
     let levels = [0, top / 5, top];
     let mut rows = Vec::new();
     let mut batch = 0;
@@ -575,49 +572,97 @@ fn intake(ses: &StubSes, top: usize) {
                 tally.describe()
             );
         }
-        // Three windows in a row, the median rate kept: a single window on a shared 2-core
-        // machine moved by a third between runs (a GC, the drain's alarm, wrangler's logging).
         let before = admitted + queue_length(&stack);
-        let mut tally = Tally::default();
-        let mut rates = Vec::new();
-        for w in 0..WINDOWS {
-            let (window_tally, rate) = sign_up_at_once(
-                &intake_endpoint,
-                &format!("intake-{level}-{w}"),
-                CONNECTIONS,
-                window / CONNECTIONS,
-            );
-            admitted += window_tally.accepted();
-            tally.add(window_tally);
-            rates.push(rate);
-        }
-        rates.sort_by(f64::total_cmp);
-        let rate = rates[WINDOWS / 2];
-        let mut sorted = tally.latencies_ms.clone();
-        sorted.sort_by(f64::total_cmp);
-        let p50 = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
-        let p99 = sorted.get(sorted.len() * 99 / 100).copied().unwrap_or(0.0);
-        let spread = format!("{:.0}–{:.0}", rates[0], rates[WINDOWS - 1]);
-        rows.push((before, rate, spread, p50, p99, tally.describe()));
+        let windows = IntakeWindows::measure(&intake_endpoint, &format!("intake-{level}"));
+        admitted += windows.accepted;
+        rows.push((before.to_string(), windows));
     }
+    drop(stack);
     let calls = ses.take_calls();
-    let base = rows.first().map(|r| r.1).unwrap_or(1.0);
+    let base = rows.first().map(|r| r.1.rate).unwrap_or(1.0);
+
+    // The same windows through the Rust floor: the Worker asks one object for a slot and answers
+    // 202, with no storage and no limits; what a queued signup costs before any of its work.
+    let rust_floor = bench_worker("rust-floor", ses);
+    let queue_floor = format!("{}/queue", rust_floor.url);
+    sign_up_at_once(&queue_floor, "floor-warm", CONNECTIONS, 25);
+    let floor = IntakeWindows::measure(&queue_floor, "floor-intake");
+    drop(rust_floor);
     println!();
     println!(
         "## queue intake at the real 1 s interval (GATE_MAX_WAIT_MS=0, LOG_LEVEL=error, \
          {CONNECTIONS} connections, distinct addresses on {CONNECTIONS} domains)"
     );
     println!();
-    println!("| stored records at the start | signups/s (median of {WINDOWS} windows of {window}) | windows | vs at 0 | p50 ms | p99 ms | answers |");
+    println!(
+        "| stored records at the start | signups/s (median of {} windows of {}) | windows | vs at 0 \
+         | p50 ms | p99 ms | answers |",
+        IntakeWindows::COUNT,
+        IntakeWindows::SIGNUPS
+    );
     println!("|---|---|---|---|---|---|---|");
-    for (before, rate, spread, p50, p99, answers) in &rows {
+    let floor_row = (
+        "Rust floor: 1 object, no storage (not signup-verify)".to_string(),
+        floor,
+    );
+    for (before, windows) in rows.iter().chain([&floor_row]) {
         println!(
-            "| {before} | {rate:.0} | {spread} | {:.2}× | {p50:.1} | {p99:.1} | {answers} |",
-            rate / base
+            "| {before} | {:.0} | {} | {:.2}× | {:.1} | {:.1} | {} |",
+            windows.rate,
+            windows.spread,
+            windows.rate / base,
+            windows.p50_ms,
+            windows.p99_ms,
+            windows.answers
         );
     }
     println!();
     println!("  stub SES calls by action during intake: {calls:?}");
+}
+
+/// Queue intake over a few windows of signups in a row, the median rate kept: a single window on a
+/// shared 2-core machine moved by a third between runs (a GC, the drain's alarm, wrangler's
+/// logging).
+struct IntakeWindows {
+    /// Signups per second, the median window's.
+    rate: f64,
+    /// The slowest and fastest window's rate.
+    spread: String,
+    p50_ms: f64,
+    p99_ms: f64,
+    answers: String,
+    accepted: u64,
+}
+
+impl IntakeWindows {
+    const COUNT: usize = 3;
+    const SIGNUPS: usize = 1_000;
+
+    fn measure(endpoint: &str, label: &str) -> IntakeWindows {
+        let mut tally = Tally::default();
+        let mut rates = Vec::new();
+        for w in 0..Self::COUNT {
+            let (window_tally, rate) = sign_up_at_once(
+                endpoint,
+                &format!("{label}-{w}"),
+                CONNECTIONS,
+                Self::SIGNUPS / CONNECTIONS,
+            );
+            tally.add(window_tally);
+            rates.push(rate);
+        }
+        rates.sort_by(f64::total_cmp);
+        let mut sorted = tally.latencies_ms.clone();
+        sorted.sort_by(f64::total_cmp);
+        IntakeWindows {
+            rate: rates[Self::COUNT / 2],
+            spread: format!("{:.0}–{:.0}", rates[0], rates[Self::COUNT - 1]),
+            p50_ms: sorted.get(sorted.len() / 2).copied().unwrap_or(0.0),
+            p99_ms: sorted.get(sorted.len() * 99 / 100).copied().unwrap_or(0.0),
+            answers: tally.describe(),
+            accepted: tally.accepted(),
+        }
+    }
 }
 
 /// What each SQLite statement a signup runs costs a Durable Object under `wrangler dev`: the very

@@ -8,6 +8,9 @@
 //! - `POST /signup-two`: signup-verify's hops in Rust. The Worker posts the address to a gate
 //!   object, the gate reserves a slot and posts the call to a sender object, the sender waits for
 //!   the slot, signs and calls SES.
+//! - `POST /queue`: the floor of a queued signup. The Worker asks the baseline's object for a slot
+//!   and answers `202` without waiting for it or calling SES: no storage, unlike signup-verify's
+//!   queue, so this is what intake costs before any of its work.
 //!
 //! Every hop is a Durable Object `fetch` with a JSON body read as bytes and parsed by serde_json,
 //! as signup-verify's are. Signing is the cheapest SigV4 there is: the canonical request written
@@ -288,7 +291,9 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     if path == "/healthz" {
         return Response::from_json(&serde_json::json!({ "ok": true }));
     }
-    if req.method() != Method::Post || !(path == "/signup" || path == "/signup-two") {
+    if req.method() != Method::Post
+        || !matches!(path.as_str(), "/signup" | "/signup-two" | "/queue")
+    {
         return json_error("not_found", 404);
     }
     let Some(email) = read_email(&mut req).await else {
@@ -307,6 +312,11 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         .get_stub()?;
     let mut reply = post_json(&gate, &serde_json::json!({})).await?;
     let slot: serde_json::Value = serde_json::from_slice(&reply.bytes().await?)?;
-    wait_for(slot["slot_ms"].as_f64().unwrap_or(0.0)).await;
+    let slot_ms = slot["slot_ms"].as_f64().unwrap_or(0.0);
+    if path == "/queue" {
+        let queued = serde_json::json!({ "status": "queued", "slotMs": slot_ms });
+        return Ok(Response::from_json(&queued)?.with_status(202));
+    }
+    wait_for(slot_ms).await;
     sent_response(&send_verification(&env, &email).await?)
 }
