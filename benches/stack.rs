@@ -248,7 +248,7 @@ fn our_stack(name: &str, ses: &StubSes, vars: &[(&str, &str)]) -> Stack {
     )
 }
 
-/// One of the JavaScript Workers in bench/ (`dir`), against the stub SES at a 1 ms interval.
+/// One of the Workers in bench/ (`dir`), against the stub SES at a 1 ms interval.
 fn bench_worker(name: &str, ses: &StubSes) -> DevWorker {
     let dir = root().join("bench").join(name);
     let config = std::fs::read_to_string(dir.join("wrangler.toml")).expect("bench worker config");

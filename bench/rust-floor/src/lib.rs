@@ -8,12 +8,14 @@
 //! - `POST /signup-two`: signup-verify's hops in Rust. The Worker posts the address to a gate
 //!   object, the gate reserves a slot and posts the call to a sender object, the sender waits for
 //!   the slot, signs and calls SES.
-//! - `POST /queue`: the floor of a queued signup. The Worker asks the baseline's object for a slot
-//!   and answers `202` without waiting for it or calling SES: no storage, unlike signup-verify's
-//!   queue, so this is what intake costs before any of its work.
+//! - `POST /queue`: the floor of a durable queue. The Worker posts the address to the baseline's
+//!   object, which reserves a slot and appends the address to a SQLite table (one `INSERT`), and
+//!   answers `202` without waiting for the slot or calling SES: what intake costs before any of
+//!   signup-verify's work (dedupe, limits, budget, tracking, fairness, positions).
 //!
 //! Every hop is a Durable Object `fetch` with a JSON body read as bytes and parsed by serde_json,
-//! as signup-verify's are. Signing is the cheapest SigV4 there is: the canonical request written
+//! and it reads URLs and response bodies the way signup-verify does (the runtime's URL string, one
+//! `arrayBuffer`), so that the floor has signup-verify's fast paths through the glue. Signing is the cheapest SigV4 there is: the canonical request written
 //! out, aws-sigv4's signing key. The reply is read with quick-xml. Whatever the baseline in Rust
 //! takes beyond the baseline in JavaScript is what the language and its glue cost on workerd;
 //! its upload is what these libraries weigh before any product code.
@@ -25,9 +27,10 @@ use hmac::{Hmac, KeyInit, Mac};
 use quick_xml::events::Event;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use worker::wasm_bindgen_futures::JsFuture;
 use worker::{
     durable_object, event, js_sys, wasm_bindgen, Context, Delay, DurableObject, Env, Fetch,
-    Headers, Method, Request, RequestInit, Response, Result, State, Stub,
+    Headers, Method, Request, RequestInit, Response, Result, SqlStorage, State, Stub,
 };
 
 #[derive(Deserialize)]
@@ -76,13 +79,33 @@ async fn read_email(req: &mut Request) -> Option<String> {
     plausible.then_some(body.email)
 }
 
-/// Posts `body` as JSON to the object `stub`.
-async fn post_json(stub: &Stub, body: &impl Serialize) -> Result<Response> {
+/// A fetched response's body in one `arrayBuffer` call (workers-rs's `bytes()` reads the stream
+/// chunk by chunk), as signup-verify reads its replies.
+async fn body_bytes(response: Response) -> Result<Vec<u8>> {
+    let response = worker::web_sys::Response::from(response);
+    let buffer = JsFuture::from(response.array_buffer()?).await?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
+/// A request's path, from the runtime's URL string (workers-rs's `path()` parses it with `url`).
+fn path_of(req: &Request) -> String {
+    let url = req.inner().url();
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let path = &url[after_scheme..];
+    let path = path.find('/').map_or("/", |i| &path[i..]);
+    path.split(['?', '#']).next().unwrap_or("/").to_string()
+}
+
+/// Posts `body` as JSON to `path` on the object `stub`.
+async fn post_json(stub: &Stub, path: &str, body: &impl Serialize) -> Result<Response> {
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_body(Some(serde_json::to_string(body)?.into()));
-    stub.fetch_with_request(Request::new_with_init("http://object/", &init)?)
-        .await
+    stub.fetch_with_request(Request::new_with_init(
+        &format!("http://object{path}"),
+        &init,
+    )?)
+    .await
 }
 
 /// Sleeps until the slot `slot_ms` (Unix ms), if it is still ahead.
@@ -156,11 +179,12 @@ async fn send_verification(env: &Env, email: &str) -> Result<Sent> {
     init.with_method(Method::Post)
         .with_headers(headers)
         .with_body(Some(body.into()));
-    let mut response = Fetch::Request(Request::new_with_init(&endpoint, &init)?)
+    let response = Fetch::Request(Request::new_with_init(&endpoint, &init)?)
         .send()
         .await?;
-    let reply = response.bytes().await?;
-    if !(200..300).contains(&response.status_code()) {
+    let status = response.status_code();
+    let reply = body_bytes(response).await?;
+    if !(200..300).contains(&status) {
         return Ok(Sent {
             status: "upstream_error",
             message_id: None,
@@ -211,21 +235,41 @@ impl Slots {
     }
 }
 
-/// The baseline's object: it only reserves slots (answers `{"slot_ms": …}`).
+/// The baseline's object: it reserves slots (answers `{"slot_ms": …}`) and, on `/queue`, also
+/// appends the address to its queue table.
 #[durable_object]
 pub struct SlotGate {
     slots: Slots,
+    sql: SqlStorage,
 }
 
+const QUEUE_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS queue (seq INTEGER PRIMARY KEY, email TEXT NOT NULL, slot_ms REAL NOT NULL)";
+
 impl DurableObject for SlotGate {
-    fn new(_state: State, env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
+        let sql = state.storage().sql();
+        if let Err(e) = sql.exec(QUEUE_TABLE, None) {
+            worker::console_error!("queue table: {e}");
+        }
         Self {
             slots: Slots::new(&env),
+            sql,
         }
     }
 
-    async fn fetch(&self, _req: Request) -> Result<Response> {
-        Response::from_json(&serde_json::json!({ "slot_ms": self.slots.reserve() }))
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let slot_ms = self.slots.reserve();
+        if path_of(&req) == "/queue" {
+            let Ok(body) = serde_json::from_slice::<SignupBody>(&req.bytes().await?) else {
+                return json_error("invalid_json", 400);
+            };
+            self.sql.exec(
+                "INSERT INTO queue (email, slot_ms) VALUES (?, ?)",
+                vec![body.email.into(), slot_ms.into()],
+            )?;
+        }
+        Response::from_json(&serde_json::json!({ "slot_ms": slot_ms }))
     }
 }
 
@@ -257,11 +301,12 @@ impl DurableObject for FloorGate {
             .durable_object("FLOOR_SENDER")?
             .id_from_name("ses")?
             .get_stub()?;
-        let mut reply = post_json(&sender, &call).await?;
+        let reply = post_json(&sender, "/", &call).await?;
         let status = reply.status_code();
-        Ok(Response::from_bytes(reply.bytes().await?)?
+        let headers = reply.headers().clone();
+        Ok(Response::from_bytes(body_bytes(reply).await?)?
             .with_status(status)
-            .with_headers(reply.headers().clone()))
+            .with_headers(headers))
     }
 }
 
@@ -287,7 +332,7 @@ impl DurableObject for FloorSender {
 
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    let path = req.path();
+    let path = path_of(&req);
     if path == "/healthz" {
         return Response::from_json(&serde_json::json!({ "ok": true }));
     }
@@ -304,14 +349,14 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
             .durable_object("FLOOR_GATE")?
             .id_from_name("ses")?
             .get_stub()?;
-        return post_json(&gate, &serde_json::json!({ "email": email })).await;
+        return post_json(&gate, "/", &serde_json::json!({ "email": email })).await;
     }
     let gate = env
         .durable_object("SLOT_GATE")?
         .id_from_name("ses")?
         .get_stub()?;
-    let mut reply = post_json(&gate, &serde_json::json!({})).await?;
-    let slot: serde_json::Value = serde_json::from_slice(&reply.bytes().await?)?;
+    let reply = post_json(&gate, &path, &serde_json::json!({ "email": email })).await?;
+    let slot: serde_json::Value = serde_json::from_slice(&body_bytes(reply).await?)?;
     let slot_ms = slot["slot_ms"].as_f64().unwrap_or(0.0);
     if path == "/queue" {
         let queued = serde_json::json!({ "status": "queued", "slotMs": slot_ms });
