@@ -7,9 +7,10 @@
 //! hops by `fetch` as ours are, and by Workers RPC. And the Rust floor (bench/rust-floor): the
 //! baseline, and signup-verify's two objects, written in Rust on signup-verify's libraries
 //! (workers-rs, aws-sigv4, quick-xml, serde_json), which is what the language and its glue cost on
-//! workerd before any product work, and what those libraries weigh. Then queue intake at the real 1 s interval
-//! as the gate's tables grow, and what each SQLite statement a signup runs costs. Every figure
-//! is printed with what produced it (answers by status, SES calls by action).
+//! workerd before any product work, and what those libraries weigh. Then queue intake at the real
+//! 1 s interval as the gate's tables grow, each level beside the Rust floor's durable queue, and
+//! what each SQLite statement a signup runs costs. Every figure is printed with what produced it
+//! (answers by status, SES calls by action).
 //!
 //! Environment: `BENCH_ROUNDS` (default 5), `BENCH_INTAKE_RECORDS` (default 50000: the largest
 //! stored-record level intake is measured at).
@@ -547,7 +548,14 @@ fn intake(ses: &StubSes, top: usize) {
         ],
     );
     let intake_endpoint = format!("{}/signup", stack.worker);
+    // At each level, right after signup-verify's windows, the same windows through the Rust
+    // floor: the Worker posts the address to one object, which appends it to a SQLite table and
+    // answers with a slot (`202`). A durable queue with none of signup-verify's work, measured
+    // under the same machine conditions (a shared machine's speed drifts over a run).
+    let rust_floor = bench_worker("rust-floor", ses);
+    let queue_floor = format!("{}/queue", rust_floor.url);
     // Warm up (compile the wasm, create the tables) before the first window.
+    sign_up_at_once(&queue_floor, "floor-warm", CONNECTIONS, 25);
     let (warm, _) = sign_up_at_once(&intake_endpoint, "intake-warm", CONNECTIONS, 25);
     let mut admitted = warm.accepted();
     let levels = [0, top / 5, top];
@@ -575,19 +583,13 @@ fn intake(ses: &StubSes, top: usize) {
         let before = admitted + queue_length(&stack);
         let windows = IntakeWindows::measure(&intake_endpoint, &format!("intake-{level}"));
         admitted += windows.accepted;
-        rows.push((before.to_string(), windows));
+        let floor = IntakeWindows::measure(&queue_floor, &format!("floor-{level}"));
+        rows.push((before, windows, floor));
     }
+    drop(rust_floor);
     drop(stack);
     let calls = ses.take_calls();
     let base = rows.first().map(|r| r.1.rate).unwrap_or(1.0);
-
-    // The same windows through the Rust floor: the Worker asks one object for a slot and answers
-    // 202, with no storage and no limits; what a queued signup costs before any of its work.
-    let rust_floor = bench_worker("rust-floor", ses);
-    let queue_floor = format!("{}/queue", rust_floor.url);
-    sign_up_at_once(&queue_floor, "floor-warm", CONNECTIONS, 25);
-    let floor = IntakeWindows::measure(&queue_floor, "floor-intake");
-    drop(rust_floor);
     println!();
     println!(
         "## queue intake at the real 1 s interval (GATE_MAX_WAIT_MS=0, LOG_LEVEL=error, \
@@ -596,24 +598,25 @@ fn intake(ses: &StubSes, top: usize) {
     println!();
     println!(
         "| stored records at the start | signups/s (median of {} windows of {}) | windows | vs at 0 \
-         | p50 ms | p99 ms | answers |",
+         | p50 ms | p99 ms | answers | Rust floor right after: signups/s (windows; answers) | vs \
+         the floor |",
         IntakeWindows::COUNT,
         IntakeWindows::SIGNUPS
     );
-    println!("|---|---|---|---|---|---|---|");
-    let floor_row = (
-        "Rust floor: 1 object, no storage (not signup-verify)".to_string(),
-        floor,
-    );
-    for (before, windows) in rows.iter().chain([&floor_row]) {
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (before, ours, floor) in &rows {
         println!(
-            "| {before} | {:.0} | {} | {:.2}× | {:.1} | {:.1} | {} |",
-            windows.rate,
-            windows.spread,
-            windows.rate / base,
-            windows.p50_ms,
-            windows.p99_ms,
-            windows.answers
+            "| {before} | {:.0} | {} | {:.2}× | {:.1} | {:.1} | {} | {:.0} ({}; {}) | {:.2}× |",
+            ours.rate,
+            ours.spread,
+            ours.rate / base,
+            ours.p50_ms,
+            ours.p99_ms,
+            ours.answers,
+            floor.rate,
+            floor.spread,
+            floor.answers,
+            ours.rate / floor.rate
         );
     }
     println!();
