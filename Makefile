@@ -39,6 +39,7 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy -p signup-verify-bench-rust-floor --target wasm32-unknown-unknown -- -D warnings
 	cargo deny check licenses bans sources
 
 # The bundle `wrangler deploy` would upload, built and checked without uploading, and held to its
