@@ -68,15 +68,19 @@ fn secret(env: &Env, name: &str) -> Result<String> {
     Ok(env.secret(name).or_else(|_| env.var(name))?.to_string())
 }
 
-/// The address of a `{"email": …}` body, if it looks like one.
-async fn read_email(req: &mut Request) -> Option<String> {
-    let body: SignupBody = serde_json::from_slice(&req.bytes().await.ok()?).ok()?;
-    let (local, domain) = body.email.split_once('@')?;
-    let plausible = !local.is_empty()
-        && domain.contains('.')
-        && !domain.contains('@')
-        && !body.email.contains(char::is_whitespace);
-    plausible.then_some(body.email)
+/// The address of a `{"email": …}` body if it looks like one, or the error code to answer (as
+/// the baseline's `readEmail`).
+async fn read_email(req: &mut Request) -> std::result::Result<String, &'static str> {
+    let body = req.bytes().await.map_err(|_| "invalid_json")?;
+    let body: SignupBody = serde_json::from_slice(&body).map_err(|_| "invalid_json")?;
+    let plausible = body.email.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty() && domain.contains('.') && !domain.contains('@')
+    }) && !body.email.contains(char::is_whitespace);
+    if plausible {
+        Ok(body.email)
+    } else {
+        Err("invalid_email")
+    }
 }
 
 /// A fetched response's body in one `arrayBuffer` call (workers-rs's `bytes()` reads the stream
@@ -341,8 +345,9 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     {
         return json_error("not_found", 404);
     }
-    let Some(email) = read_email(&mut req).await else {
-        return json_error("invalid_email", 400);
+    let email = match read_email(&mut req).await {
+        Ok(email) => email,
+        Err(code) => return json_error(code, 400),
     };
     if path == "/signup-two" {
         let gate = env
