@@ -64,8 +64,8 @@ fuzz:
 # The native core per signup (sign, parse, classify), with criterion; then signup-verify beside
 # the aws4fetch + JavaScript Durable Object baseline, the two-object floor and the Rust floor
 # (bench/) on its own loopback stack, queue intake at the real interval, and the cost of each
-# SQLite statement a signup runs. Prints every figure with what it exercised (about 13 minutes; BENCH_ROUNDS and
-# BENCH_INTAKE_RECORDS make it shorter).
+# SQLite statement a signup runs. Prints every figure with what it exercised (about 13 minutes;
+# BENCH_ROUNDS and BENCH_INTAKE_RECORDS make it shorter).
 bench: setup build
 	scripts/build-worker.sh bench/rust-floor
 	cargo bench --bench core
