@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use clap::Parser;
 
 use ses_local::api::{Limits, Ses};
+use ses_local::hosts::{self, AllowedHosts, Hosts};
 use ses_local::sending::IdentityOn;
 use ses_local::server::{self, App};
 use ses_local::settings::Settings;
@@ -17,6 +18,9 @@ use ses_local::turnstile;
 
 /// A local Amazon SES (Query API) for custom verification emails: template CRUD, identities,
 /// SendCustomVerificationEmail, SigV4 checks, a clickable outbox and fault injection.
+///
+/// Only requests whose Host names this server are answered (see --allowed-hosts), so a
+/// DNS-rebinding web page cannot read the outbox's links.
 ///
 /// Every flag can also be set by its environment variable (SES_LOCAL_PORT, ...).
 ///
@@ -29,6 +33,12 @@ struct Args {
     /// machine or container: it accepts ses-local's well-known test credentials.
     #[arg(long, env = "SES_LOCAL_BIND", default_value = "127.0.0.1")]
     bind: std::net::IpAddr,
+    /// More names requests may carry in `Host`, comma-separated: `name` (any port) or
+    /// `name:port`. Besides these, only 127.0.0.1, localhost, [::1] and the bound address, with
+    /// the bound port, are answered; any other Host (a DNS-rebinding page) gets 421. For a
+    /// container reached by its service name: --bind 0.0.0.0 --allowed-hosts ses-local.
+    #[arg(long, env = "SES_LOCAL_ALLOWED_HOSTS", value_name = "HOSTS")]
+    allowed_hosts: Vec<AllowedHosts>,
     /// Port to listen on. 0 picks a free port; the chosen one is printed.
     #[arg(long, env = "SES_LOCAL_PORT", default_value_t = 4579)]
     port: u16,
@@ -118,16 +128,13 @@ async fn main() {
         .local_addr()
         .unwrap_or_else(|e| fail(&e.to_string()))
         .port();
-    // Links in mails must be openable: an unspecified bind address is reached as loopback.
-    let host = if args.bind.is_unspecified() {
-        "127.0.0.1".to_string()
-    } else {
-        match args.bind {
-            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-            v4 => v4.to_string(),
-        }
-    };
-    let base_url = format!("http://{host}:{port}");
+    // Links in mails must be openable, and their host is one the Host check accepts.
+    let base_url = format!("http://{}:{port}", hosts::link_host(args.bind));
+    let allowed_hosts: Vec<_> = args
+        .allowed_hosts
+        .iter()
+        .flat_map(|list| list.0.clone())
+        .collect();
     let limits = Limits {
         throttle_ms: args.throttle_ms,
         link_ttl_ms: args.link_ttl_secs.saturating_mul(1000),
@@ -154,6 +161,7 @@ async fn main() {
         max_skew: time::Duration::seconds(args.max_skew_secs),
         clock_offset: time::Duration::seconds(args.clock_offset_secs),
         base_url: base_url.clone(),
+        hosts: Hosts::new(args.bind, port, &allowed_hosts),
         siteverify: Mutex::new(turnstile::Siteverify::default()),
     });
     println!("ses-local listening on {base_url}/");

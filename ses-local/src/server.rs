@@ -1,15 +1,16 @@
 //! HTTP for ses-local: the Query API at `POST /` (faults first, then SigV4, then the action),
 //! the verification links, the outbox for people (HTML) and programs (JSON). The server owns
-//! what belongs to the HTTP side: injected faults (which answer before SES would) and the log
-//! of every request with its verdict.
+//! what belongs to the HTTP side: the `Host` check (before everything, on every route), injected
+//! faults (which answer before SES would) and the log of every request with its verdict.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -20,6 +21,7 @@ use serde::Serialize;
 use crate::api::{Answer, Call, Ses};
 
 use crate::faults::{Fault, FaultRequest, Faults};
+use crate::hosts::Hosts;
 use crate::mail::LinkOutcome;
 use crate::pages;
 use crate::query::Params;
@@ -59,6 +61,8 @@ pub struct App {
     pub clock_offset: time::Duration,
     /// `http://127.0.0.1:PORT`, for verification links.
     pub base_url: String,
+    /// The names requests must carry in `Host`; any other request is refused (DNS rebinding).
+    pub hosts: Hosts,
     /// The Turnstile siteverify stand-in.
     pub siteverify: Mutex<crate::turnstile::Siteverify>,
 }
@@ -134,7 +138,67 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(middleware::from_fn_with_state(app.clone(), check_host))
         .with_state(app)
+}
+
+/// Why a request does not name this server in `Host` (`None`: it does). An absolute request URI
+/// (`GET http://name/ HTTP/1.1`) names it too, and must be accepted as well.
+fn host_refusal(hosts: &Hosts, headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    let mut values = headers.get_all(header::HOST).iter();
+    let (Some(host), None) = (values.next(), values.next()) else {
+        return Some(if headers.contains_key(header::HOST) {
+            "the request has more than one Host header".to_string()
+        } else {
+            "the request has no Host header (HTTP/1.1 requires one)".to_string()
+        });
+    };
+    let named = std::iter::once(String::from_utf8_lossy(host.as_bytes()).into_owned())
+        .chain(uri.authority().map(|a| a.as_str().to_string()));
+    for name in named {
+        if !hosts.accepts(&name) {
+            let shown: String = name.chars().take(100).collect();
+            return Some(format!(
+                "Host {shown:?} is not a name of this server, so the request may come from a \
+                 DNS-rebinding page. Accepted: {}. Add a name with --allowed-hosts \
+                 (SES_LOCAL_ALLOWED_HOSTS)",
+                hosts.list()
+            ));
+        }
+    }
+    None
+}
+
+/// Runs before every route: a request that does not name this server in `Host` gets a 421 that
+/// says why, and nothing else happens for it (no fault is used up, no call is logged).
+async fn check_host(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let Some(reason) = host_refusal(&app.hosts, request.headers(), request.uri()) else {
+        return next.run(request).await;
+    };
+    let (method, path) = (request.method(), request.uri().path());
+    let _ = writeln!(
+        std::io::stderr(),
+        "ses-local: refused {method} {path} 421: {reason}"
+    );
+    let message = format!("ses-local refused this request: {reason}.");
+    let mut response = if method == Method::POST && path == "/" {
+        // An SDK shows an SES error envelope's code and message.
+        let request_id = crate::ids::uuid();
+        let answer = Answer::error(421, "MisdirectedRequest", &message, &request_id);
+        xml_response(answer, request_id)
+    } else {
+        (
+            StatusCode::MISDIRECTED_REQUEST,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{message}\n"),
+        )
+            .into_response()
+    };
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 fn micros(at: OffsetDateTime) -> u64 {

@@ -113,3 +113,53 @@ fn deleted_identities_disappear_and_the_list_pages_and_filters() {
         "idempotent"
     );
 }
+
+#[test]
+fn seeded_identities_are_listed_and_a_custom_verification_mail_leaves_a_verified_one_verified() {
+    let dir = std::env::temp_dir().join(format!("ses-local-seeded-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let seed = dir.join("seed.toml");
+    let test_seed = std::fs::read_to_string(support::seed_file()).expect("the test seed");
+    let verified = format!(
+        "verified_identities = [\"{FROM}\", \"already@example.com\", \"verified.example\"]"
+    );
+    let text = test_seed.replace(&format!("verified_identities = [\"{FROM}\"]"), &verified);
+    assert_ne!(text, test_seed, "the seed names the extra identities");
+    std::fs::write(&seed, text).expect("write the seed");
+    let seed = seed.to_str().expect("utf-8 path");
+    let ses = support::start_with(&["--config", seed], &["--throttle-ms", "0"]);
+
+    assert_eq!(
+        call(&ses, "ListIdentities", &[]).all("member"),
+        vec!["already@example.com", FROM, "verified.example"]
+    );
+    assert_eq!(
+        call(&ses, "ListIdentities", &[("IdentityType", "Domain")]).all("member"),
+        vec!["verified.example"]
+    );
+
+    let sent = call(
+        &ses,
+        "SendCustomVerificationEmail",
+        &[
+            ("EmailAddress", "already@example.com"),
+            ("TemplateName", "SignupVerify"),
+        ],
+    );
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    assert_eq!(outbox(&ses)[0]["emailAddress"], "already@example.com");
+    let reply = call(
+        &ses,
+        "GetIdentityVerificationAttributes",
+        &[
+            ("Identities.member.1", "already@example.com"),
+            ("Identities.member.2", "verified.example"),
+        ],
+    );
+    assert_eq!(
+        reply.all("VerificationStatus"),
+        vec!["Success", "Success"],
+        "{}",
+        reply.body
+    );
+}

@@ -227,6 +227,8 @@ fn help_documents_every_flag() {
         .expect("run --help");
     let help = String::from_utf8_lossy(&output.stdout);
     for flag in [
+        "--bind",
+        "--allowed-hosts",
         "--port",
         "--access-key-id",
         "--secret-access-key",

@@ -149,6 +149,12 @@ pub const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
 
 /// The SigV4 headers for POSTing `body` (as a form) to ses-local.
 pub fn sign_form(ses: &SesLocal, body: &str, s: &Signing) -> Vec<(String, String)> {
+    sign_form_to(&ses.url, body, s)
+}
+
+/// The SigV4 headers for POSTing `body` (as a form) to `url`, whose host (and port) is signed
+/// as the `Host` header: a client that knows the credentials can sign for any name.
+pub fn sign_form_to(url: &str, body: &str, s: &Signing) -> Vec<(String, String)> {
     let identity = Credentials::new(s.key_id, s.secret, None, None, "test").into();
     let params = v4::SigningParams::builder()
         .identity(&identity)
@@ -161,7 +167,7 @@ pub fn sign_form(ses: &SesLocal, body: &str, s: &Signing) -> Vec<(String, String
         .into();
     let signable = SignableRequest::new(
         "POST",
-        &ses.url,
+        url,
         [("content-type", FORM)].into_iter(),
         SignableBody::Bytes(body.as_bytes()),
     )
@@ -227,6 +233,39 @@ pub fn requests(ses: &SesLocal) -> Vec<serde_json::Value> {
         .as_array()
         .cloned()
         .unwrap_or_default()
+}
+
+/// The port ses-local listens on (from its URL).
+pub fn port(ses: &SesLocal) -> u16 {
+    ses.url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port in the URL")
+}
+
+/// A request to ses-local (`path` starting with `/`) carrying `host` as its `Host` header, as a
+/// browser sends it for a page whose name resolves to 127.0.0.1: (status, body). Redirects are
+/// not followed.
+pub fn request_with_host(
+    ses: &SesLocal,
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[(String, String)],
+    body: &str,
+) -> (u16, String) {
+    let url = format!("{}{path}", ses.url.trim_end_matches('/'));
+    let mut request = no_redirects().request(method, &url).set("host", host);
+    for (name, value) in headers {
+        request = request.set(name, value);
+    }
+    let response = match request.send_string(body) {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url} (Host: {host}): {e}"),
+    };
+    (response.status(), response.into_string().expect("body"))
 }
 
 /// An HTTP client that does not follow redirects.
