@@ -680,7 +680,8 @@ fn sqlite_statements(ses: &StubSes) {
     let agent = keep_alive_agent();
     let signup_row =
         r#"{"email":"someone@example.com","state":"sent","next_check_ms":1764651239600}"#;
-    let statements: [(&str, &str, serde_json::Value); 10] = [
+    let identity_row = r#"{"email":"someone@example.com","owner":"ours","sent_ms":1,"cleanup":"not_yet","next_cleanup_ms":null,"cleanup_failures":0}"#;
+    let statements: [(&str, &str, serde_json::Value); 12] = [
         ("none (the request alone)", "", serde_json::json!([])),
         (
             "dedupe: the queued place",
@@ -705,7 +706,17 @@ fn sqlite_statements(ses: &StubSes) {
         (
             "signup row write",
             sql::STORE_SIGNUP_SQL,
-            serde_json::json!(["$key", signup_row, "$n", 0, 1, "$n"]),
+            serde_json::json!(["$key", signup_row, "$n", 1, "$n"]),
+        ),
+        (
+            "identity row read",
+            sql::LOAD_IDENTITY_SQL,
+            serde_json::json!(["$key"]),
+        ),
+        (
+            "identity row write",
+            sql::STORE_IDENTITY_SQL,
+            serde_json::json!(["$key", identity_row, null, 1, "$n"]),
         ),
         (
             "gate state write",

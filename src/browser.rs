@@ -83,6 +83,30 @@ pub fn check_origin(
     }
 }
 
+/// Whether a page on `origin` may call with credentials (cookies): only an origin listed by
+/// name in `ALLOWED_ORIGINS`, never `*` and never an unlisted one.
+pub fn credentials_allowed(policy: &OriginPolicy, origin: Option<&str>, own_origin: &str) -> bool {
+    match (&policy.allowed, origin) {
+        (AllowedOrigins::List(list), Some(origin)) => {
+            origin != own_origin && list.iter().any(|o| o == origin)
+        }
+        _ => false,
+    }
+}
+
+/// Whether `origin` (`scheme://host[:port]`) is plain http on a loopback host (`make dev`).
+pub fn is_loopback_http(origin: &str) -> bool {
+    let Some(authority) = origin.strip_prefix("http://") else {
+        return false;
+    };
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Whether an `Accept` header prefers HTML to JSON, as a browser's form submission does.
 pub fn prefers_html(accept: Option<&str>) -> bool {
     let quality = |wanted: &str| {
@@ -174,9 +198,89 @@ pub fn rate_limit_key(ip: Option<&str>) -> String {
     }
 }
 
+/// The coarser per-network limit's key: an IPv6 address by its /48 (one site's allocation: a
+/// /48 holds 65,536 /64s, so the /64 limit alone lets one site rotate through them), an IPv4
+/// address whole (as [`rate_limit_key`]).
+pub fn network_key(ip: Option<&str>) -> String {
+    match ip.map(str::trim).and_then(|ip| ip.parse::<IpAddr>().ok()) {
+        Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+        }
+        _ => rate_limit_key(ip),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_whole_ipv6_slash_48_shares_one_network_key_and_ipv4_keeps_its_address() {
+        let rotating: Vec<String> = (0..300)
+            .map(|n| network_key(Some(&format!("2001:db8:abcd:{n:x}::1"))))
+            .collect();
+        assert!(
+            rotating.iter().all(|k| k == "2001:db8:abcd::/48"),
+            "{rotating:?}"
+        );
+        assert_ne!(
+            network_key(Some("2001:db8:abce::1")),
+            network_key(Some("2001:db8:abcd::1"))
+        );
+        assert_eq!(network_key(Some("203.0.113.7")), "203.0.113.7");
+        assert_eq!(network_key(Some("::ffff:198.51.100.4")), "198.51.100.4");
+        assert_eq!(network_key(None), "unknown");
+    }
+
+    #[test]
+    fn only_an_origin_listed_by_name_may_call_with_credentials() {
+        let listed = OriginPolicy {
+            allowed: AllowedOrigins::parse("https://app.example").expect("valid"),
+            require_origin: false,
+        };
+        let own = "https://signup.example";
+        assert!(credentials_allowed(
+            &listed,
+            Some("https://app.example"),
+            own
+        ));
+        assert!(!credentials_allowed(
+            &listed,
+            Some("https://evil.example"),
+            own
+        ));
+        assert!(
+            !credentials_allowed(&listed, Some(own), own),
+            "same origin needs none"
+        );
+        assert!(!credentials_allowed(&listed, None, own));
+        let any = OriginPolicy {
+            allowed: AllowedOrigins::Any,
+            require_origin: false,
+        };
+        assert!(!credentials_allowed(&any, Some("https://app.example"), own));
+    }
+
+    #[test]
+    fn loopback_http_origins_are_recognised_and_nothing_else_is() {
+        for origin in [
+            "http://127.0.0.1:8787",
+            "http://localhost:8787",
+            "http://[::1]:8787",
+            "http://127.0.0.1",
+        ] {
+            assert!(is_loopback_http(origin), "{origin}");
+        }
+        for origin in [
+            "https://127.0.0.1:8787",
+            "http://example.com",
+            "http://10.0.0.1:8787",
+            "http://localhost.example.com",
+        ] {
+            assert!(!is_loopback_http(origin), "{origin}");
+        }
+    }
 
     #[test]
     fn the_rate_limit_key_is_the_ipv4_address_or_the_ipv6_slash_64() {

@@ -5,7 +5,7 @@
 //!
 //! Invariants: a bad or missing setting is a [`ConfigError`] that names the variable (for the
 //! log), never its value; `Debug` never shows a secret. This module imports no other area of the
-//! crate but `browser`'s parsed types: the areas import their settings from here, not the reverse.
+//! crate but `browser`'s parsed types and `email`'s address: the areas import their settings from here, not the reverse.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use url::Url;
 
 use crate::browser::{AllowedOrigins, FormRedirects, OriginPolicy, RedirectTarget};
+use crate::email::EmailAddress;
 use crate::log::LogLevel;
 use crate::turnstile::SITEVERIFY_URL;
 
@@ -112,6 +113,9 @@ pub struct TrackingConfig {
     pub link_ttl_ms: u64,
     /// `IDENTITY_CLEANUP` (`off` keeps verified identities in the SES account).
     pub identity_cleanup: bool,
+    /// `IDENTITY_KEEP`: addresses and domains whose identities are never deleted (the From
+    /// address belongs here), besides every identity that existed before the gate's send.
+    pub identity_keep: KeepList,
     /// `WEBHOOK_URL` and `WEBHOOK_SECRET`.
     pub webhook: Option<WebhookConfig>,
 }
@@ -122,8 +126,42 @@ impl Default for TrackingConfig {
             status_token_secret: None,
             link_ttl_ms: 24 * 3_600_000,
             identity_cleanup: true,
+            identity_keep: KeepList::default(),
             webhook: None,
         }
+    }
+}
+
+/// Addresses and domains whose identities are never the gate's (`IDENTITY_KEEP`), compared
+/// case-insensitively: an entry with `@` names one address, one without names every address
+/// of that domain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeepList(Vec<String>);
+
+impl KeepList {
+    /// A comma list; an entry that is neither an address nor a domain is refused.
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let mut entries = Vec::new();
+        for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let lower = entry.to_ascii_lowercase();
+            let valid = match lower.split_once('@') {
+                Some(_) => EmailAddress::parse(&lower).is_ok(),
+                None => EmailAddress::parse(&format!("x@{lower}")).is_ok(),
+            };
+            if !valid {
+                return Err("must be a comma list of email addresses and domains");
+            }
+            entries.push(lower);
+        }
+        Ok(Self(entries))
+    }
+
+    pub fn protects(&self, email: &EmailAddress) -> bool {
+        let address = email.as_str().to_ascii_lowercase();
+        let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+        self.0
+            .iter()
+            .any(|entry| *entry == address || entry == domain)
     }
 }
 
@@ -370,6 +408,11 @@ impl TrackingConfig {
             status_token_secret,
             link_ttl_ms: vars.number("VERIFICATION_LINK_TTL_SECONDS", 86_400, 1..=86_400)? * 1000,
             identity_cleanup: vars.flag("IDENTITY_CLEANUP", true)?,
+            identity_keep: KeepList::parse(&vars.get("IDENTITY_KEEP").unwrap_or_default())
+                .map_err(|problem| ConfigError {
+                    variable: "IDENTITY_KEEP",
+                    problem,
+                })?,
             webhook,
         })
     }
@@ -853,5 +896,16 @@ mod tests {
                 "www.site.example".to_string()
             ])
         );
+    }
+
+    #[test]
+    fn the_keep_list_protects_addresses_and_whole_domains_and_refuses_junk() {
+        let keep = KeepList::parse(" Admin@Example.com, ops.example.org ,").expect("valid");
+        assert!(keep.protects(&EmailAddress::parse("admin@example.com").expect("valid")));
+        assert!(!keep.protects(&EmailAddress::parse("admin+x@example.com").expect("valid")));
+        assert!(keep.protects(&EmailAddress::parse("anyone@ops.example.org").expect("valid")));
+        assert!(!keep.protects(&EmailAddress::parse("anyone@example.org").expect("valid")));
+        assert!(KeepList::parse("not an address").is_err());
+        assert_eq!(KeepList::parse(""), Ok(KeepList::default()));
     }
 }

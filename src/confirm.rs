@@ -1,50 +1,87 @@
 //! Scanner-safe confirmation and the status endpoint's inputs, pure: the signup cookie (which
-//! names the signing-up browser's signup with its status token), where a status token is read
-//! from, and the `/confirm` pages.
+//! carries the signing-up browser's confirmation credential), the bearer status token, and the
+//! `/confirm` pages.
 //!
-//! Invariants: the cookie is HttpOnly and SameSite=Lax, so neither page scripts nor other
-//! sites' POSTs can use it; a GET of `/confirm` only shows a button (a link scanner changes
-//! nothing); nothing here ever shows or logs an address.
+//! Invariants:
+//! - the confirmation credential lives only in an HttpOnly cookie, never in a body: page
+//!   scripts cannot read it, and a status token (the JSON body's) cannot confirm;
+//! - the cookie is `__Host-` and `Secure` (no other host or path can set or read it), except on
+//!   a plain-http loopback origin (`make dev`), where browsers other than Chromium refuse
+//!   `Secure`; there it is `sv_confirm`, and only there is that name read;
+//! - it is `SameSite=Lax` unless the signup came from an allowlisted other origin with
+//!   credentials (a `fetch` integration), where it is `SameSite=None; Partitioned`: kept only
+//!   under that site, for that site's own confirmation call (CHIPS); `POST /confirm` checks the
+//!   origin either way;
+//! - a GET of `/confirm` only shows a button (a link scanner changes nothing); nothing here
+//!   ever shows or logs an address.
 
 use crate::demo::{escape, page, turnstile_tags};
 use crate::gate::rpc::SignupStatus;
-use crate::status_token::TOKEN_LIFETIME_MS;
+use crate::status_token::{MAX_TOKEN_LEN, TOKEN_LIFETIME_MS};
 
-/// The cookie the signup answer sets.
-pub const SIGNUP_COOKIE: &str = "sv_signup";
-/// Tokens longer than this are not read from a header, query or cookie.
-const MAX_TOKEN_LEN: usize = 512;
+/// The cookie the signup answer sets, on an https origin.
+pub const SIGNUP_COOKIE: &str = "__Host-sv_confirm";
+/// Its name on a plain-http loopback origin (`make dev`).
+pub const LOOPBACK_SIGNUP_COOKIE: &str = "sv_confirm";
 
-/// `Set-Cookie` for a signup's status token; `secure` on https.
-pub fn signup_cookie(token: &str, secure: bool) -> String {
+/// Where the Worker answers, for the cookie's attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieSite {
+    /// The Worker's own origin is `http://` on a loopback host.
+    pub loopback_http: bool,
+    /// The signup came from an allowlisted other origin (a `fetch` with credentials).
+    pub cross_site: bool,
+}
+
+/// `Set-Cookie` for a signup's confirmation credential.
+pub fn signup_cookie(credential: &str, site: CookieSite) -> String {
+    let max_age = TOKEN_LIFETIME_MS / 1000;
+    if site.cross_site {
+        // SameSite=None needs Secure; Chromium takes it on a loopback origin too.
+        return format!(
+            "{SIGNUP_COOKIE}={credential}; Max-Age={max_age}; Path=/; Secure; HttpOnly; SameSite=None; Partitioned"
+        );
+    }
+    if site.loopback_http {
+        return format!(
+            "{LOOPBACK_SIGNUP_COOKIE}={credential}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Lax"
+        );
+    }
     format!(
-        "{SIGNUP_COOKIE}={token}; Max-Age={}; Path=/; HttpOnly; SameSite=Lax{}",
-        TOKEN_LIFETIME_MS / 1000,
-        if secure { "; Secure" } else { "" }
+        "{SIGNUP_COOKIE}={credential}; Max-Age={max_age}; Path=/; Secure; HttpOnly; SameSite=Lax"
     )
 }
 
-/// The signup cookie's value in a `Cookie` header.
-pub fn token_from_cookies(cookie_header: Option<&str>) -> Option<&str> {
-    cookie_header?
-        .split(';')
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SIGNUP_COOKIE)
-        .map(|(_, value)| value.trim())
-        .filter(|value| !value.is_empty() && value.len() <= MAX_TOKEN_LEN)
+/// The confirmation credential in a `Cookie` header: the `__Host-` cookie, or on a plain-http
+/// loopback origin also the loopback one.
+pub fn credential_from_cookies(cookie_header: Option<&str>, loopback_http: bool) -> Option<&str> {
+    let cookies = || {
+        cookie_header
+            .unwrap_or_default()
+            .split(';')
+            .filter_map(|pair| pair.trim().split_once('='))
+    };
+    let named = |wanted: &str| {
+        cookies()
+            .find(|(name, _)| *name == wanted)
+            .map(|(_, value)| value.trim())
+            .filter(|value| !value.is_empty() && value.len() <= MAX_TOKEN_LEN)
+    };
+    named(SIGNUP_COOKIE).or_else(|| {
+        loopback_http
+            .then(|| named(LOOPBACK_SIGNUP_COOKIE))
+            .flatten()
+    })
 }
 
-/// A status token from `Authorization: Bearer <token>`, else from `?token=`.
-pub fn token_from_request<'a>(
-    authorization: Option<&'a str>,
-    query_token: Option<&'a str>,
-) -> Option<&'a str> {
-    let bearer = authorization.and_then(|value| {
-        let (scheme, token) = value.trim().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-    });
-    bearer
-        .or(query_token)
+/// A status token from `Authorization: Bearer <token>` (the only place it is read: a query
+/// string ends up in logs and histories).
+pub fn bearer_token(authorization: Option<&str>) -> Option<&str> {
+    authorization
+        .and_then(|value| {
+            let (scheme, token) = value.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
         .filter(|token| !token.is_empty() && token.len() <= MAX_TOKEN_LEN)
 }
 
@@ -52,10 +89,12 @@ pub fn token_from_request<'a>(
 pub enum ConfirmPage<'a> {
     /// GET: the question and the button.
     Ask { site_key: Option<&'a str> },
-    /// After the button, for the signup this browser made.
+    /// After the button, for the signup this browser made, now confirmed.
     Confirmed(&'a SignupStatus),
     /// After the button, in a browser that holds no signup (another device, cookies cleared).
     Thanks,
+    /// After the button, before the link in the email was opened (or SES has not said so yet).
+    NotYet { site_key: Option<&'a str> },
 }
 
 pub fn render(which: ConfirmPage) -> String {
@@ -72,13 +111,23 @@ pub fn render(which: ConfirmPage) -> String {
             (script, body)
         }
         ConfirmPage::Confirmed(status) => {
-            let detail = match status.status.as_str() {
-                "verified" => "Your address is verified and confirmed. You can close this page.",
-                "sent" => "Thank you. We are still waiting for the email service to report your address verified; it takes a few seconds.",
-                _ => "Thank you. This signup is no longer waiting for a confirmation.",
-            };
-            let body = format!(r#"<h1>Thank you</h1><p id="confirmed" data-status="{}">{detail}</p>"#, escape(&status.status));
+            // Only a verified signup is ever confirmed.
+            let body = format!(
+                r#"<h1>Thank you</h1><p id="confirmed" data-status="{}">Your address is verified and confirmed. You can close this page.</p>"#,
+                escape(&status.status)
+            );
             (String::new(), body)
+        }
+        ConfirmPage::NotYet { site_key } => {
+            let (script, widget) = turnstile_tags(site_key);
+            let body = format!(
+                r#"<h1>Not verified yet</h1>
+<p id="not-yet">We have not seen the link in your email opened yet. Open the link in the email we sent you, then press the button again.</p>
+<form method="post" action="/confirm">
+{widget}<button type="submit">Try again</button>
+</form>"#
+            );
+            (script, body)
         }
         ConfirmPage::Thanks => (String::new(), r#"<h1>Thank you</h1><p id="thanks">If you signed up in another browser or on another device, your address is verified; the confirmation is recorded only in the browser you signed up with.</p>"#.to_string()),
     };
@@ -90,43 +139,70 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_cookie_is_http_only_lax_for_a_week_and_secure_on_https() {
-        let cookie = signup_cookie("t.k", true);
+    fn the_cookie_is_a_host_only_secure_http_only_lax_cookie_for_a_week() {
+        let https = CookieSite {
+            loopback_http: false,
+            cross_site: false,
+        };
         assert_eq!(
-            cookie,
-            "sv_signup=t.k; Max-Age=604800; Path=/; HttpOnly; SameSite=Lax; Secure"
+            signup_cookie("c.k", https),
+            "__Host-sv_confirm=c.k; Max-Age=604800; Path=/; Secure; HttpOnly; SameSite=Lax"
         );
-        assert!(!signup_cookie("t.k", false).contains("Secure"));
+        let dev = CookieSite {
+            loopback_http: true,
+            cross_site: false,
+        };
+        assert_eq!(
+            signup_cookie("c.k", dev),
+            "sv_confirm=c.k; Max-Age=604800; Path=/; HttpOnly; SameSite=Lax"
+        );
+        for loopback_http in [false, true] {
+            let fetch = CookieSite {
+                loopback_http,
+                cross_site: true,
+            };
+            assert_eq!(
+                signup_cookie("c.k", fetch),
+                "__Host-sv_confirm=c.k; Max-Age=604800; Path=/; Secure; HttpOnly; SameSite=None; Partitioned"
+            );
+        }
     }
 
     #[test]
-    fn the_signup_cookie_is_found_among_others_and_nothing_else_is_taken_for_it() {
+    fn the_credential_is_read_from_the_host_cookie_and_the_plain_name_only_on_loopback() {
         assert_eq!(
-            token_from_cookies(Some("a=1; sv_signup=abc.def ; b=2")),
+            credential_from_cookies(Some("a=1; __Host-sv_confirm=abc.def ; b=2"), false),
             Some("abc.def")
         );
+        assert_eq!(credential_from_cookies(Some("sv_confirm=abc"), false), None);
         assert_eq!(
-            token_from_cookies(Some("xsv_signup=abc; sv_signupx=def")),
+            credential_from_cookies(Some("sv_confirm=abc"), true),
+            Some("abc")
+        );
+        assert_eq!(
+            credential_from_cookies(Some("x__Host-sv_confirm=abc; __Host-sv_confirmx=def"), true),
             None
         );
-        assert_eq!(token_from_cookies(Some("sv_signup=")), None);
-        assert_eq!(token_from_cookies(None), None);
-        let long = format!("sv_signup={}", "a".repeat(600));
-        assert_eq!(token_from_cookies(Some(&long)), None);
+        assert_eq!(
+            credential_from_cookies(Some("__Host-sv_confirm="), false),
+            None
+        );
+        assert_eq!(credential_from_cookies(None, true), None);
+        let long = format!("__Host-sv_confirm={}", "a".repeat(600));
+        assert_eq!(credential_from_cookies(Some(&long), false), None);
     }
 
     #[test]
-    fn a_token_comes_from_a_bearer_header_first_then_the_query() {
+    fn a_status_token_comes_only_from_a_bearer_header() {
+        assert_eq!(bearer_token(Some("Bearer abc")), Some("abc"));
+        assert_eq!(bearer_token(Some("bearer  abc ")), Some("abc"));
+        assert_eq!(bearer_token(Some("Basic abc")), None);
+        assert_eq!(bearer_token(Some("Bearer")), None);
         assert_eq!(
-            token_from_request(Some("Bearer abc"), Some("q")),
-            Some("abc")
+            bearer_token(Some(&format!("Bearer {}", "a".repeat(600)))),
+            None
         );
-        assert_eq!(token_from_request(Some("bearer  abc "), None), Some("abc"));
-        assert_eq!(token_from_request(Some("Basic abc"), Some("q")), Some("q"));
-        assert_eq!(token_from_request(None, Some("q")), Some("q"));
-        assert_eq!(token_from_request(None, Some("")), None);
-        assert_eq!(token_from_request(Some("Bearer"), None), None);
-        assert_eq!(token_from_request(None, None), None);
+        assert_eq!(bearer_token(None), None);
     }
 
     #[test]
@@ -158,5 +234,8 @@ mod tests {
         assert!(page.contains(r#"data-status="verified""#));
         assert!(page.contains("verified and confirmed"));
         assert!(render(ConfirmPage::Thanks).contains("only in the browser you signed up with"));
+        let not_yet = render(ConfirmPage::NotYet { site_key: None });
+        assert!(not_yet.contains(r#"id="not-yet""#));
+        assert!(not_yet.contains(r#"<form method="post" action="/confirm">"#));
     }
 }

@@ -1,6 +1,12 @@
 //! `EmailAddress`: a single deliverable-looking address, the only form in which a signup's address
 //! travels past the HTTP layer. It can only be built by [`EmailAddress::parse`]; deserializing
 //! (the internal RPC bodies, which carry it as a JSON string) goes through `parse` too.
+//!
+//! Invariants: an accepted address is at most 254 bytes, its local part at most 64, its domain
+//! (in ASCII) at most 253 and each label at most 63. Every length is checked on the input, with
+//! the fewest bytes it could take in ASCII ([`min_ascii_len`]), before any punycode runs, and
+//! again on the encoded form: an input too long to be an address costs a linear scan and no
+//! punycode work, and the bound never refuses an address that would fit once encoded.
 
 use std::fmt;
 
@@ -37,7 +43,9 @@ impl EmailAddress {
         if !is_dot_atom(local) || local.len() > MAX_LOCAL_BYTES {
             return Err(EmailError::Invalid);
         }
-        let domain = parse_domain(domain).ok_or(EmailError::Invalid)?;
+        // What the domain may take so that `local@domain` fits in the address's 254 bytes.
+        let room = MAX_DOMAIN_BYTES.min(MAX_ADDRESS_BYTES.saturating_sub(local.len() + 1));
+        let domain = parse_domain(domain, room).ok_or(EmailError::Invalid)?;
         let address = format!("{local}@{domain}");
         if address.len() > MAX_ADDRESS_BYTES {
             return Err(EmailError::Invalid);
@@ -96,14 +104,14 @@ fn domain_to_ascii(domain: &str) -> Option<String> {
 fn label_to_ascii(label: &str) -> Option<String> {
     if !label.is_ascii() {
         let lower: String = label.chars().flat_map(char::to_lowercase).collect();
-        let encoded = idna::punycode::encode_str(&lower)?;
+        let encoded = punycode_encode(&lower)?;
         return is_unicode_label(&lower).then(|| format!("xn--{encoded}"));
     }
     let lower = label.to_ascii_lowercase();
     match lower.strip_prefix("xn--") {
         Some(encoded) => {
-            let decoded = idna::punycode::decode_to_string(encoded)?;
-            let canonical = idna::punycode::encode_str(&decoded)?;
+            let decoded = punycode_decode(encoded)?;
+            let canonical = punycode_encode(&decoded)?;
             let lowercase = decoded
                 .chars()
                 .flat_map(char::to_lowercase)
@@ -116,13 +124,54 @@ fn label_to_ascii(label: &str) -> Option<String> {
     }
 }
 
+/// `idna::punycode::encode_str`; the tests count the calls (see [`min_ascii_len`]).
+fn punycode_encode(label: &str) -> Option<String> {
+    #[cfg(test)]
+    tests::PUNYCODE_CALLS.with(|calls| calls.set(calls.get() + 1));
+    idna::punycode::encode_str(label)
+}
+
+/// `idna::punycode::decode_to_string`, counted in the tests like [`punycode_encode`].
+fn punycode_decode(encoded: &str) -> Option<String> {
+    #[cfg(test)]
+    tests::PUNYCODE_CALLS.with(|calls| calls.set(calls.get() + 1));
+    idna::punycode::decode_to_string(encoded)
+}
+
+/// The fewest bytes `domain` can take in ASCII, or `None` when one of its labels cannot fit in 63
+/// bytes however it is encoded. Linear in the input and no punycode: an ASCII label keeps its
+/// length (lowercasing and `xn--` labels are byte for byte); a Unicode label becomes `xn--` and
+/// at least one ASCII character for each of its characters after lowercasing (RFC 3492: a basic
+/// code point is copied, every other one is at least one digit), and lowercasing never makes
+/// fewer characters. So it never refuses a domain that fits once encoded, though the UTF-8 of a
+/// valid domain, as typed, can be close to four times 253 bytes.
+fn min_ascii_len(domain: &str) -> Option<usize> {
+    let mut labels = 0;
+    let mut total = 0;
+    for label in domain.split('.') {
+        let shortest = if label.is_ascii() {
+            label.len()
+        } else {
+            "xn--".len() + label.chars().count()
+        };
+        if shortest > MAX_LABEL_BYTES {
+            return None;
+        }
+        total += shortest;
+        labels += 1;
+    }
+    // `split` yields at least one label; a dot between each two.
+    Some(total + labels - 1)
+}
+
 /// A U-label worth encoding: not empty, not plain ASCII, letters, digits and hyphens only.
 fn is_unicode_label(label: &str) -> bool {
     !label.is_ascii() && label.chars().all(|c| c.is_alphanumeric() || c == '-')
 }
 
-/// A DNS host name with at least two labels, made ASCII (punycode) and lowercase.
-fn parse_domain(domain: &str) -> Option<String> {
+/// A DNS host name with at least two labels and at most `max_bytes` (253 or less), made ASCII
+/// (punycode) and lowercase. The length is checked before any punycode, and again after.
+fn parse_domain(domain: &str, max_bytes: usize) -> Option<String> {
     // Reject what UTS 46 mapping would quietly repair or strip, so the address sent is the one typed.
     if domain.is_empty()
         || domain.ends_with('.')
@@ -132,8 +181,11 @@ fn parse_domain(domain: &str) -> Option<String> {
     {
         return None;
     }
+    if min_ascii_len(domain)? > max_bytes {
+        return None;
+    }
     let ascii = domain_to_ascii(domain)?;
-    if ascii.is_empty() || ascii.len() > MAX_DOMAIN_BYTES {
+    if ascii.is_empty() || ascii.len() > max_bytes.min(MAX_DOMAIN_BYTES) {
         return None;
     }
     let labels: Vec<&str> = ascii.split('.').collect();
@@ -153,7 +205,57 @@ fn parse_domain(domain: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use super::*;
+
+    thread_local! {
+        /// Punycode encodes and decodes on this test's thread.
+        pub(super) static PUNYCODE_CALLS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// `EmailAddress::parse(input)` and how many punycode calls it made.
+    fn parse_counting(input: &str) -> (Result<EmailAddress, EmailError>, usize) {
+        PUNYCODE_CALLS.with(|calls| calls.set(0));
+        let parsed = EmailAddress::parse(input);
+        (parsed, PUNYCODE_CALLS.with(Cell::get))
+    }
+
+    #[test]
+    fn an_over_long_input_is_refused_before_any_punycode_and_one_that_fits_once_encoded_passes() {
+        let long_label = "ü".repeat(2_000);
+        let long_labels = vec!["ü".repeat(50); 40].join(".");
+        let local_64 = "a".repeat(64);
+        // 5 labels of `xn--` + 40 characters at least: 5 * 44 + 4 = 224 bytes, within 253 for a
+        // domain but not beside a 64-byte local part (64 + 1 + 224 > 254).
+        let unicode_224 = vec!["ü".repeat(40); 5].join(".");
+        for input in [
+            format!("x@{long_label}.de"),
+            format!("x@{long_labels}.de"),
+            format!("x@{}.de", "a".repeat(4_000)),
+            format!("{local_64}@{unicode_224}"),
+        ] {
+            assert!(input.len() > 254, "{} bytes", input.len());
+            let (parsed, calls) = parse_counting(&input);
+            assert_eq!(parsed, Err(EmailError::Invalid), "{} bytes", input.len());
+            assert_eq!(calls, 0, "punycode ran for a {}-byte input", input.len());
+        }
+
+        // Typed, this domain is 305 bytes of UTF-8; in ASCII, 3 * 56 + 5 = 173.
+        let label = "ä".repeat(50);
+        let domain = format!("{label}.{label}.{label}.de");
+        assert_eq!(domain.len(), 305);
+        let (parsed, calls) = parse_counting(&format!("x@{domain}"));
+        let accepted = parsed.expect("fits once encoded");
+        assert_eq!(accepted.as_str().len(), 2 + 173);
+        assert_eq!(calls, 3, "one encode per Unicode label");
+
+        // 59 characters pass the bound (4 + 59 = 63), and the encoded label (65 bytes) is
+        // checked again.
+        let (parsed, calls) = parse_counting(&format!("x@{}.de", "ä".repeat(59)));
+        assert_eq!(parsed, Err(EmailError::Invalid));
+        assert_eq!(calls, 1);
+    }
 
     #[test]
     fn domains_become_lowercase_ascii_label_by_label_and_only_real_punycode_passes() {

@@ -47,6 +47,9 @@ pub enum ApiError {
     UnknownSignup,
     /// `STATUS_TOKEN_SECRET` is not set.
     StatusOff,
+    /// A confirmation before the link in the email was opened (or of a signup that can no
+    /// longer be verified): refused, nothing recorded.
+    NotVerified,
 }
 
 impl ApiError {
@@ -68,6 +71,7 @@ impl ApiError {
             Self::Unavailable => 503,
             Self::InvalidToken | Self::TokenExpired => 401,
             Self::UnknownSignup | Self::StatusOff => 404,
+            Self::NotVerified => 409,
         }
     }
 
@@ -85,6 +89,7 @@ impl ApiError {
             Self::TokenExpired => "token_expired",
             Self::UnknownSignup => "unknown_signup",
             Self::StatusOff => "status_off",
+            Self::NotVerified => "not_verified",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -135,6 +140,9 @@ impl ApiError {
             Self::TokenExpired => "This status token has expired.",
             Self::UnknownSignup => "There is no signup for this token.",
             Self::StatusOff => "Signup status is not enabled on this service.",
+            Self::NotVerified => {
+                "The link in the verification email has not been opened yet. Open it, then confirm."
+            }
         }
     }
 
@@ -164,7 +172,7 @@ pub fn retry_after_secs(wait_ms: u64) -> u64 {
 mod tests {
     use super::*;
 
-    const ALL: [ApiError; 23] = [
+    const ALL: [ApiError; 24] = [
         ApiError::InvalidBody,
         ApiError::MissingEmail,
         ApiError::InvalidEmail,
@@ -196,6 +204,7 @@ mod tests {
         ApiError::TokenExpired,
         ApiError::UnknownSignup,
         ApiError::StatusOff,
+        ApiError::NotVerified,
     ];
 
     #[test]
@@ -227,6 +236,7 @@ mod tests {
                 (401, "token_expired"),
                 (404, "unknown_signup"),
                 (404, "status_off"),
+                (409, "not_verified"),
             ]
         );
     }

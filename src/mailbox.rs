@@ -12,6 +12,16 @@
 //!
 //! Invariants: canonicalising is idempotent; it only ever merges addresses (never splits one), so
 //! a limit can only get stricter; the address sent to SES is never this one, but as typed.
+//!
+//! The gate's fair queue and its per-domain share of direct sends key on
+//! [`Mailbox::fair_domain`], the registrable domain (eTLD+1): the label just under the public
+//! suffix, so `a1.attacker.tld`, `a2.attacker.tld`… are one lane. The suffixes known are
+//! [`SECOND_LEVEL_SUFFIXES`], a subset of the ICANN section of Mozilla's Public Suffix List;
+//! anything else is a suffix of one label. Since every entry is a real ICANN rule, the key is
+//! always a suffix of the true registrable domain: a suffix left out (or added to the list later)
+//! merges more domains into one lane, never fewer, so a stale table costs fairness among those
+//! domains but gives no one extra lanes. Private-section suffixes (`github.io`, dynamic DNS), whose
+//! names anyone can get for free, are left out on purpose.
 
 use crate::email::EmailAddress;
 
@@ -83,11 +93,255 @@ impl Mailbox {
         &self.0
     }
 
-    /// The recipient domain, for fair scheduling (after provider aliases: googlemail → gmail).
+    /// The recipient domain, in full, after provider aliases (googlemail → gmail).
     pub fn domain(&self) -> &str {
         self.0.rsplit_once('@').map_or("", |(_, d)| d)
     }
+
+    /// The key of fair scheduling: the registrable domain of [`Mailbox::domain`], the label just
+    /// under its public suffix (`mail.example.co.uk` → `example.co.uk`, `a.b.gmail.com` →
+    /// `gmail.com`, `a.github.io` → `github.io`). The suffix is the top-level domain, or its
+    /// last two labels when [`SECOND_LEVEL_SUFFIXES`] lists them; a TLD it does not know is a
+    /// suffix like any other (`corp.internal`). A domain that is itself a public suffix
+    /// (`co.uk`) is its own key.
+    pub fn fair_domain(&self) -> &str {
+        let domain = self.domain();
+        let mut labels = domain.rsplit('.');
+        let (Some(tld), Some(second)) = (labels.next(), labels.next()) else {
+            return domain;
+        };
+        let kept = if is_second_level_suffix(tld, second) {
+            3
+        } else {
+            2
+        };
+        domain
+            .rmatch_indices('.')
+            .nth(kept - 1)
+            .and_then(|(dot, _)| domain.get(dot + 1..))
+            .unwrap_or(domain)
+    }
 }
+
+/// Whether `second.tld` is a public suffix in [`SECOND_LEVEL_SUFFIXES`].
+fn is_second_level_suffix(tld: &str, second: &str) -> bool {
+    SECOND_LEVEL_SUFFIXES
+        .lines()
+        .find_map(|line| line.strip_prefix(tld)?.strip_prefix(' '))
+        .is_some_and(|seconds| seconds.split(' ').any(|s| s == "*" || s == second))
+}
+
+/// Public suffixes of two labels: a TLD, then the second-level labels under it that are suffixes
+/// (`*`: every one). Taken from the ICANN section of the Public Suffix List (Debian's
+/// `publicsuffix` package, list of 2023-02-09): its two-label ASCII rules whose first label is a
+/// generic one (`co com net org edu gov ac or ne go gob mil nom ltd plc me sch info biz gen firm
+/// int in res web nic mob tv name pro ind nhs police gouv govt gv gos gub gc k12 lg ed nt nat
+/// asso ecn nome`) and its `*.tld` rules without exceptions (so not `ck`). 1,130 of the list's
+/// 7,380 ICANN rules: with the lookup, about 2 KB of the gzipped wasm, where the ICANN rules
+/// alone would be 29 KB gzipped as text and the `psl` crate, which compiles the whole list into
+/// code, adds 261 KB (the upload's budget is 320 KB in all). Rules of three labels and
+/// more (`*.kawasaki.jp`, `k12.ca.us`) and the other two-label ones (`waw.pl`, `公司.cn`) are
+/// left out: the domains under them share their parent's lane.
+const SECOND_LEVEL_SUFFIXES: &str = "\
+ac com edu gov mil net org
+ad nom
+ae ac co gov mil net org sch
+aero res
+af com edu gov net org
+ag co com net nom org
+ai com net org
+al com edu gov mil net org
+am co com net org
+ao co ed gv
+ar com edu gob gov int mil net org
+as gov
+at ac co gv or
+au com edu gov info net nt org
+aw com
+az biz com edu gov info int mil name net org pro
+ba com edu gov mil net org
+bb biz co com edu gov info net org tv
+bd *
+be ac
+bf gov
+bh com edu gov net org
+bi co com edu or org
+bj co com edu info net org
+bm com edu gov net org
+bn com edu gov net org
+bo com edu gob info int mil net org tv web
+br com ecn edu gov ind mil net org pro tv
+bs com edu gov net org
+bt com edu gov net org
+bw co org
+by com gov mil
+bz com edu gov net org
+ca gc nt
+cd gov
+ci ac asso co com ed edu go gouv int net or org
+cl co gob gov mil
+cm co com gov net
+cn ac com edu gov mil net org
+co com edu firm gov info int mil net nom org web
+cr ac co ed go or
+cu com edu gov net org
+cv com edu int nome org
+cw com edu net org
+cx gov
+cy ac biz com gov ltd mil net org pro
+dm com edu gov net org
+do com edu gob gov mil net org web
+dz asso com edu gov net org
+ec com edu gob gov info k12 mil net org pro
+ee com edu gov org
+eg com edu gov mil name net org
+er *
+es com edu gob nom org
+et biz com edu gov info name net org
+fj ac biz com gov info mil name net org pro
+fk *
+fm com edu net org
+fr asso com gouv nom
+gd edu gov
+ge com edu gov mil net org
+gg co net org
+gh com edu gov mil org
+gi com edu gov ltd org
+gl co com edu net org
+gn ac com edu gov net org
+gp asso com edu net org
+gr com edu gov net org
+gt com edu gob ind mil net org
+gu com edu gov info net org web
+gy co com edu gov net org
+hk com edu gov net org
+hn com edu gob mil net org
+hr com name
+ht asso com edu firm gouv info net org pro
+hu co info org
+id ac biz co go mil net or sch web
+ie gov
+il ac co gov k12 net org
+im ac co com net org tv
+in ac biz co com edu firm gen gov ind info int me mil net nic org pro res tv
+io com
+iq com edu gov mil net org
+ir ac co gov net org sch
+is com edu gov int net org
+it co edu go gov me or tv
+je co net org
+jm *
+jo com edu gov mil name net org sch
+jp ac co ed go lg ne or
+ke ac co go info me ne or
+kg com edu gov mil net org
+kh *
+ki biz com edu gov info net org
+km asso com edu gouv gov mil nom org
+kn edu gov net org
+kp com edu gov org
+kr ac co go mil ne or
+kw com edu gov ind net org
+ky com edu net org
+kz com edu gov mil net org
+la com edu gov info int net org
+lb com edu gov net org
+lc co com edu gov net org
+lk ac com edu gov int ltd net org sch web
+lr com edu gov net org
+ls ac biz co edu gov info net org
+lt gov
+lv com edu gov mil net org
+ly com edu gov net org plc sch
+ma ac co gov net org
+mc asso
+me ac co edu gov net org
+mg co com edu gov mil nom org
+mk com edu gov name net org
+ml com edu gouv gov net org
+mm *
+mn edu gov org
+mo com edu gov net org
+mr gov
+ms com edu gov net org
+mt com edu net org
+mu ac co com gov net or org
+mv biz com edu gov info int mil name net org pro
+mw ac biz co com edu gov int net org
+mx com edu gob net org
+my biz com edu gov mil name net org
+mz ac co edu gov mil net org
+na co com in info name or org pro tv
+nc asso nom
+nf com firm info net web
+ng com edu gov mil name net org sch
+ni ac biz co com edu gob in info int mil net nom org web
+no mil nt
+np *
+nr biz com edu gov info net org
+nz ac co gen govt mil net org
+om co com edu gov net org pro
+pa ac com edu gob net nom org
+pe com edu gob mil net nom org
+pf com edu org
+pg *
+ph com edu gov mil net org
+pk biz com edu gob gos gov info net org web
+pl biz com edu gov info mil net nom org
+pn co edu gov net org
+pr ac biz com edu gov info name net org pro
+ps com edu gov net org
+pt com edu gov int net nome org
+pw co ed go ne or
+py com edu gov mil net org
+qa com edu gov mil name net org sch
+re asso com nom
+ro com firm info nom nt org
+rs ac co edu gov in org
+rw ac co gov mil net org
+sa com edu gov net org sch
+sb com edu gov net org
+sc com edu gov net org
+sd com edu gov info net org tv
+se ac org
+sg com edu gov net org
+sh com gov mil net org
+sl com edu gov net org
+sn com edu gouv org
+so com edu gov me net org
+ss biz com edu gov me net org sch
+st co com edu mil net org
+sv com edu gob org
+sx gov
+sy com edu gov mil net org
+sz ac co org
+th ac co go in net or
+tj ac biz co com edu go gov int mil name net nic org web
+tl gov
+tm co com edu gov mil net nom org
+tn com gov ind info nat net org
+to com edu gov mil net org
+tr biz com edu gen gov info k12 mil name net org tv web
+tt biz co com edu gov info int name net org pro
+tw com edu gov mil net org
+tz ac co go info me mil ne or tv
+ua com edu gov in lg net org
+ug ac co com go ne or org
+uk ac co gov ltd me net nhs org plc police
+us co in me ne or
+uy com edu gub mil net org
+uz co com net org
+vc com edu gov mil net org
+ve co com edu firm gob gov info int mil net nom org web
+vi co com k12 net org
+vn ac biz com edu gov info int name net org pro
+vu com edu net org
+ws com edu gov net org
+ye com edu gov mil net org
+za ac co edu gov mil net nic nom org web
+zm ac biz co com edu gov info mil net org sch
+zw ac co gov mil org
+";
 
 #[cfg(test)]
 mod tests {
@@ -192,6 +446,84 @@ mod tests {
         }
         let mailbox = Mailbox::of(&EmailAddress::parse("x@googlemail.com").expect("valid"));
         assert_eq!(mailbox.domain(), "gmail.com");
+    }
+
+    fn fair_domain(address: &str) -> String {
+        let email = EmailAddress::parse(address).expect("valid");
+        Mailbox::of(&email).fair_domain().to_string()
+    }
+
+    #[test]
+    fn the_fair_domain_is_the_registrable_domain_under_the_icann_public_suffix() {
+        let cases: &[(&str, &str)] = &[
+            ("a@x.mailinator.com", "mailinator.com"),
+            ("a@mailinator.com", "mailinator.com"),
+            ("a@a.b.example.co.uk", "example.co.uk"),
+            ("a@example.co.uk", "example.co.uk"),
+            ("a@mail.google.com", "google.com"),
+            ("a@smtp.mail.yahoo.co.jp", "yahoo.co.jp"),
+            ("a@dept.uni.edu.au", "uni.edu.au"),
+            ("a@shop.example.com.bd", "example.com.bd"),
+            // Provider aliases first, as for the mailbox.
+            ("a@googlemail.com", "gmail.com"),
+            ("a@Mac.com", "icloud.com"),
+            // A private-section suffix is not a registry: its names are free for anyone.
+            ("a@someone.github.io", "github.io"),
+            ("a@host.duckdns.org", "duckdns.org"),
+            // Internationalised names, in their ASCII form.
+            ("a@почта.пример.рф", "xn--e1afmkfd.xn--p1ai"),
+            ("a@mail.Bücher.de", "xn--bcher-kva.de"),
+            ("a@post.bücher.com.au", "xn--bcher-kva.com.au"),
+            // A TLD the list does not know: a suffix of one label.
+            ("a@mail.corp.internal", "corp.internal"),
+            // A public suffix itself: the whole domain.
+            ("a@co.uk", "co.uk"),
+            // A suffix of three labels is not in the table: its domains share the parent's lane.
+            ("a@school.k12.ca.us", "ca.us"),
+        ];
+        for (address, key) in cases {
+            assert_eq!(fair_domain(address), *key, "{address}");
+        }
+    }
+
+    #[test]
+    fn rotating_subdomains_share_one_fair_lane_and_it_is_a_suffix_of_the_domain() {
+        let lanes: Vec<String> = (1..=50)
+            .map(|n| fair_domain(&format!("x{n}@a{n}.attacker.xyz")))
+            .collect();
+        assert!(lanes.iter().all(|lane| lane == "attacker.xyz"), "{lanes:?}");
+        for address in ["a@b.c.d.example.com", "a@gmail.com", "a@x.y.ck", "a@co.uk"] {
+            let email = EmailAddress::parse(address).expect("valid");
+            let mailbox = Mailbox::of(&email);
+            assert!(
+                mailbox.domain().ends_with(mailbox.fair_domain()),
+                "{address}"
+            );
+            assert!(!mailbox.fair_domain().is_empty(), "{address}");
+        }
+        assert_ne!(fair_domain("a@attacker.xyz"), fair_domain("a@gmail.com"));
+    }
+
+    #[test]
+    fn the_suffix_table_has_one_sorted_line_per_tld_of_lowercase_labels() {
+        let lines: Vec<&str> = SECOND_LEVEL_SUFFIXES.lines().collect();
+        let tlds: Vec<&str> = lines.iter().filter_map(|l| l.split(' ').next()).collect();
+        assert!(
+            tlds.windows(2).all(|w| w[0] < w[1]),
+            "TLDs sorted, once each"
+        );
+        for line in lines {
+            let labels: Vec<&str> = line.split(' ').collect();
+            assert!(labels.len() >= 2, "{line:?}");
+            assert!(labels[1..].windows(2).all(|w| w[0] < w[1]), "{line:?}");
+            assert!(
+                labels.iter().all(|l| *l == "*"
+                    || (!l.is_empty()
+                        && l.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))),
+                "{line:?}"
+            );
+        }
     }
 
     #[test]

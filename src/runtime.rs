@@ -12,7 +12,10 @@ use serde_json::Value;
 use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::JsValue;
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{AbortController, Date, Env, Fetch, Headers, Method, Request, RequestInit, Storage};
+use worker::{
+    AbortController, Date, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
+    Storage,
+};
 
 use crate::config::{build_config, Config, ConfigError};
 use crate::gate::decisions::GateRuntime;
@@ -90,8 +93,15 @@ pub fn now_ms() -> u64 {
     Date::now().as_millis()
 }
 
-/// A random number from the platform's CSPRNG. Should that ever fail, the clock's low bits
-/// still vary from call to call.
+/// Fills `out` from the platform's CSPRNG (`getRandomValues`), for key material, nonces and
+/// anything else a stranger must not guess; an error if the source fails, never a fallback.
+pub fn secure_random(out: &mut [u8]) -> Result<(), String> {
+    getrandom::fill(out).map_err(|e| e.to_string())
+}
+
+/// A random number for jitter and request ids, from the platform's CSPRNG. No secret may come
+/// from it: should the source ever fail, the clock's low bits stand in (use [`secure_random`]
+/// for anything secret).
 pub fn random_u32() -> u32 {
     let mut bytes = [0u8; 4];
     match getrandom::fill(&mut bytes) {
@@ -116,6 +126,10 @@ impl GateRuntime for WorkerRuntime {
         random_u32()
     }
 
+    fn secure_random(&self, out: &mut [u8]) -> Result<(), String> {
+        secure_random(out)
+    }
+
     fn log_info(&self, line: impl FnOnce() -> Value) {
         crate::log::info(line);
     }
@@ -130,6 +144,10 @@ impl GateRuntime for WorkerRuntime {
         self.0.set_alarm(offset).await.map_err(|e| e.to_string())
     }
 
+    /// Redirects are never followed (`redirect: "manual"`): the status is the receiver's own, so
+    /// a 3xx is a failed delivery (`webhook::delivered`), and the signed body goes to the
+    /// configured URL only (a 307 or 308 would post it again to wherever `Location` says).
+    /// workerd answers a manual-redirect fetch with the 3xx response itself, not an opaque one.
     async fn post_webhook(
         &self,
         url: &str,
@@ -145,6 +163,7 @@ impl GateRuntime for WorkerRuntime {
             }
             let mut init = RequestInit::new();
             init.with_method(Method::Post)
+                .with_redirect(RequestRedirect::Manual)
                 .with_headers(sent)
                 .with_body(Some(JsValue::from_str(body)));
             let request = Request::new_with_init(url, &init)?;

@@ -1,17 +1,28 @@
-//! Status tokens: what a signup answer gives the browser so that it (and nobody else) can ask
-//! `GET /signup/status` about that one signup. A token is `<payload>.<mac>`, both unpadded
-//! base64url, where the payload is `<address key>.<signup ms>.<expiry ms>` and the MAC is
-//! HMAC-SHA256 over the payload under `STATUS_TOKEN_SECRET`.
+//! The two credentials a signup's own request gets, both naming that one signup: the status
+//! token (JSON body, for `GET /signup/status` as `Authorization: Bearer`) and the confirmation
+//! credential (only ever in the HttpOnly signup cookie, for `POST /confirm`). A credential is
+//! `<payload>.<mac>`, both unpadded base64url, where the payload is
+//! `<address key>.<signup ms>.<expiry ms>.<nonce>` and the MAC is HMAC-SHA256 under
+//! `STATUS_TOKEN_SECRET` over a purpose label and the payload.
 //!
-//! Invariants: a token names one signup of one address (a later signup of the same address gets
-//! a new one); it holds the address's keyed hash, never the address; it cannot be made or
-//! altered without the secret (the MAC is checked in constant time before anything is read);
-//! and it stops working at its expiry.
+//! Invariants:
+//! - each purpose has its own label ([`Purpose`]), so a status token is never a confirmation
+//!   credential and no other HMAC under the secret (the decoy nonce) is either;
+//! - a credential names one signup: the nonce is random per signup, drawn by the gate, and the
+//!   gate answers only while its row still holds that nonce (a replaced or forgotten signup's
+//!   credentials stop working);
+//! - it holds the address's keyed hash, never the address; it cannot be made or altered without
+//!   the secret (the MAC is checked in constant time before anything is read); it stops working
+//!   at its expiry;
+//! - a honeypot decoy is a real credential under the real secret whose nonce is
+//!   [`decoy_nonce`] of its key: only the secret's holder can tell it from a signup's.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+
+use crate::gate::rpc::SignupRef;
 
 impl From<TokenError> for crate::error::ApiError {
     fn from(error: TokenError) -> Self {
@@ -22,40 +33,70 @@ impl From<TokenError> for crate::error::ApiError {
     }
 }
 
-/// A token works for this long after the signup.
+/// A credential works for this long after the signup.
 pub const TOKEN_LIFETIME_MS: u64 = 7 * 24 * 3_600_000;
 /// Longer strings are refused before any decoding.
-const MAX_TOKEN_LEN: usize = 512;
+pub const MAX_TOKEN_LEN: usize = 512;
+/// Random bytes in a signup's nonce.
+pub const NONCE_BYTES: usize = 16;
 
-/// What a valid token names.
+/// What a credential is for; each has its own MAC label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `GET /signup/status`.
+    Status,
+    /// `POST /confirm`, from the signup cookie.
+    Confirm,
+}
+
+impl Purpose {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Self::Status => b"signup-verify/v2/status-token\0",
+            Self::Confirm => b"signup-verify/v2/confirm-credential\0",
+        }
+    }
+}
+
+const DECOY_LABEL: &[u8] = b"signup-verify/v2/decoy-nonce\0";
+
+/// What a valid credential names.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusToken {
-    /// The address key (`cooldown::address_key`).
-    pub key: String,
-    pub signed_up_ms: u64,
+pub struct Claim {
+    pub signup: SignupRef,
     pub expires_ms: u64,
 }
 
-/// Why a token was refused.
+/// Why a credential was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenError {
-    /// Not a token at all.
+    /// Not a credential at all.
     Malformed,
-    /// The MAC does not match: forged, altered, or made under another secret.
+    /// The MAC does not match: forged, altered, made under another secret or for another
+    /// purpose.
     Forged,
     Expired,
 }
 
-fn mac(secret: &[u8], payload: &[u8]) -> Hmac<Sha256> {
+fn mac(secret: &[u8], label: &[u8], payload: &[u8]) -> Hmac<Sha256> {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes any key");
+    mac.update(label);
     mac.update(payload);
     mac
 }
 
-/// A token for the signup of the address keyed `key` at `signed_up_ms`.
-pub fn issue(secret: &[u8], key: &str, signed_up_ms: u64) -> String {
-    let payload = format!("{key}.{signed_up_ms}.{}", signed_up_ms + TOKEN_LIFETIME_MS);
-    let tag = mac(secret, payload.as_bytes()).finalize().into_bytes();
+/// The credential for `purpose` naming `signup`.
+pub fn issue(secret: &[u8], purpose: Purpose, signup: &SignupRef) -> String {
+    let payload = format!(
+        "{}.{}.{}.{}",
+        signup.key,
+        signup.signed_up_ms,
+        signup.signed_up_ms + TOKEN_LIFETIME_MS,
+        signup.nonce
+    );
+    let tag = mac(secret, purpose.label(), payload.as_bytes())
+        .finalize()
+        .into_bytes();
     format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(payload),
@@ -63,8 +104,13 @@ pub fn issue(secret: &[u8], key: &str, signed_up_ms: u64) -> String {
     )
 }
 
-/// Checks `token` at `now_ms`: its MAC first, then its shape, then its expiry.
-pub fn verify(secret: &[u8], token: &str, now_ms: u64) -> Result<StatusToken, TokenError> {
+/// Checks `token` for `purpose` at `now_ms`: its MAC first, then its shape, then its expiry.
+pub fn verify(
+    secret: &[u8],
+    purpose: Purpose,
+    token: &str,
+    now_ms: u64,
+) -> Result<Claim, TokenError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenError::Malformed);
     }
@@ -77,26 +123,52 @@ pub fn verify(secret: &[u8], token: &str, now_ms: u64) -> Result<StatusToken, To
         .ok()
         .filter(|tag| tag.len() == 32)
         .ok_or(TokenError::Malformed)?;
-    mac(secret, &payload)
+    mac(secret, purpose.label(), &payload)
         .verify_slice(&tag)
         .map_err(|_| TokenError::Forged)?;
     let payload = String::from_utf8(payload).map_err(|_| TokenError::Malformed)?;
     let mut parts = payload.split('.');
-    let (Some(key), Some(signed_up), Some(expires), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(key), Some(signed_up), Some(expires), Some(nonce), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return Err(TokenError::Malformed);
     };
     let parse = |n: &str| n.parse::<u64>().map_err(|_| TokenError::Malformed);
-    let token = StatusToken {
-        key: key.to_string(),
-        signed_up_ms: parse(signed_up)?,
+    let claim = Claim {
+        signup: SignupRef {
+            key: key.to_string(),
+            signed_up_ms: parse(signed_up)?,
+            nonce: nonce.to_string(),
+        },
         expires_ms: parse(expires)?,
     };
-    if now_ms >= token.expires_ms {
+    if now_ms >= claim.expires_ms {
         return Err(TokenError::Expired);
     }
-    Ok(token)
+    Ok(claim)
+}
+
+/// The nonce of the honeypot's decoy signup keyed `key`: looks as random as a real one to
+/// anyone without the secret.
+pub fn decoy_nonce(secret: &[u8], key: &str) -> String {
+    let tag = mac(secret, DECOY_LABEL, key.as_bytes())
+        .finalize()
+        .into_bytes();
+    hex::encode(&tag[..NONCE_BYTES])
+}
+
+/// Whether `signup` is a honeypot decoy (compared in constant time).
+pub fn is_decoy(secret: &[u8], signup: &SignupRef) -> bool {
+    signup.nonce.len() == NONCE_BYTES * 2
+        && hex::decode(&signup.nonce).is_ok_and(|nonce| {
+            mac(secret, DECOY_LABEL, signup.key.as_bytes())
+                .verify_truncated_left(&nonce)
+                .is_ok()
+        })
 }
 
 #[cfg(test)]
@@ -106,15 +178,23 @@ mod tests {
     const SECRET: &[u8] = b"a status token secret of 32 bytes!";
     const KEY: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
+    fn signup(nonce: &str) -> SignupRef {
+        SignupRef {
+            key: KEY.into(),
+            signed_up_ms: 1_000,
+            nonce: nonce.into(),
+        }
+    }
+
     #[test]
     fn a_token_verifies_to_the_signup_it_was_issued_for_and_never_holds_the_address() {
-        let token = issue(SECRET, KEY, 1_000);
-        let verified = verify(SECRET, &token, 2_000).expect("valid");
+        let named = signup("00112233445566778899aabbccddeeff");
+        let token = issue(SECRET, Purpose::Status, &named);
+        let claim = verify(SECRET, Purpose::Status, &token, 2_000).expect("valid");
         assert_eq!(
-            verified,
-            StatusToken {
-                key: KEY.into(),
-                signed_up_ms: 1_000,
+            claim,
+            Claim {
+                signup: named,
                 expires_ms: 1_000 + TOKEN_LIFETIME_MS
             }
         );
@@ -125,37 +205,80 @@ mod tests {
     }
 
     #[test]
-    fn a_token_expires_seven_days_after_the_signup() {
-        let token = issue(SECRET, KEY, 1_000);
-        assert!(verify(SECRET, &token, 1_000 + TOKEN_LIFETIME_MS - 1).is_ok());
+    fn a_status_token_is_not_a_confirmation_credential_nor_the_other_way_round() {
+        let named = signup("00112233445566778899aabbccddeeff");
+        let status = issue(SECRET, Purpose::Status, &named);
+        let confirm = issue(SECRET, Purpose::Confirm, &named);
+        assert_ne!(status, confirm);
         assert_eq!(
-            verify(SECRET, &token, 1_000 + TOKEN_LIFETIME_MS),
+            verify(SECRET, Purpose::Confirm, &status, 2_000),
+            Err(TokenError::Forged)
+        );
+        assert_eq!(
+            verify(SECRET, Purpose::Status, &confirm, 2_000),
+            Err(TokenError::Forged)
+        );
+        assert!(verify(SECRET, Purpose::Confirm, &confirm, 2_000).is_ok());
+    }
+
+    #[test]
+    fn two_signups_of_one_address_at_the_same_millisecond_get_different_tokens() {
+        let a = issue(SECRET, Purpose::Status, &signup("0".repeat(32).as_str()));
+        let b = issue(SECRET, Purpose::Status, &signup("1".repeat(32).as_str()));
+        assert_ne!(
+            a, b,
+            "the nonce, not the address and the time, makes a token"
+        );
+    }
+
+    #[test]
+    fn a_token_expires_seven_days_after_the_signup() {
+        let token = issue(SECRET, Purpose::Status, &signup("ab"));
+        assert!(verify(
+            SECRET,
+            Purpose::Status,
+            &token,
+            1_000 + TOKEN_LIFETIME_MS - 1
+        )
+        .is_ok());
+        assert_eq!(
+            verify(SECRET, Purpose::Status, &token, 1_000 + TOKEN_LIFETIME_MS),
             Err(TokenError::Expired)
         );
     }
 
     #[test]
     fn a_token_under_another_secret_or_with_any_part_changed_is_forged() {
-        let token = issue(SECRET, KEY, 1_000);
+        let token = issue(SECRET, Purpose::Status, &signup("ab"));
         assert_eq!(
-            verify(b"another secret entirely, 32 bytes", &token, 2_000),
+            verify(
+                b"another secret entirely, 32 bytes",
+                Purpose::Status,
+                &token,
+                2_000
+            ),
             Err(TokenError::Forged)
         );
-        // Another address's key, or a later expiry, under the original MAC.
         let (_, tag) = token.split_once('.').expect("two parts");
         for payload in [
-            format!("{}.1000.{}", "0".repeat(64), 1_000 + TOKEN_LIFETIME_MS),
-            format!("{KEY}.1000.{}", u64::MAX),
+            format!("{}.1000.{}.ab", "0".repeat(64), 1_000 + TOKEN_LIFETIME_MS),
+            format!("{KEY}.1000.{}.ab", u64::MAX),
+            format!("{KEY}.1000.{}.cd", 1_000 + TOKEN_LIFETIME_MS),
         ] {
             let altered = format!("{}.{tag}", URL_SAFE_NO_PAD.encode(payload));
-            assert_eq!(verify(SECRET, &altered, 2_000), Err(TokenError::Forged));
+            assert_eq!(
+                verify(SECRET, Purpose::Status, &altered, 2_000),
+                Err(TokenError::Forged)
+            );
         }
-        // One flipped character in the MAC.
         let mut flipped = token.clone().into_bytes();
         let last = flipped.len() - 2;
         flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
         let flipped = String::from_utf8(flipped).expect("ascii");
-        assert_eq!(verify(SECRET, &flipped, 2_000), Err(TokenError::Forged));
+        assert_eq!(
+            verify(SECRET, Purpose::Status, &flipped, 2_000),
+            Err(TokenError::Forged)
+        );
     }
 
     #[test]
@@ -163,19 +286,45 @@ mod tests {
         let long = "a".repeat(600);
         for junk in ["", ".", "abc", "a.b.c", "!!!.???", long.as_str()] {
             assert_eq!(
-                verify(SECRET, junk, 0),
+                verify(SECRET, Purpose::Status, junk, 0),
                 Err(TokenError::Malformed),
                 "{junk}"
             );
         }
-        // A correctly signed payload of the wrong shape.
-        let payload = "only-a-key";
-        let tag = mac(SECRET, payload.as_bytes()).finalize().into_bytes();
+        // A correctly signed payload of the wrong shape (the first version's three parts).
+        let payload = format!("{KEY}.1000.2000");
+        let tag = mac(SECRET, Purpose::Status.label(), payload.as_bytes())
+            .finalize()
+            .into_bytes();
         let token = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(payload),
             URL_SAFE_NO_PAD.encode(tag)
         );
-        assert_eq!(verify(SECRET, &token, 0), Err(TokenError::Malformed));
+        assert_eq!(
+            verify(SECRET, Purpose::Status, &token, 0),
+            Err(TokenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_decoy_is_known_only_by_its_nonce_and_looks_like_any_other_signup() {
+        let nonce = decoy_nonce(SECRET, KEY);
+        assert_eq!(nonce.len(), NONCE_BYTES * 2);
+        assert!(nonce.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(is_decoy(SECRET, &signup(&nonce)));
+        assert!(!is_decoy(
+            SECRET,
+            &signup("00112233445566778899aabbccddeeff")
+        ));
+        assert!(!is_decoy(
+            b"another secret entirely, 32 bytes",
+            &signup(&nonce)
+        ));
+        assert!(!is_decoy(SECRET, &signup(&nonce[..30])));
+        assert!(!is_decoy(SECRET, &signup("")));
+        // Its credentials are ordinary ones.
+        let token = issue(SECRET, Purpose::Status, &signup(&nonce));
+        assert!(verify(SECRET, Purpose::Status, &token, 2_000).is_ok());
     }
 }

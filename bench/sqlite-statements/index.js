@@ -6,7 +6,8 @@ import { DurableObject } from "cloudflare:workers";
 
 // Rows like the ones signups leave behind, in the tables a signup reads and writes.
 const FILL = [
-  "INSERT OR IGNORE INTO signups (key, record, next_check_ms, cleanup_due, has_work, signed_up_ms) VALUES (?1, '{\"email\":\"someone@example.com\",\"state\":\"sent\"}', 1764651239600 + ?2, 0, 1, 1764651234567 + ?2)",
+  "INSERT OR IGNORE INTO signups (key, record, next_check_ms, has_work, signed_up_ms) VALUES (?1, '{\"email\":\"someone@example.com\",\"state\":\"sent\"}', 1764651239600 + ?2, 1, 1764651234567 + ?2)",
+  "INSERT OR IGNORE INTO identities (key, record, next_cleanup_ms, has_work, sent_ms) VALUES (?1, '{\"email\":\"someone@example.com\",\"owner\":\"ours\"}', NULL, 1, 1764651234567 + ?2)",
   "INSERT OR IGNORE INTO address_limits (key, record, last_ms) VALUES (?1, '{\"last_ms\":1764651234567,\"day_count\":1}', 1764651234567 + ?2)",
   "INSERT OR IGNORE INTO fair_queue (tag, seq, domain, email, key, enqueued_at_ms, attempts, request_id) VALUES (?2 / 8, ?2, 'd' || (?2 % 8) || '.example', 'a' || ?2 || '@example.com', 'q' || ?1, 1764651234567 + ?2, 0, 'r')",
 ];

@@ -19,7 +19,7 @@ use ses_local::store::Store;
 use signup_verify::email::EmailAddress;
 use signup_verify::ses::outcome::{classify_for, Outcome};
 use signup_verify::ses::reply::{parse_reply, Reply};
-use signup_verify::ses::request::{SesCall, CHECK_ACTION, DELETE_ACTION, SEND_ACTION};
+use signup_verify::ses::request::{SesCall, CHECK_ACTION, DELETE_ACTION, LIST_ACTION, SEND_ACTION};
 
 const MAX_CALLS: usize = 8;
 /// A fixed clock: 2026-12-01T00:00:00Z, in microseconds; each call a second later.
@@ -79,6 +79,7 @@ fn assert_the_worker_reads_it(action: Option<&str>, answer: &Answer) {
             identities: vec![someone],
         },
         Some(DELETE_ACTION) => SesCall::Delete { identity: someone },
+        Some(LIST_ACTION) => SesCall::List { next_token: None },
         _ => return,
     };
     let reply = parse_reply(answer.body.as_bytes(), Some("fuzz-request"));
@@ -93,6 +94,7 @@ fn assert_the_worker_reads_it(action: Option<&str>, answer: &Answer) {
                 }
             ) | (SesCall::Check { .. }, Outcome::Checked { .. })
                 | (SesCall::Delete { .. }, Outcome::Deleted)
+                | (SesCall::List { .. }, Outcome::Listed { .. })
         );
         assert!(
             success,

@@ -22,11 +22,12 @@ pub fn check(data: &[u8]) {
     };
     let status = u16::from_be_bytes([*high, *low]) % 600;
     let someone = EmailAddress::parse("someone@example.com").expect("a valid address");
-    let call = match pick % 3 {
+    let call = match pick % 4 {
         0 => SesCall::Send { email: someone },
         1 => SesCall::Check {
             identities: vec![someone],
         },
+        2 => SesCall::List { next_token: None },
         _ => SesCall::Delete { identity: someone },
     };
     let reply = parse_reply(body, None);
@@ -42,6 +43,9 @@ pub fn check(data: &[u8]) {
             assert!(statuses
                 .iter()
                 .all(|(identity, status)| !identity.is_empty() && !status.is_empty()));
+        }
+        Ok(Reply::Listed { identities, .. }) => {
+            assert!(identities.iter().all(|identity| !identity.is_empty()));
         }
         Ok(Reply::Deleted { .. }) | Err(_) => {}
     }
@@ -66,7 +70,17 @@ pub fn check(data: &[u8]) {
         (Outcome::Deleted, SesCall::Delete { .. }, Ok(Reply::Deleted { .. }) | Err(_)) => {
             assert!(is_2xx)
         }
-        (Outcome::Sent { .. } | Outcome::Checked { .. } | Outcome::Deleted, _, _) => {
+        (Outcome::Listed { .. }, SesCall::List { .. }, Ok(Reply::Listed { .. })) => {
+            assert!(is_2xx)
+        }
+        (
+            Outcome::Sent { .. }
+            | Outcome::Checked { .. }
+            | Outcome::Deleted
+            | Outcome::Listed { .. },
+            _,
+            _,
+        ) => {
             panic!(
                 "{} for {} answered {status}: {reply:?}",
                 outcome.log_name(),

@@ -1,14 +1,17 @@
-//! Status tokens (issue G): what a browser presents to `GET /signup/status`.
+//! Signup credentials (issue K): what a browser presents to `GET /signup/status` (the status
+//! token) and `POST /confirm` (the cookie's confirmation credential).
 //!
-//! Input: the token text as it arrives (header or query). The same bytes also choose a signup
-//! (address key and time) to mint a token for.
+//! Input: the credential text as it arrives. The same bytes also choose a signup (address key,
+//! time, nonce) to mint credentials for.
 //!
 //! Properties:
-//! - a token that verifies was minted by us: it is exactly the token we issue for what it names;
-//! - a token we mint verifies to what it was minted for until its expiry, and not after;
-//! - any one character changed in a minted token stops it verifying.
+//! - a credential that verifies was minted by us for that purpose: it is exactly the one we
+//!   issue for what it names, and never verifies for the other purpose;
+//! - a credential we mint verifies to what it was minted for until its expiry, and not after;
+//! - any one character changed in a minted credential stops it verifying.
 
-use signup_verify::status_token::{issue, verify, TokenError, TOKEN_LIFETIME_MS};
+use signup_verify::gate::rpc::SignupRef;
+use signup_verify::status_token::{issue, verify, Purpose, TokenError, TOKEN_LIFETIME_MS};
 
 const SECRET: &[u8] = b"the fuzz targets' status token secret";
 /// A fixed clock: 2026-12-01.
@@ -16,25 +19,41 @@ const NOW_MS: u64 = 1_796_083_200_000;
 
 pub fn check(data: &[u8]) {
     if let Ok(token) = std::str::from_utf8(data) {
-        if let Ok(named) = verify(SECRET, token, NOW_MS) {
-            assert_eq!(
-                issue(SECRET, &named.key, named.signed_up_ms),
-                token,
-                "a token verified that we did not mint"
-            );
+        for (purpose, other) in [
+            (Purpose::Status, Purpose::Confirm),
+            (Purpose::Confirm, Purpose::Status),
+        ] {
+            if let Ok(claim) = verify(SECRET, purpose, token, NOW_MS) {
+                assert_eq!(
+                    issue(SECRET, purpose, &claim.signup),
+                    token,
+                    "a credential verified that we did not mint"
+                );
+                assert!(
+                    verify(SECRET, other, token, NOW_MS).is_err(),
+                    "a credential verified for both purposes"
+                );
+            }
         }
     }
 
-    let key = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data));
-    let signed_up_ms = NOW_MS - u64::from(data.first().copied().unwrap_or(0)) * 3_600_000;
-    let minted = issue(SECRET, &key, signed_up_ms);
-    let named = verify(SECRET, &minted, signed_up_ms).expect("a fresh token verifies");
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(data);
+    let signup = SignupRef {
+        key: hex::encode(digest),
+        signed_up_ms: NOW_MS - u64::from(data.first().copied().unwrap_or(0)) * 3_600_000,
+        nonce: hex::encode(&digest[..16]),
+    };
+    let minted = issue(SECRET, Purpose::Status, &signup);
+    let claim = verify(SECRET, Purpose::Status, &minted, signup.signed_up_ms)
+        .expect("a fresh token verifies");
+    assert_eq!(claim.signup, signup);
     assert_eq!(
-        (named.key.as_str(), named.signed_up_ms),
-        (key.as_str(), signed_up_ms)
-    );
-    assert_eq!(
-        verify(SECRET, &minted, signed_up_ms + TOKEN_LIFETIME_MS),
+        verify(
+            SECRET,
+            Purpose::Status,
+            &minted,
+            signup.signed_up_ms + TOKEN_LIFETIME_MS
+        ),
         Err(TokenError::Expired)
     );
 
@@ -43,7 +62,7 @@ pub fn check(data: &[u8]) {
     altered[position] = if altered[position] == 'A' { 'B' } else { 'A' };
     let altered: String = altered.into_iter().collect();
     assert!(
-        verify(SECRET, &altered, signed_up_ms).is_err(),
+        verify(SECRET, Purpose::Status, &altered, signup.signed_up_ms).is_err(),
         "an altered token verified"
     );
 }

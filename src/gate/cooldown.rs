@@ -13,6 +13,8 @@ use crate::error::retry_after_secs;
 use crate::mailbox::Mailbox;
 
 pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+/// The purpose label of the mailbox key (the gate's key also makes identity keys).
+const MAILBOX_KEY_LABEL: &[u8] = b"signup-verify/v2/mailbox-key\0";
 
 impl AddressLimits {
     /// How long a record must be kept to still matter.
@@ -35,12 +37,13 @@ pub struct AddressRecord {
     pub count: u32,
 }
 
-/// The record key: hex HMAC-SHA256 of the canonical [`Mailbox`], so `Jane.Doe+x@gmail.com` and
+/// The record key: hex HMAC-SHA256, under a purpose label, of the canonical [`Mailbox`], so `Jane.Doe+x@gmail.com` and
 /// `janedoe@gmail.com` share limits and a queue place. (Only for this key: the address sent to
 /// SES stays as typed.)
 pub fn address_key(secret: &[u8], email: &EmailAddress) -> String {
     let mut mac =
         <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(MAILBOX_KEY_LABEL);
     mac.update(Mailbox::of(email).as_str().as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }

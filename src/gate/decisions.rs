@@ -30,6 +30,7 @@ use crate::config::GateConfig;
 use crate::email::EmailAddress;
 use crate::error::{retry_after_secs, ApiError};
 use crate::gate::cooldown::{address_key, admit, AddressRecord};
+use crate::gate::identities::Snapshot;
 use crate::gate::queue::{
     estimated_send_at_ms, fair_tag, rfc3339_utc, settle_head, DropReason, HeadResult, QueuedItem,
 };
@@ -58,14 +59,18 @@ const WATCHDOG_MS: u64 = 5_000;
 pub const RETRY_LATER_MS: u64 = 60_000;
 
 mod follow_up;
-use follow_up::FollowUp;
+use follow_up::{FollowUp, Listing};
 
 /// What the gate needs from its platform besides storage and the sender.
 #[allow(async_fn_in_trait)] // Workers are single-threaded: no `Send` bound is wanted.
 pub trait GateRuntime {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
+    /// Randomness for jitter (no secret depends on it).
     fn random_u32(&self) -> u32;
+    /// Fills `out` from the platform's CSPRNG, for key material and nonces; an error when the
+    /// source fails (never a fallback: key material fails closed).
+    fn secure_random(&self, out: &mut [u8]) -> Result<(), String>;
     /// One structured log line (never an address or a secret), built only if it is written.
     fn log_info(&self, line: impl FnOnce() -> Value);
     fn log_error(&self, line: Value);
@@ -111,8 +116,14 @@ pub struct Gate<S, L, R> {
     draining: Cell<bool>,
     /// When the alarm is set for, if this object set one (in memory: a new object sets it again).
     alarm_at: Cell<Option<u64>>,
-    /// After a failed `DeleteIdentity`, clean-up waits until then (in memory).
-    cleanup_held_until: Cell<u64>,
+    /// The last complete identity snapshot (loaded at the start, replaced by a new listing).
+    snapshot: RefCell<Option<Snapshot>>,
+    /// A listing under way (in memory).
+    listing: RefCell<Option<Listing>>,
+    /// After a `ListIdentities` page failed, the listing waits until then (in memory).
+    list_held_until: Cell<u64>,
+    /// The identity key whose `DeleteIdentity` is in flight: no send to it leaves meanwhile.
+    deleting: RefCell<Option<String>>,
     /// When old signup records are next looked for (in memory).
     next_forget_ms: Cell<u64>,
     /// Direct sends in progress, by recipient domain (in memory: they live in requests).
@@ -149,10 +160,13 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     pub fn open(store: S, sender: L, runtime: R, config: GateConfig) -> Result<Self, StoreError> {
         let state = store.load_state()?;
         let address_secret = store.address_secret(|| {
-            (0..8)
-                .flat_map(|_| runtime.random_u32().to_le_bytes())
-                .collect()
+            let mut secret = vec![0u8; 32];
+            runtime
+                .secure_random(&mut secret)
+                .map_err(|e| StoreError::failed("make the address key", e))?;
+            Ok(secret)
         })?;
+        let snapshot = store.load_snapshot()?;
         Ok(Self {
             store,
             sender,
@@ -163,7 +177,10 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             address_secret,
             draining: Cell::new(false),
             alarm_at: Cell::new(None),
-            cleanup_held_until: Cell::new(0),
+            snapshot: RefCell::new(snapshot),
+            listing: RefCell::new(None),
+            list_held_until: Cell::new(0),
+            deleting: RefCell::new(None),
             next_forget_ms: Cell::new(0),
             direct_by_domain: RefCell::default(),
         })
@@ -186,17 +203,22 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             request_id: Some(request_id),
         };
         match self.store.position_of(&key) {
+            // Already queued by another request: its credentials are that request's alone, so
+            // this answer carries none (and reads the same whoever asks).
             Ok(Some(position)) => {
-                let signed_up = self.store.load_signup(&key).ok().flatten();
-                let token = signed_up.and_then(|s| self.status_token(&key, s.signed_up_ms));
                 self.log_admitted(to, "already_queued", Some(position));
-                return self
-                    .queued_reply(position, arrival)
-                    .map(|queued| queued.with_status_token(token));
+                return self.queued_reply(position, arrival);
             }
             Ok(None) => {}
             Err(e) => return self.unavailable(&e, to),
         }
+        let nonce = match self.fresh_nonce() {
+            Ok(nonce) => nonce,
+            Err(error) => {
+                self.runtime.log_error(json!({"event": "random_source_failed", "error": error, "request_id": request_id}));
+                return Err(ApiError::Unavailable);
+            }
+        };
         let admission = match self.admit_address(&key, arrival) {
             Ok(admission) => admission,
             Err(Refusal::Cooldown { retry_after_secs }) => {
@@ -214,10 +236,16 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             return Err(ApiError::Busy { retry_after_secs });
         }
         // Tracked before the first await, so the drain always finds the row it updates.
-        let tracked = match self.track_signup(&key, email, arrival) {
+        let tracked = match self.track_signup(&key, email, arrival, nonce) {
             Ok(tracked) => tracked,
             Err(e) => return self.unavailable(&e, to),
         };
+        let made = self
+            .config
+            .tracking
+            .status_token_secret
+            .is_some()
+            .then(|| tracked.signup_ref(&key));
         let reply = self.send_or_queue(to, arrival).await;
         let follow_up_due = self.settle_signup(&key, tracked, &reply);
         match (&reply, admission) {
@@ -235,8 +263,14 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         if let Some(at) = follow_up_due {
             self.alarm_by(at).await;
         }
-        let token = self.status_token(&key, arrival);
-        reply.map(|accepted| accepted.with_status_token(token))
+        reply.map(|accepted| accepted.made(made))
+    }
+
+    /// A signup's random nonce, hex.
+    fn fresh_nonce(&self) -> Result<String, String> {
+        let mut nonce = [0u8; crate::status_token::NONCE_BYTES];
+        self.runtime.secure_random(&mut nonce)?;
+        Ok(hex::encode(nonce))
     }
 
     /// Checks and records the per-address limits, synchronously. `None` when they are off.
@@ -278,14 +312,20 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             .borrow()
             .paused_until_ms
             .is_some_and(|t| t > arrival);
-        let domain = Mailbox::of(to.email).domain().to_string();
+        let domain = Mailbox::of(to.email).fair_domain().to_string();
         let domain_has_room = self.config.queue_max == 0
             || self
                 .direct_by_domain
                 .borrow()
                 .get(&domain)
                 .is_none_or(|held| *held < DIRECT_SLOTS_PER_DOMAIN);
-        let reservation = if queue_len == 0 && !paused && domain_has_room {
+        // A send must not race the delete of its own identity: it waits in the queue.
+        let being_deleted = self
+            .deleting
+            .borrow()
+            .as_ref()
+            .is_some_and(|deleting| *deleting == self.identity_key_of(to.email.as_str()));
+        let reservation = if queue_len == 0 && !paused && domain_has_room && !being_deleted {
             self.update(|g| g.reserve(arrival, self.config.interval_ms, self.config.max_wait_ms))
         } else {
             Reservation::Busy {
@@ -330,7 +370,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                     self.record_send();
                     return Ok(Accepted::Sent {
                         message_id,
-                        status_token: None,
+                        signup: None,
                     });
                 }
                 CallResult::TimedOut => None,
@@ -396,7 +436,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             return Ok(None);
         }
         let mailbox = Mailbox::of(to.email);
-        let domain = mailbox.domain();
+        let domain = mailbox.fair_domain();
         let front = end == QueueEnd::Front;
         let last_of_domain = if front {
             None
@@ -425,7 +465,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             position,
             estimated_send_at: rfc3339_utc(at),
             paused_until: state.paused_until_ms.filter(|t| *t > now).map(rfc3339_utc),
-            status_token: None,
+            signup: None,
         })
     }
 
@@ -629,6 +669,12 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             pending_checks: self.store.pending_checks()?,
             webhook_backlog: self.store.event_backlog()?,
             identity_cleanup: self.config.tracking.identity_cleanup,
+            identity_snapshot_at: self
+                .snapshot
+                .borrow()
+                .as_ref()
+                .map(|s| rfc3339_utc(s.taken_ms)),
+            identity_snapshot_size: self.snapshot.borrow().as_ref().map(|s| s.len() as u64),
             tracking: gate.tracking.clone(),
         })
     }
@@ -752,6 +798,10 @@ mod tests {
         logs: RefCell<Vec<Value>>,
         alarms: RefCell<Vec<u64>>,
         alarm_fails: std::cell::Cell<bool>,
+        /// Bytes handed out by `secure_random` so far (each call gets new ones), and whether
+        /// the source fails.
+        random_drawn: std::cell::Cell<u64>,
+        random_fails: std::cell::Cell<bool>,
         /// The webhook receiver's next answers (then 200), and what it was sent.
         receiver: RefCell<VecDeque<Result<u16, String>>>,
         deliveries: RefCell<Vec<Delivery>>,
@@ -788,6 +838,17 @@ mod tests {
         }
         fn random_u32(&self) -> u32 {
             0
+        }
+        fn secure_random(&self, out: &mut [u8]) -> Result<(), String> {
+            if self.0.random_fails.get() {
+                return Err("the random source failed".into());
+            }
+            for byte in out.iter_mut() {
+                let n = self.0.random_drawn.get() + 1;
+                self.0.random_drawn.set(n);
+                *byte = (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8;
+            }
+            Ok(())
         }
         fn log_info(&self, line: impl FnOnce() -> Value) {
             self.0.logs.borrow_mut().push(line());
@@ -886,6 +947,20 @@ mod tests {
                     identities.remove(identity.as_str());
                     Outcome::Deleted
                 }
+                // Pages of two, as SES pages (the token is the last identity of the page).
+                SesCall::List { next_token } => {
+                    let mut listed = identities
+                        .keys()
+                        .filter(|i| i.contains('@'))
+                        .filter(|i| next_token.as_ref().is_none_or(|t| *i > t))
+                        .cloned();
+                    let page: Vec<String> = listed.by_ref().take(2).collect();
+                    let next_token = listed.next().and(page.last().cloned());
+                    Outcome::Listed {
+                        identities: page,
+                        next_token,
+                    }
+                }
             }))
         }
     }
@@ -898,8 +973,23 @@ mod tests {
     }
 
     impl Harness {
+        /// A gate that took its identity snapshot of an empty account just before `START`.
         fn new(config: GateConfig) -> Self {
-            Self::on(MemoryStore::default(), FakeRuntime::at(START), config)
+            let store = MemoryStore::default();
+            store.store_snapshot(&Snapshot::new(START)).expect("stored");
+            Self::on(store, FakeRuntime::at(START), config)
+        }
+
+        /// A gate that never took a snapshot, on an account holding `identities`.
+        fn without_snapshot(config: GateConfig, identities: &[(&str, &str)]) -> Self {
+            let h = Self::on(MemoryStore::default(), FakeRuntime::at(START), config);
+            for (identity, status) in identities {
+                h.sender
+                    .identities
+                    .borrow_mut()
+                    .insert(identity.to_string(), status.to_string());
+            }
+            h
         }
 
         /// A gate on `store`: a new object, as after an eviction or a restart.
@@ -1057,7 +1147,7 @@ mod tests {
             reply,
             Ok(Accepted::Sent {
                 message_id: Some("m-1".into()),
-                status_token: None,
+                signup: None,
             })
         );
         assert_eq!(h.sender.slots(), [START]);
@@ -1156,7 +1246,7 @@ mod tests {
                 position: 1,
                 estimated_send_at: rfc3339_utc(START + INTERVAL),
                 paused_until: None,
-                status_token: None,
+                signup: None,
             })
         );
         assert_eq!(h.runtime.last_alarm(), Some(at));
@@ -2024,7 +2114,7 @@ mod tests {
             h.send("a@example.com"),
             Ok(Accepted::Sent {
                 message_id: None,
-                status_token: None
+                signup: None
             })
         );
         assert_eq!(h.sender.slots().len(), 1);
@@ -2047,6 +2137,7 @@ mod tests {
                 status_token_secret: Some(TOKEN_SECRET.into()),
                 link_ttl_ms: 600_000,
                 identity_cleanup: true,
+                identity_keep: crate::config::KeepList::default(),
                 webhook: webhook.then(|| crate::config::WebhookConfig {
                     url: url::Url::parse("https://hooks.example.com/signup").expect("url"),
                     key: WEBHOOK_KEY.into(),
@@ -2057,20 +2148,14 @@ mod tests {
     }
 
     impl Harness {
-        /// The signup the token in `reply` names.
+        /// The signup the reply names (what the Worker mints its credentials from).
         fn named(&self, reply: &SendReply) -> SignupRef {
-            let token = reply
+            reply
                 .as_ref()
                 .ok()
-                .and_then(|a| a.status_token())
-                .expect("a status token");
-            let token =
-                crate::status_token::verify(TOKEN_SECRET.as_bytes(), token, self.runtime.now_ms())
-                    .expect("a valid token");
-            SignupRef {
-                key: token.key,
-                signed_up_ms: token.signed_up_ms,
-            }
+                .and_then(|a| a.signup())
+                .cloned()
+                .expect("the signup this request made")
         }
 
         fn status_of(&self, signup: &SignupRef) -> SignupStatus {
@@ -2239,20 +2324,384 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_identity_already_verified_at_the_first_check_is_reported_but_never_deleted() {
-        let h = Harness::new(tracking(false));
-        let signup = h.named(&h.send("owner@example.com"));
-        h.click("owner@example.com");
+    // ---- Issue K: identities are the exact address, credentials belong to one signup ----
+
+    impl Harness {
+        fn deleted(&self) -> Vec<String> {
+            self.sender
+                .calls
+                .borrow()
+                .iter()
+                .filter_map(|c| match &c.call {
+                    SesCall::Delete { identity } => Some(identity.to_string()),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    /// The attack of finding 1: a variant of the From address, then the From address itself
+    /// after the cooldown. Returns the harness after both links' lives.
+    fn from_address_attack(h: &Harness) {
+        h.sent("noreply+x@example.com");
         h.drain_at(START + 5_100);
-        assert_eq!(h.status_of(&signup).status, "verified");
-        h.drain_at(START + 20_000);
-        assert!(
-            !h.actions().contains(&"DeleteIdentity"),
-            "{:?}",
-            h.actions()
+        h.runtime.advance_to(START + 61_000);
+        h.sent("noreply@example.com");
+        h.drain_until(START + 700_000);
+    }
+
+    #[test]
+    fn the_from_address_signed_up_after_a_variant_of_it_is_never_deleted() {
+        // With a snapshot (the account held the From address before any send).
+        let h = Harness::without_snapshot(tracking(false), &[("noreply@example.com", "Success")]);
+        h.drain_at(START);
+        assert_eq!(
+            h.actions(),
+            ["ListIdentities"],
+            "the snapshot comes first when idle"
         );
+        from_address_attack(&h);
+        assert!(
+            !h.deleted().contains(&"noreply@example.com".to_string()),
+            "{:?}",
+            h.deleted()
+        );
+        assert_eq!(
+            h.sender
+                .identities
+                .borrow()
+                .get("noreply@example.com")
+                .map(String::as_str),
+            Some("Success")
+        );
+        // The variant's identity, which the gate's send created, is cleaned up.
+        assert_eq!(h.deleted(), ["noreply+x@example.com"]);
+        // Without any snapshot, the first check decides: the From address is verified.
+        let h = Harness::without_snapshot(
+            GateConfig {
+                tracking: TrackingConfig {
+                    identity_cleanup: true,
+                    ..tracking(false).tracking
+                },
+                ..tracking(false)
+            },
+            &[("noreply@example.com", "Success")],
+        );
+        h.store.fail("store snapshot");
+        from_address_attack(&h);
+        assert!(
+            !h.deleted().contains(&"noreply@example.com".to_string()),
+            "{:?}",
+            h.deleted()
+        );
+    }
+
+    #[test]
+    fn alternating_variants_of_one_mailbox_leave_no_identity_behind() {
+        let h = Harness::new(GateConfig {
+            address_limits: AddressLimits {
+                cooldown_ms: 60_000,
+                daily_max: 0,
+            },
+            ..tracking(false)
+        });
+        let variants = ["jo+a@example.com", "jo+b@example.com", "jo@example.com"];
+        for (n, address) in variants.iter().cycle().take(7).enumerate() {
+            h.runtime.advance_to(START + n as u64 * 61_000);
+            h.sent(address);
+            h.drain_until(h.runtime.now_ms() + 6_000);
+        }
+        h.drain_until(START + 7 * 61_000 + 700_000);
+        assert!(
+            h.sender.identities.borrow().is_empty(),
+            "left behind: {:?}",
+            h.sender.identities.borrow()
+        );
+        assert_eq!(h.gate.stats().expect("stats").tracking.replaced, 6);
+    }
+
+    #[test]
+    fn a_person_who_clicks_within_seconds_still_has_their_identity_deleted() {
+        let h = Harness::new(tracking(false));
+        let signup = h.named(&h.send("quick@example.com"));
+        h.click("quick@example.com");
+        h.drain_until(START + 20_000);
+        assert_eq!(h.status_of(&signup).status, "verified");
+        assert_eq!(h.deleted(), ["quick@example.com"]);
+    }
+
+    #[test]
+    fn an_identity_that_existed_before_the_send_or_is_kept_is_never_deleted() {
+        let h = Harness::without_snapshot(
+            tracking(false),
+            &[
+                ("owner@example.com", "Success"),
+                ("pending@example.com", "Pending"),
+            ],
+        );
+        h.drain_until(START + 3_000);
+        for address in ["owner@example.com", "pending@example.com"] {
+            h.runtime.advance_by(2_000);
+            h.sent(address);
+        }
+        h.click("pending@example.com");
+        h.drain_until(START + 700_000);
+        assert_eq!(h.deleted(), Vec::<String>::new());
+        // IDENTITY_KEEP protects an address the gate's own send creates.
+        let h = Harness::new(GateConfig {
+            tracking: TrackingConfig {
+                identity_keep: crate::config::KeepList::parse("admin@example.com").expect("valid"),
+                ..tracking(false).tracking
+            },
+            ..tracking(false)
+        });
+        h.sent("admin@example.com");
+        h.click("admin@example.com");
+        h.drain_until(START + 700_000);
+        assert_eq!(h.deleted(), Vec::<String>::new());
         assert_eq!(h.gate.stats().expect("stats").tracking.cleanup_skipped, 1);
+    }
+
+    #[test]
+    fn the_snapshot_is_paged_skips_what_the_gate_created_and_comes_after_every_send_and_check() {
+        let h = Harness::without_snapshot(
+            tracking(false),
+            &[
+                ("a@old.example", "Success"),
+                ("b@old.example", "Pending"),
+                ("c@old.example", "Success"),
+                ("old.example", "Success"),
+            ],
+        );
+        h.sent("new@example.com");
+        h.drain_until(START + 30_000);
+        let actions = h.actions();
+        assert_eq!(actions[0], "SendCustomVerificationEmail");
+        let lists = actions.iter().filter(|a| **a == "ListIdentities").count();
+        assert_eq!(lists, 2, "four email identities, two a page: {actions:?}");
+        let snapshot = h.store.load_snapshot().expect("read").expect("taken");
+        assert_eq!(snapshot.len(), 3, "the gate's own identity is not in it");
+        for address in ["a@old.example", "b@old.example", "c@old.example"] {
+            assert!(snapshot.contains(&h.gate.address_secret, &email(address)));
+        }
+        assert!(!snapshot.contains(&h.gate.address_secret, &email("new@example.com")));
+        let stats = h.gate.stats().expect("stats");
+        assert_eq!(stats.identity_snapshot_size, Some(3));
+        assert_eq!(stats.tracking.snapshots_taken, 1);
+    }
+
+    #[test]
+    fn a_send_to_an_identity_whose_delete_is_in_flight_waits_for_the_delete() {
+        let h = Rc::new(Harness::new(GateConfig {
+            address_limits: AddressLimits {
+                cooldown_ms: 0,
+                daily_max: 0,
+            },
+            ..tracking(false)
+        }));
+        h.sent("again@example.com");
+        h.click("again@example.com");
+        h.drain_at(START + 5_100);
+        assert_eq!(
+            h.store.identities()[0].cleanup,
+            crate::gate::identities::Cleanup::Due
+        );
+        let during = Rc::clone(&h);
+        let replies = Rc::new(RefCell::new(Vec::new()));
+        let seen = Rc::clone(&replies);
+        *h.sender.meanwhile.borrow_mut() = Some(Box::new(move || {
+            seen.borrow_mut().push(during.send("again@example.com"));
+        }));
+        h.drain_until(START + 20_000);
+        let actions = h.actions();
+        let delete = actions
+            .iter()
+            .position(|a| *a == "DeleteIdentity")
+            .expect("deleted");
+        assert!(
+            matches!(replies.borrow()[0], Ok(Accepted::Queued { .. })),
+            "{:?}",
+            replies.borrow()
+        );
+        assert_eq!(
+            actions[delete + 1],
+            "SendCustomVerificationEmail",
+            "the new send leaves after the delete: {actions:?}"
+        );
+        // The new link's identity exists, and its record is not marked deleted.
+        assert!(h
+            .sender
+            .identities
+            .borrow()
+            .contains_key("again@example.com"));
+        let identity = &h.store.identities()[0];
+        assert_eq!(identity.cleanup, crate::gate::identities::Cleanup::NotYet);
+        drop(replies);
+        *h.sender.meanwhile.borrow_mut() = None;
+    }
+
+    #[test]
+    fn deletes_that_keep_failing_back_off_are_given_up_and_never_block_the_others() {
+        let h = Harness::new(no_wait_tracking());
+        h.sent("stuck@example.com");
+        h.click("stuck@example.com");
+        h.drain_at(START + 5_100);
+        // Every delete of `stuck` is refused (an IAM policy without the action, say).
+        h.sender.answers([answered(Outcome::Unknown)]);
+        h.drain_at(START + 7_000);
+        assert_eq!(h.deleted(), ["stuck@example.com"]);
+        h.runtime.advance_to(START + 8_000);
+        h.sent("free@example.com");
+        h.click("free@example.com");
+        h.drain_until(START + 20_000);
+        assert_eq!(
+            h.deleted(),
+            ["stuck@example.com", "free@example.com"],
+            "the other identity is not held up"
+        );
+        for _ in 0..20 {
+            h.sender.answers([answered(Outcome::Unknown)]);
+        }
+        h.drain_until(START + 5 * 3_600_000);
+        let stats = h.gate.stats().expect("stats");
+        assert_eq!(stats.tracking.cleanup_given_up, 1, "{:?}", h.deleted());
+        assert_eq!(
+            h.deleted()
+                .iter()
+                .filter(|d| *d == "stuck@example.com")
+                .count() as u32,
+            crate::gate::identities::MAX_CLEANUP_FAILURES
+        );
+        assert!(h
+            .runtime
+            .events()
+            .contains(&"identity_cleanup_given_up".to_string()));
+    }
+
+    fn no_wait_tracking() -> GateConfig {
+        GateConfig {
+            address_limits: AddressLimits {
+                cooldown_ms: 0,
+                daily_max: 0,
+            },
+            ..tracking(false)
+        }
+    }
+
+    #[test]
+    fn a_signup_whose_checks_keep_failing_expires_after_its_link_and_a_margin() {
+        let h = Harness::new(tracking(false));
+        let signup = h.named(&h.send("a@example.com"));
+        for _ in 0..200 {
+            h.sender
+                .answers([answered(Outcome::Config { clock_skew: false })]);
+        }
+        h.drain_until(START + 600_000 + crate::gate::tracking::UNCHECKED_MARGIN_MS + 120_000);
+        let status = h.status_of(&signup);
+        assert_eq!(
+            (status.status.as_str(), status.reason.as_deref()),
+            ("expired", Some("unchecked"))
+        );
+        assert_eq!(h.gate.stats().expect("stats").pending_checks, 0);
+    }
+
+    #[test]
+    fn a_dedupe_answer_carries_no_credentials_of_the_queued_signup() {
+        let h = Harness::new(GateConfig {
+            tracking: tracking(false).tracking,
+            ..no_wait()
+        });
+        h.sent("first@example.com");
+        let victim = h.send("jane@gmail.com");
+        assert!(h.named(&victim).nonce.len() == 32);
+        let stranger = h.send("J.a.n.e+z@googlemail.com");
+        assert!(
+            matches!(stranger, Ok(Accepted::Queued { .. })),
+            "{stranger:?}"
+        );
+        assert_eq!(stranger.as_ref().ok().and_then(|a| a.signup()), None);
+    }
+
+    #[test]
+    fn a_replaced_or_forged_signup_reference_names_nothing() {
+        let h = Harness::new(tracking(false));
+        let first = h.named(&h.send("a@example.com"));
+        h.runtime.advance_to(START + 61_000);
+        let second = h.named(&h.send("a+x@example.com"));
+        assert_eq!(first.key, second.key, "one mailbox");
+        assert_ne!(first.nonce, second.nonce);
+        assert_eq!(h.gate.status(&first), Err(ApiError::UnknownSignup));
+        assert_eq!(h.status_of(&second).status, "sent");
+        let guessed = SignupRef {
+            nonce: first.nonce.clone(),
+            ..second.clone()
+        };
+        assert_eq!(h.gate.status(&guessed), Err(ApiError::UnknownSignup));
+        assert_eq!(
+            run(h.gate.confirm(&first)),
+            Err(ApiError::UnknownSignup),
+            "a replaced signup cannot be confirmed"
+        );
+    }
+
+    #[test]
+    fn a_confirmation_before_the_link_was_opened_is_refused_and_recorded_nowhere() {
+        let h = Harness::new(tracking(true));
+        let signup = h.named(&h.send("early@example.com"));
+        h.runtime.advance_by(2_000);
+        assert_eq!(run(h.gate.confirm(&signup)), Err(ApiError::NotVerified));
+        assert_eq!(
+            h.actions(),
+            [
+                "SendCustomVerificationEmail",
+                "GetIdentityVerificationAttributes"
+            ],
+            "SES is asked at once"
+        );
+        assert!(!h.status_of(&signup).confirmed);
+        // The link is opened later: verified, but still not confirmed; nothing was kept.
+        h.click("early@example.com");
+        h.drain_until(START + 30_000);
+        let status = h.status_of(&signup);
+        assert_eq!(
+            (status.status.as_str(), status.confirmed),
+            ("verified", false)
+        );
+        assert_eq!(h.delivered_types(), ["signup.verified"]);
+        assert_eq!(
+            h.gate
+                .stats()
+                .expect("stats")
+                .tracking
+                .confirmations_refused,
+            1
+        );
+    }
+
+    #[test]
+    fn key_material_and_nonces_fail_closed_when_the_random_source_fails() {
+        let runtime = FakeRuntime::at(START);
+        runtime.0.random_fails.set(true);
+        let store = MemoryStore::default();
+        let sender = FakeSender {
+            runtime: runtime.clone(),
+            script: Rc::default(),
+            calls: Rc::default(),
+            meanwhile: Rc::default(),
+            identities: Rc::default(),
+        };
+        assert!(Gate::open(store.clone(), sender, runtime.clone(), config()).is_err());
+        assert!(store.load_state().is_ok() && store.calls("address secret") == 1);
+        // A gate whose key exists: a signup without a nonce is refused, nothing is sent.
+        let h = Harness::new(tracking(false));
+        h.runtime.0.random_fails.set(true);
+        assert_eq!(h.send("a@example.com"), Err(ApiError::Unavailable));
+        assert!(h.sender.calls.borrow().is_empty());
+        assert!(h.store.signups().is_empty());
+        assert!(h
+            .runtime
+            .events()
+            .contains(&"random_source_failed".to_string()));
     }
 
     #[test]
@@ -2301,7 +2750,7 @@ mod tests {
         h.sent("first@example.com");
         let reply = h.send("second@example.com");
         assert!(
-            reply.as_ref().is_ok_and(|a| a.status_token().is_none()),
+            reply.as_ref().is_ok_and(|a| a.signup().is_none()),
             "no secret, no token"
         );
         let h = Harness::new(GateConfig {
@@ -2365,7 +2814,7 @@ mod tests {
     #[test]
     fn a_receiver_that_is_down_gets_every_event_later_with_the_same_id_and_clean_up_waits_for_it() {
         let h = Harness::new(tracking(true));
-        h.sent("a@example.com");
+        let signup = h.named(&h.send("a@example.com"));
         h.drain_at(START + 5_100);
         h.click("a@example.com");
         h.runtime.0.receiver.borrow_mut().extend([
@@ -2374,18 +2823,7 @@ mod tests {
             Ok(500),
         ]);
         h.drain_at(START + 11_000);
-        assert_eq!(
-            h.status_of(&h.named(&Ok(Accepted::Sent {
-                message_id: None,
-                status_token: Some(crate::status_token::issue(
-                    TOKEN_SECRET.as_bytes(),
-                    &address_key(&h.gate.address_secret, &email("a@example.com")),
-                    START
-                ))
-            })))
-            .status,
-            "verified"
-        );
+        assert_eq!(h.status_of(&signup).status, "verified");
         assert!(
             !h.actions().contains(&"DeleteIdentity"),
             "not before the event is delivered"

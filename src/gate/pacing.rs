@@ -106,7 +106,10 @@ impl Pacing {
     pub fn record(&mut self, result: &CallResult, now_ms: u64, random: u32) -> Option<u64> {
         match result {
             CallResult::Answered(
-                Outcome::Sent { .. } | Outcome::Checked { .. } | Outcome::Deleted,
+                Outcome::Sent { .. }
+                | Outcome::Checked { .. }
+                | Outcome::Deleted
+                | Outcome::Listed { .. },
             ) => {
                 self.accepted();
                 None

@@ -166,7 +166,8 @@ pub fn settle_head(
             Outcome::Retryable(RetryReason::ServerError)
             | Outcome::Unknown
             | Outcome::Checked { .. }
-            | Outcome::Deleted,
+            | Outcome::Deleted
+            | Outcome::Listed { .. },
         )
         | CallResult::TimedOut => {
             let attempts = match result {

@@ -45,7 +45,9 @@ pub struct SendRequest {
     pub request_id: RequestId,
 }
 
-/// A signup the gate took: the public `200` and `202` bodies, as they are.
+/// A signup the gate took. Over the RPC it also names the signup it made (`signup`), from
+/// which the Worker mints the signup's own credentials; the public `200` and `202` bodies are
+/// [`Accepted::public_body`], which never carry the reference.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Accepted {
@@ -53,13 +55,9 @@ pub enum Accepted {
     Sent {
         #[serde(rename = "messageId", default, skip_serializing_if = "Option::is_none")]
         message_id: Option<String>,
-        /// For `GET /signup/status`; there when `STATUS_TOKEN_SECRET` is set.
-        #[serde(
-            rename = "statusToken",
-            default,
-            skip_serializing_if = "Option::is_none"
-        )]
-        status_token: Option<String>,
+        /// The signup this request made (none: tokens are off).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signup: Option<SignupRef>,
     },
     /// Durably queued; the gate's alarm will send it. `pausedUntil` is there only while SES
     /// reports a configuration or credentials error: the queue waits until then.
@@ -73,13 +71,27 @@ pub enum Accepted {
             skip_serializing_if = "Option::is_none"
         )]
         paused_until: Option<String>,
-        #[serde(
-            rename = "statusToken",
-            default,
-            skip_serializing_if = "Option::is_none"
-        )]
-        status_token: Option<String>,
+        /// The signup this request made; none for a signup already queued by another request
+        /// (whose credentials belong to that request alone) or with tokens off.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signup: Option<SignupRef>,
     },
+}
+
+/// The public `200`/`202` body: the gate's answer with the signup's status token, if any.
+#[derive(Debug, Serialize)]
+pub struct AcceptedBody<'a> {
+    status: &'static str,
+    #[serde(rename = "messageId", skip_serializing_if = "Option::is_none")]
+    message_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position: Option<u64>,
+    #[serde(rename = "estimatedSendAt", skip_serializing_if = "Option::is_none")]
+    estimated_send_at: Option<&'a str>,
+    #[serde(rename = "pausedUntil", skip_serializing_if = "Option::is_none")]
+    paused_until: Option<&'a str>,
+    #[serde(rename = "statusToken", skip_serializing_if = "Option::is_none")]
+    status_token: Option<&'a str>,
 }
 
 impl Accepted {
@@ -91,22 +103,45 @@ impl Accepted {
         }
     }
 
-    /// The same answer carrying `token`.
-    pub fn with_status_token(mut self, token: Option<String>) -> Self {
+    /// The signup this request made, if it made one with tokens on.
+    pub fn signup(&self) -> Option<&SignupRef> {
+        match self {
+            Self::Sent { signup, .. } | Self::Queued { signup, .. } => signup.as_ref(),
+        }
+    }
+
+    /// The same answer naming `made` as the signup this request made.
+    pub fn made(mut self, made: Option<SignupRef>) -> Self {
         match &mut self {
-            Self::Sent { status_token, .. } | Self::Queued { status_token, .. } => {
-                *status_token = token
-            }
+            Self::Sent { signup, .. } | Self::Queued { signup, .. } => *signup = made,
         }
         self
     }
 
-    pub fn status_token(&self) -> Option<&str> {
+    /// The body a caller sees, with `status_token` (the signup's own, minted by the Worker).
+    pub fn public_body<'a>(&'a self, status_token: Option<&'a str>) -> AcceptedBody<'a> {
+        let mut body = AcceptedBody {
+            status: self.status(),
+            message_id: None,
+            position: None,
+            estimated_send_at: None,
+            paused_until: None,
+            status_token,
+        };
         match self {
-            Self::Sent { status_token, .. } | Self::Queued { status_token, .. } => {
-                status_token.as_deref()
+            Self::Sent { message_id, .. } => body.message_id = message_id.as_deref(),
+            Self::Queued {
+                position,
+                estimated_send_at,
+                paused_until,
+                ..
+            } => {
+                body.position = Some(*position);
+                body.estimated_send_at = Some(estimated_send_at);
+                body.paused_until = paused_until.as_deref();
             }
         }
+        body
     }
 
     /// The `status` word, also given to the success page of a form redirect.
@@ -146,15 +181,21 @@ pub struct GateStats {
     pub webhook_backlog: u64,
     /// `IDENTITY_CLEANUP`.
     pub identity_cleanup: bool,
+    /// When the snapshot of the identities that existed before the gate's sends was taken, and
+    /// how many it holds (none yet: ownership is decided by the first check).
+    pub identity_snapshot_at: Option<String>,
+    pub identity_snapshot_size: Option<u64>,
     pub tracking: TrackingCounters,
 }
 
-/// One signup, as named by a verified status token.
+/// One signup, as named by a verified credential: its mailbox key, when it was made, and its
+/// random nonce (what makes it this signup and no other).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SignupRef {
     pub key: String,
     pub signed_up_ms: u64,
+    pub nonce: String,
 }
 
 /// `GET /signup/status`'s body. Never holds the address.
@@ -407,33 +448,45 @@ mod tests {
     fn a_sent_reply_is_already_the_public_success_body() {
         let reply = Accepted::Sent {
             message_id: Some("m-1".into()),
-            status_token: None,
+            signup: None,
         };
         assert_eq!((reply.http_status(), reply.status()), (200, "sent"));
         assert_eq!(
-            serde_json::to_value(&reply).expect("json"),
+            serde_json::to_value(reply.public_body(None)).expect("json"),
             serde_json::json!({"status": "sent", "messageId": "m-1"})
         );
     }
 
     #[test]
     fn a_queued_reply_is_already_the_public_202_body() {
+        let signup = SignupRef {
+            key: "k".into(),
+            signed_up_ms: 1,
+            nonce: "n".into(),
+        };
         let reply = Accepted::Queued {
             position: 3,
             estimated_send_at: "2026-11-26T10:00:00.000Z".into(),
             paused_until: None,
-            status_token: None,
+            signup: Some(signup.clone()),
         };
         assert_eq!((reply.http_status(), reply.status()), (202, "queued"));
         assert_eq!(
-            serde_json::to_value(&reply).expect("json"),
-            serde_json::json!({"status": "queued", "position": 3, "estimatedSendAt": "2026-11-26T10:00:00.000Z"})
+            serde_json::to_value(reply.public_body(None)).expect("json"),
+            serde_json::json!({"status": "queued", "position": 3, "estimatedSendAt": "2026-11-26T10:00:00.000Z"}),
+            "the internal reference never reaches the caller"
         );
-        let with_token = reply.with_status_token(Some("t.k".into()));
-        assert_eq!(with_token.status_token(), Some("t.k"));
         assert_eq!(
-            serde_json::to_value(&with_token).expect("json")["statusToken"],
+            serde_json::to_value(reply.public_body(Some("t.k"))).expect("json")["statusToken"],
             "t.k"
+        );
+        // Over the RPC the reference travels whole.
+        let json = serde_json::to_string(&reply).expect("json");
+        assert_eq!(
+            serde_json::from_str::<Accepted>(&json)
+                .expect("parse")
+                .signup(),
+            Some(&signup)
         );
     }
 

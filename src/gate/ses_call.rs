@@ -104,7 +104,10 @@ pub async fn call_ses(
     let round_trip_ms = crate::runtime::now_ms().saturating_sub(started_ms);
     let line = || attempt_line(call, status, round_trip_ms, &reply, &outcome);
     match outcome {
-        Outcome::Sent { .. } | Outcome::Checked { .. } | Outcome::Deleted => crate::log::info(line),
+        Outcome::Sent { .. }
+        | Outcome::Checked { .. }
+        | Outcome::Deleted
+        | Outcome::Listed { .. } => crate::log::info(line),
         _ => crate::log::error(line()),
     }
     CallResult::Answered(outcome)
@@ -145,6 +148,14 @@ fn attempt_line(
             line["ses_request_id"] = json!(request_id);
         }
         Ok(Reply::Deleted { request_id }) => line["ses_request_id"] = json!(request_id),
+        Ok(Reply::Listed {
+            identities,
+            request_id,
+            ..
+        }) => {
+            line["identities_listed"] = json!(identities.len());
+            line["ses_request_id"] = json!(request_id);
+        }
         Ok(Reply::Failed(error)) => {
             let redact = |text: &str| {
                 call.call

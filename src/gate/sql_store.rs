@@ -2,7 +2,10 @@
 //! state is one JSON row; the queue is served by `(tag, seq)`, fair across recipient domains (an
 //! item put back at the head gets the smallest `seq`); address records are keyed by HMAC; the
 //! send log feeds the stats; tracked signups are JSON rows keyed by HMAC with their next check
-//! and clean-up as index columns; the webhook outbox keeps each event's id and body as made.
+//! as an index column; the identities the sends touched are JSON rows keyed by HMAC of the
+//! exact address, with their due delete in a partial index (only rows with a delete due cost an
+//! index entry); the identity snapshot is one row; the webhook outbox keeps each event's id and
+//! body as made.
 //!
 //! Invariants: every statement runs before the gate's next await, so the output gate holds any
 //! reply until it is durable; a failed statement is a [`StoreError`] naming it.
@@ -14,10 +17,11 @@ use worker::{SqlStorage, SqlStorageValue};
 
 use crate::email::EmailAddress;
 use crate::gate::cooldown::AddressRecord;
+use crate::gate::identities::{Identity, Snapshot};
 use crate::gate::queue::QueuedItem;
 use crate::gate::slots::GateState;
 use crate::gate::store::{
-    cleanup_due, has_work, GateStore, NewItem, OutboxEvent, QueueEnd, StoreError, StoreResult,
+    has_work, GateStore, NewItem, OutboxEvent, QueueEnd, StoreError, StoreResult,
 };
 use crate::gate::tracking::Signup;
 use crate::request_id::RequestId;
@@ -31,11 +35,17 @@ pub const STORE_ADDRESS_SQL: &str =
      ON CONFLICT (key) DO UPDATE SET record = excluded.record, last_ms = excluded.last_ms";
 pub const LOAD_SIGNUP_SQL: &str = "SELECT key, record FROM signups WHERE key = ?";
 pub const STORE_SIGNUP_SQL: &str =
-    "INSERT INTO signups (key, record, next_check_ms, cleanup_due, has_work, signed_up_ms)
-     VALUES (?, ?, ?, ?, ?, ?)
+    "INSERT INTO signups (key, record, next_check_ms, has_work, signed_up_ms)
+     VALUES (?, ?, ?, ?, ?)
      ON CONFLICT (key) DO UPDATE SET record = excluded.record,
-       next_check_ms = excluded.next_check_ms, cleanup_due = excluded.cleanup_due,
+       next_check_ms = excluded.next_check_ms,
        has_work = excluded.has_work, signed_up_ms = excluded.signed_up_ms";
+pub const LOAD_IDENTITY_SQL: &str = "SELECT record AS value FROM identities WHERE key = ?";
+pub const STORE_IDENTITY_SQL: &str =
+    "INSERT INTO identities (key, record, next_cleanup_ms, has_work, sent_ms) VALUES (?, ?, ?, ?, ?)
+     ON CONFLICT (key) DO UPDATE SET record = excluded.record,
+       next_cleanup_ms = excluded.next_cleanup_ms, has_work = excluded.has_work,
+       sent_ms = excluded.sent_ms";
 pub const SAVE_STATE_SQL: &str =
     "INSERT INTO gate (id, state) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state";
 pub const LOG_SEND_SQL: &str = "INSERT INTO sends (at_ms) VALUES (?)";
@@ -44,7 +54,7 @@ pub const LAST_TAG_SQL: &str = "SELECT MAX(tag) AS value FROM fair_queue WHERE d
 pub const COUNT_BEHIND_SQL: &str =
     "SELECT COUNT(*) AS value FROM fair_queue WHERE (tag, seq) > (?, ?)";
 
-pub const SCHEMA: [&str; 21] = [
+pub const SCHEMA: [&str; 25] = [
     "CREATE TABLE IF NOT EXISTS gate (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL)",
     // Served by (tag, seq): fair across recipient domains (`queue::fair_tag`); an item put back
     // at the head gets the smallest `seq`.
@@ -71,11 +81,20 @@ pub const SCHEMA: [&str; 21] = [
     "CREATE INDEX IF NOT EXISTS sends_by_time ON sends (at_ms)",
     "DROP TABLE IF EXISTS gate_state",
     "CREATE TABLE IF NOT EXISTS signups (key TEXT PRIMARY KEY, record TEXT NOT NULL,
-        next_check_ms REAL, cleanup_due INTEGER NOT NULL, has_work INTEGER NOT NULL,
-        signed_up_ms REAL NOT NULL)",
+        next_check_ms REAL, has_work INTEGER NOT NULL, signed_up_ms REAL NOT NULL)",
     "CREATE INDEX IF NOT EXISTS signups_by_check ON signups (next_check_ms)",
-    "CREATE INDEX IF NOT EXISTS signups_by_cleanup ON signups (cleanup_due)",
+    // Clean-up moved to `identities`: the first lifecycle's index goes (its column goes in
+    // `open`, where a probe tells whether the table still has it).
+    "DROP INDEX IF EXISTS signups_by_cleanup",
     "CREATE INDEX IF NOT EXISTS signups_by_age ON signups (has_work, signed_up_ms)",
+    "CREATE TABLE IF NOT EXISTS identities (key TEXT PRIMARY KEY, record TEXT NOT NULL,
+        next_cleanup_ms REAL, has_work INTEGER NOT NULL, sent_ms REAL NOT NULL)",
+    // Partial: only an identity with a delete due costs an index entry.
+    "CREATE INDEX IF NOT EXISTS identities_by_cleanup ON identities (next_cleanup_ms)
+        WHERE next_cleanup_ms IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS identities_done_by_age ON identities (sent_ms) WHERE has_work = 0",
+    "CREATE TABLE IF NOT EXISTS identity_snapshot (id INTEGER PRIMARY KEY CHECK (id = 1),
+        snapshot TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS webhook_outbox (id TEXT PRIMARY KEY, key TEXT NOT NULL,
         body TEXT NOT NULL, created_ms REAL NOT NULL, next_attempt_ms REAL NOT NULL,
         attempts INTEGER NOT NULL, releases_cleanup INTEGER NOT NULL)",
@@ -182,6 +201,14 @@ impl SqlGateStore {
         {
             sql.exec("ALTER TABLE fair_queue ADD COLUMN request_id TEXT", None)
                 .map_err(|e| StoreError::failed("add fair_queue.request_id", e))?;
+        }
+        // The first lifecycle kept clean-up on the signup row.
+        if sql
+            .exec("SELECT cleanup_due FROM signups LIMIT 0", None)
+            .is_ok()
+        {
+            sql.exec("ALTER TABLE signups DROP COLUMN cleanup_due", None)
+                .map_err(|e| StoreError::failed("drop signups.cleanup_due", e))?;
         }
         Ok(Self {
             sql,
@@ -304,7 +331,7 @@ impl GateStore for SqlGateStore {
         self.exec("save gate state", SAVE_STATE_SQL, vec![json.into()])
     }
 
-    fn address_secret(&self, fresh: impl FnOnce() -> Vec<u8>) -> StoreResult<Vec<u8>> {
+    fn address_secret(&self, fresh: impl FnOnce() -> StoreResult<Vec<u8>>) -> StoreResult<Vec<u8>> {
         let stored: Option<String> = self.value(
             "load address key",
             "SELECT value FROM secrets WHERE name = 'address_key'",
@@ -316,7 +343,7 @@ impl GateStore for SqlGateStore {
         {
             return Ok(secret);
         }
-        let secret = fresh();
+        let secret = fresh()?;
         self.exec(
             "store address key",
             "INSERT OR REPLACE INTO secrets (name, value) VALUES ('address_key', ?)",
@@ -534,7 +561,6 @@ impl GateStore for SqlGateStore {
                 key.into(),
                 json.into(),
                 next_check,
-                i32::from(cleanup_due(signup)).into(),
                 i32::from(has_work(signup)).into(),
                 ms(signup.signed_up_ms),
             ],
@@ -575,16 +601,6 @@ impl GateStore for SqlGateStore {
         )
     }
 
-    fn next_cleanup(&self) -> StoreResult<Option<(String, Signup)>> {
-        Ok(self
-            .signups(
-                "next cleanup",
-                "SELECT key, record FROM signups WHERE cleanup_due = 1 LIMIT 1",
-                vec![],
-            )?
-            .pop())
-    }
-
     fn forget_signups(&self, before_ms: u64) -> StoreResult<u64> {
         let forgotten = self.count(
             "count old signups",
@@ -599,6 +615,99 @@ impl GateStore for SqlGateStore {
             )?;
         }
         Ok(forgotten)
+    }
+
+    fn load_identity(&self, key: &str) -> StoreResult<Option<Identity>> {
+        let json: Option<String> =
+            self.value("load identity", LOAD_IDENTITY_SQL, vec![key.into()])?;
+        json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::failed("load identity", e)))
+            .transpose()
+    }
+
+    fn store_identity(&self, key: &str, identity: &Identity) -> StoreResult<()> {
+        let json =
+            serde_json::to_string(identity).map_err(|e| StoreError::failed("store identity", e))?;
+        self.exec(
+            "store identity",
+            STORE_IDENTITY_SQL,
+            vec![
+                key.into(),
+                json.into(),
+                identity.next_cleanup_ms.map_or(SqlStorageValue::Null, ms),
+                i32::from(identity.has_work()).into(),
+                ms(identity.sent_ms),
+            ],
+        )
+    }
+
+    fn forget_identity(&self, key: &str) -> StoreResult<()> {
+        self.exec(
+            "forget identity",
+            "DELETE FROM identities WHERE key = ?",
+            vec![key.into()],
+        )
+    }
+
+    fn next_cleanup(&self, now_ms: u64) -> StoreResult<Option<(String, Identity)>> {
+        let rows: Vec<SignupRow> = self.rows(
+            "next cleanup",
+            "SELECT key, record FROM identities WHERE next_cleanup_ms IS NOT NULL
+             AND next_cleanup_ms <= ? ORDER BY next_cleanup_ms, key LIMIT 1",
+            vec![ms(now_ms)],
+        )?;
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        match serde_json::from_str(&row.record) {
+            Ok(identity) => Ok(Some((row.key, identity))),
+            // Written by this code: only a schema change could cause it; it must not block
+            // the rest of the clean-up.
+            Err(_) => {
+                self.forget_identity(&row.key)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn next_cleanup_at(&self) -> StoreResult<Option<u64>> {
+        let next: Option<Option<f64>> = self.value(
+            "next cleanup at",
+            "SELECT MIN(next_cleanup_ms) AS value FROM identities WHERE next_cleanup_ms IS NOT NULL",
+            vec![],
+        )?;
+        Ok(next.flatten().map(|ms| ms as u64))
+    }
+
+    fn forget_identities(&self, before_ms: u64) -> StoreResult<u64> {
+        let forgotten: Vec<IgnoredAny> = self.rows(
+            "forget old identities",
+            "DELETE FROM identities WHERE has_work = 0 AND sent_ms < ? RETURNING key",
+            vec![ms(before_ms)],
+        )?;
+        Ok(forgotten.len() as u64)
+    }
+
+    fn load_snapshot(&self) -> StoreResult<Option<Snapshot>> {
+        let json: Option<String> = self.value(
+            "load identity snapshot",
+            "SELECT snapshot AS value FROM identity_snapshot WHERE id = 1",
+            vec![],
+        )?;
+        json.map(|j| {
+            serde_json::from_str(&j).map_err(|e| StoreError::failed("load identity snapshot", e))
+        })
+        .transpose()
+    }
+
+    fn store_snapshot(&self, snapshot: &Snapshot) -> StoreResult<()> {
+        let json = serde_json::to_string(snapshot)
+            .map_err(|e| StoreError::failed("store identity snapshot", e))?;
+        self.exec(
+            "store identity snapshot",
+            "INSERT INTO identity_snapshot (id, snapshot) VALUES (1, ?)
+             ON CONFLICT (id) DO UPDATE SET snapshot = excluded.snapshot",
+            vec![json.into()],
+        )
     }
 
     fn add_event(&self, event: &OutboxEvent) -> StoreResult<()> {

@@ -1,6 +1,6 @@
 //! `GateStore`: everything the gate persists, as one small trait: the gate state, the HMAC key
-//! for address records, the queue, the address records, the send log, the tracked signups and
-//! the webhook outbox. `SqlGateStore` keeps
+//! for address records, the queue, the address records, the send log, the tracked signups, the
+//! SES identities the sends touched, the identity snapshot and the webhook outbox. `SqlGateStore` keeps
 //! it in the Durable Object's SQLite; [`MemoryStore`] is the host tests' fake, with failure
 //! injection.
 //!
@@ -11,10 +11,11 @@
 use std::fmt;
 
 use crate::gate::cooldown::AddressRecord;
+use crate::gate::identities::{Identity, Snapshot};
 use crate::gate::queue::QueuedItem;
 use crate::gate::rpc::Recipient;
 use crate::gate::slots::GateState;
-use crate::gate::tracking::{Cleanup, Signup, SignupState};
+use crate::gate::tracking::{Signup, SignupState};
 
 /// A storage call that failed, named for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +76,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEvent {
     pub id: String,
-    /// The signup's address key.
+    /// The identity key of the signup's address (whose clean-up the delivery may release).
     pub key: String,
     pub body: String,
     pub created_ms: u64,
@@ -85,16 +86,9 @@ pub struct OutboxEvent {
     pub releases_cleanup: bool,
 }
 
-/// Whether the signup's identity is waiting to be deleted (an index column in SQLite).
-pub fn cleanup_due(signup: &Signup) -> bool {
-    signup.cleanup == Cleanup::Due
-}
-
 /// Whether the signup still has work left (kept past retention until it has none).
 pub fn has_work(signup: &Signup) -> bool {
-    signup.next_check_ms.is_some()
-        || matches!(signup.cleanup, Cleanup::Due | Cleanup::AfterDelivery)
-        || signup.state == SignupState::Queued
+    signup.next_check_ms.is_some() || signup.state == SignupState::Queued
 }
 
 /// What the gate persists. Positions are 1-based, in queue order.
@@ -102,8 +96,9 @@ pub trait GateStore {
     /// The saved gate state, or the default if none was ever saved.
     fn load_state(&self) -> StoreResult<GateState>;
     fn save_state(&self, state: &GateState) -> StoreResult<()>;
-    /// The key for address records: the stored one, or `fresh()` stored now.
-    fn address_secret(&self, fresh: impl FnOnce() -> Vec<u8>) -> StoreResult<Vec<u8>>;
+    /// The key for address records: the stored one, or `fresh()` stored now (a `fresh` that
+    /// fails stores nothing: key material never comes from anywhere but the random source).
+    fn address_secret(&self, fresh: impl FnOnce() -> StoreResult<Vec<u8>>) -> StoreResult<Vec<u8>>;
 
     fn queue_len(&self) -> StoreResult<u64>;
     /// The position in `(tag, arrival)` order.
@@ -140,10 +135,22 @@ pub trait GateStore {
     fn next_check_at(&self) -> StoreResult<Option<u64>>;
     /// Signups waiting for a check.
     fn pending_checks(&self) -> StoreResult<u64>;
-    /// One signup whose identity is due for deletion.
-    fn next_cleanup(&self) -> StoreResult<Option<(String, Signup)>>;
     /// Forgets signups made before `before_ms` that have no work left; returns how many.
     fn forget_signups(&self, before_ms: u64) -> StoreResult<u64>;
+
+    /// The record of the identity keyed `key` (`identities::identity_key`).
+    fn load_identity(&self, key: &str) -> StoreResult<Option<Identity>>;
+    fn store_identity(&self, key: &str, identity: &Identity) -> StoreResult<()>;
+    fn forget_identity(&self, key: &str) -> StoreResult<()>;
+    /// The identity whose delete is due first, if it is due at `now_ms`.
+    fn next_cleanup(&self, now_ms: u64) -> StoreResult<Option<(String, Identity)>>;
+    /// When the first delete is due.
+    fn next_cleanup_at(&self) -> StoreResult<Option<u64>>;
+    /// Forgets identities last sent to before `before_ms` that have no work left.
+    fn forget_identities(&self, before_ms: u64) -> StoreResult<u64>;
+    /// The last complete snapshot of the account's email identities.
+    fn load_snapshot(&self) -> StoreResult<Option<Snapshot>>;
+    fn store_snapshot(&self, snapshot: &Snapshot) -> StoreResult<()>;
 
     /// Stores `event` for delivery, unless an event with its id is already waiting.
     fn add_event(&self, event: &OutboxEvent) -> StoreResult<()>;
@@ -182,6 +189,8 @@ mod memory {
         addresses: BTreeMap<String, AddressRecord>,
         sends: Vec<u64>,
         signups: BTreeMap<String, Signup>,
+        identities: BTreeMap<String, Identity>,
+        snapshot: Option<Snapshot>,
         events: Vec<OutboxEvent>,
         failing: BTreeSet<&'static str>,
         /// Calls made, by operation.
@@ -220,6 +229,10 @@ mod memory {
             self.0.borrow().signups.values().cloned().collect()
         }
 
+        pub fn identities(&self) -> Vec<Identity> {
+            self.0.borrow().identities.values().cloned().collect()
+        }
+
         pub fn events(&self) -> Vec<OutboxEvent> {
             self.0.borrow().events.clone()
         }
@@ -256,10 +269,17 @@ mod memory {
             Ok(())
         }
 
-        fn address_secret(&self, fresh: impl FnOnce() -> Vec<u8>) -> StoreResult<Vec<u8>> {
+        fn address_secret(
+            &self,
+            fresh: impl FnOnce() -> StoreResult<Vec<u8>>,
+        ) -> StoreResult<Vec<u8>> {
             self.check("address secret")?;
-            let mut data = self.0.borrow_mut();
-            Ok(data.secret.get_or_insert_with(fresh).clone())
+            if let Some(secret) = self.0.borrow().secret.clone() {
+                return Ok(secret);
+            }
+            let secret = fresh()?;
+            self.0.borrow_mut().secret = Some(secret.clone());
+            Ok(secret)
         }
 
         fn queue_len(&self) -> StoreResult<u64> {
@@ -467,17 +487,6 @@ mod memory {
                 .count() as u64)
         }
 
-        fn next_cleanup(&self) -> StoreResult<Option<(String, Signup)>> {
-            self.check("next cleanup")?;
-            Ok(self
-                .0
-                .borrow()
-                .signups
-                .iter()
-                .find(|(_, s)| cleanup_due(s))
-                .map(|(k, s)| (k.clone(), s.clone())))
-        }
-
         fn forget_signups(&self, before_ms: u64) -> StoreResult<u64> {
             self.check("forget signups")?;
             let mut data = self.0.borrow_mut();
@@ -485,6 +494,70 @@ mod memory {
             data.signups
                 .retain(|_, s| s.signed_up_ms >= before_ms || has_work(s));
             Ok((before - data.signups.len()) as u64)
+        }
+
+        fn load_identity(&self, key: &str) -> StoreResult<Option<Identity>> {
+            self.check("load identity")?;
+            Ok(self.0.borrow().identities.get(key).cloned())
+        }
+
+        fn store_identity(&self, key: &str, identity: &Identity) -> StoreResult<()> {
+            self.check("store identity")?;
+            self.0
+                .borrow_mut()
+                .identities
+                .insert(key.into(), identity.clone());
+            Ok(())
+        }
+
+        fn forget_identity(&self, key: &str) -> StoreResult<()> {
+            self.check("forget identity")?;
+            self.0.borrow_mut().identities.remove(key);
+            Ok(())
+        }
+
+        fn next_cleanup(&self, now_ms: u64) -> StoreResult<Option<(String, Identity)>> {
+            self.check("next cleanup")?;
+            Ok(self
+                .0
+                .borrow()
+                .identities
+                .iter()
+                .filter_map(|(k, i)| Some((i.next_cleanup_ms?, k, i)))
+                .min_by_key(|(at, k, _)| (*at, (*k).clone()))
+                .filter(|(at, _, _)| *at <= now_ms)
+                .map(|(_, k, i)| (k.clone(), i.clone())))
+        }
+
+        fn next_cleanup_at(&self) -> StoreResult<Option<u64>> {
+            self.check("next cleanup at")?;
+            Ok(self
+                .0
+                .borrow()
+                .identities
+                .values()
+                .filter_map(|i| i.next_cleanup_ms)
+                .min())
+        }
+
+        fn forget_identities(&self, before_ms: u64) -> StoreResult<u64> {
+            self.check("forget identities")?;
+            let mut data = self.0.borrow_mut();
+            let before = data.identities.len();
+            data.identities
+                .retain(|_, i| i.sent_ms >= before_ms || i.has_work());
+            Ok((before - data.identities.len()) as u64)
+        }
+
+        fn load_snapshot(&self) -> StoreResult<Option<Snapshot>> {
+            self.check("load snapshot")?;
+            Ok(self.0.borrow().snapshot.clone())
+        }
+
+        fn store_snapshot(&self, snapshot: &Snapshot) -> StoreResult<()> {
+            self.check("store snapshot")?;
+            self.0.borrow_mut().snapshot = Some(snapshot.clone());
+            Ok(())
         }
 
         fn add_event(&self, event: &OutboxEvent) -> StoreResult<()> {

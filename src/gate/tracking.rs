@@ -1,17 +1,20 @@
 //! A signup after the gate took it: its status (queued, sent, verified, expired, rejected,
-//! dropped), when SES's identity is checked next, the human confirmation, and whether its
-//! identity may and must be deleted. Pure: every function takes the time.
+//! dropped), when SES's identity is checked next, and the human confirmation. Its SES identity
+//! (ownership, clean-up) is the `identities` record of its exact address. Pure: every function
+//! takes the time.
 //!
 //! Invariants:
 //! - a sent signup is checked on a schedule that backs off as it ages ([`check_gap_ms`]), with a
 //!   last check at the link's expiry, and is `expired` if that check does not find it verified;
+//!   if SES cannot be asked at all, it is expired [`UNCHECKED_MARGIN_MS`] after the link's
+//!   expiry, so no row is checked for ever;
 //! - an identity SES does not list counts as pending (the SES docs disagree on whether the send
 //!   creates it);
-//! - an identity is deleted only if a check after this Worker's send saw it unverified or absent
-//!   (`owned`): so an identity that was verified before the signup (the From address, an
-//!   operator's own address) is never this Worker's to delete;
+//! - a confirmation counts only once the link was opened (the signup is `verified`): one that
+//!   comes before is refused and recorded nowhere;
 //! - each event is reported once: `verified` and `expired` when the status becomes final,
-//!   `confirmed` when both a human confirmation and the verification are known.
+//!   `confirmed` when a confirmation of a verified signup is recorded, `dropped` (`replaced`)
+//!   when another signup of the same mailbox takes its place.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +31,8 @@ const CHECK_GAP_DIVISOR: u64 = 5;
 pub const PRIORITY_CHECK: u64 = 0;
 /// A signup's record is kept this long (a status token works for 7 days).
 pub const RETENTION_MS: u64 = 8 * 24 * 3_600_000;
+/// A signup SES could not be asked about is expired this long after its link's expiry.
+pub const UNCHECKED_MARGIN_MS: u64 = 3_600_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -51,25 +56,14 @@ impl SignupState {
             Self::Dropped => "dropped",
         }
     }
+
+    /// Nothing more will happen to it (but a confirmation of a verified signup).
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Queued | Self::Sent)
+    }
 }
 
-/// What is left to do about the signup's SES identity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Cleanup {
-    /// Nothing yet: no final status.
-    NotYet,
-    /// Final, waiting for its webhook event to be delivered.
-    AfterDelivery,
-    /// To be deleted at the lowest priority.
-    Due,
-    Done,
-    /// Not this Worker's to delete (seen verified before any check saw it pending), or clean-up
-    /// is off, or there is no identity.
-    Skipped,
-}
-
-/// One signup, keyed in storage by its address key.
+/// One signup, keyed in storage by its mailbox key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signup {
     pub email: EmailAddress,
@@ -79,13 +73,14 @@ pub struct Signup {
     pub sent_ms: Option<u64>,
     pub verified_ms: Option<u64>,
     pub confirmed: bool,
-    /// A check after the send saw the identity unverified or absent.
-    pub owned: bool,
     /// When SES is asked next; `None` once the status is final.
     pub next_check_ms: Option<u64>,
-    pub cleanup: Cleanup,
-    /// Why it was dropped (`exhausted`, `expired`).
+    /// Why it was dropped (`exhausted`, `expired`, `replaced`) or expired unchecked.
     pub reason: Option<String>,
+    /// Random per signup: its credentials name it (empty in rows made before nonces, which no
+    /// credential names).
+    #[serde(default)]
+    pub nonce: String,
 }
 
 /// What the gate's follow-up has done, for `GET /gate/stats` (kept in the gate state).
@@ -97,12 +92,21 @@ pub struct TrackingCounters {
     pub checks_failed: u64,
     pub verified: u64,
     pub confirmed: u64,
+    /// Confirmations refused because the link had not been opened yet.
+    pub confirmations_refused: u64,
     pub expired: u64,
+    /// Signups replaced by a newer signup of the same mailbox.
+    pub replaced: u64,
     /// `DeleteIdentity` calls that succeeded, and those that failed.
     pub identities_deleted: u64,
     pub deletes_failed: u64,
+    /// Identities whose deletes kept failing, left in the account.
+    pub cleanup_given_up: u64,
     /// Final signups whose identity was left alone (not ours, or clean-up off).
     pub cleanup_skipped: u64,
+    /// `ListIdentities` pages read, and complete snapshots taken.
+    pub list_pages: u64,
+    pub snapshots_taken: u64,
     pub webhooks_delivered: u64,
     pub webhook_attempts_failed: u64,
     pub webhooks_given_up: u64,
@@ -120,9 +124,22 @@ pub fn check_gap_ms(sent_ms: u64, now_ms: u64) -> u64 {
     (now_ms.saturating_sub(sent_ms) / CHECK_GAP_DIVISOR).clamp(MIN_CHECK_GAP_MS, MAX_CHECK_GAP_MS)
 }
 
+/// What a confirmation came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmation {
+    /// Recorded now, with its event.
+    Recorded(Effects),
+    /// Recorded before: nothing new.
+    Already,
+    /// Sent, not verified yet: SES may not have been asked since the click.
+    NotYetSeen,
+    /// Queued, expired, rejected or dropped: the link was never opened and never will be.
+    Refused,
+}
+
 impl Signup {
-    /// A signup the gate just took, not sent yet.
-    pub fn queued(email: &EmailAddress, now_ms: u64) -> Self {
+    /// A signup the gate just took, not sent yet, with its random `nonce`.
+    pub fn queued(email: &EmailAddress, now_ms: u64, nonce: String) -> Self {
         Self {
             email: email.clone(),
             signed_up_ms: now_ms,
@@ -131,10 +148,9 @@ impl Signup {
             sent_ms: None,
             verified_ms: None,
             confirmed: false,
-            owned: false,
             next_check_ms: None,
-            cleanup: Cleanup::NotYet,
             reason: None,
+            nonce,
         }
     }
 
@@ -146,12 +162,11 @@ impl Signup {
         self.next_check_ms = Some(now_ms + MIN_CHECK_GAP_MS);
     }
 
-    /// The send was refused (`Rejected`) or given up (`Dropped` with `reason`).
+    /// The send was refused (`Rejected`), given up or replaced (`Dropped` with `reason`).
     pub fn failed(&mut self, state: SignupState, reason: Option<&str>) -> Effects {
         self.state = state;
         self.reason = reason.map(str::to_string);
         self.next_check_ms = None;
-        self.cleanup = Cleanup::Skipped;
         let kind = if state == SignupState::Rejected {
             EventKind::Rejected
         } else {
@@ -161,14 +176,7 @@ impl Signup {
     }
 
     /// SES's `VerificationStatus` for the identity at `now_ms` (`None`: not listed).
-    pub fn checked(
-        &mut self,
-        status: Option<&str>,
-        now_ms: u64,
-        link_ttl_ms: u64,
-        cleanup_on: bool,
-        webhook_on: bool,
-    ) -> Effects {
+    pub fn checked(&mut self, status: Option<&str>, now_ms: u64, link_ttl_ms: u64) -> Effects {
         if self.state != SignupState::Sent {
             return Effects::default();
         }
@@ -178,49 +186,57 @@ impl Signup {
             self.state = SignupState::Verified;
             self.verified_ms = Some(now_ms);
             events.push(EventKind::Verified);
-            if self.confirmed {
-                events.push(EventKind::Confirmed);
-            }
-        } else {
-            self.owned = true;
+        } else if status == Some("Failed") || now_ms >= sent + link_ttl_ms {
             // `Failed`: SES gave up on the link; otherwise pending until the link expires.
-            if status == Some("Failed") || now_ms >= sent + link_ttl_ms {
-                self.state = SignupState::Expired;
-                events.push(EventKind::Expired);
-            } else {
-                let next = now_ms + check_gap_ms(sent, now_ms);
-                self.next_check_ms = Some(next.min(sent + link_ttl_ms));
-                return Effects { events };
-            }
+            self.state = SignupState::Expired;
+            events.push(EventKind::Expired);
+        } else {
+            let next = now_ms + check_gap_ms(sent, now_ms);
+            self.next_check_ms = Some(next.min(sent + link_ttl_ms));
+            return Effects { events };
         }
         self.next_check_ms = None;
-        self.cleanup = match (self.owned && cleanup_on, webhook_on) {
-            (false, _) => Cleanup::Skipped,
-            (true, true) => Cleanup::AfterDelivery,
-            (true, false) => Cleanup::Due,
-        };
         Effects { events }
     }
 
-    /// A person pressed the confirmation button. Returns the events, and whether SES should be
-    /// asked about the identity at once.
-    pub fn confirm(&mut self) -> (Effects, bool) {
-        if self.confirmed {
-            return (Effects::default(), false);
+    /// SES could not be asked at `now_ms`: checked again at `retry_ms`, unless the link
+    /// expired more than [`UNCHECKED_MARGIN_MS`] ago (then `expired`, reason `unchecked`).
+    pub fn check_failed(&mut self, now_ms: u64, retry_ms: u64, link_ttl_ms: u64) -> Effects {
+        if self.state != SignupState::Sent {
+            return Effects::default();
         }
-        self.confirmed = true;
+        let sent = self.sent_ms.unwrap_or(self.signed_up_ms);
+        if now_ms >= sent + link_ttl_ms + UNCHECKED_MARGIN_MS {
+            self.state = SignupState::Expired;
+            self.reason = Some("unchecked".into());
+            self.next_check_ms = None;
+            return Effects {
+                events: vec![EventKind::Expired],
+            };
+        }
+        self.next_check_ms = Some(retry_ms);
+        Effects::default()
+    }
+
+    /// A person pressed the confirmation button.
+    pub fn confirm(&mut self) -> Confirmation {
         match self.state {
-            SignupState::Verified => (
-                Effects {
+            SignupState::Verified if self.confirmed => Confirmation::Already,
+            SignupState::Verified => {
+                self.confirmed = true;
+                Confirmation::Recorded(Effects {
                     events: vec![EventKind::Confirmed],
-                },
-                false,
-            ),
-            SignupState::Sent => {
-                self.next_check_ms = Some(PRIORITY_CHECK);
-                (Effects::default(), true)
+                })
             }
-            _ => (Effects::default(), false),
+            SignupState::Sent => Confirmation::NotYetSeen,
+            _ => Confirmation::Refused,
+        }
+    }
+
+    /// Asks for a check before every scheduled one (a person says they opened the link).
+    pub fn check_first(&mut self) {
+        if self.state == SignupState::Sent {
+            self.next_check_ms = Some(PRIORITY_CHECK);
         }
     }
 
@@ -243,7 +259,11 @@ mod tests {
     const TTL: u64 = 24 * 3_600_000;
 
     fn sent_at(now: u64) -> Signup {
-        let mut signup = Signup::queued(&EmailAddress::parse("a@b.io").expect("valid"), now);
+        let mut signup = Signup::queued(
+            &EmailAddress::parse("a@b.io").expect("valid"),
+            now,
+            "n".into(),
+        );
         signup.sent(Some("m-1".into()), now);
         signup
     }
@@ -259,7 +279,7 @@ mod tests {
         let mut checks = 0;
         let mut now = MIN_CHECK_GAP_MS;
         while signup.state == SignupState::Sent {
-            signup.checked(Some("Pending"), now, TTL, true, false);
+            signup.checked(Some("Pending"), now, TTL);
             checks += 1;
             if let Some(next) = signup.next_check_ms {
                 assert!(next > now && next <= TTL, "{next}");
@@ -272,91 +292,103 @@ mod tests {
     }
 
     #[test]
-    fn an_identity_not_listed_counts_as_pending_and_makes_it_ours() {
+    fn an_identity_not_listed_counts_as_pending() {
         let mut signup = sent_at(0);
-        let effects = signup.checked(None, 5_000, TTL, true, false);
+        let effects = signup.checked(None, 5_000, TTL);
         assert_eq!(effects.events, []);
         assert_eq!(signup.state, SignupState::Sent);
-        assert!(signup.owned);
         assert_eq!(signup.next_check_ms, Some(10_000));
     }
 
     #[test]
-    fn a_verified_identity_we_saw_pending_is_reported_then_deleted() {
+    fn a_verified_identity_is_reported_once_and_the_checks_stop() {
         let mut signup = sent_at(0);
-        signup.checked(Some("Pending"), 5_000, TTL, true, true);
-        let effects = signup.checked(Some("Success"), 10_000, TTL, true, true);
+        signup.checked(Some("Pending"), 5_000, TTL);
+        let effects = signup.checked(Some("Success"), 10_000, TTL);
         assert_eq!(effects.events, [EventKind::Verified]);
         assert_eq!(signup.state, SignupState::Verified);
         assert_eq!(signup.verified_ms, Some(10_000));
         assert_eq!(signup.next_check_ms, None);
-        assert_eq!(signup.cleanup, Cleanup::AfterDelivery);
-        let mut without_webhook = sent_at(0);
-        without_webhook.checked(None, 5_000, TTL, true, false);
-        without_webhook.checked(Some("Success"), 10_000, TTL, true, false);
-        assert_eq!(without_webhook.cleanup, Cleanup::Due);
-    }
-
-    #[test]
-    fn an_identity_verified_before_any_check_saw_it_pending_is_never_deleted() {
-        let mut signup = sent_at(0);
-        let effects = signup.checked(Some("Success"), 5_000, TTL, true, false);
-        assert_eq!(effects.events, [EventKind::Verified]);
-        assert_eq!(signup.cleanup, Cleanup::Skipped);
-    }
-
-    #[test]
-    fn with_clean_up_off_nothing_is_deleted() {
-        let mut signup = sent_at(0);
-        signup.checked(None, 5_000, TTL, false, false);
-        signup.checked(Some("Success"), 10_000, TTL, false, false);
-        assert_eq!(signup.cleanup, Cleanup::Skipped);
-    }
-
-    #[test]
-    fn a_link_unclicked_at_its_expiry_or_failed_by_ses_is_expired_and_cleaned_up() {
-        let mut signup = sent_at(0);
-        let effects = signup.checked(Some("Pending"), TTL, TTL, true, false);
-        assert_eq!(effects.events, [EventKind::Expired]);
-        assert_eq!(signup.state, SignupState::Expired);
-        assert_eq!(signup.cleanup, Cleanup::Due);
-        let mut failed = sent_at(0);
         assert_eq!(
-            failed
-                .checked(Some("Failed"), 5_000, TTL, true, false)
-                .events,
-            [EventKind::Expired]
-        );
-        // A final status is never reported again.
-        assert_eq!(
-            failed.checked(Some("Success"), 6_000, TTL, true, false),
+            signup.checked(Some("Success"), 11_000, TTL),
             Effects::default()
         );
     }
 
     #[test]
-    fn a_confirmation_before_detection_asks_for_a_check_and_is_reported_with_the_verification() {
+    fn a_link_unclicked_at_its_expiry_or_failed_by_ses_is_expired() {
         let mut signup = sent_at(0);
-        assert_eq!(signup.confirm(), (Effects::default(), true));
+        let effects = signup.checked(Some("Pending"), TTL, TTL);
+        assert_eq!(effects.events, [EventKind::Expired]);
+        assert_eq!(signup.state, SignupState::Expired);
+        let mut failed = sent_at(0);
+        assert_eq!(
+            failed.checked(Some("Failed"), 5_000, TTL).events,
+            [EventKind::Expired]
+        );
+        // A final status is never reported again.
+        assert_eq!(
+            failed.checked(Some("Success"), 6_000, TTL),
+            Effects::default()
+        );
+    }
+
+    #[test]
+    fn a_signup_ses_cannot_be_asked_about_expires_an_hour_after_its_link() {
+        let mut signup = sent_at(0);
+        assert_eq!(signup.check_failed(5_000, 65_000, TTL), Effects::default());
+        assert_eq!(signup.next_check_ms, Some(65_000));
+        assert_eq!(
+            signup.check_failed(
+                TTL + UNCHECKED_MARGIN_MS - 1,
+                TTL + UNCHECKED_MARGIN_MS + 59_999,
+                TTL
+            ),
+            Effects::default()
+        );
+        let effects = signup.check_failed(TTL + UNCHECKED_MARGIN_MS, 0, TTL);
+        assert_eq!(effects.events, [EventKind::Expired]);
+        assert_eq!(
+            (signup.state, signup.reason.as_deref(), signup.next_check_ms),
+            (SignupState::Expired, Some("unchecked"), None)
+        );
+    }
+
+    #[test]
+    fn a_confirmation_counts_only_once_the_link_was_opened() {
+        let mut signup = sent_at(0);
+        assert_eq!(signup.confirm(), Confirmation::NotYetSeen);
+        assert!(!signup.confirmed, "nothing is recorded before the click");
+        signup.check_first();
         assert_eq!(signup.next_check_ms, Some(PRIORITY_CHECK));
-        assert_eq!(signup.confirm(), (Effects::default(), false), "once");
-        let effects = signup.checked(Some("Success"), 1_000, TTL, true, false);
-        assert_eq!(effects.events, [EventKind::Verified, EventKind::Confirmed]);
+        signup.checked(Some("Success"), 1_000, TTL);
+        assert_eq!(
+            signup.confirm(),
+            Confirmation::Recorded(Effects {
+                events: vec![EventKind::Confirmed]
+            })
+        );
         assert!(signup.event_data().confirmed);
+        assert_eq!(signup.confirm(), Confirmation::Already);
+        let mut queued = Signup::queued(
+            &EmailAddress::parse("a@b.io").expect("valid"),
+            0,
+            "n".into(),
+        );
+        assert_eq!(queued.confirm(), Confirmation::Refused);
+        let mut expired = sent_at(0);
+        expired.checked(Some("Pending"), TTL, TTL);
+        assert_eq!(expired.confirm(), Confirmation::Refused);
+        assert!(!expired.confirmed);
     }
 
     #[test]
-    fn a_confirmation_after_detection_is_reported_at_once() {
-        let mut signup = sent_at(0);
-        signup.checked(Some("Success"), 5_000, TTL, true, false);
-        let (effects, check) = signup.confirm();
-        assert_eq!(effects.events, [EventKind::Confirmed]);
-        assert!(!check);
-    }
-
-    #[test]
-    fn a_refused_or_dropped_signup_reports_its_reason_and_owns_no_identity() {
-        let mut signup = Signup::queued(&EmailAddress::parse("a@b.io").expect("valid"), 0);
+    fn a_refused_or_dropped_signup_reports_its_reason() {
+        let mut signup = Signup::queued(
+            &EmailAddress::parse("a@b.io").expect("valid"),
+            0,
+            "n".into(),
+        );
         assert_eq!(
             signup
                 .failed(SignupState::Dropped, Some("exhausted"))
@@ -364,11 +396,24 @@ mod tests {
             [EventKind::Dropped]
         );
         assert_eq!(signup.event_data().reason, Some("exhausted"));
-        assert_eq!(signup.cleanup, Cleanup::Skipped);
-        let mut rejected = Signup::queued(&EmailAddress::parse("a@b.io").expect("valid"), 0);
+        let mut rejected = Signup::queued(
+            &EmailAddress::parse("a@b.io").expect("valid"),
+            0,
+            "n".into(),
+        );
         assert_eq!(
             rejected.failed(SignupState::Rejected, None).events,
             [EventKind::Rejected]
+        );
+    }
+
+    #[test]
+    fn rows_written_before_nonces_still_read_back_with_an_empty_one() {
+        let old = r#"{"email":"a@b.io","signed_up_ms":1,"state":"sent","message_id":null,"sent_ms":1,"verified_ms":null,"confirmed":false,"owned":true,"next_check_ms":5,"cleanup":"not_yet","reason":null}"#;
+        let signup: Signup = serde_json::from_str(old).expect("reads");
+        assert_eq!(
+            (signup.state, signup.nonce.as_str()),
+            (SignupState::Sent, "")
         );
     }
 }

@@ -4,7 +4,10 @@
 //!
 //! Invariants: an event's id and body are fixed when it is made, so every retry is the same event
 //! (receivers dedupe on `webhook-id`); the signature covers `id.timestamp.body` exactly as sent;
-//! retries back off exponentially and go on for at least [`RETRY_WINDOW_MS`].
+//! retries back off exponentially and go on for at least [`RETRY_WINDOW_MS`]; an event is
+//! delivered only when the configured URL itself answers 2xx ([`delivered`]): redirects are never
+//! followed (the runtime's POST is `redirect: "manual"`), so a 3xx is a failed attempt, retried
+//! like any other, and the signed body never reaches a host the operator did not configure.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -109,7 +112,8 @@ pub fn next_attempt_ms(created_ms: u64, attempts: u32, now_ms: u64) -> Option<u6
     (at <= created_ms + RETRY_WINDOW_MS).then_some(at)
 }
 
-/// Whether a receiver's status means the event arrived.
+/// Whether a receiver's status means the event arrived: 2xx only. A redirect (3xx, never
+/// followed) and the 0 of an opaque answer are failures.
 pub fn delivered(status: u16) -> bool {
     (200..300).contains(&status)
 }
@@ -215,6 +219,18 @@ mod tests {
         );
         assert!(now - created <= RETRY_WINDOW_MS);
         assert!(attempts < 60, "{attempts} attempts");
+    }
+
+    #[test]
+    fn only_a_2xx_is_delivered_and_a_redirect_of_any_kind_is_a_failed_attempt() {
+        for status in [200, 201, 202, 204, 299] {
+            assert!(delivered(status), "{status}");
+        }
+        for status in [
+            0, 100, 199, 300, 301, 302, 303, 304, 307, 308, 399, 400, 429, 500, 503,
+        ] {
+            assert!(!delivered(status), "{status} counted as delivered");
+        }
     }
 
     #[test]

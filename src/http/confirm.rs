@@ -1,66 +1,123 @@
-//! `/confirm`, the page a template's `SuccessRedirectionURL` may point at. `GET` (what a link
-//! scanner does) only shows the question and a button. The button's `POST` (same origin only;
-//! Turnstile when configured) records a human confirmation for the signup this browser's cookie
-//! names, which has the gate check that identity at once, then redirects to
-//! `VERIFIED_REDIRECT_URL` or shows a plain page.
+//! `/confirm`, the page a template's `SuccessRedirectionURL` may point at, and the call a
+//! `fetch` integration makes from its own page. `GET` (what a link scanner does) only shows the
+//! question and a button. `POST` (this Worker's own origin, or an origin listed in
+//! `ALLOWED_ORIGINS` with credentials; the per-IP lookup limit; Turnstile when configured)
+//! records a human confirmation for the signup this browser's cookie names, which counts only
+//! once the link in the email was opened. A browser's form gets pages (or a `303` to
+//! `VERIFIED_REDIRECT_URL` once confirmed); anything else gets JSON.
 
 use serde_json::json;
-use worker::{Env, Request, Response};
+use worker::{Env, Method, Request, Response};
 
 use super::demo::CONTENT_SECURITY_POLICY;
-use super::signup::{read_body_limited, see_other, verify_turnstile};
+use super::signup::{
+    allowed_origin, cors_preflight, read_body_limited, see_other, verify_turnstile,
+};
 use super::status::signup_named_by;
-use super::{error_response, header, html_response, own_origin};
+use super::{
+    answer_cors, error_response, header, html_response, json_response, limit_lookup, own_origin,
+};
+use crate::browser::{credentials_allowed, is_loopback_http, prefers_html};
 use crate::config::{Config, ConfigError};
-use crate::confirm::{render, token_from_cookies, ConfirmPage};
+use crate::confirm::{credential_from_cookies, render, ConfirmPage};
 use crate::error::ApiError;
-use crate::gate::rpc::{GateClient, CONFIRM_PATH};
+use crate::gate::rpc::{GateClient, SignupStatus, CONFIRM_PATH};
 use crate::request_id::RequestId;
 use crate::runtime::random_u32;
+use crate::status_token::{self, Purpose};
 
-/// Turnstile's form field.
+/// Turnstile's form field, and its JSON name.
 const TURNSTILE_FIELD: &str = "cf-turnstile-response";
+const TURNSTILE_JSON_FIELD: &str = "turnstileToken";
 
 pub fn get(config: Result<Config, ConfigError>) -> Response {
     let Ok(config) = config else {
         return error_response(ApiError::Misconfigured);
     };
-    let site_key = config
+    html_response(
+        200,
+        render(ConfirmPage::Ask {
+            site_key: site_key(&config),
+        }),
+        CONTENT_SECURITY_POLICY,
+    )
+}
+
+/// `OPTIONS /confirm`: a `fetch` with a JSON body needs a preflight.
+pub fn preflight(req: &Request, config: Result<Config, ConfigError>) -> Response {
+    cors_preflight(req, config, Method::Post, "content-type")
+}
+
+fn site_key(config: &Config) -> Option<&str> {
+    config
         .browser
         .turnstile
         .as_ref()
-        .and(config.browser.turnstile_site_key.as_deref());
-    html_response(
-        200,
-        render(ConfirmPage::Ask { site_key }),
-        CONTENT_SECURITY_POLICY,
-    )
+        .and(config.browser.turnstile_site_key.as_deref())
 }
 
 pub async fn post(req: &mut Request, env: &Env, config: Result<Config, ConfigError>) -> Response {
     let Ok(config) = config else {
         return error_response(ApiError::Misconfigured);
     };
-    // Another site's form may not confirm for this browser (the cookie is also SameSite=Lax).
     let own = own_origin(req);
-    let request_id = RequestId::from_ray_or_random(header(req, "cf-ray").as_deref(), random_u32);
-    if header(req, "origin").is_some_and(|origin| origin != own) {
-        return error_response(ApiError::OriginNotAllowed);
-    }
-    let body = match read_body_limited(req).await {
-        Ok(body) => body,
-        Err(error) => return error_response(error),
+    let origin = header(req, "origin");
+    // Another site may confirm only if listed by name (its page holds the partitioned cookie
+    // its own signup set); a same-origin form is the Worker's own page.
+    let credentials = credentials_allowed(&config.browser.origin_policy, origin.as_deref(), &own);
+    let cors_origin = match allowed_origin(req, &config.browser) {
+        Ok(echo) if origin.as_deref().is_none_or(|o| o == own) || credentials => echo,
+        Ok(_) | Err(_) => return error_response(ApiError::OriginNotAllowed),
     };
-    if let Some(turnstile) = &config.browser.turnstile {
-        let token = form_urlencoded::parse(&body)
-            .find(|(name, _)| name == TURNSTILE_FIELD)
-            .map(|(_, value)| value.into_owned());
-        let ip = header(req, "cf-connecting-ip");
-        if let Err(error) =
-            verify_turnstile(turnstile, token.as_deref(), ip.as_deref(), &request_id).await
+    let html = prefers_html(header(req, "accept").as_deref());
+    let answer = confirm(req, env, &config, &own).await;
+    let response = match (answer, html) {
+        (Ok(Some(status)), false) => json_response(200, &status),
+        (Ok(None), false) => error_response(ApiError::UnknownSignup),
+        (Err(error), false) => error_response(error),
+        (Err(ApiError::NotVerified), true) => html_response(
+            409,
+            render(ConfirmPage::NotYet {
+                site_key: site_key(&config),
+            }),
+            CONTENT_SECURITY_POLICY,
+        ),
+        (Err(error), true) => error_response(error),
+        (Ok(status), true) => match config
+            .browser
+            .verified_redirect
+            .as_ref()
+            .and_then(|target| target.resolve(&own))
         {
-            return error_response(error);
-        }
+            Some(target) => see_other(target.as_str()),
+            None => html_response(
+                200,
+                render(match &status {
+                    Some(status) => ConfirmPage::Confirmed(status),
+                    None => ConfirmPage::Thanks,
+                }),
+                CONTENT_SECURITY_POLICY,
+            ),
+        },
+    };
+    answer_cors(response, cors_origin, credentials)
+}
+
+/// The confirmation itself: the signup's status once confirmed, `None` when this browser holds
+/// no signup (another device, cookies cleared), `not_verified` before the link was opened.
+async fn confirm(
+    req: &mut Request,
+    env: &Env,
+    config: &Config,
+    own: &str,
+) -> Result<Option<SignupStatus>, ApiError> {
+    let request_id = RequestId::from_ray_or_random(header(req, "cf-ray").as_deref(), random_u32);
+    limit_lookup(req, env, &config.browser, &request_id).await?;
+    let body = read_body_limited(req).await?;
+    if let Some(turnstile) = &config.browser.turnstile {
+        let token = turnstile_token(&body);
+        let ip = header(req, "cf-connecting-ip");
+        verify_turnstile(turnstile, token.as_deref(), ip.as_deref(), &request_id).await?;
     }
     let cookie = header(req, "cookie");
     let signup = config
@@ -68,36 +125,61 @@ pub async fn post(req: &mut Request, env: &Env, config: Result<Config, ConfigErr
         .tracking
         .status_token_secret
         .as_ref()
-        .zip(token_from_cookies(cookie.as_deref()))
-        .and_then(|(secret, token)| signup_named_by(secret, token).ok());
-    let status = match signup {
-        None => None,
-        Some(signup) => {
-            let client = match GateClient::for_region(env, &config.ses.region) {
-                Ok(client) => client,
-                Err(error) => return error_response(error),
-            };
-            match client.signup(CONFIRM_PATH, &signup).await {
-                Ok(status) => Some(status),
-                Err(ApiError::UnknownSignup) => None,
-                Err(error) => return error_response(error),
-            }
-        }
-    };
-    if status.is_none() {
+        .zip(credential_from_cookies(
+            cookie.as_deref(),
+            is_loopback_http(own),
+        ))
+        .and_then(|(secret, credential)| {
+            let signup = signup_named_by(secret, Purpose::Confirm, credential).ok()?;
+            Some((secret, signup))
+        });
+    let Some((secret, signup)) = signup else {
         crate::log::info(|| json!({"event": "confirm_without_signup", "request_id": request_id}));
-    }
-    if let Some(target) = config
-        .browser
-        .verified_redirect
-        .as_ref()
-        .and_then(|target| target.resolve(&own))
-    {
-        return see_other(target.as_str());
-    }
-    let page = match &status {
-        Some(status) => ConfirmPage::Confirmed(status),
-        None => ConfirmPage::Thanks,
+        return Ok(None);
     };
-    html_response(200, render(page), CONTENT_SECURITY_POLICY)
+    // A decoy's link is never opened, as a real signup's that nobody clicks.
+    if status_token::is_decoy(secret.expose().as_bytes(), &signup) {
+        return Err(ApiError::NotVerified);
+    }
+    match GateClient::for_region(env, &config.ses.region)?
+        .signup(CONFIRM_PATH, &signup)
+        .await
+    {
+        Ok(status) => Ok(Some(status)),
+        Err(ApiError::UnknownSignup) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Turnstile's token from a form body (`cf-turnstile-response`) or a JSON one
+/// (`turnstileToken`).
+fn turnstile_token(body: &[u8]) -> Option<String> {
+    if let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(body) {
+        return fields
+            .get(TURNSTILE_JSON_FIELD)
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+    }
+    form_urlencoded::parse(body)
+        .find(|(name, _)| name == TURNSTILE_FIELD)
+        .map(|(_, value)| value.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_turnstile_token_comes_from_a_form_or_a_json_body() {
+        assert_eq!(
+            turnstile_token(b"cf-turnstile-response=abc&x=1").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            turnstile_token(br#"{"turnstileToken":"abc"}"#).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(turnstile_token(br#"{"turnstileToken":1}"#), None);
+        assert_eq!(turnstile_token(b""), None);
+    }
 }

@@ -1,7 +1,8 @@
 //! The Worker's HTTP shell: routing by path and method, then one handler per endpoint
-//! (`signup`, `stats`, `demo`), and the one way an answer becomes a response: JSON with the
-//! contract's headers, or an [`ApiError`]'s status, code and `Retry-After`. The config is parsed
-//! once per isolate and handed to the handler that needs it. Decisions live in the core modules.
+//! (`signup`, `status`, `confirm`, `stats`, `demo`), the per-IP limits every endpoint shares,
+//! and the one way an answer becomes a response: JSON with the contract's headers, or an
+//! [`ApiError`]'s status, code and `Retry-After`. The config is parsed once per isolate and
+//! handed to the handler that needs it. Decisions live in the core modules.
 
 mod confirm;
 mod demo;
@@ -13,11 +14,30 @@ use serde::Serialize;
 use serde_json::json;
 use worker::{Cors, Env, Headers, Method, Request, Response};
 
+use crate::browser::{is_loopback_http, network_key, rate_limit_key};
+use crate::config::{BrowserConfig, Config};
 use crate::error::ApiError;
+use crate::request_id::RequestId;
 use crate::runtime::{request_origin, request_path, worker_config};
+
+/// The Workers Rate Limiting bindings in `wrangler.toml`: signups per IP (IPv6 by /64) and per
+/// network (IPv6 by /48), and status and confirmation lookups per IP.
+pub const IP_RATE_LIMITER: &str = "IP_RATE_LIMITER";
+pub const NETWORK_RATE_LIMITER: &str = "NETWORK_RATE_LIMITER";
+pub const LOOKUP_RATE_LIMITER: &str = "LOOKUP_RATE_LIMITER";
+/// The limiters' period, for `Retry-After`.
+const RATE_LIMIT_PERIOD_SECS: u64 = 60;
+
+thread_local! {
+    /// Whether this isolate already warned that Turnstile is off on a public origin.
+    static WARNED_TURNSTILE_OFF: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 pub async fn handle(mut req: Request, env: Env) -> Response {
     let method = req.method();
+    if let Ok(config) = worker_config(&env) {
+        warn_if_turnstile_off(&config, &own_origin(&req));
+    }
     match request_path(&req).as_str() {
         "/signup" => match method {
             Method::Post => signup::post(&mut req, &env, worker_config(&env)).await,
@@ -32,7 +52,8 @@ pub async fn handle(mut req: Request, env: Env) -> Response {
         "/confirm" => match method {
             Method::Get => confirm::get(worker_config(&env)),
             Method::Post => confirm::post(&mut req, &env, worker_config(&env)).await,
-            _ => method_not_allowed("GET, POST"),
+            Method::Options => confirm::preflight(&req, worker_config(&env)),
+            _ => method_not_allowed("GET, POST, OPTIONS"),
         },
         "/gate/stats" => match method {
             Method::Get => stats::get(&req, &env, worker_config(&env)).await,
@@ -47,6 +68,98 @@ pub async fn handle(mut req: Request, env: Env) -> Response {
     }
 }
 
+/// Once per isolate, a loud log line when a public deployment takes signups without Turnstile:
+/// then only the per-IP and per-network limits stand between a botnet and the daily budget.
+fn warn_if_turnstile_off(config: &Config, own_origin: &str) {
+    if config.browser.turnstile.is_some() || is_loopback_http(own_origin) {
+        return;
+    }
+    if !WARNED_TURNSTILE_OFF.with(|warned| warned.replace(true)) {
+        crate::log::error(
+            json!({"event": "turnstile_off", "warning": "TURNSTILE_SECRET_KEY is not set on a public deployment: bots can spend DAILY_SEND_BUDGET from many networks; see docs/security.md"}),
+        );
+    }
+}
+
+/// One Workers Rate Limiting check of `key` against `binding`, unless `IP_RATE_LIMIT=off`. A
+/// missing binding is `misconfigured`; a limiter that fails lets the request through (logged).
+async fn limit(
+    env: &Env,
+    browser: &BrowserConfig,
+    binding: &'static str,
+    key: String,
+    request_id: &RequestId,
+) -> Result<(), ApiError> {
+    if !browser.ip_rate_limit {
+        return Ok(());
+    }
+    let limiter = env.rate_limiter(binding).map_err(|e| {
+        crate::log::error(json!({"event": "rate_limiter_missing", "binding": binding, "error": e.to_string(), "request_id": request_id}));
+        ApiError::Misconfigured
+    })?;
+    match limiter.limit(key).await {
+        Ok(outcome) if outcome.success => Ok(()),
+        Ok(_) => {
+            crate::log::info(
+                || json!({"event": "rate_limited", "binding": binding, "request_id": request_id}),
+            );
+            Err(ApiError::RateLimited {
+                retry_after_secs: RATE_LIMIT_PERIOD_SECS,
+            })
+        }
+        Err(e) => {
+            crate::log::error(
+                json!({"event": "rate_limiter_failed", "binding": binding, "error": e.to_string(), "request_id": request_id}),
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The per-IP limit of a signup, then the coarser per-network one.
+async fn limit_signup(
+    req: &Request,
+    env: &Env,
+    browser: &BrowserConfig,
+    request_id: &RequestId,
+) -> Result<(), ApiError> {
+    let ip = header(req, "cf-connecting-ip");
+    limit(
+        env,
+        browser,
+        IP_RATE_LIMITER,
+        rate_limit_key(ip.as_deref()),
+        request_id,
+    )
+    .await?;
+    limit(
+        env,
+        browser,
+        NETWORK_RATE_LIMITER,
+        network_key(ip.as_deref()),
+        request_id,
+    )
+    .await
+}
+
+/// The per-IP limit of a status or confirmation lookup (its own budget, not the signups').
+async fn limit_lookup(
+    req: &Request,
+    env: &Env,
+    browser: &BrowserConfig,
+    request_id: &RequestId,
+) -> Result<(), ApiError> {
+    let ip = header(req, "cf-connecting-ip");
+    limit(
+        env,
+        browser,
+        LOOKUP_RATE_LIMITER,
+        rate_limit_key(ip.as_deref()),
+        request_id,
+    )
+    .await
+}
+
 fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
 }
@@ -56,13 +169,15 @@ fn own_origin(req: &Request) -> String {
     request_origin(req)
 }
 
-/// The CORS headers of an answer to an allowed `origin` (none without an `Origin`).
-fn answer_cors(response: Response, origin: Option<String>) -> Response {
+/// The CORS headers of an answer to an allowed `origin` (none without an `Origin`), with
+/// `Access-Control-Allow-Credentials` when `credentials` (an explicitly listed origin only).
+fn answer_cors(response: Response, origin: Option<String>, credentials: bool) -> Response {
     match origin {
         Some(origin) => with_cors(
             response,
             &Cors::new()
                 .with_origins([origin])
+                .with_credentials(credentials)
                 .with_exposed_headers(["Retry-After"]),
         ),
         None => response,

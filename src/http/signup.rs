@@ -1,9 +1,13 @@
 //! `POST /signup` and its `OPTIONS` preflight: the origin check and CORS headers, the per-IP
-//! limit, the bounded body read, the honeypot, Turnstile, the call to the gate, and for a plain
-//! HTML form a `303 See Other` to the configured success or failure page.
+//! and per-network limits, the bounded body read, the honeypot, Turnstile, the call to the
+//! gate, the signup's own credentials (status token in the body, confirmation credential in
+//! the cookie), and for a plain HTML form a `303 See Other` to the configured success or
+//! failure page.
 //!
-//! Invariant: the answer is built from typed values ([`Accepted`] or [`ApiError`]); nothing
-//! here reads JSON back.
+//! Invariants: the answer is built from typed values ([`Accepted`] or [`ApiError`]); nothing
+//! here reads JSON back; credentials are minted only for the signup this request made (the
+//! gate names it), and a honeypot decoy gets credentials of the same shape, told apart only by
+//! the secret's holder.
 
 use std::time::Duration;
 
@@ -12,22 +16,20 @@ use futures_util::StreamExt;
 use serde_json::json;
 use worker::{Cors, Env, Fetch, Headers, Method, Request, RequestInit, Response};
 
-use super::{answer_cors, error_response, header, json_response, own_origin, with_cors};
-use crate::browser::{check_origin, prefers_html, rate_limit_key};
-use crate::config::{BrowserConfig, Config, ConfigError, TurnstileConfig};
-use crate::confirm::signup_cookie;
+use super::{
+    answer_cors, error_response, header, json_response, limit_signup, own_origin, with_cors,
+};
+use crate::browser::{check_origin, credentials_allowed, is_loopback_http, prefers_html};
+use crate::config::{BrowserConfig, Config, ConfigError, Secret, TurnstileConfig};
+use crate::confirm::{signup_cookie, CookieSite};
 use crate::error::ApiError;
-use crate::gate::rpc::{Accepted, GateClient};
+use crate::gate::rpc::{Accepted, GateClient, SignupRef};
 use crate::request_id::RequestId;
-use crate::runtime::{body_bytes, now_ms, random_u32};
+use crate::runtime::{body_bytes, now_ms, random_u32, secure_random};
 use crate::signup::{parse_content_type, parse_signup, BodyFormat, Submission, MAX_BODY_BYTES};
-use crate::status_token;
+use crate::status_token::{self, Purpose};
 use crate::turnstile::{siteverify_body, verdict};
 
-/// The rate limiting binding in `wrangler.toml` (5 per 60 s per key).
-const IP_RATE_LIMITER_BINDING: &str = "IP_RATE_LIMITER";
-/// The limiter's period, for `Retry-After`.
-const IP_RATE_LIMIT_PERIOD_SECS: u64 = 60;
 /// How long Turnstile's siteverify may take.
 const TURNSTILE_TIMEOUT_MS: u64 = 5_000;
 
@@ -56,21 +58,44 @@ pub async fn post(req: &mut Request, env: &Env, config: Result<Config, ConfigErr
         Ok(accepted) => pages.success(&own_origin, accepted.status()),
         Err(error) => pages.failure(&own_origin, error),
     });
-    let cookie = result
-        .as_ref()
-        .ok()
-        .and_then(Accepted::status_token)
-        .map(|token| signup_cookie(token, own_origin.starts_with("https:")));
-    let response = match (location, result) {
-        (Some(location), _) => see_other(&location),
-        (None, Ok(accepted)) => json_response(accepted.http_status(), &accepted),
-        (None, Err(error)) => error_response(error),
+    let credentials = credentials_allowed(&browser.origin_policy, origin.as_deref(), &own_origin);
+    let minted = match (&result, &config.gate.tracking.status_token_secret) {
+        (Ok(accepted), Some(secret)) => accepted.signup().map(|made| mint(secret, made)),
+        _ => None,
     };
-    // Names this browser's signup for the confirmation page (see `confirm`).
-    if let Some(cookie) = cookie {
-        let _ = response.headers().append("set-cookie", &cookie);
+    let response = match (location, &result) {
+        (Some(location), _) => see_other(&location),
+        (None, Ok(accepted)) => json_response(
+            accepted.http_status(),
+            &accepted.public_body(minted.as_ref().map(|m| m.status_token.as_str())),
+        ),
+        (None, Err(error)) => error_response(*error),
+    };
+    // Names this browser's signup for the confirmation (see `confirm`); never in the body.
+    if let Some(minted) = minted {
+        let site = CookieSite {
+            loopback_http: is_loopback_http(&own_origin),
+            cross_site: credentials,
+        };
+        let _ = response
+            .headers()
+            .append("set-cookie", &signup_cookie(&minted.confirm, site));
     }
-    answer_cors(response, origin)
+    answer_cors(response, origin, credentials)
+}
+
+/// The two credentials of the signup this request made.
+struct Minted {
+    status_token: String,
+    confirm: String,
+}
+
+fn mint(secret: &Secret, made: &SignupRef) -> Minted {
+    let secret = secret.expose().as_bytes();
+    Minted {
+        status_token: status_token::issue(secret, Purpose::Status, made),
+        confirm: status_token::issue(secret, Purpose::Confirm, made),
+    }
 }
 
 /// `OPTIONS /signup`, the CORS preflight.
@@ -78,7 +103,8 @@ pub fn preflight(req: &Request, config: Result<Config, ConfigError>) -> Response
     cors_preflight(req, config, Method::Post, "content-type")
 }
 
-/// A CORS preflight for one `method` and one request header, for allowed origins only.
+/// A CORS preflight for one `method` and one request header, for allowed origins only; with
+/// `Access-Control-Allow-Credentials` for an origin listed by name.
 pub(super) fn cors_preflight(
     req: &Request,
     config: Result<Config, ConfigError>,
@@ -97,14 +123,22 @@ pub(super) fn cors_preflight(
                 .set("allow", &format!("{method}, OPTIONS"));
             match origin {
                 None => response,
-                Some(origin) => with_cors(
-                    response,
-                    &Cors::new()
-                        .with_origins([origin])
-                        .with_methods([method])
-                        .with_allowed_headers([request_header])
-                        .with_max_age(86_400),
-                ),
+                Some(origin) => {
+                    let credentials = credentials_allowed(
+                        &config.browser.origin_policy,
+                        Some(&origin),
+                        &own_origin(req),
+                    );
+                    with_cors(
+                        response,
+                        &Cors::new()
+                            .with_origins([origin])
+                            .with_credentials(credentials)
+                            .with_methods([method])
+                            .with_allowed_headers([request_header])
+                            .with_max_age(86_400),
+                    )
+                }
             }
         }
     }
@@ -137,7 +171,7 @@ async fn signup(
     request_id: &RequestId,
 ) -> Result<Accepted, ApiError> {
     let browser = &config.browser;
-    limit_ip(req, env, browser, request_id).await?;
+    limit_signup(req, env, browser, request_id).await?;
     let format = parse_content_type(header(req, "content-type").as_deref())?;
     let body = read_body_limited(req).await?;
     let (email, token) = match parse_signup(format, &body, &browser.honeypot_field)? {
@@ -149,17 +183,16 @@ async fn signup(
             crate::log::info(
                 || json!({"event": "honeypot", "field": browser.honeypot_field, "request_id": request_id}),
             );
-            // Shaped like a real answer, token included (one that names nothing).
-            let decoy_token = config.gate.tracking.status_token_secret.as_ref().map(|_| {
-                status_token::issue(
-                    &random_bytes::<32>(),
-                    &hex::encode(random_bytes::<32>()),
-                    now_ms(),
-                )
-            });
+            // Shaped like a real answer, credentials included: real ones, under the real
+            // secret, for a signup that never was (`status` and `confirm` answer for it as for
+            // a signup whose link is never opened).
+            let decoy = match &config.gate.tracking.status_token_secret {
+                None => None,
+                Some(secret) => Some(decoy_signup(secret)?),
+            };
             return Ok(Accepted::Sent {
-                message_id: Some(decoy_message_id()),
-                status_token: decoy_token,
+                message_id: Some(decoy_message_id()?),
+                signup: decoy,
             });
         }
     };
@@ -188,36 +221,6 @@ fn log_signup(request_id: &RequestId, result: &Result<Accepted, ApiError>) {
     );
 }
 
-/// The Workers Rate Limiting binding, keyed by `CF-Connecting-IP` (IPv6 by its /64; 5 per 60 s).
-async fn limit_ip(
-    req: &Request,
-    env: &Env,
-    browser: &BrowserConfig,
-    request_id: &RequestId,
-) -> Result<(), ApiError> {
-    if !browser.ip_rate_limit {
-        return Ok(());
-    }
-    let ip = rate_limit_key(header(req, "cf-connecting-ip").as_deref());
-    let limiter = env.rate_limiter(IP_RATE_LIMITER_BINDING).map_err(|e| {
-        crate::log::error(json!({"event": "rate_limiter_missing", "binding": IP_RATE_LIMITER_BINDING, "error": e.to_string(), "request_id": request_id}));
-        ApiError::Misconfigured
-    })?;
-    match limiter.limit(ip).await {
-        Ok(outcome) if outcome.success => Ok(()),
-        Ok(_) => Err(ApiError::RateLimited {
-            retry_after_secs: IP_RATE_LIMIT_PERIOD_SECS,
-        }),
-        Err(e) => {
-            // A broken limiter must not take signups down with it.
-            crate::log::error(
-                json!({"event": "rate_limiter_failed", "error": e.to_string(), "request_id": request_id}),
-            );
-            Ok(())
-        }
-    }
-}
-
 /// Turnstile's siteverify: anything but an explicit success is `captcha_failed`.
 pub(super) async fn verify_turnstile(
     turnstile: &TurnstileConfig,
@@ -228,7 +231,7 @@ pub(super) async fn verify_turnstile(
     let Some(token) = token else {
         return Err(ApiError::CaptchaFailed);
     };
-    let idempotency_key = random_uuid();
+    let idempotency_key = random_uuid()?;
     let body = siteverify_body(
         turnstile.secret_key.expose(),
         token,
@@ -267,29 +270,40 @@ pub(super) async fn verify_turnstile(
     })
 }
 
-fn random_bytes<const N: usize>() -> [u8; N] {
+/// Bytes from the platform's CSPRNG; `unavailable` if it fails (never a clock fallback).
+fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
     let mut bytes = [0u8; N];
-    for chunk in bytes.chunks_mut(4) {
-        let word = random_u32().to_le_bytes();
-        chunk.copy_from_slice(&word[..chunk.len()]);
-    }
-    bytes
+    secure_random(&mut bytes).map_err(|error| {
+        crate::log::error(json!({"event": "random_source_failed", "error": error}));
+        ApiError::Unavailable
+    })?;
+    Ok(bytes)
 }
 
 /// A random (version 4) UUID, for Turnstile's idempotency key.
-fn random_uuid() -> String {
-    uuid::Builder::from_random_bytes(random_bytes())
+fn random_uuid() -> Result<String, ApiError> {
+    Ok(uuid::Builder::from_random_bytes(random_bytes()?)
         .into_uuid()
-        .to_string()
+        .to_string())
 }
 
 /// A MessageId-shaped value for a bot, so its answer looks like everyone else's.
-fn decoy_message_id() -> String {
-    format!(
+fn decoy_message_id() -> Result<String, ApiError> {
+    Ok(format!(
         "0100{}-{}-000000",
-        hex::encode(random_bytes::<6>()),
-        random_uuid()
-    )
+        hex::encode(random_bytes::<6>()?),
+        random_uuid()?
+    ))
+}
+
+/// A signup that never was, for the honeypot: a random key, and the decoy nonce of that key.
+fn decoy_signup(secret: &Secret) -> Result<SignupRef, ApiError> {
+    let key = hex::encode(random_bytes::<32>()?);
+    Ok(SignupRef {
+        nonce: status_token::decoy_nonce(secret.expose().as_bytes(), &key),
+        key,
+        signed_up_ms: now_ms(),
+    })
 }
 
 /// Reads at most [`MAX_BODY_BYTES`]: a larger `Content-Length` is refused unread, and a chunked

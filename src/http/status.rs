@@ -1,17 +1,21 @@
-//! `GET /signup/status` and its preflight: the status token from `Authorization: Bearer` or
-//! `?token=`, checked here (401 when missing, forged or expired), then the signup's status from
-//! the region's gate (404 when it names no signup). CORS as for `/signup`.
+//! `GET /signup/status` and its preflight: the per-IP lookup limit, then the status token from
+//! `Authorization: Bearer` only (a query string ends up in logs), checked here (401 when
+//! missing, forged or expired), then the signup's status from the region's gate (404 when it
+//! names no signup). A honeypot decoy's token is answered here as a signup whose link is never
+//! opened: `sent`, then `expired` when a real link would. CORS as for `/signup`.
 
 use worker::{Env, Method, Request, Response};
 
 use super::signup::{allowed_origin, cors_preflight};
-use super::{answer_cors, error_response, header, json_response};
+use super::{answer_cors, error_response, header, json_response, limit_lookup};
 use crate::config::{Config, ConfigError, Secret};
-use crate::confirm::token_from_request;
+use crate::confirm::bearer_token;
 use crate::error::ApiError;
+use crate::gate::queue::rfc3339_utc;
 use crate::gate::rpc::{GateClient, SignupRef, SignupStatus, STATUS_PATH};
-use crate::runtime::now_ms;
-use crate::status_token;
+use crate::request_id::RequestId;
+use crate::runtime::{now_ms, random_u32};
+use crate::status_token::{self, Purpose};
 
 pub async fn get(req: &Request, env: &Env, config: Result<Config, ConfigError>) -> Response {
     let Ok(config) = config else {
@@ -25,7 +29,7 @@ pub async fn get(req: &Request, env: &Env, config: Result<Config, ConfigError>) 
         Ok(status) => json_response(200, &status),
         Err(error) => error_response(error),
     };
-    answer_cors(response, origin)
+    answer_cors(response, origin, false)
 }
 
 /// `OPTIONS /signup/status`: a GET with an `Authorization` header needs a preflight.
@@ -34,31 +38,80 @@ pub fn preflight(req: &Request, config: Result<Config, ConfigError>) -> Response
 }
 
 async fn status(req: &Request, env: &Env, config: &Config) -> Result<SignupStatus, ApiError> {
+    let request_id = RequestId::from_ray_or_random(header(req, "cf-ray").as_deref(), random_u32);
+    limit_lookup(req, env, &config.browser, &request_id).await?;
     let secret = config
         .gate
         .tracking
         .status_token_secret
         .as_ref()
         .ok_or(ApiError::StatusOff)?;
-    let query_token = req.url().ok().and_then(|url| {
-        url.query_pairs()
-            .find(|(name, _)| name == "token")
-            .map(|(_, value)| value.into_owned())
-    });
     let authorization = header(req, "authorization");
-    let token = token_from_request(authorization.as_deref(), query_token.as_deref())
-        .ok_or(ApiError::InvalidToken)?;
-    let signup = signup_named_by(secret, token)?;
+    let token = bearer_token(authorization.as_deref()).ok_or(ApiError::InvalidToken)?;
+    let signup = signup_named_by(secret, Purpose::Status, token)?;
+    if status_token::is_decoy(secret.expose().as_bytes(), &signup) {
+        return Ok(decoy_status(
+            &signup,
+            config.gate.tracking.link_ttl_ms,
+            now_ms(),
+        ));
+    }
     GateClient::for_region(env, &config.ses.region)?
         .signup(STATUS_PATH, &signup)
         .await
 }
 
-/// The signup a token names, if the token is genuine and current.
-pub(super) fn signup_named_by(secret: &Secret, token: &str) -> Result<SignupRef, ApiError> {
-    let token = status_token::verify(secret.expose().as_bytes(), token, now_ms())?;
-    Ok(SignupRef {
-        key: token.key,
-        signed_up_ms: token.signed_up_ms,
-    })
+/// The signup a credential for `purpose` names, if it is genuine and current.
+pub(super) fn signup_named_by(
+    secret: &Secret,
+    purpose: Purpose,
+    token: &str,
+) -> Result<SignupRef, ApiError> {
+    Ok(status_token::verify(secret.expose().as_bytes(), purpose, token, now_ms())?.signup)
+}
+
+/// What a signup sent at the decoy's time and never clicked reads as at `now_ms`. Its send
+/// time is a real send's distance after the signup (60–315 ms, fixed by the nonce), as the
+/// token's payload shows the signup's time to whoever decodes it.
+fn decoy_status(signup: &SignupRef, link_ttl_ms: u64, now_ms: u64) -> SignupStatus {
+    let delay = signup
+        .nonce
+        .get(..2)
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .unwrap_or(0)
+        + 60;
+    let sent_ms = signup.signed_up_ms + delay;
+    let expired = now_ms >= sent_ms + link_ttl_ms;
+    SignupStatus {
+        status: if expired { "expired" } else { "sent" }.to_string(),
+        verified: false,
+        confirmed: false,
+        position: None,
+        estimated_send_at: None,
+        sent_at: Some(rfc3339_utc(sent_ms)),
+        verified_at: None,
+        reason: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decoy_reads_as_a_sent_signup_until_its_link_would_expire() {
+        let signup = SignupRef {
+            key: "k".into(),
+            signed_up_ms: 1_000,
+            nonce: "0a00".into(),
+        };
+        let sent = decoy_status(&signup, 600_000, 2_000);
+        assert_eq!(
+            serde_json::to_value(&sent).expect("json"),
+            serde_json::json!({"status": "sent", "verified": false, "confirmed": false, "sentAt": rfc3339_utc(1_070)}),
+            "sent a plausible moment after the signup, as a real one is"
+        );
+        assert_eq!(decoy_status(&signup, 600_000, 601_069).status, "sent");
+        assert_eq!(decoy_status(&signup, 600_000, 601_070).status, "expired");
+    }
 }

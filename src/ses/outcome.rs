@@ -44,6 +44,11 @@ pub enum Outcome {
     },
     /// SES deleted the identity (or never had it).
     Deleted,
+    /// One page of the account's email identities, and the token for the next page.
+    Listed {
+        identities: Vec<String>,
+        next_token: Option<String>,
+    },
     /// Worth another try in a later slot.
     Retryable(RetryReason),
     /// The deployment is misconfigured. `clock_skew` marks the signature-time variants, whose fix
@@ -63,6 +68,7 @@ impl Outcome {
             Self::Sent { .. } => "Sent",
             Self::Checked { .. } => "Checked",
             Self::Deleted => "Deleted",
+            Self::Listed { .. } => "Listed",
             Self::Retryable(RetryReason::Throttled) => "Throttled",
             Self::Retryable(RetryReason::ServerError) => "ServerError",
             Self::Config { clock_skew: true } => "ConfigClockSkew",
@@ -88,7 +94,20 @@ pub fn classify(status: u16, reply: &Result<Reply, Unparseable>) -> Outcome {
             statuses: statuses.clone(),
         },
         Ok(Reply::Deleted { .. }) if (200..300).contains(&status) => Outcome::Deleted,
-        Ok(Reply::Sent { .. } | Reply::Checked { .. } | Reply::Deleted { .. }) => Outcome::Unknown,
+        Ok(Reply::Listed {
+            identities,
+            next_token,
+            ..
+        }) if (200..300).contains(&status) => Outcome::Listed {
+            identities: identities.clone(),
+            next_token: next_token.clone(),
+        },
+        Ok(
+            Reply::Sent { .. }
+            | Reply::Checked { .. }
+            | Reply::Deleted { .. }
+            | Reply::Listed { .. },
+        ) => Outcome::Unknown,
         Ok(Reply::Failed(error)) => classify_error(status, error),
         // A 2xx is SES's word that it took the call, whatever happened to the body on the way.
         Err(_) if (200..300).contains(&status) => Outcome::Sent { message_id: None },
@@ -104,10 +123,17 @@ pub fn classify_for(call: &SesCall, status: u16, reply: &Result<Reply, Unparseab
     match (call, classify(status, reply)) {
         (SesCall::Send { .. }, sent @ Outcome::Sent { .. }) => sent,
         (SesCall::Check { .. }, checked @ Outcome::Checked { .. }) => checked,
+        (SesCall::List { .. }, listed @ Outcome::Listed { .. }) => listed,
         (SesCall::Delete { .. }, Outcome::Deleted | Outcome::Sent { message_id: None }) => {
             Outcome::Deleted
         }
-        (_, Outcome::Sent { .. } | Outcome::Checked { .. } | Outcome::Deleted) => Outcome::Unknown,
+        (
+            _,
+            Outcome::Sent { .. }
+            | Outcome::Checked { .. }
+            | Outcome::Deleted
+            | Outcome::Listed { .. },
+        ) => Outcome::Unknown,
         (_, other) => other,
     }
 }
@@ -147,6 +173,7 @@ pub fn api_error_for(outcome: &Outcome, retry_after_secs: u64) -> ApiError {
         Outcome::Sent { .. }
         | Outcome::Checked { .. }
         | Outcome::Deleted
+        | Outcome::Listed { .. }
         | Outcome::Retryable(RetryReason::ServerError)
         | Outcome::Unknown => ApiError::UpstreamError,
     }

@@ -1,5 +1,5 @@
 //! The SES Query XML replies to the gate's calls (`SendCustomVerificationEmail`,
-//! `GetIdentityVerificationAttributes`, `DeleteIdentity`), parsed with quick-xml into a typed
+//! `GetIdentityVerificationAttributes`, `DeleteIdentity`, `ListIdentities`), parsed with quick-xml into a typed
 //! [`Reply`]. Anything that is not a well-formed success or error document for one of these
 //! actions is [`Unparseable`], never a success. DTDs are refused outright, so no entity is ever expanded
 //! beyond XML's five predefined ones and character references.
@@ -10,8 +10,9 @@ use quick_xml::Reader;
 
 /// The most nested elements a reply may have; SES uses four.
 const MAX_DEPTH: usize = 16;
-/// The most elements a reply may have in all (100 identities' statuses take about 410).
-const MAX_ELEMENTS: usize = 1024;
+/// The most elements a reply may have in all (100 identities' statuses take about 410; a
+/// `ListIdentities` page of 1,000 about 1,006).
+const MAX_ELEMENTS: usize = 1100;
 
 /// What SES answered, once the XML made sense.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,12 @@ pub enum Reply {
     },
     /// `DeleteIdentity` succeeded (SES also says so for an identity it never had).
     Deleted {
+        request_id: Option<String>,
+    },
+    /// One `ListIdentities` page: the identities, and the token for the next page if any.
+    Listed {
+        identities: Vec<String>,
+        next_token: Option<String>,
         request_id: Option<String>,
     },
     Failed(SesError),
@@ -127,6 +134,25 @@ pub fn parse_reply(body: &[u8], header_request_id: Option<&str>) -> Result<Reply
             })
         }
         "DeleteIdentityResponse" => Ok(Reply::Deleted { request_id }),
+        "ListIdentitiesResponse" => {
+            let result = root
+                .child("ListIdentitiesResult")
+                .ok_or(Unparseable("success without ListIdentitiesResult"))?;
+            let identities = result
+                .child("Identities")
+                .ok_or(Unparseable("success without Identities"))?
+                .children
+                .iter()
+                .filter(|member| member.name == "member")
+                .map(|member| member.text.trim().to_string())
+                .filter(|identity| !identity.is_empty())
+                .collect();
+            Ok(Reply::Listed {
+                identities,
+                next_token: result.child_text("NextToken").map(str::to_string),
+                request_id,
+            })
+        }
         _ => Err(Unparseable(
             "the root element is not a response to any call the gate makes",
         )),
@@ -300,6 +326,41 @@ mod tests {
         assert!(parse_reply(no_status, None).is_err());
         let no_result = br#"<GetIdentityVerificationAttributesResponse/>"#;
         assert!(parse_reply(no_result, None).is_err());
+    }
+
+    #[test]
+    fn a_list_page_gives_its_identities_and_the_next_token_and_a_full_page_fits_the_limits() {
+        let members: String = (0..1000)
+            .map(|n| format!("<member>u{n}@example.com</member>"))
+            .collect();
+        let page = format!(
+            r#"<ListIdentitiesResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/"><ListIdentitiesResult><Identities>{members}</Identities><NextToken>u999@example.com</NextToken></ListIdentitiesResult><ResponseMetadata><RequestId>r-1</RequestId></ResponseMetadata></ListIdentitiesResponse>"#
+        );
+        match parse_reply(page.as_bytes(), None) {
+            Ok(Reply::Listed {
+                identities,
+                next_token,
+                request_id,
+            }) => {
+                assert_eq!(identities.len(), 1000);
+                assert_eq!(identities[0], "u0@example.com");
+                assert_eq!(next_token.as_deref(), Some("u999@example.com"));
+                assert_eq!(request_id.as_deref(), Some("r-1"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let last = br#"<ListIdentitiesResponse><ListIdentitiesResult><Identities/></ListIdentitiesResult></ListIdentitiesResponse>"#;
+        assert_eq!(
+            parse_reply(last, None),
+            Ok(Reply::Listed {
+                identities: vec![],
+                next_token: None,
+                request_id: None
+            })
+        );
+        let no_identities =
+            br#"<ListIdentitiesResponse><ListIdentitiesResult/></ListIdentitiesResponse>"#;
+        assert!(parse_reply(no_identities, None).is_err());
     }
 
     #[test]

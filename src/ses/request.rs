@@ -1,5 +1,6 @@
 //! The SES Query requests the gate makes ([`SesCall`]: `SendCustomVerificationEmail`,
-//! `GetIdentityVerificationAttributes` for up to 100 identities, `DeleteIdentity`): their
+//! `GetIdentityVerificationAttributes` for up to 100 identities, `DeleteIdentity`, and one page
+//! of `ListIdentities` for the email identities that exist before the gate's sends): their
 //! form-encoded bodies and their SigV4 headers. Time is a parameter; nothing here reads a clock
 //! (the wasm32 clock traps).
 
@@ -20,6 +21,9 @@ pub const API_VERSION: &str = "2010-12-01";
 pub const SEND_ACTION: &str = "SendCustomVerificationEmail";
 pub const CHECK_ACTION: &str = "GetIdentityVerificationAttributes";
 pub const DELETE_ACTION: &str = "DeleteIdentity";
+pub const LIST_ACTION: &str = "ListIdentities";
+/// Identities asked for per `ListIdentities` page (SES's most).
+pub const LIST_PAGE_SIZE: usize = 1000;
 /// SES answers at most this many identities per `GetIdentityVerificationAttributes`.
 pub const MAX_IDENTITIES_PER_CHECK: usize = 100;
 /// SES signs as `ses`, although its host is `email.<region>.amazonaws.com`.
@@ -56,6 +60,11 @@ pub enum SesCall {
     Check { identities: Vec<EmailAddress> },
     /// Remove one email identity from the account.
     Delete { identity: EmailAddress },
+    /// One page of the account's email identities (`NextToken` from the previous page).
+    List {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next_token: Option<String>,
+    },
 }
 
 impl SesCall {
@@ -65,6 +74,7 @@ impl SesCall {
             Self::Send { .. } => SEND_ACTION,
             Self::Check { .. } => CHECK_ACTION,
             Self::Delete { .. } => DELETE_ACTION,
+            Self::List { .. } => LIST_ACTION,
         }
     }
 
@@ -74,6 +84,7 @@ impl SesCall {
             Self::Send { email } => std::slice::from_ref(email),
             Self::Check { identities } => identities,
             Self::Delete { identity } => std::slice::from_ref(identity),
+            Self::List { .. } => &[],
         }
     }
 }
@@ -114,6 +125,19 @@ fn build_identity_body(action: &str, identities: &[EmailAddress]) -> String {
     form.finish()
 }
 
+/// The form body of one `ListIdentities` page of email identities.
+fn build_list_body(next_token: Option<&str>) -> String {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("Action", LIST_ACTION)
+        .append_pair("Version", API_VERSION)
+        .append_pair("IdentityType", "EmailAddress")
+        .append_pair("MaxItems", &LIST_PAGE_SIZE.to_string());
+    if let Some(token) = next_token {
+        form.append_pair("NextToken", token);
+    }
+    form.finish()
+}
+
 /// `call` as a signed request, dated `now_ms`, with the signing key `keys` holds for the day.
 pub fn build_request(
     config: &SesConfig,
@@ -127,6 +151,7 @@ pub fn build_request(
             &config.template_name,
             config.configuration_set.as_deref(),
         ),
+        SesCall::List { next_token } => build_list_body(next_token.as_deref()),
         other => build_identity_body(other.action(), other.addresses()),
     };
     let post = FormPost {
@@ -374,6 +399,9 @@ mod tests {
             SesCall::Delete {
                 identity: email("a@b.io"),
             },
+            SesCall::List {
+                next_token: Some("a+b/c==".into()),
+            },
         ];
         let configs = [
             ses_config(&[]),
@@ -404,7 +432,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(signatures.len(), 4 * 5 * 3, "every case signs differently");
+        assert_eq!(signatures.len(), 4 * 5 * 4, "every case signs differently");
     }
 
     fn ses_config(extra: &[(&str, &str)]) -> SesConfig {
@@ -534,6 +562,33 @@ mod tests {
         assert_eq!(a.url, "http://127.0.0.1:4579/");
         assert_eq!(a.body, b.body);
         assert_ne!(a.headers, b.headers, "the host is part of the signature");
+    }
+
+    #[test]
+    fn a_list_asks_for_one_page_of_email_identities_and_passes_the_next_token_back() {
+        let first = build_request(
+            &ses_config(&[]),
+            &SigningKeys::default(),
+            &SesCall::List { next_token: None },
+            1_440_938_160_000,
+        );
+        assert_eq!(
+            first.body,
+            "Action=ListIdentities&Version=2010-12-01&IdentityType=EmailAddress&MaxItems=1000"
+        );
+        let next = build_request(
+            &ses_config(&[]),
+            &SigningKeys::default(),
+            &SesCall::List {
+                next_token: Some("a+b/c==".into()),
+            },
+            1_440_938_160_000,
+        );
+        assert!(
+            next.body.ends_with("&NextToken=a%2Bb%2Fc%3D%3D"),
+            "{}",
+            next.body
+        );
     }
 
     fn send(address: &str) -> SesCall {

@@ -1,16 +1,20 @@
-//! The gate's follow-up of every signup it took: tracking rows, status tokens, the detection
-//! sweep (`GetIdentityVerificationAttributes`, up to 100 identities a call), human
-//! confirmations, webhook delivery and identity clean-up (`DeleteIdentity`).
+//! The gate's follow-up of every signup it took: tracking rows, the identity records of the
+//! addresses sent to, the detection sweep (`GetIdentityVerificationAttributes`, up to 100
+//! identities a call), human confirmations, webhook delivery, identity clean-up
+//! (`DeleteIdentity`) and the identity snapshot (`ListIdentities`).
 //!
 //! Invariants:
 //! - every SES call here takes a slot from the same reservations as the sends, and only when no
 //!   signup is queued or being sent directly: sends come first, then checks (a confirmed
-//!   signup's first), then clean-up; at most one follow-up call is ever ahead of a new signup;
+//!   signup's first), then clean-up, then the snapshot; at most one follow-up call is ever ahead
+//!   of a new signup;
 //! - `/signup/status` is answered from the gate's rows and never calls SES, so any number of
 //!   pollers cost nothing beyond the sweep;
 //! - an event is stored (with its final id and body) in the same synchronous step as the change
 //!   it reports, and leaves the outbox only once the receiver answered 2xx or the retry window
-//!   ended; an identity is deleted only after its final event left the outbox.
+//!   ended; an identity is deleted only after its final event left the outbox;
+//! - only an identity the gate's own send created is ever deleted (`identities`), and no send to
+//!   an identity goes out while its delete is in flight.
 
 use serde_json::json;
 
@@ -18,22 +22,25 @@ use super::{Gate, GateRuntime, RETRY_LATER_MS};
 use crate::config::WebhookConfig;
 use crate::email::EmailAddress;
 use crate::error::ApiError;
+use crate::gate::identities::{identity_key, Identity, Owner, Snapshot};
 use crate::gate::queue::{estimated_send_at_ms, rfc3339_utc};
 use crate::gate::rpc::{CallRequest, CallResult, SendReply, SenderLink, SignupRef, SignupStatus};
 use crate::gate::slots::Reservation;
 use crate::gate::store::{GateStore, OutboxEvent, StoreError};
-use crate::gate::tracking::{Cleanup, Effects, Signup, SignupState, RETENTION_MS};
+use crate::gate::tracking::{Confirmation, Effects, Signup, SignupState, RETENTION_MS};
 use crate::gate::webhook::{self, EventKind};
 use crate::redact::tag_of;
 use crate::ses::outcome::{Outcome, RetryReason};
 use crate::ses::request::{SesCall, MAX_IDENTITIES_PER_CHECK};
-use crate::status_token;
 
 /// Records past their retention are looked for this often (and at each object's start).
 const FORGET_EVERY_MS: u64 = 3_600_000;
 
 /// A status check also takes the identities due within this long.
 const CHECK_LOOKAHEAD_MS: u64 = 60_000;
+
+/// After a `ListIdentities` page fails, the listing waits this long.
+const LIST_RETRY_MS: u64 = 10 * 60_000;
 
 /// What one step of follow-up did.
 pub enum FollowUp {
@@ -46,43 +53,76 @@ pub enum FollowUp {
 /// The SES work that is due, in priority order.
 enum SesWork {
     Check(Vec<(String, Signup)>),
-    Delete(String, Signup),
+    Delete(String, Identity),
+    List(Option<String>),
 }
 
-/// A signup's row as `track_signup` stored it, and the row it replaced (put back if the signup
-/// is taken back).
+/// A `ListIdentities` listing under way (in memory: a restarted object starts it again).
+pub(super) struct Listing {
+    snapshot: Snapshot,
+    next_token: Option<String>,
+}
+
+/// A signup's rows as `track_signup` stored them, and the rows they replaced (put back if the
+/// signup is taken back).
 pub(super) struct Tracked {
     previous: Option<Signup>,
+    previous_identity: Option<Identity>,
+    identity_key: String,
     row: Signup,
 }
 
+impl Tracked {
+    /// The signup this request made.
+    pub(super) fn signup_ref(&self, key: &str) -> SignupRef {
+        SignupRef {
+            key: key.to_string(),
+            signed_up_ms: self.row.signed_up_ms,
+            nonce: self.row.nonce.clone(),
+        }
+    }
+}
+
 impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
-    /// A status token for the signup of `key` at `signed_up_ms`, when tokens are on.
-    pub(super) fn status_token(&self, key: &str, signed_up_ms: u64) -> Option<String> {
-        let secret = self.config.tracking.status_token_secret.as_ref()?;
-        Some(status_token::issue(
-            secret.expose().as_bytes(),
-            key,
-            signed_up_ms,
-        ))
+    /// The identity key of an address (`identities::identity_key` under the gate's key).
+    pub(super) fn identity_key_of(&self, address: &str) -> String {
+        identity_key(&self.address_secret, address)
     }
 
-    /// Records a new signup (queued until sent). A replaced row's ownership of the identity
-    /// carries over: its identity may still be waiting for clean-up.
+    /// Records a new signup (queued until sent) with its random `nonce`, and its identity's
+    /// record as the send will leave it: ownership is decided now, before the send leaves.
+    /// The replaced row keeps nothing of it until the new signup is sent or queued.
     pub(super) fn track_signup(
         &self,
         key: &str,
         email: &EmailAddress,
         now: u64,
+        nonce: String,
     ) -> Result<Tracked, StoreError> {
         let previous = self.store.load_signup(key)?;
-        let mut row = Signup::queued(email, now);
-        row.owned = previous.as_ref().is_some_and(|p| p.owned);
+        let row = Signup::queued(email, now, nonce);
         self.store.store_signup(key, &row)?;
-        Ok(Tracked { previous, row })
+        let identity_key = self.identity_key_of(email.as_str());
+        let previous_identity = self.store.load_identity(&identity_key)?;
+        let tracking = &self.config.tracking;
+        let identity = Identity::at_send(
+            &self.address_secret,
+            email,
+            previous_identity.as_ref(),
+            tracking.identity_keep.protects(email),
+            self.snapshot.borrow().as_ref(),
+            now,
+        );
+        self.store.store_identity(&identity_key, &identity)?;
+        Ok(Tracked {
+            previous,
+            previous_identity,
+            identity_key,
+            row,
+        })
     }
 
-    /// What the signup's answer means for its row. Returns when the follow-up work it created
+    /// What the signup's answer means for its rows. Returns when the follow-up work it created
     /// is due (the first check of a sent signup, a rejection's webhook event), for the alarm:
     /// a queued signup has none yet (the drain schedules its check when it sends it), and a
     /// signup taken back leaves the work that was already armed.
@@ -93,6 +133,15 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         reply: &SendReply,
     ) -> Option<u64> {
         use crate::gate::rpc::Accepted;
+        let taken = matches!(
+            reply,
+            Ok(_) | Err(ApiError::Rejected | ApiError::UpstreamTimeout)
+        );
+        if taken {
+            if let Err(e) = self.replaced(&tracked) {
+                self.log_store_error(&e);
+            }
+        }
         let (due, result) = match reply {
             // Written from the row `track_signup` stored, not read back: while the signup is in
             // the request no check, confirmation or drain names its row (it is not queued and
@@ -118,18 +167,50 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             // It may have reached SES: follow it as sent, so a click is still noticed.
             Err(ApiError::UpstreamTimeout) => (self.store_sent(key, tracked.row, None), Ok(())),
             // Neither sent nor queued: as if it never came.
-            Err(_) => (
-                None,
-                match tracked.previous {
-                    Some(previous) => self.store.store_signup(key, &previous),
-                    None => self.store.forget_signup(key),
-                },
-            ),
+            Err(_) => (None, self.take_back_rows(key, &tracked)),
         };
         if let Err(e) = result {
             self.log_store_error(&e);
         }
         due
+    }
+
+    /// Puts back the rows a signup that was neither sent nor queued replaced.
+    fn take_back_rows(&self, key: &str, tracked: &Tracked) -> Result<(), StoreError> {
+        match &tracked.previous {
+            Some(previous) => self.store.store_signup(key, previous)?,
+            None => self.store.forget_signup(key)?,
+        }
+        match &tracked.previous_identity {
+            Some(previous) => self.store.store_identity(&tracked.identity_key, previous),
+            None => self.store.forget_identity(&tracked.identity_key),
+        }
+    }
+
+    /// A newer signup of the same mailbox took the place of `tracked.previous`: a signup still
+    /// under way is dropped (`replaced`, reported), and its identity, if another address's,
+    /// keeps its own clean-up duty (due now: no click on its link counts any more).
+    fn replaced(&self, tracked: &Tracked) -> Result<(), StoreError> {
+        let Some(mut previous) = tracked.previous.clone() else {
+            return Ok(());
+        };
+        if previous.state.is_final() {
+            return Ok(());
+        }
+        let effects = previous.failed(SignupState::Dropped, Some("replaced"));
+        self.update(|g| g.tracking.replaced += 1);
+        let identity_key = self.identity_key_of(previous.email.as_str());
+        if identity_key != tracked.identity_key {
+            if let Some(mut identity) = self.store.load_identity(&identity_key)? {
+                identity.finish(
+                    self.config.tracking.identity_cleanup,
+                    false,
+                    self.runtime.now_ms(),
+                );
+                self.store.store_identity(&identity_key, &identity)?;
+            }
+        }
+        self.report(&previous, &identity_key, false, &effects)
     }
 
     /// SES took the send of the queued signup keyed `key`. Returns when its first check is due.
@@ -142,7 +223,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     ) -> Option<u64> {
         match self.store.load_signup(key) {
             Ok(row) => {
-                let row = row.unwrap_or_else(|| Signup::queued(email, signed_up_ms));
+                let row = row.unwrap_or_else(|| Signup::queued(email, signed_up_ms, String::new()));
                 self.store_sent(key, row, message_id)
             }
             Err(e) => {
@@ -172,15 +253,46 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             };
             let effects = signup.failed(state, reason);
             self.store.store_signup(key, &signup)?;
-            self.report(key, &signup, &effects)
+            self.finished(&signup, &effects)
         });
         if let Err(e) = result {
             self.log_store_error(&e);
         }
     }
 
-    /// Logs the events (by address tag) and, with a webhook, stores them for delivery.
-    fn report(&self, key: &str, signup: &Signup, effects: &Effects) -> Result<(), StoreError> {
+    /// Reports `effects` of `signup`, and when they make it final, settles its identity's
+    /// clean-up: a delete (after the final event's delivery with a webhook), or none.
+    fn finished(&self, signup: &Signup, effects: &Effects) -> Result<(), StoreError> {
+        let identity_key = self.identity_key_of(signup.email.as_str());
+        let mut releases = false;
+        if signup.state.is_final() && !effects.events.is_empty() {
+            if let Some(mut identity) = self.store.load_identity(&identity_key)? {
+                let webhook_waits = self.config.tracking.webhook.is_some()
+                    && matches!(signup.state, SignupState::Verified | SignupState::Expired);
+                identity.finish(
+                    self.config.tracking.identity_cleanup,
+                    webhook_waits,
+                    self.runtime.now_ms(),
+                );
+                releases = identity.cleanup == crate::gate::identities::Cleanup::AfterDelivery;
+                if !identity.has_work() || identity.owner != Owner::Ours {
+                    self.update(|g| g.tracking.cleanup_skipped += 1);
+                }
+                self.store.store_identity(&identity_key, &identity)?;
+            }
+        }
+        self.report(signup, &identity_key, releases, effects)
+    }
+
+    /// Logs the events (by address tag) and, with a webhook, stores them for delivery. An event
+    /// that `releases` the identity's clean-up lets it go ahead once delivered.
+    fn report(
+        &self,
+        signup: &Signup,
+        identity_key: &str,
+        releases: bool,
+        effects: &Effects,
+    ) -> Result<(), StoreError> {
         let now = self.runtime.now_ms();
         for kind in &effects.events {
             let kind = *kind;
@@ -191,29 +303,21 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 EventKind::Rejected | EventKind::Dropped => {}
             });
             self.runtime.log_info(
-                || json!({"event": "signup_event", "type": kind.as_str(), "address": tag_of(key)}),
+                || json!({"event": "signup_event", "type": kind.as_str(), "address": tag_of(identity_key)}),
             );
             if self.config.tracking.webhook.is_none() {
                 continue;
             }
             self.store.add_event(&OutboxEvent {
-                id: webhook::event_id(key, signup.signed_up_ms, kind),
-                key: key.to_string(),
+                id: webhook::event_id(identity_key, signup.signed_up_ms, kind),
+                key: identity_key.to_string(),
                 body: webhook::event_body(kind, now, &signup.event_data()),
                 created_ms: now,
                 next_attempt_ms: now,
                 attempts: 0,
-                releases_cleanup: matches!(kind, EventKind::Verified | EventKind::Expired)
-                    && signup.cleanup == Cleanup::AfterDelivery,
+                releases_cleanup: releases
+                    && matches!(kind, EventKind::Verified | EventKind::Expired),
             })?;
-        }
-        let final_without_cleanup = effects
-            .events
-            .iter()
-            .any(|k| matches!(k, EventKind::Verified | EventKind::Expired))
-            && signup.cleanup == Cleanup::Skipped;
-        if final_without_cleanup {
-            self.update(|g| g.tracking.cleanup_skipped += 1);
         }
         Ok(())
     }
@@ -235,15 +339,27 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             Some(_) => self.store.next_event_at()?,
             None => None,
         };
-        let cleanup = self
-            .store
-            .next_cleanup()?
-            .map(|_| (now + self.config.interval_ms).max(self.cleanup_held_until.get()));
-        Ok([check, event, cleanup].into_iter().flatten().min())
+        let soonest_call = now + self.config.interval_ms;
+        let cleanup = self.store.next_cleanup_at()?.map(|at| at.max(soonest_call));
+        let list = self.list_due_at(now).map(|at| at.max(soonest_call));
+        Ok([check, event, cleanup, list].into_iter().flatten().min())
+    }
+
+    /// When the identity snapshot is next due to be taken (none while clean-up is off: it
+    /// serves only to decide what may be deleted).
+    fn list_due_at(&self, now: u64) -> Option<u64> {
+        if !self.config.tracking.identity_cleanup {
+            return None;
+        }
+        let stale = match (&*self.listing.borrow(), &*self.snapshot.borrow()) {
+            (Some(_), _) | (None, None) => true,
+            (None, Some(snapshot)) => snapshot.is_stale(now),
+        };
+        stale.then(|| now.max(self.list_held_until.get()))
     }
 
     /// One step of follow-up, run by the drain when the queue is empty: a webhook delivery, or
-    /// one SES call (a check, else a deletion) if a slot is free now.
+    /// one SES call (a check, else a deletion, else a snapshot page) if a slot is free now.
     pub(super) async fn follow_up(&self, now: u64, started: u64) -> FollowUp {
         if now >= started + super::DRAIN_BUDGET_MS {
             return FollowUp::Done(Some(now));
@@ -266,8 +382,9 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         }
         if now >= self.next_forget_ms.get() {
             self.next_forget_ms.set(now + FORGET_EVERY_MS);
-            self.store
-                .forget_signups(now.saturating_sub(RETENTION_MS))?;
+            let before = now.saturating_sub(RETENTION_MS);
+            self.store.forget_signups(before)?;
+            self.store.forget_identities(before)?;
         }
         let Some(work) = self.ses_work_due(now)? else {
             return Ok(FollowUp::Done(self.next_follow_up_at(now)?));
@@ -292,7 +409,8 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         };
         let made = match work {
             SesWork::Check(due) => self.check(due, slot).await?,
-            SesWork::Delete(key, signup) => self.delete(&key, &signup, slot).await?,
+            SesWork::Delete(key, identity) => self.delete(&key, identity, slot).await?,
+            SesWork::List(next_token) => self.list(next_token, slot).await?,
         };
         Ok(if made {
             FollowUp::Again
@@ -301,7 +419,8 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         })
     }
 
-    /// Due checks first (a confirmed signup's before the rest), then one clean-up.
+    /// Due checks first (a confirmed signup's before the rest), then one clean-up, then one
+    /// snapshot page.
     fn ses_work_due(&self, now: u64) -> Result<Option<SesWork>, StoreError> {
         // Once one check is due, the call also takes those due soon (up to 100 in all): a
         // call costs the same for 1 identity as for 100.
@@ -314,13 +433,18 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         {
             return Ok(Some(SesWork::Check(due)));
         }
-        if now < self.cleanup_held_until.get() {
-            return Ok(None);
+        if let Some((key, identity)) = self.store.next_cleanup(now)? {
+            return Ok(Some(SesWork::Delete(key, identity)));
         }
-        Ok(self
-            .store
-            .next_cleanup()?
-            .map(|(key, signup)| SesWork::Delete(key, signup)))
+        if self.list_due_at(now).is_some_and(|at| at <= now) {
+            let next_token = self
+                .listing
+                .borrow()
+                .as_ref()
+                .and_then(|l| l.next_token.clone());
+            return Ok(Some(SesWork::List(next_token)));
+        }
+        Ok(None)
     }
 
     /// One `GetIdentityVerificationAttributes` call for `due`, at `slot`. `false` if the call
@@ -339,6 +463,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             return Ok(false);
         };
         let now = self.runtime.now_ms();
+        let ttl = self.config.tracking.link_ttl_ms;
         let statuses = match result {
             CallResult::Answered(Outcome::Checked { statuses }) => statuses,
             failure => {
@@ -348,10 +473,15 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                     failure,
                     CallResult::Answered(Outcome::Retryable(RetryReason::Throttled))
                 ) {
-                    // Not a hot loop: these signups wait a while before the next try.
-                    for (key, mut signup) in due {
-                        signup.next_check_ms = Some(now + RETRY_LATER_MS);
+                    // Not a hot loop: these signups wait a while before the next try, and one
+                    // that can never be checked expires after its link did.
+                    for (key, checked) in due {
+                        let Some(mut signup) = self.current(&key, &checked)? else {
+                            continue;
+                        };
+                        let effects = signup.check_failed(now, now + RETRY_LATER_MS, ttl);
                         self.store.store_signup(&key, &signup)?;
+                        self.finished(&signup, &effects)?;
                     }
                 }
                 return Ok(true);
@@ -361,55 +491,74 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             g.succeeded();
             g.tracking.checks += 1;
         });
-        let tracking = &self.config.tracking;
         for (key, checked) in due {
             // Re-read: a confirmation or a new signup of the address may have come meanwhile.
-            let Some(mut signup) = self.store.load_signup(&key)? else {
+            let Some(mut signup) = self.current(&key, &checked)? else {
                 continue;
             };
-            if signup.signed_up_ms != checked.signed_up_ms {
-                continue;
-            }
             let status = statuses
                 .iter()
                 .find(|(identity, _)| identity.eq_ignore_ascii_case(signup.email.as_str()))
                 .map(|(_, status)| status.as_str());
-            let effects = signup.checked(
-                status,
-                now,
-                tracking.link_ttl_ms,
-                tracking.identity_cleanup,
-                tracking.webhook.is_some(),
-            );
+            let identity_key = self.identity_key_of(signup.email.as_str());
+            if let Some(mut identity) = self.store.load_identity(&identity_key)? {
+                if identity.observed(status) {
+                    self.store.store_identity(&identity_key, &identity)?;
+                }
+            }
+            let effects = signup.checked(status, now, ttl);
             self.store.store_signup(&key, &signup)?;
-            self.report(&key, &signup, &effects)?;
+            self.finished(&signup, &effects)?;
         }
         Ok(true)
     }
 
-    /// One `DeleteIdentity` call for a signup this Worker saw pending, at `slot`.
-    async fn delete(&self, key: &str, signup: &Signup, slot: u64) -> Result<bool, StoreError> {
+    /// The row keyed `key` if it is still the signup `checked` was.
+    fn current(&self, key: &str, checked: &Signup) -> Result<Option<Signup>, StoreError> {
+        Ok(self
+            .store
+            .load_signup(key)?
+            .filter(|s| s.signed_up_ms == checked.signed_up_ms && s.nonce == checked.nonce))
+    }
+
+    /// One `DeleteIdentity` call for an identity the gate's send created, at `slot`. No send
+    /// to it leaves while the call is in flight (see `send_or_queue`).
+    async fn delete(&self, key: &str, identity: Identity, slot: u64) -> Result<bool, StoreError> {
         let call = CallRequest {
             call: SesCall::Delete {
-                identity: signup.email.clone(),
+                identity: identity.email.clone(),
             },
             slot_ms: slot,
-            attempt: 1,
+            attempt: identity.cleanup_failures + 1,
             address_tag: tag_of(key).to_string(),
             request_id: None,
         };
-        let Some(result) = self.call_sender(&call).await else {
+        self.deleting.replace(Some(key.to_string()));
+        let result = self.call_sender(&call).await;
+        self.deleting.replace(None);
+        let Some(result) = result else {
             return Ok(false);
         };
+        // Re-read: a new send to the address may have come meanwhile (and queued behind this
+        // call); its record says so, and then nothing is marked done.
+        let Some(mut current) = self.store.load_identity(key)? else {
+            return Ok(true);
+        };
+        let still_due = current.cleanup == crate::gate::identities::Cleanup::Due;
         if result != CallResult::Answered(Outcome::Deleted) {
             self.call_failed(&result, "identity_delete_failed");
             self.update(|g| g.tracking.deletes_failed += 1);
-            if !matches!(
+            let throttled = matches!(
                 result,
                 CallResult::Answered(Outcome::Retryable(RetryReason::Throttled))
-            ) {
-                self.cleanup_held_until
-                    .set(self.runtime.now_ms() + RETRY_LATER_MS);
+            );
+            if still_due && !throttled {
+                let given_up = current.delete_failed(self.runtime.now_ms());
+                self.store.store_identity(key, &current)?;
+                if given_up {
+                    self.update(|g| g.tracking.cleanup_given_up += 1);
+                    self.runtime.log_error(json!({"event": "identity_cleanup_given_up", "address": tag_of(key), "attempts": current.cleanup_failures}));
+                }
             }
             return Ok(true);
         }
@@ -419,10 +568,71 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         });
         self.runtime
             .log_info(|| json!({"event": "identity_deleted", "address": tag_of(key)}));
-        if let Some(mut current) = self.store.load_signup(key)? {
-            if current.cleanup == Cleanup::Due {
-                current.cleanup = Cleanup::Done;
-                self.store.store_signup(key, &current)?;
+        if still_due {
+            current.deleted();
+            self.store.store_identity(key, &current)?;
+        }
+        Ok(true)
+    }
+
+    /// One `ListIdentities` page at `slot`. Every identity listed that the gate's own send did
+    /// not create goes into the snapshot; the last page replaces the stored snapshot.
+    async fn list(&self, next_token: Option<String>, slot: u64) -> Result<bool, StoreError> {
+        let started = self.runtime.now_ms();
+        let call = CallRequest {
+            call: SesCall::List { next_token },
+            slot_ms: slot,
+            attempt: 1,
+            address_tag: "identity snapshot".into(),
+            request_id: None,
+        };
+        let Some(result) = self.call_sender(&call).await else {
+            return Ok(false);
+        };
+        let (identities, next_token) = match result {
+            CallResult::Answered(Outcome::Listed {
+                identities,
+                next_token,
+            }) => (identities, next_token),
+            failure => {
+                self.call_failed(&failure, "identity_list_failed");
+                if failure != CallResult::Answered(Outcome::Retryable(RetryReason::Throttled)) {
+                    self.list_held_until
+                        .set(self.runtime.now_ms() + LIST_RETRY_MS);
+                }
+                return Ok(true);
+            }
+        };
+        self.update(|g| {
+            g.succeeded();
+            g.tracking.list_pages += 1;
+        });
+        let mut listing = self.listing.take().unwrap_or_else(|| Listing {
+            snapshot: Snapshot::new(started),
+            next_token: None,
+        });
+        for identity in &identities {
+            let key = self.identity_key_of(identity);
+            let ours = self
+                .store
+                .load_identity(&key)?
+                .is_some_and(|record| record.owner == Owner::Ours);
+            if !ours {
+                listing.snapshot.add(&self.address_secret, identity);
+            }
+        }
+        match next_token {
+            Some(token) => {
+                listing.next_token = Some(token);
+                self.listing.replace(Some(listing));
+            }
+            None => {
+                self.store.store_snapshot(&listing.snapshot)?;
+                self.update(|g| g.tracking.snapshots_taken += 1);
+                self.runtime.log_info(
+                    || json!({"event": "identity_snapshot", "identities": listing.snapshot.len()}),
+                );
+                self.snapshot.replace(Some(listing.snapshot));
             }
         }
         Ok(true)
@@ -491,19 +701,24 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         if !event.releases_cleanup {
             return Ok(());
         }
-        if let Some(mut signup) = self.store.load_signup(&event.key)? {
-            if signup.cleanup == Cleanup::AfterDelivery {
-                signup.cleanup = Cleanup::Due;
-                self.store.store_signup(&event.key, &signup)?;
+        if let Some(mut identity) = self.store.load_identity(&event.key)? {
+            if identity.release(self.runtime.now_ms()) {
+                self.store.store_identity(&event.key, &identity)?;
             }
         }
         Ok(())
     }
 
-    /// The row a token names, if it is still that signup.
+    /// The row a credential names, if it is still that signup (same time, same nonce).
     fn named_signup(&self, signup: &SignupRef) -> Result<Signup, ApiError> {
         match self.store.load_signup(&signup.key) {
-            Ok(Some(row)) if row.signed_up_ms == signup.signed_up_ms => Ok(row),
+            Ok(Some(row))
+                if row.signed_up_ms == signup.signed_up_ms
+                    && !row.nonce.is_empty()
+                    && row.nonce == signup.nonce =>
+            {
+                Ok(row)
+            }
             Ok(_) => Err(ApiError::UnknownSignup),
             Err(e) => {
                 self.log_store_error(&e);
@@ -518,8 +733,10 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         Ok(self.view(&signup.key, &row))
     }
 
-    /// A person pressed the confirmation button. A signup still pending is checked at once if
-    /// nothing else waits for a slot, else first in the next sweep.
+    /// A person pressed the confirmation button. It counts only once the link was opened: a
+    /// signup not seen verified yet is checked at once if nothing else waits for a slot (else
+    /// first in the next sweep), and the confirmation is refused unless that check saw it
+    /// verified.
     pub async fn confirm(&self, signup: &SignupRef) -> Result<SignupStatus, ApiError> {
         let status = self.take_confirmation(signup).await;
         self.save_state();
@@ -528,38 +745,71 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
 
     async fn take_confirmation(&self, signup: &SignupRef) -> Result<SignupStatus, ApiError> {
         let mut row = self.named_signup(signup)?;
-        let (effects, check_now) = row.confirm();
-        let stored = self
-            .store
-            .store_signup(&signup.key, &row)
-            .and_then(|()| self.report(&signup.key, &row, &effects));
-        if let Err(e) = stored {
+        if row.confirm() == Confirmation::NotYetSeen {
+            self.check_before_confirming(signup, &mut row).await?;
+        }
+        let answer = match row.confirm() {
+            Confirmation::Recorded(effects) => {
+                let stored = self
+                    .store
+                    .store_signup(&signup.key, &row)
+                    .and_then(|()| self.finished(&row, &effects));
+                if let Err(e) = stored {
+                    self.log_store_error(&e);
+                    return Err(ApiError::Unavailable);
+                }
+                self.runtime.log_info(
+                    || json!({"event": "signup_confirmed", "address": tag_of(&signup.key)}),
+                );
+                Ok(self.view(&signup.key, &row))
+            }
+            Confirmation::Already => Ok(self.view(&signup.key, &row)),
+            Confirmation::NotYetSeen | Confirmation::Refused => {
+                self.update(|g| g.tracking.confirmations_refused += 1);
+                self.runtime.log_info(
+                    || json!({"event": "confirmation_refused", "status": row.state.as_str(), "address": tag_of(&signup.key)}),
+                );
+                Err(ApiError::NotVerified)
+            }
+        };
+        self.arm_follow_up().await;
+        answer
+    }
+
+    /// Asks SES about a sent signup now, if the gate is idle; else puts its check first in the
+    /// next sweep. `row` is the signup as it stands afterwards.
+    async fn check_before_confirming(
+        &self,
+        signup: &SignupRef,
+        row: &mut Signup,
+    ) -> Result<(), ApiError> {
+        row.check_first();
+        if let Err(e) = self.store.store_signup(&signup.key, row) {
             self.log_store_error(&e);
             return Err(ApiError::Unavailable);
         }
-        self.runtime
-            .log_info(|| json!({"event": "signup_confirmed", "address": tag_of(&signup.key)}));
-        if check_now {
-            let now = self.runtime.now_ms();
-            let idle = !self.draining.get()
-                && self.direct_by_domain.borrow().is_empty()
-                && self.store.queue_len().is_ok_and(|n| n == 0)
-                && self.state.borrow().paused_until_ms.is_none_or(|t| t <= now);
-            let slot = if idle {
-                self.update(|g| g.reserve(now, self.config.interval_ms, self.config.max_wait_ms))
-            } else {
-                Reservation::Busy {
-                    retry_after_secs: 1,
-                }
-            };
-            if let Reservation::Slot { at_ms } = slot {
-                if let Err(e) = self.check(vec![(signup.key.clone(), row)], at_ms).await {
-                    self.log_store_error(&e);
-                }
+        let now = self.runtime.now_ms();
+        let idle = !self.draining.get()
+            && self.direct_by_domain.borrow().is_empty()
+            && self.store.queue_len().is_ok_and(|n| n == 0)
+            && self.state.borrow().paused_until_ms.is_none_or(|t| t <= now);
+        let slot = if idle {
+            self.update(|g| g.reserve(now, self.config.interval_ms, self.config.max_wait_ms))
+        } else {
+            Reservation::Busy {
+                retry_after_secs: 1,
+            }
+        };
+        if let Reservation::Slot { at_ms } = slot {
+            if let Err(e) = self
+                .check(vec![(signup.key.clone(), row.clone())], at_ms)
+                .await
+            {
+                self.log_store_error(&e);
             }
         }
-        self.arm_follow_up().await;
-        self.status(signup)
+        *row = self.named_signup(signup)?;
+        Ok(())
     }
 
     fn view(&self, key: &str, signup: &Signup) -> SignupStatus {
