@@ -38,6 +38,7 @@ pub struct RequestRecord {
     /// Arrival time in Unix microseconds.
     pub received_at_us: u64,
     pub action: Option<String>,
+    /// `EmailAddress` (a send) or `Identity` (a delete).
     pub email_address: Option<String>,
     /// `valid`, the SigV4 failure code, or `unchecked` when a fault answered first.
     pub signature: String,
@@ -286,7 +287,11 @@ async fn query_api(
         request_id: request_id.clone(),
         received_at_us: micros(arrived),
         action: params.get("Action").map(str::to_string),
-        email_address: params.get("EmailAddress").map(str::to_string),
+        // The address a send mails, or the identity a delete names.
+        email_address: params
+            .get("EmailAddress")
+            .or_else(|| params.get("Identity"))
+            .map(str::to_string),
         signature: "unchecked".into(),
         fault: None,
         status: 0,

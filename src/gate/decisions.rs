@@ -260,7 +260,10 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             }
             _ => {}
         }
-        if let Some(at) = follow_up_due {
+        // A gate with no snapshot yet takes one as soon as it is idle: until then, ownership
+        // waits for each identity's first check.
+        let snapshot_due = self.snapshot_due_soon(arrival);
+        if let Some(at) = [follow_up_due, snapshot_due].into_iter().flatten().min() {
             self.alarm_by(at).await;
         }
         reply.map(|accepted| accepted.made(made))
@@ -2394,6 +2397,38 @@ mod tests {
             "{:?}",
             h.deleted()
         );
+    }
+
+    #[test]
+    fn a_signup_replaced_before_any_snapshot_or_check_is_asked_about_before_any_delete() {
+        let limits = GateConfig {
+            address_limits: AddressLimits {
+                cooldown_ms: 1_000,
+                daily_max: 0,
+            },
+            ..tracking(false)
+        };
+        // The From address first (verified long ago), then a variant a second later: the
+        // From's signup is replaced before anything was known about its identity.
+        let h = Harness::without_snapshot(limits.clone(), &[("noreply@example.com", "Success")]);
+        h.store.fail("store snapshot");
+        h.sent("noreply@example.com");
+        h.runtime.advance_by(1_100);
+        h.sent("noreply+x@example.com");
+        h.drain_until(START + 700_000);
+        assert!(
+            !h.deleted().contains(&"noreply@example.com".to_string()),
+            "{:?}",
+            h.actions()
+        );
+        // A new address replaced the same way is the gate's (pending when asked): deleted.
+        let h = Harness::without_snapshot(limits, &[]);
+        h.store.fail("store snapshot");
+        h.sent("fresh@example.com");
+        h.runtime.advance_by(1_100);
+        h.sent("fresh+x@example.com");
+        h.drain_until(START + 700_000);
+        assert_eq!(h.deleted(), ["fresh@example.com", "fresh+x@example.com"]);
     }
 
     #[test]

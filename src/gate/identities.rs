@@ -41,7 +41,8 @@ pub enum Owner {
     Ours,
     /// It existed before the gate's send, or is protected: never deleted.
     NotOurs,
-    /// No snapshot existed at the send: the first check decides (pending or absent: ours).
+    /// No snapshot existed at the send: the first check decides (pending or absent: ours),
+    /// made before any delete if the signup ended before its first check.
     Unknown,
 }
 
@@ -189,18 +190,35 @@ impl Identity {
     }
 
     /// Its signup is over (verified, expired, replaced) at `now_ms`: the delete is due now,
-    /// after the final event's delivery, or never.
+    /// after the final event's delivery, or never. An identity whose owner is still unknown
+    /// (its signup ended before any check) is due too: the clean-up asks SES about it first
+    /// ([`Identity::must_check_first`]).
     pub fn finish(&mut self, cleanup_on: bool, after_delivery: bool, now_ms: u64) {
         if self.cleanup != Cleanup::NotYet {
             return;
         }
-        self.cleanup = match (self.owner == Owner::Ours && cleanup_on, after_delivery) {
+        let may_be_ours = matches!(self.owner, Owner::Ours | Owner::Unknown);
+        self.cleanup = match (may_be_ours && cleanup_on, after_delivery) {
             (false, _) => Cleanup::Skipped,
             (true, true) => Cleanup::AfterDelivery,
             (true, false) => Cleanup::Due,
         };
         if self.cleanup == Cleanup::Due {
             self.next_cleanup_ms = Some(now_ms);
+        }
+    }
+
+    /// Whether the clean-up must ask SES about it before deleting (its owner is unknown).
+    pub fn must_check_first(&self) -> bool {
+        self.owner == Owner::Unknown
+    }
+
+    /// The clean-up's check decided the owner: a delete stays due only if it is ours.
+    pub fn decided(&mut self, status: Option<&str>) {
+        self.observed(status);
+        if self.owner != Owner::Ours && self.cleanup == Cleanup::Due {
+            self.cleanup = Cleanup::Skipped;
+            self.next_cleanup_ms = None;
         }
     }
 
@@ -331,13 +349,24 @@ mod tests {
         assert_eq!(verified.owner, Owner::NotOurs);
         verified.finish(true, false, 2);
         assert_eq!(verified.cleanup, Cleanup::Skipped);
+        // A signup that ended before its first check: the clean-up asks first.
         let mut undecided = Identity::at_send(SECRET, &email("a@b.io"), None, false, None, 1);
         undecided.finish(true, false, 2);
+        assert_eq!(undecided.cleanup, Cleanup::Due);
+        assert!(undecided.must_check_first());
+        let mut verified_then = undecided.clone();
+        verified_then.decided(Some("Success"));
         assert_eq!(
-            undecided.cleanup,
-            Cleanup::Skipped,
-            "unknown is never deleted"
+            (verified_then.owner, verified_then.cleanup),
+            (Owner::NotOurs, Cleanup::Skipped),
+            "verified when first seen: maybe the operator's, never deleted"
         );
+        undecided.decided(Some("Pending"));
+        assert_eq!(
+            (undecided.owner, undecided.cleanup),
+            (Owner::Ours, Cleanup::Due)
+        );
+        assert!(!undecided.must_check_first());
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub enum FollowUp {
 /// The SES work that is due, in priority order.
 enum SesWork {
     Check(Vec<(String, Signup)>),
+    /// Ask SES about an identity due for deletion whose owner is still unknown.
+    Resolve(String, Identity),
     Delete(String, Identity),
     List(Option<String>),
 }
@@ -345,6 +347,16 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         Ok([check, event, cleanup, list].into_iter().flatten().min())
     }
 
+    /// When the first snapshot is due, if none was ever taken (none otherwise: a stale one is
+    /// refreshed by the sweep's own alarms).
+    pub(super) fn snapshot_due_soon(&self, now: u64) -> Option<u64> {
+        if self.snapshot.borrow().is_some() {
+            return None;
+        }
+        self.list_due_at(now)
+            .map(|at| at.max(now + self.config.interval_ms))
+    }
+
     /// When the identity snapshot is next due to be taken (none while clean-up is off: it
     /// serves only to decide what may be deleted).
     fn list_due_at(&self, now: u64) -> Option<u64> {
@@ -409,6 +421,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         };
         let made = match work {
             SesWork::Check(due) => self.check(due, slot).await?,
+            SesWork::Resolve(key, identity) => self.resolve(&key, identity, slot).await?,
             SesWork::Delete(key, identity) => self.delete(&key, identity, slot).await?,
             SesWork::List(next_token) => self.list(next_token, slot).await?,
         };
@@ -434,6 +447,9 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             return Ok(Some(SesWork::Check(due)));
         }
         if let Some((key, identity)) = self.store.next_cleanup(now)? {
+            if identity.must_check_first() {
+                return Ok(Some(SesWork::Resolve(key, identity)));
+            }
             return Ok(Some(SesWork::Delete(key, identity)));
         }
         if self.list_due_at(now).is_some_and(|at| at <= now) {
@@ -521,6 +537,57 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             .filter(|s| s.signed_up_ms == checked.signed_up_ms && s.nonce == checked.nonce))
     }
 
+    /// One `GetIdentityVerificationAttributes` call, at `slot`, for an identity due for deletion
+    /// whose owner no check decided yet (its signup ended first): pending or absent, it is the
+    /// gate's and stays due; verified, it may be anyone's and is left alone.
+    async fn resolve(&self, key: &str, identity: Identity, slot: u64) -> Result<bool, StoreError> {
+        let call = CallRequest {
+            call: SesCall::Check {
+                identities: vec![identity.email.clone()],
+            },
+            slot_ms: slot,
+            attempt: 1,
+            address_tag: tag_of(key).to_string(),
+            request_id: None,
+        };
+        let Some(result) = self.call_sender(&call).await else {
+            return Ok(false);
+        };
+        let Some(mut current) = self.store.load_identity(key)? else {
+            return Ok(true);
+        };
+        match result {
+            CallResult::Answered(Outcome::Checked { statuses }) => {
+                self.update(|g| {
+                    g.succeeded();
+                    g.tracking.checks += 1;
+                });
+                if current.must_check_first() {
+                    let status = statuses
+                        .iter()
+                        .find(|(i, _)| i.eq_ignore_ascii_case(current.email.as_str()))
+                        .map(|(_, s)| s.as_str());
+                    current.decided(status);
+                    if current.cleanup == crate::gate::identities::Cleanup::Skipped {
+                        self.update(|g| g.tracking.cleanup_skipped += 1);
+                    }
+                    self.store.store_identity(key, &current)?;
+                }
+            }
+            failure => {
+                self.call_failed(&failure, "status_check_failed");
+                self.update(|g| g.tracking.checks_failed += 1);
+                if failure != CallResult::Answered(Outcome::Retryable(RetryReason::Throttled))
+                    && current.delete_failed(self.runtime.now_ms())
+                {
+                    self.update(|g| g.tracking.cleanup_given_up += 1);
+                }
+                self.store.store_identity(key, &current)?;
+            }
+        }
+        Ok(true)
+    }
+
     /// One `DeleteIdentity` call for an identity the gate's send created, at `slot`. No send
     /// to it leaves while the call is in flight (see `send_or_queue`).
     async fn delete(&self, key: &str, identity: Identity, slot: u64) -> Result<bool, StoreError> {
@@ -576,7 +643,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     }
 
     /// One `ListIdentities` page at `slot`. Every identity listed that the gate's own send did
-    /// not create goes into the snapshot; the last page replaces the stored snapshot.
+    /// not (or may not) create goes into the snapshot; the last page replaces the stored one.
     async fn list(&self, next_token: Option<String>, slot: u64) -> Result<bool, StoreError> {
         let started = self.runtime.now_ms();
         let call = CallRequest {
@@ -613,11 +680,13 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         });
         for identity in &identities {
             let key = self.identity_key_of(identity);
-            let ours = self
+            // The gate's own, or one whose first check has not decided yet (a later refresh
+            // takes it in if it turns out to be older than the send).
+            let maybe_ours = self
                 .store
                 .load_identity(&key)?
-                .is_some_and(|record| record.owner == Owner::Ours);
-            if !ours {
+                .is_some_and(|record| record.owner != Owner::NotOurs);
+            if !maybe_ours {
                 listing.snapshot.add(&self.address_secret, identity);
             }
         }
