@@ -33,6 +33,9 @@ pub const PRIORITY_CHECK: u64 = 0;
 pub const RETENTION_MS: u64 = 8 * 24 * 3_600_000;
 /// A signup SES could not be asked about is expired this long after its link's expiry.
 pub const UNCHECKED_MARGIN_MS: u64 = 3_600_000;
+/// A confirmation asks SES at once at most this often per signup (pressing the button again
+/// and again costs at most one call per gap).
+pub const CONFIRM_CHECK_GAP_MS: u64 = 2_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -81,6 +84,9 @@ pub struct Signup {
     /// credential names).
     #[serde(default)]
     pub nonce: String,
+    /// When a confirmation last asked SES about it at once.
+    #[serde(default)]
+    pub confirm_check_ms: Option<u64>,
 }
 
 /// What the gate's follow-up has done, for `GET /gate/stats` (kept in the gate state).
@@ -151,6 +157,7 @@ impl Signup {
             next_check_ms: None,
             reason: None,
             nonce,
+            confirm_check_ms: None,
         }
     }
 
@@ -233,11 +240,20 @@ impl Signup {
         }
     }
 
-    /// Asks for a check before every scheduled one (a person says they opened the link).
-    pub fn check_first(&mut self) {
-        if self.state == SignupState::Sent {
-            self.next_check_ms = Some(PRIORITY_CHECK);
+    /// Asks for a check before every scheduled one (a person says they opened the link), and
+    /// says whether SES may be asked at once: at most once per [`CONFIRM_CHECK_GAP_MS`].
+    pub fn check_first(&mut self, now_ms: u64) -> bool {
+        if self.state != SignupState::Sent {
+            return false;
         }
+        self.next_check_ms = Some(PRIORITY_CHECK);
+        let at_once = self
+            .confirm_check_ms
+            .is_none_or(|last| now_ms >= last + CONFIRM_CHECK_GAP_MS);
+        if at_once {
+            self.confirm_check_ms = Some(now_ms);
+        }
+        at_once
     }
 
     /// The facts an event about this signup reports.
@@ -359,8 +375,13 @@ mod tests {
         let mut signup = sent_at(0);
         assert_eq!(signup.confirm(), Confirmation::NotYetSeen);
         assert!(!signup.confirmed, "nothing is recorded before the click");
-        signup.check_first();
+        assert!(signup.check_first(100));
         assert_eq!(signup.next_check_ms, Some(PRIORITY_CHECK));
+        assert!(
+            !signup.check_first(1_000),
+            "pressed again at once: no second call"
+        );
+        assert!(signup.check_first(100 + CONFIRM_CHECK_GAP_MS));
         signup.checked(Some("Success"), 1_000, TTL);
         assert_eq!(
             signup.confirm(),

@@ -5,9 +5,10 @@
 //!
 //! Invariants:
 //! - every SES call here takes a slot from the same reservations as the sends, and only when no
-//!   signup is queued or being sent directly: sends come first, then checks (a confirmed
-//!   signup's first), then clean-up, then the snapshot; at most one follow-up call is ever ahead
-//!   of a new signup;
+//!   signup is queued or being sent directly: sends come first, then checks, then clean-up,
+//!   then the snapshot; at most one follow-up call is ever ahead of a new signup. The one
+//!   exception is a person pressing the confirmation button: that signup's check takes the next
+//!   slot within `GATE_MAX_WAIT_MS` (at most one per signup per `CONFIRM_CHECK_GAP_MS`);
 //! - `/signup/status` is answered from the gate's rows and never calls SES, so any number of
 //!   pollers cost nothing beyond the sweep;
 //! - an event is stored (with its final id and body) in the same synchronous step as the change
@@ -803,9 +804,8 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     }
 
     /// A person pressed the confirmation button. It counts only once the link was opened: a
-    /// signup not seen verified yet is checked at once if nothing else waits for a slot (else
-    /// first in the next sweep), and the confirmation is refused unless that check saw it
-    /// verified.
+    /// signup not seen verified yet is checked at once (see `check_before_confirming`), and the
+    /// confirmation is refused unless that check saw it verified.
     pub async fn confirm(&self, signup: &SignupRef) -> Result<SignupStatus, ApiError> {
         let status = self.take_confirmation(signup).await;
         self.save_state();
@@ -845,24 +845,22 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         answer
     }
 
-    /// Asks SES about a sent signup now, if the gate is idle; else puts its check first in the
-    /// next sweep. `row` is the signup as it stands afterwards.
+    /// Asks SES about a sent signup now (one slot within `GATE_MAX_WAIT_MS`, at most once per
+    /// `CONFIRM_CHECK_GAP_MS` per signup, never while the queue is paused); its check also goes
+    /// first in the next sweep. `row` is the signup as it stands afterwards.
     async fn check_before_confirming(
         &self,
         signup: &SignupRef,
         row: &mut Signup,
     ) -> Result<(), ApiError> {
-        row.check_first();
+        let now = self.runtime.now_ms();
+        let at_once = row.check_first(now);
         if let Err(e) = self.store.store_signup(&signup.key, row) {
             self.log_store_error(&e);
             return Err(ApiError::Unavailable);
         }
-        let now = self.runtime.now_ms();
-        let idle = !self.draining.get()
-            && self.direct_by_domain.borrow().is_empty()
-            && self.store.queue_len().is_ok_and(|n| n == 0)
-            && self.state.borrow().paused_until_ms.is_none_or(|t| t <= now);
-        let slot = if idle {
+        let paused = self.state.borrow().paused_until_ms.is_some_and(|t| t > now);
+        let slot = if at_once && !paused {
             self.update(|g| g.reserve(now, self.config.interval_ms, self.config.max_wait_ms))
         } else {
             Reservation::Busy {
