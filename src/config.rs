@@ -139,19 +139,24 @@ impl Default for TrackingConfig {
 pub struct KeepList(Vec<String>);
 
 impl KeepList {
-    /// A comma list; an entry that is neither an address nor a domain is refused.
+    /// A comma list; an entry that is neither an address nor a domain is refused. Entries are
+    /// kept as the address parser writes them (an internationalised domain in punycode), so
+    /// they compare with the addresses signups give.
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
         let mut entries = Vec::new();
         for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let lower = entry.to_ascii_lowercase();
-            let valid = match lower.split_once('@') {
-                Some(_) => EmailAddress::parse(&lower).is_ok(),
-                None => EmailAddress::parse(&format!("x@{lower}")).is_ok(),
+            let parsed = match entry.split_once('@') {
+                Some(_) => EmailAddress::parse(entry).map(|a| a.as_str().to_string()),
+                None => EmailAddress::parse(&format!("x@{entry}")).map(|a| {
+                    a.as_str()
+                        .rsplit_once('@')
+                        .map_or_else(String::new, |(_, d)| d.to_string())
+                }),
             };
-            if !valid {
+            let Ok(parsed) = parsed else {
                 return Err("must be a comma list of email addresses and domains");
-            }
-            entries.push(lower);
+            };
+            entries.push(parsed.to_ascii_lowercase());
         }
         Ok(Self(entries))
     }
@@ -907,5 +912,10 @@ mod tests {
         assert!(!keep.protects(&EmailAddress::parse("anyone@example.org").expect("valid")));
         assert!(KeepList::parse("not an address").is_err());
         assert_eq!(KeepList::parse(""), Ok(KeepList::default()));
+        let idn = KeepList::parse("bücher.de, Joerg@bücher.com").expect("valid");
+        assert!(idn.protects(&EmailAddress::parse("anna@bücher.de").expect("valid")));
+        assert!(idn.protects(&EmailAddress::parse("anna@xn--bcher-kva.de").expect("valid")));
+        assert!(!idn.protects(&EmailAddress::parse("anna@bucher.de").expect("valid")));
+        assert!(idn.protects(&EmailAddress::parse("joerg@bücher.com").expect("valid")));
     }
 }

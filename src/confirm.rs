@@ -95,6 +95,11 @@ pub enum ConfirmPage<'a> {
     Thanks,
     /// After the button, before the link in the email was opened (or SES has not said so yet).
     NotYet { site_key: Option<&'a str> },
+    /// After the button, in a browser whose cookie names a signup that is no longer current
+    /// (a newer signup of the address replaced it, or it was forgotten).
+    Replaced,
+    /// After the button, an error's sentence (a form gets a page, not JSON).
+    Error { message: &'a str },
 }
 
 pub fn render(which: ConfirmPage) -> String {
@@ -129,6 +134,14 @@ pub fn render(which: ConfirmPage) -> String {
             );
             (script, body)
         }
+        ConfirmPage::Replaced => (
+            String::new(),
+            r#"<h1>This signup is no longer current</h1><p id="replaced">A newer signup of this address replaced the one this browser made, or it expired. Use the link in the most recent email we sent, or sign up again.</p>"#.to_string(),
+        ),
+        ConfirmPage::Error { message } => (
+            String::new(),
+            format!(r#"<h1>Something went wrong</h1><p id="error">{}</p>"#, escape(message)),
+        ),
         ConfirmPage::Thanks => (String::new(), r#"<h1>Thank you</h1><p id="thanks">If you signed up in another browser or on another device, your address is verified; the confirmation is recorded only in the browser you signed up with.</p>"#.to_string()),
     };
     page("Confirm your address", "", &head, &body, "")
@@ -224,6 +237,7 @@ mod tests {
             status: "verified".into(),
             verified: true,
             confirmed: true,
+            contested: false,
             position: None,
             estimated_send_at: None,
             sent_at: None,
@@ -234,6 +248,8 @@ mod tests {
         assert!(page.contains(r#"data-status="verified""#));
         assert!(page.contains("verified and confirmed"));
         assert!(render(ConfirmPage::Thanks).contains("only in the browser you signed up with"));
+        assert!(render(ConfirmPage::Replaced).contains(r#"id="replaced""#));
+        assert!(render(ConfirmPage::Error { message: "a <b>" }).contains("a &lt;b&gt;"));
         let not_yet = render(ConfirmPage::NotYet { site_key: None });
         assert!(not_yet.contains(r#"id="not-yet""#));
         assert!(not_yet.contains(r#"<form method="post" action="/confirm">"#));

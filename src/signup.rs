@@ -58,9 +58,13 @@ pub enum Submission {
         email: EmailAddress,
         turnstile_token: Option<String>,
     },
-    /// The hidden honeypot field was filled in: a bot. It gets the normal success answer and
-    /// nothing is sent.
-    Honeypot,
+    /// The hidden honeypot field was filled in: a bot. Its address is checked as any other
+    /// (so its errors are everyone's), it goes through the same Turnstile check, then gets the
+    /// normal success answer and nothing is sent.
+    Honeypot {
+        email: EmailAddress,
+        turnstile_token: Option<String>,
+    },
 }
 
 /// The fields a signup may carry, before validation.
@@ -85,18 +89,22 @@ pub fn parse_signup(
         BodyFormat::Json => fields_from_json(body, honeypot_field)?,
         BodyFormat::Form => fields_from_form(body, honeypot_field)?,
     };
-    if fields.honeypot {
-        return Ok(Submission::Honeypot);
-    }
     let email =
         EmailAddress::parse(&fields.email.ok_or(ApiError::MissingEmail)?).map_err(|e| match e {
             EmailError::Empty => ApiError::MissingEmail,
             EmailError::Invalid => ApiError::InvalidEmail,
         })?;
     let turnstile_token = fields.turnstile_token.filter(|t| !t.trim().is_empty());
-    Ok(Submission::Signup {
-        email,
-        turnstile_token,
+    Ok(if fields.honeypot {
+        Submission::Honeypot {
+            email,
+            turnstile_token,
+        }
+    } else {
+        Submission::Signup {
+            email,
+            turnstile_token,
+        }
     })
 }
 
@@ -181,7 +189,7 @@ mod tests {
     fn email_of(submission: Result<Submission, ApiError>) -> Result<String, ApiError> {
         match submission? {
             Submission::Signup { email, .. } => Ok(email.to_string()),
-            Submission::Honeypot => Ok("<honeypot>".into()),
+            Submission::Honeypot { .. } => Ok("<honeypot>".into()),
         }
     }
 
@@ -388,15 +396,17 @@ mod tests {
     }
 
     #[test]
-    fn a_filled_honeypot_is_a_bot_whatever_else_the_body_says() {
+    fn a_filled_honeypot_is_a_bot_whose_address_errors_are_everyones() {
         assert_eq!(
             form(b"email=a%40b.io&website=http%3A%2F%2Fspam.example"),
             Ok("<honeypot>".into())
         );
+        // Told apart by nothing: a bad address is refused as it is for a person.
         assert_eq!(
             form(b"email=not-an-address&website=x"),
-            Ok("<honeypot>".into())
+            Err(ApiError::InvalidEmail)
         );
+        assert_eq!(form(b"website=x"), Err(ApiError::MissingEmail));
         assert_eq!(
             json(r#"{"email":"a@b.io","website":"x"}"#),
             Ok("<honeypot>".into())

@@ -59,6 +59,7 @@ impl Purpose {
 }
 
 const DECOY_LABEL: &[u8] = b"signup-verify/v2/decoy-nonce\0";
+const DECOY_KEY_LABEL: &[u8] = b"signup-verify/v2/decoy-key\0";
 
 /// What a valid credential names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,23 +153,48 @@ pub fn verify(
     Ok(claim)
 }
 
-/// The nonce of the honeypot's decoy signup keyed `key`: looks as random as a real one to
-/// anyone without the secret.
-pub fn decoy_nonce(secret: &[u8], key: &str) -> String {
-    let tag = mac(secret, DECOY_LABEL, key.as_bytes())
-        .finalize()
-        .into_bytes();
-    hex::encode(&tag[..NONCE_BYTES])
+/// The key of a honeypot decoy for `mailbox` (canonical): the same for every decoy of a
+/// mailbox, as a real signup's key is, and unlike any real key (another label and secret).
+pub fn decoy_key(secret: &[u8], mailbox: &str) -> String {
+    hex::encode(
+        mac(secret, DECOY_KEY_LABEL, mailbox.as_bytes())
+            .finalize()
+            .into_bytes(),
+    )
 }
 
-/// Whether `signup` is a honeypot decoy (compared in constant time).
+/// Random bytes in a decoy's nonce; the rest is their MAC, truncated.
+const DECOY_RANDOM_BYTES: usize = 8;
+
+/// A nonce for a honeypot decoy signup keyed `key`: `random` then a MAC of the key and
+/// `random`, so that it differs from decoy to decoy (as a real signup's does) and looks as
+/// random as a real one to anyone without the secret.
+pub fn decoy_nonce(secret: &[u8], key: &str, random: [u8; DECOY_RANDOM_BYTES]) -> String {
+    let tag = decoy_mac(secret, key, &random).finalize().into_bytes();
+    let mut nonce = random.to_vec();
+    nonce.extend_from_slice(&tag[..NONCE_BYTES - DECOY_RANDOM_BYTES]);
+    hex::encode(nonce)
+}
+
+fn decoy_mac(secret: &[u8], key: &str, random: &[u8]) -> Hmac<Sha256> {
+    let mut decoy = mac(secret, DECOY_LABEL, key.as_bytes());
+    decoy.update(b".");
+    decoy.update(random);
+    decoy
+}
+
+/// Whether `signup` is a honeypot decoy (its MAC compared in constant time).
 pub fn is_decoy(secret: &[u8], signup: &SignupRef) -> bool {
-    signup.nonce.len() == NONCE_BYTES * 2
-        && hex::decode(&signup.nonce).is_ok_and(|nonce| {
-            mac(secret, DECOY_LABEL, signup.key.as_bytes())
-                .verify_truncated_left(&nonce)
-                .is_ok()
-        })
+    if signup.nonce.len() != NONCE_BYTES * 2 {
+        return false;
+    }
+    let Ok(nonce) = hex::decode(&signup.nonce) else {
+        return false;
+    };
+    let (random, tag) = nonce.split_at(DECOY_RANDOM_BYTES);
+    decoy_mac(secret, &signup.key, random)
+        .verify_truncated_left(tag)
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -309,10 +335,18 @@ mod tests {
 
     #[test]
     fn a_decoy_is_known_only_by_its_nonce_and_looks_like_any_other_signup() {
-        let nonce = decoy_nonce(SECRET, KEY);
+        let nonce = decoy_nonce(SECRET, KEY, [7; 8]);
+        assert_ne!(
+            nonce,
+            decoy_nonce(SECRET, KEY, [8; 8]),
+            "a new one each time"
+        );
         assert_eq!(nonce.len(), NONCE_BYTES * 2);
         assert!(nonce.bytes().all(|b| b.is_ascii_hexdigit()));
         assert!(is_decoy(SECRET, &signup(&nonce)));
+        assert_eq!(decoy_key(SECRET, "a@b.io"), decoy_key(SECRET, "a@b.io"));
+        assert_ne!(decoy_key(SECRET, "a@b.io"), decoy_key(SECRET, "c@b.io"));
+        assert_eq!(decoy_key(SECRET, "a@b.io").len(), 64);
         assert!(!is_decoy(
             SECRET,
             &signup("00112233445566778899aabbccddeeff")

@@ -33,7 +33,7 @@ pub fn check(data: &[u8]) {
             );
             assert_reaches_ses_intact(&email);
         }
-        Ok(Submission::Honeypot) => assert!(body.len() <= MAX_BODY_BYTES),
+        Ok(Submission::Honeypot { .. }) => assert!(body.len() <= MAX_BODY_BYTES),
         Err(error) => {
             assert!(
                 (400..500).contains(&error.status()),

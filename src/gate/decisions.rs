@@ -35,7 +35,7 @@ use crate::gate::queue::{
     estimated_send_at_ms, fair_tag, rfc3339_utc, settle_head, DropReason, HeadResult, QueuedItem,
 };
 use crate::gate::rpc::{
-    Accepted, CallRequest, CallResult, GateStats, Recipient, SendReply, SenderLink,
+    Accepted, CallRequest, CallResult, GateStats, Recipient, SendReply, SenderLink, SignupRef,
 };
 use crate::gate::slots::{retry_jitter_ms, GateState, Reservation};
 use crate::gate::store::{GateStore, NewItem, QueueEnd, StoreError};
@@ -124,6 +124,8 @@ pub struct Gate<S, L, R> {
     list_held_until: Cell<u64>,
     /// The identity key whose `DeleteIdentity` is in flight: no send to it leaves meanwhile.
     deleting: RefCell<Option<String>>,
+    /// A confirmation's check is in flight (at most one at a time, in memory).
+    confirm_checking: Cell<bool>,
     /// When old signup records are next looked for (in memory).
     next_forget_ms: Cell<u64>,
     /// Direct sends in progress, by recipient domain (in memory: they live in requests).
@@ -181,6 +183,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             listing: RefCell::new(None),
             list_held_until: Cell::new(0),
             deleting: RefCell::new(None),
+            confirm_checking: Cell::new(false),
             next_forget_ms: Cell::new(0),
             direct_by_domain: RefCell::default(),
         })
@@ -188,13 +191,25 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
 
     /// A signup: dedupe, the per-address limits, then a direct send or the queue. Every line it
     /// logs carries `request_id`.
-    pub async fn send(&self, email: &EmailAddress, request_id: &RequestId) -> SendReply {
-        let reply = self.take_signup(email, request_id).await;
+    /// `presented`: the signup the request's browser holds a credential for (its cookie), if
+    /// any: a new signup that replaces that very signup is not contested.
+    pub async fn send(
+        &self,
+        email: &EmailAddress,
+        request_id: &RequestId,
+        presented: Option<&SignupRef>,
+    ) -> SendReply {
+        let reply = self.take_signup(email, request_id, presented).await;
         self.save_state();
         reply
     }
 
-    async fn take_signup(&self, email: &EmailAddress, request_id: &RequestId) -> SendReply {
+    async fn take_signup(
+        &self,
+        email: &EmailAddress,
+        request_id: &RequestId,
+        presented: Option<&SignupRef>,
+    ) -> SendReply {
         let arrival = self.runtime.now_ms();
         let key = address_key(&self.address_secret, email);
         let to = Recipient {
@@ -236,7 +251,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             return Err(ApiError::Busy { retry_after_secs });
         }
         // Tracked before the first await, so the drain always finds the row it updates.
-        let tracked = match self.track_signup(&key, email, arrival, nonce) {
+        let tracked = match self.track_signup(&key, email, arrival, nonce, presented) {
             Ok(tracked) => tracked,
             Err(e) => return self.unavailable(&e, to),
         };
@@ -1020,7 +1035,9 @@ mod tests {
 
         /// A signup whose request id is `rid-` and the address's local part.
         fn send(&self, address: &str) -> SendReply {
-            run(self.gate.send(&email(address), &request_id_for(address)))
+            run(self
+                .gate
+                .send(&email(address), &request_id_for(address), None))
         }
 
         /// A signup that must be sent at once.
@@ -2233,7 +2250,7 @@ mod tests {
         }
     }
 
-    use crate::gate::rpc::{SignupRef, SignupStatus};
+    use crate::gate::rpc::SignupStatus;
 
     #[test]
     fn a_sent_signup_is_detected_verified_reported_by_a_signed_webhook_and_then_deleted() {
@@ -2330,6 +2347,13 @@ mod tests {
     // ---- Issue K: identities are the exact address, credentials belong to one signup ----
 
     impl Harness {
+        fn verified_already(&self, address: &str) {
+            self.sender
+                .identities
+                .borrow_mut()
+                .insert(address.into(), "Success".into());
+        }
+
         fn deleted(&self) -> Vec<String> {
             self.sender
                 .calls
@@ -2710,6 +2734,245 @@ mod tests {
                 .tracking
                 .confirmations_refused,
             1
+        );
+    }
+
+    fn checks_made(h: &Harness) -> usize {
+        h.actions()
+            .iter()
+            .filter(|a| **a == "GetIdentityVerificationAttributes")
+            .count()
+    }
+
+    #[test]
+    fn an_identity_the_operator_made_after_the_gate_deleted_its_own_is_left_alone() {
+        let h = Harness::new(tracking(false));
+        h.sent("ops@example.com");
+        h.click("ops@example.com");
+        h.drain_until(START + 30_000);
+        assert_eq!(h.deleted(), ["ops@example.com"]);
+        // The operator then verifies ops@ as a sender; a snapshot is taken since.
+        h.verified_already("ops@example.com");
+        h.drain_until(START + 2 * 3_600_000);
+        let snapshot = h.store.load_snapshot().expect("read").expect("taken");
+        assert!(snapshot.contains(&h.gate.address_secret, &email("ops@example.com")));
+        h.runtime.advance_to(START + 2 * 3_600_000 + 1_000);
+        h.sent("ops@example.com");
+        h.drain_until(START + 2 * 3_600_000 + 700_000);
+        assert_eq!(
+            h.deleted(),
+            ["ops@example.com"],
+            "deleted once, never again"
+        );
+        assert!(h.sender.identities.borrow().contains_key("ops@example.com"));
+    }
+
+    #[test]
+    fn a_send_ses_refused_deletes_nothing() {
+        let h = Harness::new(tracking(false));
+        h.verified_already("team@example.com");
+        h.sender.answers([answered(Outcome::Rejected)]);
+        assert_eq!(h.send("team@example.com"), Err(ApiError::Rejected));
+        h.drain_until(START + 30_000);
+        assert_eq!(h.deleted(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_address_added_to_identity_keep_after_its_send_is_still_never_deleted() {
+        let h = Harness::new(tracking(false));
+        h.sent("boss@example.com");
+        h.click("boss@example.com");
+        // The operator adds it to IDENTITY_KEEP before the clean-up ran: a new object reads it.
+        let h = h.restart(GateConfig {
+            tracking: TrackingConfig {
+                identity_keep: crate::config::KeepList::parse("boss@example.com").expect("valid"),
+                ..tracking(false).tracking
+            },
+            ..tracking(false)
+        });
+        h.drain_until(START + 30_000);
+        assert_eq!(h.deleted(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn pressing_confirm_again_and_again_costs_at_most_one_ses_call_per_gap() {
+        let h = Harness::new(tracking(false));
+        let signup = h.named(&h.send("spam@example.com"));
+        h.drain_at(START + 5_100);
+        let before = checks_made(&h);
+        for _ in 0..30 {
+            h.runtime.advance_by(500);
+            assert_eq!(run(h.gate.confirm(&signup)), Err(ApiError::NotVerified));
+        }
+        let made = checks_made(&h) - before;
+        assert!(made <= 8, "{made} calls for 30 presses in 15 s");
+        // Not while signups wait in the queue.
+        let h = Harness::new(GateConfig {
+            tracking: tracking(false).tracking,
+            ..no_wait()
+        });
+        let pending = h.named(&h.send("pending@example.com"));
+        h.queued("waiting@example.com");
+        let before = checks_made(&h);
+        assert_eq!(run(h.gate.confirm(&pending)), Err(ApiError::NotVerified));
+        assert_eq!(checks_made(&h), before, "the queue goes first");
+    }
+
+    #[test]
+    fn concurrent_signups_of_one_mailbox_with_limits_off_strand_no_record() {
+        let h = Rc::new(Harness::new(GateConfig {
+            max_wait_ms: 0,
+            ..no_wait_tracking()
+        }));
+        let during = Rc::clone(&h);
+        *h.sender.meanwhile.borrow_mut() = Some(Box::new(move || {
+            let b = during.send("x+b@example.com");
+            assert!(matches!(b, Ok(Accepted::Queued { .. })), "{b:?}");
+        }));
+        let a = h.named(&h.send("x@example.com"));
+        *h.sender.meanwhile.borrow_mut() = None;
+        assert_eq!(
+            h.gate.status(&a),
+            Err(ApiError::UnknownSignup),
+            "b replaced a"
+        );
+        h.drain_until(START + 3_600_000);
+        assert!(
+            h.store.identities().iter().all(|i| !i.has_work()),
+            "{:?}",
+            h.store.identities()
+        );
+        assert!(
+            h.sender.identities.borrow().is_empty(),
+            "{:?}",
+            h.sender.identities.borrow()
+        );
+    }
+
+    #[test]
+    fn a_row_from_before_this_version_finishing_never_touches_a_new_signups_identity() {
+        let h = Harness::new(tracking(false));
+        let old = format!(
+            r#"{{"email":"l@example.com","signed_up_ms":{s},"state":"sent","message_id":null,"sent_ms":{s},"verified_ms":null,"confirmed":false,"owned":true,"next_check_ms":{c},"cleanup":"not_yet","reason":null}}"#,
+            s = START - 590_000,
+            c = START + 20_000
+        );
+        let legacy: crate::gate::tracking::Signup = serde_json::from_str(&old).expect("reads");
+        h.store
+            .store_signup("legacy-key-of-the-first-version", &legacy)
+            .expect("stored");
+        let fresh = h.named(&h.send("l@example.com"));
+        h.drain_until(START + 60_000);
+        assert_eq!(h.status_of(&fresh).status, "sent");
+        assert_eq!(h.deleted(), Vec::<String>::new(), "the new link stays live");
+    }
+
+    #[test]
+    fn a_send_taken_back_after_its_identitys_release_was_delivered_still_cleans_up() {
+        let h = Rc::new(Harness::new(tracking(true)));
+        h.sent("v@example.com");
+        h.click("v@example.com");
+        h.runtime
+            .0
+            .receiver
+            .borrow_mut()
+            .extend([Err("down".to_string())]);
+        h.drain_at(START + 5_100);
+        // The same address again; its send fails (configuration), and the retried delivery of
+        // `verified` happens while that send is in flight.
+        h.runtime.advance_to(START + 61_000);
+        h.sender
+            .answers([answered(Outcome::Config { clock_skew: false })]);
+        let during = Rc::clone(&h);
+        *h.sender.meanwhile.borrow_mut() = Some(Box::new(move || during.drain()));
+        assert_eq!(h.send("v@example.com"), Err(ApiError::Misconfigured));
+        *h.sender.meanwhile.borrow_mut() = None;
+        assert_eq!(
+            h.delivered_types().last().map(String::as_str),
+            Some("signup.verified")
+        );
+        h.drain_until(START + 3 * 3_600_000);
+        assert_eq!(h.deleted(), ["v@example.com"]);
+    }
+
+    #[test]
+    fn a_stranger_replacing_a_signup_whose_link_is_open_gets_a_contested_signup() {
+        let h = Harness::new(tracking(true));
+        let victim = h.named(&h.send("victim@example.com"));
+        h.drain_at(START + 5_100);
+        // 61 s later a stranger submits the address: it replaces the victim's signup.
+        h.runtime.advance_to(START + 61_000);
+        let stranger = h.named(&h.send("victim@example.com"));
+        assert!(h.status_of(&stranger).contested);
+        h.drain_at(START + 66_100);
+        // The victim opens the first email's link after the stranger's first check: the
+        // stranger's signup is verified, and everything the app hears about it says it is
+        // contested.
+        h.click("victim@example.com");
+        h.drain_until(START + 90_000);
+        let status = h.status_of(&stranger);
+        assert_eq!(
+            (status.status.as_str(), status.contested),
+            ("verified", true)
+        );
+        let verified: Value = h
+            .runtime
+            .0
+            .deliveries
+            .borrow()
+            .iter()
+            .map(|(_, body)| serde_json::from_str::<Value>(body).expect("json"))
+            .find(|b| b["type"] == "signup.verified")
+            .expect("delivered");
+        assert_eq!(verified["data"]["contested"], true);
+        assert_eq!(h.gate.status(&victim), Err(ApiError::UnknownSignup));
+        // The victim's own browser signing up again (its cookie presented) is not contested.
+        h.runtime.advance_to(START + 200_000);
+        let again = h.named(&run(h.gate.send(
+            &email("other@example.com"),
+            &request_id_for("other@example.com"),
+            None,
+        )));
+        h.drain_at(START + 205_100);
+        h.runtime.advance_to(START + 300_000);
+        let resend = h.named(&run(h.gate.send(
+            &email("other@example.com"),
+            &request_id_for("other@example.com"),
+            Some(&again),
+        )));
+        assert!(!h.status_of(&resend).contested);
+    }
+
+    #[test]
+    fn an_identity_verified_before_its_signup_never_makes_that_signup_verified() {
+        // IDENTITY_CLEANUP=off keeps every verified identity: a stranger signing up an address
+        // verified long ago must not be told it verified.
+        let h = Harness::new(GateConfig {
+            tracking: TrackingConfig {
+                identity_cleanup: false,
+                ..tracking(false).tracking
+            },
+            ..tracking(false)
+        });
+        h.sent("kept@example.com");
+        h.click("kept@example.com");
+        h.drain_until(START + 30_000);
+        h.runtime.advance_to(START + 3_600_000);
+        let stranger = h.named(&h.send("kept@example.com"));
+        h.drain_until(START + 3_600_000 + 30_000);
+        let status = h.status_of(&stranger);
+        assert_eq!(
+            (status.status.as_str(), status.reason.as_deref()),
+            ("expired", Some("already_verified"))
+        );
+        // The From address (in the snapshot) signed up by a stranger: the same.
+        let h = Harness::without_snapshot(tracking(false), &[("noreply@example.com", "Success")]);
+        h.drain_at(START);
+        let stranger = h.named(&h.send("noreply@example.com"));
+        h.drain_until(START + 30_000);
+        assert_eq!(
+            h.status_of(&stranger).reason.as_deref(),
+            Some("already_verified")
         );
     }
 

@@ -25,8 +25,10 @@ use crate::email::EmailAddress;
 
 /// The purpose label of the identity key (see [`identity_key`]).
 const IDENTITY_KEY_LABEL: &[u8] = b"signup-verify/v2/identity-key\0";
-/// A snapshot older than this is taken again (at the lowest priority).
-pub const SNAPSHOT_EVERY_MS: u64 = 6 * 3_600_000;
+/// A snapshot older than this is taken again (at the lowest priority): an identity the operator
+/// creates by hand is unknown to the gate for at most this long (`IDENTITY_KEEP` closes the
+/// gap). One call per 1,000 identities.
+pub const SNAPSHOT_EVERY_MS: u64 = 15 * 60_000;
 /// A delete that failed waits this long, doubled at each failure, at most [`MAX_CLEANUP_GAP_MS`].
 const FIRST_CLEANUP_GAP_MS: u64 = 60_000;
 const MAX_CLEANUP_GAP_MS: u64 = 3_600_000;
@@ -75,6 +77,14 @@ pub struct Identity {
     /// When the delete is due (`Due` only); the index clean-up is served in.
     pub next_cleanup_ms: Option<u64>,
     pub cleanup_failures: u32,
+    /// When the gate deleted it (`Done`): a snapshot taken later that lists it again means
+    /// someone else made it since.
+    #[serde(default)]
+    pub deleted_ms: Option<u64>,
+    /// The last send created it: it did not exist before, so a check that finds it verified
+    /// saw a click on a link of that send (not a verification from before it).
+    #[serde(default)]
+    pub fresh: bool,
 }
 
 /// The record key of an identity: hex HMAC-SHA256, under the gate's key and a purpose label, of
@@ -155,8 +165,16 @@ impl Identity {
             Owner::NotOurs
         } else {
             match previous {
-                // The gate deleted its own identity: this send creates it again.
-                Some(p) if p.cleanup == Cleanup::Done => Owner::Ours,
+                // The gate deleted its own identity: this send creates it again, unless a
+                // snapshot taken since lists it (someone else made it meanwhile).
+                Some(p) if p.cleanup == Cleanup::Done => match (snapshot, p.deleted_ms) {
+                    (Some(s), Some(deleted))
+                        if s.taken_ms > deleted && s.contains(secret, email) =>
+                    {
+                        Owner::NotOurs
+                    }
+                    _ => Owner::Ours,
+                },
                 Some(p) => p.owner,
                 None => match snapshot {
                     Some(s) if s.contains(secret, email) => Owner::NotOurs,
@@ -165,14 +183,31 @@ impl Identity {
                 },
             }
         };
+        let fresh = owner == Owner::Ours && previous.is_none_or(|p| p.cleanup == Cleanup::Done);
         Self {
             email: email.clone(),
             owner,
+            fresh,
             sent_ms: now_ms,
             // A new send to it: any clean-up still waiting would kill the new link.
             cleanup: Cleanup::NotYet,
             next_cleanup_ms: None,
             cleanup_failures: 0,
+            deleted_ms: None,
+        }
+    }
+
+    /// Whether the account may hold this identity because of a send of the gate's that is
+    /// still the gate's to clean up (a listing leaves such identities out of the snapshot).
+    pub fn maybe_from_a_live_send(&self) -> bool {
+        self.owner != Owner::NotOurs && self.cleanup != Cleanup::Done
+    }
+
+    /// The send that made this record never left, or SES refused it: no identity came of it,
+    /// so there is nothing to delete.
+    pub fn never_sent(&mut self) {
+        if self.cleanup == Cleanup::NotYet {
+            self.cleanup = Cleanup::Skipped;
         }
     }
 
@@ -186,6 +221,8 @@ impl Identity {
             Some("Success") => Owner::NotOurs,
             _ => Owner::Ours,
         };
+        // Pending or absent after the send: a later success is a click.
+        self.fresh = self.owner == Owner::Ours;
         true
     }
 
@@ -222,6 +259,16 @@ impl Identity {
         }
     }
 
+    /// Put back as it was before a send that was taken back: a clean-up that waited for an event
+    /// no longer in the outbox (delivered meanwhile) is due now.
+    pub fn restored(mut self, event_waiting: bool, now_ms: u64) -> Self {
+        if self.cleanup == Cleanup::AfterDelivery && !event_waiting {
+            self.cleanup = Cleanup::Due;
+            self.next_cleanup_ms = Some(now_ms);
+        }
+        self
+    }
+
     /// The final event was delivered (or given up): the delete may go ahead.
     pub fn release(&mut self, now_ms: u64) -> bool {
         if self.cleanup != Cleanup::AfterDelivery {
@@ -232,9 +279,10 @@ impl Identity {
         true
     }
 
-    pub fn deleted(&mut self) {
+    pub fn deleted(&mut self, now_ms: u64) {
         self.cleanup = Cleanup::Done;
         self.next_cleanup_ms = None;
+        self.deleted_ms = Some(now_ms);
     }
 
     /// A delete failed at `now_ms`: tried again later, or given up. Returns whether it was
@@ -300,6 +348,28 @@ mod tests {
     }
 
     #[test]
+    fn only_an_identity_the_send_created_is_fresh() {
+        let empty = snapshot_of(&[]);
+        let new = Identity::at_send(SECRET, &email("a@b.io"), None, false, Some(&empty), 1);
+        assert!(new.fresh);
+        let again = Identity::at_send(SECRET, &email("a@b.io"), Some(&new), false, None, 2);
+        assert!(!again.fresh, "it existed from the first send");
+        let theirs = Identity::at_send(
+            SECRET,
+            &email("a@b.io"),
+            None,
+            false,
+            Some(&snapshot_of(&["a@b.io"])),
+            1,
+        );
+        assert!(!theirs.fresh);
+        let mut unknown = Identity::at_send(SECRET, &email("a@b.io"), None, false, None, 1);
+        assert!(!unknown.fresh);
+        unknown.observed(None);
+        assert!(unknown.fresh);
+    }
+
+    #[test]
     fn a_resend_keeps_the_owner_unless_the_gate_deleted_its_own_identity_before() {
         let snapshot = snapshot_of(&[]);
         let mut first =
@@ -320,18 +390,33 @@ mod tests {
         assert_eq!(old.cleanup, Cleanup::Skipped);
         let resent = Identity::at_send(SECRET, &email("c@d.io"), Some(&old), false, None, 3);
         assert_eq!(resent.owner, Owner::NotOurs);
-        // Deleted by the gate, then sent again: the send made it again.
+        // Deleted by the gate, then sent again: the send made it again, unless a snapshot
+        // taken after the delete lists it (the operator made it since).
         let mut deleted = first.clone();
-        deleted.deleted();
+        deleted.deleted(10);
+        let mut before_delete = snapshot_of(&["a@b.io"]);
+        before_delete.taken_ms = 9;
         let remade = Identity::at_send(
             SECRET,
             &email("a@b.io"),
             Some(&deleted),
             false,
-            Some(&snapshot_of(&["a@b.io"])),
-            9,
+            Some(&before_delete),
+            20,
         );
         assert_eq!(remade.owner, Owner::Ours);
+        let mut after_delete = snapshot_of(&["a@b.io"]);
+        after_delete.taken_ms = 11;
+        let theirs_now = Identity::at_send(
+            SECRET,
+            &email("a@b.io"),
+            Some(&deleted),
+            false,
+            Some(&after_delete),
+            20,
+        );
+        assert_eq!(theirs_now.owner, Owner::NotOurs);
+        assert!(!deleted.maybe_from_a_live_send());
     }
 
     #[test]
@@ -388,7 +473,7 @@ mod tests {
             (Cleanup::Due, Some(7))
         );
         assert!(!identity.release(8), "once");
-        identity.deleted();
+        identity.deleted(9);
         assert!(!identity.has_work());
         let mut off = Identity::at_send(
             SECRET,

@@ -43,6 +43,9 @@ pub struct SendRequest {
     /// For the gate's and the sender's log lines (see `request_id`).
     #[serde(rename = "requestId")]
     pub request_id: RequestId,
+    /// The signup the browser's cookie names (a genuine credential), if it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presented: Option<SignupRef>,
 }
 
 /// A signup the gate took. Over the RPC it also names the signup it made (`signup`), from
@@ -206,6 +209,9 @@ pub struct SignupStatus {
     pub status: String,
     pub verified: bool,
     pub confirmed: bool,
+    /// It replaced another signup of the address whose link was still open (only when true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub contested: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -278,10 +284,16 @@ impl GateClient {
             .map_err(|e| rpc_failed("binding", &e, ApiError::Misconfigured))
     }
 
-    pub async fn send(&self, email: &EmailAddress, request_id: &RequestId) -> SendReply {
+    pub async fn send(
+        &self,
+        email: &EmailAddress,
+        request_id: &RequestId,
+        presented: Option<SignupRef>,
+    ) -> SendReply {
         let body = serde_json::to_string(&SendRequest {
             email: email.clone(),
             request_id: request_id.clone(),
+            presented,
         })
         .map_err(|_| ApiError::UpstreamError)?;
         let result = async {

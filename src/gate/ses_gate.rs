@@ -56,7 +56,14 @@ impl DurableObject for SesGate {
                 let reply: SendReply = match (gate, request) {
                     (Err(error), _) => Err(*error),
                     (Ok(_), Err(_)) => Err(ApiError::InvalidBody),
-                    (Ok(gate), Ok(request)) => gate.send(&request.email, &request.request_id).await,
+                    (Ok(gate), Ok(request)) => {
+                        gate.send(
+                            &request.email,
+                            &request.request_id,
+                            request.presented.as_ref(),
+                        )
+                        .await
+                    }
                 };
                 Response::from_json(&reply)
             }

@@ -762,6 +762,15 @@ impl GateStore for SqlGateStore {
         )
     }
 
+    /// A scan of the outbox, which holds only undelivered events (a few, or the retry window's).
+    fn event_releases(&self, key: &str) -> StoreResult<bool> {
+        Ok(self.count(
+            "event releases",
+            "SELECT COUNT(*) AS value FROM webhook_outbox WHERE key = ? AND releases_cleanup = 1",
+            vec![key.into()],
+        )? > 0)
+    }
+
     fn event_backlog(&self) -> StoreResult<u64> {
         self.count(
             "webhook backlog",

@@ -159,6 +159,8 @@ pub trait GateStore {
     fn next_event_at(&self) -> StoreResult<Option<u64>>;
     fn reschedule_event(&self, id: &str, attempts: u32, next_attempt_ms: u64) -> StoreResult<()>;
     fn remove_event(&self, id: &str) -> StoreResult<()>;
+    /// Whether an event waiting in the outbox releases the clean-up of the identity `key`.
+    fn event_releases(&self, key: &str) -> StoreResult<bool>;
     fn event_backlog(&self) -> StoreResult<u64>;
 }
 
@@ -612,6 +614,16 @@ mod memory {
             self.check("remove event")?;
             self.0.borrow_mut().events.retain(|e| e.id != id);
             Ok(())
+        }
+
+        fn event_releases(&self, key: &str) -> StoreResult<bool> {
+            self.check("event releases")?;
+            Ok(self
+                .0
+                .borrow()
+                .events
+                .iter()
+                .any(|e| e.key == key && e.releases_cleanup))
         }
 
         fn event_backlog(&self) -> StoreResult<u64> {

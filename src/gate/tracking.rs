@@ -87,6 +87,14 @@ pub struct Signup {
     /// When a confirmation last asked SES about it at once.
     #[serde(default)]
     pub confirm_check_ms: Option<u64>,
+    /// A check after the send saw the identity unverified or absent (the first version called
+    /// this `owned`): a later success is a click.
+    #[serde(default, alias = "owned")]
+    pub seen_unverified: bool,
+    /// It replaced another signup of the mailbox whose link was still open, by a request that
+    /// did not hold that signup's credential.
+    #[serde(default)]
+    pub contested: bool,
 }
 
 /// What the gate's follow-up has done, for `GET /gate/stats` (kept in the gate state).
@@ -158,6 +166,8 @@ impl Signup {
             reason: None,
             nonce,
             confirm_check_ms: None,
+            seen_unverified: false,
+            contested: false,
         }
     }
 
@@ -183,21 +193,35 @@ impl Signup {
     }
 
     /// SES's `VerificationStatus` for the identity at `now_ms` (`None`: not listed).
-    pub fn checked(&mut self, status: Option<&str>, now_ms: u64, link_ttl_ms: u64) -> Effects {
+    /// `fresh`: the send created the identity (see `identities`). A success counts as a click
+    /// only on a fresh identity or after a check saw it unverified: an identity verified before
+    /// the send proves nothing about this signup, which ends `expired` (`already_verified`).
+    pub fn checked(
+        &mut self,
+        status: Option<&str>,
+        now_ms: u64,
+        link_ttl_ms: u64,
+        fresh: bool,
+    ) -> Effects {
         if self.state != SignupState::Sent {
             return Effects::default();
         }
         let sent = self.sent_ms.unwrap_or(self.signed_up_ms);
         let mut events = Vec::new();
-        if status == Some("Success") {
+        if status == Some("Success") && (fresh || self.seen_unverified) {
             self.state = SignupState::Verified;
             self.verified_ms = Some(now_ms);
             events.push(EventKind::Verified);
+        } else if status == Some("Success") {
+            self.state = SignupState::Expired;
+            self.reason = Some("already_verified".into());
+            events.push(EventKind::Expired);
         } else if status == Some("Failed") || now_ms >= sent + link_ttl_ms {
             // `Failed`: SES gave up on the link; otherwise pending until the link expires.
             self.state = SignupState::Expired;
             events.push(EventKind::Expired);
         } else {
+            self.seen_unverified = true;
             let next = now_ms + check_gap_ms(sent, now_ms);
             self.next_check_ms = Some(next.min(sent + link_ttl_ms));
             return Effects { events };
@@ -264,6 +288,7 @@ impl Signup {
             verified_ms: self.verified_ms,
             confirmed: self.confirmed,
             reason: self.reason.as_deref(),
+            contested: self.contested,
         }
     }
 }
@@ -295,7 +320,7 @@ mod tests {
         let mut checks = 0;
         let mut now = MIN_CHECK_GAP_MS;
         while signup.state == SignupState::Sent {
-            signup.checked(Some("Pending"), now, TTL);
+            signup.checked(Some("Pending"), now, TTL, true);
             checks += 1;
             if let Some(next) = signup.next_check_ms {
                 assert!(next > now && next <= TTL, "{next}");
@@ -310,7 +335,7 @@ mod tests {
     #[test]
     fn an_identity_not_listed_counts_as_pending() {
         let mut signup = sent_at(0);
-        let effects = signup.checked(None, 5_000, TTL);
+        let effects = signup.checked(None, 5_000, TTL, true);
         assert_eq!(effects.events, []);
         assert_eq!(signup.state, SignupState::Sent);
         assert_eq!(signup.next_check_ms, Some(10_000));
@@ -319,14 +344,14 @@ mod tests {
     #[test]
     fn a_verified_identity_is_reported_once_and_the_checks_stop() {
         let mut signup = sent_at(0);
-        signup.checked(Some("Pending"), 5_000, TTL);
-        let effects = signup.checked(Some("Success"), 10_000, TTL);
+        signup.checked(Some("Pending"), 5_000, TTL, true);
+        let effects = signup.checked(Some("Success"), 10_000, TTL, true);
         assert_eq!(effects.events, [EventKind::Verified]);
         assert_eq!(signup.state, SignupState::Verified);
         assert_eq!(signup.verified_ms, Some(10_000));
         assert_eq!(signup.next_check_ms, None);
         assert_eq!(
-            signup.checked(Some("Success"), 11_000, TTL),
+            signup.checked(Some("Success"), 11_000, TTL, true),
             Effects::default()
         );
     }
@@ -334,17 +359,17 @@ mod tests {
     #[test]
     fn a_link_unclicked_at_its_expiry_or_failed_by_ses_is_expired() {
         let mut signup = sent_at(0);
-        let effects = signup.checked(Some("Pending"), TTL, TTL);
+        let effects = signup.checked(Some("Pending"), TTL, TTL, true);
         assert_eq!(effects.events, [EventKind::Expired]);
         assert_eq!(signup.state, SignupState::Expired);
         let mut failed = sent_at(0);
         assert_eq!(
-            failed.checked(Some("Failed"), 5_000, TTL).events,
+            failed.checked(Some("Failed"), 5_000, TTL, true).events,
             [EventKind::Expired]
         );
         // A final status is never reported again.
         assert_eq!(
-            failed.checked(Some("Success"), 6_000, TTL),
+            failed.checked(Some("Success"), 6_000, TTL, true),
             Effects::default()
         );
     }
@@ -382,7 +407,7 @@ mod tests {
             "pressed again at once: no second call"
         );
         assert!(signup.check_first(100 + CONFIRM_CHECK_GAP_MS));
-        signup.checked(Some("Success"), 1_000, TTL);
+        signup.checked(Some("Success"), 1_000, TTL, true);
         assert_eq!(
             signup.confirm(),
             Confirmation::Recorded(Effects {
@@ -398,7 +423,7 @@ mod tests {
         );
         assert_eq!(queued.confirm(), Confirmation::Refused);
         let mut expired = sent_at(0);
-        expired.checked(Some("Pending"), TTL, TTL);
+        expired.checked(Some("Pending"), TTL, TTL, true);
         assert_eq!(expired.confirm(), Confirmation::Refused);
         assert!(!expired.confirmed);
     }
@@ -425,6 +450,30 @@ mod tests {
         assert_eq!(
             rejected.failed(SignupState::Rejected, None).events,
             [EventKind::Rejected]
+        );
+    }
+
+    #[test]
+    fn an_identity_verified_before_the_send_proves_nothing_about_this_signup() {
+        let mut signup = sent_at(0);
+        let effects = signup.checked(Some("Success"), 5_000, TTL, false);
+        assert_eq!(effects.events, [EventKind::Expired]);
+        assert_eq!(
+            (signup.state, signup.reason.as_deref()),
+            (SignupState::Expired, Some("already_verified"))
+        );
+        // Seen unverified after the send, then verified: a click.
+        let mut clicked = sent_at(0);
+        clicked.checked(Some("Pending"), 5_000, TTL, false);
+        assert_eq!(
+            clicked.checked(Some("Success"), 10_000, TTL, false).events,
+            [EventKind::Verified]
+        );
+        // A fresh identity verified at the first check: a quick click.
+        let mut quick = sent_at(0);
+        assert_eq!(
+            quick.checked(Some("Success"), 5_000, TTL, true).events,
+            [EventKind::Verified]
         );
     }
 

@@ -55,9 +55,13 @@ pub struct EventData<'a> {
     pub verified_ms: Option<u64>,
     pub confirmed: bool,
     pub reason: Option<&'a str>,
+    /// The signup replaced another signup of the mailbox whose link was still open, by a
+    /// request that did not hold that signup's credential (docs/security.md).
+    pub contested: bool,
 }
 
-/// The JSON body: `{type, timestamp, data: {email, confirmed, messageId?, verifiedAt?, reason?}}`.
+/// The JSON body: `{type, timestamp, data: {email, confirmed, messageId?, verifiedAt?, reason?,
+/// contested?}}` (`contested` only when true).
 pub fn event_body(kind: EventKind, at_ms: u64, data: &EventData) -> String {
     let mut fields = json!({"email": data.email, "confirmed": data.confirmed});
     if let Some(id) = data.message_id {
@@ -68,6 +72,9 @@ pub fn event_body(kind: EventKind, at_ms: u64, data: &EventData) -> String {
     }
     if let Some(reason) = data.reason {
         fields["reason"] = json!(reason);
+    }
+    if data.contested {
+        fields["contested"] = json!(true);
     }
     json!({"type": kind.as_str(), "timestamp": rfc3339_utc(at_ms), "data": fields}).to_string()
 }
@@ -170,6 +177,7 @@ mod tests {
                 verified_ms: Some(1_764_000_000_000),
                 confirmed: false,
                 reason: None,
+                contested: false,
             },
         );
         assert_eq!(
@@ -187,11 +195,13 @@ mod tests {
                 verified_ms: None,
                 confirmed: false,
                 reason: Some("exhausted"),
+                contested: true,
             },
         );
         let dropped: serde_json::Value = serde_json::from_str(&dropped).expect("json");
         assert_eq!(dropped["type"], "signup.dropped");
         assert_eq!(dropped["data"]["reason"], "exhausted");
+        assert_eq!(dropped["data"]["contested"], true);
         assert!(dropped["data"].get("messageId").is_none());
     }
 

@@ -72,8 +72,10 @@ pub async fn post(req: &mut Request, env: &Env, config: Result<Config, ConfigErr
     let html = prefers_html(header(req, "accept").as_deref());
     let answer = confirm(req, env, &config, &own).await;
     let response = match (answer, html) {
-        (Ok(Some(status)), false) => json_response(200, &status),
-        (Ok(None), false) => error_response(ApiError::UnknownSignup),
+        (Ok(Confirmation::Confirmed(status)), false) => json_response(200, &status),
+        (Ok(Confirmation::NoSignup | Confirmation::Replaced), false) => {
+            error_response(ApiError::UnknownSignup)
+        }
         (Err(error), false) => error_response(error),
         (Err(ApiError::NotVerified), true) => html_response(
             409,
@@ -82,8 +84,17 @@ pub async fn post(req: &mut Request, env: &Env, config: Result<Config, ConfigErr
             }),
             CONTENT_SECURITY_POLICY,
         ),
-        (Err(error), true) => error_response(error),
-        (Ok(status), true) => match config
+        (Err(error), true) => html_response(
+            error.status(),
+            render(ConfirmPage::Error {
+                message: error.message(),
+            }),
+            CONTENT_SECURITY_POLICY,
+        ),
+        (Ok(Confirmation::Replaced), true) => {
+            html_response(404, render(ConfirmPage::Replaced), CONTENT_SECURITY_POLICY)
+        }
+        (Ok(confirmed), true) => match config
             .browser
             .verified_redirect
             .as_ref()
@@ -92,9 +103,9 @@ pub async fn post(req: &mut Request, env: &Env, config: Result<Config, ConfigErr
             Some(target) => see_other(target.as_str()),
             None => html_response(
                 200,
-                render(match &status {
-                    Some(status) => ConfirmPage::Confirmed(status),
-                    None => ConfirmPage::Thanks,
+                render(match &confirmed {
+                    Confirmation::Confirmed(status) => ConfirmPage::Confirmed(status),
+                    _ => ConfirmPage::Thanks,
                 }),
                 CONTENT_SECURITY_POLICY,
             ),
@@ -103,16 +114,31 @@ pub async fn post(req: &mut Request, env: &Env, config: Result<Config, ConfigErr
     answer_cors(response, cors_origin, credentials)
 }
 
-/// The confirmation itself: the signup's status once confirmed, `None` when this browser holds
-/// no signup (another device, cookies cleared), `not_verified` before the link was opened.
+/// What a confirmation came to.
+enum Confirmation {
+    /// Recorded (or recorded before): the signup's status.
+    Confirmed(SignupStatus),
+    /// This browser sent no signup cookie (another device, cookies cleared).
+    NoSignup,
+    /// Its cookie names no current signup: replaced by a newer one, forgotten, or not ours.
+    Replaced,
+}
+
+/// The confirmation itself; `not_verified` before the link was opened.
 async fn confirm(
     req: &mut Request,
     env: &Env,
     config: &Config,
     own: &str,
-) -> Result<Option<SignupStatus>, ApiError> {
+) -> Result<Confirmation, ApiError> {
     let request_id = RequestId::from_ray_or_random(header(req, "cf-ray").as_deref(), random_u32);
     limit_lookup(req, env, &config.browser, &request_id).await?;
+    let secret = config
+        .gate
+        .tracking
+        .status_token_secret
+        .as_ref()
+        .ok_or(ApiError::StatusOff)?;
     let body = read_body_limited(req).await?;
     if let Some(turnstile) = &config.browser.turnstile {
         let token = turnstile_token(&body);
@@ -120,22 +146,12 @@ async fn confirm(
         verify_turnstile(turnstile, token.as_deref(), ip.as_deref(), &request_id).await?;
     }
     let cookie = header(req, "cookie");
-    let signup = config
-        .gate
-        .tracking
-        .status_token_secret
-        .as_ref()
-        .zip(credential_from_cookies(
-            cookie.as_deref(),
-            is_loopback_http(own),
-        ))
-        .and_then(|(secret, credential)| {
-            let signup = signup_named_by(secret, Purpose::Confirm, credential).ok()?;
-            Some((secret, signup))
-        });
-    let Some((secret, signup)) = signup else {
+    let Some(credential) = credential_from_cookies(cookie.as_deref(), is_loopback_http(own)) else {
         crate::log::info(|| json!({"event": "confirm_without_signup", "request_id": request_id}));
-        return Ok(None);
+        return Ok(Confirmation::NoSignup);
+    };
+    let Ok(signup) = signup_named_by(secret, Purpose::Confirm, credential) else {
+        return Ok(Confirmation::Replaced);
     };
     // A decoy's link is never opened, as a real signup's that nobody clicks.
     if status_token::is_decoy(secret.expose().as_bytes(), &signup) {
@@ -145,8 +161,8 @@ async fn confirm(
         .signup(CONFIRM_PATH, &signup)
         .await
     {
-        Ok(status) => Ok(Some(status)),
-        Err(ApiError::UnknownSignup) => Ok(None),
+        Ok(status) => Ok(Confirmation::Confirmed(status)),
+        Err(ApiError::UnknownSignup) => Ok(Confirmation::Replaced),
         Err(error) => Err(error),
     }
 }

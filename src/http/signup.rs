@@ -16,12 +16,13 @@ use futures_util::StreamExt;
 use serde_json::json;
 use worker::{Cors, Env, Fetch, Headers, Method, Request, RequestInit, Response};
 
+use super::status::signup_named_by;
 use super::{
     answer_cors, error_response, header, json_response, limit_signup, own_origin, with_cors,
 };
 use crate::browser::{check_origin, credentials_allowed, is_loopback_http, prefers_html};
 use crate::config::{BrowserConfig, Config, ConfigError, Secret, TurnstileConfig};
-use crate::confirm::{signup_cookie, CookieSite};
+use crate::confirm::{credential_from_cookies, signup_cookie, CookieSite};
 use crate::error::ApiError;
 use crate::gate::rpc::{Accepted, GateClient, SignupRef};
 use crate::request_id::RequestId;
@@ -174,27 +175,15 @@ async fn signup(
     limit_signup(req, env, browser, request_id).await?;
     let format = parse_content_type(header(req, "content-type").as_deref())?;
     let body = read_body_limited(req).await?;
-    let (email, token) = match parse_signup(format, &body, &browser.honeypot_field)? {
+    let (email, token, honeypot) = match parse_signup(format, &body, &browser.honeypot_field)? {
         Submission::Signup {
             email,
             turnstile_token,
-        } => (email, turnstile_token),
-        Submission::Honeypot => {
-            crate::log::info(
-                || json!({"event": "honeypot", "field": browser.honeypot_field, "request_id": request_id}),
-            );
-            // Shaped like a real answer, credentials included: real ones, under the real
-            // secret, for a signup that never was (`status` and `confirm` answer for it as for
-            // a signup whose link is never opened).
-            let decoy = match &config.gate.tracking.status_token_secret {
-                None => None,
-                Some(secret) => Some(decoy_signup(secret)?),
-            };
-            return Ok(Accepted::Sent {
-                message_id: Some(decoy_message_id()?),
-                signup: decoy,
-            });
-        }
+        } => (email, turnstile_token, false),
+        Submission::Honeypot {
+            email,
+            turnstile_token,
+        } => (email, turnstile_token, true),
     };
     if let Some(turnstile) = &browser.turnstile {
         verify_turnstile(
@@ -205,8 +194,40 @@ async fn signup(
         )
         .await?;
     }
+    if honeypot {
+        {
+            crate::log::info(
+                || json!({"event": "honeypot", "field": browser.honeypot_field, "request_id": request_id}),
+            );
+            // Shaped like a real answer, credentials included: real ones, under the real
+            // secret, for a signup that never was (`status` and `confirm` answer for it as for
+            // a signup whose link is never opened).
+            let decoy = match &config.gate.tracking.status_token_secret {
+                None => None,
+                Some(secret) => Some(decoy_signup(secret, &email)?),
+            };
+            return Ok(Accepted::Sent {
+                message_id: Some(decoy_message_id()?),
+                signup: decoy,
+            });
+        }
+    }
+    // The signup this browser made before, if its cookie holds a genuine credential: a new
+    // signup of its own mailbox is then no stranger's (see `contested`).
+    let presented = config
+        .gate
+        .tracking
+        .status_token_secret
+        .as_ref()
+        .zip(credential_from_cookies(
+            header(req, "cookie").as_deref(),
+            is_loopback_http(&own_origin(req)),
+        ))
+        .and_then(|(secret, credential)| {
+            signup_named_by(secret, Purpose::Confirm, credential).ok()
+        });
     GateClient::for_region(env, &config.ses.region)?
-        .send(&email, request_id)
+        .send(&email, request_id, presented)
         .await
 }
 
@@ -287,20 +308,24 @@ fn random_uuid() -> Result<String, ApiError> {
         .to_string())
 }
 
-/// A MessageId-shaped value for a bot, so its answer looks like everyone else's.
+/// A MessageId-shaped value for a bot, so its answer looks like everyone else's: SES's are
+/// `0100`, the time in hex milliseconds, a UUID and `-000000`.
 fn decoy_message_id() -> Result<String, ApiError> {
-    Ok(format!(
-        "0100{}-{}-000000",
-        hex::encode(random_bytes::<6>()?),
-        random_uuid()?
-    ))
+    Ok(format!("0100{:012x}-{}-000000", now_ms(), random_uuid()?))
 }
 
-/// A signup that never was, for the honeypot: a random key, and the decoy nonce of that key.
-fn decoy_signup(secret: &Secret) -> Result<SignupRef, ApiError> {
-    let key = hex::encode(random_bytes::<32>()?);
+/// A signup that never was, for the honeypot: a key fixed per mailbox (as a real one is), and
+/// the decoy nonce of that key.
+fn decoy_signup(
+    secret: &Secret,
+    email: &crate::email::EmailAddress,
+) -> Result<SignupRef, ApiError> {
+    let key = status_token::decoy_key(
+        secret.expose().as_bytes(),
+        crate::mailbox::Mailbox::of(email).as_str(),
+    );
     Ok(SignupRef {
-        nonce: status_token::decoy_nonce(secret.expose().as_bytes(), &key),
+        nonce: status_token::decoy_nonce(secret.expose().as_bytes(), &key, random_bytes()?),
         key,
         signed_up_ms: now_ms(),
     })

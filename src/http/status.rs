@@ -86,6 +86,7 @@ fn decoy_status(signup: &SignupRef, link_ttl_ms: u64, now_ms: u64) -> SignupStat
         status: if expired { "expired" } else { "sent" }.to_string(),
         verified: false,
         confirmed: false,
+        contested: false,
         position: None,
         estimated_send_at: None,
         sent_at: Some(rfc3339_utc(sent_ms)),

@@ -72,6 +72,7 @@ pub(super) struct Tracked {
     previous: Option<Signup>,
     previous_identity: Option<Identity>,
     identity_key: String,
+    identity: Identity,
     row: Signup,
 }
 
@@ -101,9 +102,19 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         email: &EmailAddress,
         now: u64,
         nonce: String,
+        presented: Option<&SignupRef>,
     ) -> Result<Tracked, StoreError> {
         let previous = self.store.load_signup(key)?;
-        let row = Signup::queued(email, now, nonce);
+        let mut row = Signup::queued(email, now, nonce);
+        // Replacing a signup whose link is still open, without its credential: whoever clicks
+        // that link verifies this signup too (SES verifies the address, not the request).
+        let link_ttl = self.config.tracking.link_ttl_ms;
+        row.contested = previous.as_ref().is_some_and(|p| {
+            let open =
+                p.state == SignupState::Sent && p.sent_ms.is_some_and(|sent| now < sent + link_ttl);
+            let holder = presented.is_some_and(|r| r.key == key && r.nonce == p.nonce);
+            open && !holder
+        });
         self.store.store_signup(key, &row)?;
         let identity_key = self.identity_key_of(email.as_str());
         let previous_identity = self.store.load_identity(&identity_key)?;
@@ -121,6 +132,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             previous,
             previous_identity,
             identity_key,
+            identity,
             row,
         })
     }
@@ -151,7 +163,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             // has no token out yet). With the address limits off, a second signup for the
             // address may store its own row meanwhile; the later answer's row stands.
             Ok(Accepted::Sent { message_id, .. }) => (
-                self.store_sent(key, tracked.row, message_id.clone()),
+                self.settle_sent(key, tracked.row, message_id.clone()),
                 Ok(()),
             ),
             Ok(Accepted::Queued { .. }) => (None, Ok(())),
@@ -168,7 +180,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 )
             }
             // It may have reached SES: follow it as sent, so a click is still noticed.
-            Err(ApiError::UpstreamTimeout) => (self.store_sent(key, tracked.row, None), Ok(())),
+            Err(ApiError::UpstreamTimeout) => (self.settle_sent(key, tracked.row, None), Ok(())),
             // Neither sent nor queued: as if it never came.
             Err(_) => (None, self.take_back_rows(key, &tracked)),
         };
@@ -184,8 +196,18 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             Some(previous) => self.store.store_signup(key, previous)?,
             None => self.store.forget_signup(key)?,
         }
-        match &tracked.previous_identity {
-            Some(previous) => self.store.store_identity(&tracked.identity_key, previous),
+        // Only if the record is still the one `track_signup` wrote: a delivery or a delete
+        // that happened meanwhile changed it, and putting the old one back would undo that.
+        let current = self.store.load_identity(&tracked.identity_key)?;
+        if current.as_ref() != Some(&tracked.identity) {
+            return Ok(());
+        }
+        match tracked.previous_identity.clone() {
+            Some(previous) => {
+                let waiting = self.store.event_releases(&tracked.identity_key)?;
+                let previous = previous.restored(waiting, self.runtime.now_ms());
+                self.store.store_identity(&tracked.identity_key, &previous)
+            }
             None => self.store.forget_identity(&tracked.identity_key),
         }
     }
@@ -204,7 +226,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         self.update(|g| g.tracking.replaced += 1);
         let identity_key = self.identity_key_of(previous.email.as_str());
         if identity_key != tracked.identity_key {
-            if let Some(mut identity) = self.store.load_identity(&identity_key)? {
+            if let Some(mut identity) = self.own_identity(&identity_key, &previous)? {
                 identity.finish(
                     self.config.tracking.identity_cleanup,
                     false,
@@ -236,6 +258,45 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         }
     }
 
+    /// A direct send of `row` was taken by SES. While it was in flight, another signup of the
+    /// mailbox may have taken its row (only with the address limits off): then that one stands,
+    /// and this one is over as if replaced. Returns when its first check is due.
+    fn settle_sent(&self, key: &str, mut row: Signup, message_id: Option<String>) -> Option<u64> {
+        // With a cooldown, no second signup of the mailbox is admitted meanwhile: no read.
+        if self.config.address_limits.cooldown_ms > 0 {
+            return self.store_sent(key, row, message_id);
+        }
+        let stands = match self.store.load_signup(key) {
+            Ok(current) => current.is_none_or(|c| c.nonce == row.nonce),
+            Err(e) => {
+                self.log_store_error(&e);
+                return None;
+            }
+        };
+        if stands {
+            return self.store_sent(key, row, message_id);
+        }
+        row.sent(message_id, self.runtime.now_ms());
+        let effects = row.failed(SignupState::Dropped, Some("replaced"));
+        self.update(|g| g.tracking.replaced += 1);
+        let identity_key = self.identity_key_of(row.email.as_str());
+        let finished = self.own_identity(&identity_key, &row).and_then(|identity| {
+            if let Some(mut identity) = identity {
+                identity.finish(
+                    self.config.tracking.identity_cleanup,
+                    false,
+                    self.runtime.now_ms(),
+                );
+                self.store.store_identity(&identity_key, &identity)?;
+            }
+            self.report(&row, &identity_key, false, &effects)
+        });
+        if let Err(e) = finished {
+            self.log_store_error(&e);
+        }
+        None
+    }
+
     /// Stores `row` as sent now; returns when its first check is due.
     fn store_sent(&self, key: &str, mut row: Signup, message_id: Option<String>) -> Option<u64> {
         row.sent(message_id, self.runtime.now_ms());
@@ -256,6 +317,17 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             };
             let effects = signup.failed(state, reason);
             self.store.store_signup(key, &signup)?;
+            // Refused by SES, or dropped from the queue unsent: its send made no identity.
+            // (`exhausted` may have reached SES: its identity is cleaned up as usual.)
+            let unsent = state == SignupState::Rejected
+                || reason == Some(crate::gate::queue::DropReason::Expired.as_str());
+            if unsent {
+                let identity_key = self.identity_key_of(signup.email.as_str());
+                if let Some(mut identity) = self.own_identity(&identity_key, &signup)? {
+                    identity.never_sent();
+                    self.store.store_identity(&identity_key, &identity)?;
+                }
+            }
             self.finished(&signup, &effects)
         });
         if let Err(e) = result {
@@ -269,7 +341,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         let identity_key = self.identity_key_of(signup.email.as_str());
         let mut releases = false;
         if signup.state.is_final() && !effects.events.is_empty() {
-            if let Some(mut identity) = self.store.load_identity(&identity_key)? {
+            if let Some(mut identity) = self.own_identity(&identity_key, signup)? {
                 let webhook_waits = self.config.tracking.webhook.is_some()
                     && matches!(signup.state, SignupState::Verified | SignupState::Expired);
                 identity.finish(
@@ -285,6 +357,21 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             }
         }
         self.report(signup, &identity_key, releases, effects)
+    }
+
+    /// The identity record keyed `identity_key` if `signup`'s own send wrote it last: a later
+    /// send to the same address (a newer signup, of this mailbox or, across the key change of
+    /// an upgrade, a row from before it) owns the record now, and must not be finished by an
+    /// older signup's end.
+    fn own_identity(
+        &self,
+        identity_key: &str,
+        signup: &Signup,
+    ) -> Result<Option<Identity>, StoreError> {
+        Ok(self
+            .store
+            .load_identity(identity_key)?
+            .filter(|identity| identity.sent_ms == signup.signed_up_ms))
     }
 
     /// Logs the events (by address tag) and, with a webhook, stores them for delivery. An event
@@ -518,12 +605,14 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 .find(|(identity, _)| identity.eq_ignore_ascii_case(signup.email.as_str()))
                 .map(|(_, status)| status.as_str());
             let identity_key = self.identity_key_of(signup.email.as_str());
-            if let Some(mut identity) = self.store.load_identity(&identity_key)? {
+            let mut fresh = false;
+            if let Some(mut identity) = self.own_identity(&identity_key, &signup)? {
                 if identity.observed(status) {
                     self.store.store_identity(&identity_key, &identity)?;
                 }
+                fresh = identity.fresh;
             }
-            let effects = signup.checked(status, now, ttl);
+            let effects = signup.checked(status, now, ttl, fresh);
             self.store.store_signup(&key, &signup)?;
             self.finished(&signup, &effects)?;
         }
@@ -591,7 +680,20 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
 
     /// One `DeleteIdentity` call for an identity the gate's send created, at `slot`. No send
     /// to it leaves while the call is in flight (see `send_or_queue`).
-    async fn delete(&self, key: &str, identity: Identity, slot: u64) -> Result<bool, StoreError> {
+    async fn delete(
+        &self,
+        key: &str,
+        mut identity: Identity,
+        slot: u64,
+    ) -> Result<bool, StoreError> {
+        // IDENTITY_KEEP as it is now (it may have been set after the send).
+        if self.config.tracking.identity_keep.protects(&identity.email) {
+            identity.cleanup = crate::gate::identities::Cleanup::Skipped;
+            identity.next_cleanup_ms = None;
+            self.store.store_identity(key, &identity)?;
+            self.update(|g| g.tracking.cleanup_skipped += 1);
+            return Ok(true);
+        }
         let call = CallRequest {
             call: SesCall::Delete {
                 identity: identity.email.clone(),
@@ -637,7 +739,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         self.runtime
             .log_info(|| json!({"event": "identity_deleted", "address": tag_of(key)}));
         if still_due {
-            current.deleted();
+            current.deleted(self.runtime.now_ms());
             self.store.store_identity(key, &current)?;
         }
         Ok(true)
@@ -686,7 +788,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             let maybe_ours = self
                 .store
                 .load_identity(&key)?
-                .is_some_and(|record| record.owner != Owner::NotOurs);
+                .is_some_and(|record| record.maybe_from_a_live_send());
             if !maybe_ours {
                 listing.snapshot.add(&self.address_secret, identity);
             }
@@ -730,7 +832,15 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     /// One delivery attempt of `event`.
     async fn deliver(&self, webhook: &WebhookConfig, event: OutboxEvent) -> Result<(), StoreError> {
         let now = self.runtime.now_ms();
-        let key = hex::decode(webhook.key.expose()).unwrap_or_default();
+        // The config stores the key as hex it made itself; should it ever not decode, nothing
+        // is signed with an empty key: the delivery waits (and the log says why).
+        let Ok(key) = hex::decode(webhook.key.expose()) else {
+            self.runtime
+                .log_error(json!({"event": "webhook_key_unreadable"}));
+            return self
+                .store
+                .reschedule_event(&event.id, event.attempts, now + RETRY_LATER_MS);
+        };
         let headers = webhook::headers(&key, &event.id, now, &event.body);
         self.save_state();
         let answer = self
@@ -845,9 +955,10 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         answer
     }
 
-    /// Asks SES about a sent signup now (one slot within `GATE_MAX_WAIT_MS`, at most once per
-    /// `CONFIRM_CHECK_GAP_MS` per signup, never while the queue is paused); its check also goes
-    /// first in the next sweep. `row` is the signup as it stands afterwards.
+    /// Asks SES about a sent signup now: one slot within `GATE_MAX_WAIT_MS`, only while no
+    /// signup waits in the queue and no other confirmation's check is in flight, at most once
+    /// per `CONFIRM_CHECK_GAP_MS` per signup, never while the queue is paused. Its check also
+    /// goes first in the next sweep. `row` is the signup as it stands afterwards.
     async fn check_before_confirming(
         &self,
         signup: &SignupRef,
@@ -860,7 +971,8 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             return Err(ApiError::Unavailable);
         }
         let paused = self.state.borrow().paused_until_ms.is_some_and(|t| t > now);
-        let slot = if at_once && !paused {
+        let queue_empty = self.store.queue_len().is_ok_and(|n| n == 0);
+        let slot = if at_once && !paused && queue_empty && !self.confirm_checking.get() {
             self.update(|g| g.reserve(now, self.config.interval_ms, self.config.max_wait_ms))
         } else {
             Reservation::Busy {
@@ -868,10 +980,12 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             }
         };
         if let Reservation::Slot { at_ms } = slot {
-            if let Err(e) = self
+            self.confirm_checking.set(true);
+            let checked = self
                 .check(vec![(signup.key.clone(), row.clone())], at_ms)
-                .await
-            {
+                .await;
+            self.confirm_checking.set(false);
+            if let Err(e) = checked {
                 self.log_store_error(&e);
             }
         }
@@ -897,6 +1011,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             status: signup.state.as_str().to_string(),
             verified: signup.state == SignupState::Verified,
             confirmed: signup.confirmed,
+            contested: signup.contested,
             position,
             estimated_send_at,
             sent_at: signup.sent_ms.map(rfc3339_utc),
