@@ -54,7 +54,7 @@ unit:
 	cargo test --workspace --lib --bins
 
 e2e: setup build
-	cargo test --test contract --test e2e --test gate --test gate_timing --test browser --test demo_browser --test abuse --test follow_up
+	cargo test --test contract --test e2e --test gate --test gate_timing --test browser --test demo_browser --test abuse --test follow_up --test lifecycle
 
 # Every fuzz target for FUZZ_SECONDS (default 600) each, on nightly; prints executions, coverage
 # and failures. `make test` replays the kept corpora on stable (fuzz/tests/corpora.rs).

@@ -5,25 +5,21 @@
 // to the site's own /verified page, whose script confirms with the cookie its signup set.
 // Usage: node fetch_integration.mjs <worker> <ses-local> <email> <app-port>.
 // Prints one JSON line with what each step answered.
+import fs from 'node:fs';
 import http from 'node:http';
 import { launch } from './launch.mjs';
 
 const [worker, ses, email, appPort] = process.argv.slice(2);
 
-// The site's two pages. /verified is the template's SuccessRedirectionURL.
+// The site's two pages run the two `js` blocks of docs/security.md as written there, with the
+// documented Worker origin replaced by the one under test. /verified is the template's
+// SuccessRedirectionURL.
+const doc = fs.readFileSync(new URL('../../docs/security.md', import.meta.url), 'utf8');
+const blocks = [...doc.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1].replaceAll('https://signup.example', worker));
+if (blocks.length !== 2) throw new Error(`docs/security.md has ${blocks.length} js blocks, not 2`);
 const page = (script) => `<!doctype html><meta charset="utf-8"><title>app</title>
 <pre id="out"></pre><script>${script}</script>`;
-const signupScript = `
-window.signUp = async (email) => {
-  const r = await fetch(${JSON.stringify(worker)} + '/signup', {
-    method: 'POST', credentials: 'include',
-    headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email }) });
-  return { status: r.status, body: await r.json() };
-};
-window.confirmNow = async () => {
-  const r = await fetch(${JSON.stringify(worker)} + '/confirm', { method: 'POST', credentials: 'include' });
-  return { status: r.status, body: await r.json() };
-};`;
+const signupScript = `${blocks[0]}\n${blocks[1]}\nwindow.signUp = signUp; window.confirmNow = confirmNow;`;
 const verifiedScript = `${signupScript}
 confirmNow().then((answer) => {
   document.getElementById('out').textContent = JSON.stringify(answer);
