@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Runs issue F's attack mix against a running dev stack and prints what got through, as seen by
 ses-local: mails per targeted mailbox, the other domain's wait during a one-domain flood, refusals
-by code, and the gate's intake rate. It also prints what it exercised (requests and answers by
-status), so a fast path taken by accident shows. Standard library only.
+by code, and the gate's intake rate. Then issue K's attacks on the lifecycle (the From identity
+deleted through a variant of it, a queued victim's credentials handed to a stranger, a
+confirmation before the link was opened, unlimited status lookups, a /48 rotating its /64s, a
+honeypot decoy told apart), each with what it achieved. It also prints what it exercised
+(requests and answers by status), so a fast path taken by accident shows. Standard library only.
 
     GATE_INTERVAL_MS=100 make dev      # in one terminal (the per-IP limit stays on: the script
                                        # spreads its flood over many CF-Connecting-IP addresses)
@@ -15,6 +18,29 @@ import threading
 import time
 import urllib.error
 import urllib.request
+
+
+FROM = "noreply@signup-verify.test"  # ses-local.toml's verified From address
+
+
+def call(worker, method, path, body=None, headers=None):
+    """(status, JSON body or {}, Set-Cookie or None) of one request to the Worker."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{worker}{path}", data=data, method=method,
+                                     headers={"content-type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read() or b"{}"), response.headers.get("set-cookie")
+    except urllib.error.HTTPError as error:
+        try:
+            answer = json.loads(error.read())
+        except ValueError:
+            answer = {}
+        return error.code, answer, error.headers.get("set-cookie")
+
+
+def code_of(answer):
+    return (answer.get("error") or {}).get("code", answer.get("status", ""))
 
 
 def post(worker, email, ip):
@@ -157,6 +183,81 @@ def main():
     for answer, count in sorted(tally.answers.items()):
         print(f"  {answer}: {count}")
     print(f"SES calls this run: {len(sends(args.ses)) - calls_before}")
+    lifecycle_attacks(args, run, fresh_ip)
+
+
+def identity_status(ses, address):
+    requests = ses_json(ses, "/_requests")["requests"]
+    deletes = [r for r in requests if r.get("action") == "DeleteIdentity"
+               and (r.get("emailAddress") or "").lower() == address.lower()]
+    return len(deletes)
+
+
+def lifecycle_attacks(args, run, fresh_ip):
+    """Issue K's attacks; each line says what the attacker achieved."""
+    print()
+    print("issue K: attacks on the lifecycle (what each achieved)")
+    # 1. A variant of the From address, then after the cooldown the From address itself.
+    variant = FROM.replace("@", f"+k{run}@")
+    call(args.worker, "POST", "/signup", {"email": variant}, {"cf-connecting-ip": fresh_ip()})
+    time.sleep(62)
+    status, answer, _ = call(args.worker, "POST", "/signup", {"email": FROM}, {"cf-connecting-ip": fresh_ip()})
+    time.sleep(15)
+    later, _, _ = call(args.worker, "POST", "/signup", {"email": f"after-from-{run}@example.com"},
+                       {"cf-connecting-ip": fresh_ip()})
+    print(f"  From identity through a variant of it: signup {status} {code_of(answer)}; "
+          f"DeleteIdentity calls naming the From address: {identity_status(args.ses, FROM)}; "
+          f"a later signup answered {later} (FromEmailAddressNotVerified would be 500)")
+    # 2. A victim queued behind a short burst, and a stranger submitting a variant of it.
+    burst = [f"k{run}-burst{i}@burst{i % 3}.example" for i in range(60)]
+    threads = [threading.Thread(target=call, args=(args.worker, "POST", "/signup", {"email": a},
+                                                   {"cf-connecting-ip": fresh_ip()})) for a in burst]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    victim = f"jane.k{run}@gmail.com"
+    v_status, v_answer, _ = call(args.worker, "POST", "/signup", {"email": victim}, {"cf-connecting-ip": fresh_ip()})
+    s_status, s_answer, s_cookie = call(args.worker, "POST", "/signup", {"email": f"J.a.n.e.k{run}+z@googlemail.com"},
+                                        {"cf-connecting-ip": fresh_ip()})
+    for thread in threads:
+        thread.join()
+    print(f"  a queued victim's credentials: victim {v_status} {v_answer.get('status', code_of(v_answer))}; "
+          f"stranger {s_status} {s_answer.get('status', code_of(s_answer))}, "
+          f"token handed out: {'statusToken' in s_answer}, cookie handed out: {s_cookie is not None}")
+    # 3. A confirmation before the link was opened.
+    c_status, c_answer, cookie = call(args.worker, "POST", "/signup", {"email": f"early-k{run}@example.com"},
+                                      {"cf-connecting-ip": fresh_ip()})
+    pair = (cookie or "").split(";")[0]
+    early, early_answer, _ = call(args.worker, "POST", "/confirm", None,
+                                  {"cookie": pair, "origin": args.worker, "cf-connecting-ip": fresh_ip()})
+    print(f"  confirm before the link is opened: {early} {code_of(early_answer)} (signup {c_status})")
+    # 4. Status lookups from one IP.
+    token = c_answer.get("statusToken", "")
+    answers = collections.Counter(
+        call(args.worker, "GET", "/signup/status", None,
+             {"authorization": f"Bearer {token}", "cf-connecting-ip": "2001:db8:4b:1::1"})[0]
+        for _ in range(200))
+    print(f"  200 status lookups from one IP in a burst: {dict(sorted(answers.items()))}")
+    # 5. Signups from 40 /64s of one /48.
+    rotated = collections.Counter(
+        call(args.worker, "POST", "/signup", {"email": f"rot{n}-k{run}@example.com"},
+             {"cf-connecting-ip": f"2001:db8:{run % 65536:x}:{n:x}::1"})[0]
+        for n in range(40))
+    print(f"  40 signups from 40 /64s of one /48: {dict(sorted(rotated.items()))}")
+    # 6. The honeypot decoy beside a real signup, by every answer a bot can read.
+    shapes = []
+    for body in [{"email": f"bot-k{run}@example.com", "website": "http://spam.example"},
+                 {"email": f"human-k{run}@example.com"}]:
+        status, answer, cookie = call(args.worker, "POST", "/signup", body, {"cf-connecting-ip": fresh_ip()})
+        polled, polled_answer, _ = call(args.worker, "GET", "/signup/status", None,
+                                        {"authorization": f"Bearer {answer.get('statusToken', '')}",
+                                         "cf-connecting-ip": fresh_ip()})
+        confirmed, confirmed_answer, _ = call(args.worker, "POST", "/confirm", None,
+                                              {"cookie": (cookie or "").split(";")[0], "origin": args.worker,
+                                               "cf-connecting-ip": fresh_ip()})
+        shapes.append((status, sorted(answer), polled, polled_answer.get("status"), sorted(polled_answer),
+                       confirmed, code_of(confirmed_answer)))
+    print(f"  honeypot decoy told apart by its answers: {shapes[0] != shapes[1]}")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ const DRAIN_BUDGET_MS: u64 = 20_000;
 const WATCHDOG_MS: u64 = 5_000;
 /// When the queue cannot go on (no sender, no config, storage failing), it tries again after this.
 pub const RETRY_LATER_MS: u64 = 60_000;
+/// Queued positions shown to pollers and resubmissions are at most this old.
+const RANK_TTL_MS: u64 = 1_000;
 
 mod follow_up;
 use follow_up::{FollowUp, Listing};
@@ -126,10 +128,23 @@ pub struct Gate<S, L, R> {
     deleting: RefCell<Option<String>>,
     /// A confirmation's check is in flight (at most one at a time, in memory).
     confirm_checking: Cell<bool>,
+    /// Every queued item's position, by key fingerprint, and when it was read (in memory; read
+    /// again at most once per [`RANK_TTL_MS`], however many pollers ask).
+    ranks: RefCell<Option<(u64, HashMap<u64, u64>)>>,
     /// When old signup records are next looked for (in memory).
     next_forget_ms: Cell<u64>,
     /// Direct sends in progress, by recipient domain (in memory: they live in requests).
     direct_by_domain: RefCell<HashMap<String, u32>>,
+}
+
+/// The rank table's key for an address key (hex HMAC): its first 8 bytes.
+fn rank_key(key: &str) -> u64 {
+    key.get(..16)
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .unwrap_or_else(|| {
+            key.bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+        })
 }
 
 /// One direct send's hold on its domain's share, given back however the send ends.
@@ -184,6 +199,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             list_held_until: Cell::new(0),
             deleting: RefCell::new(None),
             confirm_checking: Cell::new(false),
+            ranks: RefCell::new(None),
             next_forget_ms: Cell::new(0),
             direct_by_domain: RefCell::default(),
         })
@@ -217,14 +233,15 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             key: &key,
             request_id: Some(request_id),
         };
-        match self.store.position_of(&key) {
+        match self.store.is_queued(&key) {
             // Already queued by another request: its credentials are that request's alone, so
             // this answer carries none (and reads the same whoever asks).
-            Ok(Some(position)) => {
+            Ok(true) => {
+                let position = self.queued_position(&key, arrival).unwrap_or(1);
                 self.log_admitted(to, "already_queued", Some(position));
                 return self.queued_reply(position, arrival);
             }
-            Ok(None) => {}
+            Ok(false) => {}
             Err(e) => return self.unavailable(&e, to),
         }
         let nonce = match self.fresh_nonce() {
@@ -282,6 +299,37 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             self.alarm_by(at).await;
         }
         reply.map(|accepted| accepted.made(made))
+    }
+
+    /// The queued position of the item keyed `key`, from the rank table read at most once per
+    /// [`RANK_TTL_MS`]: a poll never scans the queue, and any number of them read it once a
+    /// second at most. `None` if it is not queued (as of that read).
+    pub(crate) fn queued_position(&self, key: &str, now: u64) -> Option<u64> {
+        let stale = self
+            .ranks
+            .borrow()
+            .as_ref()
+            .is_none_or(|(read_at, _)| now >= read_at + RANK_TTL_MS);
+        if stale {
+            match self.store.queue_order() {
+                Ok(keys) => {
+                    let ranks = keys
+                        .iter()
+                        .enumerate()
+                        .map(|(n, k)| (rank_key(k), n as u64 + 1))
+                        .collect();
+                    self.ranks.replace(Some((now, ranks)));
+                }
+                Err(e) => {
+                    self.log_store_error(&e);
+                    return None;
+                }
+            }
+        }
+        self.ranks
+            .borrow()
+            .as_ref()
+            .and_then(|(_, ranks)| ranks.get(&rank_key(key)).copied())
     }
 
     /// A signup's random nonce, hex.
@@ -1675,7 +1723,7 @@ mod tests {
 
     #[test]
     fn a_storage_failure_before_admission_is_unavailable_and_nothing_is_sent() {
-        for operation in ["position", "load address", "store address", "queue length"] {
+        for operation in ["is queued", "load address", "store address", "queue length"] {
             let h = Harness::new(config());
             h.store.fail(operation);
             assert_eq!(
@@ -2974,6 +3022,32 @@ mod tests {
             h.status_of(&stranger).reason.as_deref(),
             Some("already_verified")
         );
+    }
+
+    #[test]
+    fn pollers_of_a_queued_signup_read_the_queue_once_a_second_however_many_they_are() {
+        let h = Harness::new(GateConfig {
+            tracking: tracking(false).tracking,
+            ..no_wait()
+        });
+        h.sent("first@example.com");
+        for i in 0..5 {
+            h.queued(&format!("q{i}@example.com"));
+        }
+        let fifth = h.named(&h.send("fifth@example.com"));
+        let reads = h.store.calls("queue order");
+        for _ in 0..500 {
+            assert_eq!(h.status_of(&fifth).position, Some(6));
+        }
+        assert_eq!(
+            h.store.calls("queue order") - reads,
+            1,
+            "one read for 500 polls"
+        );
+        // A second on, the queue is read again.
+        h.runtime.advance_by(1_000);
+        assert_eq!(h.status_of(&fifth).position, Some(6));
+        assert_eq!(h.store.calls("queue order") - reads, 2);
     }
 
     #[test]

@@ -365,17 +365,23 @@ impl GateStore for SqlGateStore {
         Ok(len)
     }
 
-    /// Counted over the `(tag, seq)` index, and with no statement at all while the queue is
-    /// empty (the common case: a signup sent at once).
-    fn position_of(&self, key: &str) -> StoreResult<Option<u64>> {
+    /// One lookup in the key's unique index, and no statement at all while the queue is empty
+    /// (the common case: a signup sent at once).
+    fn is_queued(&self, key: &str) -> StoreResult<bool> {
         if self.queue_len()? == 0 {
-            return Ok(None);
+            return Ok(false);
         }
-        let places: Vec<Place> = self.rows("queue position", QUEUED_PLACE_SQL, vec![key.into()])?;
-        match places.into_iter().next() {
-            Some(mine) => self.position_at(&mine).map(Some),
-            None => Ok(None),
-        }
+        let places: Vec<Place> = self.rows("is queued", QUEUED_PLACE_SQL, vec![key.into()])?;
+        Ok(!places.is_empty())
+    }
+
+    fn queue_order(&self) -> StoreResult<Vec<String>> {
+        let keys: Vec<One<String>> = self.rows(
+            "queue order",
+            "SELECT key AS value FROM fair_queue ORDER BY tag, seq",
+            vec![],
+        )?;
+        Ok(keys.into_iter().map(|row| row.value).collect())
     }
 
     fn last_tag(&self, domain: &str) -> StoreResult<Option<u64>> {

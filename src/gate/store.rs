@@ -101,8 +101,10 @@ pub trait GateStore {
     fn address_secret(&self, fresh: impl FnOnce() -> StoreResult<Vec<u8>>) -> StoreResult<Vec<u8>>;
 
     fn queue_len(&self) -> StoreResult<u64>;
-    /// The position in `(tag, arrival)` order.
-    fn position_of(&self, key: &str) -> StoreResult<Option<u64>>;
+    /// Whether an item with this key is queued (one index lookup).
+    fn is_queued(&self, key: &str) -> StoreResult<bool>;
+    /// Every queued item's key, in `(tag, arrival)` order (one ordered read of the queue).
+    fn queue_order(&self) -> StoreResult<Vec<String>>;
     /// The highest tag queued for `domain`.
     fn last_tag(&self, domain: &str) -> StoreResult<Option<u64>>;
     /// Removes every item enqueued before `before_ms`; returns their address keys.
@@ -289,14 +291,20 @@ mod memory {
             Ok(self.0.borrow().queue.len() as u64)
         }
 
-        fn position_of(&self, key: &str) -> StoreResult<Option<u64>> {
-            self.check("position")?;
-            let data = self.0.borrow();
-            Ok(data
+        fn is_queued(&self, key: &str) -> StoreResult<bool> {
+            self.check("is queued")?;
+            Ok(self.0.borrow().queue.iter().any(|(_, _, i)| i.key == key))
+        }
+
+        fn queue_order(&self) -> StoreResult<Vec<String>> {
+            self.check("queue order")?;
+            Ok(self
+                .0
+                .borrow()
                 .queue
                 .iter()
-                .position(|(_, _, i)| i.key == key)
-                .map(|p| p as u64 + 1))
+                .map(|(_, _, i)| i.key.clone())
+                .collect())
         }
 
         fn last_tag(&self, domain: &str) -> StoreResult<Option<u64>> {

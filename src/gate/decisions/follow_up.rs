@@ -996,7 +996,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     fn view(&self, key: &str, signup: &Signup) -> SignupStatus {
         let now = self.runtime.now_ms();
         let position = match signup.state {
-            SignupState::Queued => self.store.position_of(key).ok().flatten(),
+            SignupState::Queued => self.queued_position(key, now),
             _ => None,
         };
         let estimated_send_at = position.map(|p| {
