@@ -94,6 +94,12 @@ pub fn credentials_allowed(policy: &OriginPolicy, origin: Option<&str>, own_orig
     }
 }
 
+/// Whether a deployment answering on `own_origin` must warn that Turnstile is off: any origin
+/// but a plain-http loopback one (`make dev`, the tests).
+pub fn turnstile_warning_due(turnstile_on: bool, own_origin: &str) -> bool {
+    !turnstile_on && !is_loopback_http(own_origin)
+}
+
 /// Whether `origin` (`scheme://host[:port]`) is plain http on a loopback host (`make dev`).
 pub fn is_loopback_http(origin: &str) -> bool {
     let Some(authority) = origin.strip_prefix("http://") else {
@@ -260,6 +266,13 @@ mod tests {
             require_origin: false,
         };
         assert!(!credentials_allowed(&any, Some("https://app.example"), own));
+    }
+
+    #[test]
+    fn a_public_deployment_without_turnstile_is_warned_about_and_local_development_is_not() {
+        assert!(turnstile_warning_due(false, "https://signup.example.com"));
+        assert!(!turnstile_warning_due(true, "https://signup.example.com"));
+        assert!(!turnstile_warning_due(false, "http://127.0.0.1:8787"));
     }
 
     #[test]

@@ -2058,6 +2058,41 @@ mod tests {
     }
 
     #[test]
+    fn rotating_subdomains_share_their_registrable_domains_lane() {
+        let h = Harness::new(GateConfig {
+            queue_max: 1_000,
+            address_limits: AddressLimits {
+                cooldown_ms: 0,
+                daily_max: 0,
+            },
+            ..no_wait()
+        });
+        h.sent("first@gmail.com");
+        for i in 0..10 {
+            h.queued(&format!("person{i}@gmail.com"));
+        }
+        // An attacker rotating subdomains of one domain, each a fresh name.
+        for i in 0..10 {
+            h.queued(&format!("bot@a{i}.attacker.xyz"));
+        }
+        let order: Vec<String> = h
+            .store
+            .items()
+            .iter()
+            .take(10)
+            .map(|i| i.email.to_string())
+            .collect();
+        let bots = order
+            .iter()
+            .filter(|a| a.ends_with(".attacker.xyz"))
+            .count();
+        assert_eq!(
+            bots, 5,
+            "one lane for the attacker, taking turns: {order:?}"
+        );
+    }
+
+    #[test]
     fn two_floods_share_the_slots_in_turn() {
         let h = Harness::new(no_wait());
         h.sent("first@a.example");

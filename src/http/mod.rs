@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 use worker::{Cors, Env, Headers, Method, Request, Response};
 
-use crate::browser::{is_loopback_http, network_key, rate_limit_key};
+use crate::browser::{network_key, rate_limit_key, turnstile_warning_due};
 use crate::config::{BrowserConfig, Config};
 use crate::error::ApiError;
 use crate::request_id::RequestId;
@@ -71,7 +71,7 @@ pub async fn handle(mut req: Request, env: Env) -> Response {
 /// Once per isolate, a loud log line when a public deployment takes signups without Turnstile:
 /// then only the per-IP and per-network limits stand between a botnet and the daily budget.
 fn warn_if_turnstile_off(config: &Config, own_origin: &str) {
-    if config.browser.turnstile.is_some() || is_loopback_http(own_origin) {
+    if !turnstile_warning_due(config.browser.turnstile.is_some(), own_origin) {
         return;
     }
     if !WARNED_TURNSTILE_OFF.with(|warned| warned.replace(true)) {
