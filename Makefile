@@ -44,7 +44,7 @@ lint:
 
 # The bundle `wrangler deploy` would upload, built and checked without uploading, and held to its
 # size budget (gzip -9 bytes; README, "Upload size").
-UPLOAD_BUDGET_BYTES := 320000
+UPLOAD_BUDGET_BYTES := 350000
 deploy-check:
 	rm -rf target/deploy-dry-run
 	wrangler deploy --dry-run --outdir target/deploy-dry-run

@@ -130,7 +130,7 @@ pub struct Gate<S, L, R> {
     confirm_checking: Cell<bool>,
     /// Every queued item's position, by key fingerprint, and when it was read (in memory; read
     /// again at most once per [`RANK_TTL_MS`], however many pollers ask).
-    ranks: RefCell<Option<(u64, HashMap<u64, u64>)>>,
+    ranks: RefCell<Option<(u64, Vec<(u64, u64)>)>>,
     /// When old signup records are next looked for (in memory).
     next_forget_ms: Cell<u64>,
     /// Direct sends in progress, by recipient domain (in memory: they live in requests).
@@ -313,11 +313,12 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         if stale {
             match self.store.queue_order() {
                 Ok(keys) => {
-                    let ranks = keys
+                    let mut ranks: Vec<(u64, u64)> = keys
                         .iter()
                         .enumerate()
                         .map(|(n, k)| (rank_key(k), n as u64 + 1))
                         .collect();
+                    ranks.sort_unstable();
                     self.ranks.replace(Some((now, ranks)));
                 }
                 Err(e) => {
@@ -326,10 +327,11 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 }
             }
         }
-        self.ranks
-            .borrow()
-            .as_ref()
-            .and_then(|(_, ranks)| ranks.get(&rank_key(key)).copied())
+        let wanted = rank_key(key);
+        self.ranks.borrow().as_ref().and_then(|(_, ranks)| {
+            let at = ranks.partition_point(|(k, _)| *k < wanted);
+            ranks.get(at).filter(|(k, _)| *k == wanted).map(|(_, n)| *n)
+        })
     }
 
     /// A signup's random nonce, hex.

@@ -15,8 +15,6 @@
 //! - clean-up is bounded: a delete that fails is retried later with a growing gap, and given up
 //!   after [`MAX_CLEANUP_FAILURES`] tries, so an undeletable identity never blocks the rest.
 
-use std::collections::BTreeSet;
-
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -115,25 +113,33 @@ fn fingerprint(secret: &[u8], address: &str) -> u64 {
 pub struct Snapshot {
     /// When its listing started: every identity it holds existed by the end of the listing.
     pub taken_ms: u64,
-    fingerprints: BTreeSet<u64>,
+    /// Sorted, without repeats (a plain vector: smaller in wasm than a tree, and read whole).
+    fingerprints: Vec<u64>,
 }
 
 impl Snapshot {
     pub fn new(taken_ms: u64) -> Self {
         Self {
             taken_ms,
-            fingerprints: BTreeSet::new(),
+            fingerprints: Vec::new(),
         }
     }
 
-    /// Adds a listed identity.
+    /// Adds a listed identity (call [`Snapshot::seal`] after the last).
     pub fn add(&mut self, secret: &[u8], address: &str) {
-        self.fingerprints.insert(fingerprint(secret, address));
+        self.fingerprints.push(fingerprint(secret, address));
+    }
+
+    /// Sorts and dedupes the fingerprints once the listing is complete.
+    pub fn seal(&mut self) {
+        self.fingerprints.sort_unstable();
+        self.fingerprints.dedup();
     }
 
     pub fn contains(&self, secret: &[u8], email: &EmailAddress) -> bool {
         self.fingerprints
-            .contains(&fingerprint(secret, email.as_str()))
+            .binary_search(&fingerprint(secret, email.as_str()))
+            .is_ok()
     }
 
     pub fn len(&self) -> usize {
@@ -325,6 +331,7 @@ mod tests {
         for address in addresses {
             snapshot.add(SECRET, address);
         }
+        snapshot.seal();
         snapshot
     }
 

@@ -799,6 +799,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 self.listing.replace(Some(listing));
             }
             None => {
+                listing.snapshot.seal();
                 self.store.store_snapshot(&listing.snapshot)?;
                 self.update(|g| g.tracking.snapshots_taken += 1);
                 self.runtime.log_info(
