@@ -130,12 +130,15 @@ pub struct Gate<S, L, R> {
     confirm_checking: Cell<bool>,
     /// Every queued item's position, by key fingerprint, and when it was read (in memory; read
     /// again at most once per [`RANK_TTL_MS`], however many pollers ask).
-    ranks: RefCell<Option<(u64, Vec<(u64, u64)>)>>,
+    ranks: RefCell<Option<Ranks>>,
     /// When old signup records are next looked for (in memory).
     next_forget_ms: Cell<u64>,
     /// Direct sends in progress, by recipient domain (in memory: they live in requests).
     direct_by_domain: RefCell<HashMap<String, u32>>,
 }
+
+/// When the queue was read, and each queued key's fingerprint with its position, sorted.
+type Ranks = (u64, Vec<(u64, u64)>);
 
 /// The rank table's key for an address key (hex HMAC): its first 8 bytes.
 fn rank_key(key: &str) -> u64 {
