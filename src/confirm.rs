@@ -91,7 +91,8 @@ pub enum ConfirmPage<'a> {
     Ask { site_key: Option<&'a str> },
     /// After the button, for the signup this browser made, now confirmed.
     Confirmed(&'a SignupStatus),
-    /// After the button, in a browser that holds no signup (another device, cookies cleared).
+    /// After the button, in a browser that holds no signup (another device, cookies cleared):
+    /// nothing recorded, and nothing claimed.
     Thanks,
     /// After the button, before the link in the email was opened (or SES has not said so yet).
     NotYet { site_key: Option<&'a str> },
@@ -142,7 +143,7 @@ pub fn render(which: ConfirmPage) -> String {
             String::new(),
             format!(r#"<h1>Something went wrong</h1><p id="error">{}</p>"#, escape(message)),
         ),
-        ConfirmPage::Thanks => (String::new(), r#"<h1>Thank you</h1><p id="thanks">If you signed up in another browser or on another device, your address is verified; the confirmation is recorded only in the browser you signed up with.</p>"#.to_string()),
+        ConfirmPage::Thanks => (String::new(), r#"<h1>Nothing recorded in this browser</h1><p id="thanks">This browser holds no signup, so nothing was recorded: the confirmation is recorded only in the browser you signed up with. Open the link in our email there, or sign up again here.</p>"#.to_string()),
     };
     page("Confirm your address", "", &head, &body, "")
 }

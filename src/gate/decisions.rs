@@ -128,6 +128,8 @@ pub struct Gate<S, L, R> {
     deleting: RefCell<Option<String>>,
     /// A confirmation's check is in flight (at most one at a time, in memory).
     confirm_checking: Cell<bool>,
+    /// Follow-up checks made in a row while clean-up or the snapshot waited (in memory).
+    checks_in_a_row: Cell<u32>,
     /// Every queued item's position, by key fingerprint, and when it was read (in memory; read
     /// again at most once per [`RANK_TTL_MS`], however many pollers ask).
     ranks: RefCell<Option<Ranks>>,
@@ -202,6 +204,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             list_held_until: Cell::new(0),
             deleting: RefCell::new(None),
             confirm_checking: Cell::new(false),
+            checks_in_a_row: Cell::new(0),
             ranks: RefCell::new(None),
             next_forget_ms: Cell::new(0),
             direct_by_domain: RefCell::default(),
@@ -3088,6 +3091,135 @@ mod tests {
         h.runtime.advance_by(1_000);
         assert_eq!(h.status_of(&fifth).position, Some(6));
         assert_eq!(h.store.calls("queue order") - reads, 2);
+    }
+
+    #[test]
+    fn pressing_confirm_without_end_never_starves_clean_up_or_the_snapshot() {
+        let h = Harness::new(no_wait_tracking());
+        h.sent("done@example.com");
+        h.click("done@example.com");
+        let pressed = h.named(&h.send("presser@example.com"));
+        // Twice a second for two minutes, with the sweep running all along.
+        let mut at = START + 5_100;
+        while at < START + 125_000 {
+            h.runtime.advance_to(at);
+            let _ = run(h.gate.confirm(&pressed));
+            h.drain_at(at);
+            at += 500;
+        }
+        assert_eq!(h.deleted(), ["done@example.com"], "{:?}", h.actions());
+        let checks = checks_made(&h);
+        assert!(checks <= 125, "{checks} checks in two minutes of presses");
+    }
+
+    #[test]
+    fn replacing_a_verified_signup_nobody_confirmed_yet_is_contested_and_reported() {
+        let h = Harness::new(tracking(true));
+        let victim = h.named(&h.send("v@example.com"));
+        h.click("v@example.com");
+        h.drain_until(START + 20_000);
+        assert_eq!(h.status_of(&victim).status, "verified");
+        h.runtime.advance_to(START + 61_000);
+        let stranger = h.named(&h.send("v@example.com"));
+        assert!(h.status_of(&stranger).contested);
+        h.drain_at(h.runtime.now_ms());
+        let dropped: Vec<Value> = h
+            .runtime
+            .0
+            .deliveries
+            .borrow()
+            .iter()
+            .map(|(_, body)| serde_json::from_str::<Value>(body).expect("json"))
+            .filter(|b| b["type"] == "signup.dropped")
+            .collect();
+        assert_eq!(
+            dropped.len(),
+            1,
+            "the app hears the victim's signup was replaced"
+        );
+        assert_eq!(dropped[0]["data"]["reason"], "replaced");
+        // Once confirmed, it is no longer waiting: a later signup is not contested.
+        let h = Harness::new(tracking(false));
+        let first = h.named(&h.send("c@example.com"));
+        h.click("c@example.com");
+        h.drain_until(START + 20_000);
+        run(h.gate.confirm(&first)).expect("confirmed");
+        assert!(h.status_of(&first).confirmed);
+        h.runtime.advance_to(START + 61_000);
+        let later = h.named(&h.send("c@example.com"));
+        assert!(!h.status_of(&later).contested, "{:?}", h.store.signups());
+    }
+
+    #[test]
+    fn a_refused_send_leaves_no_record_that_could_claim_an_identity_made_later() {
+        let h = Harness::new(tracking(false));
+        h.sender.answers([answered(Outcome::Rejected)]);
+        assert_eq!(h.send("team@example.com"), Err(ApiError::Rejected));
+        assert!(h.store.identities().is_empty());
+        // The operator verifies team@ later; a fresh snapshot lists it; anyone signs it up.
+        h.verified_already("team@example.com");
+        h.drain_until(START + 20 * 60_000);
+        h.runtime.advance_to(START + 20 * 60_000 + 61_000);
+        let stranger = h.named(&h.send("team@example.com"));
+        h.drain_until(START + 20 * 60_000 + 700_000);
+        assert_eq!(h.deleted(), Vec::<String>::new());
+        assert_eq!(
+            h.status_of(&stranger).reason.as_deref(),
+            Some("already_verified")
+        );
+    }
+
+    #[test]
+    fn a_person_whose_first_answer_timed_out_is_not_contested_when_signing_up_again() {
+        let h = Harness::new(tracking(false));
+        h.sender.answers([Some(CallResult::TimedOut)]);
+        assert_eq!(h.send("slow@example.com"), Err(ApiError::UpstreamTimeout));
+        h.runtime.advance_to(START + 61_000);
+        let again = h.named(&h.send("slow@example.com"));
+        assert!(
+            !h.status_of(&again).contested,
+            "no credential ever went out"
+        );
+    }
+
+    #[test]
+    fn two_signups_of_one_mailbox_in_the_same_millisecond_get_different_nonces() {
+        let h = Harness::new(no_wait_tracking());
+        let a = h.named(&h.send("same@example.com"));
+        h.runtime.0.now.set(START);
+        let b = h.named(&h.send("same@example.com"));
+        assert_eq!(
+            (a.key.as_str(), a.signed_up_ms),
+            (b.key.as_str(), b.signed_up_ms)
+        );
+        assert_ne!(a.nonce, b.nonce);
+        assert_eq!(h.gate.status(&a), Err(ApiError::UnknownSignup));
+    }
+
+    #[test]
+    fn without_any_snapshot_a_deleted_record_lets_the_first_check_decide_again() {
+        let h = Harness::without_snapshot(tracking(false), &[]);
+        h.store.fail("store snapshot");
+        h.sent("ops@example.com");
+        h.drain_until(START + 70_000);
+        h.click("ops@example.com");
+        h.drain_until(START + 200_000);
+        assert_eq!(h.deleted(), ["ops@example.com"]);
+        // The operator then verifies ops@ by hand; with no snapshot, a later send must not
+        // assume the gate made it.
+        h.verified_already("ops@example.com");
+        h.runtime.advance_to(START + 300_000);
+        let stranger = h.named(&h.send("ops@example.com"));
+        h.drain_until(START + 1_200_000);
+        assert_eq!(
+            h.deleted(),
+            ["ops@example.com"],
+            "deleted once, never again"
+        );
+        assert_eq!(
+            h.status_of(&stranger).reason.as_deref(),
+            Some("already_verified")
+        );
     }
 
     #[test]

@@ -173,7 +173,9 @@ impl Identity {
             match previous {
                 // The gate deleted its own identity: this send creates it again, unless a
                 // snapshot taken since lists it (someone else made it meanwhile).
+                // Without any snapshot, who made it since is unknown: the first check decides.
                 Some(p) if p.cleanup == Cleanup::Done => match (snapshot, p.deleted_ms) {
+                    (None, _) => Owner::Unknown,
                     (Some(s), Some(deleted))
                         if s.taken_ms > deleted && s.contains(secret, email) =>
                     {

@@ -95,6 +95,10 @@ pub struct Signup {
     /// did not hold that signup's credential.
     #[serde(default)]
     pub contested: bool,
+    /// Its credentials were handed out (a `200`/`202` answer with tokens on): only then can a
+    /// later signup of the mailbox be told apart as a stranger's.
+    #[serde(default)]
+    pub issued: bool,
 }
 
 /// What the gate's follow-up has done, for `GET /gate/stats` (kept in the gate state).
@@ -168,6 +172,7 @@ impl Signup {
             confirm_check_ms: None,
             seen_unverified: false,
             contested: false,
+            issued: false,
         }
     }
 
@@ -264,20 +269,30 @@ impl Signup {
         }
     }
 
-    /// Asks for a check before every scheduled one (a person says they opened the link), and
-    /// says whether SES may be asked at once: at most once per [`CONFIRM_CHECK_GAP_MS`].
+    /// A person says they opened the link: whether SES may be asked at once, at most once per
+    /// [`CONFIRM_CHECK_GAP_MS`]; if so, the check also goes before every scheduled one. Presses
+    /// within the gap change nothing (they cannot keep the sweep busy).
     pub fn check_first(&mut self, now_ms: u64) -> bool {
         if self.state != SignupState::Sent {
             return false;
         }
-        self.next_check_ms = Some(PRIORITY_CHECK);
         let at_once = self
             .confirm_check_ms
             .is_none_or(|last| now_ms >= last + CONFIRM_CHECK_GAP_MS);
         if at_once {
             self.confirm_check_ms = Some(now_ms);
+            self.next_check_ms = Some(PRIORITY_CHECK);
         }
         at_once
+    }
+
+    /// Whether its link may still be opened for it, or was opened and no one confirmed yet:
+    /// replacing it without its credential makes the newer signup contested.
+    pub fn is_open(&self, now_ms: u64, link_ttl_ms: u64) -> bool {
+        let within = self.sent_ms.is_some_and(|sent| now_ms < sent + link_ttl_ms);
+        within
+            && (self.state == SignupState::Sent
+                || (self.state == SignupState::Verified && !self.confirmed))
     }
 
     /// The facts an event about this signup reports.

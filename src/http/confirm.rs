@@ -94,7 +94,11 @@ pub async fn post(req: &mut Request, env: &Env, config: Result<Config, ConfigErr
         (Ok(Confirmation::Replaced), true) => {
             html_response(404, render(ConfirmPage::Replaced), CONTENT_SECURITY_POLICY)
         }
-        (Ok(confirmed), true) => match config
+        (Ok(Confirmation::NoSignup), true) => {
+            html_response(200, render(ConfirmPage::Thanks), CONTENT_SECURITY_POLICY)
+        }
+        // Only a recorded confirmation leads on to VERIFIED_REDIRECT_URL.
+        (Ok(Confirmation::Confirmed(status)), true) => match config
             .browser
             .verified_redirect
             .as_ref()
@@ -103,10 +107,7 @@ pub async fn post(req: &mut Request, env: &Env, config: Result<Config, ConfigErr
             Some(target) => see_other(target.as_str()),
             None => html_response(
                 200,
-                render(match &confirmed {
-                    Confirmation::Confirmed(status) => ConfirmPage::Confirmed(status),
-                    _ => ConfirmPage::Thanks,
-                }),
+                render(ConfirmPage::Confirmed(&status)),
                 CONTENT_SECURITY_POLICY,
             ),
         },

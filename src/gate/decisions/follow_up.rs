@@ -43,6 +43,10 @@ const CHECK_LOOKAHEAD_MS: u64 = 60_000;
 /// After a `ListIdentities` page fails, the listing waits this long.
 const LIST_RETRY_MS: u64 = 10 * 60_000;
 
+/// After this many checks in a row, a clean-up or snapshot call that is due goes next: checks
+/// come first, but can never starve them (a person pressing confirmation again and again).
+const CHECKS_BEFORE_A_TURN: u32 = 4;
+
 /// What one step of follow-up did.
 pub enum FollowUp {
     /// It made a call or a delivery: look at the queue again first.
@@ -110,11 +114,10 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         // that link verifies this signup too (SES verifies the address, not the request).
         let link_ttl = self.config.tracking.link_ttl_ms;
         row.contested = previous.as_ref().is_some_and(|p| {
-            let open =
-                p.state == SignupState::Sent && p.sent_ms.is_some_and(|sent| now < sent + link_ttl);
             let holder = presented.is_some_and(|r| r.key == key && r.nonce == p.nonce);
-            open && !holder
+            p.issued && p.is_open(now, link_ttl) && !holder
         });
+        row.issued = self.config.tracking.status_token_secret.is_some();
         self.store.store_signup(key, &row)?;
         let identity_key = self.identity_key_of(email.as_str());
         let previous_identity = self.store.load_identity(&identity_key)?;
@@ -180,7 +183,12 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 )
             }
             // It may have reached SES: follow it as sent, so a click is still noticed.
-            Err(ApiError::UpstreamTimeout) => (self.settle_sent(key, tracked.row, None), Ok(())),
+            // No credentials went out with a 504: a later signup of the mailbox is no stranger's.
+            Err(ApiError::UpstreamTimeout) => {
+                let mut row = tracked.row;
+                row.issued = false;
+                (self.settle_sent(key, row, None), Ok(()))
+            }
             // Neither sent nor queued: as if it never came.
             Err(_) => (None, self.take_back_rows(key, &tracked)),
         };
@@ -219,7 +227,11 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         let Some(mut previous) = tracked.previous.clone() else {
             return Ok(());
         };
-        if previous.state.is_final() {
+        // Verified but not confirmed within its link's life: still waiting for its person.
+        let link_ttl = self.config.tracking.link_ttl_ms;
+        let waiting = previous.state == SignupState::Verified
+            && previous.is_open(self.runtime.now_ms(), link_ttl);
+        if previous.state.is_final() && !waiting {
             return Ok(());
         }
         let effects = previous.failed(SignupState::Dropped, Some("replaced"));
@@ -324,8 +336,14 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             if unsent {
                 let identity_key = self.identity_key_of(signup.email.as_str());
                 if let Some(mut identity) = self.own_identity(&identity_key, &signup)? {
-                    identity.never_sent();
-                    self.store.store_identity(&identity_key, &identity)?;
+                    // Made by this send, which never left: nothing of the gate's exists, and
+                    // the next send must consult the snapshot, not this record.
+                    if identity.fresh {
+                        self.store.forget_identity(&identity_key)?;
+                    } else {
+                        identity.never_sent();
+                        self.store.store_identity(&identity_key, &identity)?;
+                    }
                 }
             }
             self.finished(&signup, &effects)
@@ -521,19 +539,38 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     }
 
     /// Due checks first (a confirmed signup's before the rest), then one clean-up, then one
-    /// snapshot page.
+    /// snapshot page; after [`CHECKS_BEFORE_A_TURN`] checks in a row, a due clean-up or
+    /// snapshot page gets the next call.
     fn ses_work_due(&self, now: u64) -> Result<Option<SesWork>, StoreError> {
+        let work = self.next_ses_work(now)?;
+        let in_a_row = match work {
+            Some(SesWork::Check(_)) => self.checks_in_a_row.get() + 1,
+            _ => 0,
+        };
+        self.checks_in_a_row.set(in_a_row);
+        Ok(work)
+    }
+
+    fn next_ses_work(&self, now: u64) -> Result<Option<SesWork>, StoreError> {
         // Once one check is due, the call also takes those due soon (up to 100 in all): a
         // call costs the same for 1 identity as for 100.
         let due = self
             .store
             .due_checks(now + CHECK_LOOKAHEAD_MS, MAX_IDENTITIES_PER_CHECK)?;
-        if due
+        let check_due = due
             .first()
-            .is_some_and(|(_, s)| s.next_check_ms.is_some_and(|t| t <= now))
-        {
+            .is_some_and(|(_, s)| s.next_check_ms.is_some_and(|t| t <= now));
+        if check_due && self.checks_in_a_row.get() < CHECKS_BEFORE_A_TURN {
             return Ok(Some(SesWork::Check(due)));
         }
+        if let Some(other) = self.cleanup_or_list(now)? {
+            return Ok(Some(other));
+        }
+        Ok(check_due.then_some(SesWork::Check(due)))
+    }
+
+    /// One clean-up call, else one snapshot page, if either is due.
+    fn cleanup_or_list(&self, now: u64) -> Result<Option<SesWork>, StoreError> {
         if let Some((key, identity)) = self.store.next_cleanup(now)? {
             if identity.must_check_first() {
                 return Ok(Some(SesWork::Resolve(key, identity)));
@@ -925,7 +962,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
 
     async fn take_confirmation(&self, signup: &SignupRef) -> Result<SignupStatus, ApiError> {
         let mut row = self.named_signup(signup)?;
-        if row.confirm() == Confirmation::NotYetSeen {
+        if row.state == SignupState::Sent {
             self.check_before_confirming(signup, &mut row).await?;
         }
         let answer = match row.confirm() {
