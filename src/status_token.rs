@@ -59,7 +59,6 @@ impl Purpose {
 }
 
 const DECOY_LABEL: &[u8] = b"signup-verify/v2/decoy-nonce\0";
-const DECOY_KEY_LABEL: &[u8] = b"signup-verify/v2/decoy-key\0";
 
 /// What a valid credential names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,14 +152,11 @@ pub fn verify(
     Ok(claim)
 }
 
-/// The key of a honeypot decoy for `mailbox` (canonical): the same for every decoy of a
-/// mailbox, as a real signup's key is, and unlike any real key (another label and secret).
-pub fn decoy_key(secret: &[u8], mailbox: &str) -> String {
-    hex::encode(
-        mac(secret, DECOY_KEY_LABEL, mailbox.as_bytes())
-            .finalize()
-            .into_bytes(),
-    )
+/// A MessageId-shaped value for a decoy, from the time and 16 random bytes: SES's are `0100`,
+/// the time in hex milliseconds, a UUID and `-000000`.
+pub fn decoy_message_id(now_ms: u64, random: [u8; 16]) -> String {
+    let uuid = uuid::Builder::from_random_bytes(random).into_uuid();
+    format!("0100{now_ms:012x}-{uuid}-000000")
 }
 
 /// Random bytes in a decoy's nonce; the rest is their MAC, truncated.
@@ -344,9 +340,11 @@ mod tests {
         assert_eq!(nonce.len(), NONCE_BYTES * 2);
         assert!(nonce.bytes().all(|b| b.is_ascii_hexdigit()));
         assert!(is_decoy(SECRET, &signup(&nonce)));
-        assert_eq!(decoy_key(SECRET, "a@b.io"), decoy_key(SECRET, "a@b.io"));
-        assert_ne!(decoy_key(SECRET, "a@b.io"), decoy_key(SECRET, "c@b.io"));
-        assert_eq!(decoy_key(SECRET, "a@b.io").len(), 64);
+        let id = decoy_message_id(0x0190_0000_0000, [1; 16]);
+        assert!(
+            id.starts_with("0100019000000000-") && id.ends_with("-000000"),
+            "{id}"
+        );
         assert!(!is_decoy(
             SECRET,
             &signup("00112233445566778899aabbccddeeff")

@@ -340,6 +340,73 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         })
     }
 
+    /// A honeypot hit: answered as a signup is (dedupe, the address limits, the daily budget,
+    /// a `sent` answer with the mailbox's real key and credentials whose nonce marks a decoy),
+    /// but nothing is sent, tracked or queued.
+    pub async fn decoy(&self, email: &EmailAddress, request_id: &RequestId) -> SendReply {
+        let reply = self.take_decoy(email, request_id);
+        self.save_state();
+        reply
+    }
+
+    fn take_decoy(&self, email: &EmailAddress, request_id: &RequestId) -> SendReply {
+        let arrival = self.runtime.now_ms();
+        let key = address_key(&self.address_secret, email);
+        let to = Recipient {
+            email,
+            key: &key,
+            request_id: Some(request_id),
+        };
+        match self.store.is_queued(&key) {
+            Ok(true) => {
+                let position = self.queued_position(&key, arrival).unwrap_or(1);
+                return self.queued_reply(position, arrival);
+            }
+            Ok(false) => {}
+            Err(e) => return self.unavailable(&e, to),
+        }
+        match self.admit_address(&key, arrival) {
+            Ok(_) => {}
+            Err(Refusal::Cooldown { retry_after_secs }) => {
+                return Err(ApiError::Cooldown { retry_after_secs })
+            }
+            Err(Refusal::Store(e)) => return self.unavailable(&e, to),
+        }
+        let budget = self.config.daily_send_budget;
+        if let Err(retry_after_secs) = self.update(|g| g.budget.take(arrival, budget)) {
+            return Err(ApiError::Busy { retry_after_secs });
+        }
+        let mut random = [0u8; 8 + 16];
+        if let Err(error) = self.runtime.secure_random(&mut random) {
+            self.runtime.log_error(
+                json!({"event": "random_source_failed", "error": error, "request_id": request_id}),
+            );
+            return Err(ApiError::Unavailable);
+        }
+        let (nonce_random, id_random) = random.split_at(8);
+        let signup = self
+            .config
+            .tracking
+            .status_token_secret
+            .as_ref()
+            .map(|secret| SignupRef {
+                nonce: crate::status_token::decoy_nonce(
+                    secret.expose().as_bytes(),
+                    &key,
+                    nonce_random.try_into().unwrap_or_default(),
+                ),
+                key: key.clone(),
+                signed_up_ms: arrival,
+            });
+        Ok(Accepted::Sent {
+            message_id: Some(crate::status_token::decoy_message_id(
+                arrival,
+                id_random.try_into().unwrap_or_default(),
+            )),
+            signup,
+        })
+    }
+
     /// A signup's random nonce, hex.
     fn fresh_nonce(&self) -> Result<String, String> {
         let mut nonce = [0u8; crate::status_token::NONCE_BYTES];
@@ -3220,6 +3287,49 @@ mod tests {
             h.status_of(&stranger).reason.as_deref(),
             Some("already_verified")
         );
+    }
+
+    #[test]
+    fn a_honeypot_decoy_is_answered_as_a_signup_with_the_real_key_and_sends_nothing() {
+        let h = Harness::new(tracking(false));
+        let decoy = run(h
+            .gate
+            .decoy(&email("bot@example.com"), &request_id_for("bot")));
+        let named = h.named(&decoy);
+        assert!(matches!(
+            decoy,
+            Ok(Accepted::Sent {
+                message_id: Some(_),
+                ..
+            })
+        ));
+        assert_eq!(
+            named.key,
+            address_key(&h.gate.address_secret, &email("bot@example.com"))
+        );
+        assert!(crate::status_token::is_decoy(
+            TOKEN_SECRET.as_bytes(),
+            &named
+        ));
+        assert!(h.sender.calls.borrow().is_empty(), "nothing sent");
+        assert!(h.store.signups().is_empty() && h.store.identities().is_empty());
+        // Its limits are a signup's: the mailbox is in its cooldown now, for decoys and people.
+        assert!(matches!(
+            run(h
+                .gate
+                .decoy(&email("bot+2@example.com"), &request_id_for("bot"))),
+            Err(ApiError::Cooldown { .. })
+        ));
+        assert!(matches!(
+            h.send("bot@example.com"),
+            Err(ApiError::Cooldown { .. })
+        ));
+        // A real signup's nonce is no decoy's.
+        let real = h.named(&h.send("person@example.com"));
+        assert!(!crate::status_token::is_decoy(
+            TOKEN_SECRET.as_bytes(),
+            &real
+        ));
     }
 
     #[test]

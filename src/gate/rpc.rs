@@ -46,6 +46,10 @@ pub struct SendRequest {
     /// The signup the browser's cookie names (a genuine credential), if it sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub presented: Option<SignupRef>,
+    /// A honeypot hit: the gate answers it as a signup (dedupe, limits, budget, the real key)
+    /// but sends nothing and keeps no signup.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub decoy: bool,
 }
 
 /// A signup the gate took. Over the RPC it also names the signup it made (`signup`), from
@@ -289,11 +293,13 @@ impl GateClient {
         email: &EmailAddress,
         request_id: &RequestId,
         presented: Option<SignupRef>,
+        decoy: bool,
     ) -> SendReply {
         let body = serde_json::to_string(&SendRequest {
             email: email.clone(),
             request_id: request_id.clone(),
             presented,
+            decoy,
         })
         .map_err(|_| ApiError::UpstreamError)?;
         let result = async {

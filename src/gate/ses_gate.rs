@@ -56,6 +56,9 @@ impl DurableObject for SesGate {
                 let reply: SendReply = match (gate, request) {
                     (Err(error), _) => Err(*error),
                     (Ok(_), Err(_)) => Err(ApiError::InvalidBody),
+                    (Ok(gate), Ok(request)) if request.decoy => {
+                        gate.decoy(&request.email, &request.request_id).await
+                    }
                     (Ok(gate), Ok(request)) => {
                         gate.send(
                             &request.email,

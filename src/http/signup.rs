@@ -26,7 +26,7 @@ use crate::confirm::{credential_from_cookies, signup_cookie, CookieSite};
 use crate::error::ApiError;
 use crate::gate::rpc::{Accepted, GateClient, SignupRef};
 use crate::request_id::RequestId;
-use crate::runtime::{body_bytes, now_ms, random_u32, secure_random};
+use crate::runtime::{body_bytes, random_u32, secure_random};
 use crate::signup::{parse_content_type, parse_signup, BodyFormat, Submission, MAX_BODY_BYTES};
 use crate::status_token::{self, Purpose};
 use crate::turnstile::{siteverify_body, verdict};
@@ -195,22 +195,14 @@ async fn signup(
         .await?;
     }
     if honeypot {
-        {
-            crate::log::info(
-                || json!({"event": "honeypot", "field": browser.honeypot_field, "request_id": request_id}),
-            );
-            // Shaped like a real answer, credentials included: real ones, under the real
-            // secret, for a signup that never was (`status` and `confirm` answer for it as for
-            // a signup whose link is never opened).
-            let decoy = match &config.gate.tracking.status_token_secret {
-                None => None,
-                Some(secret) => Some(decoy_signup(secret, &email)?),
-            };
-            return Ok(Accepted::Sent {
-                message_id: Some(decoy_message_id()?),
-                signup: decoy,
-            });
-        }
+        crate::log::info(
+            || json!({"event": "honeypot", "field": browser.honeypot_field, "request_id": request_id}),
+        );
+        // The gate answers it as a signup (its limits, its key, credentials that `status` and
+        // `confirm` answer for as for a signup whose link is never opened) and sends nothing.
+        return GateClient::for_region(env, &config.ses.region)?
+            .send(&email, request_id, None, true)
+            .await;
     }
     // The signup this browser made before, if its cookie holds a genuine credential: a new
     // signup of its own mailbox is then no stranger's (see `contested`).
@@ -227,7 +219,7 @@ async fn signup(
             signup_named_by(secret, Purpose::Confirm, credential).ok()
         });
     GateClient::for_region(env, &config.ses.region)?
-        .send(&email, request_id, presented)
+        .send(&email, request_id, presented, false)
         .await
 }
 
@@ -306,29 +298,6 @@ fn random_uuid() -> Result<String, ApiError> {
     Ok(uuid::Builder::from_random_bytes(random_bytes()?)
         .into_uuid()
         .to_string())
-}
-
-/// A MessageId-shaped value for a bot, so its answer looks like everyone else's: SES's are
-/// `0100`, the time in hex milliseconds, a UUID and `-000000`.
-fn decoy_message_id() -> Result<String, ApiError> {
-    Ok(format!("0100{:012x}-{}-000000", now_ms(), random_uuid()?))
-}
-
-/// A signup that never was, for the honeypot: a key fixed per mailbox (as a real one is), and
-/// the decoy nonce of that key.
-fn decoy_signup(
-    secret: &Secret,
-    email: &crate::email::EmailAddress,
-) -> Result<SignupRef, ApiError> {
-    let key = status_token::decoy_key(
-        secret.expose().as_bytes(),
-        crate::mailbox::Mailbox::of(email).as_str(),
-    );
-    Ok(SignupRef {
-        nonce: status_token::decoy_nonce(secret.expose().as_bytes(), &key, random_bytes()?),
-        key,
-        signed_up_ms: now_ms(),
-    })
 }
 
 /// Reads at most [`MAX_BODY_BYTES`]: a larger `Content-Length` is refused unread, and a chunked
