@@ -13,12 +13,18 @@ export WRANGLER_SEND_METRICS := false
 export WASM_BINDGEN_BIN := $(CARGO_BIN)/wasm-bindgen
 export WASM_OPT_BIN := $(NODE_BIN)/wasm-opt
 
-.PHONY: dev test setup setup-build build lint unit e2e deploy-check fuzz ses-template ses-check bench profile bench-gate bench-abuse deploy clean
+.PHONY: help dev test setup setup-build build lint unit e2e deploy-check fuzz ses-template ses-check bench profile bench-gate bench-abuse deploy clean
+.DEFAULT_GOAL := help
 
-dev: setup-build
+# `make` alone: the targets and what each does (the `##` comments below).
+help:
+	@echo "signup-verify: make <target>"
+	@sed -n 's/^\([a-z0-9-]*\):.*## \(.*\)/  \1\t\2/p' $(MAKEFILE_LIST) | expand -t 18
+
+dev: setup-build ## serve the Worker against ses-local (installs what is missing first)
 	@scripts/dev.sh
 
-test: setup lint build deploy-check
+test: setup lint build deploy-check ## every check: lint, the bundle, unit, e2e and browser tests
 	cargo test --workspace
 
 # What the tests need on top of the build tools (boto3, Chromium, cargo-deny).
@@ -53,12 +59,12 @@ deploy-check:
 unit:
 	cargo test --workspace --lib --bins
 
-e2e: setup build
+e2e: setup build ## only the end-to-end tests
 	cargo test --test contract --test e2e --test gate --test gate_timing --test browser --test demo_browser --test abuse --test follow_up --test lifecycle
 
 # Every fuzz target for FUZZ_SECONDS (default 600) each, on nightly; prints executions, coverage
 # and failures. `make test` replays the kept corpora on stable (fuzz/tests/corpora.rs).
-fuzz:
+fuzz: ## every fuzz target for FUZZ_SECONDS each (nightly)
 	@scripts/fuzz.sh
 
 # The native core per signup (sign, parse, classify), with criterion; then signup-verify beside
@@ -66,7 +72,7 @@ fuzz:
 # (bench/) on its own loopback stack, queue intake at the real interval, and the cost of each
 # SQLite statement a signup runs. Prints every figure with what it exercised (about 13 minutes;
 # BENCH_ROUNDS and BENCH_INTAKE_RECORDS make it shorter).
-bench: setup build
+bench: setup build ## the benchmarks (about 13 minutes)
 	scripts/build-worker.sh bench/rust-floor
 	cargo bench --bench core
 	cargo bench --bench stack
@@ -82,20 +88,20 @@ bench-gate:
 	python3 scripts/bench_gate.py -n $(N) --interval-ms $${GATE_INTERVAL_MS:-$$(sed -n 's/^GATE_INTERVAL_MS = "\([0-9]*\)"/\1/p' wrangler.toml)}
 
 # Against a running `GATE_INTERVAL_MS=100 make dev`: the attack mix of issue F.
-bench-abuse:
+bench-abuse: ## issue F's and issue K's attacks against a running GATE_INTERVAL_MS=100 make dev
 	python3 scripts/bench_abuse.py
 
-deploy: setup-build
+deploy: setup-build ## wrangler deploy (see README, Deploy)
 	wrangler deploy
 
 # The SES side, with your AWS credentials (environment or AWS_PROFILE) and AWS_REGION:
 # create or update the template from templates/; then report what is still missing.
 SES_SETUP := cargo run -q --release -p ses-setup --
-ses-template:
+ses-template: ## create or update the SES template from templates/ (AWS_REGION, your AWS credentials)
 	$(SES_SETUP) template $(SES_ARGS)
 
-ses-check:
+ses-check: ## report what SES still lacks in AWS_REGION (template, From identity, production access)
 	$(SES_SETUP) check $(SES_ARGS)
 
-clean:
+clean: ## remove the build, the e2e state and wrangler's local state
 	rm -rf build target/e2e .wrangler /dev/shm/signup-verify-e2e

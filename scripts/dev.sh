@@ -50,8 +50,10 @@ wrangler dev --ip 127.0.0.1 --port "$WORKER_PORT" --var "GATE_INTERVAL_MS:$GATE_
   --var "VERIFIED_REDIRECT_URL:/?status=verified" &
 pids+=($!)
 
+healthy=no
 for _ in $(seq 1 240); do
   if curl -fsS "http://127.0.0.1:${WORKER_PORT}/healthz" >/dev/null 2>&1; then
+    healthy=yes
     cat <<MSG
 
 ==> signup-verify is running on http://127.0.0.1:${WORKER_PORT}/ (ses-local on http://127.0.0.1:${SES_PORT}/)
@@ -69,6 +71,10 @@ MSG
   fi
   sleep 0.5
 done
+if [ "$healthy" != yes ]; then
+  echo "==> wrangler dev did not answer /healthz on port ${WORKER_PORT} within 120 s: see its output above" >&2
+  exit 1
+fi
 # Until either stops (bash 3.2 has no `wait -n`).
 while kill -0 "${pids[0]}" 2>/dev/null && kill -0 "${pids[1]}" 2>/dev/null; do
   sleep 1

@@ -19,7 +19,7 @@ fn root() -> PathBuf {
 
 #[test]
 fn the_demo_page_signs_up_with_and_without_javascript_in_chromium() {
-    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let chromium = support::chromium();
     assert!(
         PathBuf::from(&chromium).exists(),
         "{chromium} is missing: run `make test` (scripts/setup.sh installs Debian's chromium)"

@@ -325,7 +325,7 @@ fn token_signup(token: &str) -> signup_verify::gate::rpc::SignupRef {
 
 #[test]
 fn a_scanner_confirms_nothing_and_the_signing_up_browser_confirms_in_chromium() {
-    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let chromium = support::chromium();
     assert!(
         PathBuf::from(&chromium).exists(),
         "{chromium} is missing: run `make test` (scripts/setup.sh installs Debian's chromium)"

@@ -345,7 +345,7 @@ fn a_network_rotating_through_its_slash_64s_is_limited_by_its_slash_48() {
 
 #[test]
 fn a_fetch_integration_on_another_site_confirms_from_its_own_page_in_chromium() {
-    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let chromium = support::chromium();
     assert!(
         PathBuf::from(&chromium).exists(),
         "{chromium} is missing: run `make test` (scripts/setup.sh installs Debian's chromium)"

@@ -50,6 +50,22 @@ pub struct Spec<'a> {
     pub without_binding: Option<&'a str>,
 }
 
+/// The Chromium the browser tests drive: `CHROMIUM_PATH`, else the first `chromium` or
+/// `chromium-browser` on `PATH` (`make test` installs Debian's); a missing one fails loudly.
+pub fn chromium() -> String {
+    if let Ok(path) = std::env::var("CHROMIUM_PATH") {
+        return path;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
+        .find(|candidate| candidate.exists())
+        .map(|found| found.to_string_lossy().into_owned())
+        .unwrap_or_else(|| {
+            panic!("no Chromium: set CHROMIUM_PATH or put chromium on PATH (`make test` installs Debian's)")
+        })
+}
+
 /// The verified sender and the template every stack gets through the Query API.
 pub const FROM: &str = "noreply@signup-verify.test";
 pub const TEMPLATE: &str = "SignupVerify";
