@@ -239,16 +239,8 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             key: &key,
             request_id: Some(request_id),
         };
-        match self.store.is_queued(&key) {
-            // Already queued by another request: its credentials are that request's alone, so
-            // this answer carries none (and reads the same whoever asks).
-            Ok(true) => {
-                let position = self.queued_position(&key, arrival).unwrap_or(1);
-                self.log_admitted(to, "already_queued", Some(position));
-                return self.queued_reply(position, arrival);
-            }
-            Ok(false) => {}
-            Err(e) => return self.unavailable(&e, to),
+        if let Some(reply) = self.already_queued(to, arrival) {
+            return reply;
         }
         let nonce = match self.fresh_nonce() {
             Ok(nonce) => nonce,
@@ -257,22 +249,10 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 return Err(ApiError::Unavailable);
             }
         };
-        let admission = match self.admit_address(&key, arrival) {
+        let admission = match self.admit(to, arrival) {
             Ok(admission) => admission,
-            Err(Refusal::Cooldown { retry_after_secs }) => {
-                self.runtime.log_info(|| json!({"event": "address_cooldown", "retry_after_secs": retry_after_secs, "address": tag_of(&key), "request_id": request_id}));
-                return Err(ApiError::Cooldown { retry_after_secs });
-            }
-            Err(Refusal::Store(e)) => return self.unavailable(&e, to),
+            Err(refused) => return refused,
         };
-        let budget = self.config.daily_send_budget;
-        if let Err(retry_after_secs) = self.update(|g| g.budget.take(arrival, budget)) {
-            self.runtime.log_error(json!({"event": "daily_budget_spent", "budget": budget, "retry_after_secs": retry_after_secs, "request_id": request_id}));
-            if let Some(admission) = admission {
-                self.take_back(admission);
-            }
-            return Err(ApiError::Busy { retry_after_secs });
-        }
         // Tracked before the first await, so the drain always finds the row it updates.
         let tracked = match self.track_signup(&key, email, arrival, nonce, presented) {
             Ok(tracked) => tracked,
@@ -357,24 +337,12 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             key: &key,
             request_id: Some(request_id),
         };
-        match self.store.is_queued(&key) {
-            Ok(true) => {
-                let position = self.queued_position(&key, arrival).unwrap_or(1);
-                return self.queued_reply(position, arrival);
-            }
-            Ok(false) => {}
-            Err(e) => return self.unavailable(&e, to),
+        if let Some(reply) = self.already_queued(to, arrival) {
+            return reply;
         }
-        match self.admit_address(&key, arrival) {
-            Ok(_) => {}
-            Err(Refusal::Cooldown { retry_after_secs }) => {
-                return Err(ApiError::Cooldown { retry_after_secs })
-            }
-            Err(Refusal::Store(e)) => return self.unavailable(&e, to),
-        }
-        let budget = self.config.daily_send_budget;
-        if let Err(retry_after_secs) = self.update(|g| g.budget.take(arrival, budget)) {
-            return Err(ApiError::Busy { retry_after_secs });
+        // Kept, as a sent signup's is: a decoy counts against the mailbox and the budget.
+        if let Err(refused) = self.admit(to, arrival) {
+            return refused;
         }
         let mut random = [0u8; 8 + 16];
         if let Err(error) = self.runtime.secure_random(&mut random) {
@@ -412,6 +380,43 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         let mut nonce = [0u8; crate::status_token::NONCE_BYTES];
         self.runtime.secure_random(&mut nonce)?;
         Ok(hex::encode(nonce))
+    }
+
+    /// The answer to a signup of a mailbox that is queued already: its place, and none of its
+    /// credentials (they are the queuing request's alone; the answer reads the same whoever
+    /// asks). `None` when it is not queued.
+    fn already_queued(&self, to: Recipient, arrival: u64) -> Option<SendReply> {
+        match self.store.is_queued(to.key) {
+            Ok(true) => {
+                let position = self.queued_position(to.key, arrival).unwrap_or(1);
+                self.log_admitted(to, "already_queued", Some(position));
+                Some(self.queued_reply(position, arrival))
+            }
+            Ok(false) => None,
+            Err(e) => Some(self.unavailable(&e, to)),
+        }
+    }
+
+    /// The per-address limits, then the daily budget, both taken synchronously: the admission
+    /// to put back if nothing is sent (`None` with the limits off), or the refusal to answer.
+    fn admit(&self, to: Recipient, arrival: u64) -> Result<Option<Admission>, SendReply> {
+        let admission = match self.admit_address(to.key, arrival) {
+            Ok(admission) => admission,
+            Err(Refusal::Cooldown { retry_after_secs }) => {
+                self.runtime.log_info(|| json!({"event": "address_cooldown", "retry_after_secs": retry_after_secs, "address": tag_of(to.key), "request_id": to.request_id}));
+                return Err(Err(ApiError::Cooldown { retry_after_secs }));
+            }
+            Err(Refusal::Store(e)) => return Err(self.unavailable(&e, to)),
+        };
+        let budget = self.config.daily_send_budget;
+        if let Err(retry_after_secs) = self.update(|g| g.budget.take(arrival, budget)) {
+            self.runtime.log_error(json!({"event": "daily_budget_spent", "budget": budget, "retry_after_secs": retry_after_secs, "request_id": to.request_id}));
+            if let Some(admission) = admission {
+                self.take_back(admission);
+            }
+            return Err(Err(ApiError::Busy { retry_after_secs }));
+        }
+        Ok(admission)
     }
 
     /// Checks and records the per-address limits, synchronously. `None` when they are off.
