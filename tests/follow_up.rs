@@ -12,17 +12,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::gate::{unix_now_us, Spacing, BURST_AT_100_MS};
+use support::gate::{unix_now_us, Spacing, BURST_AT_100_MS, TOKEN};
 use support::webhook::Receiver;
-use support::{get, request_with, Reply, Spec, Stack};
-
-const STATUS_SECRET: &str = "e2e-status-token-secret-0123456789abcdef";
-const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-const TOKEN: &str = "e2e-admin-token-0123456789";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::{get, request_with, root, Reply, Spec, Stack, STATUS_SECRET, WEBHOOK_SECRET};
 
 /// A stack that tracks signups, with the webhook pointed at `receiver`, its gate (and
 /// ses-local's throttle) at `interval_ms`.

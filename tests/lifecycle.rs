@@ -19,16 +19,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use support::gate::TOKEN as ADMIN;
 use support::webhook::Receiver;
-use support::{get, request_with, Reply, Spec, Stack, FROM};
-
-const STATUS_SECRET: &str = "e2e-status-token-secret-0123456789abcdef";
-const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-const ADMIN: &str = "e2e-admin-token-0123456789";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::{get, request_with, root, Reply, Spec, Stack, FROM, STATUS_SECRET, WEBHOOK_SECRET};
 
 /// A stack that tracks signups (status tokens, a short link lifetime), with `extra` settings.
 fn stack(name: &str, extra: &[(&str, &str)]) -> Stack {

@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 pub const ACCESS_KEY_ID: &str = "AKIDE2ETEST";
 pub const SECRET_ACCESS_KEY: &str = "e2e-secret-access-key";
 
-fn root() -> PathBuf {
+/// The repository's root (where `build/`, `node_modules/` and `tests/browser/` are).
+pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -65,6 +66,10 @@ pub fn chromium() -> String {
             panic!("no Chromium: set CHROMIUM_PATH or put chromium on PATH (`make test` installs Debian's)")
         })
 }
+
+/// The `STATUS_TOKEN_SECRET` and `WEBHOOK_SECRET` the follow-up tests give their stacks.
+pub const STATUS_SECRET: &str = "e2e-status-token-secret-0123456789abcdef";
+pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// The verified sender and the template every stack gets through the Query API.
 pub const FROM: &str = "noreply@signup-verify.test";
