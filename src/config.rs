@@ -1,4 +1,4 @@
-//! `Config`: every setting the Worker and the gate read, parsed once (per Worker request, per
+//! `Config`: every setting the Worker and the gate read, parsed once (per Worker isolate, per
 //! Durable Object instance) from a name → value lookup. Each area has its own type and builder:
 //! [`SesConfig`] (what a signed SES call needs), [`GateConfig`] (pacing, queue and per-address
 //! limits), [`BrowserConfig`] (origins, redirects, Turnstile, honeypot, per-IP limit).

@@ -1,7 +1,7 @@
-//! The durable FIFO of signups waiting for a send slot: what an item is, and what becomes of
-//! the head after each SES answer: removed when sent, kept (backing off) when throttled, retried
-//! up to `SES_MAX_ATTEMPTS` on server errors, dropped when SES refuses the address, and the whole
-//! queue paused while SES says the configuration is broken.
+//! The durable queue of signups waiting for a send slot, served fairly across recipient domains:
+//! what an item is, and what becomes of the head after each SES answer: removed when sent, kept
+//! (backing off) when throttled, retried up to `SES_MAX_ATTEMPTS` on server errors, dropped when
+//! SES refuses the address, and the whole queue paused while SES says the configuration is broken.
 //!
 //! Pure: [`settle_head`] decides and changes only the gate state; the gate applies the decision to
 //! its store. Time and randomness are passed in.

@@ -1,5 +1,5 @@
-//! The webhook verifiers the README shows, taken from the README itself and run under Node and
-//! Python against a delivery signed now: they accept it and refuse a tampered body.
+//! The dependency-free webhook verifiers `docs/integration.md` shows, taken from that page and run
+//! under Node and Python against a delivery signed now: they accept it and refuse a tampered body.
 
 // Native test code: reading the clock is fine off wasm32.
 #![allow(clippy::disallowed_methods)]
@@ -10,22 +10,24 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use signup_verify::gate::webhook::signature;
 
+/// Where the verifiers are shown.
+const INTEGRATION: &str = "docs/integration.md";
+
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The fenced block of `language` in the README that contains `marker`.
-fn readme_block(language: &str, marker: &str) -> String {
-    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
+/// The fenced block of `language` in `page` that contains `marker`.
+fn doc_block(page: &str, language: &str, marker: &str) -> String {
+    let text = std::fs::read_to_string(root().join(page)).expect(page);
     let fence = format!("```{language}\n");
-    readme
-        .split(&fence)
+    text.split(&fence)
         .skip(1)
         .filter_map(|rest| rest.split("\n```").next())
         .find(|block| block.contains(marker))
-        .unwrap_or_else(|| panic!("no {language} block with {marker} in the README"))
+        .unwrap_or_else(|| panic!("no {language} block with {marker} in {page}"))
         .to_string()
 }
 
@@ -59,8 +61,8 @@ fn run(program: &str, args: &[&str]) -> String {
 }
 
 #[test]
-fn the_readmes_javascript_verifier_accepts_a_real_delivery_and_refuses_a_tampered_one() {
-    let verifier = readme_block("js", "async function verifyWebhook");
+fn the_documented_javascript_verifier_accepts_a_real_delivery_and_refuses_a_tampered_one() {
+    let verifier = doc_block(INTEGRATION, "js", "async function verifyWebhook");
     let (id, ts, body, sig) = delivery();
     let script = format!(
         "{verifier}\nconst headers = new Headers({{'webhook-id': {id:?}, 'webhook-timestamp': {ts:?}, 'webhook-signature': {sig:?}}});\n\
@@ -68,7 +70,7 @@ fn the_readmes_javascript_verifier_accepts_a_real_delivery_and_refuses_a_tampere
          const bad = await verifyWebhook({SECRET:?}, headers, {body:?}.replace('a@b.io', 'x@b.io'));\n\
          console.log(JSON.stringify([good, bad]));\n"
     );
-    let dir = root().join("target/readme-verifiers");
+    let dir = root().join("target/doc-verifiers");
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("verify.mjs");
     std::fs::write(&path, script).expect("write");
@@ -81,8 +83,8 @@ fn the_readmes_javascript_verifier_accepts_a_real_delivery_and_refuses_a_tampere
 }
 
 #[test]
-fn the_readmes_python_verifier_accepts_a_real_delivery_and_refuses_a_tampered_one() {
-    let verifier = readme_block("python", "def verify_webhook");
+fn the_documented_python_verifier_accepts_a_real_delivery_and_refuses_a_tampered_one() {
+    let verifier = doc_block(INTEGRATION, "python", "def verify_webhook");
     let (id, ts, body, sig) = delivery();
     let script = format!(
         "{verifier}\nheaders = {{'webhook-id': {id:?}, 'webhook-timestamp': {ts:?}, 'webhook-signature': {sig:?}}}\n\
