@@ -4,12 +4,15 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 
-use signup_verify::config::{build_config, Config};
-use signup_verify::email::EmailAddress;
-use signup_verify::ses::outcome::{classify_for, Outcome};
-use signup_verify::ses::reply::parse_reply;
-use signup_verify::ses::request::{build_request, SesCall};
-use signup_verify::ses::signer::SigningKeys;
+use signup_verify_domain::email::EmailAddress;
+use signup_verify_ses::outcome::classify_for;
+use signup_verify_ses::outcome::Outcome;
+use signup_verify_ses::reply::parse_reply;
+use signup_verify_ses::request::build_request;
+use signup_verify_ses::request::SesCall;
+use signup_verify_ses::signer::SigningKeys;
+use signup_verify_web::config::build_config;
+use signup_verify_web::config::Config;
 
 /// What SES answers a `SendCustomVerificationEmail` (the shape ses-local sends).
 const SENT_REPLY: &[u8] =

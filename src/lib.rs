@@ -3,28 +3,15 @@
 //! an Amazon SES custom verification email, at most one SES call per `GATE_INTERVAL_MS` across
 //! all isolates.
 //!
-//! This file is only the entry point. The pure core: `config`, `email`, `signup`, `browser`,
-//! `turnstile`, `demo`, `error`, `ses` (the SES request and reply) and `gate`'s decisions. The
-//! Workers shell: `http` (one handler per endpoint), `runtime`, and `gate`'s Durable Objects.
+//! This crate is the Workers shell only: `http` (one handler per endpoint), `runtime` (the
+//! runtime behind the gate's ports), `log` (writing the lines), and `gate`'s Durable Objects,
+//! SQLite store, clients and SES wire code. Every decision is in the pure crates:
+//! `signup_verify_domain`, `signup_verify_ses`, `signup_verify_gate` and `signup_verify_web`.
 
-pub mod browser;
-pub mod config;
-pub mod confirm;
-pub mod demo;
-pub mod email;
-pub mod error;
 pub mod gate;
 pub mod http;
 pub mod log;
-pub mod mailbox;
-pub mod redact;
-pub mod request_id;
 pub mod runtime;
-pub mod ses;
-pub mod signup;
-pub mod status_token;
-pub mod turnstile;
-pub mod utc;
 
 pub use gate::ses_gate::SesGate;
 pub use gate::ses_sender::SesSender;

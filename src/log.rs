@@ -8,16 +8,8 @@
 use std::cell::Cell;
 use std::fmt::Display;
 
+use signup_verify_domain::settings::LogLevel;
 use worker::{console_error, console_log};
-
-/// Which lines are written (`LOG_LEVEL`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    /// Every line (the default).
-    Info,
-    /// Only the errors.
-    Error,
-}
 
 thread_local! {
     static LEVEL: Cell<LogLevel> = const { Cell::new(LogLevel::Info) };

@@ -17,8 +17,10 @@ use worker::{
     Storage,
 };
 
-use crate::config::{build_config, Config, ConfigError};
-use crate::gate::decisions::GateRuntime;
+use signup_verify_domain::settings::ConfigError;
+use signup_verify_gate::decisions::GateRuntime;
+use signup_verify_web::config::build_config;
+use signup_verify_web::config::Config;
 
 /// Reads `Config` from `[vars]` and secrets (both are string bindings). A problem is logged with
 /// the variable's name and returned; a loaded config sets the log level. Called once per Worker

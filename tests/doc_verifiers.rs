@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use signup_verify::gate::webhook::signature;
+use signup_verify_gate::webhook::signature;
 
 /// Where the verifiers are shown.
 const INTEGRATION: &str = "docs/integration.md";

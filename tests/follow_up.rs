@@ -240,12 +240,13 @@ fn tokens_that_are_missing_forged_expired_or_for_no_signup_are_refused_and_polle
         .duration_since(UNIX_EPOCH)
         .expect("clock")
         .as_millis() as u64;
-    use signup_verify::status_token::{issue, Purpose};
+    use signup_verify_domain::status_token::issue;
+    use signup_verify_domain::status_token::Purpose;
     let named = token_signup(&token);
     let expired = issue(
         STATUS_SECRET.as_bytes(),
         Purpose::Status,
-        &signup_verify::gate::rpc::SignupRef {
+        &signup_verify_domain::status_token::SignupRef {
             signed_up_ms: now_ms - 8 * 24 * 3_600_000,
             ..named.clone()
         },
@@ -259,7 +260,7 @@ fn tokens_that_are_missing_forged_expired_or_for_no_signup_are_refused_and_polle
     let other = issue(
         STATUS_SECRET.as_bytes(),
         Purpose::Status,
-        &signup_verify::gate::rpc::SignupRef {
+        &signup_verify_domain::status_token::SignupRef {
             nonce: "00".repeat(16),
             ..named.clone()
         },
@@ -304,10 +305,10 @@ fn tokens_that_are_missing_forged_expired_or_for_no_signup_are_refused_and_polle
 }
 
 /// The signup a status token names (read with the secret, as the Worker reads it).
-fn token_signup(token: &str) -> signup_verify::gate::rpc::SignupRef {
-    signup_verify::status_token::verify(
+fn token_signup(token: &str) -> signup_verify_domain::status_token::SignupRef {
+    signup_verify_domain::status_token::verify(
         STATUS_SECRET.as_bytes(),
-        signup_verify::status_token::Purpose::Status,
+        signup_verify_domain::status_token::Purpose::Status,
         token,
         0,
     )

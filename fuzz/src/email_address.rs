@@ -10,9 +10,9 @@
 //! - the canonical mailbox is idempotent, and the same for the address in upper case, with a
 //!   `+tag`, and (at Gmail) with dots added.
 
-use signup_verify::email::EmailAddress;
-use signup_verify::mailbox::Mailbox;
-use signup_verify::ses::request::build_send_body;
+use signup_verify_domain::email::EmailAddress;
+use signup_verify_domain::mailbox::Mailbox;
+use signup_verify_ses::request::build_send_body;
 
 const TEMPLATE: &str = "SignupVerify";
 

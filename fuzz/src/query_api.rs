@@ -16,10 +16,16 @@ use ses_local::query::Params;
 use ses_local::sending::IdentityOn;
 use ses_local::settings::Settings;
 use ses_local::store::Store;
-use signup_verify::email::EmailAddress;
-use signup_verify::ses::outcome::{classify_for, Outcome};
-use signup_verify::ses::reply::{parse_reply, Reply};
-use signup_verify::ses::request::{SesCall, CHECK_ACTION, DELETE_ACTION, LIST_ACTION, SEND_ACTION};
+use signup_verify_domain::email::EmailAddress;
+use signup_verify_ses::outcome::classify_for;
+use signup_verify_ses::outcome::Outcome;
+use signup_verify_ses::reply::parse_reply;
+use signup_verify_ses::reply::Reply;
+use signup_verify_ses::request::SesCall;
+use signup_verify_ses::request::CHECK_ACTION;
+use signup_verify_ses::request::DELETE_ACTION;
+use signup_verify_ses::request::LIST_ACTION;
+use signup_verify_ses::request::SEND_ACTION;
 
 const MAX_CALLS: usize = 8;
 /// A fixed clock: 2026-12-01T00:00:00Z, in microseconds; each call a second later.

@@ -11,10 +11,13 @@
 //!   the call's own action (a send is `Sent` without an id only when its 2xx body was unreadable);
 //! - every outcome that is not a success maps to an HTTP error answer.
 
-use signup_verify::email::EmailAddress;
-use signup_verify::ses::outcome::{api_error_for, classify_for, Outcome};
-use signup_verify::ses::reply::{parse_reply, Reply};
-use signup_verify::ses::request::SesCall;
+use signup_verify_domain::email::EmailAddress;
+use signup_verify_ses::outcome::api_error_for;
+use signup_verify_ses::outcome::classify_for;
+use signup_verify_ses::outcome::Outcome;
+use signup_verify_ses::reply::parse_reply;
+use signup_verify_ses::reply::Reply;
+use signup_verify_ses::request::SesCall;
 
 pub fn check(data: &[u8]) {
     let [pick, high, low, body @ ..] = data else {

@@ -8,7 +8,10 @@
 //! large whatever it holds; an accepted address is the one [`EmailAddress::parse`] gives for
 //! itself, and it reaches SES byte for byte (see [`crate::email_address::assert_reaches_ses_intact`]).
 
-use signup_verify::signup::{parse_content_type, parse_signup, Submission, MAX_BODY_BYTES};
+use signup_verify_web::signup::parse_content_type;
+use signup_verify_web::signup::parse_signup;
+use signup_verify_web::signup::Submission;
+use signup_verify_web::signup::MAX_BODY_BYTES;
 
 use crate::email_address::assert_reaches_ses_intact;
 

@@ -13,8 +13,8 @@
 use std::time::{Duration as StdDuration, UNIX_EPOCH};
 
 use ses_local::sigv4::{verify, Credentials, Incoming};
-use signup_verify::config::AwsCredentials;
-use signup_verify::ses::request::sign_headers;
+use signup_verify_ses::config::AwsCredentials;
+use signup_verify_ses::request::sign_headers;
 use time::{Duration, OffsetDateTime};
 
 const ACCESS_KEY_ID: &str = "AKIDSESLOCAL";

@@ -10,8 +10,12 @@
 //! - a credential we mint verifies to what it was minted for until its expiry, and not after;
 //! - any one character changed in a minted credential stops it verifying.
 
-use signup_verify::gate::rpc::SignupRef;
-use signup_verify::status_token::{issue, verify, Purpose, TokenError, TOKEN_LIFETIME_MS};
+use signup_verify_domain::status_token::issue;
+use signup_verify_domain::status_token::verify;
+use signup_verify_domain::status_token::Purpose;
+use signup_verify_domain::status_token::SignupRef;
+use signup_verify_domain::status_token::TokenError;
+use signup_verify_domain::status_token::TOKEN_LIFETIME_MS;
 
 const SECRET: &[u8] = b"the fuzz targets' status token secret";
 /// A fixed clock: 2026-12-01.

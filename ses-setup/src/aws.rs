@@ -6,9 +6,9 @@
 
 use std::path::PathBuf;
 
-use signup_verify::config::AwsCredentials;
-use signup_verify::ses::reply::element_texts;
-use signup_verify::ses::request::sign_headers;
+use signup_verify_ses::config::AwsCredentials;
+use signup_verify_ses::reply::element_texts;
+use signup_verify_ses::request::sign_headers;
 
 const API_VERSION: &str = "2010-12-01";
 const CONTENT_TYPE: &str = "application/x-www-form-urlencoded";

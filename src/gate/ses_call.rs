@@ -9,14 +9,20 @@ use serde_json::json;
 use worker::wasm_bindgen::JsValue;
 use worker::{AbortController, Fetch, Headers, Method, Request, RequestInit};
 
-use crate::config::SesConfig;
-use crate::gate::rpc::{CallRequest, CallResult};
-use crate::redact::redact_addresses;
 use crate::runtime::body_bytes;
-use crate::ses::outcome::{classify_for, Outcome, RetryReason};
-use crate::ses::reply::{parse_reply, Reply, Unparseable};
-use crate::ses::request::{build_request, SignedRequest};
-use crate::ses::signer::SigningKeys;
+use signup_verify_domain::redact::redact_addresses;
+use signup_verify_gate::messages::CallRequest;
+use signup_verify_gate::messages::CallResult;
+use signup_verify_ses::config::SesConfig;
+use signup_verify_ses::outcome::classify_for;
+use signup_verify_ses::outcome::Outcome;
+use signup_verify_ses::outcome::RetryReason;
+use signup_verify_ses::reply::parse_reply;
+use signup_verify_ses::reply::Reply;
+use signup_verify_ses::reply::Unparseable;
+use signup_verify_ses::request::build_request;
+use signup_verify_ses::request::SignedRequest;
+use signup_verify_ses::signer::SigningKeys;
 
 /// SES replies are a few hundred bytes; anything far larger is not SES.
 const MAX_REPLY_BYTES: usize = 64 * 1024;
@@ -182,12 +188,12 @@ fn attempt_line(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::email::EmailAddress;
-    use crate::gate::rpc::Recipient;
-    use crate::redact::has_address;
-    use crate::request_id::RequestId;
-    use crate::ses::outcome::classify;
-    use crate::ses::request::SesCall;
+    use signup_verify_domain::email::EmailAddress;
+    use signup_verify_domain::redact::has_address;
+    use signup_verify_domain::request_id::RequestId;
+    use signup_verify_gate::messages::Recipient;
+    use signup_verify_ses::outcome::classify;
+    use signup_verify_ses::request::SesCall;
 
     fn send_call(email: &EmailAddress, attempt: u32) -> CallRequest {
         let request_id = RequestId::parse("rid-1").expect("well formed");
@@ -246,7 +252,7 @@ mod tests {
         ))
         .expect("fixture");
         let reply = parse_reply(&body, None);
-        let outcome = crate::ses::outcome::classify_for(&call.call, 200, &reply);
+        let outcome = signup_verify_ses::outcome::classify_for(&call.call, 200, &reply);
         let line = attempt_line(&call, 200, 5, &reply, &outcome);
         assert_eq!(line["outcome"], "Checked");
         assert_eq!(line["identities_listed"], 2);

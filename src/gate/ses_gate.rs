@@ -11,14 +11,24 @@ use worker::{
     durable_object, wasm_bindgen, DurableObject, Env, Method, Request, Response, Result, State,
 };
 
-use crate::error::ApiError;
-use crate::gate::decisions::{Gate, GateRuntime, RETRY_LATER_MS};
-use crate::gate::rpc::{
-    SendReply, SendRequest, SenderClient, SignupRef, StatusReply, CONFIRM_PATH, SEND_PATH,
-    STATS_PATH, STATUS_PATH,
-};
+use crate::gate::clients::SenderClient;
 use crate::gate::sql_store::SqlGateStore;
-use crate::runtime::{load_config, request_json, request_path, WorkerRuntime};
+use crate::runtime::load_config;
+use crate::runtime::request_json;
+use crate::runtime::request_path;
+use crate::runtime::WorkerRuntime;
+use signup_verify_domain::error::ApiError;
+use signup_verify_domain::status_token::SignupRef;
+use signup_verify_gate::decisions::Gate;
+use signup_verify_gate::decisions::GateRuntime;
+use signup_verify_gate::decisions::RETRY_LATER_MS;
+use signup_verify_gate::messages::SendReply;
+use signup_verify_gate::messages::SendRequest;
+use signup_verify_gate::messages::StatusReply;
+use signup_verify_gate::messages::CONFIRM_PATH;
+use signup_verify_gate::messages::SEND_PATH;
+use signup_verify_gate::messages::STATS_PATH;
+use signup_verify_gate::messages::STATUS_PATH;
 
 type LiveGate = Gate<SqlGateStore, SenderClient, WorkerRuntime>;
 

@@ -18,12 +18,24 @@ use worker::{
     durable_object, wasm_bindgen, DurableObject, Env, Method, Request, Response, Result, State,
 };
 
-use crate::config::{Config, ConfigError};
-use crate::gate::pacing::{CallId, Pacing, PlaceInLine, Sleeper, Waiting};
-use crate::gate::rpc::{CallRequest, CallResult, CALL_PATH};
-use crate::gate::ses_call::{call_ses, prepared_request};
-use crate::runtime::{load_config, now_ms, random_u32, request_json, request_path};
-use crate::ses::signer::SigningKeys;
+use crate::gate::ses_call::call_ses;
+use crate::gate::ses_call::prepared_request;
+use crate::runtime::load_config;
+use crate::runtime::now_ms;
+use crate::runtime::random_u32;
+use crate::runtime::request_json;
+use crate::runtime::request_path;
+use signup_verify_domain::settings::ConfigError;
+use signup_verify_gate::messages::CallRequest;
+use signup_verify_gate::messages::CallResult;
+use signup_verify_gate::messages::CALL_PATH;
+use signup_verify_gate::pacing::CallId;
+use signup_verify_gate::pacing::Pacing;
+use signup_verify_gate::pacing::PlaceInLine;
+use signup_verify_gate::pacing::Sleeper;
+use signup_verify_gate::pacing::Waiting;
+use signup_verify_ses::signer::SigningKeys;
+use signup_verify_web::config::Config;
 
 #[durable_object]
 pub struct SesSender {

@@ -15,16 +15,21 @@ use serde::Deserialize;
 use std::cell::Cell;
 use worker::{SqlStorage, SqlStorageValue};
 
-use crate::email::EmailAddress;
-use crate::gate::cooldown::AddressRecord;
-use crate::gate::identities::{Identity, Snapshot};
-use crate::gate::queue::QueuedItem;
-use crate::gate::slots::GateState;
-use crate::gate::store::{
-    has_work, GateStore, NewItem, OutboxEvent, QueueEnd, StoreError, StoreResult,
-};
-use crate::gate::tracking::Signup;
-use crate::request_id::RequestId;
+use signup_verify_domain::email::EmailAddress;
+use signup_verify_domain::request_id::RequestId;
+use signup_verify_gate::cooldown::AddressRecord;
+use signup_verify_gate::identities::Identity;
+use signup_verify_gate::identities::Snapshot;
+use signup_verify_gate::queue::QueuedItem;
+use signup_verify_gate::slots::GateState;
+use signup_verify_gate::store::has_work;
+use signup_verify_gate::store::GateStore;
+use signup_verify_gate::store::NewItem;
+use signup_verify_gate::store::OutboxEvent;
+use signup_verify_gate::store::QueueEnd;
+use signup_verify_gate::store::StoreError;
+use signup_verify_gate::store::StoreResult;
+use signup_verify_gate::tracking::Signup;
 
 // The statements a signup runs (besides the enqueue), named so that `make bench` measures these
 // very texts (benches/stack.rs, "SQLite statements").

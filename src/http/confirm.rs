@@ -17,14 +17,22 @@ use super::status::signup_named_by;
 use super::{
     answer_cors, error_response, header, html_response, json_response, limit_lookup, own_origin,
 };
-use crate::browser::{credentials_allowed, is_loopback_http, prefers_html};
-use crate::config::{Config, ConfigError};
-use crate::confirm::{credential_from_cookies, render, ConfirmPage};
-use crate::error::ApiError;
-use crate::gate::rpc::{GateClient, SignupStatus, CONFIRM_PATH};
-use crate::request_id::RequestId;
+use crate::gate::clients::GateClient;
 use crate::runtime::random_u32;
-use crate::status_token::{self, Purpose};
+use signup_verify_domain::error::ApiError;
+use signup_verify_domain::request_id::RequestId;
+use signup_verify_domain::settings::ConfigError;
+use signup_verify_domain::status_token;
+use signup_verify_domain::status_token::Purpose;
+use signup_verify_gate::messages::SignupStatus;
+use signup_verify_gate::messages::CONFIRM_PATH;
+use signup_verify_web::browser::credentials_allowed;
+use signup_verify_web::browser::is_loopback_http;
+use signup_verify_web::browser::prefers_html;
+use signup_verify_web::config::Config;
+use signup_verify_web::confirm::credential_from_cookies;
+use signup_verify_web::confirm::render;
+use signup_verify_web::confirm::ConfirmPage;
 
 /// Turnstile's form field, and its JSON name.
 const TURNSTILE_FIELD: &str = "cf-turnstile-response";

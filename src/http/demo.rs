@@ -1,12 +1,13 @@
 //! `GET /` and `GET /demo.js`: the demo signup page and its script when `DEMO_PAGE=true`
-//! (otherwise a 404), with a strict Content-Security-Policy. The page itself is `crate::demo`.
+//! (otherwise a 404), with a strict Content-Security-Policy. The page itself is `signup_verify_web::demo`.
 
 use worker::{Request, Response};
 
 use super::{error_response, html_response};
-use crate::config::{Config, ConfigError};
-use crate::demo;
-use crate::error::ApiError;
+use signup_verify_domain::error::ApiError;
+use signup_verify_domain::settings::ConfigError;
+use signup_verify_web::config::Config;
+use signup_verify_web::demo;
 
 pub(super) const CONTENT_SECURITY_POLICY: &str =
     "default-src 'none'; script-src 'self' https://challenges.cloudflare.com; \

@@ -14,11 +14,16 @@ use serde::Serialize;
 use serde_json::json;
 use worker::{Cors, Env, Headers, Method, Request, Response};
 
-use crate::browser::{network_key, rate_limit_key, turnstile_warning_due};
-use crate::config::{BrowserConfig, Config};
-use crate::error::ApiError;
-use crate::request_id::RequestId;
-use crate::runtime::{request_origin, request_path, worker_config};
+use crate::runtime::request_origin;
+use crate::runtime::request_path;
+use crate::runtime::worker_config;
+use signup_verify_domain::error::ApiError;
+use signup_verify_domain::request_id::RequestId;
+use signup_verify_web::browser::network_key;
+use signup_verify_web::browser::rate_limit_key;
+use signup_verify_web::browser::turnstile_warning_due;
+use signup_verify_web::config::BrowserConfig;
+use signup_verify_web::config::Config;
 
 /// The Workers Rate Limiting bindings in `wrangler.toml`: signups per IP (IPv6 by /64) and per
 /// network (IPv6 by /48), and status and confirmation lookups per IP.

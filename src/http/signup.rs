@@ -20,16 +20,35 @@ use super::status::signup_named_by;
 use super::{
     answer_cors, error_response, header, json_response, limit_signup, own_origin, with_cors,
 };
-use crate::browser::{check_origin, credentials_allowed, is_loopback_http, prefers_html};
-use crate::config::{BrowserConfig, Config, ConfigError, Secret, TurnstileConfig};
-use crate::confirm::{credential_from_cookies, signup_cookie, CookieSite};
-use crate::error::ApiError;
-use crate::gate::rpc::{Accepted, GateClient, SignupRef};
-use crate::request_id::RequestId;
-use crate::runtime::{body_bytes, random_u32, secure_random};
-use crate::signup::{parse_content_type, parse_signup, BodyFormat, Submission, MAX_BODY_BYTES};
-use crate::status_token::{self, Purpose};
-use crate::turnstile::{siteverify_body, verdict};
+use crate::gate::clients::GateClient;
+use crate::runtime::body_bytes;
+use crate::runtime::random_u32;
+use crate::runtime::secure_random;
+use signup_verify_domain::error::ApiError;
+use signup_verify_domain::request_id::RequestId;
+use signup_verify_domain::settings::ConfigError;
+use signup_verify_domain::settings::Secret;
+use signup_verify_domain::status_token;
+use signup_verify_domain::status_token::Purpose;
+use signup_verify_domain::status_token::SignupRef;
+use signup_verify_gate::messages::Accepted;
+use signup_verify_web::browser::check_origin;
+use signup_verify_web::browser::credentials_allowed;
+use signup_verify_web::browser::is_loopback_http;
+use signup_verify_web::browser::prefers_html;
+use signup_verify_web::config::BrowserConfig;
+use signup_verify_web::config::Config;
+use signup_verify_web::config::TurnstileConfig;
+use signup_verify_web::confirm::credential_from_cookies;
+use signup_verify_web::confirm::signup_cookie;
+use signup_verify_web::confirm::CookieSite;
+use signup_verify_web::signup::parse_content_type;
+use signup_verify_web::signup::parse_signup;
+use signup_verify_web::signup::BodyFormat;
+use signup_verify_web::signup::Submission;
+use signup_verify_web::signup::MAX_BODY_BYTES;
+use signup_verify_web::turnstile::siteverify_body;
+use signup_verify_web::turnstile::verdict;
 
 /// How long Turnstile's siteverify may take.
 const TURNSTILE_TIMEOUT_MS: u64 = 5_000;

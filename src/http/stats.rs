@@ -5,9 +5,12 @@ use subtle::ConstantTimeEq;
 use worker::{Env, Request, Response};
 
 use super::{error_response, header, json_response};
-use crate::config::{Config, ConfigError, Secret};
-use crate::error::ApiError;
-use crate::gate::rpc::{GateClient, GateStats};
+use crate::gate::clients::GateClient;
+use signup_verify_domain::error::ApiError;
+use signup_verify_domain::settings::ConfigError;
+use signup_verify_domain::settings::Secret;
+use signup_verify_gate::messages::GateStats;
+use signup_verify_web::config::Config;
 
 pub async fn get(req: &Request, env: &Env, config: Result<Config, ConfigError>) -> Response {
     match stats(req, env, config).await {

@@ -8,14 +8,21 @@ use worker::{Env, Method, Request, Response};
 
 use super::signup::{allowed_origin, cors_preflight};
 use super::{answer_cors, error_response, header, json_response, limit_lookup};
-use crate::config::{Config, ConfigError, Secret};
-use crate::confirm::bearer_token;
-use crate::error::ApiError;
-use crate::gate::queue::rfc3339_utc;
-use crate::gate::rpc::{GateClient, SignupRef, SignupStatus, STATUS_PATH};
-use crate::request_id::RequestId;
-use crate::runtime::{now_ms, random_u32};
-use crate::status_token::{self, Purpose};
+use crate::gate::clients::GateClient;
+use crate::runtime::now_ms;
+use crate::runtime::random_u32;
+use signup_verify_domain::error::ApiError;
+use signup_verify_domain::request_id::RequestId;
+use signup_verify_domain::settings::ConfigError;
+use signup_verify_domain::settings::Secret;
+use signup_verify_domain::status_token;
+use signup_verify_domain::status_token::Purpose;
+use signup_verify_domain::status_token::SignupRef;
+use signup_verify_gate::messages::SignupStatus;
+use signup_verify_gate::messages::STATUS_PATH;
+use signup_verify_gate::queue::rfc3339_utc;
+use signup_verify_web::config::Config;
+use signup_verify_web::confirm::bearer_token;
 
 pub async fn get(req: &Request, env: &Env, config: Result<Config, ConfigError>) -> Response {
     let Ok(config) = config else {

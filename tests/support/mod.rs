@@ -110,12 +110,12 @@ impl SesClient {
             .expect("clock after 1970")
             .as_millis() as u64;
         let signing_ms = now_ms.saturating_add_signed(self.clock_offset_secs * 1000);
-        let credentials = signup_verify::config::AwsCredentials {
+        let credentials = signup_verify_ses::config::AwsCredentials {
             access_key_id: ACCESS_KEY_ID.into(),
             secret_access_key: SECRET_ACCESS_KEY.into(),
             session_token: self.session_token.as_deref().map(Into::into),
         };
-        let signed = signup_verify::ses::request::sign_headers(
+        let signed = signup_verify_ses::request::sign_headers(
             "POST",
             &self.url,
             &[("content-type", content_type)],

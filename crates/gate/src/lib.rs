@@ -1,0 +1,26 @@
+//! The global gate in front of SES, pure: every decision the `SesGate` and `SesSender` Durable
+//! Objects make, over three ports the Worker crate implements: [`store::GateStore`] (what the
+//! gate persists), [`messages::SenderLink`] (the call to the sender) and
+//! [`decisions::GateRuntime`] (clock, randomness, log, alarm).
+//!
+//! Rooms: `decisions` (the `Gate`: intake, drain, follow-up), `slots` (reservations), `backoff`,
+//! `budget` (the daily send budget), `pacing` (the sender's rule), `queue` (items, fair order,
+//! the head's fate), `cooldown` (per-mailbox limits), `tracking` (a signup's lifecycle),
+//! `identities` (who created each SES identity, and its clean-up), `webhook` (Standard Webhooks
+//! events), `messages` (what travels between the objects) and `config` (the gate's settings).
+//!
+//! Invariant: nothing here reaches `worker`; the host tests drive it with fakes and a fake clock.
+
+pub mod backoff;
+pub mod budget;
+pub mod config;
+pub mod cooldown;
+pub mod decisions;
+pub mod identities;
+pub mod messages;
+pub mod pacing;
+pub mod queue;
+pub mod slots;
+pub mod store;
+pub mod tracking;
+pub mod webhook;

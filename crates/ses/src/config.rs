@@ -1,0 +1,98 @@
+//! The SES area's settings: the region, template, endpoint, credentials and timeout one signed
+//! call needs (`AWS_REGION`, `SES_TEMPLATE_NAME`, `SES_CONFIGURATION_SET`, `SES_ENDPOINT`,
+//! `AWS_*`, `SES_TIMEOUT_MS`). Invariant: an endpoint's path is its own SigV4 canonical path.
+
+use url::Url;
+
+use signup_verify_domain::settings::{parse_service_url, ConfigError, Secret, Vars};
+
+/// AWS credentials, from secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+}
+
+/// What one signed SES call needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SesConfig {
+    pub region: String,
+    pub template_name: String,
+    pub configuration_set: Option<String>,
+    /// Where the Query API is POSTed: `https://email.<region>.amazonaws.com/` unless overridden.
+    pub endpoint: Url,
+    pub credentials: AwsCredentials,
+    /// `SES_TIMEOUT_MS`: one call, connect to body.
+    pub timeout_ms: u64,
+}
+
+impl SesConfig {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let region = vars.required("AWS_REGION")?;
+        if !is_region_name(&region) {
+            return Err(ConfigError {
+                variable: "AWS_REGION",
+                problem: "is not a region name like us-east-1",
+            });
+        }
+        let template_name = vars.required("SES_TEMPLATE_NAME")?;
+        let endpoint = match vars.get("SES_ENDPOINT") {
+            None => {
+                Url::parse(&format!("https://email.{region}.amazonaws.com/")).map_err(|_| {
+                    ConfigError {
+                        variable: "AWS_REGION",
+                        problem: "does not make a valid endpoint URL",
+                    }
+                })?
+            }
+            Some(raw) => parse_ses_endpoint(&raw)?,
+        };
+        let credentials = AwsCredentials {
+            access_key_id: vars.required("AWS_ACCESS_KEY_ID")?,
+            secret_access_key: vars.required("AWS_SECRET_ACCESS_KEY")?.into(),
+            session_token: vars.get("AWS_SESSION_TOKEN").map(Secret::from),
+        };
+        Ok(Self {
+            region,
+            template_name,
+            configuration_set: vars.get("SES_CONFIGURATION_SET"),
+            endpoint,
+            credentials,
+            timeout_ms: vars.number("SES_TIMEOUT_MS", 5000, 1..=60_000)?,
+        })
+    }
+}
+
+fn is_region_name(region: &str) -> bool {
+    region.len() <= 32
+        && region.split('-').count() >= 3
+        && region.split('-').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+}
+
+/// `SES_ENDPOINT`: a service URL whose path is plain (unreserved characters between slashes, no
+/// `.` or `..` segment), so that it is its own SigV4 canonical path (`ses::signer`).
+fn parse_ses_endpoint(raw: &str) -> Result<Url, ConfigError> {
+    let url = parse_service_url("SES_ENDPOINT", raw)?;
+    let plain_segment = |segment: &str| {
+        !matches!(segment, "." | "..")
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    };
+    let segments: Vec<&str> = url.path().split('/').skip(1).collect();
+    let (last, inner) = segments.split_last().unwrap_or((&"", &[]));
+    if inner.iter().all(|s| !s.is_empty() && plain_segment(s)) && plain_segment(last) {
+        Ok(url)
+    } else {
+        Err(ConfigError {
+            variable: "SES_ENDPOINT",
+            problem: "must have a plain path: letters, digits and - . _ ~ between slashes",
+        })
+    }
+}

@@ -1,0 +1,13 @@
+//! The Amazon SES Query API as signup-verify speaks it, pure: the calls ([`request`]) with their
+//! SigV4 signature ([`signer`]), the XML replies ([`reply`]), what a reply means for the caller
+//! ([`outcome`]), the SES settings ([`config`]) and calendar time ([`time`], the one place UTC
+//! is formatted).
+//!
+//! Invariant: nothing here reaches `worker` or reads a clock; the time is passed in.
+
+pub mod config;
+pub mod outcome;
+pub mod reply;
+pub mod request;
+pub mod signer;
+pub mod time;
