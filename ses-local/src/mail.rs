@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::pages::escape_html;
+use crate::xml::escape as escape_html;
 
 /// SES appends a fixed notice under the template content; ses-local appends this one in its place.
 pub const DISCLAIMER: &str =

@@ -5,7 +5,7 @@
 use crate::mail::Mail;
 
 /// XML escaping is HTML escaping too (`&apos;` is valid HTML5).
-pub use crate::xml::escape as escape_html;
+use crate::xml::escape as escape_html;
 
 /// Percent-encodes a path segment, so a message id can never break out of its URL.
 fn url_segment(text: &str) -> String {

@@ -21,7 +21,7 @@ use signup_verify_gate::cooldown::AddressRecord;
 use signup_verify_gate::identities::Identity;
 use signup_verify_gate::identities::Snapshot;
 use signup_verify_gate::queue::QueuedItem;
-use signup_verify_gate::slots::GateState;
+use signup_verify_gate::state::GateState;
 use signup_verify_gate::store::has_work;
 use signup_verify_gate::store::GateStore;
 use signup_verify_gate::store::NewItem;

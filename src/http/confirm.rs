@@ -9,11 +9,10 @@
 use serde_json::json;
 use worker::{Env, Method, Request, Response};
 
+use super::cors::{allowed_origin, cors_preflight};
+use super::credentials::signup_named_by;
 use super::demo::CONTENT_SECURITY_POLICY;
-use super::signup::{
-    allowed_origin, cors_preflight, read_body_limited, see_other, verify_turnstile,
-};
-use super::status::signup_named_by;
+use super::signup::{read_body_limited, see_other, verify_turnstile};
 use super::{
     answer_cors, error_response, header, html_response, json_response, limit_lookup, own_origin,
 };

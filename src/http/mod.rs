@@ -5,6 +5,8 @@
 //! handed to the handler that needs it. Decisions live in the core modules.
 
 mod confirm;
+mod cors;
+mod credentials;
 mod demo;
 mod signup;
 mod stats;

@@ -14,12 +14,12 @@ use std::time::Duration;
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use serde_json::json;
-use worker::{Cors, Env, Fetch, Headers, Method, Request, RequestInit, Response};
+use worker::{Env, Fetch, Headers, Method, Request, RequestInit, Response};
 
-use super::status::signup_named_by;
-use super::{
-    answer_cors, error_response, header, json_response, limit_signup, own_origin, with_cors,
-};
+use super::cors::allowed_origin;
+use super::cors::cors_preflight;
+use super::credentials::signup_named_by;
+use super::{answer_cors, error_response, header, json_response, limit_signup, own_origin};
 use crate::gate::clients::GateClient;
 use crate::runtime::body_bytes;
 use crate::runtime::random_u32;
@@ -32,11 +32,9 @@ use signup_verify_domain::status_token;
 use signup_verify_domain::status_token::Purpose;
 use signup_verify_domain::status_token::SignupRef;
 use signup_verify_gate::messages::Accepted;
-use signup_verify_web::browser::check_origin;
 use signup_verify_web::browser::credentials_allowed;
 use signup_verify_web::browser::is_loopback_http;
 use signup_verify_web::browser::prefers_html;
-use signup_verify_web::config::BrowserConfig;
 use signup_verify_web::config::Config;
 use signup_verify_web::config::TurnstileConfig;
 use signup_verify_web::confirm::credential_from_cookies;
@@ -121,59 +119,6 @@ fn mint(secret: &Secret, made: &SignupRef) -> Minted {
 /// `OPTIONS /signup`, the CORS preflight.
 pub fn preflight(req: &Request, config: Result<Config, ConfigError>) -> Response {
     cors_preflight(req, config, Method::Post, "content-type")
-}
-
-/// A CORS preflight for one `method` and one request header, for allowed origins only; with
-/// `Access-Control-Allow-Credentials` for an origin listed by name.
-pub(super) fn cors_preflight(
-    req: &Request,
-    config: Result<Config, ConfigError>,
-    method: Method,
-    request_header: &str,
-) -> Response {
-    let Ok(config) = config else {
-        return error_response(ApiError::Misconfigured);
-    };
-    match allowed_origin(req, &config.browser) {
-        Err(error) => error_response(error),
-        Ok(origin) => {
-            let response = Response::builder().with_status(204).empty();
-            let _ = response
-                .headers()
-                .set("allow", &format!("{method}, OPTIONS"));
-            match origin {
-                None => response,
-                Some(origin) => {
-                    let credentials = credentials_allowed(
-                        &config.browser.origin_policy,
-                        Some(&origin),
-                        &own_origin(req),
-                    );
-                    with_cors(
-                        response,
-                        &Cors::new()
-                            .with_origins([origin])
-                            .with_credentials(credentials)
-                            .with_methods([method])
-                            .with_allowed_headers([request_header])
-                            .with_max_age(86_400),
-                    )
-                }
-            }
-        }
-    }
-}
-
-/// The caller's origin if it may call (to echo in CORS headers), `None` without an `Origin`.
-pub(super) fn allowed_origin(
-    req: &Request,
-    browser: &BrowserConfig,
-) -> Result<Option<String>, ApiError> {
-    check_origin(
-        &browser.origin_policy,
-        header(req, "origin").as_deref(),
-        &own_origin(req),
-    )
 }
 
 pub(super) fn see_other(location: &str) -> Response {

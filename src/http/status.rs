@@ -6,7 +6,8 @@
 
 use worker::{Env, Method, Request, Response};
 
-use super::signup::{allowed_origin, cors_preflight};
+use super::cors::{allowed_origin, cors_preflight};
+use super::credentials::signup_named_by;
 use super::{answer_cors, error_response, header, json_response, limit_lookup};
 use crate::gate::clients::GateClient;
 use crate::runtime::now_ms;
@@ -14,13 +15,12 @@ use crate::runtime::random_u32;
 use signup_verify_domain::error::ApiError;
 use signup_verify_domain::request_id::RequestId;
 use signup_verify_domain::settings::ConfigError;
-use signup_verify_domain::settings::Secret;
 use signup_verify_domain::status_token;
 use signup_verify_domain::status_token::Purpose;
 use signup_verify_domain::status_token::SignupRef;
 use signup_verify_gate::messages::SignupStatus;
 use signup_verify_gate::messages::STATUS_PATH;
-use signup_verify_gate::queue::rfc3339_utc;
+use signup_verify_ses::time::rfc3339_utc;
 use signup_verify_web::config::Config;
 use signup_verify_web::confirm::bearer_token;
 
@@ -66,15 +66,6 @@ async fn status(req: &Request, env: &Env, config: &Config) -> Result<SignupStatu
     GateClient::for_region(env, &config.ses.region)?
         .signup(STATUS_PATH, &signup)
         .await
-}
-
-/// The signup a credential for `purpose` names, if it is genuine and current.
-pub(super) fn signup_named_by(
-    secret: &Secret,
-    purpose: Purpose,
-    token: &str,
-) -> Result<SignupRef, ApiError> {
-    Ok(status_token::verify(secret.expose().as_bytes(), purpose, token, now_ms())?.signup)
 }
 
 /// What a signup sent at the decoy's time and never clicked reads as at `now_ms`. Its send

@@ -40,14 +40,13 @@ use crate::messages::SendReply;
 use crate::messages::SenderLink;
 use crate::queue::estimated_send_at_ms;
 use crate::queue::fair_tag;
-use crate::queue::rfc3339_utc;
 use crate::queue::settle_head;
 use crate::queue::DropReason;
 use crate::queue::HeadResult;
 use crate::queue::QueuedItem;
 use crate::slots::retry_jitter_ms;
-use crate::slots::GateState;
 use crate::slots::Reservation;
+use crate::state::GateState;
 use crate::store::GateStore;
 use crate::store::NewItem;
 use crate::store::QueueEnd;
@@ -63,6 +62,7 @@ use signup_verify_domain::status_token::SignupRef;
 use signup_verify_ses::outcome::api_error_for;
 use signup_verify_ses::outcome::Outcome;
 use signup_verify_ses::outcome::RetryReason;
+use signup_verify_ses::time::rfc3339_utc;
 
 /// Without a queue to fall back on, a direct send is tried at most this often.
 const DIRECT_ATTEMPTS_WITHOUT_QUEUE: u32 = 3;

@@ -21,6 +21,7 @@ pub mod messages;
 pub mod pacing;
 pub mod queue;
 pub mod slots;
+pub mod state;
 pub mod store;
 pub mod tracking;
 pub mod webhook;

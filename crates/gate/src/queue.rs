@@ -6,18 +6,13 @@
 //! Pure: [`settle_head`] decides and changes only the gate state; the gate applies the decision to
 //! its store. Time and randomness are passed in.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
-
 use crate::messages::CallResult;
 use crate::messages::Recipient;
-use crate::slots::GateState;
+use crate::state::GateState;
 use signup_verify_domain::email::EmailAddress;
 use signup_verify_domain::request_id::RequestId;
 use signup_verify_ses::outcome::Outcome;
 use signup_verify_ses::outcome::RetryReason;
-use signup_verify_ses::time::UtcTime;
 
 /// How long the queue pauses while SES says the configuration or credentials are broken.
 pub const CONFIG_PAUSE_MS: u64 = 60_000;
@@ -59,14 +54,6 @@ pub fn fair_tag(front: bool, last_tag_of_domain: Option<u64>, served_tag: u64) -
     } else {
         last_tag_of_domain.unwrap_or(0).max(served_tag) + 1
     }
-}
-
-/// Counters for `GET /gate/stats`, persisted with the gate state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueCounters {
-    pub throttles_seen: u64,
-    /// Dropped items by reason: `rejected`, `exhausted`.
-    pub drops: BTreeMap<String, u64>,
 }
 
 /// Why an item left the queue without a MessageId.
@@ -193,11 +180,6 @@ pub fn estimated_send_at_ms(gate: &GateState, now_ms: u64, position: u64, interv
         .max(gate.next_free_ms)
         .max(gate.paused_until_ms.unwrap_or(0));
     start + position.saturating_sub(1) * interval_ms
-}
-
-/// `2026-11-26T10:00:00.000Z` for Unix milliseconds.
-pub fn rfc3339_utc(ms: u64) -> String {
-    UtcTime::from_unix_ms(ms).rfc3339()
 }
 
 #[cfg(test)]
@@ -389,13 +371,5 @@ mod tests {
             estimated_send_at_ms(&GateState::default(), 9_000, 1, 100),
             9_000
         );
-    }
-
-    #[test]
-    fn timestamps_are_rfc3339_utc() {
-        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_utc(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(rfc3339_utc(1_795_687_583_431), "2026-11-26T10:06:23.431Z");
-        assert_eq!(rfc3339_utc(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
     }
 }

@@ -5,37 +5,9 @@
 //! (exponential backoff). A slot is the earliest a call may leave: when it really leaves is
 //! `pacing`'s causal rule, applied by the sender.
 
-use crate::tracking::TrackingCounters;
-use serde::{Deserialize, Serialize};
-
-use crate::backoff::Backoff;
-use crate::budget::DailyBudget;
-use crate::queue::QueueCounters;
 use signup_verify_domain::error::retry_after_secs;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GateState {
-    /// The earliest time the next reservation may be given.
-    pub next_free_ms: u64,
-    /// `Throttling` answers since the last success.
-    #[serde(default, rename = "throttle_streak")]
-    pub backoff: Backoff,
-    /// While SES says the configuration is broken, the queue waits until then.
-    #[serde(default)]
-    pub paused_until_ms: Option<u64>,
-    /// For `GET /gate/stats`.
-    #[serde(default)]
-    pub counters: QueueCounters,
-    /// The fair-order tag of the last item that left the queue (see `queue::fair_tag`).
-    #[serde(default)]
-    pub served_tag: u64,
-    /// `DAILY_SEND_BUDGET`'s count.
-    #[serde(default)]
-    pub budget: DailyBudget,
-    /// What the follow-up (checks, clean-up, webhook) has done.
-    #[serde(default)]
-    pub tracking: TrackingCounters,
-}
+use crate::state::GateState;
 
 /// The answer to a reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

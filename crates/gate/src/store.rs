@@ -15,7 +15,7 @@ use crate::identities::Identity;
 use crate::identities::Snapshot;
 use crate::messages::Recipient;
 use crate::queue::QueuedItem;
-use crate::slots::GateState;
+use crate::state::GateState;
 use crate::tracking::Signup;
 use crate::tracking::SignupState;
 

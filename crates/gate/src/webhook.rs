@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::Sha256;
 
-use crate::queue::rfc3339_utc;
+use signup_verify_ses::time::rfc3339_utc;
 
 /// The first retry waits this long; each one after waits twice as long as the one before...
 const FIRST_RETRY_MS: u64 = 5_000;

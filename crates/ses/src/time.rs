@@ -58,6 +58,12 @@ impl UtcTime {
     }
 }
 
+/// `ms` since the Unix epoch as RFC 3339 UTC with milliseconds (`2026-11-26T10:06:23.431Z`), the
+/// one timestamp format of replies, events and logs.
+pub fn rfc3339_utc(ms: u64) -> String {
+    UtcTime::from_unix_ms(ms).rfc3339()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +89,13 @@ mod tests {
             UtcTime::from_unix_ms(1_440_938_160_000).amz_date(),
             "20150830T123600Z"
         );
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_utc(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(rfc3339_utc(1_795_687_583_431), "2026-11-26T10:06:23.431Z");
+        assert_eq!(rfc3339_utc(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
     }
 }

@@ -31,7 +31,6 @@ use crate::messages::SendReply;
 use crate::messages::SenderLink;
 use crate::messages::SignupStatus;
 use crate::queue::estimated_send_at_ms;
-use crate::queue::rfc3339_utc;
 use crate::slots::Reservation;
 use crate::store::GateStore;
 use crate::store::OutboxEvent;
@@ -51,6 +50,7 @@ use signup_verify_ses::outcome::Outcome;
 use signup_verify_ses::outcome::RetryReason;
 use signup_verify_ses::request::SesCall;
 use signup_verify_ses::request::MAX_IDENTITIES_PER_CHECK;
+use signup_verify_ses::time::rfc3339_utc;
 
 /// Records past their retention are looked for this often (and at each object's start).
 const FORGET_EVERY_MS: u64 = 3_600_000;

@@ -1,0 +1,47 @@
+//! `GateState`: what the gate persists about itself in one row: the next free slot, the
+//! Throttling backoff, a pause while SES says the configuration is broken, the fair order's
+//! served tag, the daily budget's count, and the counters of `GET /gate/stats`. Its arithmetic
+//! lives where it is decided: reservations in `slots`, the queue head's fate in `queue`.
+//!
+//! Invariant: every field has a serde default, so a row written by an older version still reads.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backoff::Backoff;
+use crate::budget::DailyBudget;
+use crate::tracking::TrackingCounters;
+
+/// The gate's own state (one row).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateState {
+    /// The earliest time the next reservation may be given.
+    pub next_free_ms: u64,
+    /// `Throttling` answers since the last success.
+    #[serde(default, rename = "throttle_streak")]
+    pub backoff: Backoff,
+    /// While SES says the configuration is broken, the queue waits until then.
+    #[serde(default)]
+    pub paused_until_ms: Option<u64>,
+    /// For `GET /gate/stats`.
+    #[serde(default)]
+    pub counters: QueueCounters,
+    /// The fair-order tag of the last item that left the queue (see `queue::fair_tag`).
+    #[serde(default)]
+    pub served_tag: u64,
+    /// `DAILY_SEND_BUDGET`'s count.
+    #[serde(default)]
+    pub budget: DailyBudget,
+    /// What the follow-up (checks, clean-up, webhook) has done.
+    #[serde(default)]
+    pub tracking: TrackingCounters,
+}
+
+/// Counters for `GET /gate/stats`, persisted with the gate state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueCounters {
+    pub throttles_seen: u64,
+    /// Dropped items by reason: `rejected`, `exhausted`.
+    pub drops: BTreeMap<String, u64>,
+}
