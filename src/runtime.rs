@@ -18,7 +18,7 @@ use worker::{
 };
 
 use signup_verify_domain::settings::ConfigError;
-use signup_verify_gate::decisions::GateRuntime;
+use signup_verify_gate::ports::GateRuntime;
 use signup_verify_web::config::build_config;
 use signup_verify_web::config::Config;
 

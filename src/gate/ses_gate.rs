@@ -1,7 +1,7 @@
 //! `SesGate`, the Durable Object every signup goes through: one instance per region
 //! (`id_from_name(region)`), so every Worker isolate in the world shares one gate. A thin shell:
 //! it parses the config once per instance, opens the SQLite store, and moves RPC bodies in and
-//! out of [`Gate`], where every decision lives (see `decisions`).
+//! out of [`Gate`], where every decision lives (`signup_verify_gate::gate`).
 //!
 //! Invariant: an instance whose config or storage is unusable answers every signup with a clear
 //! error (`misconfigured`, `unavailable`) and keeps its alarm retrying; it never panics.
@@ -19,9 +19,8 @@ use crate::runtime::request_path;
 use crate::runtime::WorkerRuntime;
 use signup_verify_domain::error::ApiError;
 use signup_verify_domain::status_token::SignupRef;
-use signup_verify_gate::decisions::Gate;
-use signup_verify_gate::decisions::GateRuntime;
-use signup_verify_gate::decisions::RETRY_LATER_MS;
+use signup_verify_gate::gate::Gate;
+use signup_verify_gate::gate::RETRY_LATER_MS;
 use signup_verify_gate::messages::SendReply;
 use signup_verify_gate::messages::SendRequest;
 use signup_verify_gate::messages::StatusReply;
@@ -29,6 +28,7 @@ use signup_verify_gate::messages::CONFIRM_PATH;
 use signup_verify_gate::messages::SEND_PATH;
 use signup_verify_gate::messages::STATS_PATH;
 use signup_verify_gate::messages::STATUS_PATH;
+use signup_verify_gate::ports::GateRuntime;
 
 type LiveGate = Gate<SqlGateStore, SenderClient, WorkerRuntime>;
 

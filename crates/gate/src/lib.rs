@@ -1,9 +1,9 @@
 //! The global gate in front of SES, pure: every decision the `SesGate` and `SesSender` Durable
 //! Objects make, over three ports the Worker crate implements: [`store::GateStore`] (what the
 //! gate persists), [`messages::SenderLink`] (the call to the sender) and
-//! [`decisions::GateRuntime`] (clock, randomness, log, alarm).
+//! [`ports::GateRuntime`] (clock, randomness, log, alarm).
 //!
-//! Rooms: `decisions` (the `Gate`: intake, drain, follow-up), `slots` (reservations), `backoff`,
+//! Rooms: `gate` (the `Gate`: intake, drain, follow-up, outbox, status), `slots` (reservations), `backoff`,
 //! `budget` (the daily send budget), `pacing` (the sender's rule), `queue` (items, fair order,
 //! the head's fate), `cooldown` (per-mailbox limits), `tracking` (a signup's lifecycle),
 //! `identities` (who created each SES identity, and its clean-up), `webhook` (Standard Webhooks
@@ -15,10 +15,11 @@ pub mod backoff;
 pub mod budget;
 pub mod config;
 pub mod cooldown;
-pub mod decisions;
+pub mod gate;
 pub mod identities;
 pub mod messages;
 pub mod pacing;
+pub mod ports;
 pub mod queue;
 pub mod slots;
 pub mod state;

@@ -1,0 +1,266 @@
+//! `Gate`: every decision the `SesGate` Durable Object makes, as a plain type generic over its
+//! seams: [`GateStore`] (what it persists), [`SenderLink`] (the call to `SesSender`) and
+//! [`GateRuntime`] (clock, randomness, log, alarm). The shell in `ses_gate` only moves values
+//! between `worker` types and this type; the host tests drive it with fakes and a fake clock.
+//!
+//! Rooms, by job: `intake` (a signup to its answer), `drain` (the queue), `lifecycle` (a
+//! signup's rows and events), `follow_up` (the sweep of checks, clean-up and listing),
+//! `outbox` (webhook delivery), `status` (stats and a signup's status), `confirm` (a person's
+//! confirmation).
+//!
+//! A signup is sent at once when the queue is empty, a slot is free within `GATE_MAX_WAIT_MS`
+//! and its recipient domain holds fewer than five such slots; otherwise it goes into the durable
+//! queue, which the alarm drains one slot at a time, fairly across recipient domains
+//! (`queue::fair_tag`). Invariants:
+//! - nothing valid is lost: a signup is sent, queued (then sent, or dropped with a counted
+//!   reason: rejected, exhausted, expired), or refused with an answer the caller sees;
+//! - slots are at least `GATE_INTERVAL_MS` apart (the sender spaces the wire; see `pacing`);
+//! - a mailbox (`mailbox::Mailbox`, not the typed string) gets at most one signup per
+//!   `EMAIL_COOLDOWN_SECONDS` and `EMAIL_DAILY_MAX` a day, and the gate takes at most
+//!   `DAILY_SEND_BUDGET` a day; a signup that ends up neither sent nor queued is taken back from
+//!   both, one that timed out is not (it may have reached SES);
+//! - an item leaves the queue only after a 2xx from SES or with a drop reason, and a call that
+//!   timed out is made at most once more;
+//! - every reservation, admission and queue change is a synchronous read-modify-write with no
+//!   await inside, stored before the next await, so a restarted object resumes with the same
+//!   slots, limits and queue;
+//! - no log line holds an address: records and logs use the HMAC key, never the plaintext.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+use serde_json::json;
+
+use crate::config::GateConfig;
+use crate::cooldown::AddressRecord;
+use crate::identities::Snapshot;
+use crate::messages::CallRequest;
+use crate::messages::CallResult;
+use crate::messages::Recipient;
+use crate::messages::SendReply;
+use crate::messages::SenderLink;
+pub use crate::ports::GateRuntime;
+use crate::queue::HeadResult;
+use crate::queue::QueuedItem;
+use crate::state::GateState;
+use crate::store::GateStore;
+use crate::store::StoreError;
+use signup_verify_domain::error::ApiError;
+use signup_verify_domain::redact::tag_of;
+use signup_verify_ses::time::rfc3339_utc;
+
+/// Without a queue to fall back on, a direct send is tried at most this often.
+const DIRECT_ATTEMPTS_WITHOUT_QUEUE: u32 = 3;
+/// In-request (direct) slots one recipient domain may hold at once while a queue can take the
+/// rest: a flood to one domain then delays another domain's signup by at most this many
+/// intervals before the fair queue takes over.
+const DIRECT_SLOTS_PER_DOMAIN: u32 = 5;
+/// One alarm drains for at most this long, then hands over to the next alarm.
+const DRAIN_BUDGET_MS: u64 = 20_000;
+/// Set before draining: if the object dies mid-drain, the alarm brings it back this soon.
+const WATCHDOG_MS: u64 = 5_000;
+/// When the queue cannot go on (no sender, no config, storage failing), it tries again after this.
+pub const RETRY_LATER_MS: u64 = 60_000;
+/// Queued positions shown to pollers and resubmissions are at most this old.
+const RANK_TTL_MS: u64 = 1_000;
+
+mod confirm;
+mod drain;
+mod follow_up;
+mod intake;
+mod lifecycle;
+mod outbox;
+mod status;
+#[cfg(test)]
+mod tests;
+
+use follow_up::{FollowUp, Listing};
+
+/// What a successful admission changed: the record to put back if nothing is sent.
+struct Admission {
+    key: String,
+    previous: Option<AddressRecord>,
+}
+
+/// Why an admission was refused.
+enum Refusal {
+    Cooldown { retry_after_secs: u64 },
+    Store(StoreError),
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+pub struct Gate<S, L, R> {
+    store: S,
+    sender: L,
+    runtime: R,
+    config: GateConfig,
+    state: RefCell<GateState>,
+    /// The state changed since it was last saved (see [`Self::update`]).
+    state_unsaved: Cell<bool>,
+    address_secret: Vec<u8>,
+    draining: Cell<bool>,
+    /// When the alarm is set for, if this object set one (in memory: a new object sets it again).
+    alarm_at: Cell<Option<u64>>,
+    /// The last complete identity snapshot (loaded at the start, replaced by a new listing).
+    snapshot: RefCell<Option<Snapshot>>,
+    /// A listing under way (in memory).
+    listing: RefCell<Option<Listing>>,
+    /// After a `ListIdentities` page failed, the listing waits until then (in memory).
+    list_held_until: Cell<u64>,
+    /// The identity key whose `DeleteIdentity` is in flight: no send to it leaves meanwhile.
+    deleting: RefCell<Option<String>>,
+    /// A confirmation's check is in flight (at most one at a time, in memory).
+    confirm_checking: Cell<bool>,
+    /// Follow-up checks made in a row while clean-up or the snapshot waited (in memory).
+    checks_in_a_row: Cell<u32>,
+    /// Every queued item's position, by key fingerprint, and when it was read (in memory; read
+    /// again at most once per [`RANK_TTL_MS`], however many pollers ask).
+    ranks: RefCell<Option<Ranks>>,
+    /// When old signup records are next looked for (in memory).
+    next_forget_ms: Cell<u64>,
+    /// Direct sends in progress, by recipient domain (in memory: they live in requests).
+    direct_by_domain: RefCell<HashMap<String, u32>>,
+}
+
+/// When the queue was read, and each queued key's fingerprint with its position, sorted.
+type Ranks = (u64, Vec<(u64, u64)>);
+
+/// The rank table's key for an address key (hex HMAC): its first 8 bytes.
+fn rank_key(key: &str) -> u64 {
+    key.get(..16)
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .unwrap_or_else(|| {
+            key.bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+        })
+}
+
+/// One direct send's hold on its domain's share, given back however the send ends.
+struct DirectSlot<'a> {
+    holders: &'a RefCell<HashMap<String, u32>>,
+    domain: String,
+}
+
+impl<'a> DirectSlot<'a> {
+    fn take(holders: &'a RefCell<HashMap<String, u32>>, domain: String) -> Self {
+        *holders.borrow_mut().entry(domain.clone()).or_default() += 1;
+        Self { holders, domain }
+    }
+}
+
+impl Drop for DirectSlot<'_> {
+    fn drop(&mut self) {
+        let mut holders = self.holders.borrow_mut();
+        if let Some(count) = holders.get_mut(&self.domain) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                holders.remove(&self.domain);
+            }
+        }
+    }
+}
+
+impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
+    /// Loads the gate state and the address key (making one on first use).
+    pub fn open(store: S, sender: L, runtime: R, config: GateConfig) -> Result<Self, StoreError> {
+        let state = store.load_state()?;
+        let address_secret = store.address_secret(|| {
+            let mut secret = vec![0u8; 32];
+            runtime
+                .secure_random(&mut secret)
+                .map_err(|e| StoreError::failed("make the address key", e))?;
+            Ok(secret)
+        })?;
+        let snapshot = store.load_snapshot()?;
+        Ok(Self {
+            store,
+            sender,
+            runtime,
+            config,
+            state: RefCell::new(state),
+            state_unsaved: Cell::new(false),
+            address_secret,
+            draining: Cell::new(false),
+            alarm_at: Cell::new(None),
+            snapshot: RefCell::new(snapshot),
+            listing: RefCell::new(None),
+            list_held_until: Cell::new(0),
+            deleting: RefCell::new(None),
+            confirm_checking: Cell::new(false),
+            checks_in_a_row: Cell::new(0),
+            ranks: RefCell::new(None),
+            next_forget_ms: Cell::new(0),
+            direct_by_domain: RefCell::default(),
+        })
+    }
+
+    /// Changes the gate state in memory; [`Self::save_state`] stores it before the next await
+    /// (every await of the gate goes through [`Self::call_sender`], [`Self::arm_alarm`] or
+    /// `deliver`, which save first) and when a signup, a drain or a confirmation ends. One
+    /// write per turn instead of one per change.
+    pub(super) fn update<T>(&self, change: impl FnOnce(&mut GateState) -> T) -> T {
+        let result = change(&mut self.state.borrow_mut());
+        self.state_unsaved.set(true);
+        result
+    }
+
+    /// Stores the gate state if it changed since it was last stored.
+    pub(super) fn save_state(&self) {
+        if !self.state_unsaved.replace(false) {
+            return;
+        }
+        if let Err(e) = self.store.save_state(&self.state.borrow()) {
+            self.log_store_error(&e);
+        }
+    }
+
+    /// Hands `call` to the sender, the state stored first: the slot it holds survives a restart.
+    pub(super) async fn call_sender(&self, call: &CallRequest) -> Option<CallResult> {
+        self.save_state();
+        self.sender.call(call).await
+    }
+
+    pub(super) fn record_send(&self) {
+        if let Err(e) = self.store.record_send(self.runtime.now_ms()) {
+            self.log_store_error(&e);
+        }
+    }
+
+    pub(super) fn unavailable(&self, e: &StoreError, to: Recipient) -> SendReply {
+        self.runtime.log_error(json!({"event": "gate_storage_error", "error": e.to_string(), "address": tag_of(to.key), "request_id": to.request_id}));
+        Err(ApiError::Unavailable)
+    }
+
+    /// One line per signup the gate takes: sent now (`direct`), `queued`, or `already_queued`.
+    pub(super) fn log_admitted(&self, to: Recipient, route: &str, position: Option<u64>) {
+        self.runtime.log_info(|| json!({"event": "gate_admitted", "route": route, "position": position, "address": tag_of(to.key), "request_id": to.request_id}));
+    }
+
+    pub(super) fn log_store_error(&self, e: &StoreError) {
+        self.runtime
+            .log_error(json!({"event": "gate_storage_error", "error": e.to_string()}));
+    }
+
+    /// One structured line per queued send's fate, with the signup's request id; drops are what
+    /// an operator must see.
+    pub(super) fn log_head_result(&self, outcome: &HeadResult, head: &QueuedItem) {
+        let waited_ms = self.runtime.now_ms().saturating_sub(head.enqueued_at_ms);
+        let (address, request_id) = (tag_of(&head.key), &head.request_id);
+        match outcome {
+            HeadResult::Dropped { reason, attempts } => self.runtime.log_error(
+                json!({"event": "queue_drop", "reason": reason.as_str(), "attempts": attempts, "waited_ms": waited_ms, "address": address, "request_id": request_id}),
+            ),
+            HeadResult::Paused { paused_until_ms } => self.runtime.log_error(
+                json!({"event": "queue_paused", "reason": "SES says the configuration is broken", "until": rfc3339_utc(*paused_until_ms), "address": address, "request_id": request_id}),
+            ),
+            other => self.runtime.log_info(
+                || json!({"event": "queue_send", "result": format!("{other:?}"), "waited_ms": waited_ms, "address": address, "request_id": request_id}),
+            ),
+        }
+    }
+}

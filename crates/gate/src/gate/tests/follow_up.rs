@@ -1,0 +1,95 @@
+//! The follow-up (issue G): tracking, detection, confirmation, webhook delivery and clean-up.
+
+use super::*;
+
+#[test]
+fn a_sent_signup_is_detected_verified_reported_by_a_signed_webhook_and_then_deleted() {
+    let h = Harness::new(tracking(true));
+    let reply = h.send("jane@example.com");
+    let signup = h.named(&reply);
+    assert_eq!(h.status_of(&signup).status, "sent");
+    // First check five seconds on: pending, so the identity is ours.
+    h.drain_at(START + 5_100);
+    assert_eq!(
+        h.actions(),
+        [
+            "SendCustomVerificationEmail",
+            "GetIdentityVerificationAttributes"
+        ]
+    );
+    assert_eq!(h.status_of(&signup).status, "sent");
+    h.click("jane@example.com");
+    let next = h.runtime.last_alarm().expect("the next check is set");
+    assert!(next > START + 5_100 && next <= START + 11_000, "{next}");
+    h.drain_at(next);
+    let status = h.status_of(&signup);
+    assert_eq!(
+        (status.status.as_str(), status.verified, status.confirmed),
+        ("verified", true, false)
+    );
+    assert!(status.verified_at.is_some());
+    // Reported, then the identity deleted (after the delivery), all in that drain.
+    assert_eq!(h.delivered_types(), ["signup.verified"]);
+    let (headers, body) = h.runtime.0.deliveries.borrow()[0].clone();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .expect(name)
+    };
+    let key = hex::decode(WEBHOOK_KEY).expect("hex");
+    let timestamp: u64 = header("webhook-timestamp").parse().expect("secs");
+    assert_eq!(
+        header("webhook-signature"),
+        crate::webhook::signature(&key, &header("webhook-id"), timestamp, &body)
+    );
+    let body: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(body["data"]["email"], "jane@example.com");
+    assert_eq!(body["data"]["messageId"], "m-1");
+    h.drain_until(next + 2_000);
+    assert_eq!(h.actions().last(), Some(&"DeleteIdentity"));
+    assert!(
+        h.sender.identities.borrow().is_empty(),
+        "the identity is gone"
+    );
+    let stats = h.gate.stats().expect("stats");
+    assert_eq!(
+        (stats.tracking.verified, stats.tracking.identities_deleted),
+        (1, 1)
+    );
+    assert_eq!((stats.pending_checks, stats.webhook_backlog), (0, 0));
+    // Nothing is logged with the address.
+    let logs = serde_json::to_string(&*h.runtime.0.logs.borrow()).expect("json");
+    assert!(!logs.contains("jane@"), "{logs}");
+}
+
+#[test]
+fn a_link_left_unclicked_past_its_ttl_is_expired_reported_and_cleaned_up() {
+    let h = Harness::new(tracking(false));
+    let signup = h.named(&h.send("late@example.com"));
+    let mut at = START + 5_100;
+    while h.status_of(&signup).status == "sent" {
+        h.drain_at(at);
+        at = h
+            .runtime
+            .last_alarm()
+            .expect("an alarm")
+            .max(h.runtime.now_ms() + 1);
+        assert!(at < START + 700_000, "never expired");
+    }
+    assert_eq!(h.status_of(&signup).status, "expired");
+    assert!(h.runtime.now_ms() >= START + 600_000);
+    h.drain_until(h.runtime.now_ms() + 2_000);
+    assert_eq!(h.actions().last(), Some(&"DeleteIdentity"));
+    assert!(h.runtime.events().contains(&"identity_deleted".to_string()));
+    let checks = h
+        .actions()
+        .iter()
+        .filter(|a| **a == "GetIdentityVerificationAttributes")
+        .count();
+    assert!(
+        (5..40).contains(&checks),
+        "{checks} checks over ten minutes"
+    );
+}
