@@ -4,7 +4,7 @@
 //! messages, and one SES call over `fetch`. Every decision they make is in `signup_verify_gate`.
 
 pub mod clients;
+pub mod durable_sql;
 pub mod ses_call;
 pub mod ses_gate;
 pub mod ses_sender;
-pub mod sql_store;

@@ -12,7 +12,7 @@ use worker::{
 };
 
 use crate::gate::clients::SenderClient;
-use crate::gate::sql_store::SqlGateStore;
+use crate::gate::durable_sql::DurableSql;
 use crate::runtime::load_config;
 use crate::runtime::request_json;
 use crate::runtime::request_path;
@@ -29,8 +29,9 @@ use signup_verify_gate::messages::SEND_PATH;
 use signup_verify_gate::messages::STATS_PATH;
 use signup_verify_gate::messages::STATUS_PATH;
 use signup_verify_gate::ports::GateRuntime;
+use signup_verify_gate::sql_store::SqlGateStore;
 
-type LiveGate = Gate<SqlGateStore, SenderClient, WorkerRuntime>;
+type LiveGate = Gate<SqlGateStore<DurableSql>, SenderClient, WorkerRuntime>;
 
 #[durable_object]
 pub struct SesGate {
@@ -46,7 +47,7 @@ impl DurableObject for SesGate {
             Ok(config) => {
                 let sender = SenderClient::for_region(env, &config.ses.region);
                 let runtime = WorkerRuntime(state.storage());
-                SqlGateStore::open(state.storage().sql())
+                SqlGateStore::open(DurableSql(state.storage().sql()))
                     .and_then(|store| Gate::open(store, sender, runtime, config.gate))
                     .map_err(|e| {
                         crate::log::error(

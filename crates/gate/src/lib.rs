@@ -14,6 +14,8 @@
 pub mod backoff;
 pub mod budget;
 pub mod config;
+#[cfg(test)]
+mod conformance;
 pub mod cooldown;
 pub mod gate;
 pub mod identities;
@@ -22,6 +24,7 @@ pub mod pacing;
 pub mod ports;
 pub mod queue;
 pub mod slots;
+pub mod sql_store;
 pub mod state;
 pub mod store;
 pub mod tracking;

@@ -168,10 +168,10 @@ pub trait GateStore {
     fn event_backlog(&self) -> StoreResult<u64>;
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 pub use memory::MemoryStore;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 mod memory {
     use std::cell::RefCell;
     use std::collections::{BTreeMap, BTreeSet};

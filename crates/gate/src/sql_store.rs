@@ -1,4 +1,6 @@
-//! `SqlGateStore`: [`GateStore`] in the Durable Object's SQLite (synchronous `exec`). The gate
+//! `SqlGateStore`: [`GateStore`] in SQLite, through a small [`SqlExecutor`] (the Durable
+//! Object's synchronous `exec` in production, bundled SQLite on the host in the conformance
+//! suite), so the very statements that run in production are tested on the host. The gate
 //! state is one JSON row; the queue is served by `(tag, seq)`, fair across recipient domains (an
 //! item put back at the head gets the smallest `seq`); address records are keyed by HMAC; the
 //! send log feeds the stats; tracked signups are JSON rows keyed by HMAC with their next check
@@ -13,23 +15,22 @@
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
 use std::cell::Cell;
-use worker::{SqlStorage, SqlStorageValue};
 
+use crate::cooldown::AddressRecord;
+use crate::identities::Identity;
+use crate::identities::Snapshot;
+use crate::queue::QueuedItem;
+use crate::state::GateState;
+use crate::store::has_work;
+use crate::store::GateStore;
+use crate::store::NewItem;
+use crate::store::OutboxEvent;
+use crate::store::QueueEnd;
+use crate::store::StoreError;
+use crate::store::StoreResult;
+use crate::tracking::Signup;
 use signup_verify_domain::email::EmailAddress;
 use signup_verify_domain::request_id::RequestId;
-use signup_verify_gate::cooldown::AddressRecord;
-use signup_verify_gate::identities::Identity;
-use signup_verify_gate::identities::Snapshot;
-use signup_verify_gate::queue::QueuedItem;
-use signup_verify_gate::state::GateState;
-use signup_verify_gate::store::has_work;
-use signup_verify_gate::store::GateStore;
-use signup_verify_gate::store::NewItem;
-use signup_verify_gate::store::OutboxEvent;
-use signup_verify_gate::store::QueueEnd;
-use signup_verify_gate::store::StoreError;
-use signup_verify_gate::store::StoreResult;
-use signup_verify_gate::tracking::Signup;
 
 // The statements a signup runs (besides the enqueue), named so that `make bench` measures these
 // very texts (benches/stack.rs, "SQLite statements").
@@ -122,8 +123,52 @@ fn housekeeping_due(next_ms: &Cell<u64>, now_ms: u64) -> bool {
     due
 }
 
-fn ms(value: u64) -> SqlStorageValue {
-    (value as f64).into()
+/// A value bound to a statement's `?`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl From<&str> for SqlValue {
+    fn from(value: &str) -> Self {
+        Self::Text(value.to_string())
+    }
+}
+
+impl From<String> for SqlValue {
+    fn from(value: String) -> Self {
+        Self::Text(value)
+    }
+}
+
+impl From<i32> for SqlValue {
+    fn from(value: i32) -> Self {
+        Self::Integer(value.into())
+    }
+}
+
+impl From<f64> for SqlValue {
+    fn from(value: f64) -> Self {
+        Self::Real(value)
+    }
+}
+
+/// Where the statements run: one statement with its bindings, every row it returns read into
+/// `T` by column name (serde). An error is the database's own message.
+pub trait SqlExecutor {
+    fn exec<T: DeserializeOwned>(
+        &self,
+        query: &str,
+        bindings: Vec<SqlValue>,
+    ) -> Result<Vec<T>, String>;
+}
+
+/// Milliseconds are stored as SQLite REAL (what a JavaScript number holds).
+fn ms(value: u64) -> SqlValue {
+    SqlValue::Real(value as f64)
 }
 
 #[derive(Deserialize)]
@@ -180,8 +225,8 @@ impl From<EventRow> for OutboxEvent {
     }
 }
 
-pub struct SqlGateStore {
-    sql: SqlStorage,
+pub struct SqlGateStore<E> {
+    sql: E,
     /// The queue's length, counted once and then kept by every statement that adds or removes
     /// items (this object is the table's only writer); `None` after a failed write, so the
     /// next read counts again.
@@ -191,28 +236,22 @@ pub struct SqlGateStore {
     next_send_prune_ms: Cell<u64>,
 }
 
-impl SqlGateStore {
-    /// Creates the tables that are missing.
-    pub fn open(sql: SqlStorage) -> StoreResult<Self> {
+impl<E: SqlExecutor> SqlGateStore<E> {
+    /// Creates the tables that are missing, and brings tables of older versions up to date.
+    pub fn open(sql: E) -> StoreResult<Self> {
+        let run = |statement: &str| sql.exec::<IgnoredAny>(statement, vec![]).map(drop);
         for statement in SCHEMA {
-            sql.exec(statement, None)
-                .map_err(|e| StoreError::failed("create schema", e))?;
+            run(statement).map_err(|e| StoreError::failed("create schema", e))?;
         }
         // Queues made before request ids existed lack the column: a query naming it fails
         // exactly then (no PRAGMA needed).
-        if sql
-            .exec("SELECT request_id FROM fair_queue LIMIT 0", None)
-            .is_err()
-        {
-            sql.exec("ALTER TABLE fair_queue ADD COLUMN request_id TEXT", None)
+        if run("SELECT request_id FROM fair_queue LIMIT 0").is_err() {
+            run("ALTER TABLE fair_queue ADD COLUMN request_id TEXT")
                 .map_err(|e| StoreError::failed("add fair_queue.request_id", e))?;
         }
         // The first lifecycle kept clean-up on the signup row.
-        if sql
-            .exec("SELECT cleanup_due FROM signups LIMIT 0", None)
-            .is_ok()
-        {
-            sql.exec("ALTER TABLE signups DROP COLUMN cleanup_due", None)
+        if run("SELECT cleanup_due FROM signups LIMIT 0").is_ok() {
+            run("ALTER TABLE signups DROP COLUMN cleanup_due")
                 .map_err(|e| StoreError::failed("drop signups.cleanup_due", e))?;
         }
         Ok(Self {
@@ -227,7 +266,7 @@ impl SqlGateStore {
         &self,
         operation: &'static str,
         query: &str,
-        bindings: Vec<SqlStorageValue>,
+        bindings: Vec<SqlValue>,
     ) -> StoreResult<()> {
         self.rows::<IgnoredAny>(operation, query, bindings)
             .map(drop)
@@ -237,11 +276,10 @@ impl SqlGateStore {
         &self,
         operation: &'static str,
         query: &str,
-        bindings: Vec<SqlStorageValue>,
+        bindings: Vec<SqlValue>,
     ) -> StoreResult<Vec<T>> {
         self.sql
             .exec(query, bindings)
-            .and_then(|cursor| cursor.to_array())
             .map_err(|e| StoreError::failed(operation, e))
     }
 
@@ -249,7 +287,7 @@ impl SqlGateStore {
         &self,
         operation: &'static str,
         query: &str,
-        bindings: Vec<SqlStorageValue>,
+        bindings: Vec<SqlValue>,
     ) -> StoreResult<Option<T>> {
         let rows: Vec<One<T>> = self.rows(operation, query, bindings)?;
         Ok(rows.into_iter().next().map(|row| row.value))
@@ -261,7 +299,7 @@ impl SqlGateStore {
         &self,
         operation: &'static str,
         query: &str,
-        bindings: Vec<SqlStorageValue>,
+        bindings: Vec<SqlValue>,
     ) -> StoreResult<Vec<(String, Signup)>> {
         let rows: Vec<SignupRow> = self.rows(operation, query, bindings)?;
         let mut signups = Vec::with_capacity(rows.len());
@@ -284,7 +322,7 @@ impl SqlGateStore {
         &self,
         operation: &'static str,
         query: &str,
-        bindings: Vec<SqlStorageValue>,
+        bindings: Vec<SqlValue>,
     ) -> StoreResult<u64> {
         self.rows::<IgnoredAny>(operation, query, bindings)
             .map(|rows| rows.len() as u64)
@@ -295,7 +333,7 @@ impl SqlGateStore {
         &self,
         operation: &'static str,
         query: &str,
-        bindings: Vec<SqlStorageValue>,
+        bindings: Vec<SqlValue>,
     ) -> StoreResult<u64> {
         Ok(self
             .value::<f64>(operation, query, bindings)?
@@ -315,7 +353,7 @@ impl SqlGateStore {
     }
 }
 
-impl GateStore for SqlGateStore {
+impl<E: SqlExecutor> GateStore for SqlGateStore<E> {
     fn load_state(&self) -> StoreResult<GateState> {
         let json: Option<String> = self.value(
             "load gate state",
@@ -431,7 +469,7 @@ impl GateStore for SqlGateStore {
                 (item.attempts as i32).into(),
                 item.to
                     .request_id
-                    .map_or(SqlStorageValue::Null, |id| id.as_str().into()),
+                    .map_or(SqlValue::Null, |id| id.as_str().into()),
             ],
         )?;
         self.queue_len.set(self.queue_len.get().map(|n| n + 1));
@@ -563,7 +601,7 @@ impl GateStore for SqlGateStore {
             serde_json::to_string(signup).map_err(|e| StoreError::failed("store signup", e))?;
         let next_check = match signup.next_check_ms {
             Some(at) => ms(at),
-            None => SqlStorageValue::Null,
+            None => SqlValue::Null,
         };
         self.exec(
             "store signup",
@@ -644,7 +682,7 @@ impl GateStore for SqlGateStore {
             vec![
                 key.into(),
                 json.into(),
-                identity.next_cleanup_ms.map_or(SqlStorageValue::Null, ms),
+                identity.next_cleanup_ms.map_or(SqlValue::Null, ms),
                 i32::from(identity.has_work()).into(),
                 ms(identity.sent_ms),
             ],
