@@ -2,6 +2,7 @@
 //! and settles its fate after each answer (`queue::settle_head`); old items expire; the alarm
 //! is re-armed until the queue is empty, within a budget per alarm and under a watchdog.
 
+use super::follow_up::FollowUp;
 use super::*;
 use crate::messages::CallRequest;
 use crate::messages::CallResult;

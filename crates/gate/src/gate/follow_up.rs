@@ -59,12 +59,6 @@ pub(super) enum SesWork {
     List(Option<String>),
 }
 
-/// A `ListIdentities` listing under way (in memory: a restarted object starts it again).
-pub(super) struct Listing {
-    snapshot: Snapshot,
-    next_token: Option<String>,
-}
-
 impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     /// Sets the alarm for the earliest follow-up work, unless one is set sooner or a drain runs
     /// (it sets the next alarm when it ends).

@@ -74,7 +74,11 @@ mod status;
 #[cfg(test)]
 mod tests;
 
-use follow_up::{FollowUp, Listing};
+/// A `ListIdentities` listing under way (in memory: a restarted object starts it again).
+struct Listing {
+    snapshot: Snapshot,
+    next_token: Option<String>,
+}
 
 /// What a successful admission changed: the record to put back if nothing is sent.
 struct Admission {
