@@ -12,6 +12,9 @@ export WRANGLER_SEND_METRICS := false
 # worker-build would download these from GitHub; use the locally installed ones.
 export WASM_BINDGEN_BIN := $(CARGO_BIN)/wasm-bindgen
 export WASM_OPT_BIN := $(NODE_BIN)/wasm-opt
+# Redocly CLI: no usage data, no update check.
+export REDOCLY_TELEMETRY := off
+export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
 .PHONY: help dev test setup setup-build build lint unit e2e deploy-check fuzz ses-template ses-check bench profile bench-gate bench-abuse deploy clean
 .DEFAULT_GOAL := help
@@ -47,6 +50,7 @@ lint:
 	cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
 	cargo clippy -p signup-verify-bench-rust-floor --target wasm32-unknown-unknown -- -D warnings
 	cargo deny check licenses bans sources
+	$(NODE_BIN)/redocly lint openapi.yaml
 
 # The bundle `wrangler deploy` would upload, built and checked without uploading, and held to its
 # size budget (gzip -9 bytes; README, "Upload size").
