@@ -16,11 +16,25 @@ export type SentBody = SignupResponses[200]['content']['application/json'];
 /** `202` from `POST /signup`: the signup is in the gate's durable queue. */
 export type QueuedBody = SignupResponses[202]['content']['application/json'];
 
-/** Every error answer's body: `{"error": {"code", "message"}}`. */
-export type ErrorBody = SignupResponses[400]['content']['application/json'];
+/** The JSON body of a response, if it has one. */
+type JsonOf<Response> = Response extends { content: { 'application/json': infer Body } } ? Body : never;
 
-/** The stable part of an error: its code. */
-export type ErrorCode = ErrorBody['error']['code'];
+/** The code of an error body (distributive: no body, no code). */
+type CodeOf<Body> = Body extends { error: { code: infer Code } } ? Code : never;
+
+/** The error codes any of `Responses` may carry. */
+type CodesOf<Responses> = { [Status in keyof Responses]: CodeOf<JsonOf<Responses[Status]>> }[keyof Responses];
+
+/**
+ * The stable part of an error: its code, as any of the three endpoints the client calls may
+ * answer it.
+ */
+export type ErrorCode = CodesOf<SignupResponses> | CodesOf<StatusResponses> | CodesOf<ConfirmResponses>;
+
+/** Every error answer's body: `{"error": {"code", "message"}}`. */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string };
+}
 
 /** `200` from `GET /signup/status`: what became of one signup (never the address). */
 export type SignupStatus = StatusResponses[200]['content']['application/json'];
