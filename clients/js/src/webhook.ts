@@ -3,11 +3,13 @@
 // `standardwebhooks` library, for Node and Workers alike. A separate entry point
 // (`@signup-verify/client/webhook`), so that a browser bundle of the client never carries it.
 //
-// The event types are written here from the Worker's src/gate/webhook.rs and
-// src/gate/tracking.rs, because this branch's openapi.yaml has no `webhooks:` section yet; the
-// reasons come from the status schema of openapi.yaml.
+// Each event's type is the one openapi.yaml's `webhooks:` section describes, when it has one
+// (by the event's name, e.g. `webhooks["signup.verified"]`); while it has none, the type
+// written here from the Worker's src/gate/webhook.rs and src/gate/tracking.rs (the reasons
+// from openapi.yaml's status schema) stands in.
 import { Webhook, WebhookVerificationError } from 'standardwebhooks';
 
+import type { webhooks } from './openapi.js';
 import type { SignupReason } from './types.js';
 
 export { WebhookVerificationError };
@@ -36,19 +38,43 @@ interface Event<Type extends string, Data> {
   data: SignupEventData & Data;
 }
 
+/** The JSON body of a request, if it has one. */
+type JsonOf<Body> = Body extends { content: { 'application/json': infer Json } } ? Json : never;
+
+/** openapi.yaml's body of the webhook `Type`; `never` while the document describes no webhooks. */
+type SpecEvent<Type extends string> = string extends keyof webhooks
+  ? never
+  : Type extends keyof webhooks
+    ? webhooks[Type] extends { post: { requestBody?: infer Body } }
+      ? JsonOf<NonNullable<Body>>
+      : never
+    : never;
+
+/** The event as openapi.yaml describes it, else as written here. */
+type Described<Type extends string, Written> = [SpecEvent<Type>] extends [never] ? Written : SpecEvent<Type>;
+
 /** The link in the mail was opened. */
-export type SignupVerifiedEvent = Event<'signup.verified', { verifiedAt: string }>;
+export type SignupVerifiedEvent = Described<'signup.verified', Event<'signup.verified', { verifiedAt: string }>>;
 /** A person confirmed in the signing-up browser, after the link was opened. */
-export type SignupConfirmedEvent = Event<'signup.confirmed', { confirmed: true; verifiedAt: string }>;
+export type SignupConfirmedEvent = Described<
+  'signup.confirmed',
+  Event<'signup.confirmed', { confirmed: true; verifiedAt: string }>
+>;
 /**
  * The link was not opened in time; `reason` `unchecked` when SES could not be asked, or
  * `already_verified` when the address was verified before the signup.
  */
-export type SignupExpiredEvent = Event<'signup.expired', { reason?: Extract<SignupReason, 'unchecked' | 'already_verified'> }>;
+export type SignupExpiredEvent = Described<
+  'signup.expired',
+  Event<'signup.expired', { reason?: Extract<SignupReason, 'unchecked' | 'already_verified'> }>
+>;
 /** SES refused the address. */
-export type SignupRejectedEvent = Event<'signup.rejected', { reason?: SignupReason }>;
+export type SignupRejectedEvent = Described<'signup.rejected', Event<'signup.rejected', { reason?: SignupReason }>>;
 /** The signup left the queue unsent, or a newer signup of the address replaced it. */
-export type SignupDroppedEvent = Event<'signup.dropped', { reason: Extract<SignupReason, 'exhausted' | 'expired' | 'replaced'> }>;
+export type SignupDroppedEvent = Described<
+  'signup.dropped',
+  Event<'signup.dropped', { reason: Extract<SignupReason, 'exhausted' | 'expired' | 'replaced'> }>
+>;
 
 /** One delivery's body; tell the events apart by `type`. */
 export type WebhookEvent =
