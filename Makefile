@@ -12,8 +12,11 @@ export WRANGLER_SEND_METRICS := false
 # worker-build would download these from GitHub; use the locally installed ones.
 export WASM_BINDGEN_BIN := $(CARGO_BIN)/wasm-bindgen
 export WASM_OPT_BIN := $(NODE_BIN)/wasm-opt
+# Redocly CLI: no usage data, no update check.
+export REDOCLY_TELEMETRY := off
+export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
-.PHONY: help dev test setup setup-build build lint unit e2e deploy-check fuzz ses-template ses-check bench profile bench-gate bench-abuse deploy clean
+.PHONY: help dev test setup setup-build build lint unit e2e deploy-check client-check fuzz ses-template ses-check bench profile bench-gate bench-abuse deploy clean
 .DEFAULT_GOAL := help
 
 # `make` alone: the targets and what each does (the `##` comments below).
@@ -24,7 +27,7 @@ help:
 dev: setup-build ## serve the Worker against ses-local (installs what is missing first)
 	@scripts/dev.sh
 
-test: setup lint build deploy-check ## every check: lint, the bundle, unit, e2e and browser tests
+test: setup lint build deploy-check client-check ## every check: lint, the bundle, the JS client, unit, e2e and browser tests
 	cargo test --workspace
 
 # What the tests need on top of the build tools (boto3, Chromium, cargo-deny).
@@ -47,6 +50,7 @@ lint:
 	cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
 	cargo clippy -p signup-verify-bench-rust-floor --target wasm32-unknown-unknown -- -D warnings
 	cargo deny check licenses bans sources
+	$(NODE_BIN)/redocly lint openapi.yaml
 
 # The bundle `wrangler deploy` would upload, built and checked without uploading, and held to its
 # size budget (gzip -9 bytes; README, "Upload size").
@@ -56,11 +60,17 @@ deploy-check:
 	wrangler deploy --dry-run --outdir target/deploy-dry-run
 	scripts/check-upload-size.sh target/deploy-dry-run $(UPLOAD_BUDGET_BYTES)
 
+# The JavaScript client (clients/js): the types regenerated from openapi.yaml must be the ones
+# checked in, then `tsc --noEmit` and the build to clients/js/dist. Its node tests (and the
+# examples' browser tests) run against a stack in `cargo test --test js_client`.
+client-check: setup-build ## the JS client: generated types up to date, type-checked, built
+	npm run --silent check -w clients/js
+
 unit:
 	cargo test --workspace --lib --bins
 
 e2e: setup build ## only the end-to-end tests
-	cargo test --test contract --test e2e --test gate --test gate_timing --test browser --test demo_browser --test abuse --test follow_up --test lifecycle
+	cargo test --test contract --test e2e --test gate --test gate_timing --test browser --test demo_browser --test abuse --test follow_up --test lifecycle --test js_client
 
 # Every fuzz target for FUZZ_SECONDS (default 600) each, on nightly; prints executions, coverage
 # and failures. `make test` replays the kept corpora on stable (fuzz/tests/corpora.rs).

@@ -4,7 +4,8 @@
 #
 #   scripts/setup.sh build   (make dev, make deploy): the wasm32 target, worker-build (pinned),
 #                            wasm-bindgen-cli (Cargo.lock's version), and the npm devDependencies
-#                            (wrangler, Node 22, binaryen's wasm-opt). No browser, no Python.
+#                            (wrangler, Node 22, binaryen's wasm-opt, Redocly CLI). No browser,
+#                            no Python.
 #   scripts/setup.sh test    (make test): the above, plus what only the tests use: boto3 in
 #                            target/py (ses-local's real-SDK test), Chromium (browser tests,
 #                            through apt on Debian/Ubuntu only) and cargo-deny (make lint).
@@ -49,8 +50,9 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q " $wasm_bindgen_version\$"; th
   cargo install wasm-bindgen-cli --version "$wasm_bindgen_version" --force
 fi
 
-say "npm devDependencies (wrangler, node@22, binaryen)"
+say "npm devDependencies (wrangler, node@22, binaryen, @redocly/cli)"
 if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/wasm-opt ] || [ ! -x node_modules/.bin/node ] \
+   || [ ! -x node_modules/.bin/redocly ] \
    || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi

@@ -1,7 +1,8 @@
 //! The documentation is checked like code: the README stays a front door; every relative link in
 //! the README, `docs/` and the other top-level pages reaches a file and a heading; every
 //! `make` target the docs name exists; every JSON example marked `<!-- checked: METHOD PATH
-//! STATUS -->` satisfies `openapi.yaml`; and the module map in `docs/architecture.md` is the one
+//! STATUS [header=value…] -->` satisfies `openapi.yaml`, and every delivery marked `<!-- checked:
+//! webhook -->` its `webhooks:` entry; and the module map in `docs/architecture.md` is the one
 //! the sources' own `//!` lines describe (`SV_UPDATE_DOCS=1 cargo test --test docs` rewrites it).
 
 mod support;
@@ -283,33 +284,72 @@ fn json_values(block: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// What every JSON answer of the Worker carries besides its body (docs/api.md says so); an
+/// example shows only the body.
+fn example_headers() -> Vec<(String, String)> {
+    [
+        ("content-type", "application/json"),
+        ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
+    ]
+    .iter()
+    .map(|(name, value)| (name.to_string(), value.to_string()))
+    .collect()
+}
+
+/// A `checked: webhook` block is a whole delivery: headers, a blank line, the body.
+fn webhook_delivery(block: &str) -> (Vec<(String, String)>, String) {
+    let (head, body) = block
+        .split_once("\n\n")
+        .expect("headers, a blank line, the body");
+    let headers = head
+        .lines()
+        .skip(1) // the request line
+        .filter_map(|line| line.split_once(": "))
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    (headers, body.trim().to_string())
+}
+
 #[test]
 fn every_checked_example_in_the_docs_satisfies_openapi() {
     let mut examples = 0;
     for page in pages() {
         for (annotation, block) in checked_blocks(&read(&page)) {
+            if annotation == "webhook" {
+                let (headers, body) = webhook_delivery(&block);
+                let broken = support::contract::webhook_violations(&headers, &body);
+                assert!(broken.is_empty(), "{}: {broken:?}", page.display());
+                examples += 1;
+                continue;
+            }
             let words: Vec<&str> = annotation.split_whitespace().collect();
-            let [method, path, status] = words[..] else {
+            let [method, path, status, extra @ ..] = &words[..] else {
                 panic!(
-                    "{}: `checked: {annotation}` is not METHOD PATH STATUS",
+                    "{}: `checked: {annotation}` is not METHOD PATH STATUS [header=value…]",
                     page.display()
                 );
             };
             let status: u16 = status.parse().expect("a status");
+            let mut headers = example_headers();
+            headers.extend(extra.iter().map(|pair| {
+                let (name, value) = pair.split_once('=').expect("header=value");
+                (name.to_string(), value.to_string())
+            }));
             for value in json_values(&block) {
                 examples += 1;
                 assert!(support::contract::check(
                     method,
                     &format!("http://127.0.0.1:8787{path}"),
                     status,
-                    "application/json",
+                    &headers,
                     &value.to_string(),
                 ));
             }
         }
     }
     assert!(
-        examples >= 8,
+        examples >= 9,
         "only {examples} checked examples: were the markers dropped?"
     );
 }
@@ -325,7 +365,7 @@ fn a_checked_example_that_breaks_the_document_fails() {
                 "POST",
                 "http://127.0.0.1:8787/signup",
                 200,
-                "application/json",
+                &example_headers(),
                 &value.to_string(),
             );
         }

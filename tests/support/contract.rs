@@ -1,8 +1,15 @@
-//! The machine-checked contract: every response the e2e tests receive from the Worker is checked
-//! against `openapi.yaml` (OpenAPI 3.1): its status must be documented for the path and method,
-//! and a JSON body must validate against the documented schema (JSON Schema 2020-12, with the
-//! document's `components` in scope for `$ref`). ses-local's own endpoints (`/_…`, the Query API
-//! at `POST /`, the Turnstile stand-in) are not the Worker's and are not checked.
+//! The machine-checked contract, `openapi.yaml` (OpenAPI 3.1), with one validator for both
+//! directions:
+//! - every response the e2e tests receive from the Worker ([`check`]): its status must be
+//!   documented for the path and method, each documented header must be there when required and
+//!   match its schema when sent, and a JSON body must validate against the documented schema;
+//! - every webhook delivery the e2e receiver gets ([`webhook_violations`]): its `type` must name
+//!   an entry of `webhooks`, its headers must match that entry's header parameters, and its body
+//!   the entry's request body schema.
+//!
+//! Schemas are JSON Schema 2020-12, with the document's `components` in scope for `$ref`.
+//! ses-local's own endpoints (`/_…`, the Query API at `POST /`, the Turnstile stand-in) are not
+//! the Worker's and are not checked.
 
 use std::sync::OnceLock;
 
@@ -25,19 +32,51 @@ fn is_the_workers(method: &str, path: &str) -> bool {
         || (path == "/" && method == "POST"))
 }
 
-/// Follows a local `$ref` (`#/components/...`).
+/// Follows local `$ref`s (`#/components/...`) to what they name.
 fn resolve(value: &Value) -> &Value {
-    match value.get("$ref").and_then(Value::as_str) {
-        Some(reference) => document()
+    let mut value = value;
+    while let Some(reference) = value.get("$ref").and_then(Value::as_str) {
+        value = document()
             .pointer(reference.trim_start_matches('#'))
-            .unwrap_or_else(|| panic!("openapi.yaml: {reference} does not exist")),
-        None => value,
+            .unwrap_or_else(|| panic!("openapi.yaml: {reference} does not exist"));
+    }
+    value
+}
+
+/// The first value of header `name` (any case).
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// What breaks one documented header (a Header object, or a Parameter object `in: header`):
+/// missing though `required`, or a value its schema refuses.
+fn header_violations(name: &str, documented: &Value, headers: &[(String, String)]) -> Vec<String> {
+    let documented = resolve(documented);
+    match header(headers, name) {
+        None if documented["required"] == json!(true) => {
+            vec![format!("the required header {name} is missing")]
+        }
+        None => Vec::new(),
+        Some(value) => violations(&documented["schema"], &json!(value))
+            .into_iter()
+            .map(|e| format!("header {name}: {e}"))
+            .collect(),
     }
 }
 
 /// Checks one response; panics with the reason when it breaks the contract. `url` is the full
-/// request URL. Returns whether the response was checked (false: not the Worker's).
-pub fn check(method: &str, url: &str, status: u16, content_type: &str, body: &str) -> bool {
+/// request URL, `headers` the response's. Returns whether the response was checked (false: not
+/// the Worker's).
+pub fn check(
+    method: &str,
+    url: &str,
+    status: u16,
+    headers: &[(String, String)],
+    body: &str,
+) -> bool {
     let path = url
         .split_once("://")
         .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
@@ -66,22 +105,88 @@ pub fn check(method: &str, url: &str, status: u16, content_type: &str, body: &st
             &document()["components"]["responses"]["Error"]
         }
     };
-    if !content_type.starts_with("application/json") {
+    let what = format!("{method} {path} {status}");
+    let broken: Vec<String> = response
+        .get("headers")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .flat_map(|(name, documented)| header_violations(name, documented, headers))
+        .collect();
+    assert!(
+        broken.is_empty(),
+        "{what}: the headers break openapi.yaml: {}\n{headers:?}",
+        broken.join("; ")
+    );
+    let content_type = header(headers, "content-type").unwrap_or_default();
+    // A HEAD answer has the GET's headers and no body.
+    if method == "HEAD" || !content_type.starts_with("application/json") {
         return true;
     }
     let schema = response
         .pointer("/content/application~1json/schema")
-        .unwrap_or_else(|| {
-            panic!("openapi.yaml: {method} {path} {status} documents no JSON body, yet got {body}")
-        });
-    let instance: Value = serde_json::from_str(body)
-        .unwrap_or_else(|e| panic!("{method} {path} {status}: a JSON content type with a body that is not JSON ({e}): {body}"));
-    assert_valid(schema, &instance, &format!("{method} {path} {status}"));
+        .unwrap_or_else(|| panic!("openapi.yaml: {what} documents no JSON body, yet got {body}"));
+    let instance: Value = serde_json::from_str(body).unwrap_or_else(|e| {
+        panic!("{what}: a JSON content type with a body that is not JSON ({e}): {body}")
+    });
+    assert_valid(schema, &instance, &what);
     true
 }
 
-/// Validates `instance` against `schema`, with the document's components reachable by `$ref`.
-pub fn assert_valid(schema: &Value, instance: &Value, what: &str) {
+/// What breaks one webhook delivery (its headers and raw body), by the entry of `webhooks` its
+/// `type` names; empty when nothing does.
+pub fn webhook_violations(headers: &[(String, String)], body: &str) -> Vec<String> {
+    let instance: Value = match serde_json::from_str(body) {
+        Ok(instance) => instance,
+        Err(e) => return vec![format!("the body is not JSON ({e}): {body}")],
+    };
+    let Some(kind) = instance["type"].as_str() else {
+        return vec![format!("the body has no string `type`: {body}")];
+    };
+    let Some(operation) = document()["webhooks"]
+        .get(kind)
+        .map(resolve)
+        .and_then(|item| item.get("post"))
+    else {
+        return vec![format!("openapi.yaml documents no webhook {kind:?}")];
+    };
+    let mut broken: Vec<String> = operation["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(resolve)
+        .filter(|parameter| parameter["in"] == "header")
+        .flat_map(|parameter| {
+            let name = parameter["name"].as_str().unwrap_or_default();
+            header_violations(name, parameter, headers)
+        })
+        .collect();
+    let content_type = header(headers, "content-type").unwrap_or_default();
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    match resolve(&operation["requestBody"])["content"].get(media_type) {
+        None => broken.push(format!(
+            "{kind}: content-type {content_type:?} is not documented"
+        )),
+        Some(media) => broken.extend(
+            violations(&media["schema"], &instance)
+                .into_iter()
+                .map(|e| format!("{kind} body: {e}")),
+        ),
+    }
+    broken
+}
+
+/// The event types `webhooks` documents.
+pub fn webhook_names() -> Vec<String> {
+    document()["webhooks"]
+        .as_object()
+        .map(|webhooks| webhooks.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Validates `instance` against `schema`, with the document's components reachable by `$ref`:
+/// what breaks it (empty when nothing does). Panics if the schema itself is invalid.
+fn violations(schema: &Value, instance: &Value) -> Vec<String> {
     let mut root = schema.clone();
     if let Value::Object(map) = &mut root {
         map.insert("components".into(), document()["components"].clone());
@@ -91,11 +196,16 @@ pub fn assert_valid(schema: &Value, instance: &Value, what: &str) {
         );
     }
     let validator = jsonschema::validator_for(&root)
-        .unwrap_or_else(|e| panic!("openapi.yaml: the schema for {what} is invalid: {e}"));
-    let errors: Vec<String> = validator
+        .unwrap_or_else(|e| panic!("openapi.yaml: the schema {schema} is invalid: {e}"));
+    validator
         .iter_errors(instance)
         .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
+        .collect()
+}
+
+/// Panics unless `instance` satisfies `schema` (see [`violations`]).
+pub fn assert_valid(schema: &Value, instance: &Value, what: &str) {
+    let errors = violations(schema, instance);
     assert!(
         errors.is_empty(),
         "{what}: the body breaks openapi.yaml: {}\n{instance}",

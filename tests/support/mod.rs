@@ -712,8 +712,7 @@ fn agent() -> ureq::Agent {
 fn into_reply(method: &str, response: ureq::Response) -> Reply {
     let status = response.status();
     let url = response.get_url().to_string();
-    let content_type = response.content_type().to_string();
-    let headers = response
+    let headers: Vec<(String, String)> = response
         .headers_names()
         .into_iter()
         .map(|n| {
@@ -722,7 +721,7 @@ fn into_reply(method: &str, response: ureq::Response) -> Reply {
         })
         .collect();
     let text = response.into_string().unwrap_or_default();
-    contract::check(method, &url, status, &content_type, &text);
+    contract::check(method, &url, status, &headers, &text);
     let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
     Reply {
         status,

@@ -1,7 +1,10 @@
 //! A webhook receiver for the e2e tests, on 127.0.0.1: it checks every delivery's Standard
 //! Webhooks signature itself (HMAC-SHA256 over `id.timestamp.body`, written here from the spec,
-//! not with the Worker's code), keeps what it received, and can be taken down and brought back
-//! on the same port.
+//! not with the Worker's code) and validates every delivery against `openapi.yaml`'s `webhooks`
+//! with the validator the responses go through (`contract`), keeps what it received, and can be
+//! taken down and brought back on the same port. A delivery that breaks the document is refused
+//! (`400`) and fails the test: [`Receiver::deliveries`] panics with what broke it, and so does
+//! dropping the receiver if the test never asked.
 
 // Native test code: reading the clock is fine off wasm32.
 #![allow(clippy::disallowed_methods)]
@@ -18,6 +21,8 @@ use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use super::contract;
+
 /// One delivery as received.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -25,6 +30,8 @@ pub struct Delivery {
     pub body: serde_json::Value,
     /// The signature matched and the timestamp was within five minutes.
     pub valid: bool,
+    /// What in it breaks `openapi.yaml`'s `webhooks` (empty: nothing).
+    pub breaks: Vec<String>,
     pub received_at: SystemTime,
 }
 
@@ -57,8 +64,11 @@ impl Receiver {
         format!("http://127.0.0.1:{}/hooks/signup", self.port)
     }
 
+    /// Every delivery so far; panics if one broke `openapi.yaml`.
     pub fn deliveries(&self) -> Vec<Delivery> {
-        self.received.lock().expect("lock").clone()
+        let deliveries = self.received.lock().expect("lock").clone();
+        assert_conform(&deliveries);
+        deliveries
     }
 
     /// Stops listening: connections are refused until [`Receiver::up`].
@@ -97,10 +107,30 @@ impl Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.down();
+        // A test that never looked at its deliveries still fails on one that broke the document
+        // (unless it is failing already: a second panic would abort).
+        if !std::thread::panicking() {
+            assert_conform(&self.received.lock().expect("lock"));
+        }
     }
 }
 
-/// Reads one request, answers 204 for a valid delivery and 400 otherwise.
+/// Panics with what broke the document, if a delivery did.
+fn assert_conform(deliveries: &[Delivery]) {
+    let broken: Vec<String> = deliveries
+        .iter()
+        .filter(|d| !d.breaks.is_empty())
+        .map(|d| format!("{} {}: {}", d.id, d.body, d.breaks.join("; ")))
+        .collect();
+    assert!(
+        broken.is_empty(),
+        "webhook deliveries break openapi.yaml's webhooks:\n{}",
+        broken.join("\n")
+    );
+}
+
+/// Reads one request, answers 204 for a delivery with a valid signature that satisfies the
+/// document, and 400 otherwise.
 fn handle(stream: TcpStream, key: &[u8]) -> Option<Delivery> {
     stream.set_nonblocking(false).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -115,13 +145,18 @@ fn handle(stream: TcpStream, key: &[u8]) -> Option<Delivery> {
         }
         headers.push(line);
     }
-    let header = |name: &str| {
-        headers.iter().find_map(|h| {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|h| {
             let (n, v) = h.split_once(':')?;
-            n.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
+            Some((n.trim().to_string(), v.trim().to_string()))
         })
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
     };
     let length: usize = header("content-length")?.parse().ok()?;
     let mut body = vec![0; length];
@@ -141,7 +176,8 @@ fn handle(stream: TcpStream, key: &[u8]) -> Option<Delivery> {
         .parse::<u64>()
         .is_ok_and(|t| t.abs_diff(now) <= 300);
     let valid = fresh && signatures.split(' ').any(|s| s == expected);
-    let status = if valid {
+    let breaks = contract::webhook_violations(&headers, &body);
+    let status = if valid && breaks.is_empty() {
         "204 No Content"
     } else {
         "400 Bad Request"
@@ -154,6 +190,7 @@ fn handle(stream: TcpStream, key: &[u8]) -> Option<Delivery> {
         id,
         body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
         valid,
+        breaks,
         received_at: SystemTime::now(),
     })
 }
