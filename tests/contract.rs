@@ -9,9 +9,14 @@
 mod support;
 
 use serde_json::{json, Value};
-use signup_verify::email::EmailAddress;
-use signup_verify::gate::tracking::{Confirmation, Effects, Signup, SignupState};
-use signup_verify::gate::webhook::{self, event_body, event_id};
+use signup_verify_domain::email::EmailAddress;
+use signup_verify_gate::tracking::Confirmation;
+use signup_verify_gate::tracking::Effects;
+use signup_verify_gate::tracking::Signup;
+use signup_verify_gate::tracking::SignupState;
+use signup_verify_gate::webhook;
+use signup_verify_gate::webhook::event_body;
+use signup_verify_gate::webhook::event_id;
 use support::contract::{assert_valid, check, schema, webhook_names, webhook_violations};
 
 const WORKER: &str = "http://127.0.0.1:8787";

@@ -414,7 +414,15 @@ fn module_map() -> String {
         "|---|---|".to_string(),
     ];
     let mut missing = Vec::new();
-    for dir in ["src", "ses-local/src", "ses-setup/src"] {
+    for dir in [
+        "crates/domain/src",
+        "crates/ses/src",
+        "crates/gate/src",
+        "crates/web/src",
+        "src",
+        "ses-local/src",
+        "ses-setup/src",
+    ] {
         let mut files = Vec::new();
         rust_files(&root().join(dir), &mut files);
         for file in files {
@@ -456,5 +464,55 @@ fn the_module_map_is_the_one_the_sources_describe() {
     assert!(
         text[start..end] == generated,
         "docs/architecture.md's module map is out of date: run SV_UPDATE_DOCS=1 cargo test --test docs"
+    );
+}
+
+/// Every file path a page names in backticks (`crates/gate/src/queue.rs`, `tests/docs.rs`).
+fn named_files(text: &str) -> Vec<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|span| {
+            span.contains('/')
+                && !span.contains(char::is_whitespace)
+                && !span.contains("://")
+                && [
+                    ".rs", ".md", ".toml", ".yaml", ".mjs", ".sh", ".html", ".json",
+                ]
+                .iter()
+                .any(|ext| span.ends_with(ext))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_file_the_docs_name_exists() {
+    let mut missing = Vec::new();
+    let mut named = 0;
+    for page in pages() {
+        for file in named_files(&read(&page)) {
+            named += 1;
+            let file = file.trim_start_matches("./");
+            // What a run makes (state, builds) is named before it exists.
+            if [".dev-state/", "target/", "build/", "dist/"]
+                .iter()
+                .any(|d| file.starts_with(d))
+            {
+                continue;
+            }
+            if !root().join(file).exists() && !page.parent().expect("folder").join(file).exists() {
+                missing.push(format!("{}: {file}", page.display()));
+            }
+        }
+    }
+    assert!(
+        named > 30,
+        "only {named} file names found: is the parser broken?"
+    );
+    assert!(
+        missing.is_empty(),
+        "files the docs name that do not exist:\n{}",
+        missing.join("\n")
     );
 }
