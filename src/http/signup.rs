@@ -9,19 +9,17 @@
 //! gate names it), and a honeypot decoy gets credentials of the same shape, told apart only by
 //! the secret's holder.
 
-use std::time::Duration;
-
-use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use serde_json::json;
-use worker::{Env, Fetch, Headers, Method, Request, RequestInit, Response};
+use worker::{Env, Method, Request, Response};
 
 use super::cors::allowed_origin;
 use super::cors::cors_preflight;
 use super::credentials::signup_named_by;
 use super::{answer_cors, error_response, header, json_response, limit_signup, own_origin};
 use crate::gate::clients::GateClient;
-use crate::runtime::body_bytes;
+use crate::outbound;
+use crate::outbound::OutboundError;
 use crate::runtime::random_u32;
 use crate::runtime::secure_random;
 use signup_verify_domain::error::ApiError;
@@ -215,27 +213,24 @@ pub(super) async fn verify_turnstile(
         remote_ip,
         &idempotency_key,
     );
-    let exchange = async {
-        let headers = Headers::new();
-        headers.set("content-type", "application/x-www-form-urlencoded")?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_headers(headers)
-            .with_body(Some(body.into()));
-        let request = Request::new_with_init(turnstile.verify_url.as_str(), &init)?;
-        body_bytes(Fetch::Request(request).send().await?).await
-    };
-    let timeout = worker::Delay::from(Duration::from_millis(TURNSTILE_TIMEOUT_MS));
-    let reply = match select(Box::pin(exchange), timeout).await {
-        Either::Left((Ok(reply), _)) => reply,
-        Either::Left((Err(e), _)) => {
+    let headers = [("content-type", "application/x-www-form-urlencoded")];
+    let reply = match outbound::post(
+        turnstile.verify_url.as_str(),
+        &headers,
+        &body,
+        TURNSTILE_TIMEOUT_MS,
+    )
+    .await
+    {
+        Ok(reply) => reply.body,
+        Err(OutboundError::TimedOut { .. }) => {
+            crate::log::error(json!({"event": "turnstile_timeout", "request_id": request_id}));
+            return Err(ApiError::CaptchaFailed);
+        }
+        Err(e) => {
             crate::log::error(
                 json!({"event": "turnstile_unreachable", "error": e.to_string(), "request_id": request_id}),
             );
-            return Err(ApiError::CaptchaFailed);
-        }
-        Either::Right(_) => {
-            crate::log::error(json!({"event": "turnstile_timeout", "request_id": request_id}));
             return Err(ApiError::CaptchaFailed);
         }
     };
