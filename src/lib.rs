@@ -5,8 +5,8 @@
 //!
 //! This crate is the Workers shell only: `http` (one handler per endpoint), `runtime` (the
 //! runtime behind the gate's ports), `outbound` (every request to another service, under a
-//! timeout), `log` (writing the lines), and `gate`'s Durable Objects,
-//! SQLite store, clients and SES wire code. Every decision is in the pure crates:
+//! timeout that aborts it), `log` (writing the lines), and `gate`'s Durable Objects, SQLite
+//! store, clients and SES wire code. Every decision is in the pure crates:
 //! `signup_verify_domain`, `signup_verify_ses`, `signup_verify_gate` and `signup_verify_web`.
 
 pub mod gate;
