@@ -9,7 +9,6 @@
 //! body is read in one call into the runtime ([`body_bytes`]).
 
 use std::fmt;
-use std::future::Future;
 use std::pin::pin;
 use std::time::Duration;
 
@@ -77,16 +76,16 @@ pub struct Outbound(Request);
 
 impl Outbound {
     /// A POST of `body` to `url` with `headers`.
-    pub fn post<K: AsRef<str>, V: AsRef<str>>(
+    pub fn post(
         url: &str,
-        headers: &[(K, V)],
+        headers: &[(String, String)],
         body: &str,
         redirects: Redirects,
     ) -> Result<Self, OutboundError> {
         let built = || {
             let sent = Headers::new();
             for (name, value) in headers {
-                sent.set(name.as_ref(), value.as_ref())?;
+                sent.set(name, value)?;
             }
             let mut init = RequestInit::new();
             init.with_method(Method::Post)
@@ -114,7 +113,24 @@ impl Outbound {
     pub async fn send(
         self,
         timeout_ms: u64,
-        on_headers: impl FnOnce(),
+        on_headers: &dyn Fn(),
+    ) -> Result<OutboundResponse, OutboundError> {
+        self.exchange(timeout_ms, on_headers, true).await
+    }
+
+    /// Sends the request and waits only for the status, within `timeout_ms`; the body is never
+    /// read.
+    pub async fn status(self, timeout_ms: u64) -> Result<u16, OutboundError> {
+        let response = self.exchange(timeout_ms, &|| (), false).await?;
+        Ok(response.status)
+    }
+
+    /// The fetch under a timer that aborts it; the body read too when `read_body`.
+    async fn exchange(
+        self,
+        timeout_ms: u64,
+        on_headers: &dyn Fn(),
+        read_body: bool,
     ) -> Result<OutboundResponse, OutboundError> {
         let controller = AbortController::default();
         let signal = controller.signal();
@@ -124,24 +140,25 @@ impl Outbound {
                 .await
                 .map_err(unreachable)?;
             on_headers();
-            read(response).await
+            if read_body {
+                read(response).await
+            } else {
+                Ok(OutboundResponse {
+                    status: response.status_code(),
+                    headers: response.headers().clone(),
+                    body: Vec::new(),
+                })
+            }
         };
-        within(timeout_ms, controller, exchange).await
-    }
-
-    /// Sends the request and waits only for the status, within `timeout_ms`; the body is never
-    /// read.
-    pub async fn status(self, timeout_ms: u64) -> Result<u16, OutboundError> {
-        let controller = AbortController::default();
-        let signal = controller.signal();
-        let exchange = async {
-            Fetch::Request(self.0)
-                .send_with_signal(&signal)
-                .await
-                .map(|response| response.status_code())
-                .map_err(unreachable)
+        let timer = Delay::from(Duration::from_millis(timeout_ms));
+        let answer = match select(pin!(exchange), timer).await {
+            Either::Left((answer, _)) => answer,
+            Either::Right(_) => {
+                controller.abort();
+                Err(OutboundError::TimedOut { timeout_ms })
+            }
         };
-        within(timeout_ms, controller, exchange).await
+        answer
     }
 
     /// Sends the request to a Durable Object and reads the whole answer. No timer: the object's
@@ -155,14 +172,14 @@ impl Outbound {
 
 /// POSTs `body` to `url` with `headers` (following redirects) and reads the whole answer, all
 /// within `timeout_ms`.
-pub async fn post<K: AsRef<str>, V: AsRef<str>>(
+pub async fn post(
     url: &str,
-    headers: &[(K, V)],
+    headers: &[(String, String)],
     body: &str,
     timeout_ms: u64,
 ) -> Result<OutboundResponse, OutboundError> {
     Outbound::post(url, headers, body, Redirects::Follow)?
-        .send(timeout_ms, || ())
+        .send(timeout_ms, &|| ())
         .await
 }
 
@@ -192,23 +209,6 @@ async fn read(response: worker::Response) -> Result<OutboundResponse, OutboundEr
             status,
             error: e.to_string(),
         }),
-    }
-}
-
-/// `exchange`, unless `timeout_ms` passes first: then the fetch under `controller`'s signal is
-/// aborted.
-async fn within<T>(
-    timeout_ms: u64,
-    controller: AbortController,
-    exchange: impl Future<Output = Result<T, OutboundError>>,
-) -> Result<T, OutboundError> {
-    let timer = Delay::from(Duration::from_millis(timeout_ms));
-    match select(pin!(exchange), timer).await {
-        Either::Left((answer, _)) => answer,
-        Either::Right(_) => {
-            controller.abort();
-            Err(OutboundError::TimedOut { timeout_ms })
-        }
     }
 }
 

@@ -111,10 +111,9 @@ impl SenderLink for SenderClient {
 
 /// A POST of `body` to `path` on a Durable Object's stub.
 fn post(path: &str, body: &str) -> Result<Outbound, OutboundError> {
-    let no_headers: [(&str, &str); 0] = [];
     Outbound::post(
         &format!("{GATE_ORIGIN}{path}"),
-        &no_headers,
+        &[],
         body,
         Redirects::Follow,
     )
@@ -125,12 +124,17 @@ async fn rpc<T: DeserializeOwned>(
     stub: &Stub,
     request: Result<Outbound, OutboundError>,
 ) -> Result<T, String> {
+    serde_json::from_slice(&reply(stub, request).await?).map_err(|e| e.to_string())
+}
+
+/// The body of a Durable Object's answer to `request`.
+async fn reply(stub: &Stub, request: Result<Outbound, OutboundError>) -> Result<Vec<u8>, String> {
     let response = request
         .map_err(|e| e.to_string())?
         .send_to(stub)
         .await
         .map_err(|e| e.to_string())?;
-    serde_json::from_slice(&response.body).map_err(|e| e.to_string())
+    Ok(response.body)
 }
 
 fn rpc_failed(step: &str, error: &str, answer: ApiError) -> ApiError {

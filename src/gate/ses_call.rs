@@ -52,7 +52,7 @@ pub async fn call_ses(
     request: Outbound,
     timeout_ms: u64,
     call: &CallRequest,
-    on_answer: impl FnOnce(),
+    on_answer: &dyn Fn(),
 ) -> CallResult {
     let started_ms = crate::runtime::now_ms();
     let answer = request.send(timeout_ms, on_answer).await;
@@ -95,7 +95,7 @@ pub async fn call_ses(
             );
         }
     }
-    settled.result()
+    settled.into_result()
 }
 
 /// One structured log line per SES call: the SES code, (redacted) message and request id go

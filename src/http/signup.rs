@@ -162,7 +162,10 @@ pub(super) async fn verify_turnstile(
         remote_ip,
         &idempotency_key,
     );
-    let headers = [("content-type", "application/x-www-form-urlencoded")];
+    let headers = [(
+        "content-type".to_string(),
+        "application/x-www-form-urlencoded".to_string(),
+    )];
     let url = turnstile.verify_url.as_str();
     let reply = match outbound::post(url, &headers, &body, TURNSTILE_TIMEOUT_MS).await {
         Ok(reply) => reply.body,

@@ -63,11 +63,11 @@ pub enum Settled {
 
 impl Settled {
     /// The result the gate gets.
-    pub fn result(&self) -> CallResult {
+    pub fn into_result(self) -> CallResult {
         match self {
             Self::TimedOut => CallResult::TimedOut,
             Self::Lost => CallResult::Answered(Outcome::Retryable(RetryReason::ServerError)),
-            Self::Answered { outcome, .. } => CallResult::Answered(outcome.clone()),
+            Self::Answered { outcome, .. } => CallResult::Answered(outcome),
         }
     }
 }
@@ -120,7 +120,7 @@ mod tests {
     fn a_call_with_no_answer_in_time_timed_out_and_is_not_taken_for_a_failure() {
         for call in [send(), check()] {
             assert_eq!(
-                settle(&call, Exchange::TimedOut).result(),
+                settle(&call, Exchange::TimedOut).into_result(),
                 CallResult::TimedOut
             );
         }
@@ -136,7 +136,7 @@ mod tests {
         ] {
             let settled = settle(&send(), exchange);
             assert_eq!(settled, Settled::Lost, "{exchange:?}");
-            assert_eq!(settled.result(), failing, "{exchange:?}");
+            assert_eq!(settled.into_result(), failing, "{exchange:?}");
         }
     }
 
@@ -148,18 +148,18 @@ mod tests {
             body: SENT,
         };
         let settled = settle(&send(), answered);
-        assert_eq!(
-            settled.result(),
-            CallResult::Answered(Outcome::Sent {
-                message_id: Some("m-1".into())
-            })
-        );
         assert!(
             matches!(&settled, Settled::Answered { status: 200, reply: Ok(Reply::Sent { request_id: Some(id), .. }), .. } if id == "r-1"),
             "{settled:?}"
         );
         assert_eq!(
-            settle(&check(), answered).result(),
+            settled.into_result(),
+            CallResult::Answered(Outcome::Sent {
+                message_id: Some("m-1".into())
+            })
+        );
+        assert_eq!(
+            settle(&check(), answered).into_result(),
             CallResult::Answered(Outcome::Unknown),
             "a send's success is no status check's answer"
         );
@@ -195,7 +195,7 @@ mod tests {
                     body: &body
                 }
             )
-            .result(),
+            .into_result(),
             CallResult::Answered(Outcome::Sent {
                 message_id: Some(_)
             })
@@ -210,11 +210,11 @@ mod tests {
             body: b"<html>bad gateway</html>",
         };
         assert_eq!(
-            settle(&send(), answered(502)).result(),
+            settle(&send(), answered(502)).into_result(),
             CallResult::Answered(Outcome::Retryable(RetryReason::ServerError))
         );
         assert_eq!(
-            settle(&send(), answered(404)).result(),
+            settle(&send(), answered(404)).into_result(),
             CallResult::Answered(Outcome::Unknown)
         );
     }
