@@ -4,13 +4,15 @@
 //! all isolates.
 //!
 //! This crate is the Workers shell only: `http` (one handler per endpoint), `runtime` (the
-//! runtime behind the gate's ports), `log` (writing the lines), and `gate`'s Durable Objects,
-//! SQLite store, clients and SES wire code. Every decision is in the pure crates:
+//! runtime behind the gate's ports), `outbound` (every request to another service, under a
+//! timeout that aborts it), `log` (writing the lines), and `gate`'s Durable Objects, SQLite
+//! store, clients and SES wire code. Every decision is in the pure crates:
 //! `signup_verify_domain`, `signup_verify_ses`, `signup_verify_gate` and `signup_verify_web`.
 
 pub mod gate;
 pub mod http;
 pub mod log;
+pub mod outbound;
 pub mod runtime;
 
 pub use gate::ses_gate::SesGate;

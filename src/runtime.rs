@@ -6,16 +6,12 @@
 use std::cell::OnceCell;
 use std::time::Duration;
 
-use futures_util::future::{select, Either};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use worker::js_sys::Uint8Array;
-use worker::wasm_bindgen::JsValue;
-use worker::wasm_bindgen_futures::JsFuture;
-use worker::{
-    AbortController, Date, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
-    Storage,
-};
+use worker::{Date, Env, Request, Storage};
+
+use crate::outbound::Outbound;
+use crate::outbound::Redirects;
 
 use signup_verify_domain::settings::ConfigError;
 use signup_verify_gate::ports::GateRuntime;
@@ -34,20 +30,6 @@ pub fn load_config(env: &Env) -> Result<Config, ConfigError> {
         ),
     }
     config
-}
-
-/// A fetched response's whole body, in one call into the runtime (`Response.arrayBuffer()`):
-/// workers-rs reads a fetched body chunk by chunk, crossing between wasm and JavaScript for each
-/// chunk and its reader.
-pub async fn body_bytes(response: worker::Response) -> worker::Result<Vec<u8>> {
-    let response = worker::web_sys::Response::from(response);
-    let buffer = JsFuture::from(response.array_buffer()?).await?;
-    Ok(Uint8Array::new(&buffer).to_vec())
-}
-
-/// A fetched response's JSON body, read with [`body_bytes`] and parsed by serde_json in wasm.
-pub async fn body_json<T: DeserializeOwned>(response: worker::Response) -> worker::Result<T> {
-    Ok(serde_json::from_slice(&body_bytes(response).await?)?)
 }
 
 /// A request's JSON body: its bytes in one call, parsed in wasm (workers-rs's `Request::json`
@@ -156,31 +138,11 @@ impl GateRuntime for WorkerRuntime {
         headers: &[(String, String)],
         body: &str,
     ) -> Result<u16, String> {
-        let controller = AbortController::default();
-        let signal = controller.signal();
-        let exchange = async {
-            let sent = Headers::new();
-            for (name, value) in headers {
-                sent.set(name, value)?;
-            }
-            let mut init = RequestInit::new();
-            init.with_method(Method::Post)
-                .with_redirect(RequestRedirect::Manual)
-                .with_headers(sent)
-                .with_body(Some(JsValue::from_str(body)));
-            let request = Request::new_with_init(url, &init)?;
-            let response = Fetch::Request(request).send_with_signal(&signal).await?;
-            Ok::<_, worker::Error>(response.status_code())
-        };
-        let timeout = worker::Delay::from(Duration::from_millis(WEBHOOK_TIMEOUT_MS));
-        let answer = match select(Box::pin(exchange), timeout).await {
-            Either::Left((answer, _)) => answer.map_err(|e| e.to_string()),
-            Either::Right(_) => {
-                controller.abort();
-                Err(format!("no answer within {WEBHOOK_TIMEOUT_MS} ms"))
-            }
-        };
-        answer
+        Outbound::post(url, headers, body, Redirects::Manual)
+            .map_err(|e| e.to_string())?
+            .status(WEBHOOK_TIMEOUT_MS)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -3,8 +3,9 @@
 //! `SesGate` → `SesSender` ([`SenderClient`], the production [`SenderLink`]). A call that fails
 //! on the way is logged and answered with the [`ApiError`] the caller gives.
 
+use serde::de::DeserializeOwned;
 use serde_json::json;
-use worker::{Env, Method, Request, RequestInit, Stub};
+use worker::{Env, Stub};
 
 use signup_verify_domain::email::EmailAddress;
 use signup_verify_domain::error::ApiError;
@@ -15,7 +16,9 @@ use signup_verify_gate::messages::{
     GATE_BINDING, GATE_ORIGIN, SENDER_BINDING, SEND_PATH, STATS_PATH,
 };
 
-use crate::runtime::body_json;
+use crate::outbound::Outbound;
+use crate::outbound::OutboundError;
+use crate::outbound::Redirects;
 
 /// The Worker's side of the gate RPCs, for the region's one `SesGate`.
 pub struct GateClient(Stub);
@@ -25,7 +28,7 @@ impl GateClient {
         env.durable_object(GATE_BINDING)
             .and_then(|ns| ns.id_from_name(region)?.get_stub())
             .map(Self)
-            .map_err(|e| rpc_failed("binding", &e, ApiError::Misconfigured))
+            .map_err(|e| rpc_failed("binding", &e.to_string(), ApiError::Misconfigured))
     }
 
     pub async fn send(
@@ -42,33 +45,27 @@ impl GateClient {
             decoy,
         })
         .map_err(|_| ApiError::UpstreamError)?;
-        let result = async {
-            let request = post(SEND_PATH, body)?;
-            body_json::<SendReply>(self.0.fetch_with_request(request).await?).await
-        }
-        .await;
-        result.map_err(|e| rpc_failed("send", &e, ApiError::UpstreamError))?
+        rpc::<SendReply>(&self.0, post(SEND_PATH, &body))
+            .await
+            .map_err(|e| rpc_failed("send", &e, ApiError::UpstreamError))?
     }
 
     /// The status of the signup a token names (`STATUS_PATH`), or a person's confirmation of it
     /// (`CONFIRM_PATH`).
     pub async fn signup(&self, path: &str, signup: &SignupRef) -> StatusReply {
         let body = serde_json::to_string(signup).map_err(|_| ApiError::UpstreamError)?;
-        let result = async {
-            let request = post(path, body)?;
-            body_json::<StatusReply>(self.0.fetch_with_request(request).await?).await
-        }
-        .await;
-        result.map_err(|e| rpc_failed("status", &e, ApiError::UpstreamError))?
+        rpc::<StatusReply>(&self.0, post(path, &body))
+            .await
+            .map_err(|e| rpc_failed("status", &e, ApiError::UpstreamError))?
     }
 
     pub async fn stats(&self) -> Result<GateStats, ApiError> {
-        let result = async {
-            let url = format!("{GATE_ORIGIN}{STATS_PATH}");
-            body_json::<GateStats>(self.0.fetch_with_str(&url).await?).await
-        }
-        .await;
-        result.map_err(|e| rpc_failed("stats", &e, ApiError::UpstreamError))
+        rpc::<GateStats>(
+            &self.0,
+            Outbound::get(&format!("{GATE_ORIGIN}{STATS_PATH}")),
+        )
+        .await
+        .map_err(|e| rpc_failed("stats", &e, ApiError::UpstreamError))
     }
 }
 
@@ -95,26 +92,52 @@ impl SenderLink for SenderClient {
             );
             return None;
         };
-        let result = async {
-            let stub = senders.id_from_name(&self.region)?.get_stub()?;
-            let request = post(CALL_PATH, serde_json::to_string(call)?)?;
-            body_json::<Option<CallResult>>(stub.fetch_with_request(request).await?).await
-        }
-        .await;
-        result.unwrap_or_else(|e| {
-            crate::log::error(json!({"event": "sender_unreachable", "attempt": call.attempt, "error": e.to_string(), "request_id": call.request_id}));
+        let result = match senders
+            .id_from_name(&self.region)
+            .and_then(|id| id.get_stub())
+        {
+            Ok(stub) => match serde_json::to_string(call) {
+                Ok(body) => rpc::<Option<CallResult>>(&stub, post(CALL_PATH, &body)).await,
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        result.unwrap_or_else(|error| {
+            crate::log::error(json!({"event": "sender_unreachable", "attempt": call.attempt, "error": error, "request_id": call.request_id}));
             Some(CallResult::TimedOut)
         })
     }
 }
 
-fn post(path: &str, body: String) -> worker::Result<Request> {
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.into()));
-    Request::new_with_init(&format!("{GATE_ORIGIN}{path}"), &init)
+/// A POST of `body` to `path` on a Durable Object's stub.
+fn post(path: &str, body: &str) -> Result<Outbound, OutboundError> {
+    Outbound::post(
+        &format!("{GATE_ORIGIN}{path}"),
+        &[],
+        body,
+        Redirects::Follow,
+    )
 }
 
-fn rpc_failed(step: &str, e: &worker::Error, answer: ApiError) -> ApiError {
-    crate::log::error(json!({"event": "gate_rpc_failed", "step": step, "error": e.to_string()}));
+/// One call to a Durable Object: `request` sent to `stub`, its JSON reply read; why not, if not.
+async fn rpc<T: DeserializeOwned>(
+    stub: &Stub,
+    request: Result<Outbound, OutboundError>,
+) -> Result<T, String> {
+    serde_json::from_slice(&reply(stub, request).await?).map_err(|e| e.to_string())
+}
+
+/// The body of a Durable Object's answer to `request`.
+async fn reply(stub: &Stub, request: Result<Outbound, OutboundError>) -> Result<Vec<u8>, String> {
+    let response = request
+        .map_err(|e| e.to_string())?
+        .send_to(stub)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(response.body)
+}
+
+fn rpc_failed(step: &str, error: &str, answer: ApiError) -> ApiError {
+    crate::log::error(json!({"event": "gate_rpc_failed", "step": step, "error": error}));
     answer
 }

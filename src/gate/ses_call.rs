@@ -1,44 +1,41 @@
 //! One SES call, made by `SesSender`: the request built and signed ahead of its departure, sent
-//! with the Workers fetch API under a timeout (AbortController), the reply parsed and
-//! classified, and one structured log line.
+//! under a timeout that aborts it (`outbound`), what the exchange came to read by
+//! `signup_verify_ses::call::settle`, and one structured log line.
 
-use std::time::Duration;
-
-use futures_util::future::{select, Either};
 use serde_json::json;
-use worker::wasm_bindgen::JsValue;
-use worker::{AbortController, Fetch, Headers, Method, Request, RequestInit};
 
-use crate::runtime::body_bytes;
+use crate::outbound::Outbound;
+use crate::outbound::OutboundError;
+use crate::outbound::Redirects;
 use signup_verify_domain::redact::redact_addresses;
 use signup_verify_gate::messages::CallRequest;
-use signup_verify_gate::messages::CallResult;
+use signup_verify_ses::call::settle;
+use signup_verify_ses::call::CallResult;
+use signup_verify_ses::call::Exchange;
+use signup_verify_ses::call::Settled;
 use signup_verify_ses::config::SesConfig;
-use signup_verify_ses::outcome::classify_for;
 use signup_verify_ses::outcome::Outcome;
-use signup_verify_ses::outcome::RetryReason;
-use signup_verify_ses::reply::parse_reply;
 use signup_verify_ses::reply::Reply;
 use signup_verify_ses::reply::Unparseable;
 use signup_verify_ses::request::build_request;
-use signup_verify_ses::request::SignedRequest;
 use signup_verify_ses::signer::SigningKeys;
 
-/// SES replies are a few hundred bytes; anything far larger is not SES.
-const MAX_REPLY_BYTES: usize = 64 * 1024;
-
-/// The SES request for `call`, signed and dated at its slot (or now, if that is later), as a
-/// Workers request ready to send: built ahead of its departure so that nothing but the fetch
-/// itself lies between the departure and the wire. `None` (logged) if the runtime refuses to
-/// build it.
+/// The SES request for `call`, signed and dated at its slot (or now, if that is later), ready to
+/// send: built ahead of its departure so that nothing but the fetch itself lies between the
+/// departure and the wire. `None` (logged) if the runtime refuses to build it.
 pub fn prepared_request(
     config: &SesConfig,
     keys: &SigningKeys,
     call: &CallRequest,
-) -> Option<Request> {
+) -> Option<Outbound> {
     let signed_at = call.slot_ms.max(crate::runtime::now_ms());
     let signed = build_request(config, keys, &call.call, signed_at);
-    match fetch_request(&signed) {
+    match Outbound::post(
+        &signed.url,
+        &signed.headers,
+        &signed.body,
+        Redirects::Follow,
+    ) {
         Ok(request) => Some(request),
         Err(error) => {
             crate::log::error(
@@ -49,74 +46,56 @@ pub fn prepared_request(
     }
 }
 
-fn fetch_request(signed: &SignedRequest) -> worker::Result<Request> {
-    let headers = Headers::new();
-    for (name, value) in &signed.headers {
-        headers.set(name, value)?;
-    }
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(JsValue::from_str(&signed.body)));
-    Request::new_with_init(&signed.url, &init)
-}
-
 /// Sends one call, bounded by `timeout_ms` (connect, headers and body). `on_answer` runs the
 /// moment the response headers arrive: SES has the call by then, whatever the body holds.
 pub async fn call_ses(
-    request: Request,
+    request: Outbound,
     timeout_ms: u64,
     call: &CallRequest,
-    on_answer: impl FnOnce(),
+    on_answer: &dyn Fn(),
 ) -> CallResult {
-    let attempt = call.attempt;
     let started_ms = crate::runtime::now_ms();
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let exchange = async {
-        let response = Fetch::Request(request).send_with_signal(&signal).await?;
-        on_answer();
-        let header_request_id = response.headers().get("x-amzn-RequestId").ok().flatten();
-        let status = response.status_code();
-        let body = body_bytes(response).await?;
-        Ok::<_, worker::Error>((status, header_request_id, body))
+    let answer = request.send(timeout_ms, on_answer).await;
+    let header_request_id = answer
+        .as_ref()
+        .ok()
+        .and_then(|response| response.header("x-amzn-RequestId"));
+    let exchange = match &answer {
+        Ok(response) => Exchange::Answered {
+            status: response.status,
+            request_id: header_request_id.as_deref(),
+            body: &response.body,
+        },
+        Err(OutboundError::TimedOut { .. }) => Exchange::TimedOut,
+        Err(OutboundError::BodyUnreadable { status, .. }) => Exchange::BodyLost { status: *status },
+        Err(OutboundError::BadRequest(_) | OutboundError::Unreachable(_)) => Exchange::Unreachable,
     };
-    let timeout = worker::Delay::from(Duration::from_millis(timeout_ms));
-    let answer = match select(Box::pin(exchange), timeout).await {
-        Either::Left((answer, _)) => answer,
-        Either::Right(_) => {
-            controller.abort();
-            crate::log::error(
-                json!({"event": "ses_timeout", "attempt": attempt, "timeout_ms": timeout_ms, "request_id": call.request_id}),
-            );
-            return CallResult::TimedOut;
+    let settled = settle(&call.call, exchange);
+    match &settled {
+        Settled::Answered {
+            status,
+            reply,
+            outcome,
+        } => {
+            let round_trip_ms = crate::runtime::now_ms().saturating_sub(started_ms);
+            let line = || attempt_line(call, *status, round_trip_ms, reply, outcome);
+            if outcome.succeeded() {
+                crate::log::info(line);
+            } else {
+                crate::log::error(line());
+            }
         }
-    };
-    let (status, header_request_id, body) = match answer {
-        Ok(answer) => answer,
-        Err(e) => {
+        Settled::TimedOut => crate::log::error(
+            json!({"event": "ses_timeout", "attempt": call.attempt, "timeout_ms": timeout_ms, "request_id": call.request_id}),
+        ),
+        Settled::Lost => {
+            let error = answer.err().map(|e| e.to_string()).unwrap_or_default();
             crate::log::error(
-                json!({"event": "ses_unreachable", "attempt": attempt, "error": e.to_string(), "request_id": call.request_id}),
+                json!({"event": "ses_unreachable", "attempt": call.attempt, "error": error, "request_id": call.request_id}),
             );
-            return CallResult::Answered(Outcome::Retryable(RetryReason::ServerError));
         }
-    };
-    let reply = if body.len() > MAX_REPLY_BYTES {
-        Err(Unparseable("reply too large"))
-    } else {
-        parse_reply(&body, header_request_id.as_deref())
-    };
-    let outcome = classify_for(&call.call, status, &reply);
-    let round_trip_ms = crate::runtime::now_ms().saturating_sub(started_ms);
-    let line = || attempt_line(call, status, round_trip_ms, &reply, &outcome);
-    match outcome {
-        Outcome::Sent { .. }
-        | Outcome::Checked { .. }
-        | Outcome::Deleted
-        | Outcome::Listed { .. } => crate::log::info(line),
-        _ => crate::log::error(line()),
     }
-    CallResult::Answered(outcome)
+    settled.into_result()
 }
 
 /// One structured log line per SES call: the SES code, (redacted) message and request id go
@@ -193,6 +172,8 @@ mod tests {
     use signup_verify_domain::request_id::RequestId;
     use signup_verify_gate::messages::Recipient;
     use signup_verify_ses::outcome::classify;
+    use signup_verify_ses::outcome::classify_for;
+    use signup_verify_ses::reply::parse_reply;
     use signup_verify_ses::request::SesCall;
 
     fn send_call(email: &EmailAddress, attempt: u32) -> CallRequest {
@@ -252,7 +233,7 @@ mod tests {
         ))
         .expect("fixture");
         let reply = parse_reply(&body, None);
-        let outcome = signup_verify_ses::outcome::classify_for(&call.call, 200, &reply);
+        let outcome = classify_for(&call.call, 200, &reply);
         let line = attempt_line(&call, 200, 5, &reply, &outcome);
         assert_eq!(line["outcome"], "Checked");
         assert_eq!(line["identities_listed"], 2);

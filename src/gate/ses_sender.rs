@@ -96,7 +96,7 @@ impl SesSender {
             .wait_for_departure(call.slot_ms, config.gate.interval_ms)
             .await;
         let in_flight = InFlight(self, call_id);
-        let result = call_ses(request, config.ses.timeout_ms, call, || {
+        let result = call_ses(request, config.ses.timeout_ms, call, &|| {
             self.answered(call_id)
         })
         .await;

@@ -5,7 +5,6 @@ use worker::{Request, Response};
 
 use super::{error_response, html_response};
 use signup_verify_domain::error::ApiError;
-use signup_verify_domain::settings::ConfigError;
 use signup_verify_web::config::Config;
 use signup_verify_web::demo;
 
@@ -14,19 +13,10 @@ pub(super) const CONTENT_SECURITY_POLICY: &str =
      frame-src https://challenges.cloudflare.com; style-src 'unsafe-inline'; connect-src 'self'; \
      form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-pub fn get(req: &Request, config: Result<Config, ConfigError>) -> Response {
-    let Ok(config) = config else {
-        return error_response(ApiError::Misconfigured);
-    };
+/// `GET /`: the page, with the `status` or `error` a form redirect put in its query.
+pub fn page(req: &Request, config: &Config) -> Response {
     if !config.demo_page {
         return error_response(ApiError::NotFound);
-    }
-    if req.path() == "/demo.js" {
-        let response = html_response(200, demo::SCRIPT.to_string(), CONTENT_SECURITY_POLICY);
-        let _ = response
-            .headers()
-            .set("content-type", "application/javascript; charset=utf-8");
-        return response;
     }
     let url = req.url().ok();
     let query = |name: &str| {
@@ -43,4 +33,16 @@ pub fn get(req: &Request, config: Result<Config, ConfigError>) -> Response {
         query("error").as_deref(),
     );
     html_response(200, page, CONTENT_SECURITY_POLICY)
+}
+
+/// `GET /demo.js`: the page's script.
+pub fn script(config: &Config) -> Response {
+    if !config.demo_page {
+        return error_response(ApiError::NotFound);
+    }
+    let response = html_response(200, demo::SCRIPT.to_string(), CONTENT_SECURITY_POLICY);
+    let _ = response
+        .headers()
+        .set("content-type", "application/javascript; charset=utf-8");
+    response
 }

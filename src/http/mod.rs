@@ -1,12 +1,13 @@
-//! The Worker's HTTP shell: routing by path and method, then one handler per endpoint
-//! (`signup`, `status`, `confirm`, `stats`, `demo`), the per-IP limits every endpoint shares,
-//! and the one way an answer becomes a response: JSON with the contract's headers, or an
-//! [`ApiError`]'s status, code and `Retry-After`. The config is parsed once per isolate and
-//! handed to the handler that needs it. Decisions live in the core modules.
+//! The Worker's HTTP shell: the route (`signup_verify_web::route`), the config resolved once per
+//! request (a broken one answers `misconfigured` here, for every endpoint that needs it), then
+//! one handler per endpoint (`signup`, `status`, `confirm`, `stats`, `demo`, and the CORS
+//! preflights in `cors`), the per-IP limits every endpoint shares, and the one way an answer
+//! becomes a response: JSON with the contract's headers, or an [`ApiError`]'s status, code and
+//! `Retry-After`. Decisions live in the pure crates; handlers move values between `worker`
+//! types and them.
 
 mod confirm;
 mod cors;
-mod credentials;
 mod demo;
 mod signup;
 mod stats;
@@ -14,7 +15,7 @@ mod status;
 
 use serde::Serialize;
 use serde_json::json;
-use worker::{Cors, Env, Headers, Method, Request, Response};
+use worker::{Cors, Env, Headers, Request, Response};
 
 use crate::runtime::request_origin;
 use crate::runtime::request_path;
@@ -24,8 +25,13 @@ use signup_verify_domain::request_id::RequestId;
 use signup_verify_web::browser::network_key;
 use signup_verify_web::browser::rate_limit_key;
 use signup_verify_web::browser::turnstile_warning_due;
+use signup_verify_web::browser::CorsGrant;
 use signup_verify_web::config::BrowserConfig;
 use signup_verify_web::config::Config;
+use signup_verify_web::route::route;
+use signup_verify_web::route::Endpoint;
+use signup_verify_web::route::Refusal;
+use signup_verify_web::route::Route;
 
 /// The Workers Rate Limiting bindings in `wrangler.toml`: signups per IP (IPv6 by /64) and per
 /// network (IPv6 by /48), and status and confirmation lookups per IP.
@@ -41,38 +47,37 @@ thread_local! {
 }
 
 pub async fn handle(mut req: Request, env: Env) -> Response {
-    let method = req.method();
-    if let Ok(config) = worker_config(&env) {
-        warn_if_turnstile_off(&config, &own_origin(&req));
+    let config = worker_config(&env);
+    if let Ok(config) = &config {
+        warn_if_turnstile_off(config, &own_origin(&req));
     }
-    match request_path(&req).as_str() {
-        "/signup" => match method {
-            Method::Post => signup::post(&mut req, &env, worker_config(&env)).await,
-            Method::Options => signup::preflight(&req, worker_config(&env)),
-            _ => method_not_allowed("POST, OPTIONS"),
-        },
-        "/signup/status" => match method {
-            Method::Get => status::get(&req, &env, worker_config(&env)).await,
-            Method::Options => status::preflight(&req, worker_config(&env)),
-            _ => method_not_allowed("GET, OPTIONS"),
-        },
-        "/confirm" => match method {
-            Method::Get => confirm::get(worker_config(&env)),
-            Method::Post => confirm::post(&mut req, &env, worker_config(&env)).await,
-            Method::Options => confirm::preflight(&req, worker_config(&env)),
-            _ => method_not_allowed("GET, POST, OPTIONS"),
-        },
-        "/gate/stats" => match method {
-            Method::Get => stats::get(&req, &env, worker_config(&env)).await,
-            _ => method_not_allowed("GET"),
-        },
-        "/" | "/demo.js" if method == Method::Get => demo::get(&req, worker_config(&env)),
-        "/healthz" => match method {
-            Method::Get | Method::Head => json_response(200, &json!({"ok": true})),
-            _ => method_not_allowed("GET, HEAD"),
-        },
-        _ => error_response(ApiError::NotFound),
+    let endpoint = match route(&request_path(&req), req.method().as_ref()) {
+        Ok(Route::Endpoint(endpoint)) => endpoint,
+        Ok(Route::Health) => return json_response(200, &json!({"ok": true})),
+        Err(refusal) => return refused(refusal),
+    };
+    let Ok(config) = &config else {
+        return error_response(ApiError::Misconfigured);
+    };
+    match endpoint {
+        Endpoint::Signup => signup::post(&mut req, &env, config).await,
+        Endpoint::Status => status::get(&req, &env, config).await,
+        Endpoint::ConfirmPage => confirm::get(config),
+        Endpoint::Confirm => confirm::post(&mut req, &env, config).await,
+        Endpoint::Stats => stats::get(&req, &env, config).await,
+        Endpoint::DemoPage => demo::page(&req, config),
+        Endpoint::DemoScript => demo::script(config),
+        Endpoint::Preflight(preflight) => cors::preflight(&req, config, preflight),
     }
+}
+
+/// A request that reaches no endpoint: `not_found`, or `method_not_allowed` with `Allow`.
+fn refused(refusal: Refusal) -> Response {
+    let response = error_response(refusal.error());
+    if let Refusal::MethodNotAllowed { allow } = refusal {
+        let _ = response.headers().set("allow", allow);
+    }
+    response
 }
 
 /// Once per isolate, a loud log line when a public deployment takes signups without Turnstile:
@@ -176,15 +181,15 @@ fn own_origin(req: &Request) -> String {
     request_origin(req)
 }
 
-/// The CORS headers of an answer to an allowed `origin` (none without an `Origin`), with
-/// `Access-Control-Allow-Credentials` when `credentials` (an explicitly listed origin only).
-fn answer_cors(response: Response, origin: Option<String>, credentials: bool) -> Response {
-    match origin {
+/// The CORS headers `grant` gives an answer (none to a caller without `Origin`), with
+/// `Access-Control-Allow-Credentials` when it grants credentials.
+fn answer_cors(response: Response, grant: CorsGrant) -> Response {
+    match grant.origin {
         Some(origin) => with_cors(
             response,
             &Cors::new()
                 .with_origins([origin])
-                .with_credentials(credentials)
+                .with_credentials(grant.credentials)
                 .with_exposed_headers(["Retry-After"]),
         ),
         None => response,
@@ -227,6 +232,14 @@ fn error_response(error: ApiError) -> Response {
     response
 }
 
+/// `303 See Other` to `location`, never cached.
+fn see_other(location: &str) -> Response {
+    let response = Response::builder().with_status(303).empty();
+    let _ = response.headers().set("location", location);
+    let _ = response.headers().set("cache-control", "no-store");
+    response
+}
+
 /// An HTML page under `content_security_policy`, never cached.
 fn html_response(status: u16, body: String, content_security_policy: &str) -> Response {
     let response = Response::builder()
@@ -237,11 +250,5 @@ fn html_response(status: u16, body: String, content_security_policy: &str) -> Re
     let _ = headers.set("cache-control", "no-store");
     let _ = headers.set("x-content-type-options", "nosniff");
     let _ = headers.set("content-security-policy", content_security_policy);
-    response
-}
-
-fn method_not_allowed(allow: &str) -> Response {
-    let response = error_response(ApiError::MethodNotAllowed);
-    let _ = response.headers().set("allow", allow);
     response
 }

@@ -11,7 +11,6 @@ use signup_verify_domain::error::ApiError;
 use signup_verify_domain::redact::tag_of;
 use signup_verify_domain::request_id::RequestId;
 use signup_verify_domain::status_token::SignupRef;
-use signup_verify_ses::outcome::Outcome;
 use signup_verify_ses::request::SesCall;
 
 use crate::tracking::TrackingCounters;
@@ -258,13 +257,9 @@ impl CallRequest {
     }
 }
 
-/// What one SES call came to, or `TimedOut` when SES did not answer in time (it may still have
-/// received the call).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CallResult {
-    Answered(Outcome),
-    TimedOut,
-}
+/// What one SES call came to (the sender's reply to a [`CallRequest`]); defined with the SES
+/// call it settles.
+pub use signup_verify_ses::call::CallResult;
 
 /// How the gate reaches the sender: the seam its host tests fake.
 #[allow(async_fn_in_trait)] // Workers are single-threaded: no `Send` bound is wanted.
@@ -279,6 +274,7 @@ pub trait SenderLink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use signup_verify_ses::outcome::Outcome;
 
     #[test]
     fn every_call_result_round_trips_between_the_gate_and_the_sender() {

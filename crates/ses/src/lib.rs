@@ -1,10 +1,11 @@
 //! The Amazon SES Query API as signup-verify speaks it, pure: the calls ([`request`]) with their
 //! SigV4 signature ([`signer`]), the XML replies ([`reply`]), what a reply means for the caller
-//! ([`outcome`]), the SES settings ([`config`]) and calendar time ([`time`], the one place UTC
-//! is formatted).
+//! ([`outcome`]), what one call's exchange came to ([`call`]), the SES settings ([`config`])
+//! and calendar time ([`time`], the one place UTC is formatted).
 //!
 //! Invariant: nothing here reaches `worker` or reads a clock; the time is passed in.
 
+pub mod call;
 pub mod config;
 pub mod outcome;
 pub mod reply;

@@ -64,6 +64,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Whether SES did what the call asked: sent, checked, deleted or listed.
+    pub fn succeeded(&self) -> bool {
+        matches!(
+            self,
+            Self::Sent { .. } | Self::Checked { .. } | Self::Deleted | Self::Listed { .. }
+        )
+    }
+
     /// The outcome's name for the log: never the statuses a check lists (they name addresses).
     pub fn log_name(&self) -> &'static str {
         match self {
@@ -342,6 +350,30 @@ mod tests {
             }
         }
         assert_eq!(classify(300, &Err(Unparseable("empty"))), Outcome::Unknown);
+    }
+
+    #[test]
+    fn only_what_the_call_asked_for_is_a_success_and_every_failure_is_not() {
+        for done in [
+            Outcome::Sent { message_id: None },
+            Outcome::Checked { statuses: vec![] },
+            Outcome::Deleted,
+            Outcome::Listed {
+                identities: vec![],
+                next_token: None,
+            },
+        ] {
+            assert!(done.succeeded(), "{done:?}");
+        }
+        for failed in [
+            Outcome::Retryable(RetryReason::Throttled),
+            Outcome::Retryable(RetryReason::ServerError),
+            Outcome::Config { clock_skew: false },
+            Outcome::Rejected,
+            Outcome::Unknown,
+        ] {
+            assert!(!failed.succeeded(), "{failed:?}");
+        }
     }
 
     #[test]

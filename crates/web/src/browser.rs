@@ -94,6 +94,66 @@ pub fn credentials_allowed(policy: &OriginPolicy, origin: Option<&str>, own_orig
     }
 }
 
+/// Which call an `Origin` is checked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginCheck {
+    /// `POST /signup` and every preflight: any allowed origin, with credentials for an origin
+    /// listed by name.
+    Signup,
+    /// `GET /signup/status`: any allowed origin, never with credentials (its token is a bearer
+    /// header, not a cookie).
+    Status,
+    /// `POST /confirm`: a confirmation is the signup cookie's to make, so only the Worker's own
+    /// page, a caller without `Origin`, or an origin listed by name (with credentials).
+    Confirm,
+}
+
+/// What an allowed caller's answer carries: the origin to echo in
+/// `Access-Control-Allow-Origin` (none without `Origin`: no CORS headers), and whether
+/// `Access-Control-Allow-Credentials` goes with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsGrant {
+    pub origin: Option<String>,
+    pub credentials: bool,
+}
+
+/// The decision for a `check` call from `origin` (the `Origin` header) to a Worker answering on
+/// `own_origin`: its CORS grant, or `origin_not_allowed` (answered without CORS headers, so the
+/// browser hides even the error).
+pub fn cors_grant(
+    check: OriginCheck,
+    policy: &OriginPolicy,
+    origin: Option<&str>,
+    own_origin: &str,
+) -> Result<CorsGrant, ApiError> {
+    match check {
+        OriginCheck::Signup => {
+            let origin = check_origin(policy, origin, own_origin)?;
+            let credentials = credentials_allowed(policy, origin.as_deref(), own_origin);
+            Ok(CorsGrant {
+                origin,
+                credentials,
+            })
+        }
+        OriginCheck::Status => Ok(CorsGrant {
+            origin: check_origin(policy, origin, own_origin)?,
+            credentials: false,
+        }),
+        OriginCheck::Confirm => {
+            let credentials = credentials_allowed(policy, origin, own_origin);
+            match check_origin(policy, origin, own_origin) {
+                Ok(echo) if origin.is_none_or(|o| o == own_origin) || credentials => {
+                    Ok(CorsGrant {
+                        origin: echo,
+                        credentials,
+                    })
+                }
+                Ok(_) | Err(_) => Err(ApiError::OriginNotAllowed),
+            }
+        }
+    }
+}
+
 /// Whether a deployment answering on `own_origin` must warn that Turnstile is off: any origin
 /// but a plain-http loopback one (`make dev`, the tests).
 pub fn turnstile_warning_due(turnstile_on: bool, own_origin: &str) -> bool {
@@ -266,6 +326,87 @@ mod tests {
             require_origin: false,
         };
         assert!(!credentials_allowed(&any, Some("https://app.example"), own));
+    }
+
+    fn grant(origin: Option<&str>, credentials: bool) -> Result<CorsGrant, ApiError> {
+        Ok(CorsGrant {
+            origin: origin.map(str::to_string),
+            credentials,
+        })
+    }
+
+    #[test]
+    fn a_signup_from_a_listed_origin_is_echoed_with_credentials_and_from_anywhere_else_without() {
+        let listed = policy("https://app.example", false);
+        let signup = |origin| cors_grant(OriginCheck::Signup, &listed, origin, OWN);
+        assert_eq!(
+            signup(Some("https://app.example")),
+            grant(Some("https://app.example"), true)
+        );
+        assert_eq!(signup(Some(OWN)), grant(Some(OWN), false));
+        assert_eq!(signup(None), grant(None, false));
+        assert_eq!(
+            signup(Some("https://evil.example")),
+            Err(ApiError::OriginNotAllowed)
+        );
+        let any = policy("*", false);
+        assert_eq!(
+            cors_grant(OriginCheck::Signup, &any, Some("https://evil.example"), OWN),
+            grant(Some("https://evil.example"), false),
+            "`*` never grants credentials"
+        );
+        assert_eq!(
+            cors_grant(OriginCheck::Signup, &policy("", true), None, OWN),
+            Err(ApiError::OriginNotAllowed),
+            "REQUIRE_ORIGIN refuses a caller without one"
+        );
+    }
+
+    #[test]
+    fn a_status_lookup_is_never_granted_credentials_even_from_a_listed_origin() {
+        let listed = policy("https://app.example", false);
+        let status = |origin| cors_grant(OriginCheck::Status, &listed, origin, OWN);
+        assert_eq!(
+            status(Some("https://app.example")),
+            grant(Some("https://app.example"), false)
+        );
+        assert_eq!(status(None), grant(None, false));
+        assert_eq!(
+            status(Some("https://evil.example")),
+            Err(ApiError::OriginNotAllowed)
+        );
+    }
+
+    #[test]
+    fn a_confirmation_comes_from_the_own_page_a_listed_origin_or_no_origin_and_never_via_a_wildcard(
+    ) {
+        let listed = policy("https://app.example", false);
+        let confirm = |origin| cors_grant(OriginCheck::Confirm, &listed, origin, OWN);
+        assert_eq!(confirm(Some(OWN)), grant(Some(OWN), false));
+        assert_eq!(confirm(None), grant(None, false));
+        assert_eq!(
+            confirm(Some("https://app.example")),
+            grant(Some("https://app.example"), true)
+        );
+        assert_eq!(
+            confirm(Some("https://evil.example")),
+            Err(ApiError::OriginNotAllowed)
+        );
+        let any = policy("*", false);
+        assert_eq!(
+            cors_grant(OriginCheck::Confirm, &any, Some("https://app.example"), OWN),
+            Err(ApiError::OriginNotAllowed),
+            "`*` lets a page call /signup, not confirm someone's signup"
+        );
+        assert_eq!(
+            cors_grant(OriginCheck::Confirm, &any, Some(""), OWN),
+            Err(ApiError::OriginNotAllowed),
+            "an empty Origin is no origin of the Worker's own"
+        );
+        assert_eq!(
+            cors_grant(OriginCheck::Confirm, &policy("", true), None, OWN),
+            Err(ApiError::OriginNotAllowed)
+        );
     }
 
     #[test]

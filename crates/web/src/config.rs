@@ -51,6 +51,15 @@ pub struct BrowserConfig {
     pub verified_redirect: Option<RedirectTarget>,
 }
 
+impl BrowserConfig {
+    /// The site key a page's Turnstile widget shows: only while Turnstile is on.
+    pub fn widget_site_key(&self) -> Option<&str> {
+        self.turnstile
+            .as_ref()
+            .and(self.turnstile_site_key.as_deref())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TurnstileConfig {
     pub secret_key: Secret,

@@ -1,5 +1,13 @@
-//! The signup request body: which content types are accepted, how big a body may be, and how a
-//! JSON object or urlencoded form becomes one [`EmailAddress`].
+//! The signup request and its answer, pure: which content types are accepted, how a body is
+//! read under its limit ([`body_read`], [`LimitedBody`]), how a JSON object or urlencoded form
+//! becomes one [`EmailAddress`], what the gate is asked ([`GateAsk`]: a honeypot hit is a
+//! decoy), the signup's own credentials ([`credentials_for`]), and whether a plain HTML form
+//! gets a `303` to a configured page or the caller gets JSON ([`signup_answer`]).
+//!
+//! Invariants: no body is held past [`MAX_BODY_BYTES`]; credentials are minted only for the
+//! signup this request made (the gate names it), and a honeypot decoy gets credentials of the
+//! same shape, told apart only by the secret's holder; a decoy never presents the browser's
+//! earlier signup.
 
 use percent_encoding::percent_decode;
 use serde::Deserialize;
@@ -7,9 +15,69 @@ use serde::Deserialize;
 use signup_verify_domain::email::EmailAddress;
 use signup_verify_domain::email::EmailError;
 use signup_verify_domain::error::ApiError;
+use signup_verify_domain::settings::Secret;
+use signup_verify_domain::status_token;
+use signup_verify_domain::status_token::Purpose;
+use signup_verify_domain::status_token::SignupRef;
+use signup_verify_gate::messages::Accepted;
+
+use crate::browser::is_loopback_http;
+use crate::browser::prefers_html;
+use crate::browser::FormRedirects;
+use crate::confirm::signup_cookie;
+use crate::confirm::CookieSite;
 
 /// Bodies larger than this are refused with 413 before they are read in full.
 pub const MAX_BODY_BYTES: usize = 4096;
+
+/// How a request body is read under [`MAX_BODY_BYTES`], by its `Content-Length`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyRead {
+    /// A declared length within the limit: the runtime holds a body to its declared length, so
+    /// it is read whole, in one call (and checked again by [`whole_body`]).
+    Whole,
+    /// No declared length (a chunked body): read as a stream, cut off as soon as it passes the
+    /// limit ([`LimitedBody`]).
+    Streamed,
+}
+
+/// How to read a body declared `content_length` long: a declared length over the limit is
+/// `payload_too_large` before a byte is read, and one that is not a number `invalid_body`.
+pub fn body_read(content_length: Option<&str>) -> Result<BodyRead, ApiError> {
+    match content_length.map(|length| length.trim().parse::<u64>()) {
+        None => Ok(BodyRead::Streamed),
+        Some(Ok(length)) if length > MAX_BODY_BYTES as u64 => Err(ApiError::PayloadTooLarge),
+        Some(Ok(_)) => Ok(BodyRead::Whole),
+        Some(Err(_)) => Err(ApiError::InvalidBody),
+    }
+}
+
+/// A body read whole: `payload_too_large` if it is over the limit after all.
+pub fn whole_body(body: Vec<u8>) -> Result<Vec<u8>, ApiError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    Ok(body)
+}
+
+/// A streamed body so far, never more than [`MAX_BODY_BYTES`].
+#[derive(Debug, Default)]
+pub struct LimitedBody(Vec<u8>);
+
+impl LimitedBody {
+    /// Adds `chunk`, or `payload_too_large` (keeping nothing of it) if it would pass the limit.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), ApiError> {
+        if self.0.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        self.0.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
 
 /// The two body encodings a signup may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +134,115 @@ pub enum Submission {
         email: EmailAddress,
         turnstile_token: Option<String>,
     },
+}
+
+/// What the gate is asked for a valid submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateAsk {
+    pub email: EmailAddress,
+    /// The signup this browser made before, if its cookie names one: a new signup of its own
+    /// mailbox is then no stranger's.
+    pub presented: Option<SignupRef>,
+    /// A honeypot hit: the gate answers it as a signup (its limits, its key, credentials that
+    /// `status` and `confirm` answer for as for a signup whose link is never opened) and sends
+    /// nothing.
+    pub decoy: bool,
+}
+
+impl Submission {
+    /// The Turnstile token it carries, if any.
+    pub fn turnstile_token(&self) -> Option<&str> {
+        match self {
+            Self::Signup {
+                turnstile_token, ..
+            }
+            | Self::Honeypot {
+                turnstile_token, ..
+            } => turnstile_token.as_deref(),
+        }
+    }
+
+    /// What the gate is asked, given the signup this browser's cookie names: a honeypot hit is
+    /// a decoy and presents no earlier signup.
+    pub fn gate_ask(self, cookie_signup: Option<SignupRef>) -> GateAsk {
+        match self {
+            Self::Signup { email, .. } => GateAsk {
+                email,
+                presented: cookie_signup,
+                decoy: false,
+            },
+            Self::Honeypot { email, .. } => GateAsk {
+                email,
+                presented: None,
+                decoy: true,
+            },
+        }
+    }
+}
+
+/// The credentials of the signup a request made: its status token (for the JSON body) and the
+/// `Set-Cookie` that carries its confirmation credential (never a body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub status_token: String,
+    pub set_cookie: String,
+}
+
+/// The credentials a signup's answer carries: only with `STATUS_TOKEN_SECRET` set and for a
+/// signup the gate says this request made. The Worker answers on `own_origin`; `cross_site`
+/// when the caller is an origin granted credentials (its cookie is then partitioned).
+pub fn credentials_for(
+    result: &Result<Accepted, ApiError>,
+    secret: Option<&Secret>,
+    own_origin: &str,
+    cross_site: bool,
+) -> Option<Credentials> {
+    let made = result.as_ref().ok()?.signup()?;
+    let secret = secret?.expose().as_bytes();
+    let site = CookieSite {
+        loopback_http: is_loopback_http(own_origin),
+        cross_site,
+    };
+    Some(Credentials {
+        status_token: status_token::issue(secret, Purpose::Status, made),
+        set_cookie: signup_cookie(&status_token::issue(secret, Purpose::Confirm, made), site),
+    })
+}
+
+/// How a signup is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignupAnswer<'a> {
+    /// A plain HTML form, with `SUCCESS_REDIRECT_URL` and `FAILURE_REDIRECT_URL` set: `303 See
+    /// Other` to this page.
+    SeeOther(String),
+    /// The gate's answer, as JSON.
+    Accepted(&'a Accepted),
+    /// The error, as JSON.
+    Refused(ApiError),
+}
+
+/// The answer to a signup that came to `result`: a form (`content_type` urlencoded) whose
+/// browser prefers HTML (`accept`) goes back to a configured page, with the status or the error
+/// code in its query; anything else gets JSON.
+pub fn signup_answer<'a>(
+    result: &'a Result<Accepted, ApiError>,
+    redirects: Option<&FormRedirects>,
+    content_type: Option<&str>,
+    accept: Option<&str>,
+    own_origin: &str,
+) -> SignupAnswer<'a> {
+    let is_form = parse_content_type(content_type) == Ok(BodyFormat::Form);
+    let location = redirects
+        .filter(|_| is_form && prefers_html(accept))
+        .and_then(|pages| match result {
+            Ok(accepted) => pages.success(own_origin, accepted.status()),
+            Err(error) => pages.failure(own_origin, error),
+        });
+    match (location, result) {
+        (Some(location), _) => SignupAnswer::SeeOther(location),
+        (None, Ok(accepted)) => SignupAnswer::Accepted(accepted),
+        (None, Err(error)) => SignupAnswer::Refused(*error),
+    }
 }
 
 /// The fields a signup may carry, before validation.
@@ -434,6 +611,231 @@ mod tests {
             )),
             Ok("<honeypot>".into()),
             "the field name is configurable"
+        );
+    }
+
+    #[test]
+    fn a_declared_length_over_the_limit_is_refused_unread_and_one_within_is_read_whole() {
+        let limit = MAX_BODY_BYTES.to_string();
+        let over = (MAX_BODY_BYTES + 1).to_string();
+        assert_eq!(body_read(Some(&over)), Err(ApiError::PayloadTooLarge));
+        assert_eq!(
+            body_read(Some("99999999999999999999")),
+            Err(ApiError::InvalidBody),
+            "a length past u64 is no length"
+        );
+        assert_eq!(body_read(Some(&limit)), Ok(BodyRead::Whole));
+        assert_eq!(body_read(Some(" 12 ")), Ok(BodyRead::Whole));
+        assert_eq!(body_read(Some("0")), Ok(BodyRead::Whole));
+        for junk in ["", "-1", "12abc", "0x10"] {
+            assert_eq!(
+                body_read(Some(junk)),
+                Err(ApiError::InvalidBody),
+                "{junk:?}"
+            );
+        }
+        assert_eq!(body_read(None), Ok(BodyRead::Streamed));
+    }
+
+    #[test]
+    fn a_whole_body_that_turns_out_larger_than_the_limit_is_refused() {
+        assert_eq!(
+            whole_body(vec![b'x'; MAX_BODY_BYTES]).map(|b| b.len()),
+            Ok(MAX_BODY_BYTES)
+        );
+        assert_eq!(
+            whole_body(vec![b'x'; MAX_BODY_BYTES + 1]),
+            Err(ApiError::PayloadTooLarge)
+        );
+    }
+
+    #[test]
+    fn a_streamed_body_is_cut_off_at_the_chunk_that_passes_the_limit() {
+        let mut body = LimitedBody::default();
+        let chunk = [b'x'; 1000];
+        for _ in 0..4 {
+            assert_eq!(body.push(&chunk), Ok(()));
+        }
+        assert_eq!(body.push(&[b'y'; MAX_BODY_BYTES - 4000]), Ok(()));
+        assert_eq!(body.push(b"z"), Err(ApiError::PayloadTooLarge));
+        let bytes = body.into_bytes();
+        assert_eq!(
+            bytes.len(),
+            MAX_BODY_BYTES,
+            "nothing of the refused chunk is kept"
+        );
+        assert_eq!(LimitedBody::default().into_bytes(), Vec::<u8>::new());
+    }
+
+    fn earlier() -> SignupRef {
+        SignupRef {
+            key: "k".into(),
+            signed_up_ms: 1_000,
+            nonce: "00".repeat(16),
+        }
+    }
+
+    #[test]
+    fn a_honeypot_hit_asks_the_gate_for_a_decoy_and_never_presents_the_browsers_signup() {
+        let bot =
+            parse_signup(BodyFormat::Form, b"email=a%40b.io&website=x", "website").expect("valid");
+        assert_eq!(
+            bot.gate_ask(Some(earlier())),
+            GateAsk {
+                email: EmailAddress::parse("a@b.io").expect("valid"),
+                presented: None,
+                decoy: true,
+            }
+        );
+        let person = parse_signup(BodyFormat::Form, b"email=a%40b.io", "website").expect("valid");
+        assert_eq!(
+            person.clone().gate_ask(Some(earlier())),
+            GateAsk {
+                email: EmailAddress::parse("a@b.io").expect("valid"),
+                presented: Some(earlier()),
+                decoy: false,
+            }
+        );
+        assert_eq!(person.gate_ask(None).presented, None);
+    }
+
+    #[test]
+    fn a_submissions_turnstile_token_is_read_whether_it_is_a_person_or_a_bot() {
+        let body = b"email=a%40b.io&cf-turnstile-response=tok";
+        let person = parse_signup(BodyFormat::Form, body, "website").expect("valid");
+        assert_eq!(person.turnstile_token(), Some("tok"));
+        let bot = parse_signup(
+            BodyFormat::Form,
+            b"email=a%40b.io&cf-turnstile-response=tok&website=x",
+            "website",
+        )
+        .expect("valid");
+        assert_eq!(bot.turnstile_token(), Some("tok"));
+    }
+
+    const SECRET: &str = "a status token secret of 32 bytes!";
+    const OWN: &str = "https://signup.example";
+
+    fn sent(signup: Option<SignupRef>) -> Result<Accepted, ApiError> {
+        Ok(Accepted::Sent {
+            message_id: Some("m-1".into()),
+            signup,
+        })
+    }
+
+    #[test]
+    fn credentials_are_minted_only_for_a_signup_this_request_made_with_tokens_on() {
+        let secret = Secret::from(SECRET.to_string());
+        let minted =
+            credentials_for(&sent(Some(earlier())), Some(&secret), OWN, false).expect("minted");
+        let status = status_token::verify(
+            SECRET.as_bytes(),
+            Purpose::Status,
+            &minted.status_token,
+            2_000,
+        )
+        .expect("a status token for the signup");
+        assert_eq!(status.signup, earlier());
+        let cookie_value = minted
+            .set_cookie
+            .strip_prefix("__Host-sv_confirm=")
+            .and_then(|rest| rest.split(';').next())
+            .expect("the https cookie");
+        assert_eq!(
+            status_token::verify(SECRET.as_bytes(), Purpose::Confirm, cookie_value, 2_000)
+                .expect("a confirmation credential")
+                .signup,
+            earlier()
+        );
+        assert!(
+            status_token::verify(
+                SECRET.as_bytes(),
+                Purpose::Confirm,
+                &minted.status_token,
+                2_000
+            )
+            .is_err(),
+            "the body's token cannot confirm"
+        );
+        assert_eq!(
+            credentials_for(&sent(None), Some(&secret), OWN, false),
+            None
+        );
+        assert_eq!(
+            credentials_for(&sent(Some(earlier())), None, OWN, false),
+            None
+        );
+        assert_eq!(
+            credentials_for(
+                &Err(ApiError::RateLimited {
+                    retry_after_secs: 60
+                }),
+                Some(&secret),
+                OWN,
+                false
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn the_signup_cookie_is_partitioned_cross_site_and_plain_on_a_loopback_origin() {
+        let secret = Secret::from(SECRET.to_string());
+        let cookie = |own, cross_site| {
+            credentials_for(&sent(Some(earlier())), Some(&secret), own, cross_site)
+                .expect("minted")
+                .set_cookie
+        };
+        assert!(cookie(OWN, true).ends_with("SameSite=None; Partitioned"));
+        assert!(cookie(OWN, false).ends_with("Secure; HttpOnly; SameSite=Lax"));
+        assert!(cookie("http://127.0.0.1:8787", false).starts_with("sv_confirm="));
+    }
+
+    fn pages() -> FormRedirects {
+        FormRedirects {
+            success: crate::browser::RedirectTarget::parse("/thanks").expect("valid"),
+            failure: crate::browser::RedirectTarget::parse("https://site.example/oops")
+                .expect("valid"),
+        }
+    }
+
+    const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
+    const BROWSER: Option<&str> = Some("text/html,application/xhtml+xml,*/*;q=0.8");
+
+    #[test]
+    fn a_browsers_form_goes_back_to_the_configured_page_with_the_status_or_the_error_code() {
+        let pages = pages();
+        assert_eq!(
+            signup_answer(&sent(None), Some(&pages), FORM, BROWSER, OWN),
+            SignupAnswer::SeeOther("https://signup.example/thanks?status=sent".into())
+        );
+        let refused = Err(ApiError::InvalidEmail);
+        assert_eq!(
+            signup_answer(&refused, Some(&pages), FORM, BROWSER, OWN),
+            SignupAnswer::SeeOther("https://site.example/oops?error=invalid_email".into())
+        );
+    }
+
+    #[test]
+    fn json_a_script_or_a_deployment_without_pages_gets_json() {
+        let pages = pages();
+        let result = sent(None);
+        let accepted = result.as_ref().expect("sent");
+        for (redirects, content_type, accept) in [
+            (None, FORM, BROWSER),
+            (Some(&pages), Some("application/json"), BROWSER),
+            (Some(&pages), FORM, Some("application/json")),
+            (Some(&pages), FORM, None),
+        ] {
+            assert_eq!(
+                signup_answer(&result, redirects, content_type, accept, OWN),
+                SignupAnswer::Accepted(accepted),
+                "{content_type:?} {accept:?}"
+            );
+        }
+        assert_eq!(
+            signup_answer(&Err(ApiError::InvalidEmail), None, FORM, BROWSER, OWN),
+            SignupAnswer::Refused(ApiError::InvalidEmail)
         );
     }
 }

@@ -1,10 +1,28 @@
-//! Cloudflare Turnstile's siteverify call, pure: the form body sent and the verdict read from
-//! the JSON reply. The shell (`http`) sends it to `TURNSTILE_VERIFY_URL`.
+//! Cloudflare Turnstile's siteverify call, pure: the token a confirmation's body carries, the
+//! form body sent and the verdict read from the JSON reply. The shell (`http`) sends it to
+//! `TURNSTILE_VERIFY_URL`.
 
 use serde::Deserialize;
 
+use crate::signup::TURNSTILE_FORM_FIELD;
+use crate::signup::TURNSTILE_JSON_FIELD;
+
 /// Turnstile's documented endpoint.
 pub const SITEVERIFY_URL: &str = "https://challenges.cloudflare.com/turnstile/v0/siteverify";
+
+/// Turnstile's token from a form body (`cf-turnstile-response`) or a JSON one
+/// (`turnstileToken`), as `/confirm` takes either.
+pub fn token_in_body(body: &[u8]) -> Option<String> {
+    if let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(body) {
+        return fields
+            .get(TURNSTILE_JSON_FIELD)
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+    }
+    form_urlencoded::parse(body)
+        .find(|(name, _)| name == TURNSTILE_FORM_FIELD)
+        .map(|(_, value)| value.into_owned())
+}
 
 /// The form body: the secret, the token, the visitor's IP when known, and an idempotency key
 /// (so a retried verification of the same submission is not mistaken for a replay).
@@ -54,6 +72,20 @@ pub fn verdict(body: &[u8], expected_hostnames: &[String]) -> Result<(), Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_turnstile_token_comes_from_a_form_or_a_json_body() {
+        assert_eq!(
+            token_in_body(b"cf-turnstile-response=abc&x=1").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            token_in_body(br#"{"turnstileToken":"abc"}"#).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(token_in_body(br#"{"turnstileToken":1}"#), None);
+        assert_eq!(token_in_body(b""), None);
+    }
 
     #[test]
     fn the_body_carries_secret_token_ip_and_idempotency_key() {
