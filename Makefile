@@ -13,7 +13,7 @@ export WRANGLER_SEND_METRICS := false
 export WASM_BINDGEN_BIN := $(CARGO_BIN)/wasm-bindgen
 export WASM_OPT_BIN := $(NODE_BIN)/wasm-opt
 
-.PHONY: help dev test setup setup-build build lint unit e2e deploy-check fuzz ses-template ses-check bench profile bench-gate bench-abuse deploy clean
+.PHONY: help dev test setup setup-build build lint unit e2e deploy-check fuzz ses-template ses-check bench profile bench-gate bench-abuse deploy dist clean
 .DEFAULT_GOAL := help
 
 # `make` alone: the targets and what each does (the `##` comments below).
@@ -100,6 +100,12 @@ bench-abuse: ## issue F's and issue K's attacks against a running GATE_INTERVAL_
 deploy: setup-build ## ses-check in the Worker's region, then wrangler deploy (see README, Deploy)
 	@scripts/deploy.sh
 
+# The release bundle: the Worker as build-worker.sh builds it, wrangler.toml without [build],
+# templates/ and docs/deploy-from-release.md, deployable with Node and wrangler alone.
+dist: setup-build ## the release bundle dist/signup-verify-<version>.tar.gz, deployable without Rust
+	scripts/build-worker.sh
+	scripts/dist.sh
+
 # The SES side, with your AWS credentials (environment or AWS_PROFILE), in the Worker's region:
 # wrangler.toml's [vars] name the region, the template and the endpoint (a different AWS_REGION
 # in the environment is refused). Create or update the template from templates/; then report
@@ -112,5 +118,5 @@ ses-template: ## create or update the SES template from templates/ (the Worker's
 ses-check: ## report what SES still lacks in the Worker's region (template, From identity, production access)
 	$(SES_SETUP) check $(SES_WORKER) $(SES_ARGS)
 
-clean: ## remove the build, the e2e state and wrangler's local state
-	rm -rf build target/e2e .wrangler /dev/shm/signup-verify-e2e
+clean: ## remove the build, the release bundles, the e2e state and wrangler's local state
+	rm -rf build dist target/e2e .wrangler /dev/shm/signup-verify-e2e
