@@ -97,6 +97,7 @@ bench-abuse: ## issue F's and issue K's attacks against a running GATE_INTERVAL_
 
 # `make ses-check` first (in the Worker's region, with your AWS credentials), and `wrangler deploy`
 # only when nothing is missing there. DEPLOY_ENV=name deploys wrangler environment `name`.
+# SES_CHECK_ENDPOINT and DEPLOY_WRANGLER are for tests only (scripts/deploy.sh says how).
 deploy: setup-build ## ses-check in the Worker's region, then wrangler deploy (see README, Deploy)
 	@scripts/deploy.sh
 
