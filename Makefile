@@ -16,7 +16,7 @@ export WASM_OPT_BIN := $(NODE_BIN)/wasm-opt
 export REDOCLY_TELEMETRY := off
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
-.PHONY: help dev test setup setup-build build lint unit e2e deploy-check client-check fuzz ses-template ses-check bench profile bench-gate bench-abuse deploy clean
+.PHONY: help dev test setup setup-build build lint unit e2e deploy-check client-check fuzz ses-template ses-check bench profile bench-gate bench-abuse deploy dist clean
 .DEFAULT_GOAL := help
 
 # `make` alone: the targets and what each does (the `##` comments below).
@@ -38,11 +38,15 @@ setup:
 setup-build:
 	@scripts/setup.sh build
 
-# The Worker bundle in build/ (what wrangler dev and the e2e tests run) and the ses-local binary
-# (optimized: its latency is part of every spacing the timing tests measure).
+# The Worker bundle in build/ (what wrangler dev and the e2e tests run), the ses-local binary
+# (optimized: its latency is part of every spacing the timing tests measure) and ses-setup (what
+# `make deploy` runs first, and its test runs through make). One package per cargo command, as
+# `cargo run -p ses-setup` builds it: built together, their dependencies' features differ and
+# each alternation relinks the binaries (LTO, about a minute each).
 build:
 	scripts/build-worker.sh
 	cargo build --release -p ses-local
+	cargo build --release -p ses-setup
 
 lint:
 	cargo fmt --all -- --check
@@ -70,7 +74,7 @@ unit:
 	cargo test --workspace --lib --bins
 
 e2e: setup build ## only the end-to-end tests
-	cargo test --test contract --test e2e --test gate --test gate_timing --test browser --test demo_browser --test abuse --test follow_up --test lifecycle --test js_client
+	cargo test --test contract --test e2e --test gate --test gate_timing --test browser --test demo_browser --test abuse --test follow_up --test lifecycle --test js_client --test harness --test dist
 
 # Every fuzz target for FUZZ_SECONDS (default 600) each, on nightly; prints executions, coverage
 # and failures. `make test` replays the kept corpora on stable (fuzz/tests/corpora.rs).
@@ -101,17 +105,29 @@ bench-gate:
 bench-abuse: ## issue F's and issue K's attacks against a running GATE_INTERVAL_MS=100 make dev
 	python3 scripts/bench_abuse.py
 
-deploy: setup-build ## wrangler deploy (see README, Deploy)
-	wrangler deploy
+# `make ses-check` first (in the Worker's region, with your AWS credentials), and `wrangler deploy`
+# only when nothing is missing there. DEPLOY_ENV=name deploys wrangler environment `name`.
+# SES_CHECK_ENDPOINT and DEPLOY_WRANGLER are for tests only (scripts/deploy.sh says how).
+deploy: setup-build ## ses-check in the Worker's region, then wrangler deploy (see README, Deploy)
+	@scripts/deploy.sh
 
-# The SES side, with your AWS credentials (environment or AWS_PROFILE) and AWS_REGION:
-# create or update the template from templates/; then report what is still missing.
+# The release bundle: the Worker as build-worker.sh builds it, wrangler.toml without [build],
+# templates/ and docs/deploy-from-release.md, deployable with Node and wrangler alone.
+dist: setup-build ## the release bundle dist/signup-verify-<version>.tar.gz, deployable without Rust
+	scripts/build-worker.sh
+	scripts/dist.sh
+
+# The SES side, with your AWS credentials (environment or AWS_PROFILE), in the Worker's region:
+# wrangler.toml's [vars] name the region, the template and the endpoint (a different AWS_REGION
+# in the environment is refused). Create or update the template from templates/; then report
+# what is still missing.
 SES_SETUP := cargo run -q --release -p ses-setup --
-ses-template: ## create or update the SES template from templates/ (AWS_REGION, your AWS credentials)
-	$(SES_SETUP) template $(SES_ARGS)
+SES_WORKER := --wrangler-toml wrangler.toml
+ses-template: ## create or update the SES template from templates/ (the Worker's region, your AWS credentials)
+	$(SES_SETUP) template $(SES_WORKER) $(SES_ARGS)
 
-ses-check: ## report what SES still lacks in AWS_REGION (template, From identity, production access)
-	$(SES_SETUP) check $(SES_ARGS)
+ses-check: ## report what SES still lacks in the Worker's region (template, From identity, production access)
+	$(SES_SETUP) check $(SES_WORKER) $(SES_ARGS)
 
-clean: ## remove the build, the e2e state and wrangler's local state
-	rm -rf build target/e2e .wrangler /dev/shm/signup-verify-e2e
+clean: ## remove the build, the release bundles, the e2e state and wrangler's local state
+	rm -rf build dist target/e2e .wrangler /dev/shm/signup-verify-e2e

@@ -23,7 +23,10 @@ if ! grep -q '^STATUS_TOKEN_SECRET=' .dev.vars; then
   printf 'STATUS_TOKEN_SECRET=%s\n' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >> .dev.vars
 fi
 
-cargo build -q --release -p ses-local -p ses-setup
+# One package per command, as `make build` and `cargo run -p ses-setup` build them (built together,
+# their dependencies' features differ and the next of those relinks both).
+cargo build -q --release -p ses-local
+cargo build -q --release -p ses-setup
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM

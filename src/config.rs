@@ -1,7 +1,8 @@
 //! `Config`: every setting the Worker and the gate read, parsed once (per Worker isolate, per
 //! Durable Object instance) from a name → value lookup. Each area has its own type and builder:
-//! [`SesConfig`] (what a signed SES call needs), [`GateConfig`] (pacing, queue and per-address
-//! limits), [`BrowserConfig`] (origins, redirects, Turnstile, honeypot, per-IP limit).
+//! [`SesConfig`] (what a signed SES call needs; its non-secret part, [`SesTarget`], is what
+//! ses-setup reads from wrangler.toml), [`GateConfig`] (pacing, queue and per-address limits),
+//! [`BrowserConfig`] (origins, redirects, Turnstile, honeypot, per-IP limit).
 //!
 //! Invariants: a bad or missing setting is a [`ConfigError`] that names the variable (for the
 //! log), never its value; `Debug` never shows a secret. This module imports no other area of the
@@ -324,8 +325,23 @@ impl Vars<'_> {
     }
 }
 
-impl SesConfig {
-    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+/// Which SES the Worker sends through, and with which template: the settings that are not
+/// secrets, so a tool can read them from wrangler.toml's `[vars]` and check that same SES.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SesTarget {
+    pub region: String,
+    pub template_name: String,
+    pub endpoint: Url,
+}
+
+impl SesTarget {
+    /// `AWS_REGION`, `SES_TEMPLATE_NAME` and `SES_ENDPOINT` from `lookup`, checked exactly as the
+    /// Worker checks them (`ses-setup --wrangler-toml` reads wrangler.toml with this).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::from_vars(&Vars(&lookup))
+    }
+
+    fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let region = vars.required("AWS_REGION")?;
         if !is_region_name(&region) {
             return Err(ConfigError {
@@ -345,6 +361,21 @@ impl SesConfig {
             }
             Some(raw) => parse_ses_endpoint(&raw)?,
         };
+        Ok(Self {
+            region,
+            template_name,
+            endpoint,
+        })
+    }
+}
+
+impl SesConfig {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let SesTarget {
+            region,
+            template_name,
+            endpoint,
+        } = SesTarget::from_vars(vars)?;
         let credentials = AwsCredentials {
             access_key_id: vars.required("AWS_ACCESS_KEY_ID")?,
             secret_access_key: vars.required("AWS_SECRET_ACCESS_KEY")?.into(),
