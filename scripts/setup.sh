@@ -55,7 +55,7 @@ if ! worker-build --version 2>/dev/null | grep -q "$WORKER_BUILD_VERSION" && [ "
   lack "pkg-config and OpenSSL's headers" "compiling worker-build" "pkg-config libssl-dev" "pkg-config and OpenSSL's development package"
 fi
 if [ "$mode" = test ]; then
-  have python3 || lack python3 "ses-local's boto3 test and the README's Python verifier" "python3 python3-venv" "Python 3.8 or later"
+  have python3 || lack python3 "ses-local's boto3 test and the docs' Python webhook verifier" "python3 python3-venv" "Python 3.8 or later"
   # boto3 goes into a venv, and `python3 -m venv` needs ensurepip (Debian: python3-venv). Tried
   # for real, in a throwaway venv, as long as target/py has no boto3 yet.
   if have python3 && ! target/py/bin/python -c "import boto3" >/dev/null 2>&1; then
