@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fails when what `wrangler deploy` would upload (the code modules in a `--dry-run --outdir`
 # directory) is larger, gzipped at -9, than the budget in bytes. `make test` runs it after the
-# dry run. The budget is the size reached (README, "Upload size"); raise it only on purpose.
+# dry run. The budget is the size reached (docs/benchmarks.md, "Upload size"); raise it only on purpose.
 set -euo pipefail
 dir="${1:?usage: check-upload-size.sh DRY_RUN_OUTDIR BUDGET_BYTES}"
 budget="${2:?usage: check-upload-size.sh DRY_RUN_OUTDIR BUDGET_BYTES}"

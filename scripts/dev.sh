@@ -23,13 +23,25 @@ if ! grep -q '^STATUS_TOKEN_SECRET=' .dev.vars; then
   printf 'STATUS_TOKEN_SECRET=%s\n' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >> .dev.vars
 fi
 
-cargo build -q --release -p ses-local -p ses-setup
+# One package per command, as `make build` and `cargo run -p ses-setup` build them (built together,
+# their dependencies' features differ and the next of those relinks both).
+cargo build -q --release -p ses-local
+cargo build -q --release -p ses-setup
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
+# Local SES is one region, whatever wrangler.toml deploys to, and sends from the address
+# ses-local.toml verifies, whatever templates/template.toml names for production: editing either
+# for your account never breaks `make dev`. The template name is template.toml's, for both sides.
+LOCAL_REGION=us-east-1
+LOCAL_FROM=$(sed -n 's/^verified_identities = \["\([^"]*\)".*/\1/p' ses-local.toml)
+TEMPLATE_NAME=$(sed -n 's/^name = "\(.*\)"$/\1/p' templates/template.toml)
+[ -n "$LOCAL_FROM" ] || { echo "==> ses-local.toml verifies no From address" >&2; exit 1; }
+[ -n "$TEMPLATE_NAME" ] || { echo "==> templates/template.toml has no name" >&2; exit 1; }
+
 # Templates and identities persist in .dev-state/ (git-ignored); ses-local.toml seeds them.
-target/release/ses-local --port "$SES_PORT" --config ses-local.toml --state .dev-state/ses-local.json \
+target/release/ses-local --port "$SES_PORT" --region "$LOCAL_REGION" --config ses-local.toml --state .dev-state/ses-local.json \
   --throttle-ms "$GATE_INTERVAL_MS" &
 pids+=($!)
 for _ in $(seq 1 100); do
@@ -39,12 +51,13 @@ done
 # The one template source, templates/, with its links pointed at this machine's Worker.
 echo "==> loading templates/ into ses-local"
 AWS_ACCESS_KEY_ID=AKIDSESLOCAL AWS_SECRET_ACCESS_KEY=ses-local-secret-access-key \
-  target/release/ses-setup template --endpoint "http://127.0.0.1:${SES_PORT}/" --region us-east-1 \
-  --success-url "http://127.0.0.1:${WORKER_PORT}/confirm" \
+  target/release/ses-setup template --endpoint "http://127.0.0.1:${SES_PORT}/" --region "$LOCAL_REGION" \
+  --from "$LOCAL_FROM" --success-url "http://127.0.0.1:${WORKER_PORT}/confirm" \
   --failure-url "http://127.0.0.1:${WORKER_PORT}/?error=link_failed"
 
 # The demo page at /, which plain form posts are redirected back to.
 wrangler dev --ip 127.0.0.1 --port "$WORKER_PORT" --var "GATE_INTERVAL_MS:$GATE_INTERVAL_MS" \
+  --var "AWS_REGION:$LOCAL_REGION" --var "SES_TEMPLATE_NAME:$TEMPLATE_NAME" \
   --var "IP_RATE_LIMIT:$IP_RATE_LIMIT" \
   --var DEMO_PAGE:true --var SUCCESS_REDIRECT_URL:/ --var FAILURE_REDIRECT_URL:/ \
   --var "VERIFIED_REDIRECT_URL:/?status=verified" &

@@ -126,14 +126,14 @@ pub fn check(client: &Client, file: &TemplateFile) -> Result<bool, String> {
         println!("{} {line}", if *ok { "ok     " } else { "missing" });
     }
     let ready = verdicts.iter().all(|(ok, _)| *ok);
-    println!(
-        "{}",
-        if ready {
-            "ready: signups can be sent"
-        } else {
-            "not ready: see the lines marked missing"
-        }
-    );
+    if ready {
+        println!("ready: signups can be sent");
+    } else {
+        println!(
+            "not ready in {}: see the lines marked missing",
+            client.region()
+        );
+    }
     Ok(ready)
 }
 

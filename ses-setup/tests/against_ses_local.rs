@@ -2,55 +2,10 @@
 //! is created, then updated; `check` reports what is missing and starts the From address's
 //! verification; credentials come from the environment or from a profile file.
 
-#[path = "../../tests/support/listening.rs"]
-mod listening;
-use listening::ses_local_url;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+mod support;
 
-const KEY_ID: &str = "AKIDSETUPTEST";
-const SECRET: &str = "ses-setup-test-secret";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-struct SesLocal {
-    child: Child,
-    url: String,
-}
-
-impl Drop for SesLocal {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn ses_local(extra: &[&str]) -> SesLocal {
-    let bin = root().join("target/release/ses-local");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `make build` (make test does)",
-        bin.display()
-    );
-    let mut child = Command::new(bin)
-        .args([
-            "--port",
-            "0",
-            "--access-key-id",
-            KEY_ID,
-            "--secret-access-key",
-            SECRET,
-        ])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start ses-local");
-    let url = ses_local_url(child.stdout.take().expect("stdout"));
-    SesLocal { child, url }
-}
+use std::process::{Command, Output};
+use support::{root, ses_local, SesLocal, KEY_ID, SECRET};
 
 fn setup(ses: &SesLocal, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let Output {

@@ -205,63 +205,40 @@ impl SesClient {
 }
 
 /// A child process in its own process group, so wrangler's workerd children die with it.
-struct Group(Child);
+///
+/// Everything `wrangler dev` starts (its node process, esbuild, the workerd runtimes) stays in
+/// the group it inherits: nothing it spawns is detached (tests/harness.rs checks it with `ps`).
+/// So one `kill(-pgid)` reaches them all, and `kill(-pgid, 0)` failing with `ESRCH` says they
+/// are gone, without procfs (portable to macOS and the BSDs).
+pub struct Group(Child);
+
+impl Group {
+    /// The process group (the child's pid, as [`spawn_group`] makes it the group's leader).
+    pub fn pgid(&self) -> i32 {
+        self.0.id() as i32
+    }
+}
 
 impl Drop for Group {
     fn drop(&mut self) {
-        // workerd is not always in wrangler's process group: collect the whole tree first.
-        let mut tree = descendants(self.0.id() as i32);
-        tree.push(self.0.id() as i32);
-        for pid in &tree {
-            // SAFETY: kill(2) on processes this test started; no memory is involved.
-            unsafe { libc::kill(*pid, libc::SIGKILL) };
-        }
+        let pgid = self.pgid();
+        // SAFETY: kill(2) on the process group this test created; no memory is involved.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
         let _ = self.0.wait();
-        // Wait until every process of the tree is gone (a restarted stack must not overlap).
+        // Wait until every process of the group is gone and reaped (a restarted stack must not
+        // overlap): orphaned workerds are reaped by init, which may take a moment.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while tree
-            .iter()
-            .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
-            && Instant::now() < deadline
-        {
+        while group_exists(pgid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
 
-/// Every process below `root`, from /proc's parent links.
-fn descendants(root: i32) -> Vec<i32> {
-    let parents: Vec<(i32, i32)> = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .filter_map(|entry| {
-            let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // The command may contain spaces and parentheses: the ppid follows the last ')'.
-            let ppid = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            Some((pid, ppid))
-        })
-        .collect();
-    let mut found = vec![root];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(
-            parents
-                .iter()
-                .filter(|(_, ppid)| *ppid == parent)
-                .map(|(pid, _)| *pid),
-        );
-        i += 1;
-    }
-    found.remove(0);
-    found
+/// Whether any process (a zombie included) is still in process group `pgid`.
+pub fn group_exists(pgid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission; no memory is involved.
+    let found = unsafe { libc::kill(-pgid, 0) } == 0;
+    found || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 fn spawn_group(command: &mut Command) -> Group {
@@ -560,6 +537,14 @@ impl Stack {
             _wrangler: Some(wrangler),
             _ses_local: ses_child,
         }
+    }
+
+    /// The process groups of the stack's `wrangler dev` and ses-local, in that order.
+    pub fn process_groups(&self) -> (Option<i32>, i32) {
+        (
+            self._wrangler.as_ref().map(Group::pgid),
+            self._ses_local.pgid(),
+        )
     }
 
     /// Kills `wrangler dev` (and its workerd) and starts it again on the same persisted state,

@@ -27,8 +27,23 @@ pub struct SesConfig {
     pub timeout_ms: u64,
 }
 
-impl SesConfig {
-    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+/// Which SES the Worker sends through, and with which template: the settings that are not
+/// secrets, so a tool can read them from wrangler.toml's `[vars]` and check that same SES.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SesTarget {
+    pub region: String,
+    pub template_name: String,
+    pub endpoint: Url,
+}
+
+impl SesTarget {
+    /// `AWS_REGION`, `SES_TEMPLATE_NAME` and `SES_ENDPOINT` from `lookup`, checked exactly as the
+    /// Worker checks them (`ses-setup --wrangler-toml` reads wrangler.toml with this).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::from_vars(&Vars::new(&lookup))
+    }
+
+    fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let region = vars.required("AWS_REGION")?;
         if !is_region_name(&region) {
             return Err(ConfigError {
@@ -48,6 +63,21 @@ impl SesConfig {
             }
             Some(raw) => parse_ses_endpoint(&raw)?,
         };
+        Ok(Self {
+            region,
+            template_name,
+            endpoint,
+        })
+    }
+}
+
+impl SesConfig {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let SesTarget {
+            region,
+            template_name,
+            endpoint,
+        } = SesTarget::from_vars(vars)?;
         let credentials = AwsCredentials {
             access_key_id: vars.required("AWS_ACCESS_KEY_ID")?,
             secret_access_key: vars.required("AWS_SECRET_ACCESS_KEY")?.into(),

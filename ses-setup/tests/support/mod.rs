@@ -1,0 +1,57 @@
+//! What the ses-setup tests share: the repository root and a ses-local (the release binary
+//! `make build` puts in target/release) on a free port, stopped when dropped.
+
+#![allow(dead_code)]
+
+#[path = "../../../tests/support/listening.rs"]
+mod listening;
+
+use listening::ses_local_url;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// The credentials every test's ses-local accepts.
+pub const KEY_ID: &str = "AKIDSETUPTEST";
+pub const SECRET: &str = "ses-setup-test-secret";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub struct SesLocal {
+    child: Child,
+    pub url: String,
+}
+
+impl Drop for SesLocal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A ses-local that takes [`KEY_ID`] and [`SECRET`], with `extra` flags.
+pub fn ses_local(extra: &[&str]) -> SesLocal {
+    let bin = root().join("target/release/ses-local");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `make build` (make test does)",
+        bin.display()
+    );
+    let mut child = Command::new(bin)
+        .args([
+            "--port",
+            "0",
+            "--access-key-id",
+            KEY_ID,
+            "--secret-access-key",
+            SECRET,
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ses-local");
+    let url = ses_local_url(child.stdout.take().expect("stdout"));
+    SesLocal { child, url }
+}
