@@ -673,7 +673,7 @@ impl IntakeWindows {
 /// times in one request to a JavaScript object (bench/sqlite-statements), less a request that runs
 /// none. The fastest of three rounds of 30 requests.
 fn sqlite_statements(ses: &StubSes) {
-    use signup_verify_gate::sql_store as sql;
+    use signup_verify_gate::sql_schema as sql;
     const ROWS: u64 = 20_000;
     const PER_REQUEST: u64 = 32;
     let worker = bench_worker("sqlite-statements", ses);

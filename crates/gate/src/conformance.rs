@@ -13,10 +13,11 @@ use signup_verify_domain::request_id::RequestId;
 
 use crate::cooldown::AddressRecord;
 use crate::identities::{Cleanup, Identity, Owner, Snapshot};
+use crate::memory_store::MemoryStore;
 use crate::messages::Recipient;
 use crate::sql_store::{SqlExecutor, SqlGateStore, SqlValue};
 use crate::state::GateState;
-use crate::store::{GateStore, MemoryStore, NewItem, OutboxEvent, QueueEnd};
+use crate::store::{GateStore, NewItem, OutboxEvent, QueueEnd};
 use crate::tracking::{Signup, SignupState};
 
 /// Bundled SQLite, reading rows by column name as the Durable Object's cursor does.

@@ -19,11 +19,15 @@ mod conformance;
 pub mod cooldown;
 pub mod gate;
 pub mod identities;
+#[cfg(any(test, feature = "testing"))]
+pub mod memory_store;
 pub mod messages;
 pub mod pacing;
 pub mod ports;
 pub mod queue;
 pub mod slots;
+pub mod sql_executor;
+pub mod sql_schema;
 pub mod sql_store;
 pub mod state;
 pub mod store;

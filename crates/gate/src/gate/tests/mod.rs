@@ -37,7 +37,7 @@ use futures_util::FutureExt;
 
 use crate::config::AddressLimits;
 use crate::config::TrackingConfig;
-use crate::store::MemoryStore;
+use crate::memory_store::MemoryStore;
 use crate::tracking::MIN_CHECK_GAP_MS;
 use signup_verify_ses::request::SesCall;
 

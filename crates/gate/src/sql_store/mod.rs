@@ -12,14 +12,22 @@
 //! Invariants: every statement runs before the gate's next await, so the output gate holds any
 //! reply until it is durable; a failed statement is a [`StoreError`] naming it.
 
-use serde::de::{DeserializeOwned, IgnoredAny};
-use serde::Deserialize;
+use serde::de::IgnoredAny;
 use std::cell::Cell;
+
+mod rows;
+pub use rows::SqlGateStore;
+use rows::{EventRow, ItemRow, One, Place, SignupRow};
 
 use crate::cooldown::AddressRecord;
 use crate::identities::Identity;
 use crate::identities::Snapshot;
 use crate::queue::QueuedItem;
+pub use crate::sql_executor::{SqlExecutor, SqlValue};
+use crate::sql_schema::{
+    LAST_TAG_SQL, LOAD_ADDRESS_SQL, LOAD_IDENTITY_SQL, LOAD_SIGNUP_SQL, LOG_SEND_SQL,
+    QUEUED_PLACE_SQL, SAVE_STATE_SQL, STORE_ADDRESS_SQL, STORE_IDENTITY_SQL, STORE_SIGNUP_SQL,
+};
 use crate::state::GateState;
 use crate::store::has_work;
 use crate::store::GateStore;
@@ -31,81 +39,6 @@ use crate::store::StoreResult;
 use crate::tracking::Signup;
 use signup_verify_domain::email::EmailAddress;
 use signup_verify_domain::request_id::RequestId;
-
-// The statements a signup runs (besides the enqueue), named so that `make bench` measures these
-// very texts (benches/stack.rs, "SQLite statements").
-pub const LOAD_ADDRESS_SQL: &str =
-    "SELECT record AS value FROM address_limits WHERE key = ? AND last_ms >= ?";
-pub const STORE_ADDRESS_SQL: &str =
-    "INSERT INTO address_limits (key, record, last_ms) VALUES (?, ?, ?)
-     ON CONFLICT (key) DO UPDATE SET record = excluded.record, last_ms = excluded.last_ms";
-pub const LOAD_SIGNUP_SQL: &str = "SELECT key, record FROM signups WHERE key = ?";
-pub const STORE_SIGNUP_SQL: &str =
-    "INSERT INTO signups (key, record, next_check_ms, has_work, signed_up_ms)
-     VALUES (?, ?, ?, ?, ?)
-     ON CONFLICT (key) DO UPDATE SET record = excluded.record,
-       next_check_ms = excluded.next_check_ms,
-       has_work = excluded.has_work, signed_up_ms = excluded.signed_up_ms";
-pub const LOAD_IDENTITY_SQL: &str = "SELECT record AS value FROM identities WHERE key = ?";
-pub const STORE_IDENTITY_SQL: &str =
-    "INSERT INTO identities (key, record, next_cleanup_ms, has_work, sent_ms) VALUES (?, ?, ?, ?, ?)
-     ON CONFLICT (key) DO UPDATE SET record = excluded.record,
-       next_cleanup_ms = excluded.next_cleanup_ms, has_work = excluded.has_work,
-       sent_ms = excluded.sent_ms";
-pub const SAVE_STATE_SQL: &str =
-    "INSERT INTO gate (id, state) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state";
-pub const LOG_SEND_SQL: &str = "INSERT INTO sends (at_ms) VALUES (?)";
-pub const QUEUED_PLACE_SQL: &str = "SELECT tag, seq FROM fair_queue WHERE key = ?";
-pub const LAST_TAG_SQL: &str = "SELECT MAX(tag) AS value FROM fair_queue WHERE domain = ?";
-pub const COUNT_BEHIND_SQL: &str =
-    "SELECT COUNT(*) AS value FROM fair_queue WHERE (tag, seq) > (?, ?)";
-
-pub const SCHEMA: [&str; 25] = [
-    "CREATE TABLE IF NOT EXISTS gate (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL)",
-    // Served by (tag, seq): fair across recipient domains (`queue::fair_tag`); an item put back
-    // at the head gets the smallest `seq`.
-    "CREATE TABLE IF NOT EXISTS fair_queue (id INTEGER PRIMARY KEY AUTOINCREMENT, tag REAL NOT NULL,
-        seq REAL NOT NULL, domain TEXT NOT NULL, email TEXT NOT NULL, key TEXT NOT NULL UNIQUE,
-        enqueued_at_ms REAL NOT NULL, attempts INTEGER NOT NULL, request_id TEXT)",
-    "CREATE INDEX IF NOT EXISTS fair_queue_order ON fair_queue (tag, seq)",
-    "CREATE INDEX IF NOT EXISTS fair_queue_by_domain ON fair_queue (domain, tag)",
-    "CREATE INDEX IF NOT EXISTS fair_queue_by_age ON fair_queue (enqueued_at_ms)",
-    // MAX(seq) / MIN(seq) for each new item, without a scan.
-    "CREATE INDEX IF NOT EXISTS fair_queue_by_seq ON fair_queue (seq)",
-    // The first version's FIFO: whatever it still holds moves to the front of the fair queue,
-    // in its order (no introspection needed: the table is made, emptied and dropped each start).
-    "CREATE TABLE IF NOT EXISTS queue (id INTEGER PRIMARY KEY AUTOINCREMENT, seq REAL NOT NULL,
-        email TEXT NOT NULL, key TEXT NOT NULL UNIQUE, enqueued_at_ms REAL NOT NULL, attempts INTEGER NOT NULL)",
-    "INSERT OR IGNORE INTO fair_queue (tag, seq, domain, email, key, enqueued_at_ms, attempts)
-        SELECT 0, seq, '', email, key, enqueued_at_ms, attempts FROM queue",
-    "DROP TABLE queue",
-    "CREATE TABLE IF NOT EXISTS address_limits (key TEXT PRIMARY KEY, record TEXT NOT NULL, last_ms REAL NOT NULL)",
-    // Each admission forgets expired records: a range, not a scan of every address.
-    "CREATE INDEX IF NOT EXISTS address_limits_by_last ON address_limits (last_ms)",
-    "CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS sends (at_ms REAL NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS sends_by_time ON sends (at_ms)",
-    "DROP TABLE IF EXISTS gate_state",
-    "CREATE TABLE IF NOT EXISTS signups (key TEXT PRIMARY KEY, record TEXT NOT NULL,
-        next_check_ms REAL, has_work INTEGER NOT NULL, signed_up_ms REAL NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS signups_by_check ON signups (next_check_ms)",
-    // Clean-up moved to `identities`: the first lifecycle's index goes (its column goes in
-    // `open`, where a probe tells whether the table still has it).
-    "DROP INDEX IF EXISTS signups_by_cleanup",
-    "CREATE INDEX IF NOT EXISTS signups_by_age ON signups (has_work, signed_up_ms)",
-    "CREATE TABLE IF NOT EXISTS identities (key TEXT PRIMARY KEY, record TEXT NOT NULL,
-        next_cleanup_ms REAL, has_work INTEGER NOT NULL, sent_ms REAL NOT NULL)",
-    // Partial: only an identity with a delete due costs an index entry.
-    "CREATE INDEX IF NOT EXISTS identities_by_cleanup ON identities (next_cleanup_ms)
-        WHERE next_cleanup_ms IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS identities_done_by_age ON identities (sent_ms) WHERE has_work = 0",
-    "CREATE TABLE IF NOT EXISTS identity_snapshot (id INTEGER PRIMARY KEY CHECK (id = 1),
-        snapshot TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS webhook_outbox (id TEXT PRIMARY KEY, key TEXT NOT NULL,
-        body TEXT NOT NULL, created_ms REAL NOT NULL, next_attempt_ms REAL NOT NULL,
-        attempts INTEGER NOT NULL, releases_cleanup INTEGER NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (next_attempt_ms)",
-];
 
 /// How long the send log is kept (stats count the last minute and hour).
 const SEND_LOG_MS: u64 = 60 * 60 * 1000;
@@ -123,234 +56,9 @@ fn housekeeping_due(next_ms: &Cell<u64>, now_ms: u64) -> bool {
     due
 }
 
-/// A value bound to a statement's `?`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SqlValue {
-    Null,
-    Integer(i64),
-    Real(f64),
-    Text(String),
-}
-
-impl From<&str> for SqlValue {
-    fn from(value: &str) -> Self {
-        Self::Text(value.to_string())
-    }
-}
-
-impl From<String> for SqlValue {
-    fn from(value: String) -> Self {
-        Self::Text(value)
-    }
-}
-
-impl From<i32> for SqlValue {
-    fn from(value: i32) -> Self {
-        Self::Integer(value.into())
-    }
-}
-
-impl From<f64> for SqlValue {
-    fn from(value: f64) -> Self {
-        Self::Real(value)
-    }
-}
-
-/// Where the statements run: one statement with its bindings, every row it returns read into
-/// `T` by column name (serde). An error is the database's own message.
-pub trait SqlExecutor {
-    fn exec<T: DeserializeOwned>(
-        &self,
-        query: &str,
-        bindings: Vec<SqlValue>,
-    ) -> Result<Vec<T>, String>;
-}
-
 /// Milliseconds are stored as SQLite REAL (what a JavaScript number holds).
 fn ms(value: u64) -> SqlValue {
     SqlValue::Real(value as f64)
-}
-
-#[derive(Deserialize)]
-struct One<T> {
-    value: T,
-}
-
-/// An item's place in the fair order.
-#[derive(Deserialize)]
-struct Place {
-    tag: f64,
-    seq: f64,
-}
-
-#[derive(Deserialize)]
-struct ItemRow {
-    id: f64,
-    tag: f64,
-    email: String,
-    key: String,
-    enqueued_at_ms: f64,
-    attempts: f64,
-    request_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct SignupRow {
-    key: String,
-    record: String,
-}
-
-#[derive(Deserialize)]
-struct EventRow {
-    id: String,
-    key: String,
-    body: String,
-    created_ms: f64,
-    next_attempt_ms: f64,
-    attempts: f64,
-    releases_cleanup: f64,
-}
-
-impl From<EventRow> for OutboxEvent {
-    fn from(row: EventRow) -> Self {
-        Self {
-            id: row.id,
-            key: row.key,
-            body: row.body,
-            created_ms: row.created_ms as u64,
-            next_attempt_ms: row.next_attempt_ms as u64,
-            attempts: row.attempts as u32,
-            releases_cleanup: row.releases_cleanup != 0.0,
-        }
-    }
-}
-
-pub struct SqlGateStore<E> {
-    sql: E,
-    /// The queue's length, counted once and then kept by every statement that adds or removes
-    /// items (this object is the table's only writer); `None` after a failed write, so the
-    /// next read counts again.
-    queue_len: Cell<Option<u64>>,
-    /// When expired address records, and old send-log rows, are next deleted.
-    next_address_expiry_ms: Cell<u64>,
-    next_send_prune_ms: Cell<u64>,
-}
-
-impl<E: SqlExecutor> SqlGateStore<E> {
-    /// Creates the tables that are missing, and brings tables of older versions up to date.
-    pub fn open(sql: E) -> StoreResult<Self> {
-        let run = |statement: &str| sql.exec::<IgnoredAny>(statement, vec![]).map(drop);
-        for statement in SCHEMA {
-            run(statement).map_err(|e| StoreError::failed("create schema", e))?;
-        }
-        // Queues made before request ids existed lack the column: a query naming it fails
-        // exactly then (no PRAGMA needed).
-        if run("SELECT request_id FROM fair_queue LIMIT 0").is_err() {
-            run("ALTER TABLE fair_queue ADD COLUMN request_id TEXT")
-                .map_err(|e| StoreError::failed("add fair_queue.request_id", e))?;
-        }
-        // The first lifecycle kept clean-up on the signup row.
-        if run("SELECT cleanup_due FROM signups LIMIT 0").is_ok() {
-            run("ALTER TABLE signups DROP COLUMN cleanup_due")
-                .map_err(|e| StoreError::failed("drop signups.cleanup_due", e))?;
-        }
-        Ok(Self {
-            sql,
-            queue_len: Cell::new(None),
-            next_address_expiry_ms: Cell::new(0),
-            next_send_prune_ms: Cell::new(0),
-        })
-    }
-
-    fn exec(
-        &self,
-        operation: &'static str,
-        query: &str,
-        bindings: Vec<SqlValue>,
-    ) -> StoreResult<()> {
-        self.rows::<IgnoredAny>(operation, query, bindings)
-            .map(drop)
-    }
-
-    fn rows<T: DeserializeOwned>(
-        &self,
-        operation: &'static str,
-        query: &str,
-        bindings: Vec<SqlValue>,
-    ) -> StoreResult<Vec<T>> {
-        self.sql
-            .exec(query, bindings)
-            .map_err(|e| StoreError::failed(operation, e))
-    }
-
-    fn value<T: DeserializeOwned>(
-        &self,
-        operation: &'static str,
-        query: &str,
-        bindings: Vec<SqlValue>,
-    ) -> StoreResult<Option<T>> {
-        let rows: Vec<One<T>> = self.rows(operation, query, bindings)?;
-        Ok(rows.into_iter().next().map(|row| row.value))
-    }
-
-    /// Signup rows, read back; a row that no longer reads (it was written by this code, so only
-    /// a schema change could cause it) is forgotten rather than left to block every sweep.
-    fn signups(
-        &self,
-        operation: &'static str,
-        query: &str,
-        bindings: Vec<SqlValue>,
-    ) -> StoreResult<Vec<(String, Signup)>> {
-        let rows: Vec<SignupRow> = self.rows(operation, query, bindings)?;
-        let mut signups = Vec::with_capacity(rows.len());
-        for row in rows {
-            match serde_json::from_str(&row.record) {
-                Ok(signup) => signups.push((row.key, signup)),
-                Err(_) => self.exec(
-                    "forget unreadable signup",
-                    "DELETE FROM signups WHERE key = ?",
-                    vec![row.key.into()],
-                )?,
-            }
-        }
-        Ok(signups)
-    }
-
-    /// Runs a `DELETE … RETURNING id` on the queue and says how many rows went. On failure the
-    /// kept length is forgotten (counted again when next read).
-    fn counted_delete(
-        &self,
-        operation: &'static str,
-        query: &str,
-        bindings: Vec<SqlValue>,
-    ) -> StoreResult<u64> {
-        self.rows::<IgnoredAny>(operation, query, bindings)
-            .map(|rows| rows.len() as u64)
-            .inspect_err(|_| self.queue_len.set(None))
-    }
-
-    fn count(
-        &self,
-        operation: &'static str,
-        query: &str,
-        bindings: Vec<SqlValue>,
-    ) -> StoreResult<u64> {
-        Ok(self
-            .value::<f64>(operation, query, bindings)?
-            .map_or(0, |n| n as u64))
-    }
-
-    /// The 1-based position of the item at `place`, counted from the back: a new item is at or
-    /// near the end of the fair order, so this reads a few index entries, not the whole queue
-    /// ahead of it.
-    fn position_at(&self, place: &Place) -> StoreResult<u64> {
-        let behind = self.count(
-            "queue position",
-            COUNT_BEHIND_SQL,
-            vec![place.tag.into(), place.seq.into()],
-        )?;
-        Ok(self.queue_len()?.saturating_sub(behind))
-    }
 }
 
 impl<E: SqlExecutor> GateStore for SqlGateStore<E> {

@@ -1,0 +1,48 @@
+//! The seam the SQL store runs through: [`SqlExecutor`] runs one statement with its bound
+//! [`SqlValue`]s and reads every row by column name. The Durable Object's SQL implements it in
+//! production (the Worker crate's `DurableSql`), bundled SQLite in the conformance suite.
+
+use serde::de::DeserializeOwned;
+
+/// A value bound to a statement's `?`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl From<&str> for SqlValue {
+    fn from(value: &str) -> Self {
+        Self::Text(value.to_string())
+    }
+}
+
+impl From<String> for SqlValue {
+    fn from(value: String) -> Self {
+        Self::Text(value)
+    }
+}
+
+impl From<i32> for SqlValue {
+    fn from(value: i32) -> Self {
+        Self::Integer(value.into())
+    }
+}
+
+impl From<f64> for SqlValue {
+    fn from(value: f64) -> Self {
+        Self::Real(value)
+    }
+}
+
+/// Where the statements run: one statement with its bindings, every row it returns read into
+/// `T` by column name (serde). An error is the database's own message.
+pub trait SqlExecutor {
+    fn exec<T: DeserializeOwned>(
+        &self,
+        query: &str,
+        bindings: Vec<SqlValue>,
+    ) -> Result<Vec<T>, String>;
+}

@@ -1,0 +1,195 @@
+//! How `SqlGateStore` meets SQLite: the schema's creation and migration at open, the row shapes
+//! statements return, and the helpers every `GateStore` method runs its statements through (a
+//! failed statement is a `StoreError` naming its operation).
+
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::Deserialize;
+use std::cell::Cell;
+
+use crate::sql_executor::SqlExecutor;
+use crate::sql_executor::SqlValue;
+use crate::sql_schema::{COUNT_BEHIND_SQL, SCHEMA};
+use crate::store::{GateStore, OutboxEvent, StoreError, StoreResult};
+use crate::tracking::Signup;
+
+#[derive(Deserialize)]
+pub(super) struct One<T> {
+    pub(super) value: T,
+}
+
+/// An item's place in the fair order.
+#[derive(Deserialize)]
+pub(super) struct Place {
+    pub(super) tag: f64,
+    pub(super) seq: f64,
+}
+
+#[derive(Deserialize)]
+pub(super) struct ItemRow {
+    pub(super) id: f64,
+    pub(super) tag: f64,
+    pub(super) email: String,
+    pub(super) key: String,
+    pub(super) enqueued_at_ms: f64,
+    pub(super) attempts: f64,
+    pub(super) request_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct SignupRow {
+    pub(super) key: String,
+    pub(super) record: String,
+}
+
+#[derive(Deserialize)]
+pub(super) struct EventRow {
+    pub(super) id: String,
+    pub(super) key: String,
+    pub(super) body: String,
+    pub(super) created_ms: f64,
+    pub(super) next_attempt_ms: f64,
+    pub(super) attempts: f64,
+    pub(super) releases_cleanup: f64,
+}
+
+impl From<EventRow> for OutboxEvent {
+    fn from(row: EventRow) -> Self {
+        Self {
+            id: row.id,
+            key: row.key,
+            body: row.body,
+            created_ms: row.created_ms as u64,
+            next_attempt_ms: row.next_attempt_ms as u64,
+            attempts: row.attempts as u32,
+            releases_cleanup: row.releases_cleanup != 0.0,
+        }
+    }
+}
+
+pub struct SqlGateStore<E> {
+    pub(super) sql: E,
+    /// The queue's length, counted once and then kept by every statement that adds or removes
+    /// items (this object is the table's only writer); `None` after a failed write, so the
+    /// next read counts again.
+    pub(super) queue_len: Cell<Option<u64>>,
+    /// When expired address records, and old send-log rows, are next deleted.
+    pub(super) next_address_expiry_ms: Cell<u64>,
+    pub(super) next_send_prune_ms: Cell<u64>,
+}
+
+impl<E: SqlExecutor> SqlGateStore<E> {
+    /// Creates the tables that are missing, and brings tables of older versions up to date.
+    pub fn open(sql: E) -> StoreResult<Self> {
+        let run = |statement: &str| sql.exec::<IgnoredAny>(statement, vec![]).map(drop);
+        for statement in SCHEMA {
+            run(statement).map_err(|e| StoreError::failed("create schema", e))?;
+        }
+        // Queues made before request ids existed lack the column: a query naming it fails
+        // exactly then (no PRAGMA needed).
+        if run("SELECT request_id FROM fair_queue LIMIT 0").is_err() {
+            run("ALTER TABLE fair_queue ADD COLUMN request_id TEXT")
+                .map_err(|e| StoreError::failed("add fair_queue.request_id", e))?;
+        }
+        // The first lifecycle kept clean-up on the signup row.
+        if run("SELECT cleanup_due FROM signups LIMIT 0").is_ok() {
+            run("ALTER TABLE signups DROP COLUMN cleanup_due")
+                .map_err(|e| StoreError::failed("drop signups.cleanup_due", e))?;
+        }
+        Ok(Self {
+            sql,
+            queue_len: Cell::new(None),
+            next_address_expiry_ms: Cell::new(0),
+            next_send_prune_ms: Cell::new(0),
+        })
+    }
+
+    pub(super) fn exec(
+        &self,
+        operation: &'static str,
+        query: &str,
+        bindings: Vec<SqlValue>,
+    ) -> StoreResult<()> {
+        self.rows::<IgnoredAny>(operation, query, bindings)
+            .map(drop)
+    }
+
+    pub(super) fn rows<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        query: &str,
+        bindings: Vec<SqlValue>,
+    ) -> StoreResult<Vec<T>> {
+        self.sql
+            .exec(query, bindings)
+            .map_err(|e| StoreError::failed(operation, e))
+    }
+
+    pub(super) fn value<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        query: &str,
+        bindings: Vec<SqlValue>,
+    ) -> StoreResult<Option<T>> {
+        let rows: Vec<One<T>> = self.rows(operation, query, bindings)?;
+        Ok(rows.into_iter().next().map(|row| row.value))
+    }
+
+    /// Signup rows, read back; a row that no longer reads (it was written by this code, so only
+    /// a schema change could cause it) is forgotten rather than left to block every sweep.
+    pub(super) fn signups(
+        &self,
+        operation: &'static str,
+        query: &str,
+        bindings: Vec<SqlValue>,
+    ) -> StoreResult<Vec<(String, Signup)>> {
+        let rows: Vec<SignupRow> = self.rows(operation, query, bindings)?;
+        let mut signups = Vec::with_capacity(rows.len());
+        for row in rows {
+            match serde_json::from_str(&row.record) {
+                Ok(signup) => signups.push((row.key, signup)),
+                Err(_) => self.exec(
+                    "forget unreadable signup",
+                    "DELETE FROM signups WHERE key = ?",
+                    vec![row.key.into()],
+                )?,
+            }
+        }
+        Ok(signups)
+    }
+
+    /// Runs a `DELETE … RETURNING id` on the queue and says how many rows went. On failure the
+    /// kept length is forgotten (counted again when next read).
+    pub(super) fn counted_delete(
+        &self,
+        operation: &'static str,
+        query: &str,
+        bindings: Vec<SqlValue>,
+    ) -> StoreResult<u64> {
+        self.rows::<IgnoredAny>(operation, query, bindings)
+            .map(|rows| rows.len() as u64)
+            .inspect_err(|_| self.queue_len.set(None))
+    }
+
+    pub(super) fn count(
+        &self,
+        operation: &'static str,
+        query: &str,
+        bindings: Vec<SqlValue>,
+    ) -> StoreResult<u64> {
+        Ok(self
+            .value::<f64>(operation, query, bindings)?
+            .map_or(0, |n| n as u64))
+    }
+
+    /// The 1-based position of the item at `place`, counted from the back: a new item is at or
+    /// near the end of the fair order, so this reads a few index entries, not the whole queue
+    /// ahead of it.
+    pub(super) fn position_at(&self, place: &Place) -> StoreResult<u64> {
+        let behind = self.count(
+            "queue position",
+            COUNT_BEHIND_SQL,
+            vec![place.tag.into(), place.seq.into()],
+        )?;
+        Ok(self.queue_len()?.saturating_sub(behind))
+    }
+}
