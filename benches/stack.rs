@@ -355,6 +355,11 @@ fn main() {
         &ses,
         &[("GATE_INTERVAL_MS", "1"), ("LOG_LEVEL", "error")],
     );
+    // The baseline and the floors answer as they like: only our answers are held to openapi.yaml.
+    support::contract::check_only_origins(vec![
+        ours_stack.worker.clone(),
+        quiet_stack.worker.clone(),
+    ]);
     let baseline = bench_worker("aws4fetch-gate", &ses);
     let floor = bench_worker("two-object-floor", &ses);
     let rust_floor = bench_worker("rust-floor", &ses);
