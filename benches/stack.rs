@@ -52,8 +52,24 @@ const SENT_REPLY: &str = r#"<SendCustomVerificationEmailResponse xmlns="http://s
   <ResponseMetadata><RequestId>d5964849-c866-11e0-9beb-01a62d68c57f</RequestId></ResponseMetadata>
 </SendCustomVerificationEmailResponse>"#;
 
-/// A stub SES on loopback: HTTP/1.1 with keep-alive, every call answered `200` with [`SENT_REPLY`],
-/// counted by its `Action`.
+/// What SES answers the gate's other calls: no identity listed as verified (a status check), an
+/// account with no identities (the snapshot), and a deletion.
+const CHECK_REPLY: &str = r#"<GetIdentityVerificationAttributesResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/">
+  <GetIdentityVerificationAttributesResult><VerificationAttributes/></GetIdentityVerificationAttributesResult>
+  <ResponseMetadata><RequestId>d5964849-c866-11e0-9beb-01a62d68c57f</RequestId></ResponseMetadata>
+</GetIdentityVerificationAttributesResponse>"#;
+const LIST_REPLY: &str = r#"<ListIdentitiesResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/">
+  <ListIdentitiesResult><Identities/></ListIdentitiesResult>
+  <ResponseMetadata><RequestId>d5964849-c866-11e0-9beb-01a62d68c57f</RequestId></ResponseMetadata>
+</ListIdentitiesResponse>"#;
+const DELETE_REPLY: &str = r#"<DeleteIdentityResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/">
+  <DeleteIdentityResult/>
+  <ResponseMetadata><RequestId>d5964849-c866-11e0-9beb-01a62d68c57f</RequestId></ResponseMetadata>
+</DeleteIdentityResponse>"#;
+
+/// A stub SES on loopback: HTTP/1.1 with keep-alive, every call answered `200` (a send with
+/// [`SENT_REPLY`], the follow-up's calls with what an empty account answers), counted by its
+/// `Action`.
 struct StubSes {
     url: String,
     calls: Arc<Mutex<BTreeMap<String, u64>>>,
@@ -111,10 +127,16 @@ fn serve(stream: TcpStream, calls: &Mutex<BTreeMap<String, u64>>) {
             .find(|(k, _)| k == "Action")
             .map(|(_, v)| v.into_owned())
             .unwrap_or_else(|| "(none)".to_string());
+        let body = match action.as_str() {
+            "GetIdentityVerificationAttributes" => CHECK_REPLY,
+            "ListIdentities" => LIST_REPLY,
+            "DeleteIdentity" => DELETE_REPLY,
+            _ => SENT_REPLY,
+        };
         *calls.lock().expect("calls").entry(action).or_default() += 1;
         let reply = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: text/xml\r\nx-amzn-RequestId: d5964849\r\ncontent-length: {}\r\n\r\n{SENT_REPLY}",
-            SENT_REPLY.len()
+            "HTTP/1.1 200 OK\r\ncontent-type: text/xml\r\nx-amzn-RequestId: d5964849\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
         );
         if writer.write_all(reply.as_bytes()).is_err() {
             return;
@@ -219,7 +241,7 @@ fn sign_up_at_once(
         .map(|c| {
             let endpoint = endpoint.to_string();
             let addresses: Vec<String> = (0..per_connection)
-                .map(|i| format!("{label}-{i}@d{c}.bench.example"))
+                .map(|i| format!("{label}-{i}@d{c}-bench.example"))
                 .collect();
             std::thread::spawn(move || sign_up_in_turn(&keep_alive_agent(), &endpoint, &addresses))
         })
@@ -397,7 +419,7 @@ fn main() {
     // Warm each (first requests compile the wasm, create the objects and their tables).
     for target in &targets {
         let warm: Vec<String> = (0..20)
-            .map(|i| format!("warm-{i}@warm.bench.example"))
+            .map(|i| format!("warm-{i}@warm-bench.example"))
             .collect();
         sign_up_in_turn(&keep_alive_agent(), &target.endpoint, &warm);
     }
@@ -415,7 +437,7 @@ fn main() {
         for step in 0..targets.len() {
             let t = (round + step) % targets.len();
             let addresses: Vec<String> = (0..per_round)
-                .map(|i| format!("seq-{round}-{i}@seq.bench.example"))
+                .map(|i| format!("seq-{round}-{i}@seq-bench.example"))
                 .collect();
             latency[t].add(sign_up_in_turn(
                 &keep_alive_agent(),
