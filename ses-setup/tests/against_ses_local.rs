@@ -4,28 +4,22 @@
 
 mod support;
 
-use std::process::{Command, Output};
+use std::process::Command;
 use support::{root, ses_local, SesLocal, KEY_ID, SECRET};
 
 fn setup(ses: &SesLocal, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = Command::new(env!("CARGO_BIN_EXE_ses-setup"))
-        .current_dir(root())
-        .args(args)
-        .args(["--endpoint", &ses.url, "--region", "us-east-1"])
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run ses-setup");
-    let text = String::from_utf8_lossy(&stdout).into_owned() + &String::from_utf8_lossy(&stderr);
-    (status.code().unwrap_or(-1), text)
+    support::run(
+        Command::new(env!("CARGO_BIN_EXE_ses-setup"))
+            .current_dir(root())
+            .args(args)
+            .args(["--endpoint", &ses.url, "--region", "us-east-1"])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .envs(env.iter().copied()),
+    )
 }
 
 const ENV_KEYS: &[(&str, &str)] = &[

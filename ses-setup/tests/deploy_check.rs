@@ -5,7 +5,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use support::{root, ses_local, SesLocal, KEY_ID, SECRET};
 
 /// A fresh directory under target/ for one test's files.
@@ -46,52 +46,39 @@ fn make_deploy(ses: &SesLocal, wrangler: &Path, env: &[(&str, &str)]) -> (i32, S
             make.env_remove(&*name);
         }
     }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = make
-        .arg("--no-print-directory")
-        .arg("deploy")
-        .current_dir(root())
-        .env("SES_CHECK_ENDPOINT", &ses.url)
-        .env("DEPLOY_WRANGLER", wrangler)
-        .env("AWS_ACCESS_KEY_ID", KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        // Were the region taken from here and not from wrangler.toml, ses-local (us-east-1)
-        // would refuse the signature.
-        .env("AWS_DEFAULT_REGION", "eu-west-1")
-        .env_remove("AWS_REGION")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
-        .env_remove("DEPLOY_ENV")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run make deploy");
-    let text = String::from_utf8_lossy(&stdout).into_owned() + &String::from_utf8_lossy(&stderr);
-    (status.code().unwrap_or(-1), text)
+    support::run(
+        make.arg("--no-print-directory")
+            .arg("deploy")
+            .current_dir(root())
+            .env("SES_CHECK_ENDPOINT", &ses.url)
+            .env("DEPLOY_WRANGLER", wrangler)
+            .env("AWS_ACCESS_KEY_ID", KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            // Were the region taken from here and not from wrangler.toml, ses-local (us-east-1)
+            // would refuse the signature.
+            .env("AWS_DEFAULT_REGION", "eu-west-1")
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .env_remove("DEPLOY_ENV")
+            .envs(env.iter().copied()),
+    )
 }
 
 /// `ses-setup` itself with ses-local's credentials and `env`; (exit code, output).
 fn ses_setup(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = Command::new(env!("CARGO_BIN_EXE_ses-setup"))
-        .current_dir(root())
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env_remove("AWS_REGION")
-        .env_remove("AWS_DEFAULT_REGION")
-        .env_remove("AWS_SESSION_TOKEN")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run ses-setup");
-    let text = String::from_utf8_lossy(&stdout).into_owned() + &String::from_utf8_lossy(&stderr);
-    (status.code().unwrap_or(-1), text)
+    support::run(
+        Command::new(env!("CARGO_BIN_EXE_ses-setup"))
+            .current_dir(root())
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_DEFAULT_REGION")
+            .env_remove("AWS_SESSION_TOKEN")
+            .envs(env.iter().copied()),
+    )
 }
 
 #[test]

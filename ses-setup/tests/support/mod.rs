@@ -8,7 +8,7 @@ mod listening;
 
 use listening::ses_local_url;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 /// The credentials every test's ses-local accepts.
 pub const KEY_ID: &str = "AKIDSETUPTEST";
@@ -54,4 +54,15 @@ pub fn ses_local(extra: &[&str]) -> SesLocal {
         .expect("start ses-local");
     let url = ses_local_url(child.stdout.take().expect("stdout"));
     SesLocal { child, url }
+}
+
+/// Runs `command` to its end: its exit code (-1 if a signal ended it) and its stdout then stderr.
+pub fn run(command: &mut Command) -> (i32, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().expect("the command runs");
+    let text = String::from_utf8_lossy(&stdout).into_owned() + &String::from_utf8_lossy(&stderr);
+    (status.code().unwrap_or(-1), text)
 }
