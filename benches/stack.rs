@@ -13,7 +13,10 @@
 //! (answers by status, SES calls by action).
 //!
 //! Environment: `BENCH_ROUNDS` (default 5), `BENCH_INTAKE_RECORDS` (default 50000: the largest
-//! stored-record level intake is measured at).
+//! stored-record level intake is measured at; 0 leaves the intake section out), and
+//! `BENCH_COMPARE_BUILD` (a directory holding another build's `index.js`, say an earlier
+//! commit's `build/`: it runs as one more target, interleaved with the others, so that two builds
+//! are compared under the same load on the machine rather than in runs minutes apart).
 
 // Native benchmark code: reading the clock is fine off wasm32.
 #![allow(clippy::disallowed_methods)]
@@ -255,6 +258,11 @@ fn sign_up_at_once(
 }
 
 fn our_stack(name: &str, ses: &StubSes, vars: &[(&str, &str)]) -> Stack {
+    our_stack_of(name, ses, vars, None)
+}
+
+/// signup-verify's stack from `build` (the repository's `build/` when `None`).
+fn our_stack_of(name: &str, ses: &StubSes, vars: &[(&str, &str)], build: Option<&Path>) -> Stack {
     let mut all = vec![
         ("DAILY_SEND_BUDGET", "10000000"),
         ("QUEUE_MAX", "1000000"),
@@ -266,6 +274,7 @@ fn our_stack(name: &str, ses: &StubSes, vars: &[(&str, &str)]) -> Stack {
         Spec {
             vars: &all,
             ses_endpoint: Some(ses.url.clone()),
+            build,
             ..Spec::default()
         },
     )
@@ -377,11 +386,24 @@ fn main() {
         &ses,
         &[("GATE_INTERVAL_MS", "1"), ("LOG_LEVEL", "error")],
     );
+    let compare_build = std::env::var_os("BENCH_COMPARE_BUILD").map(PathBuf::from);
+    let compare_stack = compare_build.as_deref().map(|build| {
+        println!("comparing with the build in {}", build.display());
+        our_stack_of(
+            "bench-compare",
+            &ses,
+            &[("GATE_INTERVAL_MS", "1"), ("LOG_LEVEL", "error")],
+            Some(build),
+        )
+    });
     // The baseline and the floors answer as they like: only our answers are held to openapi.yaml.
-    support::contract::check_only_origins(vec![
-        ours_stack.worker.clone(),
-        quiet_stack.worker.clone(),
-    ]);
+    support::contract::check_only_origins(
+        [&ours_stack, &quiet_stack]
+            .into_iter()
+            .chain(&compare_stack)
+            .map(|stack| stack.worker.clone())
+            .collect(),
+    );
     let baseline = bench_worker("aws4fetch-gate", &ses);
     let floor = bench_worker("two-object-floor", &ses);
     let rust_floor = bench_worker("rust-floor", &ses);
@@ -410,10 +432,19 @@ fn main() {
             "/signup-two",
         ),
     ]
+    .into_iter()
+    .chain(compare_stack.as_ref().map(|stack| {
+        (
+            "BENCH_COMPARE_BUILD, LOG_LEVEL=error",
+            &stack.worker,
+            "/signup",
+        )
+    }))
     .map(|(name, origin, path)| Target {
         name,
         endpoint: format!("{origin}{path}"),
-    });
+    })
+    .collect::<Vec<_>>();
     const BASELINE: usize = 2;
 
     // Warm each (first requests compile the wasm, create the objects and their tables).
@@ -487,6 +518,7 @@ fn main() {
     drop(rust_floor);
     drop(floor);
     drop(baseline);
+    drop(compare_stack);
     drop(quiet_stack);
     drop(ours_stack);
 
@@ -534,7 +566,9 @@ fn main() {
         String::new(),
         upload_of(2),
         "same".to_string(),
+        "another build".to_string(),
     ];
+    let uploads = &uploads[..targets.len()];
     println!("| upload: wasm + JS, gzip -9 | {} |", uploads.join(" | "));
     println!();
     println!("exercised:");
@@ -557,7 +591,9 @@ fn main() {
     }
     println!("  stub SES calls by action: {calls:?}");
 
-    intake(&ses, intake_records);
+    if intake_records > 0 {
+        intake(&ses, intake_records);
+    }
     sqlite_statements(&ses);
 }
 

@@ -49,6 +49,9 @@ pub struct Spec<'a> {
     pub turnstile: bool,
     /// Leave this Durable Object binding out of the Worker's wrangler.toml.
     pub without_binding: Option<&'a str>,
+    /// Another Worker bundle than the repository's `build/` (a directory holding `index.js`):
+    /// `make bench` compares a build of an earlier commit with it (`BENCH_COMPARE_BUILD`).
+    pub build: Option<&'a Path>,
 }
 
 /// The Chromium the browser tests drive: `CHROMIUM_PATH`, else the first `chromium` or
@@ -392,7 +395,7 @@ fn without_binding(config: &str, binding: &str) -> String {
     kept.join("\n") + "\n"
 }
 
-fn test_wrangler_config() -> String {
+fn test_wrangler_config(build: &Path) -> String {
     let original =
         std::fs::read_to_string(root().join("wrangler.toml")).expect("read wrangler.toml");
     let mut out = String::new();
@@ -408,7 +411,7 @@ fn test_wrangler_config() -> String {
         if trimmed.starts_with("main =") {
             out.push_str(&format!(
                 "main = {:?}\n",
-                root().join("build/index.js").display().to_string()
+                build.join("index.js").display().to_string()
             ));
         } else {
             out.push_str(line);
@@ -466,7 +469,10 @@ impl Stack {
 
         let ses_bin = root().join("target/release/ses-local");
         require(&ses_bin, "the ses-local binary");
-        require(&root().join("build/index.js"), "the Worker bundle");
+        let build = spec
+            .build
+            .map_or_else(|| root().join("build"), Path::to_path_buf);
+        require(&build.join("index.js"), "the Worker bundle");
         require(
             &root().join("node_modules/.bin/wrangler"),
             "wrangler from npm",
@@ -508,8 +514,8 @@ impl Stack {
 
         let config_path = dir.join("wrangler.toml");
         let config = match spec.without_binding {
-            Some(binding) => without_binding(&test_wrangler_config(), binding),
-            None => test_wrangler_config(),
+            Some(binding) => without_binding(&test_wrangler_config(&build), binding),
+            None => test_wrangler_config(&build),
         };
         std::fs::write(&config_path, config).expect("write test wrangler.toml");
         let endpoint = spec.ses_endpoint.clone().unwrap_or_else(|| ses.clone());
