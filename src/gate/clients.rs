@@ -1,5 +1,6 @@
 //! The clients of the internal messages (`signup_verify_gate::messages`), over Durable Object
-//! stubs: Worker → `SesGate` ([`GateClient`]: a signup, a status, a confirmation, the stats) and
+//! stubs: Worker → `SesGate` ([`GateClient`]: a signup, a status, a confirmation, the stats
+//! (`signup_verify_gate::messages::GateStats`, passed through as the gate wrote it)) and
 //! `SesGate` → `SesSender` ([`SenderClient`], the production [`SenderLink`]). A call that fails
 //! on the way is logged and answered with the [`ApiError`] the caller gives.
 
@@ -12,7 +13,7 @@ use signup_verify_domain::error::ApiError;
 use signup_verify_domain::request_id::RequestId;
 use signup_verify_domain::status_token::SignupRef;
 use signup_verify_gate::messages::{
-    CallRequest, CallResult, GateStats, SendReply, SendRequest, SenderLink, StatusReply, CALL_PATH,
+    CallRequest, CallResult, SendReply, SendRequest, SenderLink, StatusReply, CALL_PATH,
     GATE_BINDING, GATE_ORIGIN, SENDER_BINDING, SEND_PATH, STATS_PATH,
 };
 
@@ -59,8 +60,10 @@ impl GateClient {
             .map_err(|e| rpc_failed("status", &e, ApiError::UpstreamError))?
     }
 
-    pub async fn stats(&self) -> Result<GateStats, ApiError> {
-        rpc::<GateStats>(
+    /// The gate's [`GateStats`], as the JSON the gate wrote: passed through unparsed (parsing
+    /// and writing it again in the Worker would only add code to the upload).
+    pub async fn stats(&self) -> Result<Vec<u8>, ApiError> {
+        reply(
             &self.0,
             Outbound::get(&format!("{GATE_ORIGIN}{STATS_PATH}")),
         )
@@ -127,14 +130,18 @@ async fn rpc<T: DeserializeOwned>(
     serde_json::from_slice(&reply(stub, request).await?).map_err(|e| e.to_string())
 }
 
-/// The body of a Durable Object's answer to `request`.
+/// The body of a Durable Object's `200` answer to `request` (any other status is an error: the
+/// objects answer every message with `200` and a JSON reply).
 async fn reply(stub: &Stub, request: Result<Outbound, OutboundError>) -> Result<Vec<u8>, String> {
     let response = request
         .map_err(|e| e.to_string())?
         .send_to(stub)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(response.body)
+    match response.status {
+        200 => Ok(response.body),
+        status => Err(format!("HTTP {status}")),
+    }
 }
 
 fn rpc_failed(step: &str, error: &str, answer: ApiError) -> ApiError {

@@ -1,11 +1,13 @@
 //! [`DurableSql`]: the gate's [`SqlExecutor`] in production, the Durable Object's SQLite through
-//! its synchronous `exec`. It only converts bindings and reads rows by column name; every
-//! statement and decision is in `signup_verify_gate::sql_store`.
+//! its synchronous `exec`. It only converts bindings, reads rows by column name and reads the
+//! cursor's billed counters (`rowsRead`, `rowsWritten`, once every row is read); every statement
+//! and decision is in `signup_verify_gate::sql_store`.
 
 use serde::de::DeserializeOwned;
 use worker::{SqlStorage, SqlStorageValue};
 
 use signup_verify_gate::sql_store::{SqlExecutor, SqlValue};
+use signup_verify_gate::usage::RowUsage;
 
 pub struct DurableSql(pub SqlStorage);
 
@@ -14,7 +16,7 @@ impl SqlExecutor for DurableSql {
         &self,
         query: &str,
         bindings: Vec<SqlValue>,
-    ) -> Result<Vec<T>, String> {
+    ) -> Result<(Vec<T>, RowUsage), String> {
         let bindings = bindings
             .into_iter()
             .map(|value| match value {
@@ -24,9 +26,12 @@ impl SqlExecutor for DurableSql {
                 SqlValue::Text(s) => SqlStorageValue::String(s),
             })
             .collect::<Vec<_>>();
-        self.0
-            .exec(query, bindings)
-            .and_then(|cursor| cursor.to_array())
-            .map_err(|e| e.to_string())
+        let cursor = self.0.exec(query, bindings).map_err(|e| e.to_string())?;
+        let rows = cursor.to_array().map_err(|e| e.to_string())?;
+        let used = RowUsage {
+            rows_read: cursor.rows_read() as u64,
+            rows_written: cursor.rows_written() as u64,
+        };
+        Ok((rows, used))
     }
 }

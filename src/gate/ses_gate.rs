@@ -61,6 +61,9 @@ impl DurableObject for SesGate {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        if let Ok(gate) = &self.gate {
+            gate.count_request();
+        }
         match (req.method(), request_path(&req).as_str(), &self.gate) {
             (Method::Post, SEND_PATH, gate) => {
                 let request = request_json::<SendRequest>(&mut req).await;
@@ -102,7 +105,10 @@ impl DurableObject for SesGate {
 
     async fn alarm(&self) -> Result<Response> {
         match &self.gate {
-            Ok(gate) => gate.drain().await,
+            Ok(gate) => {
+                gate.count_request();
+                gate.drain().await
+            }
             // Nothing can be sent until the deployment is fixed; keep looking.
             Err(_) => {
                 let runtime = WorkerRuntime(self.state.storage());

@@ -205,13 +205,20 @@ fn with_cors(response: Response, cors: &Cors) -> Response {
 }
 
 fn json_response(status: u16, body: &impl Serialize) -> Response {
+    // Our own types always serialise; `{}` would only hide a bug, never a secret.
+    json_bytes_response(
+        status,
+        serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec()),
+    )
+}
+
+/// A JSON body already written, with the contract's headers.
+fn json_bytes_response(status: u16, body: Vec<u8>) -> Response {
     let headers = Headers::new();
     // Header names and values here are constants; setting them cannot fail.
     let _ = headers.set("content-type", "application/json; charset=utf-8");
     let _ = headers.set("cache-control", "no-store");
     let _ = headers.set("x-content-type-options", "nosniff");
-    // Our own types always serialise; `{}` would only hide a bug, never a secret.
-    let body = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     Response::builder()
         .with_status(status)
         .with_headers(headers)

@@ -325,6 +325,16 @@ export interface components {
                 message: string;
             };
         };
+        /** @description What the gate has cost since it was created: the rows its SQLite read and wrote (the Durable Object cursor's own billed counters, index entries included), the Durable Object requests (calls to the gate, its alarms, and calls to the sender), the signups it was asked to take, and each per thousand signups (integers: 31100 is 31.1 rows a signup; 0 before the first signup). The counts are stored with the gate state when it is saved anyway, so an evicted object loses what it had not stored yet. */
+        CostStats: {
+            rowsRead: number;
+            rowsWritten: number;
+            signups: number;
+            objectRequests: number;
+            rowsReadPerThousandSignups: number;
+            rowsWrittenPerThousandSignups: number;
+            objectRequestsPerThousandSignups: number;
+        };
         GateStats: {
             queueLength: number;
             oldestItemAgeMs: number | null;
@@ -345,6 +355,7 @@ export interface components {
             identitySnapshotAt: components["schemas"]["Timestamp"] | null;
             identitySnapshotSize: number | null;
             tracking: components["schemas"]["TrackingCounters"];
+            cost: components["schemas"]["CostStats"];
         };
         /** @description Queued signups dropped, by reason. */
         Drops: {
@@ -353,6 +364,8 @@ export interface components {
         /** @description What the gate's follow-up has done. */
         TrackingCounters: {
             checks: number;
+            /** @description The signups the answered checks were about (one call covers up to 100). */
+            signupsChecked: number;
             checksFailed: number;
             verified: number;
             confirmed: number;

@@ -1,6 +1,7 @@
 //! `MemoryStore`: the host tests' [`GateStore`], in memory. Clones share one set of data (as a
 //! Durable Object's storage outlives the object), and `fail(op)` makes an operation fail until
 //! `heal(op)`. Its contract is the SQL store's: `conformance.rs` runs the same tests on both.
+//! Memory bills no rows: its row usage is what a test charges it (`charge`).
 //! Behind the `testing` feature for other crates' tests.
 
 use std::cell::RefCell;
@@ -13,6 +14,7 @@ use crate::queue::QueuedItem;
 use crate::state::GateState;
 use crate::store::{has_work, GateStore, NewItem, OutboxEvent, QueueEnd, StoreError, StoreResult};
 use crate::tracking::Signup;
+use crate::usage::RowUsage;
 
 /// The host tests' store. Clones share one set of data, as a Durable Object's storage outlives
 /// the object: a new gate on a clone is a restart. `fail(op)` makes every call of `op` fail
@@ -37,6 +39,8 @@ struct Data {
     /// Calls made, by operation.
     calls: BTreeMap<&'static str, u64>,
     unreadable_head: Option<u64>,
+    /// Row usage a test charged, not yet taken.
+    usage: RowUsage,
 }
 
 impl MemoryStore {
@@ -83,6 +87,11 @@ impl MemoryStore {
         self.0.borrow_mut().unreadable_head = Some(id);
     }
 
+    /// Charges `usage` as if statements had read and written those rows.
+    pub fn charge(&self, usage: RowUsage) {
+        self.0.borrow_mut().usage.add(usage);
+    }
+
     /// How many times `operation` was called (failed calls included).
     pub fn calls(&self, operation: &'static str) -> u64 {
         self.0.borrow().calls.get(operation).copied().unwrap_or(0)
@@ -108,6 +117,10 @@ impl GateStore for MemoryStore {
         self.check("save state")?;
         self.0.borrow_mut().state = Some(state.clone());
         Ok(())
+    }
+
+    fn take_row_usage(&self) -> RowUsage {
+        std::mem::take(&mut self.0.borrow_mut().usage)
     }
 
     fn address_secret(&self, fresh: impl FnOnce() -> StoreResult<Vec<u8>>) -> StoreResult<Vec<u8>> {

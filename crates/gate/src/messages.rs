@@ -14,6 +14,7 @@ use signup_verify_domain::status_token::SignupRef;
 use signup_verify_ses::request::SesCall;
 
 use crate::tracking::TrackingCounters;
+use crate::usage::CostStats;
 
 /// The stub's URLs need an origin; the objects ignore it.
 pub const GATE_ORIGIN: &str = "https://ses-gate";
@@ -191,6 +192,8 @@ pub struct GateStats {
     pub identity_snapshot_at: Option<String>,
     pub identity_snapshot_size: Option<u64>,
     pub tracking: TrackingCounters,
+    /// Rows read and written, Durable Object requests and signups, and each per signup.
+    pub cost: CostStats,
 }
 
 /// `GET /signup/status`'s body. Never holds the address.

@@ -1,8 +1,11 @@
 //! The seam the SQL store runs through: [`SqlExecutor`] runs one statement with its bound
-//! [`SqlValue`]s and reads every row by column name. The Durable Object's SQL implements it in
-//! production (the Worker crate's `DurableSql`), bundled SQLite in the conformance suite.
+//! [`SqlValue`]s, reads every row by column name and says what it cost ([`RowUsage`]). The
+//! Durable Object's SQL implements it in production (the Worker crate's `DurableSql`, with the
+//! cursor's billed `rowsRead` and `rowsWritten`), bundled SQLite in the conformance suite.
 
 use serde::de::DeserializeOwned;
+
+use crate::usage::RowUsage;
 
 /// A value bound to a statement's `?`.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,11 +41,12 @@ impl From<f64> for SqlValue {
 }
 
 /// Where the statements run: one statement with its bindings, every row it returns read into
-/// `T` by column name (serde). An error is the database's own message.
+/// `T` by column name (serde), and the rows it read and wrote by the database's own count. An
+/// error is the database's own message.
 pub trait SqlExecutor {
     fn exec<T: DeserializeOwned>(
         &self,
         query: &str,
         bindings: Vec<SqlValue>,
-    ) -> Result<Vec<T>, String>;
+    ) -> Result<(Vec<T>, RowUsage), String>;
 }

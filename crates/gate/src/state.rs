@@ -1,6 +1,7 @@
 //! `GateState`: what the gate persists about itself in one row: the next free slot, the
 //! Throttling backoff, a pause while SES says the configuration is broken, the fair order's
-//! served tag, the daily budget's count, and the counters of `GET /gate/stats`. Its arithmetic
+//! served tag, the daily budget's count, and the counters of `GET /gate/stats` (its cost
+//! counters included). Its arithmetic
 //! lives where it is decided: reservations in `slots`, the queue head's fate in `queue`.
 //!
 //! Invariant: every field has a serde default, so a row written by an older version still reads.
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::backoff::Backoff;
 use crate::budget::DailyBudget;
 use crate::tracking::TrackingCounters;
+use crate::usage::CostCounters;
 
 /// The gate's own state (one row).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +38,9 @@ pub struct GateState {
     /// What the follow-up (checks, clean-up, webhook) has done.
     #[serde(default)]
     pub tracking: TrackingCounters,
+    /// Rows and requests: what the gate costs (see `usage`).
+    #[serde(default)]
+    pub cost: CostCounters,
 }
 
 /// Counters for `GET /gate/stats`, persisted with the gate state.

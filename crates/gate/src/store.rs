@@ -18,6 +18,7 @@ use crate::queue::QueuedItem;
 use crate::state::GateState;
 use crate::tracking::Signup;
 use crate::tracking::SignupState;
+use crate::usage::RowUsage;
 
 /// A storage call that failed, named for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +99,8 @@ pub trait GateStore {
     /// The saved gate state, or the default if none was ever saved.
     fn load_state(&self) -> StoreResult<GateState>;
     fn save_state(&self, state: &GateState) -> StoreResult<()>;
+    /// The rows read and written since the last call (the gate adds them to its cost counters).
+    fn take_row_usage(&self) -> RowUsage;
     /// The key for address records: the stored one, or `fresh()` stored now (a `fresh` that
     /// fails stores nothing: key material never comes from anywhere but the random source).
     fn address_secret(&self, fresh: impl FnOnce() -> StoreResult<Vec<u8>>) -> StoreResult<Vec<u8>>;

@@ -109,6 +109,8 @@ pub struct TrackingCounters {
     /// `GetIdentityVerificationAttributes` calls answered, and those that failed.
     pub checks: u64,
     pub checks_failed: u64,
+    /// Signups those checks answered for (one call covers up to 100).
+    pub signups_checked: u64,
     pub verified: u64,
     pub confirmed: u64,
     /// Confirmations refused because the link had not been opened yet.

@@ -265,6 +265,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         self.update(|g| {
             g.succeeded();
             g.tracking.checks += 1;
+            g.tracking.signups_checked += due.len() as u64;
         });
         for (key, checked) in due {
             // Re-read: a confirmation or a new signup of the address may have come meanwhile.

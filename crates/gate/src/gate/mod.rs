@@ -45,6 +45,7 @@ use crate::queue::QueuedItem;
 use crate::state::GateState;
 use crate::store::GateStore;
 use crate::store::StoreError;
+use crate::usage::CostCounters;
 use signup_verify_domain::error::ApiError;
 use signup_verify_domain::redact::tag_of;
 use signup_verify_ses::time::rfc3339_utc;
@@ -213,11 +214,26 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         result
     }
 
-    /// Stores the gate state if it changed since it was last stored.
+    /// Changes the gate's counters in memory without a save of their own: they are stored with
+    /// the next save of the gate state (see `usage`).
+    pub(super) fn count(&self, change: impl FnOnce(&mut CostCounters)) {
+        change(&mut self.state.borrow_mut().cost);
+    }
+
+    /// One request to this gate object (a call from the Worker, or an alarm): the shell counts
+    /// each as it arrives.
+    pub fn count_request(&self) {
+        self.count(|cost| cost.gate_requests += 1);
+    }
+
+    /// Stores the gate state if it changed since it was last stored, with the rows read and
+    /// written since the last save added to its cost counters.
     pub(super) fn save_state(&self) {
         if !self.state_unsaved.replace(false) {
             return;
         }
+        let used = self.store.take_row_usage();
+        self.count(|cost| cost.add_rows(used));
         if let Err(e) = self.store.save_state(&self.state.borrow()) {
             self.log_store_error(&e);
         }
@@ -225,6 +241,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
 
     /// Hands `call` to the sender, the state stored first: the slot it holds survives a restart.
     pub(super) async fn call_sender(&self, call: &CallRequest) -> Option<CallResult> {
+        self.count(|cost| cost.sender_requests += 1);
         self.save_state();
         self.sender.call(call).await
     }

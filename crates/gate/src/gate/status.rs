@@ -11,6 +11,7 @@ use crate::store::GateStore;
 use crate::store::StoreError;
 use crate::tracking::Signup;
 use crate::tracking::SignupState;
+use crate::usage::CostStats;
 use signup_verify_domain::error::ApiError;
 use signup_verify_domain::status_token::SignupRef;
 use signup_verify_ses::time::rfc3339_utc;
@@ -19,6 +20,8 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     /// `GET /gate/stats`.
     pub fn stats(&self) -> Result<GateStats, StoreError> {
         let now = self.runtime.now_ms();
+        let used = self.store.take_row_usage();
+        self.count(|cost| cost.add_rows(used));
         let gate = self.state.borrow();
         let paused_until = gate.paused_until_ms.filter(|t| *t > now);
         let backoff = if gate.backoff.is_active() {
@@ -56,6 +59,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 .map(|s| rfc3339_utc(s.taken_ms)),
             identity_snapshot_size: self.snapshot.borrow().as_ref().map(|s| s.len() as u64),
             tracking: gate.tracking.clone(),
+            cost: CostStats::from(&gate.cost),
         })
     }
 

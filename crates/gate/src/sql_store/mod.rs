@@ -37,6 +37,7 @@ use crate::store::QueueEnd;
 use crate::store::StoreError;
 use crate::store::StoreResult;
 use crate::tracking::Signup;
+use crate::usage::RowUsage;
 use signup_verify_domain::email::EmailAddress;
 use signup_verify_domain::request_id::RequestId;
 
@@ -80,6 +81,10 @@ impl<E: SqlExecutor> GateStore for SqlGateStore<E> {
         let json =
             serde_json::to_string(state).map_err(|e| StoreError::failed("save gate state", e))?;
         self.exec("save gate state", SAVE_STATE_SQL, vec![json.into()])
+    }
+
+    fn take_row_usage(&self) -> RowUsage {
+        self.usage.take()
     }
 
     fn address_secret(&self, fresh: impl FnOnce() -> StoreResult<Vec<u8>>) -> StoreResult<Vec<u8>> {

@@ -11,6 +11,7 @@ use crate::sql_executor::SqlValue;
 use crate::sql_schema::{COUNT_BEHIND_SQL, SCHEMA};
 use crate::store::{GateStore, OutboxEvent, StoreError, StoreResult};
 use crate::tracking::Signup;
+use crate::usage::RowUsage;
 
 #[derive(Deserialize)]
 pub(super) struct One<T> {
@@ -75,12 +76,21 @@ pub struct SqlGateStore<E> {
     /// When expired address records, and old send-log rows, are next deleted.
     pub(super) next_address_expiry_ms: Cell<u64>,
     pub(super) next_send_prune_ms: Cell<u64>,
+    /// Rows read and written since the gate last took them (`GateStore::take_row_usage`).
+    pub(super) usage: Cell<RowUsage>,
 }
 
 impl<E: SqlExecutor> SqlGateStore<E> {
     /// Creates the tables that are missing, and brings tables of older versions up to date.
     pub fn open(sql: E) -> StoreResult<Self> {
-        let run = |statement: &str| sql.exec::<IgnoredAny>(statement, vec![]).map(drop);
+        let usage = Cell::new(RowUsage::default());
+        let run = |statement: &str| {
+            sql.exec::<IgnoredAny>(statement, vec![]).map(|(_, used)| {
+                let mut total = usage.get();
+                total.add(used);
+                usage.set(total);
+            })
+        };
         for statement in SCHEMA {
             run(statement).map_err(|e| StoreError::failed("create schema", e))?;
         }
@@ -100,6 +110,7 @@ impl<E: SqlExecutor> SqlGateStore<E> {
             queue_len: Cell::new(None),
             next_address_expiry_ms: Cell::new(0),
             next_send_prune_ms: Cell::new(0),
+            usage,
         })
     }
 
@@ -119,9 +130,14 @@ impl<E: SqlExecutor> SqlGateStore<E> {
         query: &str,
         bindings: Vec<SqlValue>,
     ) -> StoreResult<Vec<T>> {
-        self.sql
+        let (rows, used) = self
+            .sql
             .exec(query, bindings)
-            .map_err(|e| StoreError::failed(operation, e))
+            .map_err(|e| StoreError::failed(operation, e))?;
+        let mut total = self.usage.get();
+        total.add(used);
+        self.usage.set(total);
+        Ok(rows)
     }
 
     pub(super) fn value<T: DeserializeOwned>(

@@ -796,6 +796,57 @@ fn the_stats_count_the_queue_the_sends_and_the_oldest_item() {
 }
 
 #[test]
+fn the_cost_counters_ride_along_with_a_save_and_the_stats_report_them_per_signup() {
+    let h = Harness::new(no_wait());
+    // The shell counts each request to the gate object as it arrives.
+    h.gate.count_request();
+    h.store.charge(RowUsage {
+        rows_read: 6,
+        rows_written: 16,
+    });
+    h.sent("first@example.com");
+    let saved = h.store.load_state().expect("saved").cost;
+    assert_eq!(saved.signups, 1);
+    assert_eq!(saved.gate_requests, 1);
+    assert_eq!(
+        saved.sender_requests, 1,
+        "the send was one call to the sender"
+    );
+    assert_eq!(
+        (saved.rows_read, saved.rows_written),
+        (6, 16),
+        "the rows used before the save are stored with it"
+    );
+
+    // A request that changes nothing saves nothing: its counts wait for the next save, and the
+    // stats include them meanwhile.
+    h.gate.count_request();
+    h.store.charge(RowUsage {
+        rows_read: 2,
+        rows_written: 0,
+    });
+    let before = h.store.calls("save state");
+    let stats = h.gate.stats().expect("stats").cost;
+    assert_eq!(
+        h.store.calls("save state"),
+        before,
+        "counting costs no write"
+    );
+    assert_eq!((stats.signups, stats.object_requests), (1, 3));
+    assert_eq!((stats.rows_read, stats.rows_written), (8, 16));
+    assert_eq!(stats.rows_written_per_thousand_signups.0, 16_000);
+    assert_eq!(stats.object_requests_per_thousand_signups.0, 3_000);
+
+    h.runtime.advance_by(INTERVAL);
+    h.sent("second@example.com");
+    let saved = h.store.load_state().expect("saved").cost;
+    assert_eq!(
+        (saved.signups, saved.gate_requests, saved.rows_read),
+        (2, 2, 8)
+    );
+}
+
+#[test]
 fn no_log_line_ever_holds_an_address() {
     let h = Harness::new(GateConfig {
         max_wait_ms: 0,

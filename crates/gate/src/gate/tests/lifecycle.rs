@@ -890,6 +890,13 @@ fn status_checks_wait_for_the_queue_and_take_up_to_a_hundred_identities_a_call()
         })
         .collect();
     assert_eq!(checked.len(), 150, "every sent signup was checked");
+    let tracking = h.gate.stats().expect("stats").tracking;
+    assert_eq!(tracking.checks, sizes.len() as u64);
+    assert_eq!(
+        tracking.signups_checked,
+        sizes.iter().sum::<usize>() as u64,
+        "the stats count the signups each call answered for"
+    );
     let slots = h.sender.slots();
     assert!(
         slots.windows(2).all(|w| w[1] >= w[0] + INTERVAL),

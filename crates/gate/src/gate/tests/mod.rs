@@ -20,6 +20,7 @@ use crate::store::NewItem;
 use crate::store::QueueEnd;
 use crate::store::StoreError;
 use crate::tracking::SignupState;
+use crate::usage::RowUsage;
 use serde_json::{json, Value};
 use signup_verify_domain::email::EmailAddress;
 use signup_verify_domain::error::ApiError;
