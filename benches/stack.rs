@@ -744,7 +744,7 @@ fn sqlite_statements(ses: &StubSes) {
     let signup_row =
         r#"{"email":"someone@example.com","state":"sent","next_check_ms":1764651239600}"#;
     let identity_row = r#"{"email":"someone@example.com","owner":"ours","sent_ms":1,"cleanup":"not_yet","next_cleanup_ms":null,"cleanup_failures":0}"#;
-    let statements: [(&str, &str, serde_json::Value); 12] = [
+    let statements: [(&str, &str, serde_json::Value); 11] = [
         ("none (the request alone)", "", serde_json::json!([])),
         (
             "dedupe: the queued place",
@@ -785,11 +785,6 @@ fn sqlite_statements(ses: &StubSes) {
             "gate state write",
             sql::SAVE_STATE_SQL,
             serde_json::json!([r#"{"next_free_ms":1764651234567,"served_tag":1234}"#]),
-        ),
-        (
-            "send log insert",
-            sql::LOG_SEND_SQL,
-            serde_json::json!(["$n"]),
         ),
         (
             "the domain's last tag",

@@ -338,7 +338,9 @@ export interface components {
         GateStats: {
             queueLength: number;
             oldestItemAgeMs: number | null;
+            /** @description Signups sent in the last 60 seconds (by whole seconds). */
             sendsLastMinute: number;
+            /** @description Signups sent in the last 60 minutes (by whole minutes). */
             sendsLastHour: number;
             throttlesSeen: number;
             drops: components["schemas"]["Drops"];

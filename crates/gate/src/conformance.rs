@@ -1,7 +1,7 @@
 //! One conformance suite for both stores: every test below runs against [`MemoryStore`] (the
 //! host tests' fake) and against [`SqlGateStore`] with the very statements production runs, on
 //! bundled SQLite (rusqlite). The contract is [`GateStore`]'s: fair order and insert at the
-//! front, one item per key, expiry, address records, the send log, signups and their checks,
+//! front, one item per key, expiry, address records, signups and their checks,
 //! identities and their clean-up, the snapshot, the outbox; and, for SQL alone, the migrations
 //! from older schemas.
 
@@ -95,7 +95,6 @@ on_both_stores!(
     the_head_is_removed_and_its_attempts_kept,
     expiry_removes_and_names_only_items_older_than_the_cutoff,
     an_address_record_reads_back_until_it_expires_and_can_be_removed,
-    the_send_log_counts_sends_since_a_time,
     due_checks_come_earliest_first_up_to_the_limit,
     only_old_signups_with_no_work_left_are_forgotten,
     the_first_due_clean_up_comes_first_and_only_once_due,
@@ -282,15 +281,6 @@ fn an_address_record_reads_back_until_it_expires_and_can_be_removed(store: &impl
     store.store_address("k2", &record).expect("stored");
     store.remove_address("k2").expect("removed");
     assert_eq!(store.load_address("k2", 0).expect("read"), None);
-}
-
-fn the_send_log_counts_sends_since_a_time(store: &impl GateStore) {
-    for at in [100, 200, 300] {
-        store.record_send(at).expect("logged");
-    }
-    assert_eq!(store.sends_since(0).expect("count"), 3);
-    assert_eq!(store.sends_since(200).expect("count"), 2);
-    assert_eq!(store.sends_since(301).expect("count"), 0);
 }
 
 fn signup(address: &str, signed_up_ms: u64, next_check_ms: Option<u64>) -> Signup {
@@ -482,12 +472,28 @@ fn a_store_of_an_older_version_moves_its_fifo_to_the_front_and_gains_the_new_col
              CREATE TABLE signups (key TEXT PRIMARY KEY, record TEXT NOT NULL,
                 next_check_ms REAL, has_work INTEGER NOT NULL, signed_up_ms REAL NOT NULL,
                 cleanup_due REAL);
-             CREATE INDEX signups_by_cleanup ON signups (cleanup_due);",
+             CREATE INDEX signups_by_cleanup ON signups (cleanup_due);
+             CREATE TABLE sends (at_ms REAL NOT NULL);
+             CREATE INDEX sends_by_time ON sends (at_ms);
+             INSERT INTO sends (at_ms) VALUES (100), (200);",
         )
         .expect("the old schema");
     let database = Sqlite(connection.into());
     let store = SqlGateStore::open(database.clone()).expect("opened and migrated");
     assert_eq!(order(&store), ["k-first", "k-second", "k-later"]);
+    let tables: Vec<String> = database
+        .0
+        .prepare("SELECT name FROM sqlite_master WHERE name LIKE 'sends%'")
+        .and_then(|mut query| {
+            query
+                .query_map([], |row| row.get(0))?
+                .collect::<Result<_, _>>()
+        })
+        .expect("the schema");
+    assert!(
+        tables.is_empty(),
+        "the send log's table and index are gone: {tables:?}"
+    );
     let head = store.head().expect("head").expect("an item");
     assert_eq!(
         (head.email.as_str(), head.attempts, head.request_id),

@@ -4,7 +4,7 @@
 //! [`ports::GateRuntime`] (clock, randomness, log, alarm).
 //!
 //! Rooms: `gate` (the `Gate`: intake, drain, follow-up, outbox, status), `slots` (reservations), `backoff`,
-//! `budget` (the daily send budget), `usage` (rows and requests: what the gate costs), `pacing` (the sender's rule), `queue` (items, fair order,
+//! `budget` (the daily send budget), `send_log` (sends of the last minute and hour), `usage` (rows and requests: what the gate costs), `pacing` (the sender's rule), `queue` (items, fair order,
 //! the head's fate), `cooldown` (per-mailbox limits), `tracking` (a signup's lifecycle),
 //! `identities` (who created each SES identity, and its clean-up), `webhook` (Standard Webhooks
 //! events), `messages` (what travels between the objects) and `config` (the gate's settings).
@@ -25,6 +25,7 @@ pub mod messages;
 pub mod pacing;
 pub mod ports;
 pub mod queue;
+pub mod send_log;
 pub mod slots;
 pub mod sql_executor;
 pub mod sql_schema;

@@ -30,7 +30,6 @@ struct Data {
     queue: Vec<(i64, String, QueuedItem)>,
     next_id: u64,
     addresses: BTreeMap<String, AddressRecord>,
-    sends: Vec<u64>,
     signups: BTreeMap<String, Signup>,
     identities: BTreeMap<String, Identity>,
     snapshot: Option<Snapshot>,
@@ -64,10 +63,6 @@ impl MemoryStore {
 
     pub fn address(&self, key: &str) -> Option<AddressRecord> {
         self.0.borrow().addresses.get(key).copied()
-    }
-
-    pub fn sends(&self) -> Vec<u64> {
-        self.0.borrow().sends.clone()
     }
 
     pub fn signups(&self) -> Vec<Signup> {
@@ -265,23 +260,6 @@ impl GateStore for MemoryStore {
         self.check("remove address")?;
         self.0.borrow_mut().addresses.remove(key);
         Ok(())
-    }
-
-    fn record_send(&self, now_ms: u64) -> StoreResult<()> {
-        self.check("record send")?;
-        self.0.borrow_mut().sends.push(now_ms);
-        Ok(())
-    }
-
-    fn sends_since(&self, since_ms: u64) -> StoreResult<u64> {
-        self.check("sends since")?;
-        Ok(self
-            .0
-            .borrow()
-            .sends
-            .iter()
-            .filter(|t| **t >= since_ms)
-            .count() as u64)
     }
 
     fn load_signup(&self, key: &str) -> StoreResult<Option<Signup>> {

@@ -24,13 +24,12 @@ pub const STORE_IDENTITY_SQL: &str =
        sent_ms = excluded.sent_ms";
 pub const SAVE_STATE_SQL: &str =
     "INSERT INTO gate (id, state) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state";
-pub const LOG_SEND_SQL: &str = "INSERT INTO sends (at_ms) VALUES (?)";
 pub const QUEUED_PLACE_SQL: &str = "SELECT tag, seq FROM fair_queue WHERE key = ?";
 pub const LAST_TAG_SQL: &str = "SELECT MAX(tag) AS value FROM fair_queue WHERE domain = ?";
 pub const COUNT_BEHIND_SQL: &str =
     "SELECT COUNT(*) AS value FROM fair_queue WHERE (tag, seq) > (?, ?)";
 
-pub const SCHEMA: [&str; 25] = [
+pub const SCHEMA: [&str; 24] = [
     "CREATE TABLE IF NOT EXISTS gate (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL)",
     // Served by (tag, seq): fair across recipient domains (`queue::fair_tag`); an item put back
     // at the head gets the smallest `seq`.
@@ -53,8 +52,8 @@ pub const SCHEMA: [&str; 25] = [
     // Each admission forgets expired records: a range, not a scan of every address.
     "CREATE INDEX IF NOT EXISTS address_limits_by_last ON address_limits (last_ms)",
     "CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS sends (at_ms REAL NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS sends_by_time ON sends (at_ms)",
+    // The send log moved into the gate state (`send_log`): its table, and its index, go.
+    "DROP TABLE IF EXISTS sends",
     "DROP TABLE IF EXISTS gate_state",
     "CREATE TABLE IF NOT EXISTS signups (key TEXT PRIMARY KEY, record TEXT NOT NULL,
         next_check_ms REAL, has_work INTEGER NOT NULL, signed_up_ms REAL NOT NULL)",

@@ -1,7 +1,7 @@
 //! `GateState`: what the gate persists about itself in one row: the next free slot, the
 //! Throttling backoff, a pause while SES says the configuration is broken, the fair order's
 //! served tag, the daily budget's count, and the counters of `GET /gate/stats` (its cost
-//! counters included). Its arithmetic
+//! counters and send log included). Its arithmetic
 //! lives where it is decided: reservations in `slots`, the queue head's fate in `queue`.
 //!
 //! Invariant: every field has a serde default, so a row written by an older version still reads.
@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backoff::Backoff;
 use crate::budget::DailyBudget;
+use crate::send_log::SendLog;
 use crate::tracking::TrackingCounters;
 use crate::usage::CostCounters;
 
@@ -41,6 +42,9 @@ pub struct GateState {
     /// Rows and requests: what the gate costs (see `usage`).
     #[serde(default)]
     pub cost: CostCounters,
+    /// Sends of the last minute and hour, for the stats.
+    #[serde(default)]
+    pub sends: SendLog,
 }
 
 /// Counters for `GET /gate/stats`, persisted with the gate state.

@@ -1,5 +1,5 @@
 //! `GateStore`: everything the gate persists, as one small trait: the gate state, the HMAC key
-//! for address records, the queue, the address records, the send log, the tracked signups, the
+//! for address records, the queue, the address records, the tracked signups, the
 //! SES identities the sends touched, the identity snapshot and the webhook outbox. `SqlGateStore` keeps
 //! it in the Durable Object's SQLite; [`MemoryStore`] is the host tests' fake, with failure
 //! injection.
@@ -127,10 +127,6 @@ pub trait GateStore {
     fn load_address(&self, key: &str, expired_before: u64) -> StoreResult<Option<AddressRecord>>;
     fn store_address(&self, key: &str, record: &AddressRecord) -> StoreResult<()>;
     fn remove_address(&self, key: &str) -> StoreResult<()>;
-
-    /// Logs a send at `now_ms` (a store may forget sends older than an hour meanwhile).
-    fn record_send(&self, now_ms: u64) -> StoreResult<()>;
-    fn sends_since(&self, since_ms: u64) -> StoreResult<u64>;
 
     /// The tracked signup of the address keyed `key`.
     fn load_signup(&self, key: &str) -> StoreResult<Option<Signup>>;

@@ -35,8 +35,8 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 .store
                 .oldest_enqueued_at()?
                 .map(|t| now.saturating_sub(t)),
-            sends_last_minute: self.store.sends_since(now.saturating_sub(60_000))?,
-            sends_last_hour: self.store.sends_since(now.saturating_sub(3_600_000))?,
+            sends_last_minute: gate.sends.last_minute(now),
+            sends_last_hour: gate.sends.last_hour(now),
             throttles_seen: gate.counters.throttles_seen,
             drops: gate.counters.drops.clone(),
             interval_ms: self.config.interval_ms,

@@ -2,8 +2,7 @@
 //! Object's synchronous `exec` in production, bundled SQLite on the host in the conformance
 //! suite), so the very statements that run in production are tested on the host. The gate
 //! state is one JSON row; the queue is served by `(tag, seq)`, fair across recipient domains (an
-//! item put back at the head gets the smallest `seq`); address records are keyed by HMAC; the
-//! send log feeds the stats; tracked signups are JSON rows keyed by HMAC with their next check
+//! item put back at the head gets the smallest `seq`); address records are keyed by HMAC; tracked signups are JSON rows keyed by HMAC with their next check
 //! as an index column; the identities the sends touched are JSON rows keyed by HMAC of the
 //! exact address, with their due delete in a partial index (only rows with a delete due cost an
 //! index entry); the identity snapshot is one row; the webhook outbox keeps each event's id and
@@ -25,8 +24,8 @@ use crate::identities::Snapshot;
 use crate::queue::QueuedItem;
 pub use crate::sql_executor::{SqlExecutor, SqlValue};
 use crate::sql_schema::{
-    LAST_TAG_SQL, LOAD_ADDRESS_SQL, LOAD_IDENTITY_SQL, LOAD_SIGNUP_SQL, LOG_SEND_SQL,
-    QUEUED_PLACE_SQL, SAVE_STATE_SQL, STORE_ADDRESS_SQL, STORE_IDENTITY_SQL, STORE_SIGNUP_SQL,
+    LAST_TAG_SQL, LOAD_ADDRESS_SQL, LOAD_IDENTITY_SQL, LOAD_SIGNUP_SQL, QUEUED_PLACE_SQL,
+    SAVE_STATE_SQL, STORE_ADDRESS_SQL, STORE_IDENTITY_SQL, STORE_SIGNUP_SQL,
 };
 use crate::state::GateState;
 use crate::store::has_work;
@@ -41,10 +40,8 @@ use crate::usage::RowUsage;
 use signup_verify_domain::email::EmailAddress;
 use signup_verify_domain::request_id::RequestId;
 
-/// How long the send log is kept (stats count the last minute and hour).
-const SEND_LOG_MS: u64 = 60 * 60 * 1000;
-/// Expired address records and old send-log rows are deleted at most this often: the reads
-/// skip them anyway, and one DELETE per admission was a statement per signup.
+/// Expired address records are deleted at most this often: the reads skip them anyway, and one
+/// DELETE per admission was a statement per signup.
 const HOUSEKEEPING_EVERY_MS: u64 = 10_000;
 
 /// Whether a housekeeping DELETE is due at `now_ms`; if so, the next one is set
@@ -279,26 +276,6 @@ impl<E: SqlExecutor> GateStore for SqlGateStore<E> {
             "remove address record",
             "DELETE FROM address_limits WHERE key = ?",
             vec![key.into()],
-        )
-    }
-
-    fn record_send(&self, now_ms: u64) -> StoreResult<()> {
-        self.exec("log send", LOG_SEND_SQL, vec![ms(now_ms)])?;
-        if !housekeeping_due(&self.next_send_prune_ms, now_ms) {
-            return Ok(());
-        }
-        self.exec(
-            "prune send log",
-            "DELETE FROM sends WHERE at_ms < ?",
-            vec![ms(now_ms.saturating_sub(SEND_LOG_MS))],
-        )
-    }
-
-    fn sends_since(&self, since_ms: u64) -> StoreResult<u64> {
-        self.count(
-            "count sends",
-            "SELECT COUNT(*) AS value FROM sends WHERE at_ms >= ?",
-            vec![ms(since_ms)],
         )
     }
 

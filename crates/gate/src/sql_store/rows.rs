@@ -73,9 +73,8 @@ pub struct SqlGateStore<E> {
     /// items (this object is the table's only writer); `None` after a failed write, so the
     /// next read counts again.
     pub(super) queue_len: Cell<Option<u64>>,
-    /// When expired address records, and old send-log rows, are next deleted.
+    /// When expired address records are next deleted.
     pub(super) next_address_expiry_ms: Cell<u64>,
-    pub(super) next_send_prune_ms: Cell<u64>,
     /// Rows read and written since the gate last took them (`GateStore::take_row_usage`).
     pub(super) usage: Cell<RowUsage>,
 }
@@ -109,7 +108,6 @@ impl<E: SqlExecutor> SqlGateStore<E> {
             sql,
             queue_len: Cell::new(None),
             next_address_expiry_ms: Cell::new(0),
-            next_send_prune_ms: Cell::new(0),
             usage,
         })
     }
