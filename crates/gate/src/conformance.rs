@@ -95,7 +95,7 @@ on_both_stores!(
     the_head_is_removed_and_its_attempts_kept,
     expiry_removes_and_names_only_items_older_than_the_cutoff,
     an_address_record_reads_back_until_it_expires_and_can_be_removed,
-    due_checks_come_earliest_first_up_to_the_limit,
+    the_scheduled_checks_are_every_signup_with_a_check_to_come,
     only_old_signups_with_no_work_left_are_forgotten,
     the_first_due_clean_up_comes_first_and_only_once_due,
     the_snapshot_reads_back_whole,
@@ -141,7 +141,7 @@ fn an_empty_store_has_the_default_state_and_nothing_else(store: &impl GateStore)
     assert_eq!(store.queue_len().expect("length"), 0);
     assert_eq!(store.head().expect("head"), None);
     assert_eq!(store.oldest_enqueued_at().expect("oldest"), None);
-    assert_eq!(store.next_check_at().expect("next check"), None);
+    assert!(store.scheduled_checks().expect("scheduled").is_empty());
     assert_eq!(store.next_cleanup_at().expect("next cleanup"), None);
     assert_eq!(store.next_event_at().expect("next event"), None);
     assert_eq!(store.load_snapshot().expect("snapshot"), None);
@@ -290,7 +290,7 @@ fn signup(address: &str, signed_up_ms: u64, next_check_ms: Option<u64>) -> Signu
     signup
 }
 
-fn due_checks_come_earliest_first_up_to_the_limit(store: &impl GateStore) {
+fn the_scheduled_checks_are_every_signup_with_a_check_to_come(store: &impl GateStore) {
     store
         .store_signup("s10", &signup("a@x.example", 1, Some(10)))
         .expect("stored");
@@ -303,11 +303,17 @@ fn due_checks_come_earliest_first_up_to_the_limit(store: &impl GateStore) {
     store
         .store_signup("none", &signup("d@x.example", 1, None))
         .expect("stored");
-    let keys = |due: Vec<(String, Signup)>| due.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
-    assert_eq!(keys(store.due_checks(15, 10).expect("due")), ["s5", "s10"]);
-    assert_eq!(keys(store.due_checks(15, 1).expect("due")), ["s5"]);
-    assert_eq!(store.next_check_at().expect("next"), Some(5));
-    assert_eq!(store.pending_checks().expect("pending"), 3);
+    let mut scheduled = store.scheduled_checks().expect("scheduled");
+    scheduled.sort();
+    assert_eq!(
+        scheduled,
+        [
+            ("s10".to_string(), 10),
+            ("s20".to_string(), 20),
+            ("s5".to_string(), 5)
+        ],
+        "every signup with a check to come, with its row's time; none without"
+    );
     let read = store.load_signup("s10").expect("read").expect("a signup");
     assert_eq!(read, signup("a@x.example", 1, Some(10)));
     store.forget_signup("s10").expect("forgotten");
@@ -516,7 +522,7 @@ fn a_store_of_an_older_version_moves_its_fifo_to_the_front_and_gains_the_new_col
     store
         .store_signup("s", &signup("a@x.example", 1, Some(10)))
         .expect("a signup row without cleanup_due");
-    assert_eq!(store.pending_checks().expect("pending"), 1);
+    assert_eq!(store.scheduled_checks().expect("scheduled").len(), 1);
     // Opening again (the next instance) changes nothing: the old table is gone, nothing moves
     // twice, and the columns are not added twice.
     let reopened = SqlGateStore::open(database).expect("opened again");

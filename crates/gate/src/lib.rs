@@ -4,7 +4,7 @@
 //! [`ports::GateRuntime`] (clock, randomness, log, alarm).
 //!
 //! Rooms: `gate` (the `Gate`: intake, drain, follow-up, outbox, status), `slots` (reservations), `backoff`,
-//! `budget` (the daily send budget), `send_log` (sends of the last minute and hour), `usage` (rows and requests: what the gate costs), `pacing` (the sender's rule), `queue` (items, fair order,
+//! `budget` (the daily send budget), `check_schedule` (when each sent signup is next checked, in memory), `send_log` (sends of the last minute and hour), `usage` (rows and requests: what the gate costs), `pacing` (the sender's rule), `queue` (items, fair order,
 //! the head's fate), `cooldown` (per-mailbox limits), `tracking` (a signup's lifecycle),
 //! `identities` (who created each SES identity, and its clean-up), `webhook` (Standard Webhooks
 //! events), `messages` (what travels between the objects) and `config` (the gate's settings).
@@ -13,6 +13,7 @@
 
 pub mod backoff;
 pub mod budget;
+pub mod check_schedule;
 pub mod config;
 #[cfg(test)]
 mod conformance;

@@ -282,40 +282,15 @@ impl GateStore for MemoryStore {
         Ok(())
     }
 
-    fn due_checks(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<(String, Signup)>> {
-        self.check("due checks")?;
-        let data = self.0.borrow();
-        let mut due: Vec<(String, Signup)> = data
+    fn scheduled_checks(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.check("scheduled checks")?;
+        Ok(self
+            .0
+            .borrow()
             .signups
             .iter()
-            .filter(|(_, s)| s.next_check_ms.is_some_and(|t| t <= now_ms))
-            .map(|(k, s)| (k.clone(), s.clone()))
-            .collect();
-        due.sort_by_key(|(_, s)| s.next_check_ms);
-        due.truncate(limit);
-        Ok(due)
-    }
-
-    fn next_check_at(&self) -> StoreResult<Option<u64>> {
-        self.check("next check")?;
-        Ok(self
-            .0
-            .borrow()
-            .signups
-            .values()
-            .filter_map(|s| s.next_check_ms)
-            .min())
-    }
-
-    fn pending_checks(&self) -> StoreResult<u64> {
-        self.check("pending checks")?;
-        Ok(self
-            .0
-            .borrow()
-            .signups
-            .values()
-            .filter(|s| s.next_check_ms.is_some())
-            .count() as u64)
+            .filter_map(|(key, s)| s.next_check_ms.map(|at| (key.clone(), at)))
+            .collect())
     }
 
     fn forget_signups(&self, before_ms: u64) -> StoreResult<u64> {

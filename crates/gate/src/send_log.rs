@@ -6,8 +6,6 @@
 //! each send); the last minute is exact to the second, the last hour to the minute; a clock that
 //! steps back never loses or double-counts a send.
 
-use std::collections::VecDeque;
-
 use serde::{Deserialize, Serialize};
 
 const SECOND_MS: u64 = 1_000;
@@ -15,12 +13,14 @@ const MINUTE_MS: u64 = 60_000;
 /// How many seconds, and how many minutes, are kept.
 const KEPT: u64 = 60;
 
-/// Sends per second for the last minute and per minute for the last hour, oldest first.
+/// Sends per second for the last minute and per minute for the last hour: each a flat list of
+/// `time, count` pairs in time order (a flat list of integers reads and writes with the code the
+/// upload already carries).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SendLog {
-    seconds: VecDeque<(u64, u32)>,
-    minutes: VecDeque<(u64, u32)>,
+    seconds: Vec<u64>,
+    minutes: Vec<u64>,
 }
 
 impl SendLog {
@@ -28,9 +28,6 @@ impl SendLog {
     pub fn record(&mut self, now_ms: u64) {
         bump(&mut self.seconds, now_ms / SECOND_MS);
         bump(&mut self.minutes, now_ms / MINUTE_MS);
-        let (second, minute) = (now_ms / SECOND_MS, now_ms / MINUTE_MS);
-        self.seconds.retain(|(at, _)| at + KEPT > second);
-        self.minutes.retain(|(at, _)| at + KEPT > minute);
     }
 
     /// Sends in the 60 seconds up to `now_ms` (by whole seconds).
@@ -44,23 +41,33 @@ impl SendLog {
     }
 }
 
-/// One more send in the bucket `at`: the newest bucket, or a new one after it.
-fn bump(buckets: &mut VecDeque<(u64, u32)>, at: u64) {
-    match buckets.iter_mut().find(|(t, _)| *t == at) {
-        Some((_, n)) => *n = n.saturating_add(1),
-        None => {
-            buckets.push_back((at, 1));
-            buckets.make_contiguous().sort_unstable_by_key(|(t, _)| *t);
-        }
+/// One more send in the bucket `at`, kept in time order (a clock that stepped back puts it
+/// before newer buckets); then only the newest `KEPT` buckets' span is kept.
+fn bump(pairs: &mut Vec<u64>, at: u64) {
+    let mut place = 0;
+    while place + 1 < pairs.len() && pairs[place] < at {
+        place += 2;
     }
+    if place + 1 < pairs.len() && pairs[place] == at {
+        pairs[place + 1] = pairs[place + 1].saturating_add(1);
+    } else {
+        pairs.insert(place.min(pairs.len()), 1);
+        pairs.insert(place.min(pairs.len()), at);
+    }
+    let newest = pairs.iter().step_by(2).copied().max().unwrap_or(at);
+    let mut old = 0;
+    while old + 1 < pairs.len() && pairs[old] + KEPT <= newest {
+        old += 2;
+    }
+    pairs.drain(..old);
 }
 
 /// The sends of the `KEPT` buckets up to `now`.
-fn within(buckets: &VecDeque<(u64, u32)>, now: u64) -> u64 {
-    buckets
-        .iter()
-        .filter(|(at, _)| *at <= now && at + KEPT > now)
-        .map(|(_, n)| u64::from(*n))
+fn within(pairs: &[u64], now: u64) -> u64 {
+    pairs
+        .chunks(2)
+        .filter(|pair| pair[0] <= now && pair[0] + KEPT > now)
+        .map(|pair| pair.get(1).copied().unwrap_or(0))
         .sum()
 }
 
@@ -90,8 +97,8 @@ mod tests {
         for s in 0..7_200 {
             log.record(T0 + s * SECOND_MS);
         }
-        assert_eq!(log.seconds.len(), 60);
-        assert!(log.minutes.len() <= 60, "{}", log.minutes.len());
+        assert_eq!(log.seconds.len(), 2 * 60);
+        assert!(log.minutes.len() <= 2 * 60, "{}", log.minutes.len());
         let now = T0 + 7_199 * SECOND_MS;
         assert_eq!(log.last_minute(now), 60);
         assert!(
@@ -108,7 +115,7 @@ mod tests {
         log.record(T0 + 2_000);
         log.record(T0 + 5_000);
         assert_eq!(log.last_minute(T0 + 6_000), 3);
-        assert_eq!(log.seconds.len(), 2);
+        assert_eq!(log.seconds.len(), 2 * 2);
     }
 
     #[test]

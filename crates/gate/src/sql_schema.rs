@@ -57,7 +57,9 @@ pub const SCHEMA: [&str; 24] = [
     "DROP TABLE IF EXISTS gate_state",
     "CREATE TABLE IF NOT EXISTS signups (key TEXT PRIMARY KEY, record TEXT NOT NULL,
         next_check_ms REAL, has_work INTEGER NOT NULL, signed_up_ms REAL NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS signups_by_check ON signups (next_check_ms)",
+    // The check schedule lives in the gate's memory (`check_schedule`), read from the rows once
+    // per start: an index on the next check cost a row written at every change.
+    "DROP INDEX IF EXISTS signups_by_check",
     // Clean-up moved to `identities`: the first lifecycle's index goes (its column goes in
     // `open`, where a probe tells whether the table still has it).
     "DROP INDEX IF EXISTS signups_by_cleanup",

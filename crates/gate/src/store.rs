@@ -132,12 +132,9 @@ pub trait GateStore {
     fn load_signup(&self, key: &str) -> StoreResult<Option<Signup>>;
     fn store_signup(&self, key: &str, signup: &Signup) -> StoreResult<()>;
     fn forget_signup(&self, key: &str) -> StoreResult<()>;
-    /// Up to `limit` signups whose check is due at `now_ms`, the earliest due first.
-    fn due_checks(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<(String, Signup)>>;
-    /// The earliest scheduled check.
-    fn next_check_at(&self) -> StoreResult<Option<u64>>;
-    /// Signups waiting for a check.
-    fn pending_checks(&self) -> StoreResult<u64>;
+    /// Every stored signup that waits for a check, with the next check its row holds (the gate
+    /// keeps the schedule in memory from then on: `check_schedule`).
+    fn scheduled_checks(&self) -> StoreResult<Vec<(String, u64)>>;
     /// Forgets signups made before `before_ms` that have no work left; returns how many.
     fn forget_signups(&self, before_ms: u64) -> StoreResult<u64>;
 

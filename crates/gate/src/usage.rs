@@ -39,6 +39,8 @@ pub struct CostCounters {
     pub gate_requests: u64,
     /// Calls from the gate to the sender object (one per SES call).
     pub sender_requests: u64,
+    /// Alarms the gate set (alarms keep metadata in the object's storage).
+    pub alarms_set: u64,
 }
 
 /// A per-signup average scaled by a thousand, as an integer (31.1 rows a signup is 31100): three
@@ -74,6 +76,8 @@ pub struct CostStats {
     pub signups: u64,
     /// Durable Object requests: to the gate (calls and alarms) and to the sender.
     pub object_requests: u64,
+    /// Alarms the gate set.
+    pub alarms_set: u64,
     /// The sums per thousand signups (0 before the first signup).
     pub rows_read_per_thousand_signups: PerThousand,
     pub rows_written_per_thousand_signups: PerThousand,
@@ -91,6 +95,7 @@ impl From<&CostCounters> for CostStats {
             rows_written: counters.rows_written,
             signups: counters.signups,
             object_requests,
+            alarms_set: counters.alarms_set,
             rows_read_per_thousand_signups: per_thousand(counters.rows_read),
             rows_written_per_thousand_signups: per_thousand(counters.rows_written),
             object_requests_per_thousand_signups: per_thousand(object_requests),
@@ -126,6 +131,7 @@ mod tests {
             signups: 3,
             gate_requests: 4,
             sender_requests: 2,
+            alarms_set: 1,
         };
         let stats = CostStats::from(&counters);
         assert_eq!(stats.object_requests, 6);

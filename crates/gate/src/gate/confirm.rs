@@ -37,8 +37,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         let answer = match row.confirm() {
             Confirmation::Recorded(effects) => {
                 let stored = self
-                    .store
-                    .store_signup(&signup.key, &row)
+                    .put_signup(&signup.key, &row)
                     .and_then(|()| self.finished(&row, &effects));
                 if let Err(e) = stored {
                     self.log_store_error(&e);
@@ -73,7 +72,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     ) -> Result<(), ApiError> {
         let now = self.runtime.now_ms();
         let at_once = row.check_first(now);
-        if let Err(e) = self.store.store_signup(&signup.key, row) {
+        if let Err(e) = self.put_signup(&signup.key, row) {
             self.log_store_error(&e);
             return Err(ApiError::Unavailable);
         }

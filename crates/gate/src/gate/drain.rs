@@ -167,6 +167,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
 
     /// Sets the alarm for `at_ms`; a failure is logged (the next signup to queue tries again).
     pub(super) async fn arm_alarm(&self, at_ms: u64) {
+        self.count(|g| g.cost.alarms_set = g.cost.alarms_set.saturating_add(1));
         self.save_state();
         self.alarm_at.set(Some(at_ms));
         if let Err(error) = self.runtime.set_alarm(at_ms).await {

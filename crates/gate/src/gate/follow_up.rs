@@ -22,6 +22,7 @@ use crate::slots::Reservation;
 use crate::store::GateStore;
 use crate::store::StoreError;
 use crate::tracking::Signup;
+use crate::tracking::SignupState;
 use crate::tracking::RETENTION_MS;
 use serde_json::json;
 use signup_verify_domain::redact::tag_of;
@@ -72,7 +73,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
 
     /// The earliest time any follow-up work is due.
     pub(super) fn next_follow_up_at(&self, now: u64) -> Result<Option<u64>, StoreError> {
-        let check = self.store.next_check_at()?;
+        let check = self.checks.borrow().first();
         let event = match self.config.tracking.webhook {
             Some(_) => self.store.next_event_at()?,
             None => None,
@@ -184,12 +185,8 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     pub(super) fn next_ses_work(&self, now: u64) -> Result<Option<SesWork>, StoreError> {
         // Once one check is due, the call also takes those due soon (up to 100 in all): a
         // call costs the same for 1 identity as for 100.
-        let due = self
-            .store
-            .due_checks(now + CHECK_LOOKAHEAD_MS, MAX_IDENTITIES_PER_CHECK)?;
-        let check_due = due
-            .first()
-            .is_some_and(|(_, s)| s.next_check_ms.is_some_and(|t| t <= now));
+        let due = self.due_checks(now + CHECK_LOOKAHEAD_MS)?;
+        let check_due = self.checks.borrow().first().is_some_and(|t| t <= now);
         if check_due && self.checks_in_a_row.get() < CHECKS_BEFORE_A_TURN {
             return Ok(Some(SesWork::Check(due)));
         }
@@ -197,6 +194,40 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             return Ok(Some(other));
         }
         Ok(check_due.then_some(SesWork::Check(due)))
+    }
+
+    /// The signups whose check is due by `bound` (up to one call's worth), earliest first, read
+    /// from their rows; a key whose row is gone leaves the schedule.
+    fn due_checks(&self, bound: u64) -> Result<Vec<(String, Signup)>, StoreError> {
+        let keys = self.checks.borrow().due(bound, MAX_IDENTITIES_PER_CHECK);
+        let mut due = Vec::with_capacity(keys.len());
+        for (key, _) in keys {
+            match self.load_signup(&key)? {
+                Some(signup) if signup.next_check_ms.is_some() => due.push((key, signup)),
+                _ => self.checks.borrow_mut().set(&key, None),
+            }
+        }
+        Ok(due)
+    }
+
+    /// Stores a checked signup, unless the check only moved its next check (`Signup::checked`
+    /// and `check_failed` change nothing else while the signup stays sent and its link's state
+    /// as seen is the same as `before`'s): then the schedule alone keeps the new time, and the
+    /// row keeps an earlier one (a restart checks early).
+    fn checked_signup(
+        &self,
+        key: &str,
+        before: (SignupState, bool),
+        after: &Signup,
+    ) -> Result<(), StoreError> {
+        let moved_only = after.next_check_ms.is_some()
+            && before == (SignupState::Sent, true)
+            && (after.state, after.seen_unverified) == before;
+        if moved_only {
+            self.checks.borrow_mut().set(key, after.next_check_ms);
+            return Ok(());
+        }
+        self.put_signup(key, after)
     }
 
     /// One clean-up call, else one snapshot page, if either is due.
@@ -254,18 +285,24 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                         let Some(mut signup) = self.current(&key, &checked)? else {
                             continue;
                         };
+                        let before = (signup.state, signup.seen_unverified);
                         let effects = signup.check_failed(now, now + RETRY_LATER_MS, ttl);
-                        self.store.store_signup(&key, &signup)?;
+                        self.checked_signup(&key, before, &signup)?;
                         self.finished(&signup, &effects)?;
                     }
                 }
                 return Ok(true);
             }
         };
-        self.update(|g| {
-            g.succeeded();
-            g.tracking.checks += 1;
-            g.tracking.signups_checked += due.len() as u64;
+        // A check that finds every signup still pending writes nothing: the counters ride along
+        // with the next save, and only a backoff to end is a change of state.
+        if self.state.borrow().backoff.is_active() {
+            self.update(|g| g.succeeded());
+        }
+        let checked = due.len() as u64;
+        self.count(|g| {
+            g.tracking.checks = g.tracking.checks.saturating_add(1);
+            g.tracking.signups_checked = g.tracking.signups_checked.saturating_add(checked);
         });
         for (key, checked) in due {
             // Re-read: a confirmation or a new signup of the address may have come meanwhile.
@@ -284,8 +321,9 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 }
                 fresh = identity.fresh;
             }
+            let before = (signup.state, signup.seen_unverified);
             let effects = signup.checked(status, now, ttl, fresh);
-            self.store.store_signup(&key, &signup)?;
+            self.checked_signup(&key, before, &signup)?;
             self.finished(&signup, &effects)?;
         }
         Ok(true)
@@ -298,7 +336,6 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         checked: &Signup,
     ) -> Result<Option<Signup>, StoreError> {
         Ok(self
-            .store
             .load_signup(key)?
             .filter(|s| s.signed_up_ms == checked.signed_up_ms && s.nonce == checked.nonce))
     }

@@ -45,7 +45,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         request_id: &RequestId,
         presented: Option<&SignupRef>,
     ) -> SendReply {
-        self.count(|cost| cost.signups += 1);
+        self.count(|g| g.cost.signups = g.cost.signups.saturating_add(1));
         let reply = self.take_signup(email, request_id, presented).await;
         self.save_state();
         reply
@@ -149,7 +149,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     /// a `sent` answer with the mailbox's real key and credentials whose nonce marks a decoy),
     /// but nothing is sent, tracked or queued.
     pub async fn decoy(&self, email: &EmailAddress, request_id: &RequestId) -> SendReply {
-        self.count(|cost| cost.signups += 1);
+        self.count(|g| g.cost.signups = g.cost.signups.saturating_add(1));
         let reply = self.take_decoy(email, request_id);
         self.save_state();
         reply

@@ -60,7 +60,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         nonce: String,
         presented: Option<&SignupRef>,
     ) -> Result<Tracked, StoreError> {
-        let previous = self.store.load_signup(key)?;
+        let previous = self.load_signup(key)?;
         let mut row = Signup::queued(email, now, nonce);
         // Replacing a signup whose link is still open, without its credential: whoever clicks
         // that link verifies this signup too (SES verifies the address, not the request).
@@ -70,7 +70,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             p.issued && p.is_open(now, link_ttl) && !holder
         });
         row.issued = self.config.tracking.status_token_secret.is_some();
-        self.store.store_signup(key, &row)?;
+        self.put_signup(key, &row)?;
         let identity_key = self.identity_key_of(email.as_str());
         let previous_identity = self.store.load_identity(&identity_key)?;
         let tracking = &self.config.tracking;
@@ -153,8 +153,8 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     /// Puts back the rows a signup that was neither sent nor queued replaced.
     pub(super) fn take_back_rows(&self, key: &str, tracked: &Tracked) -> Result<(), StoreError> {
         match &tracked.previous {
-            Some(previous) => self.store.store_signup(key, previous)?,
-            None => self.store.forget_signup(key)?,
+            Some(previous) => self.put_signup(key, previous)?,
+            None => self.forget_signup(key)?,
         }
         // Only if the record is still the one `track_signup` wrote: a delivery or a delete
         // that happened meanwhile changed it, and putting the old one back would undo that.
@@ -210,7 +210,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         signed_up_ms: u64,
         message_id: Option<String>,
     ) -> Option<u64> {
-        match self.store.load_signup(key) {
+        match self.load_signup(key) {
             Ok(row) => {
                 let row = row.unwrap_or_else(|| Signup::queued(email, signed_up_ms, String::new()));
                 self.store_sent(key, row, message_id)
@@ -235,7 +235,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         if self.config.address_limits.cooldown_ms > 0 {
             return self.store_sent(key, row, message_id);
         }
-        let stands = match self.store.load_signup(key) {
+        let stands = match self.load_signup(key) {
             Ok(current) => current.is_none_or(|c| c.nonce == row.nonce),
             Err(e) => {
                 self.log_store_error(&e);
@@ -274,7 +274,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         message_id: Option<String>,
     ) -> Option<u64> {
         row.sent(message_id, self.runtime.now_ms());
-        match self.store.store_signup(key, &row) {
+        match self.put_signup(key, &row) {
             Ok(()) => row.next_check_ms,
             Err(e) => {
                 self.log_store_error(&e);
@@ -285,12 +285,12 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
 
     /// The signup keyed `key` was refused by SES or dropped from the queue.
     pub(super) fn signup_failed(&self, key: &str, state: SignupState, reason: Option<&str>) {
-        let result = self.store.load_signup(key).and_then(|row| {
+        let result = self.load_signup(key).and_then(|row| {
             let Some(mut signup) = row else {
                 return Ok(());
             };
             let effects = signup.failed(state, reason);
-            self.store.store_signup(key, &signup)?;
+            self.put_signup(key, &signup)?;
             // Refused by SES, or dropped from the queue unsent: its send made no identity.
             // (`exhausted` may have reached SES: its identity is cleaned up as usual.)
             let unsent = state == SignupState::Rejected

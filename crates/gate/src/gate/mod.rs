@@ -31,6 +31,7 @@ use std::collections::HashMap;
 
 use serde_json::json;
 
+use crate::check_schedule::CheckSchedule;
 use crate::config::GateConfig;
 use crate::cooldown::AddressRecord;
 use crate::identities::Snapshot;
@@ -45,7 +46,7 @@ use crate::queue::QueuedItem;
 use crate::state::GateState;
 use crate::store::GateStore;
 use crate::store::StoreError;
-use crate::usage::CostCounters;
+use crate::tracking::Signup;
 use signup_verify_domain::error::ApiError;
 use signup_verify_domain::redact::tag_of;
 use signup_verify_ses::time::rfc3339_utc;
@@ -130,6 +131,9 @@ pub struct Gate<S, L, R> {
     next_forget_ms: Cell<u64>,
     /// Direct sends in progress, by recipient domain (in memory: they live in requests).
     direct_by_domain: RefCell<HashMap<String, u32>>,
+    /// When each sent signup is next checked (in memory, rebuilt from the rows at the start: a
+    /// check that only moves it writes nothing; see `check_schedule`).
+    checks: RefCell<CheckSchedule>,
 }
 
 /// When the queue was read, and each queued key's fingerprint with its position, sorted.
@@ -182,6 +186,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             Ok(secret)
         })?;
         let snapshot = store.load_snapshot()?;
+        let checks = CheckSchedule::of(store.scheduled_checks()?);
         Ok(Self {
             store,
             sender,
@@ -201,6 +206,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             ranks: RefCell::new(None),
             next_forget_ms: Cell::new(0),
             direct_by_domain: RefCell::default(),
+            checks: RefCell::new(checks),
         })
     }
 
@@ -214,16 +220,16 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         result
     }
 
-    /// Changes the gate's counters in memory without a save of their own: they are stored with
-    /// the next save of the gate state (see `usage`).
-    pub(super) fn count(&self, change: impl FnOnce(&mut CostCounters)) {
-        change(&mut self.state.borrow_mut().cost);
+    /// Changes the gate's counters (cost, follow-up) in memory without a save of their own:
+    /// they are stored with the next save of the gate state (see `usage`).
+    pub(super) fn count(&self, change: impl FnOnce(&mut GateState)) {
+        change(&mut self.state.borrow_mut());
     }
 
     /// One request to this gate object (a call from the Worker, or an alarm): the shell counts
     /// each as it arrives.
     pub fn count_request(&self) {
-        self.count(|cost| cost.gate_requests += 1);
+        self.count(|g| g.cost.gate_requests = g.cost.gate_requests.saturating_add(1));
     }
 
     /// Stores the gate state if it changed since it was last stored, with the rows read and
@@ -233,17 +239,49 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             return;
         }
         let used = self.store.take_row_usage();
-        self.count(|cost| cost.add_rows(used));
+        self.count(|g| g.cost.add_rows(used));
         if let Err(e) = self.store.save_state(&self.state.borrow()) {
             self.log_store_error(&e);
         }
     }
 
+    /// The signup keyed `key`, with its next check as the schedule holds it (its row may hold an
+    /// earlier one: a check that only moved it wrote nothing). Every read of a signup goes
+    /// through here, so that storing it again never moves its check back.
+    pub(super) fn load_signup(&self, key: &str) -> Result<Option<Signup>, StoreError> {
+        Ok(self.store.load_signup(key)?.map(|mut signup| {
+            if signup.next_check_ms.is_some() {
+                if let Some(at) = self.checks.borrow().at(key) {
+                    signup.next_check_ms = Some(at);
+                }
+            }
+            signup
+        }))
+    }
+
+    /// Stores a signup's row, and its next check in the schedule.
+    pub(super) fn put_signup(&self, key: &str, signup: &Signup) -> Result<(), StoreError> {
+        self.store.store_signup(key, signup)?;
+        self.checks.borrow_mut().set(key, signup.next_check_ms);
+        Ok(())
+    }
+
+    /// Forgets a signup's row, and its place in the schedule.
+    pub(super) fn forget_signup(&self, key: &str) -> Result<(), StoreError> {
+        self.store.forget_signup(key)?;
+        self.checks.borrow_mut().set(key, None);
+        Ok(())
+    }
+
     /// Hands `call` to the sender, the state stored first: the slot it holds survives a restart.
     pub(super) async fn call_sender(&self, call: &CallRequest) -> Option<CallResult> {
-        self.count(|cost| cost.sender_requests += 1);
         self.save_state();
-        self.sender.call(call).await
+        let result = self.sender.call(call).await;
+        // Counted once made (a missing sender binding makes none); stored with the next save.
+        if result.is_some() {
+            self.count(|g| g.cost.sender_requests = g.cost.sender_requests.saturating_add(1));
+        }
+        result
     }
 
     /// A send SES took: counted in the gate state, which this turn saves anyway.

@@ -21,7 +21,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     pub fn stats(&self) -> Result<GateStats, StoreError> {
         let now = self.runtime.now_ms();
         let used = self.store.take_row_usage();
-        self.count(|cost| cost.add_rows(used));
+        self.count(|g| g.cost.add_rows(used));
         let gate = self.state.borrow();
         let paused_until = gate.paused_until_ms.filter(|t| *t > now);
         let backoff = if gate.backoff.is_active() {
@@ -29,7 +29,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         } else {
             0
         };
-        Ok(GateStats {
+        let stats = GateStats {
             queue_length: self.store.queue_len()?,
             oldest_item_age_ms: self
                 .store
@@ -49,7 +49,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             }),
             daily_taken: gate.budget.taken(now),
             daily_budget: self.config.daily_send_budget,
-            pending_checks: self.store.pending_checks()?,
+            pending_checks: self.checks.borrow().len() as u64,
             webhook_backlog: self.store.event_backlog()?,
             identity_cleanup: self.config.tracking.identity_cleanup,
             identity_snapshot_at: self
@@ -60,12 +60,15 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             identity_snapshot_size: self.snapshot.borrow().as_ref().map(|s| s.len() as u64),
             tracking: gate.tracking.clone(),
             cost: CostStats::from(&gate.cost),
-        })
+        };
+        // The stats' own reads are the operator's, not a signup's: left out of the counts.
+        self.store.take_row_usage();
+        Ok(stats)
     }
 
     /// The row a credential names, if it is still that signup (same time, same nonce).
     pub(super) fn named_signup(&self, signup: &SignupRef) -> Result<Signup, ApiError> {
-        match self.store.load_signup(&signup.key) {
+        match self.load_signup(&signup.key) {
             Ok(Some(row))
                 if row.signed_up_ms == signup.signed_up_ms
                     && !row.nonce.is_empty()

@@ -314,30 +314,16 @@ impl<E: SqlExecutor> GateStore for SqlGateStore<E> {
         )
     }
 
-    fn due_checks(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<(String, Signup)>> {
-        self.signups(
-            "due checks",
-            "SELECT key, record FROM signups WHERE next_check_ms IS NOT NULL AND next_check_ms <= ?
-             ORDER BY next_check_ms LIMIT ?",
-            vec![ms(now_ms), (limit as i32).into()],
-        )
-    }
-
-    fn next_check_at(&self) -> StoreResult<Option<u64>> {
-        let next: Option<Option<f64>> = self.value(
-            "next check",
-            "SELECT MIN(next_check_ms) AS value FROM signups",
+    fn scheduled_checks(&self) -> StoreResult<Vec<(String, u64)>> {
+        let rows = self.signups(
+            "scheduled checks",
+            "SELECT key, record FROM signups WHERE next_check_ms IS NOT NULL",
             vec![],
         )?;
-        Ok(next.flatten().map(|ms| ms as u64))
-    }
-
-    fn pending_checks(&self) -> StoreResult<u64> {
-        self.count(
-            "pending checks",
-            "SELECT COUNT(*) AS value FROM signups WHERE next_check_ms IS NOT NULL",
-            vec![],
-        )
+        Ok(rows
+            .into_iter()
+            .filter_map(|(key, signup)| signup.next_check_ms.map(|at| (key, at)))
+            .collect())
     }
 
     fn forget_signups(&self, before_ms: u64) -> StoreResult<u64> {

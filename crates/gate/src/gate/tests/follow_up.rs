@@ -93,3 +93,43 @@ fn a_link_left_unclicked_past_its_ttl_is_expired_reported_and_cleaned_up() {
         "{checks} checks over ten minutes"
     );
 }
+
+#[test]
+fn a_check_that_finds_a_signup_still_pending_writes_nothing_and_a_restart_checks_it_early() {
+    let h = Harness::new(tracking(true));
+    let signup = h.named(&h.send("slow@example.com"));
+    // The first check sees the link unopened: that is a change of status, stored once.
+    h.drain_at(START + 5_100);
+    let first_next = h.runtime.last_alarm().expect("the next check is set");
+    let stored = h.store.calls("store signup");
+    // The second check finds it still pending: only its next check moves, in memory.
+    h.drain_at(first_next);
+    let second_next = h.runtime.last_alarm().expect("the next check is set");
+    assert!(second_next > first_next, "{second_next} after {first_next}");
+    assert_eq!(
+        h.store.calls("store signup"),
+        stored,
+        "a check that only moves the next check writes no row"
+    );
+    assert_eq!(h.gate.stats().expect("stats").pending_checks, 1);
+    let row = h.store.signups().pop().expect("the row");
+    assert!(
+        row.next_check_ms.is_some_and(|at| at < second_next),
+        "the row keeps an earlier time: {row:?}"
+    );
+
+    // A new object (a restart) schedules the check from the row: early, never late.
+    let h = h.restart(tracking(true));
+    h.click("slow@example.com");
+    let after_restart = h
+        .gate
+        .next_follow_up_at(h.runtime.now_ms())
+        .expect("store")
+        .expect("a check is due");
+    assert!(
+        after_restart <= second_next,
+        "{after_restart} > {second_next}"
+    );
+    h.drain_until(second_next + 1_000);
+    assert_eq!(h.status_of(&signup).status, "verified");
+}

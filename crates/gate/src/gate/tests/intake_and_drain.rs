@@ -796,7 +796,7 @@ fn the_stats_count_the_queue_the_sends_and_the_oldest_item() {
         (stats.interval_ms, stats.current_interval_ms),
         (INTERVAL, INTERVAL)
     );
-    h.store.fail("pending checks");
+    h.store.fail("event backlog");
     assert!(
         h.gate.stats().is_err(),
         "a failing store is not reported as zeros"
