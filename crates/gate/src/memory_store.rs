@@ -282,14 +282,15 @@ impl GateStore for MemoryStore {
         Ok(())
     }
 
-    fn scheduled_checks(&self) -> StoreResult<Vec<(String, u64)>> {
+    fn scheduled_checks(&self) -> StoreResult<Vec<(String, Signup)>> {
         self.check("scheduled checks")?;
         Ok(self
             .0
             .borrow()
             .signups
             .iter()
-            .filter_map(|(key, s)| s.next_check_ms.map(|at| (key.clone(), at)))
+            .filter(|(_, s)| s.next_check_ms.is_some())
+            .map(|(key, s)| (key.clone(), s.clone()))
             .collect())
     }
 

@@ -132,9 +132,9 @@ pub trait GateStore {
     fn load_signup(&self, key: &str) -> StoreResult<Option<Signup>>;
     fn store_signup(&self, key: &str, signup: &Signup) -> StoreResult<()>;
     fn forget_signup(&self, key: &str) -> StoreResult<()>;
-    /// Every stored signup that waits for a check, with the next check its row holds (the gate
-    /// keeps the schedule in memory from then on: `check_schedule`).
-    fn scheduled_checks(&self) -> StoreResult<Vec<(String, u64)>>;
+    /// Every stored signup that waits for a check (its row holds a next check); the gate keeps
+    /// the schedule in memory from then on (`check_schedule`).
+    fn scheduled_checks(&self) -> StoreResult<Vec<(String, Signup)>>;
     /// Forgets signups made before `before_ms` that have no work left; returns how many.
     fn forget_signups(&self, before_ms: u64) -> StoreResult<u64>;
 

@@ -145,6 +145,22 @@ pub fn check_gap_ms(sent_ms: u64, now_ms: u64) -> u64 {
     (now_ms.saturating_sub(sent_ms) / CHECK_GAP_DIVISOR).clamp(MIN_CHECK_GAP_MS, MAX_CHECK_GAP_MS)
 }
 
+impl Signup {
+    /// When a new object (after a restart) first checks this signup, whose row holds `row_ms`:
+    /// that time if it is still to come, or a confirmation's priority; otherwise (the row keeps
+    /// the time of its last change of status, and later checks moved only in memory) one check
+    /// gap from `now_ms`, as a check made now would have set it, and never after the link
+    /// expires. So a restart neither rechecks every pending signup at once nor delays one by
+    /// more than the gap the detection delay already allows.
+    pub fn resumed_check_at(&self, row_ms: u64, now_ms: u64, link_ttl_ms: u64) -> u64 {
+        if row_ms > now_ms || row_ms == PRIORITY_CHECK {
+            return row_ms;
+        }
+        let sent = self.sent_ms.unwrap_or(self.signed_up_ms);
+        (now_ms + check_gap_ms(sent, now_ms)).min(sent.saturating_add(link_ttl_ms).max(row_ms))
+    }
+}
+
 /// What a confirmation came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirmation {
@@ -314,6 +330,35 @@ impl Signup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restart_resumes_a_stale_check_one_gap_from_now_and_keeps_a_coming_or_priority_one() {
+        let mut signup = Signup::queued(
+            &EmailAddress::parse("r@example.com").expect("valid"),
+            0,
+            "n".into(),
+        );
+        signup.sent(None, 0);
+        let ttl = 24 * 3_600_000;
+        // Still to come, or a confirmation's priority: kept.
+        assert_eq!(signup.resumed_check_at(90_000, 60_000, ttl), 90_000);
+        assert_eq!(
+            signup.resumed_check_at(PRIORITY_CHECK, 60_000, ttl),
+            PRIORITY_CHECK
+        );
+        // Stale (the row kept its first check's time): one gap from now, by the signup's age.
+        assert_eq!(
+            signup.resumed_check_at(10_000, 600_000, ttl),
+            600_000 + 120_000
+        );
+        assert_eq!(
+            signup.resumed_check_at(10_000, 10 * 3_600_000, ttl),
+            10 * 3_600_000 + MAX_CHECK_GAP_MS
+        );
+        // Never after the link expires (its last check), nor before the row's own time.
+        assert_eq!(signup.resumed_check_at(10_000, ttl - 1_000, ttl), ttl);
+        assert_eq!(signup.resumed_check_at(ttl, ttl + 5_000, ttl), ttl);
+    }
 
     const TTL: u64 = 24 * 3_600_000;
 

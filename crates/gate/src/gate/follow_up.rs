@@ -212,8 +212,8 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
 
     /// Stores a checked signup, unless the check only moved its next check (`Signup::checked`
     /// and `check_failed` change nothing else while the signup stays sent and its link's state
-    /// as seen is the same as `before`'s): then the schedule alone keeps the new time, and the
-    /// row keeps an earlier one (a restart checks early).
+    /// as seen is the same as `before`'s): then the schedule alone keeps the new time (a restart
+    /// resumes it from the row: `Signup::resumed_check_at`).
     fn checked_signup(
         &self,
         key: &str,

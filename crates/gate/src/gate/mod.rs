@@ -186,7 +186,18 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             Ok(secret)
         })?;
         let snapshot = store.load_snapshot()?;
-        let checks = CheckSchedule::of(store.scheduled_checks()?);
+        let now = runtime.now_ms();
+        let ttl = config.tracking.link_ttl_ms;
+        let checks = CheckSchedule::of(
+            store
+                .scheduled_checks()?
+                .into_iter()
+                .filter_map(|(key, signup)| {
+                    let row = signup.next_check_ms?;
+                    Some((key, signup.resumed_check_at(row, now, ttl)))
+                })
+                .collect(),
+        );
         Ok(Self {
             store,
             sender,

@@ -2,8 +2,10 @@
 //! Object's synchronous `exec` in production, bundled SQLite on the host in the conformance
 //! suite), so the very statements that run in production are tested on the host. The gate
 //! state is one JSON row; the queue is served by `(tag, seq)`, fair across recipient domains (an
-//! item put back at the head gets the smallest `seq`); address records are keyed by HMAC; tracked signups are JSON rows keyed by HMAC with their next check
-//! as an index column; the identities the sends touched are JSON rows keyed by HMAC of the
+//! item put back at the head gets the smallest `seq`); address records are keyed by HMAC;
+//! tracked signups are JSON rows keyed by HMAC with their next check as a column the gate reads
+//! its schedule from at start (`check_schedule`; no index: it changes far less often than the
+//! schedule does); the identities the sends touched are JSON rows keyed by HMAC of the
 //! exact address, with their due delete in a partial index (only rows with a delete due cost an
 //! index entry); the identity snapshot is one row; the webhook outbox keeps each event's id and
 //! body as made.
@@ -314,16 +316,12 @@ impl<E: SqlExecutor> GateStore for SqlGateStore<E> {
         )
     }
 
-    fn scheduled_checks(&self) -> StoreResult<Vec<(String, u64)>> {
-        let rows = self.signups(
+    fn scheduled_checks(&self) -> StoreResult<Vec<(String, Signup)>> {
+        self.signups(
             "scheduled checks",
             "SELECT key, record FROM signups WHERE next_check_ms IS NOT NULL",
             vec![],
-        )?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(key, signup)| signup.next_check_ms.map(|at| (key, at)))
-            .collect())
+        )
     }
 
     fn forget_signups(&self, before_ms: u64) -> StoreResult<u64> {

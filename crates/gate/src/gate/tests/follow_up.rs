@@ -118,7 +118,7 @@ fn a_check_that_finds_a_signup_still_pending_writes_nothing_and_a_restart_checks
         "the row keeps an earlier time: {row:?}"
     );
 
-    // A new object (a restart) schedules the check from the row: early, never late.
+    // A new object (a restart) resumes the check from the row, no later than it was due.
     let h = h.restart(tracking(true));
     h.click("slow@example.com");
     let after_restart = h
@@ -132,4 +132,43 @@ fn a_check_that_finds_a_signup_still_pending_writes_nothing_and_a_restart_checks
     );
     h.drain_until(second_next + 1_000);
     assert_eq!(h.status_of(&signup).status, "verified");
+}
+
+#[test]
+fn an_unclicked_signup_is_checked_without_row_writes_and_a_restart_resumes_one_gap_on() {
+    let h = Harness::new(tracking(true));
+    h.sent("quiet@example.com");
+    let stored_after_send = h.store.calls("store signup");
+    let mut checks = 0;
+    while let Some(next) = h.runtime.last_alarm().filter(|t| *t < START + 9 * 60_000) {
+        h.drain_at(next);
+        checks += 1;
+    }
+    let writes = h.store.calls("store signup") - stored_after_send;
+    assert!(checks >= 15, "{checks} checks in nine minutes");
+    assert_eq!(
+        writes, 1,
+        "only the first check (the link seen unopened) writes the row"
+    );
+
+    // A new object resumes the stale row one check gap from now: no burst of checks at once,
+    // and no later than a check made now would have set.
+    let now = h.runtime.now_ms();
+    let sent = h
+        .store
+        .signups()
+        .pop()
+        .and_then(|s| s.sent_ms)
+        .expect("sent");
+    let h = h.restart(tracking(true));
+    let next = h
+        .gate
+        .next_follow_up_at(now)
+        .expect("store")
+        .expect("a check");
+    assert_eq!(
+        next,
+        now + crate::tracking::check_gap_ms(sent, now),
+        "{next}"
+    );
 }
