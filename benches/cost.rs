@@ -236,6 +236,14 @@ fn answers(tally: &BTreeMap<u16, u64>) -> String {
     parts.join(", ")
 }
 
+/// Whether `n` signups reached their final status (`status` counts it) between `before` and
+/// `after`, were reported by webhook and had their identities deleted.
+fn settled(before: &Reading, after: &Reading, n: u64, status: fn(&Reading) -> u64) -> bool {
+    status(after) - status(before) >= n
+        && after.deleted - before.deleted >= n
+        && after.delivered - before.delivered >= n
+}
+
 /// Sent, clicked at once, detected, reported and cleaned up.
 fn clicked(m: &Measured, n: usize) -> Life {
     let list = addresses("clicked", n);
@@ -244,9 +252,7 @@ fn clicked(m: &Measured, n: usize) -> Life {
     let landed = m.click(&list);
     let n64 = n as u64;
     let after = m.wait("the clicked life", before, |b, a| {
-        a.verified - b.verified >= n64
-            && a.deleted - b.deleted >= n64
-            && a.delivered - b.delivered >= n64
+        settled(b, a, n64, |r| r.verified)
     });
     Life::of(
         "sent, clicked within a minute",
@@ -272,9 +278,7 @@ fn unclicked(m: &Measured, n: usize, ttl: &str) -> Life {
     let sent = m.sign_up(&list);
     let n64 = n as u64;
     let after = m.wait("the unclicked life", before, |b, a| {
-        a.expired - b.expired >= n64
-            && a.deleted - b.deleted >= n64
-            && a.delivered - b.delivered >= n64
+        settled(b, a, n64, |r| r.expired)
     });
     let checks = after.checks - before.checks;
     Life::of(

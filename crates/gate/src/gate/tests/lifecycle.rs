@@ -12,15 +12,10 @@ impl Harness {
     }
 
     fn deleted(&self) -> Vec<String> {
-        self.sender
-            .calls
-            .borrow()
-            .iter()
-            .filter_map(|c| match &c.call {
-                SesCall::Delete { identity } => Some(identity.to_string()),
-                _ => None,
-            })
-            .collect()
+        self.calls_where(|call| match call {
+            SesCall::Delete { identity } => Some(identity.to_string()),
+            _ => None,
+        })
     }
 }
 
@@ -880,14 +875,14 @@ fn status_checks_wait_for_the_queue_and_take_up_to_a_hundred_identities_a_call()
     assert_eq!(sizes[0], 100);
     assert!(sizes.iter().all(|n| *n <= 100), "{sizes:?}");
     let checked: std::collections::BTreeSet<String> = h
-        .sender
-        .calls
-        .borrow()
-        .iter()
-        .flat_map(|c| match &c.call {
-            SesCall::Check { identities } => identities.iter().map(|i| i.to_string()).collect(),
-            _ => vec![],
+        .calls_where(|call| match call {
+            SesCall::Check { identities } => {
+                Some(identities.iter().map(|i| i.to_string()).collect::<Vec<_>>())
+            }
+            _ => None,
         })
+        .into_iter()
+        .flatten()
         .collect();
     assert_eq!(checked.len(), 150, "every sent signup was checked");
     let tracking = h.gate.stats().expect("stats").tracking;

@@ -501,17 +501,22 @@ impl Harness {
             .collect()
     }
 
-    /// How many identities each status check asked about.
-    fn check_sizes(&self) -> Vec<usize> {
+    /// What `pick` takes from each SES call the sender was asked to make, in order.
+    fn calls_where<T>(&self, pick: impl Fn(&SesCall) -> Option<T>) -> Vec<T> {
         self.sender
             .calls
             .borrow()
             .iter()
-            .filter_map(|c| match &c.call {
-                SesCall::Check { identities } => Some(identities.len()),
-                _ => None,
-            })
+            .filter_map(|c| pick(&c.call))
             .collect()
+    }
+
+    /// How many identities each status check asked about.
+    fn check_sizes(&self) -> Vec<usize> {
+        self.calls_where(|call| match call {
+            SesCall::Check { identities } => Some(identities.len()),
+            _ => None,
+        })
     }
 
     fn delivered_types(&self) -> Vec<String> {
