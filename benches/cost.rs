@@ -9,6 +9,10 @@
 //! signups at list prices, printed beside their source. What it exercised (answers by status,
 //! checks, SES calls by action) is printed with it.
 //!
+//! CPU per signup is the V8 profile's busy time in the isolate that runs the Worker and both
+//! objects (`scripts/cpu_window.mjs`, over each life), less what the bench's own stats reads
+//! cost (measured once: each read's CPU times the reads the life made).
+//!
 //! Environment: `BENCH_COST_SIGNUPS` (default 20 per life).
 
 // Native benchmark code: reading the clock is fine off wasm32.
@@ -17,12 +21,15 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::webhook::Receiver;
-use support::{get, get_json, Spec, Stack, STATUS_SECRET, WEBHOOK_SECRET};
+use support::{get, get_json, root, Spec, Stack, STATUS_SECRET, WEBHOOK_SECRET};
 
 const TOKEN: &str = "bench-cost-admin-token-0123456789abcdef";
 /// The gate interval, and ses-local's throttle: fast, so the lives take seconds.
@@ -55,7 +62,17 @@ struct Reading {
 /// which the figures leave out: an operator's dashboard is not a signup's cost).
 struct Measured {
     stack: Stack,
-    stats_reads: std::cell::Cell<u64>,
+    stats_reads: Cell<u64>,
+    /// What one stats read costs in CPU (µs), measured once the stack is warm.
+    cpu_per_read_us: Cell<f64>,
+}
+
+/// A V8 CPU profile of the stack's isolate under way (`scripts/cpu_window.mjs`).
+struct CpuWindow {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    reads_at_start: u64,
 }
 
 impl Measured {
@@ -80,7 +97,8 @@ impl Measured {
         );
         Measured {
             stack,
-            stats_reads: std::cell::Cell::new(0),
+            stats_reads: Cell::new(0),
+            cpu_per_read_us: Cell::new(0.0),
         }
     }
 
@@ -130,6 +148,56 @@ impl Measured {
             );
             std::thread::sleep(Duration::from_millis(500));
         }
+    }
+
+    /// Starts profiling the stack's isolate.
+    fn cpu_start(&self) -> CpuWindow {
+        let mut child = Command::new(root().join("node_modules/.bin/node"))
+            .arg(root().join("scripts/cpu_window.mjs"))
+            .arg(self.stack.inspector_port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("node runs scripts/cpu_window.mjs");
+        let stdin = child.stdin.take().expect("stdin");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("the profiler answers");
+        assert_eq!(line.trim(), "started", "the profiler started");
+        CpuWindow {
+            child,
+            stdin,
+            stdout,
+            reads_at_start: self.stats_reads.get(),
+        }
+    }
+
+    /// Stops the profile: the isolate's busy µs since `cpu_start`, less the stats reads made
+    /// meanwhile.
+    fn cpu_end(&self, mut window: CpuWindow) -> f64 {
+        writeln!(window.stdin, "stop").expect("tell the profiler to stop");
+        let mut line = String::new();
+        window
+            .stdout
+            .read_line(&mut line)
+            .expect("the profiler reports");
+        let _ = window.child.wait();
+        let report: Value = serde_json::from_str(&line).expect("a JSON report");
+        let busy = report["busy_us"].as_f64().expect("busy_us");
+        let reads = self.stats_reads.get() - window.reads_at_start;
+        (busy - reads as f64 * self.cpu_per_read_us.get()).max(0.0)
+    }
+
+    /// Measures what one stats read costs, for `cpu_end` to leave out.
+    fn calibrate(&self) -> f64 {
+        const READS: u64 = 40;
+        let window = self.cpu_start();
+        for _ in 0..READS {
+            self.read();
+        }
+        let busy = self.cpu_end(window);
+        self.cpu_per_read_us.set(busy / READS as f64);
+        busy / READS as f64
     }
 
     /// Posts each address once; the answers by status.
@@ -190,6 +258,8 @@ struct Life {
     worker_requests: f64,
     /// Status checks each signup had (a call checks up to 100 signups).
     checks: f64,
+    /// CPU in the isolate (the Worker and both objects), µs.
+    cpu_us: f64,
     exercised: String,
 }
 
@@ -198,8 +268,8 @@ impl Life {
         name: &str,
         signups: u64,
         worker_requests: u64,
-        before: Reading,
-        after: Reading,
+        (before, after): (Reading, Reading),
+        cpu_us: f64,
         exercised: String,
     ) -> Life {
         let per = |sum: u64| sum as f64 / signups as f64;
@@ -211,6 +281,7 @@ impl Life {
             object_requests: per(after.object_requests - before.object_requests),
             worker_requests: per(worker_requests),
             checks: per(after.signups_checked - before.signups_checked),
+            cpu_us: cpu_us / signups as f64,
             exercised,
         }
     }
@@ -248,18 +319,20 @@ fn settled(before: &Reading, after: &Reading, n: u64, status: fn(&Reading) -> u6
 fn clicked(m: &Measured, n: usize) -> Life {
     let list = addresses("clicked", n);
     let before = m.read();
+    let cpu = m.cpu_start();
     let sent = m.sign_up(&list);
     let landed = m.click(&list);
     let n64 = n as u64;
     let after = m.wait("the clicked life", before, |b, a| {
         settled(b, a, n64, |r| r.verified)
     });
+    let cpu_us = m.cpu_end(cpu);
     Life::of(
         "sent, clicked within a minute",
         n64,
         n64 + landed,
-        before,
-        after,
+        (before, after),
+        cpu_us,
         format!(
             "answers {}; {landed} links followed to /confirm; {} checks, {} verified, {} identities deleted, {} webhooks delivered",
             answers(&sent),
@@ -275,18 +348,20 @@ fn clicked(m: &Measured, n: usize) -> Life {
 fn unclicked(m: &Measured, n: usize, ttl: &str) -> Life {
     let list = addresses(&format!("ttl{ttl}"), n);
     let before = m.read();
+    let cpu = m.cpu_start();
     let sent = m.sign_up(&list);
     let n64 = n as u64;
     let after = m.wait("the unclicked life", before, |b, a| {
         settled(b, a, n64, |r| r.expired)
     });
+    let cpu_us = m.cpu_end(cpu);
     let checks = after.checks - before.checks;
     Life::of(
         &format!("sent, never clicked (link TTL {ttl} s)"),
         n64,
         n64,
-        before,
-        after,
+        (before, after),
+        cpu_us,
         format!(
             "answers {}; {checks} checks, {} expired, {} identities deleted, {} webhooks delivered",
             answers(&sent),
@@ -302,8 +377,10 @@ fn refused(m: &Measured, n: usize) -> Life {
     let list = addresses("refused", n);
     let first = m.sign_up(&list);
     let before = m.read();
+    let cpu = m.cpu_start();
     let again = m.sign_up(&list);
     let after = m.read();
+    let cpu_us = m.cpu_end(cpu);
     assert!(
         again.keys().all(|status| *status == 429),
         "every second signup is refused: {}",
@@ -314,8 +391,8 @@ fn refused(m: &Measured, n: usize) -> Life {
         "refused by a limit (the mailbox's cooldown)",
         n64,
         n64,
-        before,
-        after,
+        (before, after),
+        cpu_us,
         format!(
             "first signups {} (not counted); the second ones {}",
             answers(&first),
@@ -348,6 +425,7 @@ fn main() {
     let receiver = Receiver::start(WEBHOOK_SECRET);
     let long = Measured::start("bench-cost", &receiver, "600");
     warm_up(&long, "warm");
+    let mut per_read = vec![long.calibrate()];
 
     let mut lives = vec![clicked(&long, n), refused(&long, n)];
     let long_calls = long.ses_calls();
@@ -356,6 +434,7 @@ fn main() {
     for ttl in ["20", "40"] {
         let short = Measured::start(&format!("bench-cost-ttl{ttl}"), &receiver, ttl);
         warm_up(&short, &format!("warm{ttl}"));
+        per_read.push(short.calibrate());
         lives.push(unclicked(&short, n, ttl));
         ttl_calls.push((ttl, short.ses_calls()));
     }
@@ -364,18 +443,19 @@ fn main() {
     println!("## What a signup costs the operator ({n} signups per life; gate interval {INTERVAL_MS} ms; ses-local)");
     println!();
     println!(
-        "| life | rows written per signup | rows read per signup | Durable Object requests per signup | Worker requests per signup | checks per signup | $ per million signups |"
+        "| life | rows written per signup | rows read per signup | Durable Object requests per signup | Worker requests per signup | checks per signup | CPU per signup (ms) | $ per million signups |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for life in &lives {
         println!(
-            "| {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            "| {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} |",
             life.name,
             life.rows_written,
             life.rows_read,
             life.object_requests,
             life.worker_requests,
             life.checks,
+            life.cpu_us / 1000.0,
             life.per_million()
         );
     }
@@ -398,6 +478,17 @@ fn main() {
          developers.cloudflare.com/durable-objects/platform/pricing/ and \
          developers.cloudflare.com/workers/platform/pricing/ (read 2026-12-03). Not in the \
          figure: CPU time and Durable Object duration."
+    );
+    println!(
+        "CPU: the V8 profile's busy time in the isolate that runs the Worker and both objects \
+         (wrangler dev on this machine), per signup over its whole life, less the bench's own \
+         stats reads ({} µs each, measured per stack). Workers bill CPU time (the Worker's \
+         part); Durable Objects bill duration instead.",
+        per_read
+            .iter()
+            .map(|us| format!("{us:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!();
     println!("exercised:");

@@ -255,6 +255,8 @@ fn spawn_group(command: &mut Command) -> Group {
 
 pub struct Stack {
     pub worker: String,
+    /// `wrangler dev`'s V8 inspector (the isolate that runs the Worker and its objects).
+    pub inspector_port: u16,
     pub ses: String,
     pub client: SesClient,
     pub dir: PathBuf,
@@ -285,9 +287,9 @@ fn state_dir(dir: &Path) -> PathBuf {
 }
 
 /// Starts `wrangler dev` for a stack (state in [`state_dir`]) and waits until it answers; returns
-/// it and the address it reports. A port taken between choosing it and binding it (other stacks
+/// it, the address it reports and its V8 inspector's port. A port taken between choosing it and binding it (other stacks
 /// start at the same time) is retried with fresh ports.
-fn spawn_wrangler(dir: &Path, vars: &[String], run: u32) -> (Group, String) {
+fn spawn_wrangler(dir: &Path, vars: &[String], run: u32) -> (Group, String, u16) {
     for attempt in 0..4 {
         match try_spawn_wrangler(dir, vars, run, attempt) {
             Ok(started) => return started,
@@ -303,7 +305,7 @@ fn try_spawn_wrangler(
     vars: &[String],
     run: u32,
     attempt: u32,
-) -> Result<(Group, String), String> {
+) -> Result<(Group, String, u16), String> {
     let config_path = dir.join("wrangler.toml");
     let (port, inspector) = (free_port(), free_port());
     let log_path = dir.join(match (run, attempt) {
@@ -357,7 +359,7 @@ fn try_spawn_wrangler(
         }
         std::thread::sleep(Duration::from_millis(250));
     };
-    Ok((child, worker))
+    Ok((child, worker, inspector))
 }
 
 fn free_port() -> u16 {
@@ -433,7 +435,7 @@ impl DevWorker {
     pub fn start(name: &str, config: &str, vars: &[String]) -> DevWorker {
         let dir = stack_dir(name);
         std::fs::write(dir.join("wrangler.toml"), config).expect("write wrangler.toml");
-        let (wrangler, url) = spawn_wrangler(&dir, vars, 0);
+        let (wrangler, url, _) = spawn_wrangler(&dir, vars, 0);
         DevWorker {
             url,
             dir,
@@ -532,9 +534,10 @@ impl Stack {
             vars.push(format!("TURNSTILE_VERIFY_URL:{ses}turnstile/v0/siteverify"));
         }
         vars.extend(spec.vars.iter().map(|(k, v)| format!("{k}:{v}")));
-        let (wrangler, worker) = spawn_wrangler(&dir, &vars, 0);
+        let (wrangler, worker, inspector_port) = spawn_wrangler(&dir, &vars, 0);
         Stack {
             worker,
+            inspector_port,
             ses,
             client,
             dir,
@@ -558,9 +561,11 @@ impl Stack {
     pub fn restart_worker(&mut self) {
         self._wrangler = None;
         self.restarts += 1;
-        let (wrangler, worker) = spawn_wrangler(&self.dir, &self.vars, self.restarts);
+        let (wrangler, worker, inspector_port) =
+            spawn_wrangler(&self.dir, &self.vars, self.restarts);
         self._wrangler = Some(wrangler);
         self.worker = worker;
+        self.inspector_port = inspector_port;
     }
 
     pub fn post_json(&self, body: &str) -> Reply {

@@ -538,6 +538,99 @@ fn a_store_of_an_older_version_moves_its_fifo_to_the_front_and_gains_the_new_col
 }
 
 #[test]
+fn a_version_1_store_keeps_every_row_through_the_upgrade_and_a_current_one_only_reads_its_version()
+{
+    let connection = rusqlite::Connection::open_in_memory().expect("in-memory SQLite");
+    for statement in crate::sql_schema::V1 {
+        connection.execute_batch(statement).expect("version 1");
+    }
+    // Rows as version 1 stored them: the serde JSON of each record.
+    let signup_row = to_json(&signup("kept@x.example", 7, Some(70)));
+    let identity_row = to_json(&identity("kept@x.example", 7, Some(90)));
+    let address = AddressRecord {
+        last_ms: 600,
+        window_start_ms: 600,
+        count: 1,
+    };
+    let address_row = to_json(&address);
+    connection
+        .execute_batch(&format!(
+            "INSERT INTO fair_queue (tag, seq, domain, email, key, enqueued_at_ms, attempts, request_id)
+                VALUES (4, 1, 'x.example', 'queued@x.example', 'k-queued', 500, 2, NULL);
+             INSERT INTO address_limits (key, record, last_ms) VALUES ('k-address', '{address_row}', 600);
+             INSERT INTO signups (key, record, next_check_ms, has_work, signed_up_ms)
+                VALUES ('k-signup', '{signup_row}', 70, 1, 7);
+             INSERT INTO identities (key, record, next_cleanup_ms, has_work, sent_ms)
+                VALUES ('k-identity', '{identity_row}', 90, 1, 7);
+             INSERT INTO webhook_outbox (id, key, body, created_ms, next_attempt_ms, attempts, releases_cleanup)
+                VALUES ('evt-1', 'k-signup', '{{}}', 8, 9, 1, 1);
+             INSERT INTO gate (id, state) VALUES (1, '{{\"next_free_ms\":1234}}');"
+        ))
+        .expect("version 1 rows");
+    let database = Sqlite(connection.into());
+    let store = SqlGateStore::open(database.clone()).expect("upgraded");
+    assert_eq!(store.load_state().expect("state").next_free_ms, 1234);
+    let head = store.head().expect("head").expect("the queued item");
+    assert_eq!(
+        (
+            head.email.as_str(),
+            head.key.as_str(),
+            head.attempts,
+            head.tag
+        ),
+        ("queued@x.example", "k-queued", 2, 4)
+    );
+    assert_eq!(
+        store.load_address("k-address", 0).expect("address"),
+        Some(address)
+    );
+    assert_eq!(
+        store.scheduled_checks().expect("checks"),
+        vec![(
+            "k-signup".to_string(),
+            signup("kept@x.example", 7, Some(70))
+        )]
+    );
+    assert_eq!(
+        store
+            .next_cleanup(100)
+            .expect("cleanup")
+            .map(|(key, _)| key),
+        Some("k-identity".to_string())
+    );
+    assert_eq!(
+        store.due_events(10, 10).expect("events")[0].id,
+        "evt-1".to_string()
+    );
+    let rowid_tables: Vec<String> = database
+        .0
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table'
+             AND name IN ('address_limits', 'signups', 'identities', 'webhook_outbox')
+             AND sql NOT LIKE '%WITHOUT ROWID'",
+        )
+        .and_then(|mut query| {
+            query
+                .query_map([], |row| row.get(0))?
+                .collect::<Result<_, _>>()
+        })
+        .expect("the schema");
+    assert!(
+        rowid_tables.is_empty(),
+        "keyed tables without rowid: {rowid_tables:?}"
+    );
+    // The next start reads the version and runs nothing else.
+    let reopened = SqlGateStore::open(database).expect("opened again");
+    let used = reopened.take_row_usage();
+    assert_eq!((used.rows_read, used.rows_written), (1, 0), "{used:?}");
+    assert_eq!(order(&reopened), ["k-queued"]);
+}
+
+fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).expect("serializable")
+}
+
+#[test]
 fn the_sql_store_adds_up_the_rows_its_statements_read_and_wrote_and_hands_them_over_once() {
     let store = sqlite();
     // Opening ran the schema: taken now, so what follows is only the statements below.

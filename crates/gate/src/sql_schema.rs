@@ -1,6 +1,14 @@
-//! The gate's SQLite schema and the statements a signup runs, as text: `SCHEMA` creates and
-//! migrates the tables (every statement idempotent, run at each object's start), and the named
+//! The gate's SQLite schema and the statements a signup runs, as text. The schema has a
+//! version, kept in one row: each object start reads it (one row read, no DDL), and only a
+//! database of an older version runs [`upgrade`]: version 1's idempotent statements (which bring
+//! anything older to version 1), then version 2's rebuild of every keyed table. The named
 //! statements are the very texts `sql_store` runs and `make bench` measures.
+//!
+//! Invariants: an upgrade keeps every row (the rebuild copies each table whole before dropping
+//! it); version 2 costs one row written per insert or update wherever it can: keyed tables are
+//! `WITHOUT ROWID` (no separate key index), and an index stays only where a frequent read needs
+//! it (the queue's order and ages, due clean-ups, due webhook events); tables read rarely are
+//! scanned instead.
 
 // The statements a signup runs (besides the enqueue), named so that `make bench` measures these
 // very texts (benches/stack.rs, "SQLite statements").
@@ -29,7 +37,13 @@ pub const LAST_TAG_SQL: &str = "SELECT MAX(tag) AS value FROM fair_queue WHERE d
 pub const COUNT_BEHIND_SQL: &str =
     "SELECT COUNT(*) AS value FROM fair_queue WHERE (tag, seq) > (?, ?)";
 
-pub const SCHEMA: [&str; 24] = [
+/// The version this code writes and reads.
+pub const SCHEMA_VERSION: i64 = 2;
+pub const READ_VERSION_SQL: &str = "SELECT version AS value FROM schema_version WHERE id = 1";
+
+/// Version 1, as it ran at every start before versions existed: every statement idempotent, so
+/// it brings a database of any older layout to version 1 (and creates a fresh one).
+pub const V1: [&str; 24] = [
     "CREATE TABLE IF NOT EXISTS gate (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL)",
     // Served by (tag, seq): fair across recipient domains (`queue::fair_tag`); an item put back
     // at the head gets the smallest `seq`.
@@ -77,3 +91,110 @@ pub const SCHEMA: [&str; 24] = [
         attempts INTEGER NOT NULL, releases_cleanup INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (next_attempt_ms)",
 ];
+
+/// A table version 2 rebuilds: its name, its columns (the same names as version 1's, so the
+/// copy is `INSERT … SELECT` of the same list), and its table options.
+struct Rebuilt {
+    name: &'static str,
+    columns: &'static str,
+    copied: &'static str,
+    options: &'static str,
+}
+
+/// Version 2's keyed tables. The queue keeps its rowid (its items are served and removed by
+/// it) but loses `AUTOINCREMENT`, whose counter row cost a write per item: an id is never
+/// reused while its item exists, which is all the drain needs.
+const V2_TABLES: [Rebuilt; 5] = [
+    Rebuilt {
+        name: "fair_queue",
+        columns: "id INTEGER PRIMARY KEY, tag REAL NOT NULL, seq REAL NOT NULL,
+            domain TEXT NOT NULL, email TEXT NOT NULL, key TEXT NOT NULL UNIQUE,
+            enqueued_at_ms REAL NOT NULL, attempts INTEGER NOT NULL, request_id TEXT",
+        copied: "id, tag, seq, domain, email, key, enqueued_at_ms, attempts, request_id",
+        options: "",
+    },
+    Rebuilt {
+        name: "address_limits",
+        columns: "key TEXT PRIMARY KEY, record TEXT NOT NULL, last_ms REAL NOT NULL",
+        copied: "key, record, last_ms",
+        options: " WITHOUT ROWID",
+    },
+    Rebuilt {
+        name: "signups",
+        columns: "key TEXT PRIMARY KEY, record TEXT NOT NULL, next_check_ms REAL,
+            has_work INTEGER NOT NULL, signed_up_ms REAL NOT NULL",
+        copied: "key, record, next_check_ms, has_work, signed_up_ms",
+        options: " WITHOUT ROWID",
+    },
+    Rebuilt {
+        name: "identities",
+        columns: "key TEXT PRIMARY KEY, record TEXT NOT NULL, next_cleanup_ms REAL,
+            has_work INTEGER NOT NULL, sent_ms REAL NOT NULL",
+        copied: "key, record, next_cleanup_ms, has_work, sent_ms",
+        options: " WITHOUT ROWID",
+    },
+    Rebuilt {
+        name: "webhook_outbox",
+        columns: "id TEXT PRIMARY KEY, key TEXT NOT NULL, body TEXT NOT NULL,
+            created_ms REAL NOT NULL, next_attempt_ms REAL NOT NULL, attempts INTEGER NOT NULL,
+            releases_cleanup INTEGER NOT NULL",
+        copied: "id, key, body, created_ms, next_attempt_ms, attempts, releases_cleanup",
+        options: " WITHOUT ROWID",
+    },
+];
+
+/// Version 2's indexes (the rebuild dropped version 1's with their tables). Gone: the address
+/// records' by age (their expiry scans the table every few minutes), the signups' by age and
+/// the done identities' by age (forgotten by an hourly scan).
+const V2_INDEXES: [&str; 6] = [
+    "CREATE INDEX fair_queue_order ON fair_queue (tag, seq)",
+    "CREATE INDEX fair_queue_by_domain ON fair_queue (domain, tag)",
+    "CREATE INDEX fair_queue_by_age ON fair_queue (enqueued_at_ms)",
+    // MAX(seq) / MIN(seq) for each new item, without a scan.
+    "CREATE INDEX fair_queue_by_seq ON fair_queue (seq)",
+    // Partial: only an identity with a delete due costs an index entry.
+    "CREATE INDEX identities_by_cleanup ON identities (next_cleanup_ms)
+        WHERE next_cleanup_ms IS NOT NULL",
+    "CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_ms)",
+];
+
+/// From version 1 to [`SCHEMA_VERSION`]: each keyed table copied into its version 2 shape and
+/// renamed over the old one, the indexes made, the version stored. Run by `SqlGateStore::open`
+/// in one synchronous turn (the Durable Object commits it at once, or not at all).
+pub fn upgrade_from_v1() -> Vec<String> {
+    let mut statements = Vec::new();
+    for table in &V2_TABLES {
+        let Rebuilt {
+            name,
+            columns,
+            copied,
+            options,
+        } = table;
+        statements.push(format!("DROP TABLE IF EXISTS {name}_v2"));
+        statements.push(format!("CREATE TABLE {name}_v2 ({columns}){options}"));
+        statements.push(format!(
+            "INSERT INTO {name}_v2 ({copied}) SELECT {copied} FROM {name}"
+        ));
+        statements.push(format!("DROP TABLE {name}"));
+        statements.push(format!("ALTER TABLE {name}_v2 RENAME TO {name}"));
+    }
+    statements.extend(V2_INDEXES.iter().map(|s| (*s).to_string()));
+    statements.push(
+        "CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY CHECK (id = 1),
+            version INTEGER NOT NULL)"
+            .to_string(),
+    );
+    statements.push(format!(
+        "INSERT OR REPLACE INTO schema_version (id, version) VALUES (1, {SCHEMA_VERSION})"
+    ));
+    statements
+}
+
+/// Every statement that makes a fresh database current, in order (what `make bench`'s SQL
+/// measurement sets up): version 1, then the upgrade.
+pub fn fresh() -> Vec<String> {
+    V1.iter()
+        .map(|s| (*s).to_string())
+        .chain(upgrade_from_v1())
+        .collect()
+}

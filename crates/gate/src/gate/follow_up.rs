@@ -18,7 +18,6 @@ use crate::identities::Snapshot;
 use crate::messages::CallRequest;
 use crate::messages::CallResult;
 use crate::messages::SenderLink;
-use crate::slots::Reservation;
 use crate::store::GateStore;
 use crate::store::StoreError;
 use crate::tracking::Signup;
@@ -151,10 +150,9 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 next_free.max(now + self.config.interval_ms),
             )));
         }
-        let Reservation::Slot { at_ms: slot } =
-            self.update(|g| g.reserve(now, self.config.interval_ms, 0))
-        else {
-            return Ok(FollowUp::Done(Some(next_free)));
+        let slot = match self.follow_up_slot(now) {
+            Ok(slot) => slot,
+            Err(retry_at) => return Ok(FollowUp::Done(Some(retry_at))),
         };
         let made = match work {
             SesWork::Check(due) => self.check(due, slot).await?,
@@ -296,9 +294,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         };
         // A check that finds every signup still pending writes nothing: the counters ride along
         // with the next save, and only a backoff to end is a change of state.
-        if self.state.borrow().backoff.is_active() {
-            self.update(|g| g.succeeded());
-        }
+        self.succeeded();
         let checked = due.len() as u64;
         self.count(|g| {
             g.tracking.checks = g.tracking.checks.saturating_add(1);
@@ -366,10 +362,8 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         };
         match result {
             CallResult::Answered(Outcome::Checked { statuses }) => {
-                self.update(|g| {
-                    g.succeeded();
-                    g.tracking.checks += 1;
-                });
+                self.succeeded();
+                self.count(|g| g.tracking.checks += 1);
                 if current.must_check_first() {
                     let status = statuses
                         .iter()
@@ -377,7 +371,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                         .map(|(_, s)| s.as_str());
                     current.decided(status);
                     if current.cleanup == crate::identities::Cleanup::Skipped {
-                        self.update(|g| g.tracking.cleanup_skipped += 1);
+                        self.count(|g| g.tracking.cleanup_skipped += 1);
                     }
                     self.store.store_identity(key, &current)?;
                 }
@@ -409,7 +403,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             identity.cleanup = crate::identities::Cleanup::Skipped;
             identity.next_cleanup_ms = None;
             self.store.store_identity(key, &identity)?;
-            self.update(|g| g.tracking.cleanup_skipped += 1);
+            self.count(|g| g.tracking.cleanup_skipped += 1);
             return Ok(true);
         }
         let call = CallRequest {
@@ -450,10 +444,8 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             }
             return Ok(true);
         }
-        self.update(|g| {
-            g.succeeded();
-            g.tracking.identities_deleted += 1;
-        });
+        self.succeeded();
+        self.count(|g| g.tracking.identities_deleted += 1);
         self.runtime
             .log_info(|| json!({"event": "identity_deleted", "address": tag_of(key)}));
         if still_due {
@@ -495,10 +487,8 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 return Ok(true);
             }
         };
-        self.update(|g| {
-            g.succeeded();
-            g.tracking.list_pages += 1;
-        });
+        self.succeeded();
+        self.count(|g| g.tracking.list_pages += 1);
         let mut listing = self.listing.take().unwrap_or_else(|| Listing {
             snapshot: Snapshot::new(started),
             next_token: None,
@@ -523,7 +513,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             None => {
                 listing.snapshot.seal();
                 self.store.store_snapshot(&listing.snapshot)?;
-                self.update(|g| g.tracking.snapshots_taken += 1);
+                self.count(|g| g.tracking.snapshots_taken += 1);
                 self.runtime.log_info(
                     || json!({"event": "identity_snapshot", "identities": listing.snapshot.len()}),
                 );

@@ -16,7 +16,6 @@ use crate::queue::estimated_send_at_ms;
 use crate::queue::fair_tag;
 use crate::slots::retry_jitter_ms;
 use crate::slots::Reservation;
-use crate::state::GateState;
 use crate::store::GateStore;
 use crate::store::NewItem;
 use crate::store::QueueEnd;
@@ -347,7 +346,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             };
             let outcome = match result {
                 CallResult::Answered(Outcome::Sent { message_id }) => {
-                    self.update(GateState::succeeded);
+                    self.succeeded();
                     self.record_send();
                     return Ok(Accepted::Sent {
                         message_id,

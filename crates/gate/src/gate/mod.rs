@@ -43,6 +43,7 @@ use crate::messages::SenderLink;
 pub use crate::ports::GateRuntime;
 use crate::queue::HeadResult;
 use crate::queue::QueuedItem;
+use crate::slots::Reservation;
 use crate::state::GateState;
 use crate::store::GateStore;
 use crate::store::StoreError;
@@ -65,6 +66,9 @@ const WATCHDOG_MS: u64 = 5_000;
 pub const RETRY_LATER_MS: u64 = 60_000;
 /// Queued positions shown to pollers and resubmissions are at most this old.
 const RANK_TTL_MS: u64 = 1_000;
+/// Counters changed without a save of their own are stored at least this often (with the next
+/// change after it): what a restart can lose of them is bounded by it.
+const COUNTERS_SAVED_EVERY_MS: u64 = 3_600_000;
 
 mod confirm;
 mod drain;
@@ -108,6 +112,11 @@ pub struct Gate<S, L, R> {
     state: RefCell<GateState>,
     /// The state changed since it was last saved (see [`Self::update`]).
     state_unsaved: Cell<bool>,
+    /// When a change of the counters alone next makes the state unsaved (see [`Self::count`]).
+    counters_saved_by_ms: Cell<u64>,
+    /// Follow-up calls take their slots in memory (see [`Self::follow_up_slot`]): this
+    /// instance's first waits until then, an interval after it started.
+    follow_up_from_ms: u64,
     address_secret: Vec<u8>,
     draining: Cell<bool>,
     /// When the alarm is set for, if this object set one (in memory: a new object sets it again).
@@ -198,6 +207,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 })
                 .collect(),
         );
+        let follow_up_from_ms = now.saturating_add(config.interval_ms);
         Ok(Self {
             store,
             sender,
@@ -205,6 +215,8 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             config,
             state: RefCell::new(state),
             state_unsaved: Cell::new(false),
+            counters_saved_by_ms: Cell::new(now.saturating_add(COUNTERS_SAVED_EVERY_MS)),
+            follow_up_from_ms,
             address_secret,
             draining: Cell::new(false),
             alarm_at: Cell::new(None),
@@ -231,10 +243,38 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         result
     }
 
-    /// Changes the gate's counters (cost, follow-up) in memory without a save of their own:
-    /// they are stored with the next save of the gate state (see `usage`).
-    pub(super) fn count(&self, change: impl FnOnce(&mut GateState)) {
-        change(&mut self.state.borrow_mut());
+    /// Changes the gate's counters (cost, follow-up, the send log) in memory without a save of
+    /// their own: they are stored with the next save of the gate state (see `usage`), or, if
+    /// none came for [`COUNTERS_SAVED_EVERY_MS`], with this change.
+    pub(super) fn count<T>(&self, change: impl FnOnce(&mut GateState) -> T) -> T {
+        let result = change(&mut self.state.borrow_mut());
+        if self.runtime.now_ms() >= self.counters_saved_by_ms.get() {
+            self.state_unsaved.set(true);
+        }
+        result
+    }
+
+    /// A slot for a follow-up call (a check, a deletion, a listing page), or when to try again.
+    /// Taken in memory only: a check that finds every signup pending writes no row, not even
+    /// the slot. What a restart forgets, the new instance makes up for by starting its
+    /// follow-up calls an interval after it started, so a call its predecessor made just
+    /// before it stopped keeps its spacing. (A signup's send, which writes rows anyway, stores
+    /// its slot: a restart never delays a send.)
+    pub(super) fn follow_up_slot(&self, now: u64) -> Result<u64, u64> {
+        if now < self.follow_up_from_ms {
+            return Err(self.follow_up_from_ms);
+        }
+        match self.count(|g| g.reserve(now, self.config.interval_ms, 0)) {
+            Reservation::Slot { at_ms } => Ok(at_ms),
+            Reservation::Busy { .. } => Err(self.state.borrow().next_free_ms),
+        }
+    }
+
+    /// SES took a call: the backoff ends, a change to store only if one was under way.
+    pub(super) fn succeeded(&self) {
+        if self.state.borrow().backoff.is_active() {
+            self.update(GateState::succeeded);
+        }
     }
 
     /// One request to this gate object (a call from the Worker, or an alarm): the shell counts
@@ -249,6 +289,11 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         if !self.state_unsaved.replace(false) {
             return;
         }
+        self.counters_saved_by_ms.set(
+            self.runtime
+                .now_ms()
+                .saturating_add(COUNTERS_SAVED_EVERY_MS),
+        );
         let used = self.store.take_row_usage();
         self.count(|g| g.cost.add_rows(used));
         if let Err(e) = self.store.save_state(&self.state.borrow()) {
@@ -295,10 +340,10 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         result
     }
 
-    /// A send SES took: counted in the gate state, which this turn saves anyway.
+    /// A send SES took: in the send log, stored with the next save.
     pub(super) fn record_send(&self) {
         let now = self.runtime.now_ms();
-        self.update(|g| g.sends.record(now));
+        self.count(|g| g.sends.record(now));
     }
 
     pub(super) fn unavailable(&self, e: &StoreError, to: Recipient) -> SendReply {

@@ -8,7 +8,7 @@ use std::cell::Cell;
 
 use crate::sql_executor::SqlExecutor;
 use crate::sql_executor::SqlValue;
-use crate::sql_schema::{COUNT_BEHIND_SQL, SCHEMA};
+use crate::sql_schema::{upgrade_from_v1, COUNT_BEHIND_SQL, READ_VERSION_SQL, SCHEMA_VERSION, V1};
 use crate::store::{GateStore, OutboxEvent, StoreError, StoreResult};
 use crate::tracking::Signup;
 use crate::usage::RowUsage;
@@ -80,7 +80,8 @@ pub struct SqlGateStore<E> {
 }
 
 impl<E: SqlExecutor> SqlGateStore<E> {
-    /// Creates the tables that are missing, and brings tables of older versions up to date.
+    /// Opens the store: one row read when the schema is current; else creates the tables
+    /// that are missing and brings older ones up to date (`sql_schema::upgrade_from_v1`).
     pub fn open(sql: E) -> StoreResult<Self> {
         let usage = Cell::new(RowUsage::default());
         let run = |statement: &str| {
@@ -90,19 +91,28 @@ impl<E: SqlExecutor> SqlGateStore<E> {
                 usage.set(total);
             })
         };
-        for statement in SCHEMA {
-            run(statement).map_err(|e| StoreError::failed("create schema", e))?;
-        }
-        // Queues made before request ids existed lack the column: a query naming it fails
-        // exactly then (no PRAGMA needed).
-        if run("SELECT request_id FROM fair_queue LIMIT 0").is_err() {
-            run("ALTER TABLE fair_queue ADD COLUMN request_id TEXT")
-                .map_err(|e| StoreError::failed("add fair_queue.request_id", e))?;
-        }
-        // The first lifecycle kept clean-up on the signup row.
-        if run("SELECT cleanup_due FROM signups LIMIT 0").is_ok() {
-            run("ALTER TABLE signups DROP COLUMN cleanup_due")
-                .map_err(|e| StoreError::failed("drop signups.cleanup_due", e))?;
+        // A database without the version table fails the read: it is older, or new.
+        let current = match sql.exec::<One<f64>>(READ_VERSION_SQL, vec![]) {
+            Ok((rows, used)) => {
+                usage.set(used);
+                rows.first()
+                    .is_some_and(|v| v.value as i64 == SCHEMA_VERSION)
+            }
+            Err(_) => false,
+        };
+        if !current {
+            for statement in V1 {
+                run(statement).map_err(|e| StoreError::failed("create schema", e))?;
+            }
+            // Queues made before request ids existed lack the column: a query naming it fails
+            // exactly then (no PRAGMA needed).
+            if run("SELECT request_id FROM fair_queue LIMIT 0").is_err() {
+                run("ALTER TABLE fair_queue ADD COLUMN request_id TEXT")
+                    .map_err(|e| StoreError::failed("add fair_queue.request_id", e))?;
+            }
+            for statement in upgrade_from_v1() {
+                run(&statement).map_err(|e| StoreError::failed("upgrade schema", e))?;
+            }
         }
         Ok(Self {
             sql,

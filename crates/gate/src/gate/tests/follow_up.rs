@@ -139,6 +139,7 @@ fn an_unclicked_signup_is_checked_without_row_writes_and_a_restart_resumes_one_g
     let h = Harness::new(tracking(true));
     h.sent("quiet@example.com");
     let stored_after_send = h.store.calls("store signup");
+    let saved_after_send = h.store.calls("save state");
     let mut checks = 0;
     while let Some(next) = h.runtime.last_alarm().filter(|t| *t < START + 9 * 60_000) {
         h.drain_at(next);
@@ -149,6 +150,11 @@ fn an_unclicked_signup_is_checked_without_row_writes_and_a_restart_resumes_one_g
     assert_eq!(
         writes, 1,
         "only the first check (the link seen unopened) writes the row"
+    );
+    assert_eq!(
+        h.store.calls("save state"),
+        saved_after_send,
+        "nor does any check store the gate state: follow-up slots are kept in memory"
     );
 
     // A new object resumes the stale row one check gap from now: no burst of checks at once,
