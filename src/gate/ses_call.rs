@@ -18,28 +18,29 @@ use signup_verify_ses::outcome::Outcome;
 use signup_verify_ses::reply::Reply;
 use signup_verify_ses::reply::Unparseable;
 use signup_verify_ses::request::build_request;
-use signup_verify_ses::signer::SigningKeys;
 
 /// The SES request for `call`, signed and dated at its slot (or now, if that is later), ready to
 /// send: built ahead of its departure so that nothing but the fetch itself lies between the
-/// departure and the wire. `None` (logged) if the runtime refuses to build it.
-pub fn prepared_request(
-    config: &SesConfig,
-    keys: &SigningKeys,
-    call: &CallRequest,
-) -> Option<Outbound> {
+/// departure and the wire. `None` (logged) if it cannot be signed or the runtime refuses to build
+/// it.
+pub fn prepared_request(config: &SesConfig, call: &CallRequest) -> Option<Outbound> {
     let signed_at = call.slot_ms.max(crate::runtime::now_ms());
-    let signed = build_request(config, keys, &call.call, signed_at);
-    match Outbound::post(
-        &signed.url,
-        &signed.headers,
-        &signed.body,
-        Redirects::Follow,
-    ) {
+    let prepared = build_request(config, &call.call, signed_at)
+        .map_err(|e| e.to_string())
+        .and_then(|signed| {
+            Outbound::post(
+                &signed.url,
+                &signed.headers,
+                &signed.body,
+                Redirects::Follow,
+            )
+            .map_err(|e| e.to_string())
+        });
+    match prepared {
         Ok(request) => Some(request),
         Err(error) => {
             crate::log::error(
-                json!({"event": "ses_signing_failed", "error": error.to_string(), "request_id": call.request_id}),
+                json!({"event": "ses_signing_failed", "error": error, "request_id": call.request_id}),
             );
             None
         }

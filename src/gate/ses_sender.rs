@@ -34,15 +34,12 @@ use signup_verify_gate::pacing::Pacing;
 use signup_verify_gate::pacing::PlaceInLine;
 use signup_verify_gate::pacing::Sleeper;
 use signup_verify_gate::pacing::Waiting;
-use signup_verify_ses::signer::SigningKeys;
 use signup_verify_web::config::Config;
 
 #[durable_object]
 pub struct SesSender {
     /// Parsed once per instance; a call under a broken config cannot be made.
     config: std::result::Result<Config, ConfigError>,
-    /// The day's SigV4 signing key, derived once per day and region.
-    signing_keys: SigningKeys,
     pacing: RefCell<Pacing>,
     /// Calls holding a slot, waiting to leave.
     waiting: RefCell<Waiting>,
@@ -54,7 +51,6 @@ impl DurableObject for SesSender {
     fn new(_state: State, env: Env) -> Self {
         Self {
             config: load_config(&env),
-            signing_keys: SigningKeys::default(),
             pacing: RefCell::new(Pacing::started(now_ms())),
             waiting: RefCell::new(Waiting::default()),
             wakers: RefCell::new(Vec::new()),
@@ -91,7 +87,7 @@ impl SesSender {
     /// made at all: the config does not load, or the request cannot be signed.
     async fn call(&self, call: &CallRequest) -> Option<CallResult> {
         let config = self.config.as_ref().ok()?;
-        let request = prepared_request(&config.ses, &self.signing_keys, call)?;
+        let request = prepared_request(&config.ses, call)?;
         let call_id = self
             .wait_for_departure(call.slot_ms, config.gate.interval_ms)
             .await;

@@ -1,5 +1,5 @@
 //! The Amazon SES Query API as signup-verify speaks it, pure: the calls ([`request`]) with their
-//! SigV4 signature ([`signer`]), the XML replies ([`reply`]), what a reply means for the caller
+//! SigV4 signature (aws-sigv4's signer), the XML replies ([`reply`]), what a reply means for the caller
 //! ([`outcome`]), what one call's exchange came to ([`call`]), the SES settings ([`config`])
 //! and calendar time ([`time`], the one place UTC is formatted).
 //!
@@ -10,5 +10,4 @@ pub mod config;
 pub mod outcome;
 pub mod reply;
 pub mod request;
-pub mod signer;
 pub mod time;
