@@ -13,7 +13,8 @@
 //! (answers by status, SES calls by action).
 //!
 //! Environment: `BENCH_ROUNDS` (default 5), `BENCH_INTAKE_RECORDS` (default 50000: the largest
-//! stored-record level intake is measured at; 0 leaves the intake section out), and
+//! stored-record level intake is measured at; 0 leaves the intake section out),
+//! `BENCH_INTAKE_LOG_LEVEL` (default `error`: the `LOG_LEVEL` intake runs at), and
 //! `BENCH_COMPARE_BUILD` (a directory holding another build's `index.js`, say an earlier
 //! commit's `build/`: it runs as one more target, interleaved with the others, so that two builds
 //! are compared under the same load on the machine rather than in runs minutes apart).
@@ -592,7 +593,9 @@ fn main() {
     println!("  stub SES calls by action: {calls:?}");
 
     if intake_records > 0 {
-        intake(&ses, intake_records);
+        let log_level =
+            std::env::var("BENCH_INTAKE_LOG_LEVEL").unwrap_or_else(|_| "error".to_string());
+        intake(&ses, intake_records, &log_level);
     }
     sqlite_statements(&ses);
 }
@@ -600,14 +603,17 @@ fn main() {
 /// Queue intake at the real 1 s interval (`GATE_MAX_WAIT_MS=0`: every signup after the first is
 /// queued), 8 connections, distinct addresses, measured as the stored records (queued items plus
 /// address records) grow from 0 to `top`.
-fn intake(ses: &StubSes, top: usize) {
-    let stack = our_stack(
+/// At `top`, the stack's `wrangler dev` is then restarted on the same stored records and measured
+/// again: a rate that comes back after the restart was lost to the process (wrangler dev's log
+/// handling), not to the records.
+fn intake(ses: &StubSes, top: usize, log_level: &str) {
+    let mut stack = our_stack(
         "bench-intake",
         ses,
         &[
             ("GATE_INTERVAL_MS", "1000"),
             ("GATE_MAX_WAIT_MS", "0"),
-            ("LOG_LEVEL", "error"),
+            ("LOG_LEVEL", log_level),
         ],
     );
     let intake_endpoint = format!("{}/signup", stack.worker);
@@ -647,15 +653,22 @@ fn intake(ses: &StubSes, top: usize) {
         let windows = IntakeWindows::measure(&intake_endpoint, &format!("intake-{level}"));
         admitted += windows.accepted;
         let floor = IntakeWindows::measure(&queue_floor, &format!("floor-{level}"));
-        rows.push((before, windows, floor));
+        rows.push((before.to_string(), windows, floor));
     }
+    stack.restart_worker();
+    let intake_endpoint = format!("{}/signup", stack.worker);
+    let (rewarm, _) = sign_up_at_once(&intake_endpoint, "intake-rewarm", CONNECTIONS, 25);
+    let before = queue_length(&stack) + admitted + rewarm.accepted();
+    let windows = IntakeWindows::measure(&intake_endpoint, "intake-restarted");
+    let floor = IntakeWindows::measure(&queue_floor, "floor-restarted");
+    rows.push((format!("{before} (wrangler dev restarted)"), windows, floor));
     drop(rust_floor);
     drop(stack);
     let calls = ses.take_calls();
     let base = rows.first().map(|r| r.1.rate).unwrap_or(1.0);
     println!();
     println!(
-        "## queue intake at the real 1 s interval (GATE_MAX_WAIT_MS=0, LOG_LEVEL=error, \
+        "## queue intake at the real 1 s interval (GATE_MAX_WAIT_MS=0, LOG_LEVEL={log_level}, \
          {CONNECTIONS} connections, distinct addresses on {CONNECTIONS} domains)"
     );
     println!();

@@ -537,9 +537,9 @@ fn a_store_of_an_older_version_moves_its_fifo_to_the_front_and_gains_the_new_col
     );
 }
 
-#[test]
-fn a_version_1_store_keeps_every_row_through_the_upgrade_and_a_current_one_only_reads_its_version()
-{
+/// A version 1 database (as every start of the code before versions left it) with a row in each
+/// keyed table, the queue, the gate state and the outbox.
+fn version_1_store() -> Sqlite {
     let connection = rusqlite::Connection::open_in_memory().expect("in-memory SQLite");
     for statement in crate::sql_schema::V1 {
         connection.execute_batch(statement).expect("version 1");
@@ -547,12 +547,7 @@ fn a_version_1_store_keeps_every_row_through_the_upgrade_and_a_current_one_only_
     // Rows as version 1 stored them: the serde JSON of each record.
     let signup_row = to_json(&signup("kept@x.example", 7, Some(70)));
     let identity_row = to_json(&identity("kept@x.example", 7, Some(90)));
-    let address = AddressRecord {
-        last_ms: 600,
-        window_start_ms: 600,
-        count: 1,
-    };
-    let address_row = to_json(&address);
+    let address_row = to_json(&kept_address());
     connection
         .execute_batch(&format!(
             "INSERT INTO fair_queue (tag, seq, domain, email, key, enqueued_at_ms, attempts, request_id)
@@ -567,8 +562,19 @@ fn a_version_1_store_keeps_every_row_through_the_upgrade_and_a_current_one_only_
              INSERT INTO gate (id, state) VALUES (1, '{{\"next_free_ms\":1234}}');"
         ))
         .expect("version 1 rows");
-    let database = Sqlite(connection.into());
-    let store = SqlGateStore::open(database.clone()).expect("upgraded");
+    Sqlite(connection.into())
+}
+
+fn kept_address() -> AddressRecord {
+    AddressRecord {
+        last_ms: 600,
+        window_start_ms: 600,
+        count: 1,
+    }
+}
+
+/// Every row [`version_1_store`] wrote reads back through the store.
+fn assert_version_1_rows(store: &SqlGateStore<Sqlite>) {
     assert_eq!(store.load_state().expect("state").next_free_ms, 1234);
     let head = store.head().expect("head").expect("the queued item");
     assert_eq!(
@@ -582,7 +588,7 @@ fn a_version_1_store_keeps_every_row_through_the_upgrade_and_a_current_one_only_
     );
     assert_eq!(
         store.load_address("k-address", 0).expect("address"),
-        Some(address)
+        Some(kept_address())
     );
     assert_eq!(
         store.scheduled_checks().expect("checks"),
@@ -598,32 +604,108 @@ fn a_version_1_store_keeps_every_row_through_the_upgrade_and_a_current_one_only_
             .map(|(key, _)| key),
         Some("k-identity".to_string())
     );
-    assert_eq!(
-        store.due_events(10, 10).expect("events")[0].id,
-        "evt-1".to_string()
-    );
-    let rowid_tables: Vec<String> = database
+    assert_eq!(store.due_events(10, 10).expect("events")[0].id, "evt-1");
+}
+
+/// The schema's names of `kind` (`table`, `index`), sorted, with their SQL.
+fn schema_of(database: &Sqlite, kind: &str) -> Vec<(String, String)> {
+    database
         .0
         .prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'table'
-             AND name IN ('address_limits', 'signups', 'identities', 'webhook_outbox')
-             AND sql NOT LIKE '%WITHOUT ROWID'",
+            "SELECT name, COALESCE(sql, '') FROM sqlite_master WHERE type = ?1
+             AND name NOT LIKE 'sqlite_%' ORDER BY name",
         )
         .and_then(|mut query| {
             query
-                .query_map([], |row| row.get(0))?
+                .query_map([kind], |row| Ok((row.get(0)?, row.get(1)?)))?
                 .collect::<Result<_, _>>()
         })
-        .expect("the schema");
-    assert!(
-        rowid_tables.is_empty(),
-        "keyed tables without rowid: {rowid_tables:?}"
-    );
-    // The next start reads the version and runs nothing else.
+        .expect("the schema")
+}
+
+fn index_names(database: &Sqlite) -> Vec<String> {
+    schema_of(database, "index")
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
+}
+
+const VERSION_2_INDEXES: [&str; 6] = [
+    "fair_queue_by_age",
+    "fair_queue_by_domain",
+    "fair_queue_by_seq",
+    "fair_queue_order",
+    "identities_by_cleanup",
+    "webhook_outbox_due",
+];
+
+#[test]
+fn a_version_1_store_keeps_every_row_through_the_upgrade_and_a_current_one_only_reads_its_version()
+{
+    let database = version_1_store();
+    let store = SqlGateStore::open(database.clone()).expect("upgraded");
+    assert_version_1_rows(&store);
+    assert_eq!(index_names(&database), VERSION_2_INDEXES);
+    for (table, sql) in schema_of(&database, "table") {
+        assert!(!sql.contains("AUTOINCREMENT"), "{table}: {sql}");
+        if ["address_limits", "signups", "identities", "webhook_outbox"].contains(&table.as_str()) {
+            assert!(sql.ends_with("WITHOUT ROWID"), "{table}: {sql}");
+        }
+    }
+    // The next start reads the version and writes nothing.
     let reopened = SqlGateStore::open(database).expect("opened again");
     let used = reopened.take_row_usage();
     assert_eq!((used.rows_read, used.rows_written), (1, 0), "{used:?}");
     assert_eq!(order(&reopened), ["k-queued"]);
+}
+
+#[test]
+fn an_upgrade_that_stopped_after_dropping_a_table_finishes_at_the_next_start_with_every_row() {
+    let database = version_1_store();
+    let steps = crate::sql_schema::upgrade_from_v1();
+    let stop = steps
+        .iter()
+        .position(|s| s == "DROP TABLE signups")
+        .expect("the rebuild drops the old signups table");
+    for statement in &steps[..=stop] {
+        database.0.execute_batch(statement).expect("a step");
+    }
+    let store = SqlGateStore::open(database.clone()).expect("upgraded");
+    assert_version_1_rows(&store);
+    assert_eq!(index_names(&database), VERSION_2_INDEXES);
+}
+
+#[test]
+fn a_rolled_back_deploy_leaves_no_old_index_behind_and_a_later_version_is_left_alone() {
+    let database = version_1_store();
+    SqlGateStore::open(database.clone()).expect("upgraded");
+    // The version before ran its schema at every start: it makes its indexes again.
+    for statement in crate::sql_schema::V1 {
+        database
+            .0
+            .execute_batch(statement)
+            .expect("version 1 again");
+    }
+    assert!(index_names(&database).contains(&"signups_by_age".to_string()));
+    let store = SqlGateStore::open(database.clone()).expect("opened");
+    assert_version_1_rows(&store);
+    assert_eq!(index_names(&database), VERSION_2_INDEXES);
+
+    // A database a later version wrote (here: a column this one does not know) is not rebuilt.
+    database
+        .0
+        .execute_batch(
+            "ALTER TABLE signups ADD COLUMN later TEXT;
+             UPDATE schema_version SET version = 3",
+        )
+        .expect("a later version");
+    let store = SqlGateStore::open(database.clone()).expect("opened");
+    assert_version_1_rows(&store);
+    let signups = schema_of(&database, "table")
+        .into_iter()
+        .find(|(name, _)| name == "signups")
+        .expect("signups");
+    assert!(signups.1.contains("later TEXT"), "{}", signups.1);
 }
 
 fn to_json(value: &impl serde::Serialize) -> String {

@@ -1,11 +1,12 @@
 //! The gate's SQLite schema and the statements a signup runs, as text. The schema has a
 //! version, kept in one row: each object start reads it (one row read, no DDL), and only a
-//! database of an older version runs [`upgrade`]: version 1's idempotent statements (which bring
-//! anything older to version 1), then version 2's rebuild of every keyed table. The named
+//! database of an older version runs version 1's idempotent statements (which bring anything
+//! older to version 1), then [`upgrade_from_v1`]: version 2's rebuild of every keyed table. The named
 //! statements are the very texts `sql_store` runs and `make bench` measures.
 //!
 //! Invariants: an upgrade keeps every row (the rebuild copies each table whole before dropping
-//! it); version 2 costs one row written per insert or update wherever it can: keyed tables are
+//! it), and each of its steps can run again: a start that failed halfway finishes it at the next
+//! start; version 2 costs one row written per insert or update wherever it can: keyed tables are
 //! `WITHOUT ROWID` (no separate key index), and an index stays only where a frequent read needs
 //! it (the queue's order and ages, due clean-ups, due webhook events); tables read rarely are
 //! scanned instead.
@@ -37,8 +38,17 @@ pub const LAST_TAG_SQL: &str = "SELECT MAX(tag) AS value FROM fair_queue WHERE d
 pub const COUNT_BEHIND_SQL: &str =
     "SELECT COUNT(*) AS value FROM fair_queue WHERE (tag, seq) > (?, ?)";
 
-/// The version this code writes and reads.
+/// The version this code writes and reads. A database of a later version is left as it is.
 pub const SCHEMA_VERSION: i64 = 2;
+
+/// Version 1's indexes that version 2 has not. A rolled-back deploy (version 1 code runs its
+/// schema at every start) makes them again; each start drops them if they are there (nothing
+/// written when they are not).
+pub const DROPPED_INDEXES: [&str; 3] = [
+    "DROP INDEX IF EXISTS address_limits_by_last",
+    "DROP INDEX IF EXISTS signups_by_age",
+    "DROP INDEX IF EXISTS identities_done_by_age",
+];
 pub const READ_VERSION_SQL: &str = "SELECT version AS value FROM schema_version WHERE id = 1";
 
 /// Version 1, as it ran at every start before versions existed: every statement idempotent, so
@@ -74,8 +84,8 @@ pub const V1: [&str; 24] = [
     // The check schedule lives in the gate's memory (`check_schedule`), read from the rows once
     // per start: an index on the next check cost a row written at every change.
     "DROP INDEX IF EXISTS signups_by_check",
-    // Clean-up moved to `identities`: the first lifecycle's index goes (its column goes in
-    // `open`, where a probe tells whether the table still has it).
+    // Clean-up moved to `identities`: the first lifecycle's index goes (its column goes with
+    // version 2's rebuild, which copies only the columns it names).
     "DROP INDEX IF EXISTS signups_by_cleanup",
     "CREATE INDEX IF NOT EXISTS signups_by_age ON signups (has_work, signed_up_ms)",
     "CREATE TABLE IF NOT EXISTS identities (key TEXT PRIMARY KEY, record TEXT NOT NULL,
@@ -145,22 +155,23 @@ const V2_TABLES: [Rebuilt; 5] = [
 
 /// Version 2's indexes (the rebuild dropped version 1's with their tables). Gone: the address
 /// records' by age (their expiry scans the table every few minutes), the signups' by age and
-/// the done identities' by age (forgotten by an hourly scan).
+/// the done identities' by age (forgotten by an hourly scan): see [`DROPPED_INDEXES`].
 const V2_INDEXES: [&str; 6] = [
-    "CREATE INDEX fair_queue_order ON fair_queue (tag, seq)",
-    "CREATE INDEX fair_queue_by_domain ON fair_queue (domain, tag)",
-    "CREATE INDEX fair_queue_by_age ON fair_queue (enqueued_at_ms)",
+    "CREATE INDEX IF NOT EXISTS fair_queue_order ON fair_queue (tag, seq)",
+    "CREATE INDEX IF NOT EXISTS fair_queue_by_domain ON fair_queue (domain, tag)",
+    "CREATE INDEX IF NOT EXISTS fair_queue_by_age ON fair_queue (enqueued_at_ms)",
     // MAX(seq) / MIN(seq) for each new item, without a scan.
-    "CREATE INDEX fair_queue_by_seq ON fair_queue (seq)",
+    "CREATE INDEX IF NOT EXISTS fair_queue_by_seq ON fair_queue (seq)",
     // Partial: only an identity with a delete due costs an index entry.
-    "CREATE INDEX identities_by_cleanup ON identities (next_cleanup_ms)
+    "CREATE INDEX IF NOT EXISTS identities_by_cleanup ON identities (next_cleanup_ms)
         WHERE next_cleanup_ms IS NOT NULL",
-    "CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_ms)",
+    "CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (next_attempt_ms)",
 ];
 
 /// From version 1 to [`SCHEMA_VERSION`]: each keyed table copied into its version 2 shape and
 /// renamed over the old one, the indexes made, the version stored. Run by `SqlGateStore::open`
-/// in one synchronous turn (the Durable Object commits it at once, or not at all).
+/// after [`V1`]. Every step can run again: a copy left by a start that failed after dropping
+/// the old table is kept (`IF NOT EXISTS`) and completed (`OR IGNORE`), then renamed.
 pub fn upgrade_from_v1() -> Vec<String> {
     let mut statements = Vec::new();
     for table in &V2_TABLES {
@@ -170,10 +181,11 @@ pub fn upgrade_from_v1() -> Vec<String> {
             copied,
             options,
         } = table;
-        statements.push(format!("DROP TABLE IF EXISTS {name}_v2"));
-        statements.push(format!("CREATE TABLE {name}_v2 ({columns}){options}"));
         statements.push(format!(
-            "INSERT INTO {name}_v2 ({copied}) SELECT {copied} FROM {name}"
+            "CREATE TABLE IF NOT EXISTS {name}_v2 ({columns}){options}"
+        ));
+        statements.push(format!(
+            "INSERT OR IGNORE INTO {name}_v2 ({copied}) SELECT {copied} FROM {name}"
         ));
         statements.push(format!("DROP TABLE {name}"));
         statements.push(format!("ALTER TABLE {name}_v2 RENAME TO {name}"));

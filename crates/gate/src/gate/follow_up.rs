@@ -445,7 +445,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             return Ok(true);
         }
         self.succeeded();
-        self.count(|g| g.tracking.identities_deleted += 1);
+        self.update(|g| g.tracking.identities_deleted += 1);
         self.runtime
             .log_info(|| json!({"event": "identity_deleted", "address": tag_of(key)}));
         if still_due {

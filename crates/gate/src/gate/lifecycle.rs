@@ -366,7 +366,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         let now = self.runtime.now_ms();
         for kind in &effects.events {
             let kind = *kind;
-            self.count(|g| match kind {
+            self.update(|g| match kind {
                 EventKind::Verified => g.tracking.verified += 1,
                 EventKind::Confirmed => g.tracking.confirmed += 1,
                 EventKind::Expired => g.tracking.expired += 1,

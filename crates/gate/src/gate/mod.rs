@@ -14,16 +14,18 @@
 //! (`queue::fair_tag`). Invariants:
 //! - nothing valid is lost: a signup is sent, queued (then sent, or dropped with a counted
 //!   reason: rejected, exhausted, expired), or refused with an answer the caller sees;
-//! - slots are at least `GATE_INTERVAL_MS` apart (the sender spaces the wire; see `pacing`);
+//! - slots are at least `GATE_INTERVAL_MS` apart within an instance; on the wire the sender
+//!   spaces every call, and counts its own start as an answer (see `pacing`), whatever restarted;
 //! - a mailbox (`mailbox::Mailbox`, not the typed string) gets at most one signup per
 //!   `EMAIL_COOLDOWN_SECONDS` and `EMAIL_DAILY_MAX` a day, and the gate takes at most
 //!   `DAILY_SEND_BUDGET` a day; a signup that ends up neither sent nor queued is taken back from
 //!   both, one that timed out is not (it may have reached SES);
 //! - an item leaves the queue only after a 2xx from SES or with a drop reason, and a call that
 //!   timed out is made at most once more;
-//! - every reservation, admission and queue change is a synchronous read-modify-write with no
-//!   await inside, stored before the next await, so a restarted object resumes with the same
-//!   slots, limits and queue;
+//! - every send's reservation, admission and queue change is a synchronous read-modify-write
+//!   with no await inside, stored before the next await, so a restarted object resumes with the
+//!   same slots, limits and queue (follow-up slots are kept in memory: a new instance starts its
+//!   follow-up calls an interval after it started);
 //! - no log line holds an address: records and logs use the HMAC key, never the plaintext.
 
 use std::cell::{Cell, RefCell};
@@ -66,8 +68,9 @@ const WATCHDOG_MS: u64 = 5_000;
 pub const RETRY_LATER_MS: u64 = 60_000;
 /// Queued positions shown to pollers and resubmissions are at most this old.
 const RANK_TTL_MS: u64 = 1_000;
-/// Counters changed without a save of their own are stored at least this often (with the next
-/// change after it): what a restart can lose of them is bounded by it.
+/// Counters changed without a save of their own are stored at least this often while an
+/// instance lives (with the next change after it); an evicted instance loses what it counted
+/// since its last save (see [`Gate::count`]).
 const COUNTERS_SAVED_EVERY_MS: u64 = 3_600_000;
 
 mod confirm;
@@ -243,9 +246,12 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         result
     }
 
-    /// Changes the gate's counters (cost, follow-up, the send log) in memory without a save of
-    /// their own: they are stored with the next save of the gate state (see `usage`), or, if
-    /// none came for [`COUNTERS_SAVED_EVERY_MS`], with this change.
+    /// Changes counters that ride along (cost, checks, listing pages) in memory without a save
+    /// of their own: they are stored with the next save of the gate state (see `usage`), or, if
+    /// none came for [`COUNTERS_SAVED_EVERY_MS`], with this change. An instance evicted between
+    /// saves loses them, so for an object that sleeps between status checks they are a lower
+    /// bound. What happened to signups (sends, final statuses, deletions, deliveries) and
+    /// failures are counted with [`Self::update`]: stored at once.
     pub(super) fn count<T>(&self, change: impl FnOnce(&mut GateState) -> T) -> T {
         let result = change(&mut self.state.borrow_mut());
         if self.runtime.now_ms() >= self.counters_saved_by_ms.get() {
@@ -329,7 +335,8 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         Ok(())
     }
 
-    /// Hands `call` to the sender, the state stored first: the slot it holds survives a restart.
+    /// Hands `call` to the sender, the state stored first: a send's slot, admission and budget
+    /// survive a restart.
     pub(super) async fn call_sender(&self, call: &CallRequest) -> Option<CallResult> {
         self.save_state();
         let result = self.sender.call(call).await;
@@ -340,10 +347,11 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         result
     }
 
-    /// A send SES took: in the send log, stored with the next save.
+    /// A send SES took: in the send log, stored at once (the signup's row is written in the same
+    /// turn), so that `sendsLastHour` survives an eviction.
     pub(super) fn record_send(&self) {
         let now = self.runtime.now_ms();
-        self.count(|g| g.sends.record(now));
+        self.update(|g| g.sends.record(now));
     }
 
     pub(super) fn unavailable(&self, e: &StoreError, to: Recipient) -> SendReply {

@@ -39,7 +39,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         let attempts = event.attempts + 1;
         if matches!(answer, Ok(status) if webhook::delivered(status)) {
             self.store.remove_event(&event.id)?;
-            self.count(|g| g.tracking.webhooks_delivered += 1);
+            self.update(|g| g.tracking.webhooks_delivered += 1);
             self.runtime.log_info(
                 || json!({"event": "webhook_delivered", "id": event.id, "attempts": attempts}),
             );

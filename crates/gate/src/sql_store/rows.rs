@@ -8,7 +8,9 @@ use std::cell::Cell;
 
 use crate::sql_executor::SqlExecutor;
 use crate::sql_executor::SqlValue;
-use crate::sql_schema::{upgrade_from_v1, COUNT_BEHIND_SQL, READ_VERSION_SQL, SCHEMA_VERSION, V1};
+use crate::sql_schema::{
+    upgrade_from_v1, COUNT_BEHIND_SQL, DROPPED_INDEXES, READ_VERSION_SQL, SCHEMA_VERSION, V1,
+};
 use crate::store::{GateStore, OutboxEvent, StoreError, StoreResult};
 use crate::tracking::Signup;
 use crate::usage::RowUsage;
@@ -80,8 +82,9 @@ pub struct SqlGateStore<E> {
 }
 
 impl<E: SqlExecutor> SqlGateStore<E> {
-    /// Opens the store: one row read when the schema is current; else creates the tables
-    /// that are missing and brings older ones up to date (`sql_schema::upgrade_from_v1`).
+    /// Opens the store: when the schema is current (or newer), one row read and the indexes a
+    /// rolled-back deploy may have made again dropped; else creates the tables that are missing
+    /// and brings older ones up to date (`sql_schema::upgrade_from_v1`).
     pub fn open(sql: E) -> StoreResult<Self> {
         let usage = Cell::new(RowUsage::default());
         let run = |statement: &str| {
@@ -96,7 +99,7 @@ impl<E: SqlExecutor> SqlGateStore<E> {
             Ok((rows, used)) => {
                 usage.set(used);
                 rows.first()
-                    .is_some_and(|v| v.value as i64 == SCHEMA_VERSION)
+                    .is_some_and(|v| v.value as i64 >= SCHEMA_VERSION)
             }
             Err(_) => false,
         };
@@ -112,6 +115,10 @@ impl<E: SqlExecutor> SqlGateStore<E> {
             }
             for statement in upgrade_from_v1() {
                 run(&statement).map_err(|e| StoreError::failed("upgrade schema", e))?;
+            }
+        } else {
+            for statement in DROPPED_INDEXES {
+                run(statement).map_err(|e| StoreError::failed("drop old indexes", e))?;
             }
         }
         Ok(Self {

@@ -178,3 +178,33 @@ fn an_unclicked_signup_is_checked_without_row_writes_and_a_restart_resumes_one_g
         "{next}"
     );
 }
+
+#[test]
+fn what_happened_to_a_signup_is_counted_in_stored_state_and_survives_a_restart() {
+    let h = Harness::new(tracking(true));
+    h.sent("kept@example.com");
+    h.drain_at(START + 5_100);
+    h.click("kept@example.com");
+    h.drain_until(START + 200_000);
+    let before = h.gate.stats().expect("stats");
+    assert_eq!(
+        (
+            before.tracking.verified,
+            before.tracking.identities_deleted,
+            before.tracking.webhooks_delivered,
+            before.sends_last_hour
+        ),
+        (1, 1, 1, 1)
+    );
+    let after = h.restart(tracking(true)).gate.stats().expect("stats");
+    assert_eq!(
+        (
+            after.tracking.verified,
+            after.tracking.identities_deleted,
+            after.tracking.webhooks_delivered,
+            after.sends_last_hour
+        ),
+        (1, 1, 1, 1),
+        "an evicted object keeps the counts of what happened"
+    );
+}

@@ -50,11 +50,16 @@ fn a_direct_signup_stores_its_slot_and_budget_before_its_call_leaves() {
 }
 
 #[test]
-fn a_direct_signup_writes_the_gate_state_once_before_its_call_and_not_after() {
+fn a_direct_signup_writes_the_gate_state_once_before_its_call_and_once_after_with_its_send() {
     let h = Harness::new(config());
     h.sent("jane@example.com");
-    // The send log and the counters ride along with the next save.
-    assert_eq!(h.store.calls("save state"), 1);
+    assert_eq!(h.store.calls("save state"), 2);
+    let stored = h.store.load_state().expect("saved").sends;
+    assert_eq!(
+        stored.last_minute(START + ROUND_TRIP),
+        1,
+        "the send log survives an eviction"
+    );
     assert_eq!(
         h.restart(config()).gate.state.borrow().next_free_ms,
         START + INTERVAL,
@@ -818,8 +823,8 @@ fn the_cost_counters_ride_along_with_a_save_and_the_stats_report_them_per_signup
     assert_eq!(saved.signups, 1);
     assert_eq!(saved.gate_requests, 1);
     assert_eq!(
-        saved.sender_requests, 0,
-        "the call to the sender is counted once made, after the save before it"
+        saved.sender_requests, 1,
+        "the call to the sender is counted once made, and stored with the send"
     );
     assert_eq!(
         (saved.rows_read, saved.rows_written),
@@ -856,7 +861,7 @@ fn the_cost_counters_ride_along_with_a_save_and_the_stats_report_them_per_signup
             saved.rows_read,
             saved.sender_requests
         ),
-        (2, 2, 8, 1)
+        (2, 2, 8, 2)
     );
 }
 
