@@ -660,19 +660,58 @@ fn a_version_1_store_keeps_every_row_through_the_upgrade_and_a_current_one_only_
 }
 
 #[test]
-fn an_upgrade_that_stopped_after_dropping_a_table_finishes_at_the_next_start_with_every_row() {
-    let database = version_1_store();
+fn an_upgrade_stopped_at_any_step_finishes_at_the_next_start_with_every_row_even_after_a_rollback()
+{
     let steps = crate::sql_schema::upgrade_from_v1();
-    let stop = steps
-        .iter()
-        .position(|s| s == "DROP TABLE signups")
-        .expect("the rebuild drops the old signups table");
-    for statement in &steps[..=stop] {
-        database.0.execute_batch(statement).expect("a step");
+    for stop in 0..=steps.len() {
+        for rolled_back in [false, true] {
+            let database = version_1_store();
+            for statement in &steps[..stop] {
+                database.0.execute_batch(statement).expect("a step");
+            }
+            if rolled_back {
+                // The version before starts (its schema, idempotent) and takes a signup: into
+                // the tables it sees, which may be ones it made anew beside a set-aside copy.
+                for statement in crate::sql_schema::V1 {
+                    database
+                        .0
+                        .execute_batch(statement)
+                        .expect("version 1 starts");
+                }
+                let record = to_json(&kept_address());
+                let row = to_json(&signup("later@x.example", 8, None));
+                database
+                    .0
+                    .execute_batch(&format!(
+                        "INSERT INTO address_limits (key, record, last_ms)
+                            VALUES ('k-rolled-back', '{record}', 600);
+                         INSERT INTO signups (key, record, next_check_ms, has_work, signed_up_ms)
+                            VALUES ('k-rolled-back', '{row}', NULL, 1, 8);"
+                    ))
+                    .expect("version 1 takes a signup");
+            }
+            let store = SqlGateStore::open(database.clone())
+                .unwrap_or_else(|e| panic!("stopped after step {stop}: {e}"));
+            assert_version_1_rows(&store);
+            if rolled_back {
+                assert!(
+                    store
+                        .load_address("k-rolled-back", 0)
+                        .expect("read")
+                        .is_some()
+                        && store.load_signup("k-rolled-back").expect("read").is_some(),
+                    "stopped after step {stop}: the rolled-back version's signup is kept"
+                );
+            }
+            assert_eq!(index_names(&database), VERSION_2_INDEXES, "step {stop}");
+            let leftovers: Vec<String> = schema_of(&database, "table")
+                .into_iter()
+                .map(|(name, _)| name)
+                .filter(|name| name.ends_with("_v1") || name.ends_with("_v2"))
+                .collect();
+            assert!(leftovers.is_empty(), "step {stop}: {leftovers:?}");
+        }
     }
-    let store = SqlGateStore::open(database.clone()).expect("upgraded");
-    assert_version_1_rows(&store);
-    assert_eq!(index_names(&database), VERSION_2_INDEXES);
 }
 
 #[test]

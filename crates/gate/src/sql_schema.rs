@@ -1,12 +1,13 @@
 //! The gate's SQLite schema and the statements a signup runs, as text. The schema has a
-//! version, kept in one row: each object start reads it (one row read, no DDL), and only a
+//! version, kept in one row: each object start reads it (one row read; no table is created),
+//! and only a
 //! database of an older version runs version 1's idempotent statements (which bring anything
 //! older to version 1), then [`upgrade_from_v1`]: version 2's rebuild of every keyed table. The named
 //! statements are the very texts `sql_store` runs and `make bench` measures.
 //!
-//! Invariants: an upgrade keeps every row (the rebuild copies each table whole before dropping
-//! it), and each of its steps can run again: a start that failed halfway finishes it at the next
-//! start; version 2 costs one row written per insert or update wherever it can: keyed tables are
+//! Invariants: an upgrade keeps every row (the rebuild copies each table whole before it sets
+//! the old one aside), and a start that failed halfway is finished by the next (see
+//! [`recovery`]), even after a rolled-back version ran in between; version 2 costs one row written per insert or update wherever it can: keyed tables are
 //! `WITHOUT ROWID` (no separate key index), and an index stays only where a frequent read needs
 //! it (the queue's order and ages, due clean-ups, due webhook events); tables read rarely are
 //! scanned instead.
@@ -103,12 +104,15 @@ pub const V1: [&str; 24] = [
 ];
 
 /// A table version 2 rebuilds: its name, its columns (the same names as version 1's, so the
-/// copy is `INSERT … SELECT` of the same list), and its table options.
+/// copy is `INSERT … SELECT` of the same list), its table options, and how rows a rolled-back
+/// version wrote meanwhile join an interrupted copy (see [`recovery`]).
 struct Rebuilt {
     name: &'static str,
     columns: &'static str,
     copied: &'static str,
     options: &'static str,
+    /// `INSERT OR REPLACE … (columns)`: the newer row wins its key.
+    merged: &'static str,
 }
 
 /// Version 2's keyed tables. The queue keeps its rowid (its items are served and removed by
@@ -122,12 +126,18 @@ const V2_TABLES: [Rebuilt; 5] = [
             enqueued_at_ms REAL NOT NULL, attempts INTEGER NOT NULL, request_id TEXT",
         copied: "id, tag, seq, domain, email, key, enqueued_at_ms, attempts, request_id",
         options: "",
+        // New ids (the rolled-back version counted its own from 1); an address queued in both
+        // keeps its first place.
+        merged: "INSERT OR IGNORE INTO fair_queue_v2 (tag, seq, domain, email, key, enqueued_at_ms,
+            attempts, request_id) SELECT tag, seq, domain, email, key, enqueued_at_ms, attempts,
+            request_id FROM fair_queue",
     },
     Rebuilt {
         name: "address_limits",
         columns: "key TEXT PRIMARY KEY, record TEXT NOT NULL, last_ms REAL NOT NULL",
         copied: "key, record, last_ms",
         options: " WITHOUT ROWID",
+        merged: "INSERT OR REPLACE INTO address_limits_v2 (key, record, last_ms) SELECT key, record, last_ms FROM address_limits",
     },
     Rebuilt {
         name: "signups",
@@ -135,6 +145,7 @@ const V2_TABLES: [Rebuilt; 5] = [
             has_work INTEGER NOT NULL, signed_up_ms REAL NOT NULL",
         copied: "key, record, next_check_ms, has_work, signed_up_ms",
         options: " WITHOUT ROWID",
+        merged: "INSERT OR REPLACE INTO signups_v2 (key, record, next_check_ms, has_work, signed_up_ms) SELECT key, record, next_check_ms, has_work, signed_up_ms FROM signups",
     },
     Rebuilt {
         name: "identities",
@@ -142,6 +153,7 @@ const V2_TABLES: [Rebuilt; 5] = [
             has_work INTEGER NOT NULL, sent_ms REAL NOT NULL",
         copied: "key, record, next_cleanup_ms, has_work, sent_ms",
         options: " WITHOUT ROWID",
+        merged: "INSERT OR REPLACE INTO identities_v2 (key, record, next_cleanup_ms, has_work, sent_ms) SELECT key, record, next_cleanup_ms, has_work, sent_ms FROM identities",
     },
     Rebuilt {
         name: "webhook_outbox",
@@ -150,6 +162,7 @@ const V2_TABLES: [Rebuilt; 5] = [
             releases_cleanup INTEGER NOT NULL",
         copied: "id, key, body, created_ms, next_attempt_ms, attempts, releases_cleanup",
         options: " WITHOUT ROWID",
+        merged: "INSERT OR REPLACE INTO webhook_outbox_v2 (id, key, body, created_ms, next_attempt_ms, attempts, releases_cleanup) SELECT id, key, body, created_ms, next_attempt_ms, attempts, releases_cleanup FROM webhook_outbox",
     },
 ];
 
@@ -168,10 +181,10 @@ const V2_INDEXES: [&str; 6] = [
     "CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (next_attempt_ms)",
 ];
 
-/// From version 1 to [`SCHEMA_VERSION`]: each keyed table copied into its version 2 shape and
-/// renamed over the old one, the indexes made, the version stored. Run by `SqlGateStore::open`
-/// after [`V1`]. Every step can run again: a copy left by a start that failed after dropping
-/// the old table is kept (`IF NOT EXISTS`) and completed (`OR IGNORE`), then renamed.
+/// From version 1 to [`SCHEMA_VERSION`]: each keyed table copied into its version 2 shape
+/// (`<name>_v2`), the old one renamed aside (`<name>_v1`), the copy renamed in, the old one
+/// dropped; then the indexes and the version. Run by `SqlGateStore::open` after [`recovery`]
+/// and [`V1`].
 pub fn upgrade_from_v1() -> Vec<String> {
     let mut statements = Vec::new();
     for table in &V2_TABLES {
@@ -180,15 +193,15 @@ pub fn upgrade_from_v1() -> Vec<String> {
             columns,
             copied,
             options,
+            ..
         } = table;
+        statements.push(format!("CREATE TABLE {name}_v2 ({columns}){options}"));
         statements.push(format!(
-            "CREATE TABLE IF NOT EXISTS {name}_v2 ({columns}){options}"
+            "INSERT INTO {name}_v2 ({copied}) SELECT {copied} FROM {name}"
         ));
-        statements.push(format!(
-            "INSERT OR IGNORE INTO {name}_v2 ({copied}) SELECT {copied} FROM {name}"
-        ));
-        statements.push(format!("DROP TABLE {name}"));
+        statements.push(format!("ALTER TABLE {name} RENAME TO {name}_v1"));
         statements.push(format!("ALTER TABLE {name}_v2 RENAME TO {name}"));
+        statements.push(format!("DROP TABLE {name}_v1"));
     }
     statements.extend(V2_INDEXES.iter().map(|s| (*s).to_string()));
     statements.push(
@@ -199,6 +212,41 @@ pub fn upgrade_from_v1() -> Vec<String> {
     statements.push(format!(
         "INSERT OR REPLACE INTO schema_version (id, version) VALUES (1, {SCHEMA_VERSION})"
     ));
+    statements
+}
+
+/// Reads which tables exist, for [`recovery`].
+pub const TABLES_SQL: &str = "SELECT name AS value FROM sqlite_master WHERE type = 'table'";
+
+/// What finishes an upgrade a start left halfway, given the tables that exist, before [`V1`]
+/// runs again. Per table: a copy still under way (`<name>_v2` beside `<name>`) is dropped, since
+/// `<name>` holds every row; once the old table was renamed aside (`<name>_v1`), the copy is
+/// complete and is renamed in, with whatever rows a rolled-back version wrote meanwhile to a
+/// `<name>` it made anew (it could not see the renamed tables), and the old table is dropped.
+/// Nothing when no upgrade was interrupted.
+pub fn recovery(existing: &[String]) -> Vec<String> {
+    let has = |table: String| existing.contains(&table);
+    let mut statements = Vec::new();
+    for table in &V2_TABLES {
+        let name = table.name;
+        let (current, copy, aside) = (
+            has(name.to_string()),
+            has(format!("{name}_v2")),
+            has(format!("{name}_v1")),
+        );
+        if aside {
+            if copy {
+                if current {
+                    statements.push(table.merged.to_string());
+                    statements.push(format!("DROP TABLE {name}"));
+                }
+                statements.push(format!("ALTER TABLE {name}_v2 RENAME TO {name}"));
+            }
+            statements.push(format!("DROP TABLE {name}_v1"));
+        } else if copy {
+            statements.push(format!("DROP TABLE {name}_v2"));
+        }
+    }
     statements
 }
 

@@ -4,8 +4,8 @@
 //! the gate state, with the per-thousand-signups averages `GET /gate/stats` reports
 //! ([`CostStats`]).
 //!
-//! Invariants: counting never costs a write of its own: the counters ride along with a gate
-//! state that is saved anyway (what a save has not stored yet is lost with an evicted object,
+//! Invariants: the counters ride along with a gate state that is saved anyway, or at least
+//! hourly while the object lives (what a save has not stored yet is lost with an evicted object,
 //! and only that); every sum saturates; no float is ever formatted (an average is per thousand
 //! signups, an integer: a float formatter would add about 5 KB to the gzipped upload).
 

@@ -106,7 +106,7 @@ fn is_region_name(region: &str) -> bool {
 }
 
 /// `SES_ENDPOINT`: a service URL whose path is plain (unreserved characters between slashes, no
-/// `.` or `..` segment), so that it is its own SigV4 canonical path (`ses::signer`).
+/// `.` or `..` segment), so that it is its own SigV4 canonical path.
 fn parse_ses_endpoint(raw: &str) -> Result<Url, ConfigError> {
     let url = parse_service_url("SES_ENDPOINT", raw)?;
     let plain_segment = |segment: &str| {

@@ -140,7 +140,8 @@ fn build_list_body(next_token: Option<&str>) -> String {
 }
 
 /// `call` as a signed request, dated `now_ms`. An error only if aws-sigv4 cannot read the
-/// endpoint (`SesConfig` parsed it, so never in practice).
+/// endpoint (`SesConfig` parsed it) or a header value (a session token with control
+/// characters).
 pub fn build_request(
     config: &SesConfig,
     call: &SesCall,

@@ -1,5 +1,4 @@
-//! Calendar UTC from Unix milliseconds: RFC 3339 for replies and logs, the SigV4 `X-Amz-Date`
-//! for signing. Pure arithmetic (the wasm32 clock traps and the Workers runtime has no formatter
+//! Calendar UTC from Unix milliseconds: RFC 3339 for replies and logs. Pure arithmetic (the wasm32 clock traps and the Workers runtime has no formatter
 //! we can reach from here); the time is always passed in.
 
 /// A Unix millisecond as a UTC calendar date and time of day.
@@ -43,15 +42,6 @@ impl UtcTime {
         )
     }
 
-    /// SigV4's `X-Amz-Date`: `20261126T100000Z`. Its first 8 characters are the scope's date.
-    pub fn amz_date(&self) -> String {
-        let (h, m, s) = self.clock();
-        format!(
-            "{:04}{:02}{:02}T{h:02}{m:02}{s:02}Z",
-            self.year, self.month, self.day
-        )
-    }
-
     fn clock(&self) -> (u64, u64, u64) {
         let t = self.second_of_day;
         (t / 3600, (t % 3600) / 60, t % 60)
@@ -77,18 +67,8 @@ mod tests {
         // 2024-02-29T12:34:56.789Z
         let leap = UtcTime::from_unix_ms(1_709_210_096_789);
         assert_eq!(leap.rfc3339(), "2024-02-29T12:34:56.789Z");
-        assert_eq!(leap.amz_date(), "20240229T123456Z");
         let last = UtcTime::from_unix_ms(1_796_169_599_999);
         assert_eq!(last.rfc3339(), "2026-12-01T23:59:59.999Z");
-        assert_eq!(last.amz_date(), "20261201T235959Z");
-    }
-
-    #[test]
-    fn the_aws_test_suite_s_date_is_its_x_amz_date() {
-        assert_eq!(
-            UtcTime::from_unix_ms(1_440_938_160_000).amz_date(),
-            "20150830T123600Z"
-        );
     }
 
     #[test]

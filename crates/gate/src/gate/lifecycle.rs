@@ -187,7 +187,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             return Ok(());
         }
         let effects = previous.failed(SignupState::Dropped, Some("replaced"));
-        self.count(|g| g.tracking.replaced += 1);
+        self.update(|g| g.tracking.replaced += 1);
         let identity_key = self.identity_key_of(previous.email.as_str());
         if identity_key != tracked.identity_key {
             if let Some(mut identity) = self.own_identity(&identity_key, &previous)? {
@@ -247,7 +247,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         }
         row.sent(message_id, self.runtime.now_ms());
         let effects = row.failed(SignupState::Dropped, Some("replaced"));
-        self.count(|g| g.tracking.replaced += 1);
+        self.update(|g| g.tracking.replaced += 1);
         let identity_key = self.identity_key_of(row.email.as_str());
         let finished = self.own_identity(&identity_key, &row).and_then(|identity| {
             if let Some(mut identity) = identity {

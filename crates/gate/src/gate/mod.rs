@@ -246,12 +246,13 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         result
     }
 
-    /// Changes counters that ride along (cost, checks, listing pages) in memory without a save
+    /// Changes counters that ride along (cost, checks and the signups they checked, listing
+    /// pages, snapshots, skipped clean-ups) in memory without a save
     /// of their own: they are stored with the next save of the gate state (see `usage`), or, if
     /// none came for [`COUNTERS_SAVED_EVERY_MS`], with this change. An instance evicted between
     /// saves loses them, so for an object that sleeps between status checks they are a lower
-    /// bound. What happened to signups (sends, final statuses, deletions, deliveries) and
-    /// failures are counted with [`Self::update`]: stored at once.
+    /// bound. What happened to signups (sends, final statuses, replacements, deletions,
+    /// deliveries) and failures are counted with [`Self::update`]: stored at once.
     pub(super) fn count<T>(&self, change: impl FnOnce(&mut GateState) -> T) -> T {
         let result = change(&mut self.state.borrow_mut());
         if self.runtime.now_ms() >= self.counters_saved_by_ms.get() {

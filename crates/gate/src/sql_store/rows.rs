@@ -9,7 +9,8 @@ use std::cell::Cell;
 use crate::sql_executor::SqlExecutor;
 use crate::sql_executor::SqlValue;
 use crate::sql_schema::{
-    upgrade_from_v1, COUNT_BEHIND_SQL, DROPPED_INDEXES, READ_VERSION_SQL, SCHEMA_VERSION, V1,
+    recovery, upgrade_from_v1, COUNT_BEHIND_SQL, DROPPED_INDEXES, READ_VERSION_SQL, SCHEMA_VERSION,
+    TABLES_SQL, V1,
 };
 use crate::store::{GateStore, OutboxEvent, StoreError, StoreResult};
 use crate::tracking::Signup;
@@ -82,9 +83,9 @@ pub struct SqlGateStore<E> {
 }
 
 impl<E: SqlExecutor> SqlGateStore<E> {
-    /// Opens the store: when the schema is current (or newer), one row read and the indexes a
-    /// rolled-back deploy may have made again dropped; else creates the tables that are missing
-    /// and brings older ones up to date (`sql_schema::upgrade_from_v1`).
+    /// Opens the store: when the schema is current, one row read and the indexes a rolled-back
+    /// deploy may have made again dropped; a later version is left as it is; an older one is
+    /// brought up to date (`sql_schema::recovery`, `V1`, `upgrade_from_v1`).
     pub fn open(sql: E) -> StoreResult<Self> {
         let usage = Cell::new(RowUsage::default());
         let run = |statement: &str| {
@@ -95,15 +96,22 @@ impl<E: SqlExecutor> SqlGateStore<E> {
             })
         };
         // A database without the version table fails the read: it is older, or new.
-        let current = match sql.exec::<One<f64>>(READ_VERSION_SQL, vec![]) {
+        let version = match sql.exec::<One<f64>>(READ_VERSION_SQL, vec![]) {
             Ok((rows, used)) => {
                 usage.set(used);
-                rows.first()
-                    .is_some_and(|v| v.value as i64 >= SCHEMA_VERSION)
+                rows.first().map_or(0, |v| v.value as i64)
             }
-            Err(_) => false,
+            Err(_) => 0,
         };
-        if !current {
+        if version < SCHEMA_VERSION {
+            let existing: Vec<One<String>> = sql
+                .exec(TABLES_SQL, vec![])
+                .map(|(rows, _)| rows)
+                .map_err(|e| StoreError::failed("list tables", e))?;
+            let existing: Vec<String> = existing.into_iter().map(|row| row.value).collect();
+            for statement in recovery(&existing) {
+                run(&statement).map_err(|e| StoreError::failed("finish an upgrade", e))?;
+            }
             for statement in V1 {
                 run(statement).map_err(|e| StoreError::failed("create schema", e))?;
             }
@@ -116,9 +124,10 @@ impl<E: SqlExecutor> SqlGateStore<E> {
             for statement in upgrade_from_v1() {
                 run(&statement).map_err(|e| StoreError::failed("upgrade schema", e))?;
             }
-        } else {
+        } else if version == SCHEMA_VERSION {
+            // Only a cost if they are there: a failure is no reason to refuse signups.
             for statement in DROPPED_INDEXES {
-                run(statement).map_err(|e| StoreError::failed("drop old indexes", e))?;
+                let _ = run(statement);
             }
         }
         Ok(Self {
