@@ -8,7 +8,7 @@
 //
 //   node scripts/cpu_window.mjs INSPECTOR_PORT
 import { createInterface } from "node:readline";
-import WebSocket from "ws";
+import { connectInspector } from "./inspector.mjs";
 
 const [inspectorPort] = process.argv.slice(2);
 if (!inspectorPort) {
@@ -16,28 +16,7 @@ if (!inspectorPort) {
   process.exit(2);
 }
 
-// wrangler's inspector proxy refuses Node's built-in WebSocket handshake; `ws` (a wrangler
-// dependency) is accepted.
-const ws = new WebSocket(`ws://127.0.0.1:${inspectorPort}/ws`);
-await new Promise((resolve, reject) => {
-  ws.on("open", resolve);
-  ws.on("error", reject);
-});
-let nextId = 1;
-const pending = new Map();
-ws.on("message", (data) => {
-  const message = JSON.parse(String(data));
-  if (message.id && pending.has(message.id)) {
-    pending.get(message.id)(message);
-    pending.delete(message.id);
-  }
-});
-const send = (method, params = {}) =>
-  new Promise((resolve) => {
-    const id = nextId++;
-    pending.set(id, resolve);
-    ws.send(JSON.stringify({ id, method, params }));
-  });
+const { send, close } = await connectInspector(inspectorPort);
 
 await send("Profiler.enable");
 const INTERVAL_US = 1000;
@@ -51,7 +30,7 @@ await new Promise((resolve) => {
   lines.once("close", resolve);
 });
 const { result } = await send("Profiler.stop");
-ws.close();
+close();
 
 const { nodes, samples, timeDeltas } = result.profile;
 const frameOf = new Map(nodes.map((node) => [node.id, node.callFrame]));

@@ -6,7 +6,7 @@
 //
 //   node scripts/profile_signup.mjs WORKER_URL INSPECTOR_PORT [N]
 import { readFileSync } from "node:fs";
-import WebSocket from "ws";
+import { connectInspector } from "./inspector.mjs";
 
 const [worker, inspectorPort, n = "200"] = process.argv.slice(2);
 if (!worker || !inspectorPort) {
@@ -15,28 +15,7 @@ if (!worker || !inspectorPort) {
 }
 const count = Number(n);
 
-// wrangler's inspector proxy refuses Node's built-in WebSocket handshake; `ws` (a wrangler
-// dependency) is accepted.
-const ws = new WebSocket(`ws://127.0.0.1:${inspectorPort}/ws`);
-await new Promise((resolve, reject) => {
-  ws.on("open", resolve);
-  ws.on("error", reject);
-});
-let nextId = 1;
-const pending = new Map();
-ws.on("message", (data) => {
-  const message = JSON.parse(String(data));
-  if (message.id && pending.has(message.id)) {
-    pending.get(message.id)(message);
-    pending.delete(message.id);
-  }
-});
-const send = (method, params = {}) =>
-  new Promise((resolve) => {
-    const id = nextId++;
-    pending.set(id, resolve);
-    ws.send(JSON.stringify({ id, method, params }));
-  });
+const { send, close } = await connectInspector(inspectorPort);
 
 const signup = async (i) => {
   const response = await fetch(`${worker}/signup`, {
@@ -60,7 +39,7 @@ for (let i = 0; i < count; i++) {
 }
 const wallMs = performance.now() - started;
 const { result } = await send("Profiler.stop");
-ws.close();
+close();
 
 const profile = result.profile;
 const byId = new Map(profile.nodes.map((node) => [node.id, node]));
