@@ -104,15 +104,16 @@ pub const V1: [&str; 24] = [
 ];
 
 /// A table version 2 rebuilds: its name, its columns (the same names as version 1's, so the
-/// copy is `INSERT … SELECT` of the same list), its table options, and how rows a rolled-back
-/// version wrote meanwhile join an interrupted copy (see [`recovery`]).
+/// copy is `INSERT … SELECT` of the same list), its table options, and, where the default does
+/// not do, how rows a rolled-back version wrote meanwhile join an interrupted copy (see
+/// [`recovery`]).
 struct Rebuilt {
     name: &'static str,
     columns: &'static str,
     copied: &'static str,
     options: &'static str,
-    /// `INSERT OR REPLACE … (columns)`: the newer row wins its key.
-    merged: &'static str,
+    /// `None`: `INSERT OR REPLACE` of the copied columns, the newer row winning its key.
+    merged: Option<&'static str>,
 }
 
 /// Version 2's keyed tables. The queue keeps its rowid (its items are served and removed by
@@ -128,16 +129,18 @@ const V2_TABLES: [Rebuilt; 5] = [
         options: "",
         // New ids (the rolled-back version counted its own from 1); an address queued in both
         // keeps its first place.
-        merged: "INSERT OR IGNORE INTO fair_queue_v2 (tag, seq, domain, email, key, enqueued_at_ms,
+        merged: Some(
+            "INSERT OR IGNORE INTO fair_queue_v2 (tag, seq, domain, email, key, enqueued_at_ms,
             attempts, request_id) SELECT tag, seq, domain, email, key, enqueued_at_ms, attempts,
             request_id FROM fair_queue",
+        ),
     },
     Rebuilt {
         name: "address_limits",
         columns: "key TEXT PRIMARY KEY, record TEXT NOT NULL, last_ms REAL NOT NULL",
         copied: "key, record, last_ms",
         options: " WITHOUT ROWID",
-        merged: "INSERT OR REPLACE INTO address_limits_v2 (key, record, last_ms) SELECT key, record, last_ms FROM address_limits",
+        merged: None,
     },
     Rebuilt {
         name: "signups",
@@ -145,7 +148,7 @@ const V2_TABLES: [Rebuilt; 5] = [
             has_work INTEGER NOT NULL, signed_up_ms REAL NOT NULL",
         copied: "key, record, next_check_ms, has_work, signed_up_ms",
         options: " WITHOUT ROWID",
-        merged: "INSERT OR REPLACE INTO signups_v2 (key, record, next_check_ms, has_work, signed_up_ms) SELECT key, record, next_check_ms, has_work, signed_up_ms FROM signups",
+        merged: None,
     },
     Rebuilt {
         name: "identities",
@@ -153,7 +156,7 @@ const V2_TABLES: [Rebuilt; 5] = [
             has_work INTEGER NOT NULL, sent_ms REAL NOT NULL",
         copied: "key, record, next_cleanup_ms, has_work, sent_ms",
         options: " WITHOUT ROWID",
-        merged: "INSERT OR REPLACE INTO identities_v2 (key, record, next_cleanup_ms, has_work, sent_ms) SELECT key, record, next_cleanup_ms, has_work, sent_ms FROM identities",
+        merged: None,
     },
     Rebuilt {
         name: "webhook_outbox",
@@ -162,7 +165,7 @@ const V2_TABLES: [Rebuilt; 5] = [
             releases_cleanup INTEGER NOT NULL",
         copied: "id, key, body, created_ms, next_attempt_ms, attempts, releases_cleanup",
         options: " WITHOUT ROWID",
-        merged: "INSERT OR REPLACE INTO webhook_outbox_v2 (id, key, body, created_ms, next_attempt_ms, attempts, releases_cleanup) SELECT id, key, body, created_ms, next_attempt_ms, attempts, releases_cleanup FROM webhook_outbox",
+        merged: None,
     },
 ];
 
@@ -237,7 +240,15 @@ pub fn recovery(existing: &[String]) -> Vec<String> {
         if aside {
             if copy {
                 if current {
-                    statements.push(table.merged.to_string());
+                    statements.push(table.merged.map_or_else(
+                        || {
+                            let copied = table.copied;
+                            format!(
+                                "INSERT OR REPLACE INTO {name}_v2 ({copied}) SELECT {copied} FROM {name}"
+                            )
+                        },
+                        str::to_string,
+                    ));
                     statements.push(format!("DROP TABLE {name}"));
                 }
                 statements.push(format!("ALTER TABLE {name}_v2 RENAME TO {name}"));
