@@ -592,12 +592,133 @@ fn main() {
     }
     println!("  stub SES calls by action: {calls:?}");
 
+    one_object_or_two(compare_build.as_deref());
     if intake_records > 0 {
         let log_level =
             std::env::var("BENCH_INTAKE_LOG_LEVEL").unwrap_or_else(|_| "error".to_string());
         intake(&ses, intake_records, &log_level);
     }
     sqlite_statements(&ses);
+}
+
+/// What the one-object or two-object question turns on, for this build and `compare` (another
+/// build's `build/`) in turns: spacing in a burst of 100 at 100 ms against ses-local throttling
+/// at 100 ms (the shortest and mean gap, and Throttling answers), slot use at the real 1000 ms
+/// interval (20 signups at once: the interval over the mean gap once intake ended), and intake
+/// under a flood at the real interval (`GATE_MAX_WAIT_MS=0`, 3 windows of 1,000 signups over 8
+/// connections against the stub SES). Two rounds; each figure is the mean of the rounds.
+fn one_object_or_two(compare: Option<&Path>) {
+    use support::gate::{burst, throttled_at_ses, unix_now_us, warm_up, Spacing};
+    const ROUNDS: usize = 2;
+    let builds: Vec<(&str, Option<&Path>)> = [("this build", None)]
+        .into_iter()
+        .chain(compare.map(|build| ("BENCH_COMPARE_BUILD", Some(build))))
+        .collect();
+    let ses = StubSes::start();
+    // Per build: (min gap, mean gap after intake, Throttling) at 100 ms; slot use at 1000 ms;
+    // intake signups/s; what each exercised.
+    let mut figures: Vec<[Vec<f64>; 5]> = builds.iter().map(|_| Default::default()).collect();
+    let mut exercised: Vec<Vec<String>> = builds.iter().map(|_| Vec::new()).collect();
+    for round in 0..ROUNDS {
+        for step in 0..builds.len() {
+            let b = (round + step) % builds.len();
+            let build = builds[b].1;
+            let start = |name: &str, vars: &[(&str, &str)], ses_args: &[&str]| {
+                Stack::start(
+                    name,
+                    Spec {
+                        vars,
+                        ses_args,
+                        build,
+                        ..Spec::default()
+                    },
+                )
+            };
+            let burst_stack = start(
+                "bench-pacing-100",
+                &[("GATE_INTERVAL_MS", "100"), ("GATE_MAX_WAIT_MS", "1000")],
+                &["--throttle-ms", "100"],
+            );
+            warm_up(&burst_stack);
+            let replies = burst(&burst_stack, "burst", 100);
+            let ended = unix_now_us();
+            let sent = burst_stack
+                .wait_for_outbox(101, Duration::from_secs(60))
+                .len();
+            let spacing = Spacing::of(&burst_stack.send_arrivals_us()[1..], ended);
+            figures[b][0].push(spacing.min_ms);
+            figures[b][1].push(spacing.steady_mean_ms);
+            figures[b][2].push(throttled_at_ses(&burst_stack) as f64);
+            exercised[b].push(format!(
+                "burst of 100 at 100 ms: {} answered 200/202, {sent} of 101 sent; {}",
+                replies
+                    .iter()
+                    .filter(|(_, r)| matches!(r.status, 200 | 202))
+                    .count(),
+                spacing.summary()
+            ));
+            drop(burst_stack);
+
+            let real_stack = start("bench-pacing-1000", &[("GATE_MAX_WAIT_MS", "2000")], &[]);
+            warm_up(&real_stack);
+            burst(&real_stack, "real", 20);
+            let ended = unix_now_us();
+            let sent = real_stack
+                .wait_for_outbox(21, Duration::from_secs(60))
+                .len();
+            let spacing = Spacing::of(&real_stack.send_arrivals_us()[1..], ended);
+            figures[b][3].push(100.0 * 1000.0 / spacing.steady_mean_ms);
+            exercised[b].push(format!(
+                "20 at 1000 ms: {sent} of 21 sent, {} Throttling; {}",
+                throttled_at_ses(&real_stack),
+                spacing.summary()
+            ));
+            drop(real_stack);
+
+            let flood_stack = our_stack_of(
+                "bench-flood",
+                &ses,
+                &[("GATE_MAX_WAIT_MS", "0"), ("LOG_LEVEL", "error")],
+                build,
+            );
+            let endpoint = format!("{}/signup", flood_stack.worker);
+            sign_up_at_once(&endpoint, "flood-warm", CONNECTIONS, 25);
+            let windows = IntakeWindows::measure(&endpoint, &format!("flood-{round}"));
+            figures[b][4].push(windows.rate);
+            exercised[b].push(format!("flood: {} ({})", windows.answers, windows.spread));
+        }
+    }
+    let calls = ses.take_calls();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    println!();
+    println!(
+        "## one object or two: pacing, slot use and intake ({ROUNDS} rounds, builds in turns)"
+    );
+    println!();
+    println!(
+        "| build | burst of 100 at 100 ms: shortest gap ms | mean gap after intake ms | \
+         Throttling | slot use at 1000 ms | flood intake at 1000 ms, signups/s |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (b, (name, _)) in builds.iter().enumerate() {
+        let f = &figures[b];
+        println!(
+            "| {name} | {:.1} | {:.2} | {:.0} | {:.1} % | {:.0} |",
+            mean(&f[0]),
+            mean(&f[1]),
+            f[2].iter().sum::<f64>(),
+            mean(&f[3]),
+            mean(&f[4])
+        );
+    }
+    println!();
+    println!("exercised:");
+    for (b, (name, _)) in builds.iter().enumerate() {
+        for line in &exercised[b] {
+            println!("  {name}: {line}");
+        }
+    }
+    println!("  stub SES calls by action during the floods: {calls:?}");
 }
 
 /// Queue intake at the real 1 s interval (`GATE_MAX_WAIT_MS=0`: every signup after the first is

@@ -157,7 +157,6 @@ fn the_release_bundle_deploys_the_built_worker_with_only_node_and_wrangler_on_pa
     assert!(deploy.status.success(), "{log}");
     for binding in [
         "env.SES_GATE (SesGate)",
-        "env.SES_SENDER (SesSender)",
         "env.IP_RATE_LIMITER",
         "env.AWS_REGION",
     ] {

@@ -437,24 +437,6 @@ fn an_invalid_setting_is_misconfigured_and_calls_nothing() {
 }
 
 #[test]
-fn a_deployment_without_the_sender_binding_is_misconfigured_and_the_log_says_which_binding() {
-    let stack = Stack::start(
-        "no-sender",
-        Spec {
-            without_binding: Some("SES_SENDER"),
-            ..Spec::default()
-        },
-    );
-    let reply = stack.signup("person@example.com");
-    assert_eq!((reply.status, reply.code()), (500, "misconfigured"));
-    assert!(stack.ses_requests().is_empty());
-    assert!(
-        stack.log_contains("\"variable\":\"SES_SENDER\""),
-        "the log names the binding"
-    );
-}
-
-#[test]
 fn without_a_queue_persistent_throttling_ends_in_upstream_throttled_after_two_retries() {
     // ses-local accepts one send a minute, so after the first, every call is Throttling.
     let stack = Stack::start(

@@ -118,6 +118,38 @@ fn a_restart_mid_queue_sends_every_queued_signup_exactly_once() {
     );
 }
 
+/// The deploy that folded `SesSender` into `SesGate` (wrangler.toml's `v3` migration deletes the
+/// class). `tests/fixtures/two-object-queue` is the state `wrangler dev` kept for the last
+/// two-object build (commit `b259845`) after five signups were queued behind a 60 s interval
+/// (`GATE_MAX_WAIT_MS=0`): the gate's SQLite database and its pending alarm. The sender stored
+/// nothing. This build starts on that state and sends every queued signup, once.
+#[test]
+fn signups_queued_by_the_two_object_build_are_sent_once_after_the_deploy_that_deletes_the_sender() {
+    let fixture = support::root().join("tests/fixtures/two-object-queue");
+    let stack = Stack::start(
+        "two-object-queue",
+        Spec {
+            vars: &[
+                ("GATE_INTERVAL_MS", "100"),
+                ("QUEUE_MAX_AGE_SECONDS", "0"),
+                ("ADMIN_TOKEN", TOKEN),
+            ],
+            ses_args: &["--throttle-ms", "100"],
+            state_from: Some(&fixture),
+            ..Spec::default()
+        },
+    );
+    // The old build's pending alarm drains the queue; nothing else wakes the object.
+    let outbox = stack.wait_for_outbox(5, Duration::from_secs(30));
+    assert_eq!(outbox.len(), 5, "every queued signup is sent");
+    let expected: Vec<String> = (0..5).map(|i| format!("queued-{i}@example.org")).collect();
+    assert_eq!(sent_addresses(&stack), expected, "exactly these, each once");
+    assert_no_throttling_at_ses(&stack);
+    let stats = stack.stats(Some(TOKEN));
+    assert_eq!(stats.status, 200, "{}", stats.text);
+    assert_eq!(stats.json["queueLength"], 0);
+}
+
 #[test]
 fn a_queued_address_keeps_its_place_and_bad_inputs_never_enter_the_queue() {
     let stack = Stack::start(

@@ -11,30 +11,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use support::gate::{
-    assert_all_sent_or_queued, assert_no_throttling_at_ses, burst, unix_now_us, PacingBounds,
-    Spacing, BURST_AT_100_MS, TOKEN,
+    assert_all_sent_or_queued, assert_no_throttling_at_ses, burst, unix_now_us, warm_up,
+    PacingBounds, Spacing, BURST_AT_100_MS, TOKEN,
 };
 use support::{Spec, Stack};
 
 /// One timing test at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// One signup before the burst, then sixty more for the same address (each a `cooldown` answer
-/// from the gate, nothing sent), so the measurement is of the gate and not of a cold isolate:
-/// its first outbound connection, and the runtime compiling hot code while the burst arrives.
-/// Returns the address.
-fn warm_up(stack: &Stack) -> String {
-    let email = "warm-up@example.com".to_string();
-    assert_eq!(stack.signup(&email).status, 200);
-    assert_eq!(stack.wait_for_outbox(1, Duration::from_secs(10)).len(), 1);
-    let again: Vec<(String, String)> = (0..60)
-        .map(|_| (stack.worker.clone(), email.clone()))
-        .collect();
-    let replies = support::concurrently(again, support::gate::signup_at);
-    assert!(replies.iter().all(|(_, r)| r.status == 429), "cooldown");
-    std::thread::sleep(Duration::from_millis(1500));
-    email
-}
 
 #[test]
 fn a_burst_of_a_hundred_is_queued_and_sent_at_the_interval_without_loss_or_throttling() {

@@ -1,8 +1,7 @@
-//! The clients of the internal messages (`signup_verify_gate::messages`), over Durable Object
-//! stubs: Worker → `SesGate` ([`GateClient`]: a signup, a status, a confirmation, the stats
-//! (`signup_verify_gate::messages::GateStats`, passed through as the gate wrote it)) and
-//! `SesGate` → `SesSender` ([`SenderClient`], the production [`SenderLink`]). A call that fails
-//! on the way is logged and answered with the [`ApiError`] the caller gives.
+//! The Worker's client of the internal messages (`signup_verify_gate::messages`), over the
+//! `SesGate` stub ([`GateClient`]: a signup, a status, a confirmation, the stats
+//! (`signup_verify_gate::messages::GateStats`, passed through as the gate wrote it)). A call
+//! that fails on the way is logged and answered with the [`ApiError`] the caller gives.
 
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -13,8 +12,7 @@ use signup_verify_domain::error::ApiError;
 use signup_verify_domain::request_id::RequestId;
 use signup_verify_domain::status_token::SignupRef;
 use signup_verify_gate::messages::{
-    CallRequest, CallResult, SendReply, SendRequest, SenderLink, StatusReply, CALL_PATH,
-    GATE_BINDING, GATE_ORIGIN, SENDER_BINDING, SEND_PATH, STATS_PATH,
+    SendReply, SendRequest, StatusReply, GATE_BINDING, GATE_ORIGIN, SEND_PATH, STATS_PATH,
 };
 
 use crate::outbound::Outbound;
@@ -69,46 +67,6 @@ impl GateClient {
         )
         .await
         .map_err(|e| rpc_failed("stats", &e, ApiError::UpstreamError))
-    }
-}
-
-/// The gate's side of the call RPC, for the region's one `SesSender`.
-pub struct SenderClient {
-    env: Env,
-    region: String,
-}
-
-impl SenderClient {
-    pub fn for_region(env: Env, region: &str) -> Self {
-        Self {
-            env,
-            region: region.to_string(),
-        }
-    }
-}
-
-impl SenderLink for SenderClient {
-    async fn call(&self, call: &CallRequest) -> Option<CallResult> {
-        let Ok(senders) = self.env.durable_object(SENDER_BINDING) else {
-            crate::log::error(
-                json!({"event": "config_error", "variable": SENDER_BINDING, "problem": "the SesSender Durable Object binding is missing from wrangler.toml"}),
-            );
-            return None;
-        };
-        let result = match senders
-            .id_from_name(&self.region)
-            .and_then(|id| id.get_stub())
-        {
-            Ok(stub) => match serde_json::to_string(call) {
-                Ok(body) => rpc::<Option<CallResult>>(&stub, post(CALL_PATH, &body)).await,
-                Err(e) => Err(e.to_string()),
-            },
-            Err(e) => Err(e.to_string()),
-        };
-        result.unwrap_or_else(|error| {
-            crate::log::error(json!({"event": "sender_unreachable", "attempt": call.attempt, "error": error, "request_id": call.request_id}));
-            Some(CallResult::TimedOut)
-        })
     }
 }
 

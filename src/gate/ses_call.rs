@@ -1,4 +1,4 @@
-//! One SES call, made by `SesSender`: the request built and signed ahead of its departure, sent
+//! One SES call, made by the gate's `wire`: the request built and signed ahead of its departure, sent
 //! under a timeout that aborts it (`outbound`), what the exchange came to read by
 //! `signup_verify_ses::call::settle`, and one structured log line.
 

@@ -1,7 +1,8 @@
 //! `SesGate`, the Durable Object every signup goes through: one instance per region
-//! (`id_from_name(region)`), so every Worker isolate in the world shares one gate. A thin shell:
-//! it parses the config once per instance, opens the SQLite store, and moves RPC bodies in and
-//! out of [`Gate`], where every decision lives (`signup_verify_gate::gate`).
+//! (`id_from_name(region)`), so every Worker isolate in the world shares one gate, and every SES
+//! call of the region leaves from it, on its [`Wire`]. A thin shell: it parses the config once
+//! per instance, opens the SQLite store, wakes the wire at every event, and moves RPC bodies in
+//! and out of [`Gate`], where every decision lives (`signup_verify_gate::gate`).
 //!
 //! Invariant: an instance whose config or storage is unusable answers every signup with a clear
 //! error (`misconfigured`, `unavailable`) and keeps its alarm retrying; it never panics.
@@ -11,8 +12,8 @@ use worker::{
     durable_object, wasm_bindgen, DurableObject, Env, Method, Request, Response, Result, State,
 };
 
-use crate::gate::clients::SenderClient;
 use crate::gate::durable_sql::DurableSql;
+use crate::gate::wire::Wire;
 use crate::runtime::load_config;
 use crate::runtime::request_json;
 use crate::runtime::request_path;
@@ -31,7 +32,7 @@ use signup_verify_gate::messages::STATUS_PATH;
 use signup_verify_gate::ports::GateRuntime;
 use signup_verify_gate::sql_store::SqlGateStore;
 
-type LiveGate = Gate<SqlGateStore<DurableSql>, SenderClient, WorkerRuntime>;
+type LiveGate = Gate<SqlGateStore<DurableSql>, Wire, WorkerRuntime>;
 
 #[durable_object]
 pub struct SesGate {
@@ -45,7 +46,7 @@ impl DurableObject for SesGate {
         let gate = match load_config(&env) {
             Err(_) => Err(ApiError::Misconfigured),
             Ok(config) => {
-                let sender = SenderClient::for_region(env, &config.ses.region);
+                let sender = Wire::new(config.ses, config.gate.interval_ms);
                 let runtime = WorkerRuntime(state.storage());
                 SqlGateStore::open(DurableSql(state.storage().sql()))
                     .and_then(|store| Gate::open(store, sender, runtime, config.gate))
@@ -62,6 +63,7 @@ impl DurableObject for SesGate {
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         if let Ok(gate) = &self.gate {
+            gate.sender().pump();
             gate.count_request();
         }
         match (req.method(), request_path(&req).as_str(), &self.gate) {
@@ -106,6 +108,7 @@ impl DurableObject for SesGate {
     async fn alarm(&self) -> Result<Response> {
         match &self.gate {
             Ok(gate) => {
+                gate.sender().pump();
                 gate.count_request();
                 gate.drain().await
             }

@@ -21,6 +21,28 @@ pub fn burst(stack: &Stack, prefix: &str, n: usize) -> Vec<(String, Reply)> {
     concurrently(items, signup_at)
 }
 
+/// One signup before a burst, then sixty more for the same address (each a `cooldown` answer
+/// from the gate, nothing sent), so the measurement is of the gate and not of a cold isolate:
+/// its first outbound connection, and the runtime compiling hot code while the burst arrives.
+/// Returns the address.
+pub fn warm_up(stack: &Stack) -> String {
+    let email = "warm-up@example.com".to_string();
+    assert_eq!(stack.signup(&email).status, 200);
+    assert_eq!(
+        stack
+            .wait_for_outbox(1, std::time::Duration::from_secs(10))
+            .len(),
+        1
+    );
+    let again: Vec<(String, String)> = (0..60)
+        .map(|_| (stack.worker.clone(), email.clone()))
+        .collect();
+    let replies = concurrently(again, signup_at);
+    assert!(replies.iter().all(|(_, r)| r.status == 429), "cooldown");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    email
+}
+
 pub fn add_fault(stack: &Stack, fault: &str, count: u32) {
     let body = serde_json::json!({"action": "SendCustomVerificationEmail", "fault": fault, "count": count}).to_string();
     let reply = request(
@@ -80,14 +102,14 @@ pub const BURST_AT_100_MS: PacingBounds = PacingBounds {
 /// The spacing of a burst's sends, from when ses-local saw them arrive.
 pub struct Spacing {
     /// The shortest gap between two sends.
-    min_ms: f64,
+    pub min_ms: f64,
     /// The longest gap: it bounds what intake may cost.
-    longest_ms: f64,
+    pub longest_ms: f64,
     /// The mean gap once intake had ended: pacing alone. While a burst arrives the gate is busy
     /// storing its admissions (a signup's answer means its admission is stored), and its next
     /// call to the sender waits behind them. A slower machine takes longer over intake; that is
     /// not pacing.
-    steady_mean_ms: f64,
+    pub steady_mean_ms: f64,
     /// How many gaps the steady mean is over.
     steady_gaps: usize,
     /// The median and the longest of those gaps: a mean raised by a few stalls shows a long
@@ -143,7 +165,7 @@ impl Spacing {
         );
     }
 
-    fn summary(&self) -> String {
+    pub fn summary(&self) -> String {
         format!(
             "min {:.1} ms, longest {:.1} ms; after intake, {} gaps: mean {:.2} ms, median {:.1} ms, longest {:.1} ms",
             self.min_ms,
@@ -188,12 +210,17 @@ pub fn assert_all_sent_or_queued(results: &[(String, Reply)]) {
     }
 }
 
-pub fn assert_no_throttling_at_ses(stack: &Stack) {
-    let throttled = stack
+/// How many calls ses-local answered `Throttling`.
+pub fn throttled_at_ses(stack: &Stack) -> usize {
+    stack
         .ses_requests()
         .iter()
         .filter(|r| r["code"] == "Throttling")
-        .count();
+        .count()
+}
+
+pub fn assert_no_throttling_at_ses(stack: &Stack) {
+    let throttled = throttled_at_ses(stack);
     assert_eq!(
         throttled, 0,
         "SES saw Throttling: the gate let calls through too fast"

@@ -47,8 +47,9 @@ pub struct Spec<'a> {
     pub clock_offset_secs: i64,
     /// Require Turnstile, verified by ses-local's siteverify stand-in.
     pub turnstile: bool,
-    /// Leave this Durable Object binding out of the Worker's wrangler.toml.
-    pub without_binding: Option<&'a str>,
+    /// Durable Object state to start from (a `wrangler dev` state directory's `v3/`, copied in
+    /// before the Worker starts): what an earlier build stored, as a deploy finds it.
+    pub state_from: Option<&'a Path>,
     /// Another Worker bundle than the repository's `build/` (a directory holding `index.js`):
     /// `make bench` compares a build of an earlier commit with it (`BENCH_COMPARE_BUILD`).
     pub build: Option<&'a Path>,
@@ -276,6 +277,20 @@ impl Drop for Stack {
     }
 }
 
+/// Copies the directory tree `from` to `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create state directory");
+    for entry in std::fs::read_dir(from).expect("read state fixture") {
+        let entry = entry.expect("state fixture entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy state fixture");
+        }
+    }
+}
+
 /// Where a stack's Durable Object state lives: in RAM (`/dev/shm`) when the machine has it, so
 /// that a slow disk's fsync does not stall the object during timing tests; else `dir/state`.
 fn state_dir(dir: &Path) -> PathBuf {
@@ -378,25 +393,6 @@ fn require(path: &Path, what: &str) {
 }
 
 /// wrangler.toml as committed, minus `[build]` (the bundle is already built) and with `main` absolute.
-/// `config` without the `[[durable_objects.bindings]]` table named `binding`.
-fn without_binding(config: &str, binding: &str) -> String {
-    let mut tables: Vec<Vec<&str>> = vec![Vec::new()];
-    for line in config.lines() {
-        if line.trim_start().starts_with('[') {
-            tables.push(Vec::new());
-        }
-        tables.last_mut().expect("a table").push(line);
-    }
-    let named = format!("name = {binding:?}");
-    let kept: Vec<&str> = tables
-        .into_iter()
-        .filter(|t| !(t[0].trim() == "[[durable_objects.bindings]]" && t.contains(&named.as_str())))
-        .flatten()
-        .collect();
-    assert!(kept.len() < config.lines().count(), "no binding {binding}");
-    kept.join("\n") + "\n"
-}
-
 fn test_wrangler_config(build: &Path) -> String {
     let original =
         std::fs::read_to_string(root().join("wrangler.toml")).expect("read wrangler.toml");
@@ -515,10 +511,10 @@ impl Stack {
         }
 
         let config_path = dir.join("wrangler.toml");
-        let config = match spec.without_binding {
-            Some(binding) => without_binding(&test_wrangler_config(&build), binding),
-            None => test_wrangler_config(&build),
-        };
+        let config = test_wrangler_config(&build);
+        if let Some(from) = spec.state_from {
+            copy_dir(from, &state_dir(&dir).join("v3"));
+        }
         std::fs::write(&config_path, config).expect("write test wrangler.toml");
         let endpoint = spec.ses_endpoint.clone().unwrap_or_else(|| ses.clone());
         let mut vars: Vec<String> = vec![

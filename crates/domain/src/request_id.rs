@@ -1,5 +1,5 @@
-//! The request id that ties one signup's log lines together across the Worker, `SesGate` and
-//! `SesSender` (and a queued signup's later send): Cloudflare's `cf-ray` header when it is there,
+//! The request id that ties one signup's log lines together across the Worker and `SesGate`
+//! (and a queued signup's later send): Cloudflare's `cf-ray` header when it is there,
 //! else 16 random hex digits.
 //!
 //! Invariant: a [`RequestId`] is 1 to 64 characters of `[0-9A-Za-z-]`, checked when it is made and

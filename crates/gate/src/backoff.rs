@@ -1,10 +1,10 @@
-//! `Backoff`: what both gate objects do after SES answers `Throttling`. Nothing leaves for 1 s,
+//! `Backoff`: what the gate does after SES answers `Throttling`. Nothing leaves for 1 s,
 //! 2 s, 4 s… (doubling with each `Throttling` in a row, plus up to half again of jitter, at most
 //! a minute); a success starts again from one second.
 //!
-//! One type, one rule, two instances: `SesSender` holds the calls already in line with its own,
-//! and `SesGate` pushes its next slot out with its own, so `estimatedSendAt` stays honest. Each
-//! object draws its own jitter. Pure: time and randomness are passed in.
+//! One type, one rule, two instances: the wire (`pacing`) holds the calls already in line with
+//! its own, and the gate's slots push the next slot out with their own, so `estimatedSendAt`
+//! stays honest. Each draws its own jitter. Pure: time and randomness are passed in.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,13 +1,13 @@
-//! The global gate in front of SES, pure: every decision the `SesGate` and `SesSender` Durable
-//! Objects make, over three ports the Worker crate implements: [`store::GateStore`] (what the
-//! gate persists), [`messages::SenderLink`] (the call to the sender) and
+//! The global gate in front of SES, pure: every decision the `SesGate` Durable Object makes, over
+//! three ports the Worker crate implements: [`store::GateStore`] (what the gate persists),
+//! [`messages::SenderLink`] (the call to SES, on the wire `pacing` spaces) and
 //! [`ports::GateRuntime`] (clock, randomness, log, alarm).
 //!
 //! Rooms: `gate` (the `Gate`: intake, drain, follow-up, outbox, status), `slots` (reservations), `backoff`,
-//! `budget` (the daily send budget), `check_schedule` (when each sent signup is next checked, in memory), `send_log` (sends of the last minute and hour), `usage` (rows and requests: what the gate costs), `pacing` (the sender's rule), `queue` (items, fair order,
+//! `budget` (the daily send budget), `check_schedule` (when each sent signup is next checked, in memory), `send_log` (sends of the last minute and hour), `usage` (rows and requests: what the gate costs), `pacing` (the wire's rule), `queue` (items, fair order,
 //! the head's fate), `cooldown` (per-mailbox limits), `tracking` (a signup's lifecycle),
 //! `identities` (who created each SES identity, and its clean-up), `webhook` (Standard Webhooks
-//! events), `messages` (what travels between the objects) and `config` (the gate's settings).
+//! events), `messages` (what travels between the Worker and the gate, and the gate's SES calls) and `config` (the gate's settings).
 //!
 //! Invariant: nothing here reaches `worker`; the host tests drive it with fakes and a fake clock.
 

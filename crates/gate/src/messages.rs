@@ -1,6 +1,6 @@
-//! The typed internal messages between the Worker, `SesGate` and `SesSender`: each request, its
-//! JSON reply, the paths and bindings they travel on, and the [`SenderLink`] seam through which
-//! the gate reaches the sender (the Worker crate's clients make the calls). Addresses travel as a
+//! The typed internal messages between the Worker and `SesGate`: each request, its JSON reply,
+//! the paths and binding they travel on; and the gate's calls to SES ([`CallRequest`]) with the
+//! [`SenderLink`] seam they go through (the Worker crate's `wire` makes them). Addresses travel as a
 //! parsed [`EmailAddress`], in the body: a URL may end up in traces and logs, and an address must
 //! not.
 
@@ -26,14 +26,9 @@ pub const STATS_PATH: &str = "/stats";
 pub const STATUS_PATH: &str = "/status";
 /// The path the Worker POSTs a [`SignupRef`] to when a person confirms.
 pub const CONFIRM_PATH: &str = "/confirm";
-/// The path the gate POSTs a [`CallRequest`] to on the sender's stub; the reply is a JSON
-/// `Option<CallResult>` (`null`: the call cannot be made, as the config or signing failed).
-pub const CALL_PATH: &str = "/call";
 
 /// The `SesGate` binding in wrangler.toml.
 pub const GATE_BINDING: &str = "SES_GATE";
-/// The `SesSender` binding in wrangler.toml.
-pub const SENDER_BINDING: &str = "SES_SENDER";
 
 /// Send one verification email.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,14 +220,12 @@ pub type StatusReply = Result<SignupStatus, ApiError>;
 /// One SES call, not before `slot_ms`. `attempt`, `address_tag` (a prefix of the address's HMAC
 /// key, `redact::tag_of`, or a count for a batch) and `request_id` (the signup's, for a send) are
 /// for the logs, which never hold an address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRequest {
     pub call: SesCall,
     pub slot_ms: u64,
     pub attempt: u32,
     pub address_tag: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
 }
 
@@ -260,52 +253,25 @@ impl CallRequest {
     }
 }
 
-/// What one SES call came to (the sender's reply to a [`CallRequest`]); defined with the SES
-/// call it settles.
+/// What one SES call came to (the answer to a [`CallRequest`]); defined with the SES call it
+/// settles.
 pub use signup_verify_ses::call::CallResult;
 
-/// How the gate reaches the sender: the seam its host tests fake.
+/// How the gate reaches SES: the seam its host tests fake.
 #[allow(async_fn_in_trait)] // Workers are single-threaded: no `Send` bound is wanted.
 pub trait SenderLink {
     /// Makes the call at its slot and waits for the result. `None` if the call cannot be made at
-    /// all (no `SES_SENDER` binding, a config the sender cannot load, a request that cannot be
-    /// signed): the deployment is misconfigured. A sender that cannot be reached or dies
-    /// mid-call is a `TimedOut`: the call may have reached SES.
+    /// all (a request that cannot be signed): the deployment is misconfigured. A call that gets
+    /// no answer in time is a `TimedOut`: it may have reached SES.
     async fn call(&self, call: &CallRequest) -> Option<CallResult>;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use signup_verify_ses::outcome::Outcome;
 
     #[test]
-    fn every_call_result_round_trips_between_the_gate_and_the_sender() {
-        use signup_verify_ses::outcome::RetryReason;
-        let results = [
-            Some(CallResult::Answered(Outcome::Sent {
-                message_id: Some("m-1".into()),
-            })),
-            Some(CallResult::Answered(Outcome::Retryable(
-                RetryReason::Throttled,
-            ))),
-            Some(CallResult::Answered(Outcome::Retryable(
-                RetryReason::ServerError,
-            ))),
-            Some(CallResult::Answered(Outcome::Config { clock_skew: true })),
-            Some(CallResult::Answered(Outcome::Rejected)),
-            Some(CallResult::Answered(Outcome::Unknown)),
-            Some(CallResult::TimedOut),
-            None,
-        ];
-        for result in results {
-            let json = serde_json::to_string(&result).expect("json");
-            assert_eq!(
-                serde_json::from_str::<Option<CallResult>>(&json).expect("parse"),
-                result,
-                "{json}"
-            );
-        }
+    fn a_send_call_names_the_address_by_its_tag_and_carries_the_signups_request_id() {
         let email = EmailAddress::parse("a@b.io").expect("valid");
         let request_id = RequestId::parse("8f2c1a9b7d3e4f01-LHR").expect("well formed");
         let to = Recipient {
@@ -314,15 +280,10 @@ mod tests {
             request_id: Some(&request_id),
         };
         let request = CallRequest::send(to, 7, 2);
-        let json = serde_json::to_string(&request).expect("json");
-        assert_eq!(
-            json,
-            r#"{"call":{"action":"send","email":"a@b.io"},"slotMs":7,"attempt":2,"addressTag":"ab12cd34","requestId":"8f2c1a9b7d3e4f01-LHR"}"#
-        );
-        assert_eq!(
-            serde_json::from_str::<CallRequest>(&json).expect("parse"),
-            request
-        );
+        assert_eq!(request.call, SesCall::Send { email });
+        assert_eq!((request.slot_ms, request.attempt), (7, 2));
+        assert_eq!(request.address_tag, "ab12cd34", "a prefix of the key");
+        assert_eq!(request.request_id, Some(request_id));
     }
 
     #[test]
@@ -335,14 +296,6 @@ mod tests {
             serde_json::from_str::<SendRequest>(r#"{"email":"a@b.io","requestId":"r 1"}"#).is_err(),
             "a request id is checked at the boundary too"
         );
-        assert!(serde_json::from_str::<CallRequest>(
-            r#"{"call":{"action":"send","email":"a b@c.io"},"slotMs":1,"attempt":1,"addressTag":"x"}"#
-        )
-        .is_err());
-        assert!(serde_json::from_str::<CallRequest>(
-            r#"{"call":{"action":"check","identities":["a@b.io","a@@b.io"]},"slotMs":1,"attempt":1,"addressTag":"x"}"#
-        )
-        .is_err());
         let parsed: SendRequest =
             serde_json::from_str(r#"{"email":"a@B.io","requestId":"r-1"}"#).expect("valid");
         assert_eq!(parsed.email.as_str(), "a@b.io");

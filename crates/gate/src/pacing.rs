@@ -1,11 +1,11 @@
-//! When a call really leaves for SES: the sender's causal spacing rule and its line of waiting
+//! When a call really leaves for SES: the wire's causal spacing rule and its line of waiting
 //! calls, pure and clock-free (every function takes `now_ms`).
 //!
 //! The rule: a call leaves only when its slot has come, no other call is in flight,
 //! `interval + CLOCK_GUARD_MS` has passed since the previous call was *answered*, and no backoff
 //! after a Throttling is running (it holds every call in line, not only later reservations). SES received the
 //! previous call before it answered, so SES sees calls at least one interval apart whatever
-//! happened between the sender and the wire: network latency, timer slop, a cold isolate, or an
+//! happened between the gate and the wire: network latency, timer slop, a cold isolate, or an
 //! output gate holding a fetch, none of which the Workers clock (frozen during CPU work) can see.
 
 use std::collections::BTreeSet;
@@ -20,10 +20,10 @@ use signup_verify_ses::outcome::RetryReason;
 /// The Workers clock is in whole milliseconds: an answer read at 1000 may have come at 1000.9.
 pub const CLOCK_GUARD_MS: u64 = 1;
 
-/// The sender's memory of the wire.
+/// The gate's memory of the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pacing {
-    /// When the previous call was answered (or given up on), or the sender started.
+    /// When the previous call was answered (or given up on), or the wire started.
     last_answer_ms: u64,
     /// The call that has left and has not been answered yet.
     in_flight: Option<CallId>,
@@ -48,7 +48,7 @@ pub enum Departure {
 }
 
 impl Pacing {
-    /// A sender that starts at `now_ms` counts that as an answer: whatever an earlier instance had
+    /// A wire that starts at `now_ms` counts that as an answer: whatever an earlier instance had
     /// in flight reached SES by then, so the first call keeps an interval from the start.
     pub fn started(now_ms: u64) -> Self {
         Pacing {

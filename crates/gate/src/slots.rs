@@ -165,7 +165,7 @@ mod tests {
 
     #[test]
     fn gate_state_stored_by_the_previous_version_still_loads() {
-        // Before `SesSender`, the gate kept the in-flight call and the last answer itself.
+        // Before the wire (`pacing`), the gate kept the in-flight call and the last answer itself.
         let stored =
             r#"{"next_free_ms":5000,"last_settled_ms":4000,"in_flight":true,"throttle_streak":2}"#;
         let mut gate: GateState = serde_json::from_str(stored).expect("loads");

@@ -37,8 +37,6 @@ pub struct CostCounters {
     pub signups: u64,
     /// Requests to the gate object: the Worker's calls and its alarms.
     pub gate_requests: u64,
-    /// Calls from the gate to the sender object (one per SES call).
-    pub sender_requests: u64,
     /// Alarms the gate set (alarms keep metadata in the object's storage).
     pub alarms_set: u64,
 }
@@ -74,7 +72,7 @@ pub struct CostStats {
     pub rows_read: u64,
     pub rows_written: u64,
     pub signups: u64,
-    /// Durable Object requests: to the gate (calls and alarms) and to the sender.
+    /// Durable Object requests: the Worker's calls to the gate and its alarms.
     pub object_requests: u64,
     /// Alarms the gate set.
     pub alarms_set: u64,
@@ -86,9 +84,7 @@ pub struct CostStats {
 
 impl From<&CostCounters> for CostStats {
     fn from(counters: &CostCounters) -> Self {
-        let object_requests = counters
-            .gate_requests
-            .saturating_add(counters.sender_requests);
+        let object_requests = counters.gate_requests;
         let per_thousand = |sum: u64| PerThousand::of(sum, counters.signups);
         Self {
             rows_read: counters.rows_read,
@@ -129,8 +125,7 @@ mod tests {
             rows_read: 10,
             rows_written: 50,
             signups: 3,
-            gate_requests: 4,
-            sender_requests: 2,
+            gate_requests: 6,
             alarms_set: 1,
         };
         let stats = CostStats::from(&counters);

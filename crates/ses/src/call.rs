@@ -8,8 +8,6 @@
 //! [`MAX_REPLY_BYTES`], and means only what [`classify_for`] says it means for this call's own
 //! action.
 
-use serde::{Deserialize, Serialize};
-
 use crate::outcome::classify_for;
 use crate::outcome::Outcome;
 use crate::outcome::RetryReason;
@@ -23,7 +21,7 @@ pub const MAX_REPLY_BYTES: usize = 64 * 1024;
 
 /// What one SES call came to, or `TimedOut` when SES did not answer in time (it may still have
 /// received the call).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallResult {
     Answered(Outcome),
     TimedOut,

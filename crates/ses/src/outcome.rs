@@ -2,8 +2,6 @@
 //! worth retrying, a configuration problem, a refused address, or something we do not recognise —
 //! and which [`ApiError`] the caller gets when it is not a success.
 
-use serde::{Deserialize, Serialize};
-
 use crate::reply::Reply;
 use crate::reply::SesError;
 use crate::reply::Unparseable;
@@ -33,7 +31,7 @@ const CONFIG_CODES: [&str; 14] = [
 /// SES codes that refuse the address itself.
 const REJECTED_CODES: [&str; 2] = ["InvalidParameterValue", "MessageRejected"];
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// SES took the call. `message_id` is `None` when SES answered 2xx with a body that could not
     /// be read: the call reached SES, so it counts as sent and is never made again.
@@ -89,7 +87,7 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryReason {
     Throttled,
     ServerError,

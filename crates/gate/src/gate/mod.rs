@@ -1,5 +1,5 @@
 //! `Gate`: every decision the `SesGate` Durable Object makes, as a plain type generic over its
-//! seams: [`GateStore`] (what it persists), [`SenderLink`] (the call to `SesSender`) and
+//! seams: [`GateStore`] (what it persists), [`SenderLink`] (the call to SES, on the shell's paced wire) and
 //! [`GateRuntime`] (clock, randomness, log, alarm). The shell in `ses_gate` only moves values
 //! between `worker` types and this type; the host tests drive it with fakes and a fake clock.
 //!
@@ -14,8 +14,8 @@
 //! (`queue::fair_tag`). Invariants:
 //! - nothing valid is lost: a signup is sent, queued (then sent, or dropped with a counted
 //!   reason: rejected, exhausted, expired), or refused with an answer the caller sees;
-//! - slots are at least `GATE_INTERVAL_MS` apart within an instance; on the wire the sender
-//!   spaces every call, and counts its own start as an answer (see `pacing`), whatever restarted;
+//! - slots are at least `GATE_INTERVAL_MS` apart within an instance; on the wire every call
+//!   is spaced by `pacing`, which counts the instance's start as an answer, whatever restarted;
 //! - a mailbox (`mailbox::Mailbox`, not the typed string) gets at most one signup per
 //!   `EMAIL_COOLDOWN_SECONDS` and `EMAIL_DAILY_MAX` a day, and the gate takes at most
 //!   `DAILY_SEND_BUDGET` a day; a signup that ends up neither sent nor queued is taken back from
@@ -336,16 +336,16 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         Ok(())
     }
 
+    /// The link SES calls go out on (the shell wakes it at every event: see `wire`).
+    pub fn sender(&self) -> &L {
+        &self.sender
+    }
+
     /// Hands `call` to the sender, the state stored first: a send's slot, admission and budget
     /// survive a restart.
     pub(super) async fn call_sender(&self, call: &CallRequest) -> Option<CallResult> {
         self.save_state();
-        let result = self.sender.call(call).await;
-        // Counted once made (a missing sender binding makes none); stored with the next save.
-        if result.is_some() {
-            self.count(|g| g.cost.sender_requests = g.cost.sender_requests.saturating_add(1));
-        }
-        result
+        self.sender.call(call).await
     }
 
     /// A send SES took: in the send log, stored at once (the signup's row is written in the same
