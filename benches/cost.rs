@@ -258,7 +258,7 @@ struct Life {
     worker_requests: f64,
     /// Status checks each signup had (a call checks up to 100 signups).
     checks: f64,
-    /// CPU in the isolate (the Worker and both objects), µs.
+    /// CPU in the isolate (the Worker and the gate object), µs.
     cpu_us: f64,
     exercised: String,
 }
@@ -480,7 +480,7 @@ fn main() {
          figure: CPU time and Durable Object duration."
     );
     println!(
-        "CPU: the V8 profile's busy time in the isolate that runs the Worker and both objects \
+        "CPU: the V8 profile's busy time in the isolate that runs the Worker and the gate object \
          (wrangler dev on this machine), per signup over its whole life, less the bench's own \
          stats reads ({} µs each, measured per stack). Workers bill CPU time (the Worker's \
          part); Durable Objects bill duration instead.",
