@@ -83,10 +83,11 @@ fuzz: ## every fuzz target for FUZZ_SECONDS each (nightly)
 
 # The native core per signup (sign, parse, classify), with criterion; then signup-verify beside
 # the aws4fetch + JavaScript Durable Object baseline, the two-object floor and the Rust floor
-# (bench/) on its own loopback stack, queue intake at the real interval, and the cost of each
-# SQLite statement a signup runs. Prints every figure with what it exercised (about 13 minutes;
+# (bench/) on its own loopback stack, spacing, slot use and flood intake (against
+# BENCH_COMPARE_BUILD too, if given), queue intake at the real interval, and the cost of each
+# SQLite statement a signup runs. Prints every figure with what it exercised (about 18 minutes;
 # BENCH_ROUNDS and BENCH_INTAKE_RECORDS make it shorter).
-bench: setup build ## the benchmarks (about 13 minutes)
+bench: setup build ## the benchmarks (about 18 minutes)
 	scripts/build-worker.sh bench/rust-floor
 	cargo bench --bench core
 	cargo bench --bench stack

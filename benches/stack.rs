@@ -16,8 +16,10 @@
 //! stored-record level intake is measured at; 0 leaves the intake section out),
 //! `BENCH_INTAKE_LOG_LEVEL` (default `error`: the `LOG_LEVEL` intake runs at), and
 //! `BENCH_COMPARE_BUILD` (a directory holding another build's `index.js`, say an earlier
-//! commit's `build/`: it runs as one more target, interleaved with the others, so that two builds
-//! are compared under the same load on the machine rather than in runs minutes apart).
+//! commit's `build/`, run with the `wrangler.toml` beside it if there is one: it runs as one
+//! more target, interleaved with the others, and in turns with this build in the "one object
+//! or two" part (spacing, slot use, flood intake), so that two builds are compared under the
+//! same load on the machine rather than in runs minutes apart).
 
 // Native benchmark code: reading the clock is fine off wasm32.
 #![allow(clippy::disallowed_methods)]

@@ -162,6 +162,10 @@ fn the_release_bundle_deploys_the_built_worker_with_only_node_and_wrangler_on_pa
     ] {
         assert!(log.contains(binding), "{binding} in\n{log}");
     }
+    assert!(
+        !log.contains("SES_SENDER"),
+        "one object: the sender's binding is gone (migration v3 deletes its class)\n{log}"
+    );
 
     // The upload's wasm is build/'s, byte for byte.
     let uploaded = files_ending(&dry_run, ".wasm");

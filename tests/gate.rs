@@ -121,8 +121,11 @@ fn a_restart_mid_queue_sends_every_queued_signup_exactly_once() {
 /// The deploy that folded `SesSender` into `SesGate` (wrangler.toml's `v3` migration deletes the
 /// class). `tests/fixtures/two-object-queue` is the state `wrangler dev` kept for the last
 /// two-object build (commit `b259845`) after five signups were queued behind a 60 s interval
-/// (`GATE_MAX_WAIT_MS=0`): the gate's SQLite database and its pending alarm. The sender stored
-/// nothing. This build starts on that state and sends every queued signup, once.
+/// (`GATE_MAX_WAIT_MS=0`): the gate's SQLite database and its pending alarm; the sender stored
+/// nothing. This build starts on that state: the old build's alarm wakes the new gate, whose
+/// own wire sends every queued signup, once, with no sender to call. (`wrangler dev` does not
+/// apply migrations; that Cloudflare's `deleted_classes` leaves `SesGate`'s storage alone is
+/// its documented behaviour, not tested here.)
 #[test]
 fn signups_queued_by_the_two_object_build_are_sent_once_after_the_deploy_that_deletes_the_sender() {
     let fixture = support::root().join("tests/fixtures/two-object-queue");

@@ -89,7 +89,7 @@ async fn rpc<T: DeserializeOwned>(
 }
 
 /// The body of a Durable Object's `200` answer to `request` (any other status is an error: the
-/// objects answer every message with `200` and a JSON reply).
+/// gate answers every message with `200` and a JSON reply).
 async fn reply(stub: &Stub, request: Result<Outbound, OutboundError>) -> Result<Vec<u8>, String> {
     let response = request
         .map_err(|e| e.to_string())?

@@ -86,7 +86,7 @@ pub struct PacingBounds {
 /// A burst of 100 at a 100 ms interval.
 ///
 /// The steady mean may be 7 ms over the interval. What a send costs above the interval does not
-/// grow with it: the answer's round trip, the clock's millisecond, and how late the sender's
+/// grow with it: the answer's round trip, the clock's millisecond, and how late the wire's
 /// timer fires. Idle, the 2-core development machine measures 102.1–102.4 ms; with both cores
 /// kept busy beside the test, 102.8–105.5 ms; a shared CI machine measured 104.7 ms. 7 ms is 93 %
 /// slot use at 100 ms and 99.3 % at the real 1000 ms interval, whose 97 % guarantee the 1000 ms
@@ -107,7 +107,7 @@ pub struct Spacing {
     pub longest_ms: f64,
     /// The mean gap once intake had ended: pacing alone. While a burst arrives the gate is busy
     /// storing its admissions (a signup's answer means its admission is stored), and its next
-    /// call to the sender waits behind them. A slower machine takes longer over intake; that is
+    /// call waits behind them. A slower machine takes longer over intake; that is
     /// not pacing.
     pub steady_mean_ms: f64,
     /// How many gaps the steady mean is over.

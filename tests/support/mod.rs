@@ -393,9 +393,14 @@ fn require(path: &Path, what: &str) {
 }
 
 /// wrangler.toml as committed, minus `[build]` (the bundle is already built) and with `main` absolute.
+/// Another build's config is the `wrangler.toml` beside its `build/` when there is one (an
+/// earlier commit's worktree: its bindings and migrations go with its code).
 fn test_wrangler_config(build: &Path) -> String {
-    let original =
-        std::fs::read_to_string(root().join("wrangler.toml")).expect("read wrangler.toml");
+    let beside = build.parent().map(|dir| dir.join("wrangler.toml"));
+    let config = beside
+        .filter(|path| build != root().join("build") && path.exists())
+        .unwrap_or_else(|| root().join("wrangler.toml"));
+    let original = std::fs::read_to_string(&config).expect("read wrangler.toml");
     let mut out = String::new();
     let mut in_build = false;
     for line in original.lines() {

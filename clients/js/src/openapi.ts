@@ -325,7 +325,7 @@ export interface components {
                 message: string;
             };
         };
-        /** @description What the gate has cost since it was created: the rows its SQLite read and wrote (the Durable Object cursor's own billed counters, index entries included), the Durable Object requests (calls to the gate, its alarms, and calls to the sender), the signups it was asked to take (refusals and honeypot decoys included), the alarms it set, and each per thousand signups (integers: 31100 is 31.1 rows a signup; 0 before the first signup). The counts are stored with the gate state when it is saved anyway, so an object evicted between saves loses the counts of its last steps: a lower bound for an object that sleeps between status checks. The reads of the stats themselves are left out of the rows (not out of the requests). */
+        /** @description What the gate has cost since it was created: the rows its SQLite read and wrote (the Durable Object cursor's own billed counters, index entries included), the Durable Object requests (calls to the gate and its alarms), the signups it was asked to take (refusals and honeypot decoys included), the alarms it set, and each per thousand signups (integers: 31100 is 31.1 rows a signup; 0 before the first signup). The counts are stored with the gate state when it is saved anyway, so an object evicted between saves loses the counts of its last steps: a lower bound for an object that sleeps between status checks. The reads of the stats themselves are left out of the rows (not out of the requests). */
         CostStats: {
             rowsRead: number;
             rowsWritten: number;

@@ -34,7 +34,7 @@ pub const GATE_BINDING: &str = "SES_GATE";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendRequest {
     pub email: EmailAddress,
-    /// For the gate's and the sender's log lines (see `request_id`).
+    /// For the gate's log lines, its SES call's included (see `request_id`).
     #[serde(rename = "requestId")]
     pub request_id: RequestId,
     /// The signup the browser's cookie names (a genuine credential), if it sent one.

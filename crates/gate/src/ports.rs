@@ -1,11 +1,11 @@
 //! The gate's third port, [`GateRuntime`]: what the gate needs from its platform besides
-//! storage ([`crate::store::GateStore`]) and the sender ([`crate::messages::SenderLink`]):
+//! storage ([`crate::store::GateStore`]) and the SES wire ([`crate::messages::SenderLink`]):
 //! the clock, randomness, log lines, the alarm, and one bounded webhook POST. The Worker crate's
 //! runtime implements it; the host tests fake it.
 
 use serde_json::Value;
 
-/// What the gate needs from its platform besides storage and the sender.
+/// What the gate needs from its platform besides storage and the SES wire.
 #[allow(async_fn_in_trait)] // Workers are single-threaded: no `Send` bound is wanted.
 pub trait GateRuntime {
     /// Milliseconds since the Unix epoch.

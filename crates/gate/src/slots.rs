@@ -3,7 +3,7 @@
 //! Reservations hand out slots one interval apart (`next_free_ms`), synchronously, so
 //! concurrent requests in the object get distinct slots; Throttling pushes the next slot out
 //! (exponential backoff). A slot is the earliest a call may leave: when it really leaves is
-//! `pacing`'s causal rule, applied by the sender.
+//! `pacing`'s causal rule, applied by the wire.
 
 use signup_verify_domain::error::retry_after_secs;
 
@@ -12,7 +12,7 @@ use crate::state::GateState;
 /// The answer to a reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {
-    /// Hand the call to the sender for `at_ms`; `pacing` decides when it really leaves.
+    /// Hand the call to the wire for `at_ms`; `pacing` decides when it really leaves.
     Slot { at_ms: u64 },
     /// No slot within the allowed wait. Try again after this many seconds.
     Busy { retry_after_secs: u64 },

@@ -37,6 +37,9 @@ pub struct CostCounters {
     pub signups: u64,
     /// Requests to the gate object: the Worker's calls and its alarms.
     pub gate_requests: u64,
+    /// Calls to the `SesSender` object, counted until issue N folded it into the gate: kept, and
+    /// no longer counted, so that the cumulative request count never goes down.
+    pub sender_requests: u64,
     /// Alarms the gate set (alarms keep metadata in the object's storage).
     pub alarms_set: u64,
 }
@@ -84,7 +87,9 @@ pub struct CostStats {
 
 impl From<&CostCounters> for CostStats {
     fn from(counters: &CostCounters) -> Self {
-        let object_requests = counters.gate_requests;
+        let object_requests = counters
+            .gate_requests
+            .saturating_add(counters.sender_requests);
         let per_thousand = |sum: u64| PerThousand::of(sum, counters.signups);
         Self {
             rows_read: counters.rows_read,
@@ -118,6 +123,24 @@ mod tests {
     }
 
     #[test]
+    fn requests_to_the_sender_object_counted_before_it_was_folded_into_the_gate_still_count() {
+        let stored: CostCounters =
+            serde_json::from_str(r#"{"gate_requests":4,"sender_requests":2,"signups":2}"#)
+                .expect("loads");
+        let stats = CostStats::from(&stored);
+        assert_eq!(
+            stats.object_requests, 6,
+            "the cumulative count never goes down"
+        );
+        assert_eq!(
+            stats.object_requests_per_thousand_signups,
+            PerThousand(3_000)
+        );
+        let saved = serde_json::to_value(stored).expect("json");
+        assert_eq!(saved["sender_requests"], 2, "kept at the next save");
+    }
+
+    #[test]
     fn per_thousand_figures_divide_by_signups_and_are_zero_before_the_first() {
         let none = CostStats::from(&CostCounters::default());
         assert_eq!(none.rows_written_per_thousand_signups, PerThousand(0));
@@ -126,6 +149,7 @@ mod tests {
             rows_written: 50,
             signups: 3,
             gate_requests: 6,
+            sender_requests: 0,
             alarms_set: 1,
         };
         let stats = CostStats::from(&counters);

@@ -248,7 +248,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     }
 
     /// One `GetIdentityVerificationAttributes` call for `due`, at `slot`. `false` if the call
-    /// cannot be made at all (the sender is misconfigured).
+    /// cannot be made at all (the request cannot be signed).
     pub(super) async fn check(
         &self,
         due: Vec<(String, Signup)>,

@@ -341,7 +341,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         &self.sender
     }
 
-    /// Hands `call` to the sender, the state stored first: a send's slot, admission and budget
+    /// Hands `call` to the wire (`SenderLink`), the state stored first: a send's slot, admission and budget
     /// survive a restart.
     pub(super) async fn call_sender(&self, call: &CallRequest) -> Option<CallResult> {
         self.save_state();
