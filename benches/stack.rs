@@ -611,6 +611,17 @@ fn main() {
 /// connections against the stub SES). Two rounds; each figure is the mean of the rounds.
 fn one_object_or_two(compare: Option<&Path>) {
     use support::gate::{burst, throttled_at_ses, unix_now_us, warm_up, Spacing};
+    use support::Reply;
+    // A warm-up send, then `n` signups at once: their answers, how many of the `n + 1` were
+    // sent, and the spacing of the burst's sends.
+    let paced_burst = |stack: &Stack, prefix: &str, n: usize| {
+        warm_up(stack);
+        let replies: Vec<(String, Reply)> = burst(stack, prefix, n);
+        let ended = unix_now_us();
+        let sent = stack.wait_for_outbox(n + 1, Duration::from_secs(60)).len();
+        let spacing = Spacing::of(&stack.send_arrivals_us()[1..], ended);
+        (replies, sent, spacing)
+    };
     const ROUNDS: usize = 2;
     let builds: Vec<(&str, Option<&Path>)> = [("this build", None)]
         .into_iter()
@@ -641,13 +652,7 @@ fn one_object_or_two(compare: Option<&Path>) {
                 &[("GATE_INTERVAL_MS", "100"), ("GATE_MAX_WAIT_MS", "1000")],
                 &["--throttle-ms", "100"],
             );
-            warm_up(&burst_stack);
-            let replies = burst(&burst_stack, "burst", 100);
-            let ended = unix_now_us();
-            let sent = burst_stack
-                .wait_for_outbox(101, Duration::from_secs(60))
-                .len();
-            let spacing = Spacing::of(&burst_stack.send_arrivals_us()[1..], ended);
+            let (replies, sent, spacing) = paced_burst(&burst_stack, "burst", 100);
             figures[b][0].push(spacing.min_ms);
             figures[b][1].push(spacing.steady_mean_ms);
             figures[b][2].push(throttled_at_ses(&burst_stack) as f64);
@@ -662,13 +667,7 @@ fn one_object_or_two(compare: Option<&Path>) {
             drop(burst_stack);
 
             let real_stack = start("bench-pacing-1000", &[("GATE_MAX_WAIT_MS", "2000")], &[]);
-            warm_up(&real_stack);
-            burst(&real_stack, "real", 20);
-            let ended = unix_now_us();
-            let sent = real_stack
-                .wait_for_outbox(21, Duration::from_secs(60))
-                .len();
-            let spacing = Spacing::of(&real_stack.send_arrivals_us()[1..], ended);
+            let (_, sent, spacing) = paced_burst(&real_stack, "real", 20);
             figures[b][3].push(100.0 * 1000.0 / spacing.steady_mean_ms);
             exercised[b].push(format!(
                 "20 at 1000 ms: {sent} of 21 sent, {} Throttling; {}",
