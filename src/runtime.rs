@@ -3,11 +3,12 @@
 //! the console, the gate's alarm and its webhook POSTs ([`WorkerRuntime`], the real
 //! [`GateRuntime`]).
 
+use signup_verify_domain::log_line;
+use signup_verify_domain::log_line::LogLine;
 use std::cell::OnceCell;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use worker::{Date, Env, Request, Storage};
 
 use crate::outbound::Outbound;
@@ -26,7 +27,7 @@ pub fn load_config(env: &Env) -> Result<Config, ConfigError> {
     match &config {
         Ok(config) => crate::log::set_level(config.log_level),
         Err(e) => crate::log::error(
-            serde_json::json!({"event": "config_error", "variable": e.variable, "problem": e.problem}),
+            log_line!({"event": "config_error", "variable": e.variable, "problem": e.problem}),
         ),
     }
     config
@@ -114,11 +115,11 @@ impl GateRuntime for WorkerRuntime {
         secure_random(out)
     }
 
-    fn log_info(&self, line: impl FnOnce() -> Value) {
+    fn log_info(&self, line: impl FnOnce() -> LogLine) {
         crate::log::info(line);
     }
 
-    fn log_error(&self, line: Value) {
+    fn log_error(&self, line: LogLine) {
         crate::log::error(line);
     }
 

@@ -4,7 +4,7 @@
 //! that fails on the way is logged and answered with the [`ApiError`] the caller gives.
 
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use signup_verify_domain::log_line;
 use worker::{Env, Stub};
 
 use signup_verify_domain::email::EmailAddress;
@@ -103,6 +103,6 @@ async fn reply(stub: &Stub, request: Result<Outbound, OutboundError>) -> Result<
 }
 
 fn rpc_failed(step: &str, error: &str, answer: ApiError) -> ApiError {
-    crate::log::error(json!({"event": "gate_rpc_failed", "step": step, "error": error}));
+    crate::log::error(log_line!({"event": "gate_rpc_failed", "step": step, "error": error}));
     answer
 }

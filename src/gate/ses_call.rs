@@ -2,7 +2,8 @@
 //! under a timeout that aborts it (`outbound`), what the exchange came to read by
 //! `signup_verify_ses::call::settle`, and one structured log line.
 
-use serde_json::json;
+use signup_verify_domain::log_line;
+use signup_verify_domain::log_line::LogLine;
 
 use crate::outbound::Outbound;
 use crate::outbound::OutboundError;
@@ -40,7 +41,7 @@ pub fn prepared_request(config: &SesConfig, call: &CallRequest) -> Option<Outbou
         Ok(request) => Some(request),
         Err(error) => {
             crate::log::error(
-                json!({"event": "ses_signing_failed", "error": error, "request_id": call.request_id}),
+                log_line!({"event": "ses_signing_failed", "error": error, "request_id": call.request_id}),
             );
             None
         }
@@ -87,12 +88,12 @@ pub async fn call_ses(
             }
         }
         Settled::TimedOut => crate::log::error(
-            json!({"event": "ses_timeout", "attempt": call.attempt, "timeout_ms": timeout_ms, "request_id": call.request_id}),
+            log_line!({"event": "ses_timeout", "attempt": call.attempt, "timeout_ms": timeout_ms, "request_id": call.request_id}),
         ),
         Settled::Lost => {
             let error = answer.err().map(|e| e.to_string()).unwrap_or_default();
             crate::log::error(
-                json!({"event": "ses_unreachable", "attempt": call.attempt, "error": error, "request_id": call.request_id}),
+                log_line!({"event": "ses_unreachable", "attempt": call.attempt, "error": error, "request_id": call.request_id}),
             );
         }
     }
@@ -107,8 +108,8 @@ fn attempt_line(
     round_trip_ms: u64,
     reply: &std::result::Result<Reply, Unparseable>,
     outcome: &Outcome,
-) -> serde_json::Value {
-    let mut line = json!({
+) -> LogLine {
+    let line = log_line!({
         "event": "ses_call",
         "action": call.call.action(),
         "attempt": call.attempt,
@@ -118,30 +119,27 @@ fn attempt_line(
         "outcome": outcome.log_name(),
         "request_id": call.request_id,
     });
-    match reply {
+    let line = match reply {
         Ok(Reply::Sent {
             message_id,
             request_id,
-        }) => {
-            line["message_id"] = json!(message_id);
-            line["ses_request_id"] = json!(request_id);
-        }
+        }) => line
+            .field("message_id", message_id)
+            .field("ses_request_id", request_id),
         Ok(Reply::Checked {
             statuses,
             request_id,
-        }) => {
-            line["identities_listed"] = json!(statuses.len());
-            line["ses_request_id"] = json!(request_id);
-        }
-        Ok(Reply::Deleted { request_id }) => line["ses_request_id"] = json!(request_id),
+        }) => line
+            .field("identities_listed", &statuses.len())
+            .field("ses_request_id", request_id),
+        Ok(Reply::Deleted { request_id }) => line.field("ses_request_id", request_id),
         Ok(Reply::Listed {
             identities,
             request_id,
             ..
-        }) => {
-            line["identities_listed"] = json!(identities.len());
-            line["ses_request_id"] = json!(request_id);
-        }
+        }) => line
+            .field("identities_listed", &identities.len())
+            .field("ses_request_id", request_id),
         Ok(Reply::Failed(error)) => {
             let redact = |text: &str| {
                 call.call
@@ -151,18 +149,21 @@ fn attempt_line(
                         redact_addresses(&text, own, &call.address_tag)
                     })
             };
-            line["code"] = json!(redact(&error.code));
-            line["type"] = json!(error.kind.as_deref().map(redact));
-            line["message"] = json!(error.message.as_deref().map(redact));
-            line["ses_request_id"] = json!(error.request_id.as_deref().map(redact));
+            line.field("code", &redact(&error.code))
+                .field("type", &error.kind.as_deref().map(redact))
+                .field("message", &error.message.as_deref().map(redact))
+                .field("ses_request_id", &error.request_id.as_deref().map(redact))
         }
-        Err(unparseable) => line["unparseable"] = json!(unparseable.0),
-    }
+        Err(unparseable) => line.field("unparseable", &unparseable.0),
+    };
     if matches!(outcome, Outcome::Config { clock_skew: true }) {
-        line["problem"] =
-            json!("clock skew: SES says the signing time is off; check the system clock");
+        line.field(
+            "problem",
+            "clock skew: SES says the signing time is off; check the system clock",
+        )
+    } else {
+        line
     }
-    line
 }
 
 #[cfg(test)]
@@ -176,6 +177,10 @@ mod tests {
     use signup_verify_ses::outcome::classify_for;
     use signup_verify_ses::reply::parse_reply;
     use signup_verify_ses::request::SesCall;
+
+    fn parsed(line: LogLine) -> serde_json::Value {
+        serde_json::from_str(&line.to_string()).expect("a log line is JSON")
+    }
 
     fn send_call(email: &EmailAddress, attempt: u32) -> CallRequest {
         let request_id = RequestId::parse("rid-1").expect("well formed");
@@ -235,7 +240,7 @@ mod tests {
         .expect("fixture");
         let reply = parse_reply(&body, None);
         let outcome = classify_for(&call.call, 200, &reply);
-        let line = attempt_line(&call, 200, 5, &reply, &outcome);
+        let line = parsed(attempt_line(&call, 200, 5, &reply, &outcome));
         assert_eq!(line["outcome"], "Checked");
         assert_eq!(line["identities_listed"], 2);
         assert!(!has_address(&line.to_string()), "{line}");
@@ -247,7 +252,7 @@ mod tests {
         let call = send_call(&email, 2);
         let body = br#"<ErrorResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/"><Error><Type>Sender</Type><Code>InvalidParameterValue</Code><Message>Invalid email address&lt;Victim+1@example.com&gt;.</Message></Error><RequestId>r</RequestId></ErrorResponse>"#;
         let reply = parse_reply(body, None);
-        let line = attempt_line(&call, 400, 5, &reply, &classify(400, &reply));
+        let line = parsed(attempt_line(&call, 400, 5, &reply, &classify(400, &reply)));
         assert_eq!(line["message"], "Invalid email address<<email:ab12cd34>>.");
         assert_eq!(line["address"], "ab12cd34");
         assert_eq!(line["request_id"], "rid-1", "the signup's own id");

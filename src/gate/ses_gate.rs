@@ -7,7 +7,7 @@
 //! Invariant: an instance whose config or storage is unusable answers every signup with a clear
 //! error (`misconfigured`, `unavailable`) and keeps its alarm retrying; it never panics.
 
-use serde_json::json;
+use signup_verify_domain::log_line;
 use worker::{
     durable_object, wasm_bindgen, DurableObject, Env, Method, Request, Response, Result, State,
 };
@@ -52,7 +52,7 @@ impl DurableObject for SesGate {
                     .and_then(|store| Gate::open(store, sender, runtime, config.gate))
                     .map_err(|e| {
                         crate::log::error(
-                            json!({"event": "gate_storage_unusable", "error": e.to_string()}),
+                            log_line!({"event": "gate_storage_unusable", "error": e.to_string()}),
                         );
                         ApiError::Unavailable
                     })
@@ -117,7 +117,7 @@ impl DurableObject for SesGate {
                 let runtime = WorkerRuntime(self.state.storage());
                 let at = runtime.now_ms() + RETRY_LATER_MS;
                 if let Err(error) = runtime.set_alarm(at).await {
-                    crate::log::error(json!({"event": "alarm_not_set", "error": error}));
+                    crate::log::error(log_line!({"event": "alarm_not_set", "error": error}));
                 }
             }
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_channel::oneshot;
 use futures_util::future::select;
-use serde_json::json;
+use signup_verify_domain::log_line;
 
 use crate::gate::ses_call::call_ses;
 use crate::gate::ses_call::prepared_request;
@@ -73,7 +73,7 @@ impl Wire {
             .record(&result, now_ms(), random_u32());
         if let Some(pause_ms) = pause {
             crate::log::info(
-                || json!({"event": "sender_backoff", "pause_ms": pause_ms, "request_id": call.request_id}),
+                || log_line!({"event": "sender_backoff", "pause_ms": pause_ms, "request_id": call.request_id}),
             );
         }
         drop(in_flight);

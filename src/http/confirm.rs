@@ -6,7 +6,7 @@
 //! once the link in the email was opened. Whom it is for and how it is answered (pages, JSON,
 //! or a `303` to `VERIFIED_REDIRECT_URL`) are `signup_verify_web::confirm`'s to decide.
 
-use serde_json::json;
+use signup_verify_domain::log_line;
 use worker::{Env, Request, Response};
 
 use super::cors::grant;
@@ -99,7 +99,7 @@ async fn confirm(
     match confirm_for(secret, cookie.as_deref(), is_loopback_http(own), now_ms()) {
         ConfirmFor::Answered(Ok(Confirmation::NoSignup)) => {
             crate::log::info(
-                || json!({"event": "confirm_without_signup", "request_id": request_id}),
+                || log_line!({"event": "confirm_without_signup", "request_id": request_id}),
             );
             Ok(Confirmation::NoSignup)
         }

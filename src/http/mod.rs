@@ -14,7 +14,7 @@ mod stats;
 mod status;
 
 use serde::Serialize;
-use serde_json::json;
+use signup_verify_domain::log_line;
 use worker::{Cors, Env, Headers, Request, Response};
 
 use crate::runtime::request_origin;
@@ -53,7 +53,7 @@ pub async fn handle(mut req: Request, env: Env) -> Response {
     }
     let endpoint = match route(&request_path(&req), req.method().as_ref()) {
         Ok(Route::Endpoint(endpoint)) => endpoint,
-        Ok(Route::Health) => return json_response(200, &json!({"ok": true})),
+        Ok(Route::Health) => return json_bytes_response(200, br#"{"ok":true}"#.to_vec()),
         Err(refusal) => return refused(refusal),
     };
     let Ok(config) = &config else {
@@ -88,7 +88,7 @@ fn warn_if_turnstile_off(config: &Config, own_origin: &str) {
     }
     if !WARNED_TURNSTILE_OFF.with(|warned| warned.replace(true)) {
         crate::log::error(
-            json!({"event": "turnstile_off", "warning": "TURNSTILE_SECRET_KEY is not set on a public deployment: bots can spend DAILY_SEND_BUDGET from many networks; see docs/security.md"}),
+            log_line!({"event": "turnstile_off", "warning": "TURNSTILE_SECRET_KEY is not set on a public deployment: bots can spend DAILY_SEND_BUDGET from many networks; see docs/security.md"}),
         );
     }
 }
@@ -106,14 +106,14 @@ async fn limit(
         return Ok(());
     }
     let limiter = env.rate_limiter(binding).map_err(|e| {
-        crate::log::error(json!({"event": "rate_limiter_missing", "binding": binding, "error": e.to_string(), "request_id": request_id}));
+        crate::log::error(log_line!({"event": "rate_limiter_missing", "binding": binding, "error": e.to_string(), "request_id": request_id}));
         ApiError::Misconfigured
     })?;
     match limiter.limit(key).await {
         Ok(outcome) if outcome.success => Ok(()),
         Ok(_) => {
             crate::log::info(
-                || json!({"event": "rate_limited", "binding": binding, "request_id": request_id}),
+                || log_line!({"event": "rate_limited", "binding": binding, "request_id": request_id}),
             );
             Err(ApiError::RateLimited {
                 retry_after_secs: RATE_LIMIT_PERIOD_SECS,
@@ -121,7 +121,7 @@ async fn limit(
         }
         Err(e) => {
             crate::log::error(
-                json!({"event": "rate_limiter_failed", "binding": binding, "error": e.to_string(), "request_id": request_id}),
+                log_line!({"event": "rate_limiter_failed", "binding": binding, "error": e.to_string(), "request_id": request_id}),
             );
             Ok(())
         }

@@ -10,7 +10,7 @@
 //! here reads JSON back.
 
 use futures_util::StreamExt;
-use serde_json::json;
+use signup_verify_domain::log_line;
 use worker::{Env, Request, Response};
 
 use super::cors::grant;
@@ -126,7 +126,7 @@ async fn signup(
     let ask = submission.gate_ask(presented);
     if ask.decoy {
         crate::log::info(
-            || json!({"event": "honeypot", "field": browser.honeypot_field, "request_id": request_id}),
+            || log_line!({"event": "honeypot", "field": browser.honeypot_field, "request_id": request_id}),
         );
     }
     GateClient::for_region(env, &config.ses.region)?
@@ -141,7 +141,7 @@ fn log_signup(request_id: &RequestId, result: &Result<Accepted, ApiError>) {
         Err(error) => (error.status(), error.code()),
     };
     crate::log::info(
-        || json!({"event": "signup", "request_id": request_id, "status": status, "answer": answer}),
+        || log_line!({"event": "signup", "request_id": request_id, "status": status, "answer": answer}),
     );
 }
 
@@ -170,19 +170,19 @@ pub(super) async fn verify_turnstile(
     let reply = match outbound::post(url, &headers, &body, TURNSTILE_TIMEOUT_MS).await {
         Ok(reply) => reply.body,
         Err(OutboundError::TimedOut { .. }) => {
-            crate::log::error(json!({"event": "turnstile_timeout", "request_id": request_id}));
+            crate::log::error(log_line!({"event": "turnstile_timeout", "request_id": request_id}));
             return Err(ApiError::CaptchaFailed);
         }
         Err(e) => {
             crate::log::error(
-                json!({"event": "turnstile_unreachable", "error": e.to_string(), "request_id": request_id}),
+                log_line!({"event": "turnstile_unreachable", "error": e.to_string(), "request_id": request_id}),
             );
             return Err(ApiError::CaptchaFailed);
         }
     };
     verdict(&reply, &turnstile.expected_hostnames).map_err(|codes| {
         crate::log::info(
-            || json!({"event": "turnstile_rejected", "error_codes": codes, "request_id": request_id}),
+            || log_line!({"event": "turnstile_rejected", "error_codes": codes, "request_id": request_id}),
         );
         ApiError::CaptchaFailed
     })
@@ -192,7 +192,7 @@ pub(super) async fn verify_turnstile(
 fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
     let mut bytes = [0u8; N];
     secure_random(&mut bytes).map_err(|error| {
-        crate::log::error(json!({"event": "random_source_failed", "error": error}));
+        crate::log::error(log_line!({"event": "random_source_failed", "error": error}));
         ApiError::Unavailable
     })?;
     Ok(bytes)

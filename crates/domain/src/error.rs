@@ -158,9 +158,26 @@ impl ApiError {
     }
 
     /// `{"error":{"code":"…","message":"…"}}`
-    pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({ "error": { "code": self.code(), "message": self.message() } })
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorFields {
+                code: self.code(),
+                message: self.message(),
+            },
+        }
     }
+}
+
+/// What an error answer's body holds: [`ApiError::body`].
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    error: ErrorFields,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorFields {
+    code: &'static str,
+    message: &'static str,
 }
 
 /// Whole seconds for `Retry-After`, rounded up and never 0 (a 0 invites an immediate retry storm).
@@ -243,7 +260,7 @@ mod tests {
 
     #[test]
     fn the_error_body_has_exactly_code_and_message() {
-        let body = ApiError::InvalidEmail.body();
+        let body = serde_json::to_value(ApiError::InvalidEmail.body()).expect("serializes");
         assert_eq!(body["error"]["code"], "invalid_email");
         assert_eq!(body["error"].as_object().map(|o| o.len()), Some(2));
         assert_eq!(body.as_object().map(|o| o.len()), Some(1));

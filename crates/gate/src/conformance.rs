@@ -51,6 +51,9 @@ impl SqlExecutor for Sqlite {
                 let value = match row.get_ref(i).map_err(|e| e.to_string())? {
                     ValueRef::Null => Value::Null,
                     ValueRef::Integer(n) => Value::from(n),
+                    // workerd hands every number to JavaScript as a double, and serde-wasm-bindgen
+                    // reads a safe integer into an integer field: do the same here.
+                    ValueRef::Real(x) if is_safe_integer(x) => Value::from(x as i64),
                     ValueRef::Real(x) => Value::from(x),
                     ValueRef::Text(t) => Value::from(String::from_utf8_lossy(t).into_owned()),
                     ValueRef::Blob(b) => Value::from(b.to_vec()),
@@ -68,6 +71,12 @@ impl SqlExecutor for Sqlite {
         };
         Ok((out, used))
     }
+}
+
+/// `Number.isSafeInteger`: what serde-wasm-bindgen accepts for an integer field.
+fn is_safe_integer(x: f64) -> bool {
+    const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+    x.fract() == 0.0 && x.abs() <= MAX_SAFE
 }
 
 fn sqlite() -> SqlGateStore<Sqlite> {

@@ -3,7 +3,7 @@
 //! the clock, randomness, log lines, the alarm, and one bounded webhook POST. The Worker crate's
 //! runtime implements it; the host tests fake it.
 
-use serde_json::Value;
+use signup_verify_domain::log_line::LogLine;
 
 /// What the gate needs from its platform besides storage and the SES wire.
 #[allow(async_fn_in_trait)] // Workers are single-threaded: no `Send` bound is wanted.
@@ -16,8 +16,8 @@ pub trait GateRuntime {
     /// source fails (never a fallback: key material fails closed).
     fn secure_random(&self, out: &mut [u8]) -> Result<(), String>;
     /// One structured log line (never an address or a secret), built only if it is written.
-    fn log_info(&self, line: impl FnOnce() -> Value);
-    fn log_error(&self, line: Value);
+    fn log_info(&self, line: impl FnOnce() -> LogLine);
+    fn log_error(&self, line: LogLine);
     /// Wakes the object's `alarm` at `at_ms` (replacing any earlier alarm).
     async fn set_alarm(&self, at_ms: u64) -> Result<(), String>;
     /// POSTs `body` to `url` with `headers`, within a bounded time: the receiver's status, or

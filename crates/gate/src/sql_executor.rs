@@ -34,6 +34,13 @@ impl From<i32> for SqlValue {
     }
 }
 
+/// Integers beyond SQLite's `i64` (never met: times, counts, ids) saturate.
+impl From<u64> for SqlValue {
+    fn from(value: u64) -> Self {
+        Self::Integer(i64::try_from(value).unwrap_or(i64::MAX))
+    }
+}
+
 impl From<f64> for SqlValue {
     fn from(value: f64) -> Self {
         Self::Real(value)

@@ -11,8 +11,8 @@ use crate::store::GateStore;
 use crate::tracking::Confirmation;
 use crate::tracking::Signup;
 use crate::tracking::SignupState;
-use serde_json::json;
 use signup_verify_domain::error::ApiError;
+use signup_verify_domain::log_line;
 use signup_verify_domain::redact::tag_of;
 use signup_verify_domain::status_token::SignupRef;
 
@@ -44,7 +44,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                     return Err(ApiError::Unavailable);
                 }
                 self.runtime.log_info(
-                    || json!({"event": "signup_confirmed", "address": tag_of(&signup.key)}),
+                    || log_line!({"event": "signup_confirmed", "address": tag_of(&signup.key)}),
                 );
                 Ok(self.view(&signup.key, &row))
             }
@@ -52,7 +52,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             Confirmation::NotYetSeen | Confirmation::Refused => {
                 self.update(|g| g.tracking.confirmations_refused += 1);
                 self.runtime.log_info(
-                    || json!({"event": "confirmation_refused", "status": row.state.as_str(), "address": tag_of(&signup.key)}),
+                    || log_line!({"event": "confirmation_refused", "status": row.state.as_str(), "address": tag_of(&signup.key)}),
                 );
                 Err(ApiError::NotVerified)
             }

@@ -15,7 +15,7 @@ use crate::slots::Reservation;
 use crate::store::GateStore;
 use crate::store::StoreError;
 use crate::tracking::SignupState;
-use serde_json::json;
+use signup_verify_domain::log_line;
 
 impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     /// Sends the head of the queue at each slot until the queue is empty, paused, or this
@@ -26,8 +26,9 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     }
 
     pub(super) async fn drain_queue(&self) {
-        self.runtime
-            .log_info(|| json!({"event": "alarm", "queue_length": self.store.queue_len().ok()}));
+        self.runtime.log_info(
+            || log_line!({"event": "alarm", "queue_length": self.store.queue_len().ok()}),
+        );
         if self.draining.replace(true) {
             return;
         }
@@ -47,7 +48,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 },
                 Err(StoreError::UnreadableItem { id }) => {
                     self.runtime
-                        .log_error(json!({"event": "queue_drop", "reason": "unparseable_row"}));
+                        .log_error(log_line!({"event": "queue_drop", "reason": "unparseable_row"}));
                     match self.store.remove(id) {
                         Ok(()) => continue,
                         Err(e) => {
@@ -113,7 +114,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                     .entry(DropReason::Expired.as_str().into())
                     .or_default() += expired
             });
-            self.runtime.log_error(json!({"event": "queue_drop", "reason": DropReason::Expired.as_str(), "count": expired, "max_age_ms": max_age}));
+            self.runtime.log_error(log_line!({"event": "queue_drop", "reason": DropReason::Expired.as_str(), "count": expired, "max_age_ms": max_age}));
         }
         Ok(())
     }
@@ -173,7 +174,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         if let Err(error) = self.runtime.set_alarm(at_ms).await {
             self.alarm_at.set(None);
             self.runtime
-                .log_error(json!({"event": "alarm_not_set", "error": error}));
+                .log_error(log_line!({"event": "alarm_not_set", "error": error}));
         }
     }
 }

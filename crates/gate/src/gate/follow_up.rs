@@ -23,7 +23,7 @@ use crate::store::StoreError;
 use crate::tracking::Signup;
 use crate::tracking::SignupState;
 use crate::tracking::RETENTION_MS;
-use serde_json::json;
+use signup_verify_domain::log_line;
 use signup_verify_domain::redact::tag_of;
 use signup_verify_ses::outcome::Outcome;
 use signup_verify_ses::outcome::RetryReason;
@@ -439,7 +439,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 self.store.store_identity(key, &current)?;
                 if given_up {
                     self.update(|g| g.tracking.cleanup_given_up += 1);
-                    self.runtime.log_error(json!({"event": "identity_cleanup_given_up", "address": tag_of(key), "attempts": current.cleanup_failures}));
+                    self.runtime.log_error(log_line!({"event": "identity_cleanup_given_up", "address": tag_of(key), "attempts": current.cleanup_failures}));
                 }
             }
             return Ok(true);
@@ -447,7 +447,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         self.succeeded();
         self.update(|g| g.tracking.identities_deleted += 1);
         self.runtime
-            .log_info(|| json!({"event": "identity_deleted", "address": tag_of(key)}));
+            .log_info(|| log_line!({"event": "identity_deleted", "address": tag_of(key)}));
         if still_due {
             current.deleted(self.runtime.now_ms());
             self.store.store_identity(key, &current)?;
@@ -515,7 +515,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 self.store.store_snapshot(&listing.snapshot)?;
                 self.count(|g| g.tracking.snapshots_taken += 1);
                 self.runtime.log_info(
-                    || json!({"event": "identity_snapshot", "identities": listing.snapshot.len()}),
+                    || log_line!({"event": "identity_snapshot", "identities": listing.snapshot.len()}),
                 );
                 self.snapshot.replace(Some(listing.snapshot));
             }
@@ -539,6 +539,6 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             CallResult::TimedOut => "TimedOut",
         };
         self.runtime
-            .log_error(json!({"event": event, "result": result}));
+            .log_error(log_line!({"event": event, "result": result}));
     }
 }

@@ -20,10 +20,10 @@ use crate::store::GateStore;
 use crate::store::NewItem;
 use crate::store::QueueEnd;
 use crate::store::StoreError;
-use serde_json::json;
 use signup_verify_domain::email::EmailAddress;
 use signup_verify_domain::error::retry_after_secs;
 use signup_verify_domain::error::ApiError;
+use signup_verify_domain::log_line;
 use signup_verify_domain::mailbox::Mailbox;
 use signup_verify_domain::redact::tag_of;
 use signup_verify_domain::request_id::RequestId;
@@ -69,7 +69,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         let nonce = match self.fresh_nonce() {
             Ok(nonce) => nonce,
             Err(error) => {
-                self.runtime.log_error(json!({"event": "random_source_failed", "error": error, "request_id": request_id}));
+                self.runtime.log_error(log_line!({"event": "random_source_failed", "error": error, "request_id": request_id}));
                 return Err(ApiError::Unavailable);
             }
         };
@@ -172,7 +172,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         let mut random = [0u8; 8 + 16];
         if let Err(error) = self.runtime.secure_random(&mut random) {
             self.runtime.log_error(
-                json!({"event": "random_source_failed", "error": error, "request_id": request_id}),
+                log_line!({"event": "random_source_failed", "error": error, "request_id": request_id}),
             );
             return Err(ApiError::Unavailable);
         }
@@ -232,14 +232,14 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         let admission = match self.admit_address(to.key, arrival) {
             Ok(admission) => admission,
             Err(Refusal::Cooldown { retry_after_secs }) => {
-                self.runtime.log_info(|| json!({"event": "address_cooldown", "retry_after_secs": retry_after_secs, "address": tag_of(to.key), "request_id": to.request_id}));
+                self.runtime.log_info(|| log_line!({"event": "address_cooldown", "retry_after_secs": retry_after_secs, "address": tag_of(to.key), "request_id": to.request_id}));
                 return Err(Err(ApiError::Cooldown { retry_after_secs }));
             }
             Err(Refusal::Store(e)) => return Err(self.unavailable(&e, to)),
         };
         let budget = self.config.daily_send_budget;
         if let Err(retry_after_secs) = self.update(|g| g.budget.take(arrival, budget)) {
-            self.runtime.log_error(json!({"event": "daily_budget_spent", "budget": budget, "retry_after_secs": retry_after_secs, "request_id": to.request_id}));
+            self.runtime.log_error(log_line!({"event": "daily_budget_spent", "budget": budget, "retry_after_secs": retry_after_secs, "request_id": to.request_id}));
             if let Some(admission) = admission {
                 self.take_back(admission);
             }
@@ -317,7 +317,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 match self.enqueue(to, arrival, QueueEnd::Back, 0).await {
                     Ok(Some(queued)) => queued,
                     Ok(None) => {
-                        self.runtime.log_info(|| json!({"event": "gate_busy", "retry_after_secs": retry_after_secs, "address": tag_of(to.key), "request_id": to.request_id}));
+                        self.runtime.log_info(|| log_line!({"event": "gate_busy", "retry_after_secs": retry_after_secs, "address": tag_of(to.key), "request_id": to.request_id}));
                         Err(ApiError::Busy {
                             retry_after_secs: self.queue_full_retry_after(),
                         })

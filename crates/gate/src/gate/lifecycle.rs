@@ -16,9 +16,9 @@ use crate::tracking::Signup;
 use crate::tracking::SignupState;
 use crate::webhook;
 use crate::webhook::EventKind;
-use serde_json::json;
 use signup_verify_domain::email::EmailAddress;
 use signup_verify_domain::error::ApiError;
+use signup_verify_domain::log_line;
 use signup_verify_domain::redact::tag_of;
 use signup_verify_domain::status_token::SignupRef;
 
@@ -373,7 +373,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 EventKind::Rejected | EventKind::Dropped => {}
             });
             self.runtime.log_info(
-                || json!({"event": "signup_event", "type": kind.as_str(), "address": tag_of(identity_key)}),
+                || log_line!({"event": "signup_event", "type": kind.as_str(), "address": tag_of(identity_key)}),
             );
             if self.config.tracking.webhook.is_none() {
                 continue;

@@ -31,7 +31,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use serde_json::json;
+use signup_verify_domain::log_line;
 
 use crate::check_schedule::CheckSchedule;
 use crate::config::GateConfig;
@@ -356,18 +356,18 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     }
 
     pub(super) fn unavailable(&self, e: &StoreError, to: Recipient) -> SendReply {
-        self.runtime.log_error(json!({"event": "gate_storage_error", "error": e.to_string(), "address": tag_of(to.key), "request_id": to.request_id}));
+        self.runtime.log_error(log_line!({"event": "gate_storage_error", "error": e.to_string(), "address": tag_of(to.key), "request_id": to.request_id}));
         Err(ApiError::Unavailable)
     }
 
     /// One line per signup the gate takes: sent now (`direct`), `queued`, or `already_queued`.
     pub(super) fn log_admitted(&self, to: Recipient, route: &str, position: Option<u64>) {
-        self.runtime.log_info(|| json!({"event": "gate_admitted", "route": route, "position": position, "address": tag_of(to.key), "request_id": to.request_id}));
+        self.runtime.log_info(|| log_line!({"event": "gate_admitted", "route": route, "position": position, "address": tag_of(to.key), "request_id": to.request_id}));
     }
 
     pub(super) fn log_store_error(&self, e: &StoreError) {
         self.runtime
-            .log_error(json!({"event": "gate_storage_error", "error": e.to_string()}));
+            .log_error(log_line!({"event": "gate_storage_error", "error": e.to_string()}));
     }
 
     /// One structured line per queued send's fate, with the signup's request id; drops are what
@@ -377,13 +377,13 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         let (address, request_id) = (tag_of(&head.key), &head.request_id);
         match outcome {
             HeadResult::Dropped { reason, attempts } => self.runtime.log_error(
-                json!({"event": "queue_drop", "reason": reason.as_str(), "attempts": attempts, "waited_ms": waited_ms, "address": address, "request_id": request_id}),
+                log_line!({"event": "queue_drop", "reason": reason.as_str(), "attempts": attempts, "waited_ms": waited_ms, "address": address, "request_id": request_id}),
             ),
             HeadResult::Paused { paused_until_ms } => self.runtime.log_error(
-                json!({"event": "queue_paused", "reason": "SES says the configuration is broken", "until": rfc3339_utc(*paused_until_ms), "address": address, "request_id": request_id}),
+                log_line!({"event": "queue_paused", "reason": "SES says the configuration is broken", "until": rfc3339_utc(*paused_until_ms), "address": address, "request_id": request_id}),
             ),
             other => self.runtime.log_info(
-                || json!({"event": "queue_send", "result": format!("{other:?}"), "waited_ms": waited_ms, "address": address, "request_id": request_id}),
+                || log_line!({"event": "queue_send", "result": format!("{other:?}"), "waited_ms": waited_ms, "address": address, "request_id": request_id}),
             ),
         }
     }

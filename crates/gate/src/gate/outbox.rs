@@ -9,7 +9,7 @@ use crate::store::GateStore;
 use crate::store::OutboxEvent;
 use crate::store::StoreError;
 use crate::webhook;
-use serde_json::json;
+use signup_verify_domain::log_line;
 use signup_verify_ses::time::rfc3339_utc;
 
 impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
@@ -24,7 +24,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         // is signed with an empty key: the delivery waits (and the log says why).
         let Ok(key) = hex::decode(webhook.key.expose()) else {
             self.runtime
-                .log_error(json!({"event": "webhook_key_unreadable"}));
+                .log_error(log_line!({"event": "webhook_key_unreadable"}));
             return self
                 .store
                 .reschedule_event(&event.id, event.attempts, now + RETRY_LATER_MS);
@@ -41,7 +41,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             self.store.remove_event(&event.id)?;
             self.update(|g| g.tracking.webhooks_delivered += 1);
             self.runtime.log_info(
-                || json!({"event": "webhook_delivered", "id": event.id, "attempts": attempts}),
+                || log_line!({"event": "webhook_delivered", "id": event.id, "attempts": attempts}),
             );
             return self.release_cleanup(&event);
         }
@@ -52,11 +52,11 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         };
         match webhook::next_attempt_ms(event.created_ms, attempts, now) {
             Some(next) => {
-                self.runtime.log_error(json!({"event": "webhook_failed", "id": event.id, "attempts": attempts, "answer": answer, "next_attempt": rfc3339_utc(next)}));
+                self.runtime.log_error(log_line!({"event": "webhook_failed", "id": event.id, "attempts": attempts, "answer": answer, "next_attempt": rfc3339_utc(next)}));
                 self.store.reschedule_event(&event.id, attempts, next)
             }
             None => {
-                self.runtime.log_error(json!({"event": "webhook_given_up", "id": event.id, "attempts": attempts, "answer": answer}));
+                self.runtime.log_error(log_line!({"event": "webhook_given_up", "id": event.id, "attempts": attempts, "answer": answer}));
                 self.update(|g| g.tracking.webhooks_given_up += 1);
                 self.store.remove_event(&event.id)?;
                 // The event is lost either way; the identity must not stay forever.

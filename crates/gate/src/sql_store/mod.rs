@@ -140,8 +140,8 @@ impl<E: SqlExecutor> GateStore for SqlGateStore<E> {
     }
 
     fn last_tag(&self, domain: &str) -> StoreResult<Option<u64>> {
-        let tag: Option<Option<f64>> = self.value("last tag", LAST_TAG_SQL, vec![domain.into()])?;
-        Ok(tag.flatten().map(|t| t as u64))
+        let tag: Option<Option<u64>> = self.value("last tag", LAST_TAG_SQL, vec![domain.into()])?;
+        Ok(tag.flatten())
     }
 
     fn expire(&self, before_ms: u64) -> StoreResult<Vec<String>> {
@@ -200,7 +200,7 @@ impl<E: SqlExecutor> GateStore for SqlGateStore<E> {
         let Some(row) = rows.into_iter().next() else {
             return Ok(None);
         };
-        let id = row.id as u64;
+        let id = row.id;
         // Only parsed addresses are stored; one that no longer parses is not sendable.
         let email =
             EmailAddress::parse(&row.email).map_err(|_| StoreError::UnreadableItem { id })?;
@@ -208,9 +208,9 @@ impl<E: SqlExecutor> GateStore for SqlGateStore<E> {
             id,
             email,
             key: row.key,
-            enqueued_at_ms: row.enqueued_at_ms as u64,
-            attempts: row.attempts as u32,
-            tag: row.tag as u64,
+            enqueued_at_ms: row.enqueued_at_ms,
+            attempts: row.attempts,
+            tag: row.tag,
             // An id that does not parse only costs the log lines their request id.
             request_id: row.request_id.as_deref().and_then(RequestId::parse),
         }))
@@ -236,12 +236,12 @@ impl<E: SqlExecutor> GateStore for SqlGateStore<E> {
     }
 
     fn oldest_enqueued_at(&self) -> StoreResult<Option<u64>> {
-        let oldest: Option<Option<f64>> = self.value(
+        let oldest: Option<Option<u64>> = self.value(
             "oldest item",
             "SELECT MIN(enqueued_at_ms) AS value FROM fair_queue",
             vec![],
         )?;
-        Ok(oldest.flatten().map(|ms| ms as u64))
+        Ok(oldest.flatten())
     }
 
     fn load_address(&self, key: &str, expired_before: u64) -> StoreResult<Option<AddressRecord>> {
@@ -386,12 +386,12 @@ impl<E: SqlExecutor> GateStore for SqlGateStore<E> {
     }
 
     fn next_cleanup_at(&self) -> StoreResult<Option<u64>> {
-        let next: Option<Option<f64>> = self.value(
+        let next: Option<Option<u64>> = self.value(
             "next cleanup at",
             "SELECT MIN(next_cleanup_ms) AS value FROM identities WHERE next_cleanup_ms IS NOT NULL",
             vec![],
         )?;
-        Ok(next.flatten().map(|ms| ms as u64))
+        Ok(next.flatten())
     }
 
     fn forget_identities(&self, before_ms: u64) -> StoreResult<u64> {
@@ -454,12 +454,12 @@ impl<E: SqlExecutor> GateStore for SqlGateStore<E> {
     }
 
     fn next_event_at(&self) -> StoreResult<Option<u64>> {
-        let next: Option<Option<f64>> = self.value(
+        let next: Option<Option<u64>> = self.value(
             "next webhook event",
             "SELECT MIN(next_attempt_ms) AS value FROM webhook_outbox",
             vec![],
         )?;
-        Ok(next.flatten().map(|ms| ms as u64))
+        Ok(next.flatten())
     }
 
     fn reschedule_event(&self, id: &str, attempts: u32, next_attempt_ms: u64) -> StoreResult<()> {

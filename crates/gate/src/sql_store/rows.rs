@@ -24,18 +24,18 @@ pub(super) struct One<T> {
 /// An item's place in the fair order.
 #[derive(Deserialize)]
 pub(super) struct Place {
-    pub(super) tag: f64,
-    pub(super) seq: f64,
+    pub(super) tag: u64,
+    pub(super) seq: u64,
 }
 
 #[derive(Deserialize)]
 pub(super) struct ItemRow {
-    pub(super) id: f64,
-    pub(super) tag: f64,
+    pub(super) id: u64,
+    pub(super) tag: u64,
     pub(super) email: String,
     pub(super) key: String,
-    pub(super) enqueued_at_ms: f64,
-    pub(super) attempts: f64,
+    pub(super) enqueued_at_ms: u64,
+    pub(super) attempts: u32,
     pub(super) request_id: Option<String>,
 }
 
@@ -50,10 +50,10 @@ pub(super) struct EventRow {
     pub(super) id: String,
     pub(super) key: String,
     pub(super) body: String,
-    pub(super) created_ms: f64,
-    pub(super) next_attempt_ms: f64,
-    pub(super) attempts: f64,
-    pub(super) releases_cleanup: f64,
+    pub(super) created_ms: u64,
+    pub(super) next_attempt_ms: u64,
+    pub(super) attempts: u32,
+    pub(super) releases_cleanup: u8,
 }
 
 impl From<EventRow> for OutboxEvent {
@@ -62,10 +62,10 @@ impl From<EventRow> for OutboxEvent {
             id: row.id,
             key: row.key,
             body: row.body,
-            created_ms: row.created_ms as u64,
-            next_attempt_ms: row.next_attempt_ms as u64,
-            attempts: row.attempts as u32,
-            releases_cleanup: row.releases_cleanup != 0.0,
+            created_ms: row.created_ms,
+            next_attempt_ms: row.next_attempt_ms,
+            attempts: row.attempts,
+            releases_cleanup: row.releases_cleanup != 0,
         }
     }
 }
@@ -96,10 +96,10 @@ impl<E: SqlExecutor> SqlGateStore<E> {
             })
         };
         // A database without the version table fails the read: it is older, or new.
-        let version = match sql.exec::<One<f64>>(READ_VERSION_SQL, vec![]) {
+        let version = match sql.exec::<One<i64>>(READ_VERSION_SQL, vec![]) {
             Ok((rows, used)) => {
                 usage.set(used);
-                rows.first().map_or(0, |v| v.value as i64)
+                rows.first().map_or(0, |v| v.value)
             }
             Err(_) => 0,
         };
@@ -216,9 +216,7 @@ impl<E: SqlExecutor> SqlGateStore<E> {
         query: &str,
         bindings: Vec<SqlValue>,
     ) -> StoreResult<u64> {
-        Ok(self
-            .value::<f64>(operation, query, bindings)?
-            .map_or(0, |n| n as u64))
+        Ok(self.value::<u64>(operation, query, bindings)?.unwrap_or(0))
     }
 
     /// The 1-based position of the item at `place`, counted from the back: a new item is at or

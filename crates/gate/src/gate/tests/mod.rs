@@ -24,6 +24,7 @@ use crate::usage::RowUsage;
 use serde_json::{json, Value};
 use signup_verify_domain::email::EmailAddress;
 use signup_verify_domain::error::ApiError;
+use signup_verify_domain::log_line::LogLine;
 use signup_verify_domain::request_id::RequestId;
 use signup_verify_domain::status_token::SignupRef;
 use signup_verify_ses::outcome::Outcome;
@@ -132,11 +133,12 @@ impl GateRuntime for FakeRuntime {
         }
         Ok(())
     }
-    fn log_info(&self, line: impl FnOnce() -> Value) {
-        self.0.logs.borrow_mut().push(line());
+    fn log_info(&self, line: impl FnOnce() -> LogLine) {
+        self.log_error(line());
     }
-    fn log_error(&self, line: Value) {
-        self.0.logs.borrow_mut().push(line);
+    fn log_error(&self, line: LogLine) {
+        let parsed = serde_json::from_str(&line.to_string()).expect("a log line is JSON");
+        self.0.logs.borrow_mut().push(parsed);
     }
     async fn set_alarm(&self, at_ms: u64) -> Result<(), String> {
         if self.0.alarm_fails.get() {
