@@ -1,7 +1,8 @@
 //! One structured log line, written straight into its text: `{"event":"…","key":value,…}`.
 //! [`log_line!`](crate::log_line!) takes the flat-object syntax of `serde_json::json!` but builds
 //! no `Value` tree: each field is serialized once, in place, through code shared by every line
-//! (a `json!` tree is inlined at each of the Worker's ~60 log sites and then serialized again).
+//! (a `json!` tree is inlined at each of the Worker's 46 log sites and then serialized again).
+//! Keys are written in the order given, `event` first (a `json!` object sorts them).
 //!
 //! Invariant: the text is always one valid JSON object whose first key is `event`; a value that
 //! cannot be serialized is written as `null` rather than dropped or breaking the object.
@@ -36,12 +37,6 @@ impl LogLine {
         self.0.push(b':');
         write_json(&mut self.0, value);
     }
-
-    /// The finished line.
-    pub fn as_str(&self) -> &str {
-        // Only serde_json output and ASCII punctuation are ever pushed, so this always holds.
-        std::str::from_utf8(&self.0).unwrap_or("{\"event\":\"log_line_not_utf8\"}")
-    }
 }
 
 /// Appends `value` as JSON, or `null` (never half a value) when it cannot be serialized.
@@ -53,9 +48,11 @@ fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     }
 }
 
+/// The finished line: the fields written so far and the closing brace.
 impl fmt::Display for LogLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())?;
+        // Only serde_json output and ASCII punctuation are ever pushed, so this always holds.
+        f.write_str(std::str::from_utf8(&self.0).unwrap_or("{\"event\":\"log_line_not_utf8\""))?;
         f.write_str("}")
     }
 }

@@ -100,6 +100,7 @@ on_both_stores!(
     an_empty_store_has_the_default_state_and_nothing_else,
     the_state_and_the_address_secret_persist_and_the_secret_is_made_once,
     the_queue_is_served_by_tag_then_arrival_and_a_front_item_leads_its_tag,
+    two_front_items_in_an_empty_queue_are_placed_and_found_in_order,
     a_key_is_queued_once_and_is_queued_and_last_tag_see_it,
     the_head_is_removed_and_its_attempts_kept,
     expiry_removes_and_names_only_items_older_than_the_cutoff,
@@ -174,6 +175,18 @@ fn the_state_and_the_address_secret_persist_and_the_secret_is_made_once(store: &
         .address_secret(|| panic!("a stored secret is never made again"))
         .expect("the stored secret");
     assert_eq!((first.clone(), again), (vec![7; 32], first));
+}
+
+/// Two throttled direct sends put back at the front of an empty queue: the second one's
+/// arrival number is below zero (`MIN(seq) - 1`), and reading it back must not fail.
+fn two_front_items_in_an_empty_queue_are_placed_and_found_in_order(store: &impl GateStore) {
+    let front =
+        |address: &str, now_ms| enqueue(store, address, "one.example", 1, QueueEnd::Front, now_ms);
+    assert_eq!(front("a@one.example", 10), 1);
+    assert_eq!(front("b@one.example", 11), 1);
+    assert_eq!(store.queue_len().expect("length"), 2);
+    assert!(store.is_queued("key:b@one.example").expect("is queued"));
+    assert_eq!(order(store), ["key:b@one.example", "key:a@one.example"]);
 }
 
 fn the_queue_is_served_by_tag_then_arrival_and_a_front_item_leads_its_tag(store: &impl GateStore) {

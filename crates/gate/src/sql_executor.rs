@@ -41,6 +41,12 @@ impl From<u64> for SqlValue {
     }
 }
 
+impl From<i64> for SqlValue {
+    fn from(value: i64) -> Self {
+        Self::Integer(value)
+    }
+}
+
 impl From<f64> for SqlValue {
     fn from(value: f64) -> Self {
         Self::Real(value)

@@ -21,11 +21,12 @@ pub(super) struct One<T> {
     pub(super) value: T,
 }
 
-/// An item's place in the fair order.
+/// An item's place in the fair order. `seq` goes below zero when items are put back at the front
+/// (`MIN(seq) - 1`).
 #[derive(Deserialize)]
 pub(super) struct Place {
     pub(super) tag: u64,
-    pub(super) seq: u64,
+    pub(super) seq: i64,
 }
 
 #[derive(Deserialize)]
