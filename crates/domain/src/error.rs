@@ -8,12 +8,26 @@ use serde::{Deserialize, Serialize};
 ///
 /// It is serialisable because the gate Durable Object answers the Worker with it over the internal
 /// RPC; the JSON body a browser sees is built by [`ApiError::body`], not by serde.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum ApiError {
     InvalidBody,
     MissingEmail,
     InvalidEmail,
+    /// The address's domain, or the host its mail goes to, is a throwaway one; `suggestion` as
+    /// for `DomainNotFound` (the list holds typo domains such as `gmial.com`).
+    DisposableDomain {
+        suggestion: Option<String>,
+    },
+    /// The domain does not exist; `suggestion` is the address at the popular domain it nearly
+    /// spells, if any.
+    DomainNotFound {
+        suggestion: Option<String>,
+    },
+    /// The domain takes no mail (a null MX, or neither MX nor address).
+    DomainAcceptsNoMail {
+        suggestion: Option<String>,
+    },
     Unauthorized,
     OriginNotAllowed,
     CaptchaFailed,
@@ -55,7 +69,12 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
-            Self::InvalidBody | Self::MissingEmail | Self::InvalidEmail => 400,
+            Self::InvalidBody
+            | Self::MissingEmail
+            | Self::InvalidEmail
+            | Self::DisposableDomain { .. }
+            | Self::DomainNotFound { .. }
+            | Self::DomainAcceptsNoMail { .. } => 400,
             Self::Unauthorized => 401,
             Self::OriginNotAllowed | Self::CaptchaFailed => 403,
             Self::NotFound => 404,
@@ -81,6 +100,9 @@ impl ApiError {
             Self::InvalidBody => "invalid_body",
             Self::MissingEmail => "missing_email",
             Self::InvalidEmail => "invalid_email",
+            Self::DisposableDomain { .. } => "disposable_domain",
+            Self::DomainNotFound { .. } => "domain_not_found",
+            Self::DomainAcceptsNoMail { .. } => "domain_accepts_no_mail",
             Self::Unauthorized => "unauthorized",
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::CaptchaFailed => "captcha_failed",
@@ -112,6 +134,15 @@ impl ApiError {
             }
             Self::MissingEmail => "Please enter an email address.",
             Self::InvalidEmail => "That does not look like a valid email address.",
+            Self::DisposableDomain { .. } => {
+                "Addresses at this domain are disposable. Please use a permanent email address."
+            }
+            Self::DomainNotFound { .. } => {
+                "This email domain does not exist. Please check the address for a typo."
+            }
+            Self::DomainAcceptsNoMail { .. } => {
+                "This email domain does not accept mail. Please check the address for a typo."
+            }
             Self::Unauthorized => "A valid bearer token is required.",
             Self::OriginNotAllowed => "Signups are not accepted from this site.",
             Self::CaptchaFailed => "The bot check failed. Please try again.",
@@ -157,12 +188,23 @@ impl ApiError {
         }
     }
 
-    /// `{"error":{"code":"…","message":"…"}}`
-    pub fn body(&self) -> ErrorBody {
+    /// The corrected address a typo refusal offers (`jane@gmail.com` for `jane@gmial.com`).
+    pub fn suggestion(&self) -> Option<&str> {
+        match self {
+            Self::DisposableDomain { suggestion }
+            | Self::DomainNotFound { suggestion }
+            | Self::DomainAcceptsNoMail { suggestion } => suggestion.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// `{"error":{"code":"…","message":"…"}}`, and `"suggestion"` beside them when there is one.
+    pub fn body(&self) -> ErrorBody<'_> {
         ErrorBody {
             error: ErrorFields {
                 code: self.code(),
                 message: self.message(),
+                suggestion: self.suggestion(),
             },
         }
     }
@@ -170,14 +212,16 @@ impl ApiError {
 
 /// What an error answer's body holds: [`ApiError::body`].
 #[derive(Debug, Serialize)]
-pub struct ErrorBody {
-    error: ErrorFields,
+pub struct ErrorBody<'a> {
+    error: ErrorFields<'a>,
 }
 
 #[derive(Debug, Serialize)]
-struct ErrorFields {
+struct ErrorFields<'a> {
     code: &'static str,
     message: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suggestion: Option<&'a str>,
 }
 
 /// Whole seconds for `Retry-After`, rounded up and never 0 (a 0 invites an immediate retry storm).
@@ -189,10 +233,13 @@ pub fn retry_after_secs(wait_ms: u64) -> u64 {
 mod tests {
     use super::*;
 
-    const ALL: [ApiError; 24] = [
+    const ALL: [ApiError; 27] = [
         ApiError::InvalidBody,
         ApiError::MissingEmail,
         ApiError::InvalidEmail,
+        ApiError::DisposableDomain { suggestion: None },
+        ApiError::DomainNotFound { suggestion: None },
+        ApiError::DomainAcceptsNoMail { suggestion: None },
         ApiError::Unauthorized,
         ApiError::OriginNotAllowed,
         ApiError::CaptchaFailed,
@@ -233,6 +280,9 @@ mod tests {
                 (400, "invalid_body"),
                 (400, "missing_email"),
                 (400, "invalid_email"),
+                (400, "disposable_domain"),
+                (400, "domain_not_found"),
+                (400, "domain_accepts_no_mail"),
                 (401, "unauthorized"),
                 (403, "origin_not_allowed"),
                 (403, "captcha_failed"),
@@ -267,6 +317,19 @@ mod tests {
     }
 
     #[test]
+    fn a_typo_refusal_carries_its_suggestion_beside_code_and_message() {
+        let error = ApiError::DomainNotFound {
+            suggestion: Some("jane@gmail.com".into()),
+        };
+        let body = serde_json::to_value(error.body()).expect("serializes");
+        assert_eq!(body["error"]["code"], "domain_not_found");
+        assert_eq!(body["error"]["suggestion"], "jane@gmail.com");
+        let none = serde_json::to_value(ApiError::DomainAcceptsNoMail { suggestion: None }.body())
+            .expect("serializes");
+        assert!(none["error"].get("suggestion").is_none());
+    }
+
+    #[test]
     fn only_busy_cooldown_and_throttled_carry_a_retry_after() {
         for e in ALL {
             let expected = matches!(
@@ -282,7 +345,10 @@ mod tests {
 
     #[test]
     fn errors_survive_the_internal_rpc_round_trip() {
-        for e in ALL {
+        let with_suggestion = ApiError::DomainAcceptsNoMail {
+            suggestion: Some("a@gmail.com".into()),
+        };
+        for e in ALL.into_iter().chain([with_suggestion]) {
             let json = serde_json::to_string(&e).expect("serialise");
             let back: ApiError = serde_json::from_str(&json).expect("deserialise");
             assert_eq!(back, e);

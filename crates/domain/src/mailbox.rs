@@ -105,22 +105,28 @@ impl Mailbox {
     /// suffix like any other (`corp.internal`). A domain that is itself a public suffix
     /// (`co.uk`) is its own key.
     pub fn fair_domain(&self) -> &str {
-        let domain = self.domain();
-        let mut labels = domain.rsplit('.');
-        let (Some(tld), Some(second)) = (labels.next(), labels.next()) else {
-            return domain;
-        };
-        let kept = if is_second_level_suffix(tld, second) {
-            3
-        } else {
-            2
-        };
-        domain
-            .rmatch_indices('.')
-            .nth(kept - 1)
-            .and_then(|(dot, _)| domain.get(dot + 1..))
-            .unwrap_or(domain)
+        registrable_domain(self.domain())
     }
+}
+
+/// The registrable domain (eTLD+1) of `domain`, as [`Mailbox::fair_domain`] describes: the label
+/// just under its public suffix, by [`SECOND_LEVEL_SUFFIXES`]; a domain that is itself a public
+/// suffix is its own.
+pub fn registrable_domain(domain: &str) -> &str {
+    let mut labels = domain.rsplit('.');
+    let (Some(tld), Some(second)) = (labels.next(), labels.next()) else {
+        return domain;
+    };
+    let kept = if is_second_level_suffix(tld, second) {
+        3
+    } else {
+        2
+    };
+    domain
+        .rmatch_indices('.')
+        .nth(kept - 1)
+        .and_then(|(dot, _)| domain.get(dot + 1..))
+        .unwrap_or(domain)
 }
 
 /// Whether `second.tld` is a public suffix in [`SECOND_LEVEL_SUFFIXES`].

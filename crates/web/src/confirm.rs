@@ -198,7 +198,7 @@ pub fn confirm_answer<'a>(
         (Ok(Confirmation::NoSignup | Confirmation::Replaced), false) => {
             ConfirmAnswer::Error(ApiError::UnknownSignup)
         }
-        (Err(error), false) => ConfirmAnswer::Error(*error),
+        (Err(error), false) => ConfirmAnswer::Error(error.clone()),
         (Err(ApiError::NotVerified), true) => page(409, ConfirmPage::NotYet { site_key }),
         (Err(error), true) => page(
             error.status(),

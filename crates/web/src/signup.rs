@@ -241,7 +241,7 @@ pub fn signup_answer<'a>(
     match (location, result) {
         (Some(location), _) => SignupAnswer::SeeOther(location),
         (None, Ok(accepted)) => SignupAnswer::Accepted(accepted),
-        (None, Err(error)) => SignupAnswer::Refused(*error),
+        (None, Err(error)) => SignupAnswer::Refused(error.clone()),
     }
 }
 

@@ -1,0 +1,224 @@
+//! Throwaway email domains: the community list `disposable-email-domains` (CC0), vendored in
+//! `crates/web/data/` with its provenance and refreshed by `make disposable-domains`, and the
+//! match of a domain against it. A domain is throwaway when it, or any parent of it down to its
+//! registrable domain (the Public Suffix List subset of [`registrable_domain`]), is on the list
+//! and none of those is on the operator's allow list (`DISPOSABLE_ALLOW`). Pure.
+//!
+//! Invariants: the list is sorted bytewise, one lowercase ASCII domain per line (a test keeps it
+//! so, and the refresh script refuses anything else), so a lookup is a binary search of the
+//! embedded text: no index is built and nothing is allocated; a parent above the registrable
+//! domain (`com`, `co.uk`) is never matched, so no entry can block a whole public suffix.
+
+use signup_verify_domain::mailbox::registrable_domain;
+
+/// The vendored list: `disposable_email_blocklist.conf` of
+/// github.com/disposable-email-domains/disposable-email-domains, as published (see
+/// `crates/web/data/PROVENANCE.md`).
+pub const BLOCKLIST: &str = include_str!("../data/disposable_email_blocklist.conf");
+
+/// `DISPOSABLE_DOMAINS` and `DISPOSABLE_ALLOW`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisposablePolicy {
+    /// `DISPOSABLE_DOMAINS=block` (the default); `off` lets every domain through.
+    pub block: bool,
+    /// `DISPOSABLE_ALLOW`: domains (and their subdomains) let through even when listed.
+    pub allow: Vec<String>,
+}
+
+impl Default for DisposablePolicy {
+    fn default() -> Self {
+        Self {
+            block: true,
+            allow: Vec::new(),
+        }
+    }
+}
+
+impl DisposablePolicy {
+    /// Parses `DISPOSABLE_ALLOW`: a comma list of domain names (letters, digits, `-` and `.`),
+    /// lowercased; blank entries are skipped.
+    pub fn parse_allow(raw: &str) -> Result<Vec<String>, &'static str> {
+        raw.split(',')
+            .map(|entry| entry.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                let valid = entry.len() <= 253
+                    && entry.contains('.')
+                    && entry
+                        .split('.')
+                        .all(|label| !label.is_empty() && label.bytes().all(is_domain_byte));
+                if valid {
+                    Ok(entry)
+                } else {
+                    Err("must be a comma list of domain names such as example.com")
+                }
+            })
+            .collect()
+    }
+
+    /// The list entry that makes `domain` throwaway, or `None` (also when blocking is off, or
+    /// when the allow list covers it).
+    pub fn blocked_entry<'a>(&self, domain: &'a str) -> Option<&'a str> {
+        if !self.block {
+            return None;
+        }
+        if self.allows(domain) {
+            return None;
+        }
+        parents_to_registrable(domain.trim_end_matches('.')).find(|name| is_listed(name))
+    }
+
+    /// Whether `DISPOSABLE_ALLOW` covers `domain` (it, or a parent down to its registrable
+    /// domain, is listed there).
+    pub fn allows(&self, domain: &str) -> bool {
+        parents_to_registrable(domain.trim_end_matches('.'))
+            .any(|name| self.allow.iter().any(|a| a.eq_ignore_ascii_case(name)))
+    }
+}
+
+fn is_domain_byte(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'
+}
+
+/// `domain`, then each parent of it, down to and including its registrable domain.
+fn parents_to_registrable(domain: &str) -> impl Iterator<Item = &str> {
+    let floor = registrable_domain(domain).len();
+    std::iter::successors(Some(domain), |name| {
+        name.split_once('.').map(|(_, parent)| parent)
+    })
+    .take_while(move |name| name.len() >= floor)
+}
+
+/// Whether `name` is a line of [`BLOCKLIST`] (ASCII case ignored): a binary search over the
+/// sorted text, each probe widened to the line it falls in.
+pub fn is_listed(name: &str) -> bool {
+    let lowered;
+    let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        lowered = name.to_ascii_lowercase();
+        lowered.as_str()
+    } else {
+        name
+    };
+    let bytes = BLOCKLIST.as_bytes();
+    // Lines wholly inside `lo..hi` are still candidates; `lo` is always a line's start.
+    let (mut lo, mut hi) = (0, bytes.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let start = bytes[..mid]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1)
+            .max(lo);
+        let end = bytes[mid..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |i| mid + i);
+        match bytes[start..end].cmp(name.as_bytes()) {
+            std::cmp::Ordering::Equal => return true,
+            std::cmp::Ordering::Less => lo = end + 1,
+            std::cmp::Ordering::Greater => hi = start,
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(allow: &str) -> DisposablePolicy {
+        DisposablePolicy {
+            block: true,
+            allow: DisposablePolicy::parse_allow(allow).expect("valid allow list"),
+        }
+    }
+
+    #[test]
+    fn the_vendored_list_is_sorted_unique_lowercase_ascii_one_domain_per_line() {
+        let lines: Vec<&str> = BLOCKLIST.lines().collect();
+        assert!(lines.len() > 5_000, "{} lines", lines.len());
+        assert!(BLOCKLIST.ends_with('\n') && !BLOCKLIST.contains("\n\n"));
+        for pair in lines.windows(2) {
+            assert!(pair[0] < pair[1], "not sorted or repeated: {pair:?}");
+        }
+        for line in &lines {
+            assert!(
+                line.contains('.') && line.bytes().all(|b| is_domain_byte(b) || b == b'.'),
+                "{line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_entry_of_the_list_is_found_and_near_misses_are_not() {
+        let listed: std::collections::HashSet<&str> = BLOCKLIST.lines().collect();
+        for line in BLOCKLIST.lines() {
+            assert!(is_listed(line), "{line} not found");
+            for near in [
+                format!("{line}x"),
+                line[1..].to_string(),
+                format!("a{line}"),
+            ] {
+                assert_eq!(is_listed(&near), listed.contains(near.as_str()), "{near}");
+            }
+        }
+        assert!(!is_listed(""));
+        assert!(!is_listed("0"));
+        assert!(!is_listed("zzzzzzzz.zz"));
+        assert!(is_listed("MAILINATOR.com"), "ASCII case is ignored");
+    }
+
+    #[test]
+    fn a_listed_domain_and_its_subdomains_are_blocked_and_its_parents_and_neighbours_are_not() {
+        let p = DisposablePolicy::default();
+        assert_eq!(p.blocked_entry("mailinator.com"), Some("mailinator.com"));
+        assert_eq!(p.blocked_entry("x.mailinator.com"), Some("mailinator.com"));
+        assert_eq!(
+            p.blocked_entry("a.b.mailinator.com."),
+            Some("mailinator.com")
+        );
+        assert_eq!(p.blocked_entry("xmailinator.com"), None);
+        assert_eq!(p.blocked_entry("mailinator.com.example"), None);
+        assert_eq!(p.blocked_entry("gmail.com"), None);
+        assert_eq!(p.blocked_entry("com"), None);
+        // An entry one level under a private public suffix (dynv6.net) and its subdomains.
+        assert_eq!(
+            p.blocked_entry("x.0-mailer.dynv6.net"),
+            Some("0-mailer.dynv6.net")
+        );
+        assert_eq!(p.blocked_entry("other.dynv6.net"), None);
+    }
+
+    #[test]
+    fn the_allow_list_lets_a_listed_domain_and_its_subdomains_through() {
+        let p = policy(" Mailinator.com , ,example.org.");
+        assert_eq!(p.allow, ["mailinator.com", "example.org"]);
+        assert_eq!(p.blocked_entry("mailinator.com"), None);
+        assert_eq!(p.blocked_entry("x.mailinator.com"), None);
+        assert_eq!(p.blocked_entry("yopmail.com"), Some("yopmail.com"));
+        // Allowing a subdomain does not allow its listed parent.
+        let p = policy("team.yopmail.com");
+        assert_eq!(p.blocked_entry("team.yopmail.com"), None);
+        assert_eq!(p.blocked_entry("yopmail.com"), Some("yopmail.com"));
+    }
+
+    #[test]
+    fn blocking_off_lets_every_domain_through() {
+        let p = DisposablePolicy {
+            block: false,
+            allow: Vec::new(),
+        };
+        assert_eq!(p.blocked_entry("mailinator.com"), None);
+    }
+
+    #[test]
+    fn an_allow_list_entry_that_is_not_a_domain_is_refused() {
+        for bad in ["mailinator", "a b.com", "x@y.com", "a..com", "*.com"] {
+            assert!(DisposablePolicy::parse_allow(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            DisposablePolicy::parse_allow("").expect("empty"),
+            Vec::<String>::new()
+        );
+    }
+}
