@@ -12,6 +12,8 @@ WORKER_PORT=${WORKER_PORT:-8787}
 GATE_INTERVAL_MS=${GATE_INTERVAL_MS:-1000}
 # IP_RATE_LIMIT=off make dev: no per-IP limit (for `make bench-gate`, whose burst comes from one IP).
 IP_RATE_LIMIT=${IP_RATE_LIMIT:-on}
+# The address checks ask ses-local's DNS-over-HTTPS stand-in (its zone is in ses-local.toml);
+# DOH_URL=https://cloudflare-dns.com/dns-query make dev asks the real one (example.com takes no mail there).
 
 if [ ! -f .dev.vars ]; then
   echo "==> writing .dev.vars (ses-local's test credentials) from .dev.vars.example"
@@ -58,7 +60,7 @@ AWS_ACCESS_KEY_ID=AKIDSESLOCAL AWS_SECRET_ACCESS_KEY=ses-local-secret-access-key
 # The demo page at /, which plain form posts are redirected back to.
 wrangler dev --ip 127.0.0.1 --port "$WORKER_PORT" --var "GATE_INTERVAL_MS:$GATE_INTERVAL_MS" \
   --var "AWS_REGION:$LOCAL_REGION" --var "SES_TEMPLATE_NAME:$TEMPLATE_NAME" \
-  --var "IP_RATE_LIMIT:$IP_RATE_LIMIT" \
+  --var "IP_RATE_LIMIT:$IP_RATE_LIMIT" --var "DOH_URL:${DOH_URL:-http://127.0.0.1:${SES_PORT}/dns-query}" \
   --var DEMO_PAGE:true --var SUCCESS_REDIRECT_URL:/ --var FAILURE_REDIRECT_URL:/ \
   --var "VERIFIED_REDIRECT_URL:/?status=verified" &
 pids+=($!)

@@ -1,5 +1,5 @@
-//! Every request this Worker makes to another service, in one shape: a POST built from plain
-//! values ([`Outbound::post`]), sent under a timeout whose timer aborts the fetch when it wins
+//! Every request this Worker makes to another service, in one shape: a POST or a GET built from
+//! plain values ([`Outbound::post`], [`Outbound::get`]), sent under a timeout whose timer aborts the fetch when it wins
 //! ([`Outbound::send`], [`Outbound::status`], [`post`]), or sent to a Durable Object's stub
 //! ([`Outbound::send_to`]); and what went wrong, told apart ([`OutboundError`]).
 //!
@@ -106,6 +106,15 @@ impl Outbound {
         Request::new(url, Method::Get)
             .map(Self)
             .map_err(|e| OutboundError::BadRequest(e.to_string()))
+    }
+
+    /// The request with the header `name: value` set.
+    pub fn with_header(mut self, name: &str, value: &str) -> Result<Self, OutboundError> {
+        self.0
+            .headers_mut()
+            .and_then(|headers| headers.set(name, value))
+            .map_err(|e| OutboundError::BadRequest(e.to_string()))?;
+        Ok(self)
     }
 
     /// Sends the request and reads the whole answer, all within `timeout_ms`. `on_headers` runs

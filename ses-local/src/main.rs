@@ -163,6 +163,7 @@ async fn main() {
         base_url: base_url.clone(),
         hosts: Hosts::new(args.bind, port, &allowed_hosts),
         siteverify: Mutex::new(turnstile::Siteverify::default()),
+        resolver: Mutex::new(ses_local::dns::Resolver::new(&settings.dns)),
     });
     println!("ses-local listening on {base_url}/");
     let _ = std::io::stdout().flush();

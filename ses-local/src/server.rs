@@ -66,6 +66,8 @@ pub struct App {
     pub hosts: Hosts,
     /// The Turnstile siteverify stand-in.
     pub siteverify: Mutex<crate::turnstile::Siteverify>,
+    /// The DNS-over-HTTPS stand-in.
+    pub resolver: Mutex<crate::dns::Resolver>,
 }
 
 /// A panic while holding a lock cannot leave a half-applied change (the store is replaced
@@ -124,6 +126,8 @@ pub fn router(app: Arc<App>) -> Router {
             get(list_faults).post(add_fault).delete(clear_faults),
         )
         .route("/turnstile/v0/siteverify", post(siteverify))
+        .route("/dns-query", get(dns_query))
+        .route("/_dns-queries", get(dns_queries))
         .route(
             "/_pages/verified",
             get(|| async { html(StatusCode::OK, pages::verified("Your address")) }),
@@ -546,6 +550,36 @@ async fn add_fault(State(app): State<Arc<App>>, body: Bytes) -> Response {
 async fn clear_faults(State(app): State<Arc<App>>) -> Response {
     lock(&app.faults).clear();
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// The DNS-over-HTTPS JSON API, for local use (`dns.rs`).
+async fn dns_query(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Response {
+    let params: std::collections::HashMap<String, String> =
+        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let wants_json = crate::dns::wants_json(accept, params.get("ct").map(String::as_str));
+    let reply = lock(&app.resolver).answer(
+        params.get("name").map(String::as_str),
+        params.get("type").map(String::as_str),
+        wants_json,
+    );
+    if let Some(delay) = reply.delay {
+        tokio::time::sleep(delay).await;
+    }
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/dns-json")],
+        reply.body,
+    )
+        .into_response()
+}
+
+/// `GET /_dns-queries`: every question the DNS stand-in was asked, oldest first.
+async fn dns_queries(State(app): State<Arc<App>>) -> Response {
+    Json(lock(&app.resolver).asked().to_vec()).into_response()
 }
 
 /// Turnstile's siteverify, for local use: form-encoded or JSON fields, a JSON verdict.

@@ -1,5 +1,6 @@
 //! The `--config` file (TOML): verified identities, configuration sets and custom verification
-//! templates that ses-local starts with (a seed: templates already in the state file are kept).
+//! templates that ses-local starts with (a seed: templates already in the state file are kept),
+//! and the DNS-over-HTTPS stand-in's zone (`[[dns]]`, see `dns.rs`).
 //! Unknown keys and bad values are startup errors.
 
 use serde::Deserialize;
@@ -16,6 +17,8 @@ pub struct Settings {
     pub configuration_sets: Vec<String>,
     #[serde(default)]
     pub templates: Vec<Template>,
+    #[serde(default)]
+    pub dns: Vec<crate::dns::ZoneEntry>,
 }
 
 impl Settings {
@@ -36,6 +39,18 @@ impl Settings {
                     "template {:?} is defined twice",
                     template.template_name
                 ));
+            }
+        }
+        for entry in &settings.dns {
+            let name = entry.name.trim_end_matches('.').to_ascii_lowercase();
+            if name.is_empty() {
+                return Err("a [[dns]] entry has an empty name".into());
+            }
+            let same = |e: &&crate::dns::ZoneEntry| {
+                e.name.trim_end_matches('.').eq_ignore_ascii_case(&name)
+            };
+            if settings.dns.iter().filter(same).count() > 1 {
+                return Err(format!("[[dns]] name {name:?} is listed twice"));
             }
         }
         Ok(settings)

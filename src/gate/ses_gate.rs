@@ -70,7 +70,7 @@ impl DurableObject for SesGate {
             (Method::Post, SEND_PATH, gate) => {
                 let request = request_json::<SendRequest>(&mut req).await;
                 let reply: SendReply = match (gate, request) {
-                    (Err(error), _) => Err(*error),
+                    (Err(error), _) => Err(error.clone()),
                     (Ok(_), Err(_)) => Err(ApiError::InvalidBody),
                     (Ok(gate), Ok(request)) if request.decoy => {
                         gate.decoy(&request.email, &request.request_id).await
@@ -89,7 +89,7 @@ impl DurableObject for SesGate {
             (Method::Post, path @ (STATUS_PATH | CONFIRM_PATH), gate) => {
                 let signup = request_json::<SignupRef>(&mut req).await;
                 let reply: StatusReply = match (gate, signup) {
-                    (Err(error), _) => Err(*error),
+                    (Err(error), _) => Err(error.clone()),
                     (Ok(_), Err(_)) => Err(ApiError::InvalidBody),
                     (Ok(gate), Ok(signup)) if path == STATUS_PATH => gate.status(&signup),
                     (Ok(gate), Ok(signup)) => gate.confirm(&signup).await,

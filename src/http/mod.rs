@@ -6,6 +6,7 @@
 //! `Retry-After`. Decisions live in the pure crates; handlers move values between `worker`
 //! types and them.
 
+mod address_check;
 mod confirm;
 mod cors;
 mod demo;

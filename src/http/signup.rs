@@ -1,5 +1,6 @@
 //! `POST /signup`: the origin check and CORS headers, the per-IP and per-network limits, the
-//! bounded body read, the honeypot, Turnstile, the call to the gate, the signup's own
+//! bounded body read, the honeypot, Turnstile, the address checks (`address_check`), the call to
+//! the gate, the signup's own
 //! credentials (status token in the body, confirmation credential in the cookie), and for a
 //! plain HTML form a `303 See Other` to the configured success or failure page; each decided in
 //! `signup_verify_web::signup` and `signup_verify_web::browser`, and moved between `worker`
@@ -13,6 +14,7 @@ use futures_util::StreamExt;
 use signup_verify_domain::log_line;
 use worker::{Env, Request, Response};
 
+use super::address_check;
 use super::cors::grant;
 use super::{
     answer_cors, error_response, header, json_response, limit_signup, own_origin, see_other,
@@ -124,6 +126,9 @@ async fn signup(
             )
         });
     let ask = submission.gate_ask(presented);
+    // A honeypot hit is checked like any signup: its answer must not tell it apart.
+    let log_key = config.ses.credentials.secret_access_key.expose().as_bytes();
+    address_check::check(&browser.address_check, &ask.email, log_key, request_id).await?;
     if ask.decoy {
         crate::log::info(
             || log_line!({"event": "honeypot", "field": browser.honeypot_field, "request_id": request_id}),

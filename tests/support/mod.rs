@@ -529,6 +529,10 @@ impl Stack {
             // Most tests post more than 5 signups; the rate limit test switches it back on.
             "IP_RATE_LIMIT:off".to_string(),
         ];
+        // The address checks ask ses-local's DNS-over-HTTPS stand-in, never the Internet.
+        if !spec.vars.iter().any(|(name, _)| *name == "DOH_URL") {
+            vars.push(format!("DOH_URL:{ses}dns-query"));
+        }
         vars.extend(spec.session_token.map(|t| format!("AWS_SESSION_TOKEN:{t}")));
         if spec.turnstile {
             vars.push("TURNSTILE_SECRET_KEY:1x0000000000000000000000000000000AA".to_string());

@@ -86,12 +86,40 @@ pub fn tag_of(address_key: &str) -> &str {
     address_key.get(..TAG_LEN).unwrap_or(address_key)
 }
 
+/// The label of [`worker_tag`]'s HMAC: no other MAC of the same key is over the same bytes.
+const WORKER_TAG_LABEL: &[u8] = b"signup-verify/v1/worker-log-tag\0";
+
+/// The log tag the Worker gives an address it refuses before the gate (which holds the address
+/// key, and is never asked): [`TAG_LEN`] hex characters of an HMAC of the address's mailbox under
+/// `secret` (the Worker's AWS secret key; the label keeps this MAC apart from any signature).
+/// The same mailbox gets the same tag while the secret stays; it is not the gate's tag.
+pub fn worker_tag(secret: &[u8], email: &EmailAddress) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac =
+        <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(WORKER_TAG_LABEL);
+    mac.update(Mailbox::of(email).as_str().as_bytes());
+    let mut tag = hex::encode(mac.finalize().into_bytes());
+    tag.truncate(TAG_LEN);
+    tag
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn own() -> EmailAddress {
         EmailAddress::parse("Jane.Doe+x@gmail.com").expect("valid")
+    }
+
+    #[test]
+    fn the_worker_tag_is_keyed_short_and_the_same_for_one_mailbox() {
+        let jane = |s: &str| EmailAddress::parse(s).expect("valid");
+        let tag = worker_tag(b"key one", &jane("Jane.Doe+x@gmail.com"));
+        assert_eq!(tag.len(), TAG_LEN);
+        assert_eq!(tag, worker_tag(b"key one", &jane("janedoe@googlemail.com")));
+        assert_ne!(tag, worker_tag(b"key two", &jane("Jane.Doe+x@gmail.com")));
+        assert_ne!(tag, worker_tag(b"key one", &jane("john@gmail.com")));
     }
 
     #[test]

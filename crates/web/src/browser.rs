@@ -236,9 +236,15 @@ impl FormRedirects {
         with_param(self.success.resolve(own_origin)?, "status", status)
     }
 
-    /// `failure?error=<code>`, the same codes as the JSON API.
+    /// `failure?error=<code>`, the same codes as the JSON API, and `&suggestion=<address>` when
+    /// a typo refusal offers one.
     pub fn failure(&self, own_origin: &str, error: &ApiError) -> Option<String> {
-        with_param(self.failure.resolve(own_origin)?, "error", error.code())
+        let mut url = self.failure.resolve(own_origin)?;
+        url.query_pairs_mut().append_pair("error", error.code());
+        if let Some(suggestion) = error.suggestion() {
+            url.query_pairs_mut().append_pair("suggestion", suggestion);
+        }
+        Some(url.to_string())
     }
 }
 
@@ -569,6 +575,13 @@ mod tests {
         assert_eq!(
             redirects.failure(OWN, &ApiError::InvalidEmail).as_deref(),
             Some("https://signup.example.workers.dev/?from=form&error=invalid_email")
+        );
+        let typo = ApiError::DomainNotFound {
+            suggestion: Some("jane+x@gmail.com".into()),
+        };
+        assert_eq!(
+            redirects.failure(OWN, &typo).as_deref(),
+            Some("https://signup.example.workers.dev/?from=form&error=domain_not_found&suggestion=jane%2Bx%40gmail.com")
         );
     }
 

@@ -1,7 +1,7 @@
 //! `Config`: every setting the Worker and the gate read, parsed once (per Worker isolate, per
 //! Durable Object instance) from a name → value lookup. Each area parses its own part: [`SesConfig`]
 //! (`signup-verify-ses`), [`GateConfig`] (`signup-verify-gate`) and [`BrowserConfig`] (here:
-//! origins, redirects, Turnstile, honeypot, per-IP limit).
+//! origins, redirects, Turnstile, honeypot, per-IP limit, the address checks).
 //!
 //! Invariants: a bad or missing setting is a [`ConfigError`] that names the variable (for the
 //! log), never its value; `Debug` never shows a secret.
@@ -12,6 +12,7 @@ use signup_verify_domain::settings::{parse_service_url, ConfigError, LogLevel, S
 use signup_verify_gate::config::GateConfig;
 use signup_verify_ses::config::SesConfig;
 
+use crate::address_check::AddressCheckConfig;
 use crate::browser::AllowedOrigins;
 use crate::browser::FormRedirects;
 use crate::browser::OriginPolicy;
@@ -49,6 +50,8 @@ pub struct BrowserConfig {
     pub ip_rate_limit: bool,
     /// `VERIFIED_REDIRECT_URL`: where `/confirm`'s button leads; unset shows a plain page.
     pub verified_redirect: Option<RedirectTarget>,
+    /// `DISPOSABLE_DOMAINS`, `DISPOSABLE_ALLOW`, `MX_CHECK`, `DOH_URL`, `DOH_TIMEOUT_MS`.
+    pub address_check: AddressCheckConfig,
 }
 
 impl BrowserConfig {
@@ -165,6 +168,7 @@ impl BrowserConfig {
             honeypot_field: honeypot_field(vars)?,
             ip_rate_limit: vars.flag("IP_RATE_LIMIT", true)?,
             verified_redirect: page_url(vars, "VERIFIED_REDIRECT_URL")?,
+            address_check: AddressCheckConfig::from_vars(vars)?,
         })
     }
 }

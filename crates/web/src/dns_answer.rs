@@ -28,7 +28,8 @@ impl RecordType {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// The type's name, as a query and a log line give it.
+    pub fn name(self) -> &'static str {
         match self {
             Self::Mx => "MX",
             Self::A => "A",
