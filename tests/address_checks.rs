@@ -156,15 +156,10 @@ fn a_resolver_that_fails_lies_or_hangs_lets_the_signup_go_on_within_the_timeout(
         took >= Duration::from_millis(800) && took < Duration::from_millis(800 + 2_500),
         "the hanging resolver held the signup {took:?}"
     );
-    // "Cannot tell" is kept briefly: the next signup of the domain does not wait again.
-    let started = Instant::now();
+    // "Cannot tell" is kept briefly: the next signup of the domain asks nothing (its own wait is
+    // the gate's spacing of two sends, not the resolver).
     let reply = stack.signup("john@slow.test");
     assert_eq!(reply.status, 200, "{}", reply.text);
-    assert!(
-        started.elapsed() < Duration::from_millis(800),
-        "{:?}",
-        started.elapsed()
-    );
     assert_eq!(asked_about(&stack, "slow.test"), ["MX"]);
     assert_eq!(
         sent_to(&stack),

@@ -3,34 +3,37 @@
 //! under one deadline (`DOH_TIMEOUT_MS`), with the isolate's cache of verdicts.
 //!
 //! Invariants: a domain is asked about at most once at a time in an isolate (later signups of it
-//! wait for that answer), and then not again while its verdict holds; a resolver that fails,
+//! look for that answer on their own timers: nothing wakes one request from another's handler),
+//! and then not again while its verdict holds; a resolver that fails,
 //! answers nonsense or is too slow refuses nothing (logged, fail open); a refusal's log line
 //! carries the address's keyed tag and the reason, never the address or its domain.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::time::Duration;
 
-use futures_channel::oneshot;
 use signup_verify_domain::email::EmailAddress;
 use signup_verify_domain::error::ApiError;
 use signup_verify_domain::log_line;
 use signup_verify_domain::redact::worker_tag;
 use signup_verify_domain::request_id::RequestId;
 use signup_verify_web::address_check::{
-    disposable_refusal, refusal, AddressCheckConfig, MailLookup, MailVerdict, MxCheckConfig, Step,
-    VerdictCache,
+    disposable_refusal, refusal, AddressCheckConfig, Begin, MailLookup, MailVerdict, MxCheckConfig,
+    Step, VerdictCache,
 };
 use signup_verify_web::dns_answer::{parse_answer, query_url, Answer, RecordType};
+
+use worker::Delay;
 
 use crate::outbound::Outbound;
 use crate::outbound::OutboundError;
 use crate::runtime::now_ms;
 
+/// How often a signup whose domain another signup is asking about looks for the answer.
+const WAIT_POLL_MS: u64 = 10;
+
 thread_local! {
-    /// Verdicts by domain, for this isolate.
+    /// Verdicts by domain for this isolate, and the domains being asked about now.
     static VERDICTS: RefCell<VerdictCache> = RefCell::default();
-    /// Domains being asked about now, with the signups waiting for the answer.
-    static ASKING: RefCell<HashMap<String, Vec<oneshot::Sender<MailVerdict>>>> = RefCell::default();
 }
 
 /// `Ok` when the address may go on to the gate; the refusal otherwise. `log_key` keys the
@@ -62,54 +65,39 @@ pub async fn check(
     }
 }
 
-/// The cached verdict for `domain`, the one another signup is asking for now, or a fresh one.
+/// The cached verdict for `domain`, the one another signup is asking for now (looked for on this
+/// request's own timer, within `DOH_TIMEOUT_MS`), or a fresh one.
 async fn verdict(mx: &MxCheckConfig, domain: &str, request_id: &RequestId) -> MailVerdict {
-    if let Some(cached) = VERDICTS.with(|v| v.borrow().get(domain, now_ms()).cloned()) {
-        return cached;
-    }
-    let waiting = ASKING.with(|asking| {
-        let mut asking = asking.borrow_mut();
-        match asking.get_mut(domain) {
-            Some(waiters) => {
-                let (tell, told) = oneshot::channel();
-                waiters.push(tell);
-                Some(told)
-            }
-            None => {
-                asking.insert(domain.to_string(), Vec::new());
-                None
-            }
+    let deadline = now_ms().saturating_add(mx.timeout_ms);
+    loop {
+        let now = now_ms();
+        match VERDICTS.with(|v| v.borrow_mut().begin(domain, now, mx.timeout_ms)) {
+            Begin::Known(verdict) => return verdict,
+            Begin::Ask => break,
+            Begin::Wait if now >= deadline => return MailVerdict::Unknown,
+            Begin::Wait => Delay::from(Duration::from_millis(WAIT_POLL_MS)).await,
         }
-    });
-    if let Some(told) = waiting {
-        // The asker went away without an answer (its request was cancelled): cannot tell.
-        return told.await.unwrap_or(MailVerdict::Unknown);
     }
-    let asking = Asking(domain);
+    let mut asking = Asking(Some(domain));
     let (verdict, ttl_secs) = lookup(mx, domain, request_id).await;
+    // Answered: `finish` ends the question, not the guard.
+    asking.0 = None;
     VERDICTS.with(|v| {
         v.borrow_mut()
-            .put(domain, verdict.clone(), ttl_secs, now_ms())
+            .finish(domain, verdict.clone(), ttl_secs, now_ms())
     });
-    for waiter in asking.finish() {
-        let _ = waiter.send(verdict.clone());
-    }
     verdict
 }
 
-/// The mark that `domain` is being asked about; dropped unfinished (a cancelled request), it
-/// lets its waiters go with "cannot tell".
-struct Asking<'a>(&'a str);
-
-impl Asking<'_> {
-    fn finish(self) -> Vec<oneshot::Sender<MailVerdict>> {
-        ASKING.with(|asking| asking.borrow_mut().remove(self.0).unwrap_or_default())
-    }
-}
+/// The mark that this signup is asking about a domain: dropped before the answer (a cancelled
+/// request), it ends the question, and the next signup of the domain asks.
+struct Asking<'a>(Option<&'a str>);
 
 impl Drop for Asking<'_> {
     fn drop(&mut self) {
-        ASKING.with(|asking| asking.borrow_mut().remove(self.0));
+        if let Some(domain) = self.0 {
+            VERDICTS.with(|v| v.borrow_mut().abandon(domain));
+        }
     }
 }
 

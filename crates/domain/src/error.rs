@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 /// What a browser or caller can be told went wrong.
 ///
 /// It is serialisable because the gate Durable Object answers the Worker with it over the internal
-/// RPC; the JSON body a browser sees is built by [`ApiError::body`], not by serde.
+/// RPC; the JSON body a browser sees is built by [`ApiError::body`], not by serde. The address
+/// checks' refusals never cross the RPC (they are decided in the Worker, before the gate), so
+/// serde skips them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum ApiError {
@@ -16,15 +18,18 @@ pub enum ApiError {
     InvalidEmail,
     /// The address's domain, or the host its mail goes to, is a throwaway one; `suggestion` as
     /// for `DomainNotFound` (the list holds typo domains such as `gmial.com`).
+    #[serde(skip)]
     DisposableDomain {
         suggestion: Option<String>,
     },
     /// The domain does not exist; `suggestion` is the address at the popular domain it nearly
     /// spells, if any.
+    #[serde(skip)]
     DomainNotFound {
         suggestion: Option<String>,
     },
     /// The domain takes no mail (a null MX, or neither MX nor address).
+    #[serde(skip)]
     DomainAcceptsNoMail {
         suggestion: Option<String>,
     },
@@ -345,10 +350,15 @@ mod tests {
 
     #[test]
     fn errors_survive_the_internal_rpc_round_trip() {
-        let with_suggestion = ApiError::DomainAcceptsNoMail {
-            suggestion: Some("a@gmail.com".into()),
+        let worker_only = |e: &ApiError| {
+            matches!(
+                e,
+                ApiError::DisposableDomain { .. }
+                    | ApiError::DomainNotFound { .. }
+                    | ApiError::DomainAcceptsNoMail { .. }
+            )
         };
-        for e in ALL.into_iter().chain([with_suggestion]) {
+        for e in ALL.into_iter().filter(|e| !worker_only(e)) {
             let json = serde_json::to_string(&e).expect("serialise");
             let back: ApiError = serde_json::from_str(&json).expect("deserialise");
             assert_eq!(back, e);

@@ -1,16 +1,17 @@
 //! The address checks a signup passes before it may spend one of SES's calls: a throwaway domain
 //! ([`crate::disposable`]), then a domain that takes no mail, asked of a DNS-over-HTTPS resolver
-//! ([`crate::dns_answer`]), with a typo suggestion for the latter ([`crate::typo`]). This module
-//! owns the settings (`DISPOSABLE_DOMAINS`, `DISPOSABLE_ALLOW`, `MX_CHECK`, `DOH_URL`,
+//! ([`crate::dns_answer`]), with a typo suggestion for a refused domain ([`crate::typo`]). This
+//! module owns the settings (`DISPOSABLE_DOMAINS`, `DISPOSABLE_ALLOW`, `MX_CHECK`, `DOH_URL`,
 //! `DOH_TIMEOUT_MS`), the order of the DNS questions ([`MailLookup`]: MX, then A, then AAAA),
-//! the verdict's cache ([`VerdictCache`]) and the refusal a verdict earns ([`refusal`]). Pure:
-//! the Worker asks the questions and keeps the cache.
+//! the verdicts' cache with the questions in flight ([`VerdictCache`]) and the refusal a verdict
+//! earns ([`refusal`]). Pure: the Worker asks the questions and keeps the cache.
 //!
 //! Invariants: every failure to learn (timeout, resolver error, an answer that cannot be read)
 //! is [`MailVerdict::Unknown`], which refuses nothing (fail open); a suggestion comes only with
-//! a refusal, never for a domain that is let through; the cache holds at most [`CACHE_CAPACITY`] domains, each no
-//! longer than its answer's TTL (clamped by `dns_answer`), an unknown verdict only
-//! [`UNKNOWN_TTL_SECS`].
+//! a refusal, never for a domain that is let through; one question per domain is in flight at a
+//! time in an isolate, and the others wait for its answer (or take over once its asker is gone); the cache holds at most [`CACHE_CAPACITY`]
+//! verdicts, each no longer than its answer's TTL (clamped by `dns_answer`), an unknown verdict
+//! only [`UNKNOWN_TTL_SECS`].
 
 use std::collections::HashMap;
 
@@ -202,42 +203,102 @@ pub fn refusal(
     }
 }
 
-/// Verdicts by domain, each until its TTL runs out, at most [`CACHE_CAPACITY`] of them.
+/// Verdicts by domain, each until its TTL runs out, and the domains being asked about now. At
+/// most [`CACHE_CAPACITY`] verdicts; a domain being asked is never evicted. A signup that finds
+/// its domain being asked waits and looks again (the Worker polls on its own timer: a promise
+/// resolved from another request's handler is an I/O error in Workers).
 #[derive(Debug, Default)]
 pub struct VerdictCache {
-    entries: HashMap<String, (MailVerdict, u64)>,
+    entries: HashMap<String, Slot>,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Known {
+        verdict: MailVerdict,
+        expires_ms: u64,
+    },
+    /// Being asked, by a signup that gives up by `until_ms` at the latest.
+    Asking { until_ms: u64 },
+}
+
+/// What a signup does about its domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begin {
+    /// The verdict holds: use it.
+    Known(MailVerdict),
+    /// Nobody is asking: this signup asks, then [`VerdictCache::finish`]es (or
+    /// [`VerdictCache::abandon`]s).
+    Ask,
+    /// Another signup is asking: look again shortly.
+    Wait,
 }
 
 impl VerdictCache {
-    /// The verdict for `domain`, while it holds at `now_ms`.
-    pub fn get(&self, domain: &str, now_ms: u64) -> Option<&MailVerdict> {
-        self.entries
-            .get(domain)
-            .filter(|(_, expires_ms)| now_ms < *expires_ms)
-            .map(|(verdict, _)| verdict)
-    }
-
-    /// Keeps `verdict` for `ttl_secs`. When full, expired entries go first, then the ones that
-    /// would expire soonest.
-    pub fn put(&mut self, domain: &str, verdict: MailVerdict, ttl_secs: u32, now_ms: u64) {
-        if self.entries.len() >= CACHE_CAPACITY && !self.entries.contains_key(domain) {
-            self.entries
-                .retain(|_, (_, expires_ms)| now_ms < *expires_ms);
-            while self.entries.len() >= CACHE_CAPACITY {
-                let Some(soonest) = self
-                    .entries
-                    .iter()
-                    .min_by_key(|(_, (_, expires_ms))| *expires_ms)
-                    .map(|(name, _)| name.clone())
-                else {
-                    break;
-                };
-                self.entries.remove(&soonest);
+    /// The verdict for `domain` at `now_ms`, or whether to ask or to wait. `Ask` marks the
+    /// domain as being asked for `asking_ms`; a mark older than that (its asker vanished) is
+    /// taken over.
+    pub fn begin(&mut self, domain: &str, now_ms: u64, asking_ms: u64) -> Begin {
+        match self.entries.get(domain) {
+            Some(Slot::Known {
+                verdict,
+                expires_ms,
+            }) if now_ms < *expires_ms => Begin::Known(verdict.clone()),
+            Some(Slot::Asking { until_ms }) if now_ms < *until_ms => Begin::Wait,
+            _ => {
+                self.make_room(domain, now_ms);
+                let until_ms = now_ms.saturating_add(asking_ms);
+                self.entries
+                    .insert(domain.to_string(), Slot::Asking { until_ms });
+                Begin::Ask
             }
         }
+    }
+
+    /// Keeps the answer about `domain` for `ttl_secs`.
+    pub fn finish(&mut self, domain: &str, verdict: MailVerdict, ttl_secs: u32, now_ms: u64) {
         let expires_ms = now_ms.saturating_add(u64::from(ttl_secs) * 1_000);
-        self.entries
-            .insert(domain.to_string(), (verdict, expires_ms));
+        self.make_room(domain, now_ms);
+        self.entries.insert(
+            domain.to_string(),
+            Slot::Known {
+                verdict,
+                expires_ms,
+            },
+        );
+    }
+
+    /// The asker went away without an answer: `domain` is no longer being asked (a verdict it
+    /// has stays).
+    pub fn abandon(&mut self, domain: &str) {
+        if matches!(self.entries.get(domain), Some(Slot::Asking { .. })) {
+            self.entries.remove(domain);
+        }
+    }
+
+    /// Before a new domain goes in when the table is full: expired verdicts and stale marks go,
+    /// then the verdicts that would expire soonest; domains being asked stay.
+    fn make_room(&mut self, domain: &str, now_ms: u64) {
+        if self.entries.len() < CACHE_CAPACITY || self.entries.contains_key(domain) {
+            return;
+        }
+        self.entries.retain(|_, slot| match slot {
+            Slot::Known { expires_ms, .. } => now_ms < *expires_ms,
+            Slot::Asking { until_ms } => now_ms < *until_ms,
+        });
+        while self.entries.len() >= CACHE_CAPACITY {
+            let soonest = self
+                .entries
+                .iter()
+                .filter_map(|(name, slot)| match slot {
+                    Slot::Known { expires_ms, .. } => Some((*expires_ms, name)),
+                    Slot::Asking { .. } => None,
+                })
+                .min()
+                .map(|(_, name)| name.clone());
+            let Some(soonest) = soonest else { break };
+            self.entries.remove(&soonest);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -442,30 +503,77 @@ mod tests {
     #[test]
     fn the_cache_holds_a_verdict_until_its_ttl_and_stays_bounded() {
         let mut cache = VerdictCache::default();
-        cache.put("a.example", MailVerdict::NoSuchDomain, 60, 1_000);
+        assert_eq!(cache.begin("a.example", 1_000, 2_000), Begin::Ask);
+        cache.finish("a.example", MailVerdict::NoSuchDomain, 60, 1_000);
         assert_eq!(
-            cache.get("a.example", 60_999),
-            Some(&MailVerdict::NoSuchDomain)
+            cache.begin("a.example", 60_999, 2_000),
+            Begin::Known(MailVerdict::NoSuchDomain)
         );
-        assert_eq!(cache.get("a.example", 61_000), None);
-        assert_eq!(cache.get("b.example", 1_000), None);
+        assert_eq!(
+            cache.begin("a.example", 61_000, 2_000),
+            Begin::Ask,
+            "expired"
+        );
         let mut cache = VerdictCache::default();
         for i in 0..CACHE_CAPACITY + 10 {
             // Later entries live longer; the soonest to expire make room.
-            cache.put(
-                &format!("d{i}.example"),
-                MailVerdict::Unknown,
-                60 + i as u32,
-                0,
-            );
+            let name = format!("d{i}.example");
+            assert_eq!(cache.begin(&name, 0, 2_000), Begin::Ask);
+            cache.finish(&name, MailVerdict::Unknown, 60 + i as u32, 0);
         }
         assert_eq!(cache.len(), CACHE_CAPACITY);
-        assert_eq!(cache.get("d0.example", 0), None);
-        assert!(cache
-            .get(&format!("d{}.example", CACHE_CAPACITY + 9), 0)
-            .is_some());
+        assert_eq!(cache.begin("d0.example", 0, 2_000), Begin::Ask, "evicted");
+        let last = format!("d{}.example", CACHE_CAPACITY + 9);
+        assert_eq!(
+            cache.begin(&last, 0, 2_000),
+            Begin::Known(MailVerdict::Unknown)
+        );
         // Expired entries are dropped first, all at once.
-        cache.put("new.example", MailVerdict::Unknown, 60, 10_000_000);
-        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.begin("new.example", 10_000_000, 2_000), Begin::Ask);
+        assert!(cache.len() <= 2, "{}", cache.len());
+    }
+
+    #[test]
+    fn one_signup_asks_and_the_others_wait_until_its_answer_is_kept() {
+        let mut cache = VerdictCache::default();
+        assert_eq!(cache.begin("flood.example", 0, 2_000), Begin::Ask);
+        for now in [0, 10, 1_999] {
+            assert_eq!(cache.begin("flood.example", now, 2_000), Begin::Wait);
+        }
+        cache.finish("flood.example", MailVerdict::AcceptsNoMail, 60, 500);
+        assert_eq!(
+            cache.begin("flood.example", 510, 2_000),
+            Begin::Known(MailVerdict::AcceptsNoMail)
+        );
+    }
+
+    #[test]
+    fn an_abandoned_or_stale_question_is_asked_again() {
+        let mut cache = VerdictCache::default();
+        assert_eq!(cache.begin("x.example", 0, 2_000), Begin::Ask);
+        cache.abandon("x.example");
+        assert_eq!(cache.begin("x.example", 0, 2_000), Begin::Ask);
+        // Its asker vanished without dropping its mark: taken over once the mark is stale.
+        assert_eq!(cache.begin("x.example", 1_999, 2_000), Begin::Wait);
+        assert_eq!(cache.begin("x.example", 2_000, 2_000), Begin::Ask);
+        // Abandoning a domain that has a verdict keeps the verdict.
+        cache.finish("x.example", MailVerdict::NoSuchDomain, 60, 2_000);
+        cache.abandon("x.example");
+        assert_eq!(
+            cache.begin("x.example", 2_000, 2_000),
+            Begin::Known(MailVerdict::NoSuchDomain)
+        );
+    }
+
+    #[test]
+    fn a_domain_being_asked_is_never_evicted_to_make_room() {
+        let mut cache = VerdictCache::default();
+        assert_eq!(cache.begin("asking.example", 0, 2_000), Begin::Ask);
+        for i in 0..CACHE_CAPACITY + 5 {
+            let name = format!("d{i}.example");
+            cache.begin(&name, 0, 2_000);
+            cache.finish(&name, MailVerdict::Unknown, 60, 0);
+        }
+        assert_eq!(cache.begin("asking.example", 0, 2_000), Begin::Wait);
     }
 }

@@ -46,8 +46,9 @@ pub const MAX_TTL_SECS: u32 = 3_600;
 /// What one answer says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    /// Records of the type asked: for MX, the mail hosts (lowercase, without the final dot) by
-    /// preference; for A/AAAA, the addresses.
+    /// Records of the type asked: for MX, the mail hosts (lowercase, without the final dot, in
+    /// the resolver's order: only which hosts, not their preference, matters here); for A/AAAA,
+    /// the addresses.
     Records { data: Vec<String>, ttl_secs: u32 },
     /// A null MX (`0 .`, RFC 7505): the domain says it takes no mail.
     NullMx { ttl_secs: u32 },
@@ -139,19 +140,20 @@ pub fn parse_answer(body: &[u8], record: RecordType) -> Answer {
         else {
             return Answer::Unusable;
         };
-        let Ok(preference) = preference.parse::<u16>() else {
+        if preference.parse::<u16>().is_err() {
             return Answer::Unusable;
-        };
-        hosts.push((preference, host.trim_end_matches('.').to_ascii_lowercase()));
+        }
+        // RFC 7505: a null MX (`.`) is the domain's only MX. Mixed with real ones, it is ignored.
+        let host = host.trim_end_matches('.');
+        if !host.is_empty() {
+            hosts.push(host.to_ascii_lowercase());
+        }
     }
-    // RFC 7505: a null MX is the domain's only MX. Mixed with real ones, it is ignored.
-    hosts.retain(|(_, host)| !host.is_empty());
     if hosts.is_empty() {
         return Answer::NullMx { ttl_secs };
     }
-    hosts.sort();
     Answer::Records {
-        data: hosts.into_iter().map(|(_, host)| host).collect(),
+        data: hosts,
         ttl_secs,
     }
 }
@@ -178,14 +180,14 @@ mod tests {
     }
 
     #[test]
-    fn mx_records_give_their_hosts_by_preference_lowercase_and_the_shortest_ttl() {
+    fn mx_records_give_their_hosts_lowercase_and_the_shortest_ttl() {
         let body = r#"{"Status":0,"TC":false,"Question":[{"name":"example.com","type":15}],
             "Answer":[{"name":"example.com","type":15,"TTL":300,"data":"20 MX2.Example.com."},
                       {"name":"example.com","type":15,"TTL":120,"data":"10 mx1.example.com."}]}"#;
         assert_eq!(
             mx(body),
             Answer::Records {
-                data: vec!["mx1.example.com".into(), "mx2.example.com".into()],
+                data: vec!["mx2.example.com".into(), "mx1.example.com".into()],
                 ttl_secs: 120
             }
         );
