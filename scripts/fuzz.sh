@@ -11,7 +11,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${FUZZ_SECONDS:-600}
-targets=${FUZZ_TARGETS:-signup_body email_address ses_reply status_token sigv4_verify query_api}
+targets=${FUZZ_TARGETS:-signup_body email_address ses_reply status_token sigv4_verify query_api dns_answer}
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
   echo "make fuzz needs the nightly toolchain: rustup toolchain install nightly" >&2

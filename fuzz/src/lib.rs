@@ -6,6 +6,7 @@
 //! Invariant: each `check` is deterministic (fixed secrets, fixed clocks), so an input that failed
 //! once fails again when replayed.
 
+pub mod dns_answer;
 pub mod email_address;
 pub mod query_api;
 pub mod ses_reply;
@@ -14,13 +15,14 @@ pub mod sigv4_verify;
 pub mod status_token;
 
 /// The names of the targets, as in `fuzz_targets/` and `corpus/`.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "signup_body",
     "email_address",
     "ses_reply",
     "status_token",
     "sigv4_verify",
     "query_api",
+    "dns_answer",
 ];
 
 /// Runs `data` through the target called `name`. `None` for an unknown name.
@@ -32,6 +34,7 @@ pub fn check(name: &str, data: &[u8]) -> Option<()> {
         "status_token" => status_token::check(data),
         "sigv4_verify" => sigv4_verify::check(data),
         "query_api" => query_api::check(data),
+        "dns_answer" => dns_answer::check(data),
         _ => return None,
     }
     Some(())
