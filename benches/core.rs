@@ -1,7 +1,8 @@
 //! The native core's cost per signup on the host (issue H's goal was at most 5 µs; since issue N
 //! signs with aws-sigv4's own signer, about 7 µs of it is the signature): the SES request
 //! built and SigV4-signed (by aws-sigv4's signer, its signing key derived for each signature),
-//! the reply parsed and classified. Prints what each bench exercised.
+//! the reply parsed and classified; and issue O's address checks (the throwaway-list lookup, a
+//! DNS-over-HTTPS answer read, a typo suggestion). Prints what each bench exercised.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
@@ -83,5 +84,38 @@ fn per_signup(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, per_signup);
+/// Issue O's checks on the host: the throwaway-list lookup (a binary search of the embedded
+/// list, for a listed and an unlisted domain with its parents), a DNS-over-HTTPS answer read,
+/// and a typo suggestion (the distance to every popular domain).
+fn address_checks(c: &mut Criterion) {
+    use signup_verify_web::disposable::DisposablePolicy;
+    use signup_verify_web::dns_answer::{parse_answer, RecordType};
+    use signup_verify_web::typo::suggestion;
+    let policy = DisposablePolicy::default();
+    let typo = EmailAddress::parse("jane@hotnail.com").expect("valid");
+    let mx = br#"{"Status":0,"TC":false,"RD":true,"RA":true,"AD":false,"CD":false,"Question":[{"name":"example.com","type":15}],"Answer":[{"name":"example.com","type":15,"TTL":300,"data":"10 mx1.example.com."},{"name":"example.com","type":15,"TTL":300,"data":"20 mx2.example.com."}]}"#;
+    println!(
+        "exercising: {} list entries; x.mailinator.com is {:?}, mail.sub.example.co.uk is {:?}; \
+         the MX answer reads {:?}; jane@hotnail.com suggests {:?}",
+        signup_verify_web::disposable::BLOCKLIST.lines().count(),
+        policy.blocked_entry("x.mailinator.com"),
+        policy.blocked_entry("mail.sub.example.co.uk"),
+        parse_answer(mx, RecordType::Mx),
+        suggestion(&typo),
+    );
+    c.bench_function("throwaway list: a listed subdomain", |b| {
+        b.iter(|| policy.blocked_entry(black_box("x.mailinator.com")))
+    });
+    c.bench_function("throwaway list: an unlisted domain and its parents", |b| {
+        b.iter(|| policy.blocked_entry(black_box("mail.sub.example.co.uk")))
+    });
+    c.bench_function("read a DNS-over-HTTPS MX answer", |b| {
+        b.iter(|| parse_answer(black_box(mx), RecordType::Mx))
+    });
+    c.bench_function("typo suggestion for a refused domain", |b| {
+        b.iter(|| suggestion(black_box(&typo)))
+    });
+}
+
+criterion_group!(benches, per_signup, address_checks);
 criterion_main!(benches);

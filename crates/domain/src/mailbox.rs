@@ -129,12 +129,12 @@ pub fn registrable_domain(domain: &str) -> &str {
         .unwrap_or(domain)
 }
 
-/// Whether `second.tld` is a public suffix in [`SECOND_LEVEL_SUFFIXES`].
+/// Whether `second.tld` is a public suffix in [`SECOND_LEVEL_SUFFIXES`] (a binary search: the
+/// table is sorted by TLD, which a test keeps so).
 fn is_second_level_suffix(tld: &str, second: &str) -> bool {
-    SECOND_LEVEL_SUFFIXES
-        .lines()
-        .find_map(|line| line.strip_prefix(tld)?.strip_prefix(' '))
-        .is_some_and(|seconds| seconds.split(' ').any(|s| s == "*" || s == second))
+    crate::sorted_text::find_line(SECOND_LEVEL_SUFFIXES, tld)
+        .and_then(|line| line.split_once(' '))
+        .is_some_and(|(_, seconds)| seconds.split(' ').any(|s| s == "*" || s == second))
 }
 
 /// Public suffixes of two labels: a TLD, then the second-level labels under it that are suffixes

@@ -6,10 +6,11 @@
 //!
 //! Invariants: the list is sorted bytewise, one lowercase ASCII domain per line (a test keeps it
 //! so, and the refresh script refuses anything else), so a lookup is a binary search of the
-//! embedded text: no index is built and nothing is allocated; a parent above the registrable
+//! embedded text (`signup_verify_domain::sorted_text`): no index is built; a parent above the registrable
 //! domain (`com`, `co.uk`) is never matched, so no entry can block a whole public suffix.
 
 use signup_verify_domain::mailbox::registrable_domain;
+use signup_verify_domain::sorted_text::find_line;
 
 /// The vendored list: `disposable_email_blocklist.conf` of
 /// github.com/disposable-email-domains/disposable-email-domains, as published (see
@@ -89,9 +90,12 @@ fn parents_to_registrable(domain: &str) -> impl Iterator<Item = &str> {
     .take_while(move |name| name.len() >= floor)
 }
 
-/// Whether `name` is a line of [`BLOCKLIST`] (ASCII case ignored): a binary search over the
-/// sorted text, each probe widened to the line it falls in.
+/// Whether `name` is a line of [`BLOCKLIST`] (ASCII case ignored): a binary search of the
+/// sorted text ([`find_line`]; a name holds no space, so the whole line is compared).
 pub fn is_listed(name: &str) -> bool {
+    if name.contains(' ') {
+        return false;
+    }
     let lowered;
     let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
         lowered = name.to_ascii_lowercase();
@@ -99,27 +103,7 @@ pub fn is_listed(name: &str) -> bool {
     } else {
         name
     };
-    let bytes = BLOCKLIST.as_bytes();
-    // Lines wholly inside `lo..hi` are still candidates; `lo` is always a line's start.
-    let (mut lo, mut hi) = (0, bytes.len());
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        let start = bytes[..mid]
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1)
-            .max(lo);
-        let end = bytes[mid..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(bytes.len(), |i| mid + i);
-        match bytes[start..end].cmp(name.as_bytes()) {
-            std::cmp::Ordering::Equal => return true,
-            std::cmp::Ordering::Less => lo = end + 1,
-            std::cmp::Ordering::Greater => hi = start,
-        }
-    }
-    false
+    find_line(BLOCKLIST, name).is_some()
 }
 
 #[cfg(test)]
