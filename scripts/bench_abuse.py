@@ -4,8 +4,11 @@ ses-local: mails per targeted mailbox, the other domain's wait during a one-doma
 by code, and the gate's intake rate. Then issue K's attacks on the lifecycle (the From identity
 deleted through a variant of it, a queued victim's credentials handed to a stranger, a
 confirmation before the link was opened, unlimited status lookups, a /48 rotating its /64s, a
-honeypot decoy told apart), each with what it achieved. It also prints what it exercised
-(requests and answers by status), so a fast path taken by accident shows. Standard library only.
+honeypot decoy told apart), each with what it achieved. Then issue O's address checks: a mixed
+stream of mistyped, throwaway and dead domains, with the SES calls and bounces it would have cost
+without the checks and what it costs now, and the time the checks add to a signup, from a cold
+cache and a warm one. It also prints what it exercised (requests and answers by status), so a
+fast path taken by accident shows. Standard library only.
 
     GATE_INTERVAL_MS=100 make dev      # in one terminal (the per-IP limit stays on: the script
                                        # spreads its flood over many CF-Connecting-IP addresses)
@@ -262,6 +265,77 @@ def lifecycle_attacks(args, run, fresh_ip):
                        confirmed, code_of(confirmed_answer)))
     print(f"  honeypot decoy told apart by its answers (signup, status, confirm), idle gate: "
           f"{shapes[0] != shapes[1]}")
+    address_checks(args, run, fresh_ip)
+
+
+# Issue O's mixed stream: (address pattern, kind, bounces if mailed). Every domain is in
+# ses-local.toml's [[dns]] zone or on the vendored throwaway list.
+BAD_ADDRESSES = [
+    ("typo{i}-{run}@hotnail.com", "typo", True),           # NXDOMAIN, near hotmail.com
+    ("typo{i}-{run}@gmial.com", "typo", False),            # a typo domain on the throwaway list
+    ("burner{i}-{run}@mailinator.com", "throwaway", False),
+    ("burner{i}-{run}@x.yopmail.com", "throwaway", False),
+    ("burner{i}-{run}@burner.test", "throwaway", False),   # its MX is a throwaway host
+    ("dead{i}-{run}@no-mail.test", "dead", True),          # a null MX
+    ("dead{i}-{run}@dead.test", "dead", True),             # no MX, no A, no AAAA
+]
+
+
+def timed_post(worker, email, ip):
+    started = time.monotonic()
+    status, code = post(worker, email, ip)
+    return status, code, (time.monotonic() - started) * 1000
+
+
+def address_checks(args, run, fresh_ip):
+    print()
+    print("issue O: address checks before SES (a mixed stream of mistyped, throwaway and dead domains)")
+    per_pattern = 6
+    stream = [(pattern.format(i=i, run=run), kind, bounces)
+              for i in range(per_pattern) for pattern, kind, bounces in BAD_ADDRESSES]
+    calls_before = len(sends(args.ses))
+    answers = collections.Counter()
+    by_kind = collections.Counter()
+    for address, kind, _ in stream:
+        status, code = post(args.worker, address, fresh_ip())
+        answers[f"{status} {code}"] += 1
+        by_kind[kind] += 1
+    addresses = {address.lower() for address, _, _ in stream}
+    sent_now = [r for r in sends(args.ses)[calls_before:] if r.get("emailAddress", "").lower() in addresses]
+    bounced_now = sum(1 for r in sent_now for address, _, bounces in stream
+                      if bounces and r.get("emailAddress", "").lower() == address.lower())
+    would_bounce = sum(1 for _, _, bounces in stream if bounces)
+    print(f"  {len(stream)} signups ({dict(sorted(by_kind.items()))}), answered: {dict(sorted(answers.items()))}")
+    print(f"  without the checks: {len(stream)} SES calls (one slot a second each), "
+          f"{would_bounce} hard bounces (the rest mailed throwaway inboxes or a typo-squatter)")
+    print(f"  with the checks:    {len(sent_now)} SES calls, {bounced_now} bounces")
+
+    # The time the checks add: one signup at a time (spaced past the gate's interval, so no
+    # signup waits for a slot), each to a new domain (a cold cache: one DNS question to ses-local's
+    # stand-in), then each to one domain already answered (a warm cache).
+    def series(label, addresses):
+        times = []
+        for address in addresses:
+            status, _, ms = timed_post(args.worker, address, fresh_ip())
+            if status in (200, 202):
+                times.append(ms)
+            time.sleep(0.25)
+        times.sort()
+        return times
+
+    cold = series("cold", [f"cold{i}-{run}@cold{i}-{run}.example" for i in range(20)])
+    timed_post(args.worker, f"first-{run}@warm-{run}.example", fresh_ip())
+    time.sleep(0.25)
+    warm = series("warm", [f"warm{i}-{run}@warm-{run}.example" for i in range(20)])
+    if cold and warm:
+        median = lambda xs: xs[len(xs) // 2]
+        print(f"  one signup at a time, median of {len(cold)} and {len(warm)}: cold cache "
+              f"{median(cold):.1f} ms, warm cache {median(warm):.1f} ms; a cold domain adds "
+              f"{median(cold) - median(warm):.1f} ms (one DNS-over-HTTPS question, here to ses-local on loopback)")
+    asked = ses_json(args.ses, "/_dns-queries")
+    warm_questions = [q for q in asked if q["name"] == f"warm-{run}.example"]
+    print(f"  DNS questions for the warm domain: {len(warm_questions)} (21 signups); in all this run: "
+          f"{len([q for q in asked if str(run) in q['name']])}")
 
 
 if __name__ == "__main__":
