@@ -1,6 +1,6 @@
 //! The demo page in a real browser (Debian's Chromium driven by playwright-core): type an
-//! address, submit, see the status, with JavaScript and without; the outbox gets exactly those
-//! addresses. Screenshots of each final state go to `target/screenshots/`.
+//! address, submit, see the status, with JavaScript and without; a mistyped domain is refused with
+//! its fix offered (one click with JavaScript); the outbox gets exactly the addresses signed up. Screenshots of each final state go to `target/screenshots/`.
 
 // Native test code: reading the clock is fine off wasm32.
 #![allow(clippy::disallowed_methods)]
@@ -73,15 +73,49 @@ fn the_demo_page_signs_up_with_and_without_javascript_in_chromium() {
         assert!(shots.join(format!("demo-{name}.png")).exists());
     }
 
+    // The typo: refused with the fix offered, and one click signed up the fixed address.
+    let typo = &result["typo-js"];
+    assert!(
+        typo["offered"]
+            .as_str()
+            .is_some_and(|s| s.contains("doesn't exist")
+                && s.contains("Did you mean browser-typo@hotmail.com?")),
+        "{result}"
+    );
+    assert_eq!(typo["field"], "browser-typo@hotmail.com", "{result}");
+    assert!(
+        typo["status"]
+            .as_str()
+            .is_some_and(|s| s.contains("inbox") || s.contains("queue")),
+        "{result}"
+    );
+    let nojs_typo = &result["typo-no-js"];
+    assert!(
+        nojs_typo["url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/?error=domain_not_found&suggested_domain=hotmail.com")),
+        "{result}"
+    );
+    assert!(
+        nojs_typo["status"]
+            .as_str()
+            .is_some_and(|s| s.contains("Did you mean an address at hotmail.com?")),
+        "{result}"
+    );
+
     let mut sent: Vec<String> = stack
-        .wait_for_outbox(2, Duration::from_secs(20))
+        .wait_for_outbox(3, Duration::from_secs(20))
         .iter()
         .map(|m| m["emailAddress"].as_str().unwrap_or_default().to_string())
         .collect();
     sent.sort();
     assert_eq!(
         sent,
-        vec!["browser-js@example.com", "browser-nojs@example.com"]
+        vec![
+            "browser-js@example.com",
+            "browser-nojs@example.com",
+            "browser-typo@hotmail.com"
+        ]
     );
 
     let page = request("GET", &format!("{}/", stack.worker), None);

@@ -18,7 +18,7 @@ use signup_verify_domain::redact::worker_tag;
 use signup_verify_domain::request_id::RequestId;
 use signup_verify_web::address_check::{
     disposable_refusal, refusal, AddressCheckConfig, Begin, MailLookup, MailVerdict, MxCheckConfig,
-    Step, VerdictCache,
+    Step, Ticket, VerdictCache,
 };
 use signup_verify_web::dns_answer::{parse_answer, query_url, Answer, RecordType};
 
@@ -30,6 +30,9 @@ use crate::runtime::now_ms;
 
 /// How often a signup whose domain another signup is asking about looks for the answer.
 const WAIT_POLL_MS: u64 = 10;
+/// How much longer than `DOH_TIMEOUT_MS` a question is left to its asker before another signup
+/// takes it over (the asker's own timer ends it first).
+const ASKING_SLACK_MS: u64 = 250;
 
 thread_local! {
     /// Verdicts by domain for this isolate, and the domains being asked about now.
@@ -37,11 +40,11 @@ thread_local! {
 }
 
 /// `Ok` when the address may go on to the gate; the refusal otherwise. `log_key` keys the
-/// refusal's log tag.
+/// refusal's log tag (`STATUS_TOKEN_SECRET`; without it the line has no tag).
 pub async fn check(
     config: &AddressCheckConfig,
     email: &EmailAddress,
-    log_key: &[u8],
+    log_key: Option<&[u8]>,
     request_id: &RequestId,
 ) -> Result<(), ApiError> {
     let refused = match disposable_refusal(&config.disposable, email) {
@@ -57,29 +60,32 @@ pub async fn check(
     match refused {
         None => Ok(()),
         Some(error) => {
-            crate::log::info(
-                || log_line!({"event": "address_refused", "reason": error.code(), "address": worker_tag(log_key, email), "suggested": error.suggestion().is_some(), "request_id": request_id}),
-            );
+            crate::log::info(|| {
+                let tag = log_key.map(|key| worker_tag(key, email));
+                log_line!({"event": "address_refused", "reason": error.code(), "address": tag, "suggested": error.suggestion().is_some(), "request_id": request_id})
+            });
             Err(error)
         }
     }
 }
 
 /// The cached verdict for `domain`, the one another signup is asking for now (looked for on this
-/// request's own timer, within `DOH_TIMEOUT_MS`), or a fresh one.
+/// request's own timer), or a fresh one; all within this signup's `DOH_TIMEOUT_MS`, whichever
+/// way it goes (a waiter that takes a question over asks within what is left of its own).
 async fn verdict(mx: &MxCheckConfig, domain: &str, request_id: &RequestId) -> MailVerdict {
     let deadline = now_ms().saturating_add(mx.timeout_ms);
-    loop {
+    let ticket = loop {
         let now = now_ms();
-        match VERDICTS.with(|v| v.borrow_mut().begin(domain, now, mx.timeout_ms)) {
+        let asking_ms = mx.timeout_ms + ASKING_SLACK_MS;
+        match VERDICTS.with(|v| v.borrow_mut().begin(domain, now, asking_ms)) {
             Begin::Known(verdict) => return verdict,
-            Begin::Ask => break,
+            Begin::Ask(ticket) => break ticket,
             Begin::Wait if now >= deadline => return MailVerdict::Unknown,
             Begin::Wait => Delay::from(Duration::from_millis(WAIT_POLL_MS)).await,
         }
-    }
-    let mut asking = Asking(Some(domain));
-    let (verdict, ttl_secs) = lookup(mx, domain, request_id).await;
+    };
+    let mut asking = Asking(Some((domain, ticket)));
+    let (verdict, ttl_secs) = lookup(mx, domain, deadline, request_id).await;
     // Answered: `finish` ends the question, not the guard.
     asking.0 = None;
     VERDICTS.with(|v| {
@@ -91,19 +97,23 @@ async fn verdict(mx: &MxCheckConfig, domain: &str, request_id: &RequestId) -> Ma
 
 /// The mark that this signup is asking about a domain: dropped before the answer (a cancelled
 /// request), it ends the question, and the next signup of the domain asks.
-struct Asking<'a>(Option<&'a str>);
+struct Asking<'a>(Option<(&'a str, Ticket)>);
 
 impl Drop for Asking<'_> {
     fn drop(&mut self) {
-        if let Some(domain) = self.0 {
-            VERDICTS.with(|v| v.borrow_mut().abandon(domain));
+        if let Some((domain, ticket)) = self.0 {
+            VERDICTS.with(|v| v.borrow_mut().abandon(domain, ticket));
         }
     }
 }
 
-/// Asks the questions `MailLookup` asks, all within `DOH_TIMEOUT_MS`.
-async fn lookup(mx: &MxCheckConfig, domain: &str, request_id: &RequestId) -> (MailVerdict, u32) {
-    let deadline = now_ms().saturating_add(mx.timeout_ms);
+/// Asks the questions `MailLookup` asks, all before `deadline`.
+async fn lookup(
+    mx: &MxCheckConfig,
+    domain: &str,
+    deadline: u64,
+    request_id: &RequestId,
+) -> (MailVerdict, u32) {
     let (mut lookup, mut step) = MailLookup::start();
     loop {
         match step {

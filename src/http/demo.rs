@@ -31,6 +31,7 @@ pub fn page(req: &Request, config: &Config) -> Response {
         config.browser.turnstile_site_key.as_deref(),
         query("status").as_deref(),
         query("error").as_deref(),
+        query("suggested_domain").as_deref(),
     );
     html_response(200, page, CONTENT_SECURITY_POLICY)
 }

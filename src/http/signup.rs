@@ -127,7 +127,11 @@ async fn signup(
         });
     let ask = submission.gate_ask(presented);
     // A honeypot hit is checked like any signup: its answer must not tell it apart.
-    let log_key = config.ses.credentials.secret_access_key.expose().as_bytes();
+    let tracking = &config.gate.tracking;
+    let log_key = tracking
+        .status_token_secret
+        .as_ref()
+        .map(|s| s.expose().as_bytes());
     address_check::check(&browser.address_check, &ask.email, log_key, request_id).await?;
     if ask.decoy {
         crate::log::info(

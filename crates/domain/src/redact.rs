@@ -87,12 +87,13 @@ pub fn tag_of(address_key: &str) -> &str {
 }
 
 /// The label of [`worker_tag`]'s HMAC: no other MAC of the same key is over the same bytes.
-const WORKER_TAG_LABEL: &[u8] = b"signup-verify/v1/worker-log-tag\0";
+const WORKER_TAG_LABEL: &[u8] = b"signup-verify/v2/worker-log-tag\0";
 
 /// The log tag the Worker gives an address it refuses before the gate (which holds the address
 /// key, and is never asked): [`TAG_LEN`] hex characters of an HMAC of the address's mailbox under
-/// `secret` (the Worker's AWS secret key; the label keeps this MAC apart from any signature).
-/// The same mailbox gets the same tag while the secret stays; it is not the gate's tag.
+/// `secret` (`STATUS_TOKEN_SECRET`, whose every use has its own label: this one keeps the tag
+/// apart from the status tokens, the confirmation credential and the decoy nonces). The same
+/// mailbox gets the same tag while the secret stays; it is not the gate's tag.
 pub fn worker_tag(secret: &[u8], email: &EmailAddress) -> String {
     use hmac::{Hmac, KeyInit, Mac};
     let mut mac =

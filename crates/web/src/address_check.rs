@@ -173,7 +173,7 @@ pub fn disposable_refusal(policy: &DisposablePolicy, email: &EmailAddress) -> Op
     policy
         .blocked_entry(email.domain())
         .map(|_| ApiError::DisposableDomain {
-            suggestion: typo::suggestion(email),
+            suggestion: typo::listed_suggestion(email),
         })
 }
 
@@ -190,7 +190,7 @@ pub fn refusal(
             let allowed = policy.allows(email.domain());
             let throwaway = |host: &String| policy.blocked_entry(host).is_some();
             (!allowed && mx_hosts.iter().any(throwaway)).then(|| ApiError::DisposableDomain {
-                suggestion: typo::suggestion(email),
+                suggestion: typo::listed_suggestion(email),
             })
         }
         MailVerdict::NoSuchDomain => Some(ApiError::DomainNotFound {
@@ -210,6 +210,8 @@ pub fn refusal(
 #[derive(Debug, Default)]
 pub struct VerdictCache {
     entries: HashMap<String, Slot>,
+    /// The ticket the next asker gets.
+    next_ticket: u64,
 }
 
 #[derive(Debug)]
@@ -218,9 +220,13 @@ enum Slot {
         verdict: MailVerdict,
         expires_ms: u64,
     },
-    /// Being asked, by a signup that gives up by `until_ms` at the latest.
-    Asking { until_ms: u64 },
+    /// Being asked, by the signup holding `ticket`, which gives up by `until_ms` at the latest.
+    Asking { until_ms: u64, ticket: Ticket },
 }
+
+/// Which signup asks about a domain: only it can [`VerdictCache::abandon`] the question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(u64);
 
 /// What a signup does about its domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,8 +234,8 @@ pub enum Begin {
     /// The verdict holds: use it.
     Known(MailVerdict),
     /// Nobody is asking: this signup asks, then [`VerdictCache::finish`]es (or
-    /// [`VerdictCache::abandon`]s).
-    Ask,
+    /// [`VerdictCache::abandon`]s with its ticket).
+    Ask(Ticket),
     /// Another signup is asking: look again shortly.
     Wait,
 }
@@ -244,13 +250,15 @@ impl VerdictCache {
                 verdict,
                 expires_ms,
             }) if now_ms < *expires_ms => Begin::Known(verdict.clone()),
-            Some(Slot::Asking { until_ms }) if now_ms < *until_ms => Begin::Wait,
+            Some(Slot::Asking { until_ms, .. }) if now_ms < *until_ms => Begin::Wait,
             _ => {
                 self.make_room(domain, now_ms);
                 let until_ms = now_ms.saturating_add(asking_ms);
+                let ticket = Ticket(self.next_ticket);
+                self.next_ticket = self.next_ticket.wrapping_add(1);
                 self.entries
-                    .insert(domain.to_string(), Slot::Asking { until_ms });
-                Begin::Ask
+                    .insert(domain.to_string(), Slot::Asking { until_ms, ticket });
+                Begin::Ask(ticket)
             }
         }
     }
@@ -268,10 +276,14 @@ impl VerdictCache {
         );
     }
 
-    /// The asker went away without an answer: `domain` is no longer being asked (a verdict it
-    /// has stays).
-    pub fn abandon(&mut self, domain: &str) {
-        if matches!(self.entries.get(domain), Some(Slot::Asking { .. })) {
+    /// The asker holding `ticket` went away without an answer: `domain` is no longer being asked
+    /// by it (a verdict, or another asker's question, stays).
+    pub fn abandon(&mut self, domain: &str, ticket: Ticket) {
+        let mine = matches!(
+            self.entries.get(domain),
+            Some(Slot::Asking { ticket: t, .. }) if *t == ticket
+        );
+        if mine {
             self.entries.remove(domain);
         }
     }
@@ -284,7 +296,7 @@ impl VerdictCache {
         }
         self.entries.retain(|_, slot| match slot {
             Slot::Known { expires_ms, .. } => now_ms < *expires_ms,
-            Slot::Asking { until_ms } => now_ms < *until_ms,
+            Slot::Asking { until_ms, .. } => now_ms < *until_ms,
         });
         while self.entries.len() >= CACHE_CAPACITY {
             let soonest = self
@@ -401,16 +413,16 @@ mod tests {
 
     #[test]
     fn without_mx_an_a_or_aaaa_record_means_mail_and_neither_means_none() {
-        let no = || Some(Answer::NoRecords { ttl_secs: 600 });
+        let no = || Some(Answer::NoRecords { ttl_secs: 200 });
         let (asked, verdict, ttl) = run(vec![no(), records(&["192.0.2.1"], 120)]);
         assert_eq!(asked, [RecordType::Mx, RecordType::A]);
         assert_eq!(verdict, MailVerdict::TakesMail { mx_hosts: vec![] });
         assert_eq!(ttl, 120, "the shortest TTL of the answers");
-        let (asked, verdict, _) = run(vec![no(), no(), records(&["2001:db8::1"], 600)]);
+        let (asked, verdict, _) = run(vec![no(), no(), records(&["2001:db8::1"], 200)]);
         assert_eq!(asked, [RecordType::Mx, RecordType::A, RecordType::Aaaa]);
         assert_eq!(verdict, MailVerdict::TakesMail { mx_hosts: vec![] });
         let (_, verdict, ttl) = run(vec![no(), no(), no()]);
-        assert_eq!((verdict, ttl), (MailVerdict::AcceptsNoMail, 600));
+        assert_eq!((verdict, ttl), (MailVerdict::AcceptsNoMail, 200));
     }
 
     #[test]
@@ -423,7 +435,7 @@ mod tests {
 
     #[test]
     fn a_failed_or_unreadable_answer_at_any_question_is_unknown_and_held_briefly() {
-        let no = || Some(Answer::NoRecords { ttl_secs: 600 });
+        let no = || Some(Answer::NoRecords { ttl_secs: 200 });
         for answers in [
             vec![None],
             vec![Some(Answer::Unusable)],
@@ -500,43 +512,47 @@ mod tests {
         );
     }
 
+    /// The ticket when `begin` says to ask; panics otherwise.
+    fn ask(cache: &mut VerdictCache, domain: &str, now_ms: u64) -> Ticket {
+        match cache.begin(domain, now_ms, 2_000) {
+            Begin::Ask(ticket) => ticket,
+            other => panic!("{domain} at {now_ms}: {other:?}, not Ask"),
+        }
+    }
+
     #[test]
     fn the_cache_holds_a_verdict_until_its_ttl_and_stays_bounded() {
         let mut cache = VerdictCache::default();
-        assert_eq!(cache.begin("a.example", 1_000, 2_000), Begin::Ask);
+        ask(&mut cache, "a.example", 1_000);
         cache.finish("a.example", MailVerdict::NoSuchDomain, 60, 1_000);
         assert_eq!(
             cache.begin("a.example", 60_999, 2_000),
             Begin::Known(MailVerdict::NoSuchDomain)
         );
-        assert_eq!(
-            cache.begin("a.example", 61_000, 2_000),
-            Begin::Ask,
-            "expired"
-        );
+        ask(&mut cache, "a.example", 61_000);
         let mut cache = VerdictCache::default();
         for i in 0..CACHE_CAPACITY + 10 {
             // Later entries live longer; the soonest to expire make room.
             let name = format!("d{i}.example");
-            assert_eq!(cache.begin(&name, 0, 2_000), Begin::Ask);
+            ask(&mut cache, &name, 0);
             cache.finish(&name, MailVerdict::Unknown, 60 + i as u32, 0);
         }
         assert_eq!(cache.len(), CACHE_CAPACITY);
-        assert_eq!(cache.begin("d0.example", 0, 2_000), Begin::Ask, "evicted");
+        ask(&mut cache, "d0.example", 0);
         let last = format!("d{}.example", CACHE_CAPACITY + 9);
         assert_eq!(
             cache.begin(&last, 0, 2_000),
             Begin::Known(MailVerdict::Unknown)
         );
         // Expired entries are dropped first, all at once.
-        assert_eq!(cache.begin("new.example", 10_000_000, 2_000), Begin::Ask);
+        ask(&mut cache, "new.example", 10_000_000);
         assert!(cache.len() <= 2, "{}", cache.len());
     }
 
     #[test]
     fn one_signup_asks_and_the_others_wait_until_its_answer_is_kept() {
         let mut cache = VerdictCache::default();
-        assert_eq!(cache.begin("flood.example", 0, 2_000), Begin::Ask);
+        ask(&mut cache, "flood.example", 0);
         for now in [0, 10, 1_999] {
             assert_eq!(cache.begin("flood.example", now, 2_000), Begin::Wait);
         }
@@ -548,17 +564,21 @@ mod tests {
     }
 
     #[test]
-    fn an_abandoned_or_stale_question_is_asked_again() {
+    fn an_abandoned_or_stale_question_is_asked_again_and_only_its_asker_can_abandon_it() {
         let mut cache = VerdictCache::default();
-        assert_eq!(cache.begin("x.example", 0, 2_000), Begin::Ask);
-        cache.abandon("x.example");
-        assert_eq!(cache.begin("x.example", 0, 2_000), Begin::Ask);
+        let first = ask(&mut cache, "x.example", 0);
+        cache.abandon("x.example", first);
+        let second = ask(&mut cache, "x.example", 0);
+        assert_ne!(first, second);
         // Its asker vanished without dropping its mark: taken over once the mark is stale.
         assert_eq!(cache.begin("x.example", 1_999, 2_000), Begin::Wait);
-        assert_eq!(cache.begin("x.example", 2_000, 2_000), Begin::Ask);
+        let third = ask(&mut cache, "x.example", 2_000);
+        // The vanished asker's late abandon leaves the new question alone.
+        cache.abandon("x.example", second);
+        assert_eq!(cache.begin("x.example", 2_001, 2_000), Begin::Wait);
         // Abandoning a domain that has a verdict keeps the verdict.
         cache.finish("x.example", MailVerdict::NoSuchDomain, 60, 2_000);
-        cache.abandon("x.example");
+        cache.abandon("x.example", third);
         assert_eq!(
             cache.begin("x.example", 2_000, 2_000),
             Begin::Known(MailVerdict::NoSuchDomain)
@@ -568,10 +588,10 @@ mod tests {
     #[test]
     fn a_domain_being_asked_is_never_evicted_to_make_room() {
         let mut cache = VerdictCache::default();
-        assert_eq!(cache.begin("asking.example", 0, 2_000), Begin::Ask);
+        ask(&mut cache, "asking.example", 0);
         for i in 0..CACHE_CAPACITY + 5 {
             let name = format!("d{i}.example");
-            cache.begin(&name, 0, 2_000);
+            ask(&mut cache, &name, 0);
             cache.finish(&name, MailVerdict::Unknown, 60, 0);
         }
         assert_eq!(cache.begin("asking.example", 0, 2_000), Begin::Wait);

@@ -236,13 +236,19 @@ impl FormRedirects {
         with_param(self.success.resolve(own_origin)?, "status", status)
     }
 
-    /// `failure?error=<code>`, the same codes as the JSON API, and `&suggestion=<address>` when
-    /// a typo refusal offers one.
+    /// `failure?error=<code>`, the same codes as the JSON API, and `&suggested_domain=<domain>`
+    /// when a typo refusal offers a suggestion: the domain only, since a URL ends up in access
+    /// logs, analytics and history, and the address must not.
     pub fn failure(&self, own_origin: &str, error: &ApiError) -> Option<String> {
         let mut url = self.failure.resolve(own_origin)?;
         url.query_pairs_mut().append_pair("error", error.code());
-        if let Some(suggestion) = error.suggestion() {
-            url.query_pairs_mut().append_pair("suggestion", suggestion);
+        let suggested_domain = error
+            .suggestion()
+            .and_then(|address| address.rsplit_once('@'))
+            .map(|(_, domain)| domain);
+        if let Some(domain) = suggested_domain {
+            url.query_pairs_mut()
+                .append_pair("suggested_domain", domain);
         }
         Some(url.to_string())
     }
@@ -581,7 +587,7 @@ mod tests {
         };
         assert_eq!(
             redirects.failure(OWN, &typo).as_deref(),
-            Some("https://signup.example.workers.dev/?from=form&error=domain_not_found&suggestion=jane%2Bx%40gmail.com")
+            Some("https://signup.example.workers.dev/?from=form&error=domain_not_found&suggested_domain=gmail.com")
         );
     }
 

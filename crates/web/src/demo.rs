@@ -34,6 +34,15 @@ pub fn status_message(
         (_, Some("rejected")) => {
             bad("We can't send email to that address. Please use another one.")
         }
+        (_, Some("disposable_domain")) => {
+            bad("That looks like a throwaway address. Please use an address you'll keep.")
+        }
+        (_, Some("domain_not_found")) => {
+            bad("That email domain doesn't exist. Please check the part after the @.")
+        }
+        (_, Some("domain_accepts_no_mail")) => {
+            bad("That email domain doesn't receive mail. Please check the part after the @.")
+        }
         (_, Some(_)) => bad("Something went wrong on our side. Please try again later."),
         _ => None,
     }
@@ -58,14 +67,29 @@ pub(crate) fn turnstile_tags(site_key: Option<&str>) -> (String, String) {
     }
 }
 
-/// The page. `honeypot_field` is the hidden field's name; `site_key` adds the Turnstile widget.
+/// "Did you mean …?" for a form redirect's `suggested_domain`, only when it is one of the popular
+/// domains a suggestion can name: the page never repeats other text from the URL.
+pub fn suggestion_hint(suggested_domain: Option<&str>) -> Option<String> {
+    let domain = crate::typo::POPULAR
+        .iter()
+        .find(|popular| Some(**popular) == suggested_domain)?;
+    Some(format!(" Did you mean an address at {domain}?"))
+}
+
+/// The page. `honeypot_field` is the hidden field's name; `site_key` adds the Turnstile widget;
+/// `suggested_domain` is a typo refusal's suggestion (from the form redirect).
 pub fn render_page(
     honeypot_field: &str,
     site_key: Option<&str>,
     status: Option<&str>,
     error: Option<&str>,
+    suggested_domain: Option<&str>,
 ) -> String {
     let (status_class, status_text) = status_message(status, error).unwrap_or(("", ""));
+    let hint = error
+        .and(suggestion_hint(suggested_domain))
+        .unwrap_or_default();
+    let status_text = format!("{status_text}{hint}");
     let (turnstile_script, turnstile_widget) = turnstile_tags(site_key);
     let main = format!(
         r#"<h1>Sign up</h1>
@@ -94,7 +118,8 @@ input:focus-visible { outline: 3px solid #f0b400; outline-offset: 2px; }
 .trap { position: absolute; left: -10000px; width: 1px; height: 1px; overflow: hidden; }
 #status { margin-top: 1rem; min-height: 1.5rem; }
 #status.ok { color: #136c2e; }
-#status.error { color: #b3261e; }";
+#status.error { color: #b3261e; }
+#status .fix { margin: 0 0 0 .25rem; padding: .2rem .6rem; }";
 
 /// One of this Worker's pages: `title`, the shared style plus `css`, `head` (script tags),
 /// `main`'s content, and `after` (after `main`).
@@ -138,9 +163,25 @@ pub const SCRIPT: &str = r#"(function () {
     busy: 'Lots of signups right now. Please try again in a minute.',
     upstream_throttled: 'Lots of signups right now. Please try again in a minute.',
     captcha_failed: "The bot check didn't pass. Please try again.",
-    rejected: "We can't send email to that address. Please use another one."
+    rejected: "We can't send email to that address. Please use another one.",
+    disposable_domain: "That looks like a throwaway address. Please use an address you'll keep.",
+    domain_not_found: "That email domain doesn't exist. Please check the part after the @.",
+    domain_accepts_no_mail: "That email domain doesn't receive mail. Please check the part after the @."
   };
   function show(kind, text) { status.className = kind; status.textContent = text; }
+  // A typo refusal's suggestion as a one-click fix: it fills the field and signs up again.
+  function offer(suggestion) {
+    var fix = document.createElement('button');
+    fix.type = 'button';
+    fix.className = 'fix';
+    fix.textContent = 'Use ' + suggestion;
+    fix.addEventListener('click', function () {
+      form.elements.email.value = suggestion;
+      form.requestSubmit();
+    });
+    status.appendChild(document.createTextNode(' Did you mean ' + suggestion + '? '));
+    status.appendChild(fix);
+  }
   form.addEventListener('submit', function (event) {
     event.preventDefault();
     var data = new FormData(form);
@@ -164,6 +205,7 @@ pub const SCRIPT: &str = r#"(function () {
         } else {
           var code = reply.error && reply.error.code;
           show('error', messages[code] || 'Something went wrong on our side. Please try again later.');
+          if (reply.error && typeof reply.error.suggestion === 'string') { offer(reply.error.suggestion); }
         }
       });
     }).catch(function () {
@@ -182,7 +224,7 @@ mod tests {
 
     #[test]
     fn the_page_has_a_labelled_input_a_button_a_live_status_and_a_hidden_honeypot() {
-        let page = render_page("website", None, None, None);
+        let page = render_page("website", None, None, None, None);
         assert!(page.contains(r#"<label for="email">Email address</label>"#));
         assert!(page.contains(r#"<input id="email" name="email" type="email""#));
         assert!(page.contains(r#"<button type="submit">Sign up</button>"#));
@@ -197,20 +239,37 @@ mod tests {
 
     #[test]
     fn a_redirect_status_is_shown_in_plain_words_and_unknown_values_show_nothing() {
-        assert!(render_page("website", None, Some("verified"), None).contains("confirmed"));
-        assert!(render_page("website", None, Some("sent"), None).contains("Check your inbox"));
-        assert!(
-            render_page("website", None, None, Some("cooldown")).contains("We just sent a link")
-        );
-        assert!(render_page("website", None, None, Some("upstream_error"))
-            .contains("Something went wrong"));
+        let page = |status, error| render_page("website", None, status, error, None);
+        assert!(page(Some("verified"), None).contains("confirmed"));
+        assert!(page(Some("sent"), None).contains("Check your inbox"));
+        assert!(page(None, Some("cooldown")).contains("We just sent a link"));
+        assert!(page(None, Some("upstream_error")).contains("Something went wrong"));
+        assert!(page(None, Some("disposable_domain")).contains("throwaway address"));
         assert_eq!(status_message(Some("<script>"), None), None);
-        assert!(!render_page("website", None, Some("<script>"), None).contains("<script>alert"));
+        assert!(!page(Some("<script>"), None).contains("<script>alert"));
+    }
+
+    #[test]
+    fn a_suggested_domain_is_shown_only_when_it_is_a_popular_one() {
+        let page = |domain| render_page("website", None, None, Some("domain_not_found"), domain);
+        assert!(page(Some("hotmail.com")).contains("Did you mean an address at hotmail.com?"));
+        assert!(!page(Some("evil.example")).contains("Did you mean"));
+        assert!(!page(Some("<b>x</b>")).contains("<b>x"));
+        assert!(
+            !render_page("website", None, Some("sent"), None, Some("gmail.com"))
+                .contains("Did you mean")
+        );
     }
 
     #[test]
     fn the_turnstile_widget_appears_with_an_escaped_site_key() {
-        let page = render_page("website", Some("1x00000000000000000000AA\"><x"), None, None);
+        let page = render_page(
+            "website",
+            Some("1x00000000000000000000AA\"><x"),
+            None,
+            None,
+            None,
+        );
         assert!(page.contains(r#"src="https://challenges.cloudflare.com/turnstile/v0/api.js""#));
         assert!(page.contains(r#"data-sitekey="1x00000000000000000000AA&quot;&gt;&lt;x""#));
     }

@@ -6,8 +6,10 @@
 //!
 //! Invariants: the list is sorted bytewise, one lowercase ASCII domain per line (a test keeps it
 //! so, and the refresh script refuses anything else), so a lookup is a binary search of the
-//! embedded text (`signup_verify_domain::sorted_text`): no index is built; a parent above the registrable
-//! domain (`com`, `co.uk`) is never matched, so no entry can block a whole public suffix.
+//! embedded text (`signup_verify_domain::sorted_text`): no index is built; a parent above the
+//! registrable domain (`com`, `co.uk`) is never matched, so no entry can block an ICANN public
+//! suffix. Entries on shared hosting names the suffix table leaves out (`mooo.com`, `us.to`) do
+//! block every name under them: the list means them so.
 
 use signup_verify_domain::mailbox::registrable_domain;
 use signup_verify_domain::sorted_text::find_line;
@@ -171,6 +173,8 @@ mod tests {
             Some("0-mailer.dynv6.net")
         );
         assert_eq!(p.blocked_entry("other.dynv6.net"), None);
+        // A listed shared name (free subdomains for anyone) blocks the names under it.
+        assert_eq!(p.blocked_entry("jane.mooo.com"), Some("mooo.com"));
     }
 
     #[test]

@@ -40,8 +40,10 @@ impl RecordType {
 
 /// An answer is kept at least this long (a flood of one domain asks once a minute at most)...
 pub const MIN_TTL_SECS: u32 = 60;
-/// ...and at most this long (a domain that starts taking mail is seen within the hour).
-pub const MAX_TTL_SECS: u32 = 3_600;
+/// ...and at most this long: a domain that starts taking mail (or a brief NXDOMAIN while its DNS
+/// moves) is seen within five minutes, and a cached answer tells a prober about other people's
+/// signups for no longer (docs/address-checks.md, "Limits").
+pub const MAX_TTL_SECS: u32 = 300;
 
 /// What one answer says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +75,9 @@ pub fn query_url(doh_url: &Url, domain: &str, record: RecordType) -> String {
 struct Reply {
     #[serde(rename = "Status")]
     status: u32,
+    /// Truncated: the answer is not whole, so its silence proves nothing.
+    #[serde(rename = "TC", default)]
+    truncated: bool,
     #[serde(rename = "Answer", default)]
     answer: Vec<Record>,
     #[serde(rename = "Authority", default)]
@@ -109,6 +114,9 @@ pub fn parse_answer(body: &[u8], record: RecordType) -> Answer {
     let Ok(reply) = serde_json::from_slice::<Reply>(body) else {
         return Answer::Unusable;
     };
+    if reply.truncated {
+        return Answer::Unusable;
+    }
     match reply.status {
         0 => {}
         3 => {
@@ -196,8 +204,8 @@ mod tests {
     #[test]
     fn a_name_that_does_not_exist_is_nxdomain_held_for_the_soa_ttl() {
         let body = r#"{"Status":3,"Question":[{"name":"gmial.com","type":15}],
-            "Authority":[{"name":"com","type":6,"TTL":900,"data":"a.gtld-servers.net. nstld.verisign-grs.com. 1 1800 900 604800 86400"}]}"#;
-        assert_eq!(mx(body), Answer::NoSuchName { ttl_secs: 900 });
+            "Authority":[{"name":"com","type":6,"TTL":120,"data":"a.gtld-servers.net. nstld.verisign-grs.com. 1 1800 900 604800 86400"}]}"#;
+        assert_eq!(mx(body), Answer::NoSuchName { ttl_secs: 120 });
         assert_eq!(
             mx(r#"{"Status":3}"#),
             Answer::NoSuchName {
@@ -216,12 +224,12 @@ mod tests {
                 ttl_secs: MAX_TTL_SECS
             }
         );
-        let mixed = r#"{"Status":0,"Answer":[{"type":15,"TTL":600,"data":"0 ."},{"type":15,"TTL":600,"data":"10 mx.example.com."}]}"#;
+        let mixed = r#"{"Status":0,"Answer":[{"type":15,"TTL":200,"data":"0 ."},{"type":15,"TTL":200,"data":"10 mx.example.com."}]}"#;
         assert_eq!(
             mx(mixed),
             Answer::Records {
                 data: vec!["mx.example.com".into()],
-                ttl_secs: 600
+                ttl_secs: 200
             }
         );
     }
@@ -230,7 +238,13 @@ mod tests {
     fn no_mx_is_no_records_and_then_an_a_record_is_an_address() {
         let no_mx = r#"{"Status":0,"Answer":[{"name":"www.example.com","type":5,"TTL":60,"data":"example.com."}],
             "Authority":[{"type":6,"TTL":1800,"data":"ns. host. 1 2 3 4 5"}]}"#;
-        assert_eq!(mx(no_mx), Answer::NoRecords { ttl_secs: 1800 });
+        assert_eq!(
+            mx(no_mx),
+            Answer::NoRecords {
+                ttl_secs: MAX_TTL_SECS
+            },
+            "clamped"
+        );
         let a = r#"{"Status":0,"Answer":[{"name":"example.com","type":1,"TTL":30,"data":"192.0.2.1"}]}"#;
         assert_eq!(
             parse_answer(a.as_bytes(), RecordType::A),
@@ -261,6 +275,8 @@ mod tests {
             r#"{"Status":0,"Answer":[{"type":15,"TTL":60,"data":"ten mx.example.com."}]}"#,
             r#"{"Status":0,"Answer":[{"type":15,"TTL":60,"data":"10 mx.example.com. extra"}]}"#,
             r#"{"Status":0,"Answer":[{"type":15,"TTL":-1,"data":"10 mx.example.com."}]}"#,
+            r#"{"Status":0,"TC":true}"#,
+            r#"{"Status":3,"TC":true}"#,
         ] {
             assert_eq!(mx(body), Answer::Unusable, "{body}");
         }

@@ -2,9 +2,10 @@
 //! closest to, within a small edit distance (a wrong, missing, extra or swapped letter: `gmial.com`
 //! → `gmail.com`, `hotnail.com` → `hotmail.com`, `gmail.con` → `gmail.com`). Pure.
 //!
-//! Invariants: only ever asked for a domain that is refused anyway (it takes no mail, or it is
-//! throwaway: the list holds typo domains such as `gmial.com`), so a real domain that is merely
-//! near a popular one is never "corrected" (the caller's rule); a popular domain never gets a
+//! Invariants: only ever asked for a domain that is refused anyway (the caller's rule), so a real
+//! domain that is merely near a popular one is never "corrected"; a domain on the throwaway list
+//! gets one only for a slip of a popular one ([`listed_suggestion`]): the list holds typo domains
+//! (`gmial.com`) beside real throwaway services (`tmail.com`); a popular domain never gets a
 //! suggestion (`gmail.com` is one edit from `mail.com`); at most [`max_distance`] edits, and 1 for short domains, where
 //! two edits reach too many unrelated names.
 
@@ -61,6 +62,44 @@ pub fn suggestion(email: &EmailAddress) -> Option<String> {
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, popular)| format!("{local}@{popular}"))
+}
+
+/// The suggestion for a domain refused because it is on the throwaway list, which holds typo
+/// domains (`gmial.com`) beside real throwaway services (`tmail.com`, `yopmail.com`): only one
+/// swapped, dropped or doubled letter away from a popular domain, never at its first letter, so a
+/// throwaway service one or two letters from a popular name is not "corrected" into a stranger's
+/// inbox.
+pub fn listed_suggestion(email: &EmailAddress) -> Option<String> {
+    let (local, domain) = (email.local_part(), email.domain());
+    POPULAR
+        .iter()
+        .find(|popular| is_slip(domain.as_bytes(), popular.as_bytes()))
+        .map(|popular| format!("{local}@{popular}"))
+}
+
+/// Whether `typed` is `meant` with two neighbours swapped, one letter dropped or one added, at
+/// any place but the first letter.
+fn is_slip(typed: &[u8], meant: &[u8]) -> bool {
+    let first_difference = |a: &[u8], b: &[u8]| a.iter().zip(b).position(|(x, y)| x != y);
+    match typed.len() as isize - meant.len() as isize {
+        0 => match first_difference(typed, meant) {
+            Some(i) if i >= 1 && i + 1 < typed.len() => {
+                typed[i] == meant[i + 1]
+                    && typed[i + 1] == meant[i]
+                    && typed[i + 2..] == meant[i + 2..]
+            }
+            _ => false,
+        },
+        1 => {
+            let i = first_difference(typed, meant).unwrap_or(meant.len());
+            i >= 1 && typed[i + 1..] == meant[i..]
+        }
+        -1 => {
+            let i = first_difference(typed, meant).unwrap_or(typed.len());
+            i >= 1 && typed[i..] == meant[i + 1..]
+        }
+        _ => false,
+    }
 }
 
 /// The optimal string alignment distance between `a` and `b` (insertions, deletions,
@@ -134,6 +173,48 @@ mod tests {
         ] {
             assert_eq!(suggest(typed), None, "{typed}");
         }
+    }
+
+    #[test]
+    fn a_listed_domain_gets_a_suggestion_only_for_a_slip_of_a_popular_one() {
+        let listed =
+            |address: &str| listed_suggestion(&EmailAddress::parse(address).expect("valid"));
+        assert_eq!(listed("jane@gmial.com").as_deref(), Some("jane@gmail.com"));
+        assert_eq!(
+            listed("jane@hotmai.com").as_deref(),
+            Some("jane@hotmail.com")
+        );
+        assert_eq!(
+            listed("jane@hotmial.com").as_deref(),
+            Some("jane@hotmail.com")
+        );
+        assert_eq!(listed("jane@gmaill.com").as_deref(), Some("jane@gmail.com"));
+        // Real throwaway services near a popular name: never sent to a stranger's inbox.
+        for service in [
+            "yopmail.com",
+            "tmail.com",
+            "amail.com",
+            "cmail.com",
+            "e-mail.com",
+            "zoemail.com",
+            "mailinator.com",
+        ] {
+            assert_eq!(listed(&format!("jane@{service}")), None, "{service}");
+        }
+    }
+
+    #[test]
+    fn only_the_listed_typo_domains_a_slip_away_get_a_suggestion() {
+        // Over the whole vendored list: exactly the slips, none at a first letter.
+        let suggested: Vec<&str> = crate::disposable::BLOCKLIST
+            .lines()
+            .filter(|domain| {
+                // A few entries are no valid mail domain (a label ending in `-`): never typed.
+                EmailAddress::parse(&format!("x@{domain}"))
+                    .is_ok_and(|email| listed_suggestion(&email).is_some())
+            })
+            .collect();
+        assert_eq!(suggested, ["gmial.com", "hotmai.com", "hotmial.com"]);
     }
 
     #[test]
