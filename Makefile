@@ -16,7 +16,7 @@ export WASM_OPT_BIN := $(NODE_BIN)/wasm-opt
 export REDOCLY_TELEMETRY := off
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
-.PHONY: help dev test setup setup-build build lint unit e2e deploy-check client-check fuzz ses-template ses-check bench profile bench-gate bench-abuse deploy dist clean
+.PHONY: help dev test setup setup-build build lint unit e2e deploy-check client-check fuzz ses-template ses-check bench profile bench-gate bench-abuse disposable-domains deploy dist clean
 .DEFAULT_GOAL := help
 
 # `make` alone: the targets and what each does (the `##` comments below).
@@ -58,7 +58,7 @@ lint: ## fmt, clippy (host and wasm32), cargo deny, redocly lint
 
 # The bundle `wrangler deploy` would upload, built and checked without uploading, and held to its
 # size budget (gzip -9 bytes; docs/benchmarks.md, "Upload size").
-UPLOAD_BUDGET_BYTES := 375000
+UPLOAD_BUDGET_BYTES := 438550
 deploy-check: ## the bundle wrangler deploy would upload, held to its size budget
 	rm -rf target/deploy-dry-run
 	wrangler deploy --dry-run --outdir target/deploy-dry-run
@@ -74,7 +74,7 @@ unit: ## only the host unit tests
 	cargo test --workspace --lib --bins
 
 e2e: setup build ## only the end-to-end tests
-	cargo test --test contract --test e2e --test gate --test gate_timing --test browser --test demo_browser --test abuse --test follow_up --test lifecycle --test js_client --test harness --test dist
+	cargo test --test contract --test e2e --test gate --test gate_timing --test browser --test demo_browser --test abuse --test follow_up --test lifecycle --test js_client --test harness --test dist --test address_checks
 
 # Every fuzz target for FUZZ_SECONDS (default 600) each, on nightly; prints executions, coverage
 # and failures. `make test` replays the kept corpora on stable (fuzz/tests/corpora.rs).
@@ -103,8 +103,13 @@ N ?= 200
 bench-gate: ## a burst of N signups against a running make dev
 	python3 scripts/bench_gate.py -n $(N) --interval-ms $${GATE_INTERVAL_MS:-$$(sed -n 's/^GATE_INTERVAL_MS = "\([0-9]*\)"/\1/p' wrangler.toml)}
 
+# The vendored throwaway-domain list (crates/web/data/), byte for byte as published, with its
+# provenance; needs network. Then `make test`.
+disposable-domains: ## refresh the vendored throwaway-domain list (network), then run make test
+	scripts/refresh-disposable-domains.sh
+
 # Against a running `GATE_INTERVAL_MS=100 make dev`: the attack mix of issue F.
-bench-abuse: ## issue F's and issue K's attacks against a running GATE_INTERVAL_MS=100 make dev
+bench-abuse: ## issue F's and K's attacks and O's bad domains against a running GATE_INTERVAL_MS=100 make dev
 	python3 scripts/bench_abuse.py
 
 # `make ses-check` first (in the Worker's region, with your AWS credentials), and `wrangler deploy`

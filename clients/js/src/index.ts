@@ -67,6 +67,11 @@ export interface Failure {
   message: string;
   /** Seconds to wait before trying again, from `Retry-After` (429 and 503 answers). */
   retryAfter?: number;
+  /**
+   * The fixed address a refusal of the address checks offers for a typo of a popular mail domain
+   * (`jane@gmail.com` for `jane@gmial.com`): offer it to the person, never send it unasked.
+   */
+  suggestion?: string;
 }
 
 /** What {@link signup} resolves to; tell the cases apart by `status`. */
@@ -311,6 +316,7 @@ function failure(response: Response, json: unknown): Failure {
           message: `unexpected answer from the Worker: HTTP ${response.status}`,
         };
   if (retryAfter !== undefined) found.retryAfter = retryAfter;
+  if (error && typeof error.suggestion === 'string') found.suggestion = error.suggestion;
   return found;
 }
 

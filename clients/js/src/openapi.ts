@@ -58,7 +58,12 @@ export interface paths {
          *     set. Limited per IP (IPv6 by /64) by IP_RATE_LIMITER and per network (IPv6 by /48) by
          *     NETWORK_RATE_LIMITER. With STATUS_TOKEN_SECRET, the answer to the request that made the
          *     signup carries its `statusToken` and sets the signup cookie; a resubmission of a queued
-         *     address, a cooldown or a cap answer carries neither.
+         *     address, a cooldown or a cap answer carries neither. Before SES is asked, the address's
+         *     domain is checked (docs/address-checks.md): a throwaway domain, or one whose mail goes
+         *     to a throwaway host, is `400 disposable_domain` (DISPOSABLE_DOMAINS); a domain that
+         *     does not exist is `400 domain_not_found`, one that takes no mail
+         *     `400 domain_accepts_no_mail` (MX_CHECK, over DNS-over-HTTPS; a resolver that fails lets
+         *     the signup go on). Each may carry a `suggestion` for a typo of a popular domain.
          */
         post: operations["submitSignup"];
         delete?: never;
@@ -321,8 +326,13 @@ export interface components {
         Error: {
             error: {
                 /** @enum {unknown} */
-                code: "invalid_body" | "missing_email" | "invalid_email" | "unauthorized" | "origin_not_allowed" | "captcha_failed" | "not_found" | "method_not_allowed" | "payload_too_large" | "unsupported_media_type" | "rejected" | "busy" | "cooldown" | "rate_limited" | "misconfigured" | "upstream_error" | "upstream_throttled" | "upstream_timeout" | "unavailable" | "invalid_token" | "token_expired" | "unknown_signup" | "status_off" | "not_verified";
+                code: "invalid_body" | "missing_email" | "invalid_email" | "disposable_domain" | "domain_not_found" | "domain_accepts_no_mail" | "unauthorized" | "origin_not_allowed" | "captcha_failed" | "not_found" | "method_not_allowed" | "payload_too_large" | "unsupported_media_type" | "rejected" | "busy" | "cooldown" | "rate_limited" | "misconfigured" | "upstream_error" | "upstream_throttled" | "upstream_timeout" | "unavailable" | "invalid_token" | "token_expired" | "unknown_signup" | "status_off" | "not_verified";
                 message: string;
+                /**
+                 * Format: email
+                 * @description Only with disposable_domain, domain_not_found or domain_accepts_no_mail, and only when the typed domain is a near miss of a popular mail domain: the address as typed at that domain (`jane@gmail.com` for `jane@gmial.com`). Never given for a domain that was let through (docs/address-checks.md). The form redirect carries only its domain, as `suggested_domain`.
+                 */
+                suggestion?: string;
             };
         };
         /** @description What the gate has cost since it was created: the rows its SQLite read and wrote (the Durable Object cursor's own billed counters, index entries included), the Durable Object requests (calls to the gate and its alarms), the signups it was asked to take (refusals and honeypot decoys included), the alarms it set, and each per thousand signups (integers: 31100 is 31.1 rows a signup; 0 before the first signup). The counts are stored with the gate state when it is saved anyway, so an object evicted between saves loses the counts of its last steps: a lower bound for an object that sleeps between status checks. The reads of the stats themselves are left out of the rows (not out of the requests). */
@@ -769,7 +779,9 @@ export interface operations {
             /**
              * @description A plain HTML form's answer, success or failure alike: to
              *     `SUCCESS_REDIRECT_URL?status=sent|queued`, or to `FAILURE_REDIRECT_URL?error=<code>`
-             *     (the JSON API's codes; the configured URL's own query is kept). A signup this
+             *     (the JSON API's codes; the configured URL's own query is kept), with
+             *     `&suggested_domain=<domain>` when the error carries a suggestion (the domain only: a
+             *     URL ends up in logs). A signup this
              *     request made sets the signup cookie here too. A refused `Origin` and a broken
              *     configuration are answered in JSON (`403`, `500`) instead.
              */

@@ -50,6 +50,7 @@ test('signup reads queued with its position, and errors with their code and Retr
     { status: 429, body: error('cooldown', 'moments ago'), headers: { 'retry-after': '60' } },
     { status: 400, body: error('invalid_email', 'not an address') },
     { status: 502, body: '<html>bad gateway</html>', headers: { 'content-type': 'text/html' } },
+    { status: 400, body: { error: { code: 'domain_not_found', message: 'no such domain', suggestion: 'jane@gmail.com' } } },
   ]);
   const queued = await signup('a@b.io', { endpoint, fetch });
   assert.equal(queued.status, 'queued');
@@ -64,6 +65,9 @@ test('signup reads queued with its position, and errors with their code and Retr
   const proxy = await signup('a@b.io', { endpoint, fetch });
   assert.equal(proxy.code, 'unexpected_response');
   assert.equal(proxy.httpStatus, 502);
+  assert.deepEqual(await signup('jane@gmial.com', { endpoint, fetch }), {
+    status: 'error', httpStatus: 400, code: 'domain_not_found', message: 'no such domain', suggestion: 'jane@gmail.com',
+  });
 });
 
 test('signup leaves the honeypot out unless given, and a credentials choice is kept', async () => {

@@ -136,6 +136,23 @@ mod tests {
     }
 
     #[test]
+    fn the_vendored_list_is_the_one_its_provenance_names() {
+        use sha2::{Digest, Sha256};
+        let provenance = include_str!("../data/PROVENANCE.md");
+        let recorded = provenance
+            .lines()
+            .find_map(|line| line.strip_prefix("- SHA-256: "))
+            .expect("PROVENANCE.md records the list's SHA-256");
+        assert_eq!(
+            hex::encode(Sha256::digest(BLOCKLIST.as_bytes())),
+            recorded,
+            "the list changed without `make disposable-domains`"
+        );
+        let lines = format!("- Lines: {}", BLOCKLIST.lines().count());
+        assert!(provenance.contains(&lines), "{lines}");
+    }
+
+    #[test]
     fn every_entry_of_the_list_is_found_and_near_misses_are_not() {
         let listed: std::collections::HashSet<&str> = BLOCKLIST.lines().collect();
         for line in BLOCKLIST.lines() {
