@@ -94,7 +94,7 @@ impl SesConfig {
     }
 }
 
-fn is_region_name(region: &str) -> bool {
+pub(crate) fn is_region_name(region: &str) -> bool {
     region.len() <= 32
         && region.split('-').count() >= 3
         && region.split('-').all(|part| {

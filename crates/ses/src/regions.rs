@@ -1,0 +1,283 @@
+//! The pool of SES regions a deployment sends through, and each mailbox's order among them
+//! (issue P, the routing core; the Worker does not route by it yet). `SES_REGIONS` is a comma
+//! list of regions (default: `AWS_REGION` alone, so nothing changes for one region);
+//! `SES_ENDPOINTS`, optional, is a comma list aligned with it (ses-local and tests; `http://` only
+//! for loopback). A mailbox's order is rendezvous (highest random weight) hashing over the
+//! regions: each region scores the mailbox with a hash of both, and the highest score is its
+//! home. Pure.
+//!
+//! Invariants: the order depends only on the mailbox and the set of region names (not their
+//! order in `SES_REGIONS`, not the endpoints), so every isolate and every deploy agrees; adding
+//! a region moves only the mailboxes whose new home it is (about 1/n of them), and removing one
+//! moves only that region's mailboxes, each to its next region in order.
+
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use signup_verify_domain::settings::{parse_service_url, ConfigError, Vars};
+
+/// Keeps this hash apart from every other use of SHA-256 here.
+const RENDEZVOUS_LABEL: &[u8] = b"signup-verify/v1/region-rendezvous\0";
+
+/// One region of the pool and where its Query API is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region {
+    pub name: String,
+    pub endpoint: Url,
+}
+
+/// The regions, each once, in the order `SES_REGIONS` gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionPool {
+    regions: Vec<Region>,
+}
+
+impl RegionPool {
+    /// `SES_REGIONS` and `SES_ENDPOINTS`; without `SES_REGIONS`, `region` (`AWS_REGION`) at
+    /// `endpoint` (`SES_ENDPOINT` or its default) alone.
+    pub fn from_vars(vars: &Vars, region: &str, endpoint: &Url) -> Result<Self, ConfigError> {
+        let bad = |variable, problem| ConfigError { variable, problem };
+        let Some(list) = vars.get("SES_REGIONS") else {
+            if vars.get("SES_ENDPOINTS").is_some() {
+                return Err(bad("SES_ENDPOINTS", "is set without SES_REGIONS"));
+            }
+            return Ok(Self {
+                regions: vec![Region {
+                    name: region.to_string(),
+                    endpoint: endpoint.clone(),
+                }],
+            });
+        };
+        let names: Vec<&str> = list.split(',').map(str::trim).collect();
+        if names.iter().any(|n| !super::config::is_region_name(n)) {
+            return Err(bad(
+                "SES_REGIONS",
+                "must be a comma list of region names like us-east-1",
+            ));
+        }
+        if names.len() > 16 {
+            return Err(bad("SES_REGIONS", "may name at most 16 regions"));
+        }
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                return Err(bad("SES_REGIONS", "names a region twice"));
+            }
+        }
+        let endpoints: Vec<Url> = match vars.get("SES_ENDPOINTS") {
+            None => names
+                .iter()
+                .map(|name| {
+                    Url::parse(&format!("https://email.{name}.amazonaws.com/"))
+                        .map_err(|_| bad("SES_REGIONS", "does not make a valid endpoint URL"))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(raw) => {
+                let endpoints = raw
+                    .split(',')
+                    .map(|e| parse_service_url("SES_ENDPOINTS", e.trim()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if endpoints.len() != names.len() {
+                    return Err(bad(
+                        "SES_ENDPOINTS",
+                        "must list one endpoint for each region of SES_REGIONS, in the same order",
+                    ));
+                }
+                endpoints
+            }
+        };
+        Ok(Self {
+            regions: names
+                .into_iter()
+                .zip(endpoints)
+                .map(|(name, endpoint)| Region {
+                    name: name.to_string(),
+                    endpoint,
+                })
+                .collect(),
+        })
+    }
+
+    /// The regions, as configured.
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+
+    /// The region named `name`, if the pool has it (a token names the region that holds its
+    /// signup).
+    pub fn get(&self, name: &str) -> Option<&Region> {
+        self.regions.iter().find(|r| r.name == name)
+    }
+
+    /// Every region in `mailbox`'s rendezvous order: its home first.
+    pub fn order(&self, mailbox: &str) -> Vec<&Region> {
+        let mut scored: Vec<(u64, &Region)> = self
+            .regions
+            .iter()
+            .map(|region| (score(&region.name, mailbox), region))
+            .collect();
+        // Highest score first; a tie (2^-64) goes to the smaller name, the same everywhere.
+        scored.sort_by(|(a, ra), (b, rb)| b.cmp(a).then_with(|| ra.name.cmp(&rb.name)));
+        scored.into_iter().map(|(_, region)| region).collect()
+    }
+
+    /// `mailbox`'s home region.
+    pub fn home(&self, mailbox: &str) -> &Region {
+        self.regions
+            .iter()
+            .max_by(|a, b| {
+                score(&a.name, mailbox)
+                    .cmp(&score(&b.name, mailbox))
+                    .then_with(|| b.name.cmp(&a.name))
+            })
+            .unwrap_or(&self.regions[0])
+    }
+}
+
+/// The region's weight for the mailbox: 64 bits of a labelled SHA-256 of both.
+fn score(region: &str, mailbox: &str) -> u64 {
+    let digest = Sha256::new()
+        .chain_update(RENDEZVOUS_LABEL)
+        .chain_update(region.as_bytes())
+        .chain_update([0])
+        .chain_update(mailbox.as_bytes())
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn pool(pairs: &[(&str, &str)]) -> Result<RegionPool, ConfigError> {
+        let lookup = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        };
+        let default = Url::parse("https://email.us-east-1.amazonaws.com/").expect("url");
+        RegionPool::from_vars(&Vars::new(&lookup), "us-east-1", &default)
+    }
+
+    fn names(p: &RegionPool, mailbox: &str) -> Vec<String> {
+        p.order(mailbox).iter().map(|r| r.name.clone()).collect()
+    }
+
+    fn mailboxes(n: usize) -> impl Iterator<Item = String> {
+        (0..n).map(|i| format!("person{i}@example{}.com", i % 97))
+    }
+
+    #[test]
+    fn without_ses_regions_the_pool_is_aws_region_alone() {
+        let p = pool(&[]).expect("default");
+        assert_eq!(p.regions().len(), 1);
+        assert_eq!(p.home("a@b.io").name, "us-east-1");
+        assert_eq!(
+            pool(&[("SES_ENDPOINTS", "http://127.0.0.1:1/")])
+                .expect_err("alone")
+                .variable,
+            "SES_ENDPOINTS"
+        );
+    }
+
+    #[test]
+    fn regions_and_their_endpoints_are_parsed_and_checked() {
+        let p = pool(&[
+            ("SES_REGIONS", "us-east-1, eu-west-1,ap-south-1"),
+            (
+                "SES_ENDPOINTS",
+                "http://127.0.0.1:1/,http://127.0.0.1:2/,http://localhost:3/",
+            ),
+        ])
+        .expect("valid");
+        assert_eq!(
+            p.get("eu-west-1").map(|r| r.endpoint.as_str()),
+            Some("http://127.0.0.1:2/")
+        );
+        let p = pool(&[("SES_REGIONS", "eu-west-1,us-west-2")]).expect("valid");
+        assert_eq!(
+            p.get("us-west-2").map(|r| r.endpoint.as_str()),
+            Some("https://email.us-west-2.amazonaws.com/")
+        );
+        for (pairs, variable) in [
+            (&[("SES_REGIONS", "us-east-1,Europe")][..], "SES_REGIONS"),
+            (&[("SES_REGIONS", "us-east-1,us-east-1")], "SES_REGIONS"),
+            (&[("SES_REGIONS", "us-east-1,")], "SES_REGIONS"),
+            (
+                &[
+                    ("SES_REGIONS", "us-east-1,eu-west-1"),
+                    ("SES_ENDPOINTS", "http://127.0.0.1:1/"),
+                ],
+                "SES_ENDPOINTS",
+            ),
+            (
+                &[
+                    ("SES_REGIONS", "us-east-1"),
+                    ("SES_ENDPOINTS", "http://ses.example/"),
+                ],
+                "SES_ENDPOINTS",
+            ),
+        ] {
+            assert_eq!(
+                pool(pairs).expect_err("refused").variable,
+                variable,
+                "{pairs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_mailbox_always_has_the_same_order_whatever_order_the_regions_are_listed_in() {
+        let a = pool(&[("SES_REGIONS", "us-east-1,eu-west-1,ap-south-1")]).expect("valid");
+        let b = pool(&[("SES_REGIONS", "ap-south-1,us-east-1,eu-west-1")]).expect("valid");
+        for mailbox in mailboxes(500) {
+            assert_eq!(names(&a, &mailbox), names(&b, &mailbox));
+            assert_eq!(a.home(&mailbox).name, names(&a, &mailbox)[0]);
+        }
+    }
+
+    #[test]
+    fn ten_thousand_mailboxes_spread_over_three_regions_within_two_percent() {
+        let p = pool(&[("SES_REGIONS", "us-east-1,eu-west-1,ap-south-1")]).expect("valid");
+        let mut homes: BTreeMap<String, usize> = BTreeMap::new();
+        for mailbox in mailboxes(10_000) {
+            *homes.entry(p.home(&mailbox).name.clone()).or_default() += 1;
+        }
+        for (region, n) in &homes {
+            assert!((3_133..=3_533).contains(n), "{region}: {n} of 10,000");
+        }
+        assert_eq!(homes.len(), 3);
+    }
+
+    #[test]
+    fn adding_a_region_moves_only_the_mailboxes_it_becomes_home_to() {
+        let three = pool(&[("SES_REGIONS", "us-east-1,eu-west-1,ap-south-1")]).expect("valid");
+        let four =
+            pool(&[("SES_REGIONS", "us-east-1,eu-west-1,ap-south-1,sa-east-1")]).expect("valid");
+        let mut moved = 0;
+        for mailbox in mailboxes(10_000) {
+            let (before, after) = (three.home(&mailbox), four.home(&mailbox));
+            if before != after {
+                assert_eq!(
+                    after.name, "sa-east-1",
+                    "{mailbox} moved between old regions"
+                );
+                moved += 1;
+            }
+            // The rest of the order is the old order.
+            let rest: Vec<String> = names(&four, &mailbox)
+                .into_iter()
+                .filter(|n| n != "sa-east-1")
+                .collect();
+            assert_eq!(rest, names(&three, &mailbox));
+        }
+        assert!(
+            (2_300..=2_700).contains(&moved),
+            "{moved} of 10,000 moved (1/4 expected)"
+        );
+    }
+}
