@@ -111,7 +111,17 @@ fn clamp_ttl(ttl: u32) -> u32 {
 
 /// Reads the resolver's JSON answer to a query of `record`.
 pub fn parse_answer(body: &[u8], record: RecordType) -> Answer {
-    let Ok(reply) = serde_json::from_slice::<Reply>(body) else {
+    // serde_json skips the fields it does not read without checking their bytes: a body that is
+    // not UTF-8 throughout is not JSON, and proves nothing.
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Answer::Unusable;
+    };
+    // serde would also read a struct from an array (`[3]` as `{"Status":3}`): only an object is
+    // an answer (found by the fuzzer).
+    if !text.trim_start().starts_with('{') {
+        return Answer::Unusable;
+    }
+    let Ok(reply) = serde_json::from_str::<Reply>(text) else {
         return Answer::Unusable;
     };
     if reply.truncated {
@@ -276,9 +286,14 @@ mod tests {
             r#"{"Status":0,"Answer":[{"type":15,"TTL":60,"data":"10 mx.example.com. extra"}]}"#,
             r#"{"Status":0,"Answer":[{"type":15,"TTL":-1,"data":"10 mx.example.com."}]}"#,
             r#"{"Status":0,"TC":true}"#,
+            "[3]",
+            " [0, false]",
             r#"{"Status":3,"TC":true}"#,
         ] {
             assert_eq!(mx(body), Answer::Unusable, "{body}");
         }
+        // Found by the fuzzer: bytes that are not UTF-8, in a field this does not even read.
+        let not_utf8 = b"{\"Status\":3,\"Question\":[{\"name\":\"gmial.co\xfe\xffm\"}]}";
+        assert_eq!(parse_answer(not_utf8, RecordType::Mx), Answer::Unusable);
     }
 }
