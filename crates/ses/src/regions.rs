@@ -120,6 +120,16 @@ impl RegionPool {
         scored.into_iter().map(|(_, region)| region).collect()
     }
 
+    /// Where a new signup of `mailbox` goes: the first region in its order that is not
+    /// `paused` (its home, unless the home is paused: then the next healthy one, the same for
+    /// every signup of the mailbox while the pause lasts); `None` when every region is paused.
+    /// A paused region's queued signups are handed over by the same rule.
+    pub fn route(&self, mailbox: &str, paused: impl Fn(&Region) -> bool) -> Option<&Region> {
+        self.order(mailbox)
+            .into_iter()
+            .find(|region| !paused(region))
+    }
+
     /// `mailbox`'s home region.
     pub fn home(&self, mailbox: &str) -> &Region {
         self.regions
@@ -251,6 +261,25 @@ mod tests {
             assert!((3_133..=3_533).contains(n), "{region}: {n} of 10,000");
         }
         assert_eq!(homes.len(), 3);
+    }
+
+    #[test]
+    fn a_paused_home_spills_to_the_next_healthy_region_in_the_mailboxs_order() {
+        let p = pool(&[("SES_REGIONS", "us-east-1,eu-west-1,ap-south-1")]).expect("valid");
+        for mailbox in mailboxes(300) {
+            let order = names(&p, &mailbox);
+            let none_paused = p.route(&mailbox, |_| false).map(|r| r.name.clone());
+            assert_eq!(none_paused.as_ref(), Some(&order[0]), "sticky to its home");
+            let home_paused = p
+                .route(&mailbox, |r| r.name == order[0])
+                .map(|r| r.name.clone());
+            assert_eq!(home_paused.as_ref(), Some(&order[1]));
+            let two_paused = p
+                .route(&mailbox, |r| r.name != order[2])
+                .map(|r| r.name.clone());
+            assert_eq!(two_paused.as_ref(), Some(&order[2]));
+            assert_eq!(p.route(&mailbox, |_| true), None);
+        }
     }
 
     #[test]
