@@ -24,6 +24,21 @@ pub fn check(data: &[u8]) {
     };
     let text = String::from_utf8_lossy(body);
     let answer = parse_answer(body, record);
+    if answer != Answer::Unusable {
+        // Only a UTF-8 JSON object is ever read as an answer (its unread fields may hold any
+        // number, so it is read as an object of anything, not as `Value`).
+        assert!(
+            std::str::from_utf8(body).is_ok(),
+            "an answer from bytes that are not UTF-8"
+        );
+        let object = serde_json::from_slice::<
+            std::collections::BTreeMap<String, serde::de::IgnoredAny>,
+        >(body);
+        assert!(
+            object.is_ok(),
+            "an answer from something that is not an object: {text:?}"
+        );
+    }
     let in_clamp = |ttl: &u32| (MIN_TTL_SECS..=MAX_TTL_SECS).contains(ttl);
     match &answer {
         Answer::Records { data, ttl_secs } => {

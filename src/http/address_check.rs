@@ -73,19 +73,31 @@ pub async fn check(
 /// request's own timer), or a fresh one; all within this signup's `DOH_TIMEOUT_MS`, whichever
 /// way it goes (a waiter that takes a question over asks within what is left of its own).
 async fn verdict(mx: &MxCheckConfig, domain: &str, request_id: &RequestId) -> MailVerdict {
-    let deadline = now_ms().saturating_add(mx.timeout_ms);
+    let started = now_ms();
+    let deadline = started.saturating_add(mx.timeout_ms);
     let ticket = loop {
         let now = now_ms();
-        let asking_ms = mx.timeout_ms + ASKING_SLACK_MS;
+        if now >= deadline {
+            // Waited out this signup's own time: it goes on unchecked, and caches nothing.
+            return MailVerdict::Unknown;
+        }
+        // The mark lasts as long as this signup may ask, and a little more.
+        let asking_ms = deadline.saturating_sub(now) + ASKING_SLACK_MS;
         match VERDICTS.with(|v| v.borrow_mut().begin(domain, now, asking_ms)) {
             Begin::Known(verdict) => return verdict,
             Begin::Ask(ticket) => break ticket,
-            Begin::Wait if now >= deadline => return MailVerdict::Unknown,
             Begin::Wait => Delay::from(Duration::from_millis(WAIT_POLL_MS)).await,
         }
     };
+    // A signup that took a question over after waiting has less than the whole timeout: if it
+    // learns nothing, that says nothing about the resolver, and is not kept for others.
+    let whole_time = now_ms().saturating_sub(started) < WAIT_POLL_MS;
     let mut asking = Asking(Some((domain, ticket)));
     let (verdict, ttl_secs) = lookup(mx, domain, deadline, request_id).await;
+    if verdict == MailVerdict::Unknown && !whole_time {
+        // The guard abandons the question as it goes.
+        return verdict;
+    }
     // Answered: `finish` ends the question, not the guard.
     asking.0 = None;
     VERDICTS.with(|v| {

@@ -86,8 +86,12 @@ pub fn render_page(
     suggested_domain: Option<&str>,
 ) -> String {
     let (status_class, status_text) = status_message(status, error).unwrap_or(("", ""));
-    let hint = error
-        .and(suggestion_hint(suggested_domain))
+    let typo_refusal = matches!(
+        error,
+        Some("disposable_domain" | "domain_not_found" | "domain_accepts_no_mail")
+    );
+    let hint = suggestion_hint(suggested_domain)
+        .filter(|_| typo_refusal)
         .unwrap_or_default();
     let status_text = format!("{status_text}{hint}");
     let (turnstile_script, turnstile_widget) = turnstile_tags(site_key);
@@ -177,7 +181,8 @@ pub const SCRIPT: &str = r#"(function () {
     fix.textContent = 'Use ' + suggestion;
     fix.addEventListener('click', function () {
       form.elements.email.value = suggestion;
-      form.requestSubmit();
+      // With Turnstile, the widget needs a fresh token first: the fix fills the field only.
+      if (window.turnstile) { form.elements.email.focus(); } else { form.requestSubmit(); }
     });
     status.appendChild(document.createTextNode(' Did you mean ' + suggestion + '? '));
     status.appendChild(fix);
@@ -246,7 +251,8 @@ mod tests {
         assert!(page(None, Some("upstream_error")).contains("Something went wrong"));
         assert!(page(None, Some("disposable_domain")).contains("throwaway address"));
         assert_eq!(status_message(Some("<script>"), None), None);
-        assert!(!page(Some("<script>"), None).contains("<script>alert"));
+        assert!(!page(Some("<script>alert(1)</script>"), None).contains("alert(1)"));
+        assert!(!page(None, Some("<script>alert(1)</script>")).contains("alert(1)"));
     }
 
     #[test]
@@ -258,6 +264,11 @@ mod tests {
         assert!(
             !render_page("website", None, Some("sent"), None, Some("gmail.com"))
                 .contains("Did you mean")
+        );
+        assert!(
+            !render_page("website", None, None, Some("cooldown"), Some("gmail.com"))
+                .contains("Did you mean"),
+            "only a typo refusal carries the hint"
         );
     }
 

@@ -208,6 +208,28 @@ mod tests {
     }
 
     #[test]
+    fn no_popular_mailbox_provider_or_mail_host_is_on_the_list() {
+        // A refresh that listed one would refuse its users, or (as an MX host) every domain
+        // hosted there.
+        let hosts = [
+            "amazonaws.com",
+            "cloudflare.net",
+            "google.com",
+            "messagingengine.com",
+            "mx.cloudflare.net",
+            "outlook.com",
+            "protonmail.ch",
+            "registrar-servers.com",
+            "yandex.net",
+            "zoho.com",
+        ];
+        let popular = crate::typo::POPULAR.iter().copied();
+        for domain in popular.chain(hosts) {
+            assert!(!is_listed(domain), "{domain} is on the throwaway list");
+        }
+    }
+
+    #[test]
     fn blocking_off_lets_every_domain_through() {
         let p = DisposablePolicy {
             block: false,

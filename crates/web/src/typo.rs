@@ -64,11 +64,11 @@ pub fn suggestion(email: &EmailAddress) -> Option<String> {
         .map(|(_, popular)| format!("{local}@{popular}"))
 }
 
-/// The suggestion for a domain refused because it is on the throwaway list, which holds typo
-/// domains (`gmial.com`) beside real throwaway services (`tmail.com`, `yopmail.com`): only one
-/// swapped, dropped or doubled letter away from a popular domain, never at its first letter, so a
-/// throwaway service one or two letters from a popular name is not "corrected" into a stranger's
-/// inbox.
+/// The suggestion for a domain refused as throwaway (on the list, or sending its mail to a
+/// listed host): the list holds typo domains (`gmial.com`) beside real throwaway services
+/// (`tmail.com`, `yopmail.com`), so only one swapped, dropped or doubled letter away from a
+/// popular domain, never at its first letter: a throwaway service one or two letters from a
+/// popular name is not "corrected" into a stranger's inbox.
 pub fn listed_suggestion(email: &EmailAddress) -> Option<String> {
     let (local, domain) = (email.local_part(), email.domain());
     POPULAR
@@ -77,8 +77,8 @@ pub fn listed_suggestion(email: &EmailAddress) -> Option<String> {
         .map(|popular| format!("{local}@{popular}"))
 }
 
-/// Whether `typed` is `meant` with two neighbours swapped, one letter dropped or one added, at
-/// any place but the first letter.
+/// Whether `typed` is `meant` with two neighbours swapped, one letter dropped, or one letter
+/// doubled, at any place but the first letter.
 fn is_slip(typed: &[u8], meant: &[u8]) -> bool {
     let first_difference = |a: &[u8], b: &[u8]| a.iter().zip(b).position(|(x, y)| x != y);
     match typed.len() as isize - meant.len() as isize {
@@ -92,7 +92,7 @@ fn is_slip(typed: &[u8], meant: &[u8]) -> bool {
         },
         1 => {
             let i = first_difference(typed, meant).unwrap_or(meant.len());
-            i >= 1 && typed[i + 1..] == meant[i..]
+            i >= 1 && typed[i] == typed[i - 1] && typed[i + 1..] == meant[i..]
         }
         -1 => {
             let i = first_difference(typed, meant).unwrap_or(typed.len());
@@ -189,6 +189,9 @@ mod tests {
             Some("jane@hotmail.com")
         );
         assert_eq!(listed("jane@gmaill.com").as_deref(), Some("jane@gmail.com"));
+        assert_eq!(listed("jane@gmmail.com").as_deref(), Some("jane@gmail.com"));
+        // An added letter that doubles nothing is no slip.
+        assert_eq!(listed("jane@gmaila.com"), None);
         // Real throwaway services near a popular name: never sent to a stranger's inbox.
         for service in [
             "yopmail.com",
