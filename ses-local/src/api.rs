@@ -47,6 +47,7 @@ pub struct Call<'a> {
     pub new_id: &'a mut dyn FnMut() -> String,
 }
 
+#[derive(Debug, Clone)]
 pub struct Limits {
     pub throttle_ms: u64,
     pub link_ttl_ms: u64,

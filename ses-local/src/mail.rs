@@ -143,6 +143,11 @@ impl Outbox {
     }
 
     /// Uses a token. The caller applies the identity change the outcome names.
+    /// Whether this outbox issued `token`.
+    pub fn knows_token(&self, token: &str) -> bool {
+        self.tokens.contains_key(token)
+    }
+
     pub fn open_link(&mut self, token: &str, now_ms: u64) -> LinkOutcome {
         let Some(entry) = self.tokens.get_mut(token) else {
             return LinkOutcome::Invalid { redirect: None };

@@ -55,7 +55,9 @@ struct Args {
     /// Session token requests must carry (X-Amz-Security-Token). Unset: none may be sent.
     #[arg(long, env = "SES_LOCAL_SESSION_TOKEN")]
     session_token: Option<String>,
-    /// Region the signature's credential scope must name.
+    /// Regions served, a comma list: each has its own identities, templates, outbox and
+    /// throttling, and a request goes to the one its signature's credential scope names (the
+    /// first, to be refused, when it names none of them).
     #[arg(long, env = "SES_LOCAL_REGION", default_value = "us-east-1")]
     region: String,
     /// TOML seed: verified_identities, configuration_sets and [[templates]] (see ses-local.toml).
@@ -107,15 +109,32 @@ async fn main() {
         Some(path) => Settings::load(path).unwrap_or_else(|e| fail(&e)),
         None => Settings::default(),
     };
-    let state_file = args.state.clone().map(StateFile);
-    let mut store = match &state_file {
-        Some(file) => file.load().unwrap_or_else(|e| fail(&e)),
-        None => Store::default(),
-    };
-    settings.seed(&mut store);
-    if let Some(file) = &state_file {
-        file.save(&store).unwrap_or_else(|e| fail(&e));
+    let region_names: Vec<String> = args
+        .region
+        .split(',')
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+        .collect();
+    if region_names.is_empty() {
+        fail("--region names no region");
     }
+    // The first region keeps --state's path; another region keeps `<stem>.<region>.<ext>` beside it.
+    let state_of = |i: usize, region: &str| {
+        args.state.clone().map(|path| {
+            if i == 0 {
+                return StateFile(path);
+            }
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let ext = path
+                .extension()
+                .map(|e| format!(".{}", e.to_string_lossy()))
+                .unwrap_or_default();
+            StateFile(path.with_file_name(format!("{stem}.{region}{ext}")))
+        })
+    };
     let listener = tokio::net::TcpListener::bind((args.bind, args.port))
         .await
         .unwrap_or_else(|e| {
@@ -142,14 +161,31 @@ async fn main() {
         identity_on: args.identity_on,
         max_24_hour_send: args.max_24_hour_send,
     };
+    let regions = region_names
+        .iter()
+        .enumerate()
+        .map(|(i, region)| {
+            let state_file = state_of(i, region);
+            let mut store = match &state_file {
+                Some(file) => file.load().unwrap_or_else(|e| fail(&e)),
+                None => Store::default(),
+            };
+            settings.seed(&mut store);
+            if let Some(file) = &state_file {
+                file.save(&store).unwrap_or_else(|e| fail(&e));
+            }
+            let ses = Ses::new(
+                store,
+                state_file,
+                settings.configuration_sets.clone(),
+                region,
+                limits.clone(),
+            );
+            (region.clone(), Mutex::new(ses))
+        })
+        .collect();
     let app = Arc::new(App {
-        ses: Mutex::new(Ses::new(
-            store,
-            state_file,
-            settings.configuration_sets,
-            &args.region,
-            limits,
-        )),
+        regions,
         faults: Mutex::default(),
         requests: Mutex::default(),
         credentials: Credentials {
@@ -157,7 +193,6 @@ async fn main() {
             secret_access_key: args.secret_access_key,
             session_token: args.session_token,
         },
-        region: args.region,
         max_skew: time::Duration::seconds(args.max_skew_secs),
         clock_offset: time::Duration::seconds(args.clock_offset_secs),
         base_url: base_url.clone(),

@@ -35,6 +35,8 @@ const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
 #[serde(rename_all = "camelCase")]
 pub struct RequestRecord {
     pub request_id: String,
+    /// The region whose SES answered (the credential scope's, when ses-local serves it).
+    pub region: String,
     /// Arrival time in Unix microseconds.
     pub received_at_us: u64,
     pub action: Option<String>,
@@ -50,13 +52,14 @@ pub struct RequestRecord {
 }
 
 pub struct App {
-    pub ses: Mutex<Ses>,
+    /// One SES per region served, each with its own store, outbox and throttling; the first is
+    /// the one a request whose credential scope names no served region is checked against.
+    pub regions: Vec<(String, Mutex<Ses>)>,
     /// Faults queued by `POST /_faults`, applied before the signature check.
     pub faults: Mutex<Faults>,
     /// `GET /_requests`.
     pub requests: Mutex<Vec<RequestRecord>>,
     pub credentials: Credentials,
-    pub region: String,
     pub max_skew: time::Duration,
     /// Added to this machine's clock, to simulate a caller whose clock is off.
     pub clock_offset: time::Duration,
@@ -79,8 +82,23 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl App {
-    fn ses(&self) -> MutexGuard<'_, Ses> {
-        lock(&self.ses)
+    /// The served region a request's credential scope names (`Credential=<key>/<date>/<region>/…`
+    /// in `Authorization`), else the first: whose signature and state the request is for.
+    fn region_of(&self, authorization: Option<&str>) -> (&str, &Mutex<Ses>) {
+        let named = authorization
+            .and_then(|auth| auth.split("Credential=").nth(1))
+            .and_then(|scope| scope.split('/').nth(2));
+        let (name, ses) = self
+            .regions
+            .iter()
+            .find(|(region, _)| Some(region.as_str()) == named)
+            .unwrap_or(&self.regions[0]);
+        (name, ses)
+    }
+
+    /// Every region's SES in turn, for what spans them (the outbox, the links).
+    fn each_ses(&self) -> impl Iterator<Item = MutexGuard<'_, Ses>> {
+        self.regions.iter().map(|(_, ses)| lock(ses))
     }
 
     /// Keeps the call in `/_requests` and prints one line for it on stderr: action, verdict,
@@ -289,6 +307,7 @@ async fn query_api(
     let action = params.get("Action").unwrap_or_default().to_string();
     let mut record = RequestRecord {
         request_id: request_id.clone(),
+        region: String::new(),
         received_at_us: micros(arrived),
         action: params.get("Action").map(str::to_string),
         // The address a send mails, or the identity a delete names.
@@ -344,11 +363,16 @@ async fn query_api(
         body: &body,
     };
     let now = app.now();
-    let verdict = sigv4::verify(&incoming, &app.credentials, &app.region, now, app.max_skew);
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let (region, region_ses) = app.region_of(authorization);
+    let verdict = sigv4::verify(&incoming, &app.credentials, region, now, app.max_skew);
+    record.region = region.to_string();
     // Handled and logged under the lock, so the log's order is the handling order; the lock
     // ends with this block, before any await below.
     let answer = {
-        let mut ses = app.ses();
+        let mut ses = lock(region_ses);
         let answer = match &verdict {
             Ok(()) => ses.handle(
                 &params,
@@ -398,7 +422,11 @@ fn wants_json(headers: &HeaderMap) -> bool {
 /// Accepted sends, newest first: HTML for a person, JSON with `Accept: application/json`.
 async fn outbox(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     // Copied under the lock, rendered after it: a page being read never holds up the API.
-    let mails: Vec<_> = app.ses().outbox().newest_first().cloned().collect();
+    let mut mails: Vec<_> = app
+        .each_ses()
+        .flat_map(|ses| ses.outbox().newest_first().cloned().collect::<Vec<_>>())
+        .collect();
+    mails.sort_by(|a, b| b.sent_at_ms.cmp(&a.sent_at_ms));
     if wants_json(&headers) {
         Json(serde_json::json!({ "messages": mails })).into_response()
     } else {
@@ -411,10 +439,12 @@ async fn outbox_mail(
     Path(message_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let ses = app.ses();
-    match ses.outbox().find(&message_id) {
-        Some(mail) if wants_json(&headers) => Json(mail.clone()).into_response(),
-        Some(mail) => html(StatusCode::OK, pages::mail(mail)),
+    let mail = app
+        .each_ses()
+        .find_map(|ses| ses.outbox().find(&message_id).cloned());
+    match mail {
+        Some(mail) if wants_json(&headers) => Json(mail).into_response(),
+        Some(mail) => html(StatusCode::OK, pages::mail(&mail)),
         None => html(
             StatusCode::NOT_FOUND,
             pages::not_verified("There is no such mail in the outbox."),
@@ -426,11 +456,11 @@ async fn outbox_mail(
 /// redirect after it, with no cookies and no person, and says where it landed. It verifies the
 /// identity exactly as such a scanner does; a safe success page must record nothing.
 async fn scan_link(State(app): State<Arc<App>>, Path(message_id): Path<String>) -> Response {
-    let link = app
-        .ses()
-        .outbox()
-        .find(&message_id)
-        .map(|mail| mail.verification_link.clone());
+    let link = app.each_ses().find_map(|ses| {
+        ses.outbox()
+            .find(&message_id)
+            .map(|mail| mail.verification_link.clone())
+    });
     let Some(link) = link else {
         return (
             StatusCode::NOT_FOUND,
@@ -461,7 +491,13 @@ async fn scan_link(State(app): State<Arc<App>>, Path(message_id): Path<String>) 
 /// A verification link: the identity is updated, then a 302 to the template's URL (or a page).
 async fn verify_link(State(app): State<Arc<App>>, Path(token): Path<String>) -> Response {
     let now_ms = micros(app.now()) / 1000;
-    let outcome = app.ses().open_link(&token, now_ms);
+    // The region that issued the link: the first whose outbox knows the token.
+    let issuer = app
+        .regions
+        .iter()
+        .find(|(_, ses)| lock(ses).outbox().knows_token(&token))
+        .map_or(&app.regions[0].1, |(_, ses)| ses);
+    let outcome = lock(issuer).open_link(&token, now_ms);
     let redirect =
         |url: &str| (StatusCode::FOUND, [(header::LOCATION, url.to_string())]).into_response();
     match outcome {
