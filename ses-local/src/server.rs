@@ -426,7 +426,7 @@ async fn outbox(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         .each_ses()
         .flat_map(|ses| ses.outbox().newest_first().cloned().collect::<Vec<_>>())
         .collect();
-    mails.sort_by(|a, b| b.sent_at_ms.cmp(&a.sent_at_ms));
+    mails.sort_by_key(|mail| std::cmp::Reverse(mail.sent_at_ms));
     if wants_json(&headers) {
         Json(serde_json::json!({ "messages": mails })).into_response()
     } else {
