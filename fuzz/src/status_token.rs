@@ -46,6 +46,7 @@ pub fn check(data: &[u8]) {
         key: hex::encode(digest),
         signed_up_ms: NOW_MS - u64::from(data.first().copied().unwrap_or(0)) * 3_600_000,
         nonce: hex::encode(&digest[..16]),
+        region: None,
     };
     let minted = issue(SECRET, Purpose::Status, &signup);
     let claim = verify(SECRET, Purpose::Status, &minted, signup.signed_up_ms)

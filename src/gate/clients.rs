@@ -1,10 +1,22 @@
-//! The Worker's client of the internal messages (`signup_verify_gate::messages`), over the
-//! `SesGate` stub ([`GateClient`]: a signup, a status, a confirmation, the stats
-//! (`signup_verify_gate::messages::GateStats`, passed through as the gate wrote it)). A call
-//! that fails on the way is logged and answered with the [`ApiError`] the caller gives.
+//! The Worker's client of the internal messages (`signup_verify_gate::messages`), over each
+//! region's `SesGate` stub ([`GateClient`]: a signup, a status, a confirmation, the stats), and
+//! the pool's routing around them: a new signup tries its mailbox's regions in turn
+//! ([`send_signup`], `RegionPool::attempts`: its home unless the home declined as paused, which
+//! this isolate then remembers), a status or a confirmation goes to the region its credential
+//! names and follows a hand-over ([`lookup`]), and the stats of every region are added up
+//! ([`pool_stats`]). A call that fails on the way is logged and answered with the [`ApiError`]
+//! the caller gives.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
 use signup_verify_domain::log_line;
+use signup_verify_domain::mailbox::Mailbox;
+use signup_verify_gate::messages::GateStats;
+use signup_verify_gate::pool_stats::PoolStats;
+use signup_verify_ses::config::SesConfig;
+use signup_verify_ses::regions::PauseBook;
 use worker::{Env, Stub};
 
 use signup_verify_domain::email::EmailAddress;
@@ -18,8 +30,85 @@ use signup_verify_gate::messages::{
 use crate::outbound::Outbound;
 use crate::outbound::OutboundError;
 use crate::outbound::Redirects;
+use crate::runtime::now_ms;
 
-/// The Worker's side of the gate RPCs, for the region's one `SesGate`.
+thread_local! {
+    /// The regions that declined a signup as paused, and until when (this isolate's memory).
+    static PAUSED: RefCell<PauseBook> = RefCell::new(PauseBook::default());
+}
+
+/// A new signup of `email`: to its mailbox's home region, or, while the home is paused, to the
+/// next region of its rendezvous order that takes it. The answer's signup names the region that
+/// took it. `presented` goes only to the region that holds it.
+pub async fn send_signup(
+    env: &Env,
+    ses: &SesConfig,
+    email: &EmailAddress,
+    request_id: &RequestId,
+    presented: Option<SignupRef>,
+    decoy: bool,
+) -> SendReply {
+    let mailbox = Mailbox::of(email);
+    let attempts = PAUSED.with(|paused| {
+        ses.regions
+            .attempts(mailbox.as_str(), &paused.borrow(), now_ms())
+    });
+    for (region, may_decline) in attempts {
+        let held_here = presented
+            .as_ref()
+            .filter(|p| p.region.as_deref().unwrap_or(&ses.region) == region.name)
+            .cloned();
+        let reply = GateClient::for_region(env, &region.name)?
+            .send(email, request_id, held_here, decoy, may_decline)
+            .await;
+        match reply {
+            Err(ApiError::RegionPaused { paused_until_ms }) if may_decline => {
+                crate::log::info(
+                    || log_line!({"event": "region_declined", "region": region.name, "paused_until_ms": paused_until_ms, "request_id": request_id}),
+                );
+                PAUSED.with(|paused| paused.borrow_mut().mark(&region.name, paused_until_ms));
+            }
+            reply => return reply.map(|accepted| accepted.in_region(&region.name)),
+        }
+    }
+    // Only the last region may not decline: it always answers above.
+    Err(ApiError::Unavailable)
+}
+
+/// The status of the signup a credential names (`STATUS_PATH`), or a person's confirmation of
+/// it (`CONFIRM_PATH`): at the gate of the region it names (`AWS_REGION`'s for a credential
+/// made before regions were named), following each hand-over to the gate that holds it now.
+pub async fn lookup(env: &Env, ses: &SesConfig, path: &str, signup: SignupRef) -> StatusReply {
+    let mut signup = signup;
+    // A signup is handed over at most once per region it passes through.
+    for _ in 0..=ses.regions.regions().len() {
+        let region = signup.region.clone().unwrap_or_else(|| ses.region.clone());
+        match GateClient::for_region(env, &region)?
+            .signup(path, &signup)
+            .await
+        {
+            Err(ApiError::Moved { to }) if to.region.is_some() => signup = to,
+            Err(ApiError::Moved { .. }) => return Err(ApiError::UnknownSignup),
+            reply => return reply,
+        }
+    }
+    Err(ApiError::UnknownSignup)
+}
+
+/// Every region's stats and their totals (`PoolStats`); a region whose gate does not answer
+/// fails the whole answer (figures without it would mislead).
+pub async fn pool_stats(env: &Env, ses: &SesConfig) -> Result<PoolStats, ApiError> {
+    let mut regions = BTreeMap::new();
+    for region in ses.regions.regions() {
+        let bytes = GateClient::for_region(env, &region.name)?.stats().await?;
+        let stats: GateStats = serde_json::from_slice(&bytes)
+            .map_err(|e| rpc_failed("stats", &e.to_string(), ApiError::UpstreamError))?;
+        regions.insert(region.name.clone(), stats);
+    }
+    PoolStats::of(regions).ok_or(ApiError::Misconfigured)
+}
+
+/// The Worker's side of the gate RPCs, for one region's `SesGate`.
 pub struct GateClient(Stub);
 
 impl GateClient {
@@ -36,12 +125,14 @@ impl GateClient {
         request_id: &RequestId,
         presented: Option<SignupRef>,
         decoy: bool,
+        may_decline: bool,
     ) -> SendReply {
         let body = serde_json::to_string(&SendRequest {
             email: email.clone(),
             request_id: request_id.clone(),
             presented,
             decoy,
+            may_decline,
         })
         .map_err(|_| ApiError::UpstreamError)?;
         rpc::<SendReply>(&self.0, post(SEND_PATH, &body))
@@ -58,8 +149,7 @@ impl GateClient {
             .map_err(|e| rpc_failed("status", &e, ApiError::UpstreamError))?
     }
 
-    /// The gate's [`GateStats`], as the JSON the gate wrote: passed through unparsed (parsing
-    /// and writing it again in the Worker would only add code to the upload).
+    /// The gate's [`GateStats`], as the JSON the gate wrote.
     pub async fn stats(&self) -> Result<Vec<u8>, ApiError> {
         reply(
             &self.0,

@@ -1,6 +1,7 @@
-//! `SesGate`, the Durable Object every signup goes through: one instance per region
-//! (`id_from_name(region)`), so every Worker isolate in the world shares one gate, and every SES
-//! call of the region leaves from it, on its [`Wire`]. A thin shell: it parses the config once
+//! `SesGate`, the Durable Object every signup goes through: one instance per region of the pool
+//! (`id_from_name(region)`: its name is its region, which it signs for and calls), so every
+//! Worker isolate in the world shares one gate per region, and every SES call of the region
+//! leaves from it, on its [`Wire`]. A thin shell: it parses the config once
 //! per instance, opens the SQLite store, wakes the wire at every event, and moves RPC bodies in
 //! and out of [`Gate`], where every decision lives (`signup_verify_gate::gate`).
 //!
@@ -45,7 +46,17 @@ impl DurableObject for SesGate {
     fn new(state: State, env: Env) -> Self {
         let gate = match load_config(&env) {
             Err(_) => Err(ApiError::Misconfigured),
-            Ok(config) => {
+            Ok(mut config) => {
+                // The Worker names each gate by its region; an unnamed one (none is made) is
+                // `AWS_REGION`'s, the one gate there was before pools.
+                if let Some(region) = state.id().name() {
+                    config.ses = config.ses.for_region(&region);
+                }
+                // `DAILY_SEND_BUDGET` is the pool's: each region's gate keeps its share.
+                config.gate.daily_send_budget = config
+                    .ses
+                    .regions
+                    .budget_share(config.gate.daily_send_budget);
                 let sender = Wire::new(config.ses, config.gate.interval_ms);
                 let runtime = WorkerRuntime(state.storage());
                 SqlGateStore::open(DurableSql(state.storage().sql()))
@@ -73,13 +84,15 @@ impl DurableObject for SesGate {
                     (Err(error), _) => Err(error.clone()),
                     (Ok(_), Err(_)) => Err(ApiError::InvalidBody),
                     (Ok(gate), Ok(request)) if request.decoy => {
-                        gate.decoy(&request.email, &request.request_id).await
+                        gate.decoy(&request.email, &request.request_id, request.may_decline)
+                            .await
                     }
                     (Ok(gate), Ok(request)) => {
-                        gate.send(
+                        gate.send_in_pool(
                             &request.email,
                             &request.request_id,
                             request.presented.as_ref(),
+                            request.may_decline,
                         )
                         .await
                     }

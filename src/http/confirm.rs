@@ -16,7 +16,7 @@ use super::{
     answer_cors, error_response, header, html_response, json_response, limit_lookup, own_origin,
     see_other,
 };
-use crate::gate::clients::GateClient;
+use crate::gate::clients::lookup;
 use crate::runtime::now_ms;
 use crate::runtime::random_u32;
 use signup_verify_domain::error::ApiError;
@@ -104,10 +104,8 @@ async fn confirm(
             Ok(Confirmation::NoSignup)
         }
         ConfirmFor::Answered(answer) => answer,
-        ConfirmFor::Signup(signup) => confirmation(
-            GateClient::for_region(env, &config.ses.region)?
-                .signup(CONFIRM_PATH, &signup)
-                .await,
-        ),
+        ConfirmFor::Signup(signup) => {
+            confirmation(lookup(env, &config.ses, CONFIRM_PATH, signup).await)
+        }
     }
 }

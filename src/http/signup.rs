@@ -19,7 +19,7 @@ use super::cors::grant;
 use super::{
     answer_cors, error_response, header, json_response, limit_signup, own_origin, see_other,
 };
-use crate::gate::clients::GateClient;
+use crate::gate::clients::send_signup;
 use crate::outbound;
 use crate::outbound::OutboundError;
 use crate::runtime::now_ms;
@@ -138,9 +138,15 @@ async fn signup(
             || log_line!({"event": "honeypot", "field": browser.honeypot_field, "request_id": request_id}),
         );
     }
-    GateClient::for_region(env, &config.ses.region)?
-        .send(&ask.email, request_id, ask.presented, ask.decoy)
-        .await
+    send_signup(
+        env,
+        &config.ses,
+        &ask.email,
+        request_id,
+        ask.presented,
+        ask.decoy,
+    )
+    .await
 }
 
 /// The one line every signup leaves in the Worker's log: its request id and its answer.

@@ -1,11 +1,11 @@
 //! `GET /gate/stats`: a 404 unless `ADMIN_TOKEN` is set, then only with `Authorization: Bearer`
-//! and that token (`signup_verify_web::route::admin_access`); the figures come from the
-//! region's gate.
+//! and that token (`signup_verify_web::route::admin_access`); the figures of every region's
+//! gate, and their totals (`signup_verify_gate::pool_stats`).
 
 use worker::{Env, Request, Response};
 
 use super::{error_response, header, json_bytes_response};
-use crate::gate::clients::GateClient;
+use crate::gate::clients::pool_stats;
 use signup_verify_domain::error::ApiError;
 use signup_verify_web::config::Config;
 use signup_verify_web::route::admin_access;
@@ -17,13 +17,12 @@ pub async fn get(req: &Request, env: &Env, config: &Config) -> Response {
     }
 }
 
-/// The gate's `GateStats` JSON, as it wrote it.
+/// The pool's `PoolStats` JSON.
 async fn stats(req: &Request, env: &Env, config: &Config) -> Result<Vec<u8>, ApiError> {
     admin_access(
         config.admin_token.as_ref(),
         header(req, "authorization").as_deref(),
     )?;
-    GateClient::for_region(env, &config.ses.region)?
-        .stats()
-        .await
+    let stats = pool_stats(env, &config.ses).await?;
+    serde_json::to_vec(&stats).map_err(|_| ApiError::UpstreamError)
 }

@@ -1,14 +1,14 @@
 //! `GET /signup/status`: the per-IP lookup limit, then the status token from
 //! `Authorization: Bearer` only (a query string ends up in logs), checked at the request's time
 //! (`signup_verify_web::status`: 401 when missing, forged or expired; a honeypot decoy's
-//! answered there), then the signup's status from the region's gate (404 when it names no
+//! answered there), then the signup's status from the gate of the region it names (404 when it names no
 //! signup). CORS as for `/signup`, never with credentials.
 
 use worker::{Env, Request, Response};
 
 use super::cors::grant;
 use super::{answer_cors, error_response, header, json_response, limit_lookup};
-use crate::gate::clients::GateClient;
+use crate::gate::clients::lookup;
 use crate::runtime::now_ms;
 use crate::runtime::random_u32;
 use signup_verify_domain::error::ApiError;
@@ -48,10 +48,6 @@ async fn status(req: &Request, env: &Env, config: &Config) -> Result<SignupStatu
         now_ms(),
     )? {
         StatusLookup::Decoy(status) => Ok(status),
-        StatusLookup::Signup(signup) => {
-            GateClient::for_region(env, &config.ses.region)?
-                .signup(STATUS_PATH, &signup)
-                .await
-        }
+        StatusLookup::Signup(signup) => lookup(env, &config.ses, STATUS_PATH, signup).await,
     }
 }

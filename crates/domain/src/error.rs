@@ -69,6 +69,17 @@ pub enum ApiError {
     /// A confirmation before the link in the email was opened (or of a signup that can no
     /// longer be verified): refused, nothing recorded.
     NotVerified,
+    /// Internal, gate to Worker: this region's gate is paused (SES says its configuration, its
+    /// sandbox or its account is broken there) and was told another region may take a new
+    /// signup; the Worker tries the mailbox's next region. Never a browser's answer.
+    RegionPaused {
+        paused_until_ms: u64,
+    },
+    /// Internal, gate to Worker: the signup was handed over to another region's gate while
+    /// this one stayed paused; `to` names it there. The Worker asks that gate instead.
+    Moved {
+        to: crate::status_token::SignupRef,
+    },
 }
 
 impl ApiError {
@@ -92,7 +103,8 @@ impl ApiError {
             Self::UpstreamError => 502,
             Self::UpstreamThrottled { .. } => 503,
             Self::UpstreamTimeout => 504,
-            Self::Unavailable => 503,
+            Self::Unavailable | Self::RegionPaused { .. } => 503,
+            Self::Moved { .. } => 404,
             Self::InvalidToken | Self::TokenExpired => 401,
             Self::UnknownSignup | Self::StatusOff => 404,
             Self::NotVerified => 409,
@@ -129,6 +141,8 @@ impl ApiError {
             Self::UpstreamThrottled { .. } => "upstream_throttled",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::Unavailable => "unavailable",
+            Self::RegionPaused { .. } => "region_paused",
+            Self::Moved { .. } => "moved",
         }
     }
 
@@ -169,9 +183,10 @@ impl ApiError {
                 "The email service is busy. Please try again shortly."
             }
             Self::UpstreamTimeout => "The email service did not answer in time.",
-            Self::Unavailable => {
+            Self::Unavailable | Self::RegionPaused { .. } => {
                 "The signup service is briefly unavailable. Please try again shortly."
             }
+            Self::Moved { .. } => "There is no signup for this token.",
             Self::InvalidToken => "A valid status token is required.",
             Self::TokenExpired => "This status token has expired.",
             Self::UnknownSignup => "There is no signup for this token.",

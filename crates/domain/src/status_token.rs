@@ -2,7 +2,7 @@
 //! token (JSON body, for `GET /signup/status` as `Authorization: Bearer`) and the confirmation
 //! credential (only ever in the HttpOnly signup cookie, for `POST /confirm`). A credential is
 //! `<payload>.<mac>`, both unpadded base64url, where the payload is
-//! `<address key>.<signup ms>.<expiry ms>.<nonce>` and the MAC is HMAC-SHA256 under
+//! `<address key>.<signup ms>.<expiry ms>.<nonce>[.<region>]` and the MAC is HMAC-SHA256 under
 //! `STATUS_TOKEN_SECRET` over a purpose label and the payload.
 //!
 //! Invariants:
@@ -14,6 +14,9 @@
 //! - it holds the address's keyed hash, never the address; it cannot be made or altered without
 //!   the secret (the MAC is checked in constant time before anything is read); it stops working
 //!   at its expiry;
+//! - it names the SES region whose gate holds its signup (`region`), under the MAC: a change of
+//!   `SES_REGIONS` still finds it; a credential made before regions were named has four parts,
+//!   and its signup is in the gate of `AWS_REGION`;
 //! - a honeypot decoy is a real credential under the real secret whose nonce is
 //!   [`decoy_nonce`] of its key: only the secret's holder can tell it from a signup's.
 
@@ -32,6 +35,28 @@ pub struct SignupRef {
     pub key: String,
     pub signed_up_ms: u64,
     pub nonce: String,
+    /// The region whose gate holds it: set by the Worker (a gate knows only itself), carried
+    /// in its credentials; `None` in credentials made before regions were named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+impl SignupRef {
+    /// The same signup, held by the gate of `region`.
+    pub fn in_region(mut self, region: &str) -> Self {
+        self.region = Some(region.to_string());
+        self
+    }
+}
+
+/// Whether `region` can be a region's name in a credential: lowercase letters, digits and
+/// dashes, at most 32 bytes (no dot, the payload's separator).
+fn is_region_part(region: &str) -> bool {
+    !region.is_empty()
+        && region.len() <= 32
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 impl From<TokenError> for crate::error::ApiError {
@@ -97,13 +122,17 @@ fn mac(secret: &[u8], label: &[u8], payload: &[u8]) -> Hmac<Sha256> {
 
 /// The credential for `purpose` naming `signup`.
 pub fn issue(secret: &[u8], purpose: Purpose, signup: &SignupRef) -> String {
-    let payload = format!(
+    let mut payload = format!(
         "{}.{}.{}.{}",
         signup.key,
         signup.signed_up_ms,
         signup.signed_up_ms + TOKEN_LIFETIME_MS,
         signup.nonce
     );
+    if let Some(region) = signup.region.as_deref().filter(|r| is_region_part(r)) {
+        payload.push('.');
+        payload.push_str(region);
+    }
     let tag = mac(secret, purpose.label(), payload.as_bytes())
         .finalize()
         .into_bytes();
@@ -138,7 +167,8 @@ pub fn verify(
         .map_err(|_| TokenError::Forged)?;
     let payload = String::from_utf8(payload).map_err(|_| TokenError::Malformed)?;
     let mut parts = payload.split('.');
-    let (Some(key), Some(signed_up), Some(expires), Some(nonce), None) = (
+    let (Some(key), Some(signed_up), Some(expires), Some(nonce), region, None) = (
+        parts.next(),
         parts.next(),
         parts.next(),
         parts.next(),
@@ -147,12 +177,16 @@ pub fn verify(
     ) else {
         return Err(TokenError::Malformed);
     };
+    if region.is_some_and(|r| !is_region_part(r)) {
+        return Err(TokenError::Malformed);
+    }
     let parse = |n: &str| n.parse::<u64>().map_err(|_| TokenError::Malformed);
     let claim = Claim {
         signup: SignupRef {
             key: key.to_string(),
             signed_up_ms: parse(signed_up)?,
             nonce: nonce.to_string(),
+            region: region.map(str::to_string),
         },
         expires_ms: parse(expires)?,
     };
@@ -215,6 +249,7 @@ mod tests {
             key: KEY.into(),
             signed_up_ms: 1_000,
             nonce: nonce.into(),
+            region: None,
         }
     }
 
@@ -234,6 +269,69 @@ mod tests {
         assert!(token
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
+    }
+
+    #[test]
+    fn a_token_names_the_region_that_holds_its_signup_under_its_mac() {
+        let named = signup("00112233445566778899aabbccddeeff").in_region("eu-west-1");
+        let token = issue(SECRET, Purpose::Status, &named);
+        let claim = verify(SECRET, Purpose::Status, &token, 2_000).expect("valid");
+        assert_eq!(claim.signup.region.as_deref(), Some("eu-west-1"));
+        // Another region under the same MAC is forged.
+        let (payload, tag) = token.split_once('.').expect("two parts");
+        let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).expect("b64"))
+            .expect("utf-8")
+            .replace("eu-west-1", "us-east-1");
+        let moved = format!("{}.{tag}", URL_SAFE_NO_PAD.encode(payload));
+        assert_eq!(
+            verify(SECRET, Purpose::Status, &moved, 2_000),
+            Err(TokenError::Forged)
+        );
+    }
+
+    #[test]
+    fn a_token_made_before_regions_were_named_still_verifies_and_names_no_region() {
+        // The four-part payload every earlier version issued, signed as they signed it.
+        let payload = format!(
+            "{KEY}.1000.{}.00112233445566778899aabbccddeeff",
+            1_000 + TOKEN_LIFETIME_MS
+        );
+        let tag = mac(SECRET, Purpose::Status.label(), payload.as_bytes())
+            .finalize()
+            .into_bytes();
+        let token = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(tag)
+        );
+        let claim = verify(SECRET, Purpose::Status, &token, 2_000).expect("still valid");
+        assert_eq!(claim.signup, signup("00112233445566778899aabbccddeeff"));
+        assert_eq!(claim.signup.region, None);
+        assert_eq!(
+            issue(SECRET, Purpose::Status, &claim.signup),
+            token,
+            "a signup without a region gets the same four parts"
+        );
+    }
+
+    #[test]
+    fn a_signed_region_that_is_not_a_region_name_is_malformed() {
+        for region in ["EU", "eu west", "", &"a".repeat(33)] {
+            let payload = format!("{KEY}.1000.{}.ab.{region}", 1_000 + TOKEN_LIFETIME_MS);
+            let tag = mac(SECRET, Purpose::Status.label(), payload.as_bytes())
+                .finalize()
+                .into_bytes();
+            let token = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(&payload),
+                URL_SAFE_NO_PAD.encode(tag)
+            );
+            assert_eq!(
+                verify(SECRET, Purpose::Status, &token, 2_000),
+                Err(TokenError::Malformed),
+                "{region:?}"
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! `budget` (the daily send budget), `check_schedule` (when each sent signup is next checked, in memory), `send_log` (sends of the last minute and hour), `usage` (rows and requests: what the gate costs), `pacing` (the wire's rule), `queue` (items, fair order,
 //! the head's fate), `cooldown` (per-mailbox limits), `tracking` (a signup's lifecycle),
 //! `identities` (who created each SES identity, and its clean-up), `webhook` (Standard Webhooks
-//! events), `messages` (what travels between the Worker and the gate, and the gate's SES calls) and `config` (the gate's settings).
+//! events), `messages` (what travels between the Worker and the gate, and the gate's SES calls), `pool_stats` (the stats of every region, and their totals) and `config` (the gate's settings).
 //!
 //! Invariant: nothing here reaches `worker`; the host tests drive it with fakes and a fake clock.
 
@@ -24,6 +24,7 @@ pub mod identities;
 pub mod memory_store;
 pub mod messages;
 pub mod pacing;
+pub mod pool_stats;
 pub mod ports;
 pub mod queue;
 pub mod send_log;

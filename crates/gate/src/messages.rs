@@ -44,6 +44,14 @@ pub struct SendRequest {
     /// but sends nothing and keeps no signup.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub decoy: bool,
+    /// Another region of the pool can take a new signup: a paused gate declines it
+    /// (`ApiError::RegionPaused`) instead of queueing it.
+    #[serde(
+        default,
+        rename = "mayDecline",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub may_decline: bool,
 }
 
 /// A signup the gate took. Over the RPC it also names the signup it made (`signup`), from
@@ -117,6 +125,12 @@ impl Accepted {
             Self::Sent { signup, .. } | Self::Queued { signup, .. } => *signup = made,
         }
         self
+    }
+
+    /// The same answer, its signup held by the gate of `region`.
+    pub fn in_region(self, region: &str) -> Self {
+        let made = self.signup().cloned().map(|s| s.in_region(region));
+        self.made(made)
     }
 
     /// The body a caller sees, with `status_token` (the signup's own, minted by the Worker).
@@ -320,6 +334,7 @@ mod tests {
             key: "k".into(),
             signed_up_ms: 1,
             nonce: "n".into(),
+            region: None,
         };
         let reply = Accepted::Queued {
             position: 3,

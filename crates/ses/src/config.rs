@@ -6,6 +6,8 @@ use url::Url;
 
 use signup_verify_domain::settings::{parse_service_url, ConfigError, Secret, Vars};
 
+use crate::regions::RegionPool;
+
 /// AWS credentials, from secrets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsCredentials {
@@ -25,6 +27,10 @@ pub struct SesConfig {
     pub credentials: AwsCredentials,
     /// `SES_TIMEOUT_MS`: one call, connect to body.
     pub timeout_ms: u64,
+    /// `SES_REGIONS` and `SES_ENDPOINTS`: every region the deployment sends through (by
+    /// default `region` alone). `region` and `endpoint` above are the one this config calls;
+    /// a region's gate calls its own ([`Self::for_region`]).
+    pub regions: RegionPool,
 }
 
 /// Which SES the Worker sends through, and with which template: the settings that are not
@@ -61,7 +67,7 @@ impl SesTarget {
                     }
                 })?
             }
-            Some(raw) => parse_ses_endpoint(&raw)?,
+            Some(raw) => parse_ses_endpoint("SES_ENDPOINT", &raw)?,
         };
         Ok(Self {
             region,
@@ -83,6 +89,7 @@ impl SesConfig {
             secret_access_key: vars.required("AWS_SECRET_ACCESS_KEY")?.into(),
             session_token: vars.get("AWS_SESSION_TOKEN").map(Secret::from),
         };
+        let regions = RegionPool::from_vars(vars, &region, &endpoint)?;
         Ok(Self {
             region,
             template_name,
@@ -90,7 +97,25 @@ impl SesConfig {
             endpoint,
             credentials,
             timeout_ms: vars.number("SES_TIMEOUT_MS", 5000, 1..=60_000)?,
+            regions,
         })
+    }
+
+    /// The same settings calling region `name`: at its endpoint from the pool, or at SES's own
+    /// endpoint for a region that left `SES_REGIONS` (its gate still sends what it holds and
+    /// cleans up after it).
+    pub fn for_region(&self, name: &str) -> Self {
+        let endpoint = match self.regions.get(name) {
+            Some(region) => region.endpoint.clone(),
+            None if name == self.region => self.endpoint.clone(),
+            None => Url::parse(&format!("https://email.{name}.amazonaws.com/"))
+                .unwrap_or_else(|_| self.endpoint.clone()),
+        };
+        Self {
+            region: name.to_string(),
+            endpoint,
+            ..self.clone()
+        }
     }
 }
 
@@ -105,10 +130,11 @@ pub(crate) fn is_region_name(region: &str) -> bool {
         })
 }
 
-/// `SES_ENDPOINT`: a service URL whose path is plain (unreserved characters between slashes, no
-/// `.` or `..` segment), so that it is its own SigV4 canonical path.
-fn parse_ses_endpoint(raw: &str) -> Result<Url, ConfigError> {
-    let url = parse_service_url("SES_ENDPOINT", raw)?;
+/// `SES_ENDPOINT` (or one of `SES_ENDPOINTS`, named by `variable`): a service URL whose path is
+/// plain (unreserved characters between slashes, no `.` or `..` segment), so that it is its own
+/// SigV4 canonical path.
+pub(crate) fn parse_ses_endpoint(variable: &'static str, raw: &str) -> Result<Url, ConfigError> {
+    let url = parse_service_url(variable, raw)?;
     let plain_segment = |segment: &str| {
         !matches!(segment, "." | "..")
             && segment
@@ -121,7 +147,7 @@ fn parse_ses_endpoint(raw: &str) -> Result<Url, ConfigError> {
         Ok(url)
     } else {
         Err(ConfigError {
-            variable: "SES_ENDPOINT",
+            variable,
             problem: "must have a plain path: letters, digits and - . _ ~ between slashes",
         })
     }

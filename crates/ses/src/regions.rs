@@ -1,5 +1,5 @@
-//! The pool of SES regions a deployment sends through, and each mailbox's order among them
-//! (issue P, the routing core; the Worker does not route by it yet). `SES_REGIONS` is a comma
+//! The pool of SES regions a deployment sends through, each mailbox's order among them, and
+//! which regions a signup tries ([`RegionPool::attempts`]) while some are paused ([`PauseBook`]). `SES_REGIONS` is a comma
 //! list of regions (default: `AWS_REGION` alone, so nothing changes for one region);
 //! `SES_ENDPOINTS`, optional, is a comma list aligned with it (ses-local and tests; `http://` only
 //! for loopback). A mailbox's order is rendezvous (highest random weight) hashing over the
@@ -14,7 +14,7 @@
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use signup_verify_domain::settings::{parse_service_url, ConfigError, Vars};
+use signup_verify_domain::settings::{ConfigError, Vars};
 
 /// Keeps this hash apart from every other use of SHA-256 here.
 const RENDEZVOUS_LABEL: &[u8] = b"signup-verify/v1/region-rendezvous\0";
@@ -74,7 +74,7 @@ impl RegionPool {
             Some(raw) => {
                 let endpoints = raw
                     .split(',')
-                    .map(|e| parse_service_url("SES_ENDPOINTS", e.trim()))
+                    .map(|e| super::config::parse_ses_endpoint("SES_ENDPOINTS", e.trim()))
                     .collect::<Result<Vec<_>, _>>()?;
                 if endpoints.len() != names.len() {
                     return Err(bad(
@@ -130,6 +130,33 @@ impl RegionPool {
             .find(|region| !paused(region))
     }
 
+    /// The regions a new signup of `mailbox` tries, in turn, with whether each may decline it
+    /// because it is paused (`true`: another region follows). The regions `paused` does not
+    /// hold as paused at `now_ms`, in the mailbox's order; if it holds them all, the home alone,
+    /// which must take the signup (queued until its pause ends: nothing is lost).
+    pub fn attempts(&self, mailbox: &str, paused: &PauseBook, now_ms: u64) -> Vec<(&Region, bool)> {
+        let mut healthy: Vec<&Region> = self
+            .order(mailbox)
+            .into_iter()
+            .filter(|region| !paused.is_paused(&region.name, now_ms))
+            .collect();
+        if healthy.is_empty() {
+            healthy.push(self.home(mailbox));
+        }
+        let last = healthy.len() - 1;
+        healthy
+            .into_iter()
+            .enumerate()
+            .map(|(i, region)| (region, i < last))
+            .collect()
+    }
+
+    /// Each region's gate's share of `DAILY_SEND_BUDGET` (`total`, for the whole pool): an even
+    /// share, rounded up (rendezvous spreads mailboxes evenly); 0 (no budget) stays 0.
+    pub fn budget_share(&self, total: u64) -> u64 {
+        total.div_ceil(self.regions.len().max(1) as u64)
+    }
+
     /// `mailbox`'s home region.
     pub fn home(&self, mailbox: &str) -> &Region {
         self.regions
@@ -140,6 +167,30 @@ impl RegionPool {
                     .then_with(|| b.name.cmp(&a.name))
             })
             .unwrap_or(&self.regions[0])
+    }
+}
+
+/// The regions that answered "paused" to a signup, and until when: an isolate's memory, so that
+/// the next signups go straight to their next region (one region's entry at most: bounded by
+/// the pool's 16 regions).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PauseBook {
+    until: Vec<(String, u64)>,
+}
+
+impl PauseBook {
+    /// `region` said it is paused until `until_ms`.
+    pub fn mark(&mut self, region: &str, until_ms: u64) {
+        match self.until.iter_mut().find(|(name, _)| name == region) {
+            Some((_, until)) => *until = until_ms,
+            None => self.until.push((region.to_string(), until_ms)),
+        }
+    }
+
+    pub fn is_paused(&self, region: &str, now_ms: u64) -> bool {
+        self.until
+            .iter()
+            .any(|(name, until)| name == region && *until > now_ms)
     }
 }
 
@@ -280,6 +331,60 @@ mod tests {
             assert_eq!(two_paused.as_ref(), Some(&order[2]));
             assert_eq!(p.route(&mailbox, |_| true), None);
         }
+    }
+
+    #[test]
+    fn a_signup_tries_its_healthy_regions_in_order_and_only_the_last_must_take_it() {
+        let p = pool(&[("SES_REGIONS", "us-east-1,eu-west-1,ap-south-1")]).expect("valid");
+        let mailbox = "someone@example.com";
+        let order = names(&p, mailbox);
+        let tried = |book: &PauseBook, now| -> Vec<(String, bool)> {
+            p.attempts(mailbox, book, now)
+                .into_iter()
+                .map(|(r, may_decline)| (r.name.clone(), may_decline))
+                .collect()
+        };
+        let mut book = PauseBook::default();
+        assert_eq!(
+            tried(&book, 0),
+            vec![
+                (order[0].clone(), true),
+                (order[1].clone(), true),
+                (order[2].clone(), false)
+            ]
+        );
+        book.mark(&order[0], 5_000);
+        assert_eq!(
+            tried(&book, 4_999),
+            vec![(order[1].clone(), true), (order[2].clone(), false)],
+            "a paused home is skipped"
+        );
+        assert_eq!(tried(&book, 5_000)[0].0, order[0], "until the pause ends");
+        book.mark(&order[1], 9_000);
+        book.mark(&order[2], 9_000);
+        assert_eq!(
+            tried(&book, 6_000),
+            vec![(order[0].clone(), false)],
+            "every region paused: the home takes it, and may not decline"
+        );
+        let one = pool(&[]).expect("default");
+        assert_eq!(
+            one.attempts(mailbox, &PauseBook::default(), 0)
+                .into_iter()
+                .map(|(r, d)| (r.name.clone(), d))
+                .collect::<Vec<_>>(),
+            vec![("us-east-1".to_string(), false)],
+            "one region never declines"
+        );
+    }
+
+    #[test]
+    fn the_daily_budget_is_for_the_pool_and_each_region_takes_an_even_share() {
+        let three = pool(&[("SES_REGIONS", "us-east-1,eu-west-1,ap-south-1")]).expect("valid");
+        assert_eq!(three.budget_share(3_000), 1_000);
+        assert_eq!(three.budget_share(1_000), 334, "rounded up");
+        assert_eq!(three.budget_share(0), 0, "no budget stays none");
+        assert_eq!(pool(&[]).expect("one").budget_share(1_000), 1_000);
     }
 
     #[test]

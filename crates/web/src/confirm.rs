@@ -373,6 +373,7 @@ mod tests {
             key: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
             signed_up_ms: 1_000,
             nonce,
+            region: None,
         }
     }
 

@@ -672,6 +672,7 @@ mod tests {
             key: "k".into(),
             signed_up_ms: 1_000,
             nonce: "00".repeat(16),
+            region: None,
         }
     }
 

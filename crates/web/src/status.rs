@@ -90,6 +90,7 @@ mod tests {
             key: KEY.into(),
             signed_up_ms: 1_000,
             nonce,
+            region: None,
         }
     }
 
@@ -99,6 +100,7 @@ mod tests {
             key: "k".into(),
             signed_up_ms: 1_000,
             nonce: "0a00".into(),
+            region: None,
         };
         let sent = decoy_status(&signup, 600_000, 2_000);
         assert_eq!(

@@ -14,6 +14,7 @@ use crate::messages::SendReply;
 use crate::messages::SenderLink;
 use crate::queue::estimated_send_at_ms;
 use crate::queue::fair_tag;
+use crate::queue::CONFIG_PAUSE_MS;
 use crate::slots::retry_jitter_ms;
 use crate::slots::Reservation;
 use crate::store::GateStore;
@@ -44,10 +45,39 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         request_id: &RequestId,
         presented: Option<&SignupRef>,
     ) -> SendReply {
+        self.send_in_pool(email, request_id, presented, false).await
+    }
+
+    /// [`Self::send`] in a pool of regions: `may_decline` says another region can take a new
+    /// signup, so while this gate is paused (or its direct send meets a configuration error,
+    /// which pauses it) a signup not already queued here is declined with
+    /// [`ApiError::RegionPaused`] instead of queued, and nothing of it is kept.
+    pub async fn send_in_pool(
+        &self,
+        email: &EmailAddress,
+        request_id: &RequestId,
+        presented: Option<&SignupRef>,
+        may_decline: bool,
+    ) -> SendReply {
         self.count(|g| g.cost.signups = g.cost.signups.saturating_add(1));
-        let reply = self.take_signup(email, request_id, presented).await;
+        let reply = self
+            .take_signup(email, request_id, presented, may_decline)
+            .await;
         self.save_state();
         reply
+    }
+
+    /// While this gate is paused: [`ApiError::RegionPaused`] for a new signup that `may_decline`.
+    pub(super) fn declined(&self, may_decline: bool, arrival: u64) -> Option<SendReply> {
+        let paused_until_ms = self
+            .state
+            .borrow()
+            .paused_until_ms
+            .filter(|until| may_decline && *until > arrival)?;
+        self.runtime.log_info(
+            || log_line!({"event": "signup_declined", "reason": "region_paused", "paused_until_ms": paused_until_ms}),
+        );
+        Some(Err(ApiError::RegionPaused { paused_until_ms }))
     }
 
     pub(super) async fn take_signup(
@@ -55,6 +85,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         email: &EmailAddress,
         request_id: &RequestId,
         presented: Option<&SignupRef>,
+        may_decline: bool,
     ) -> SendReply {
         let arrival = self.runtime.now_ms();
         let key = address_key(&self.address_secret, email);
@@ -65,6 +96,9 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         };
         if let Some(reply) = self.already_queued(to, arrival) {
             return reply;
+        }
+        if let Some(declined) = self.declined(may_decline, arrival) {
+            return declined;
         }
         let nonce = match self.fresh_nonce() {
             Ok(nonce) => nonce,
@@ -88,7 +122,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             .status_token_secret
             .is_some()
             .then(|| tracked.signup_ref(&key));
-        let reply = self.send_or_queue(to, arrival).await;
+        let reply = self.send_or_queue(to, arrival, may_decline).await;
         let follow_up_due = self.settle_signup(&key, tracked, &reply);
         match (&reply, admission) {
             // A call that timed out may have reached SES: the address keeps its admission (and
@@ -147,14 +181,25 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     /// A honeypot hit: answered as a signup is (dedupe, the address limits, the daily budget,
     /// a `sent` answer with the mailbox's real key and credentials whose nonce marks a decoy),
     /// but nothing is sent, tracked or queued.
-    pub async fn decoy(&self, email: &EmailAddress, request_id: &RequestId) -> SendReply {
+    /// `may_decline` as for [`Self::send_in_pool`]: a decoy is declined where a signup would be.
+    pub async fn decoy(
+        &self,
+        email: &EmailAddress,
+        request_id: &RequestId,
+        may_decline: bool,
+    ) -> SendReply {
         self.count(|g| g.cost.signups = g.cost.signups.saturating_add(1));
-        let reply = self.take_decoy(email, request_id);
+        let reply = self.take_decoy(email, request_id, may_decline);
         self.save_state();
         reply
     }
 
-    pub(super) fn take_decoy(&self, email: &EmailAddress, request_id: &RequestId) -> SendReply {
+    pub(super) fn take_decoy(
+        &self,
+        email: &EmailAddress,
+        request_id: &RequestId,
+        may_decline: bool,
+    ) -> SendReply {
         let arrival = self.runtime.now_ms();
         let key = address_key(&self.address_secret, email);
         let to = Recipient {
@@ -164,6 +209,9 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         };
         if let Some(reply) = self.already_queued(to, arrival) {
             return reply;
+        }
+        if let Some(declined) = self.declined(may_decline, arrival) {
+            return declined;
         }
         // Kept, as a sent signup's is: a decoy counts against the mailbox and the budget.
         if let Err(refused) = self.admit(to, arrival) {
@@ -190,6 +238,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 ),
                 key: key.clone(),
                 signed_up_ms: arrival,
+                region: None,
             });
         Ok(Accepted::Sent {
             message_id: Some(signup_verify_domain::status_token::decoy_message_id(
@@ -277,7 +326,12 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         }
     }
 
-    pub(super) async fn send_or_queue(&self, to: Recipient<'_>, arrival: u64) -> SendReply {
+    pub(super) async fn send_or_queue(
+        &self,
+        to: Recipient<'_>,
+        arrival: u64,
+        may_decline: bool,
+    ) -> SendReply {
         let queue_len = match self.store.queue_len() {
             Ok(len) => len,
             Err(e) => return self.unavailable(&e, to),
@@ -311,7 +365,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             Reservation::Slot { at_ms } => {
                 let _held = DirectSlot::take(&self.direct_by_domain, domain);
                 self.log_admitted(to, "direct", None);
-                self.send_direct(to, arrival, at_ms).await
+                self.send_direct(to, arrival, at_ms, may_decline).await
             }
             Reservation::Busy { retry_after_secs } => {
                 match self.enqueue(to, arrival, QueueEnd::Back, 0).await {
@@ -336,6 +390,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         to: Recipient<'_>,
         arrival: u64,
         mut slot: u64,
+        may_decline: bool,
     ) -> SendReply {
         let interval = self.config.interval_ms;
         let deadline = arrival + self.config.max_wait_ms;
@@ -362,6 +417,15 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 self.update(|g| {
                     g.counters.throttles_seen += 1;
                     g.throttled(now, random)
+                });
+            }
+            if may_decline && matches!(outcome, Some(Outcome::Config { .. })) {
+                // The region's configuration is broken: it pauses, and another takes this one.
+                let until = self.runtime.now_ms() + CONFIG_PAUSE_MS;
+                self.update(|g| g.paused_until_ms = Some(until));
+                self.runtime.log_error(log_line!({"event": "region_paused", "paused_until_ms": until, "request_id": to.request_id}));
+                return Err(ApiError::RegionPaused {
+                    paused_until_ms: until,
                 });
             }
             if !matches!(outcome, None | Some(Outcome::Retryable(_))) {

@@ -39,6 +39,7 @@ impl Tracked {
             key: key.to_string(),
             signed_up_ms: self.row.signed_up_ms,
             nonce: self.row.nonce.clone(),
+            region: None,
         }
     }
 }

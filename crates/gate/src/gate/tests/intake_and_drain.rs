@@ -1111,3 +1111,79 @@ fn an_unreadable_2xx_is_sent_once_and_never_again() {
         Err(ApiError::Cooldown { .. })
     ));
 }
+
+#[test]
+fn a_paused_gate_in_a_pool_declines_a_new_signup_and_keeps_nothing_of_it() {
+    let h = Harness::new(no_wait());
+    h.sent("first@example.com");
+    h.queued("a@example.com");
+    h.sender
+        .answers([answered(Outcome::Config { clock_skew: false })]);
+    h.drain();
+    let taken = h.gate.stats().expect("stats").daily_taken;
+    let in_pool = |address: &str| {
+        run(h
+            .gate
+            .send_in_pool(&email(address), &request_id_for(address), None, true))
+    };
+    let paused_until_ms = match in_pool("b@example.com") {
+        Err(ApiError::RegionPaused { paused_until_ms }) => paused_until_ms,
+        other => panic!("expected the region to decline, got {other:?}"),
+    };
+    assert!(paused_until_ms > h.runtime.now_ms());
+    assert_eq!(h.store.items().len(), 1, "b is not queued here");
+    assert_eq!(
+        h.gate.stats().expect("stats").daily_taken,
+        taken,
+        "nor counted"
+    );
+    // Declined, b is no stranger's later: another region may take it at once, and this one
+    // too once the pause ends (no cooldown was taken).
+    assert!(matches!(
+        h.send("b@example.com"),
+        Ok(Accepted::Queued { .. })
+    ));
+    // A mailbox already queued here stays here: it is not sent twice from two regions.
+    assert!(matches!(
+        in_pool("a@example.com"),
+        Ok(Accepted::Queued { .. })
+    ));
+    // A decoy is declined where a signup would be.
+    assert!(matches!(
+        run(h
+            .gate
+            .decoy(&email("bot@example.com"), &request_id_for("bot"), true)),
+        Err(ApiError::RegionPaused { .. })
+    ));
+}
+
+#[test]
+fn a_direct_send_that_meets_a_configuration_error_in_a_pool_pauses_the_region_and_declines() {
+    let h = Harness::new(config());
+    h.sender
+        .answers([answered(Outcome::Config { clock_skew: false })]);
+    let first = run(h
+        .gate
+        .send_in_pool(&email("a@example.com"), &request_id_for("a"), None, true));
+    assert!(
+        matches!(first, Err(ApiError::RegionPaused { .. })),
+        "{first:?}"
+    );
+    assert!(h.gate.stats().expect("stats").paused_until.is_some());
+    let calls = h.sender.calls.borrow().len();
+    assert!(matches!(
+        run(h
+            .gate
+            .send_in_pool(&email("b@example.com"), &request_id_for("b"), None, true)),
+        Err(ApiError::RegionPaused { .. })
+    ));
+    assert_eq!(h.sender.calls.borrow().len(), calls, "no call while paused");
+    assert!(h.store.items().is_empty() && h.store.signups().is_empty());
+    // Alone (nowhere else to go), the same error is the caller's, as before pools.
+    let alone = Harness::new(config());
+    alone
+        .sender
+        .answers([answered(Outcome::Config { clock_skew: false })]);
+    assert_eq!(alone.send("a@example.com"), Err(ApiError::Misconfigured));
+    assert!(alone.gate.stats().expect("stats").paused_until.is_none());
+}

@@ -792,7 +792,7 @@ fn a_honeypot_decoy_is_answered_as_a_signup_with_the_real_key_and_sends_nothing(
     let h = Harness::new(tracking(false));
     let decoy = run(h
         .gate
-        .decoy(&email("bot@example.com"), &request_id_for("bot")));
+        .decoy(&email("bot@example.com"), &request_id_for("bot"), false));
     let named = h.named(&decoy);
     assert!(matches!(
         decoy,
@@ -815,7 +815,7 @@ fn a_honeypot_decoy_is_answered_as_a_signup_with_the_real_key_and_sends_nothing(
     assert!(matches!(
         run(h
             .gate
-            .decoy(&email("bot+2@example.com"), &request_id_for("bot"))),
+            .decoy(&email("bot+2@example.com"), &request_id_for("bot"), false)),
         Err(ApiError::Cooldown { .. })
     ));
     assert!(matches!(
