@@ -109,11 +109,6 @@ impl Client {
         }
     }
 
-    /// The region this client signs for.
-    pub fn region(&self) -> &str {
-        &self.target.region
-    }
-
     /// Calls `action` with `params`; the XML body of a success.
     pub fn call(&self, action: &str, params: &[(&str, &str)]) -> Result<String, CallError> {
         let mut form = form_urlencoded::Serializer::new(String::new());

@@ -1,46 +1,59 @@
-//! `ses-setup`: what a site owner runs once against their own SES account (or ses-local).
+//! `ses-setup`: what a site owner runs once against their own SES account (or ses-local), in
+//! every region the Worker sends through.
 //!
 //! - `template` creates the custom verification email template from `templates/`, or updates it
-//!   when it exists (idempotent);
-//! - `check` asks SES what is still missing before signups can be sent: the template, the From
-//!   address's verification (it starts one with `VerifyEmailIdentity` when there is none), and
-//!   production access. It exits 1 while anything is missing.
+//!   when it exists (idempotent), in each region;
+//! - `check` asks SES, in each region, what is still missing before signups can be sent there:
+//!   the template, the From address's verification (it starts one with `VerifyEmailIdentity`
+//!   when there is none), and production access. It exits 1 while anything is missing anywhere.
 //!
 //! With `--wrangler-toml FILE` (what `make ses-template`, `make ses-check` and `make deploy` pass),
-//! the region, the template name and the endpoint are the Worker's own, from that file's `[vars]`
-//! (or `[env.NAME.vars]` with `--wrangler-env NAME`): one region for the Worker and its checks. A
-//! different `AWS_REGION` in the environment is then an error, not a second region; the template
-//! file must name the template `SES_TEMPLATE_NAME` names.
+//! the regions, their endpoints and the template name are the Worker's own, from that file's
+//! `[vars]` (or `[env.NAME.vars]` with `--wrangler-env NAME`): every region of its pool
+//! (`SES_REGIONS`/`SES_ENDPOINTS`, else `AWS_REGION` at `SES_ENDPOINT`). An `AWS_REGION` in the
+//! environment that is not one of them is then an error, not another region; the template file
+//! must name the template `SES_TEMPLATE_NAME` names. `--region` takes a comma list too.
+//! Which regions: [`targets`]; running and reporting in each: [`each_region`].
 //!
 //! Credentials are the standard AWS ones: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
 //! (`AWS_SESSION_TOKEN`), else the profile `AWS_PROFILE` (default `default`) of
-//! `~/.aws/credentials`. Nothing secret is printed.
+//! `~/.aws/credentials`; the same for every region. Nothing secret is printed.
 
 mod aws;
+mod each_region;
+mod targets;
 mod template;
 mod wrangler;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::aws::{Client, Target};
+use crate::each_region::Outcome;
 use crate::template::TemplateFile;
 
 const USAGE: &str =
     "usage: ses-setup <template|check> [--dir DIR] [--wrangler-toml FILE [--wrangler-env NAME]]
-                 [--region REGION] [--endpoint URL]
+                 [--region REGION[,REGION...]] [--endpoint URL[,URL...]]
                  [--from ADDRESS] [--success-url URL] [--failure-url URL]
 
-  template   create the template in templates/template.toml, or update it if it exists
-  check      report what SES still needs: template, From address, production access
+  template   create the template in templates/template.toml, or update it if it exists, in
+             each region; one line per region, then a summary (exit 2 if any region failed;
+             every region is still tried)
+  check      report what SES still needs in each region: template, From address, production
+             access; a report per region, then `N regions: R ready, M missing something
+             (REGION, ...)` (exit 1 while anything is missing in any region)
 
   --dir        the template directory (default: templates)
-  --wrangler-toml   the Worker's wrangler.toml: region, template name and endpoint from its
-               [vars] (AWS_REGION, SES_TEMPLATE_NAME, SES_ENDPOINT), as the Worker reads them
+  --wrangler-toml   the Worker's wrangler.toml: the template name and every region of the
+               Worker's pool, each at its endpoint, from its [vars] as the Worker reads them
+               (SES_TEMPLATE_NAME; SES_REGIONS and SES_ENDPOINTS, else AWS_REGION and
+               SES_ENDPOINT). An AWS_REGION in the environment must be the Worker's region
+               (one region) or one of them (several; all are still acted on)
   --wrangler-env    with --wrangler-toml: that file's [env.NAME.vars] instead
-  --region     SES region (default: --wrangler-toml's, else AWS_REGION, AWS_DEFAULT_REGION,
-               else us-east-1)
-  --endpoint   SES Query endpoint (default: --wrangler-toml's SES_ENDPOINT, else
+  --region     SES region, or a comma list of regions, to act on instead (default: the
+               --wrangler-toml pool, else AWS_REGION, AWS_DEFAULT_REGION, else us-east-1)
+  --endpoint   SES Query endpoint, or a comma list with one per region in the same order
+               (default: the pool's endpoint for a region of --wrangler-toml's pool, else
                https://email.REGION.amazonaws.com/; ses-local: http://127.0.0.1:4579/)
   --from, --success-url, --failure-url   override the template file's values";
 
@@ -88,48 +101,14 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     Ok(parsed)
 }
 
-/// Which SES to call, and the template name the Worker sends when `--wrangler-toml` says.
-fn resolve_target(args: &Args) -> Result<(Target, Option<String>), String> {
-    let env_var = |name: &str| std::env::var(name).ok().filter(|r| !r.trim().is_empty());
-    let worker = match &args.wrangler_toml {
-        Some(path) => Some(wrangler::worker_target(path, args.wrangler_env.as_deref())?),
-        None => None,
-    };
-    let region = match (&args.region, &worker, &args.wrangler_toml) {
-        (Some(region), _, _) => region.clone(),
-        (None, Some(worker), Some(path)) => {
-            // One region: a shell's AWS_REGION that differs would check (or set up) an SES the
-            // Worker never calls.
-            if let Some(shell) = env_var("AWS_REGION").filter(|r| *r != worker.region) {
-                return Err(format!(
-                    "AWS_REGION is {shell} here, but the Worker sends through {} (AWS_REGION in \
-                     {}); SES templates, identities and production access are per region: \
-                     unset AWS_REGION, or change wrangler.toml",
-                    worker.region,
-                    path.display()
-                ));
-            }
-            worker.region.clone()
-        }
-        _ => env_var("AWS_REGION")
-            .or_else(|| env_var("AWS_DEFAULT_REGION"))
-            .unwrap_or_else(|| "us-east-1".into()),
-    };
-    let endpoint = args
-        .endpoint
-        .clone()
-        .or_else(|| {
-            // The Worker's endpoint only when it is the Worker's region too.
-            worker
-                .as_ref()
-                .filter(|w| w.region == region)
-                .map(|w| w.endpoint.to_string())
-        })
-        .unwrap_or_else(|| format!("https://email.{region}.amazonaws.com/"));
-    Ok((Target { region, endpoint }, worker.map(|w| w.template_name)))
-}
-
 fn main() -> ExitCode {
+    if matches!(
+        std::env::args().nth(1).as_deref(),
+        Some("--help" | "-h" | "help")
+    ) {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(e) => {
@@ -138,8 +117,9 @@ fn main() -> ExitCode {
         }
     };
     match run(&args) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Missing) => ExitCode::from(1),
+        Ok(Outcome::Failed) => ExitCode::from(2),
         Err(e) => {
             eprintln!("ses-setup: {e}");
             ExitCode::from(2)
@@ -147,26 +127,34 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the command; `Ok(false)` when `check` found something missing.
-fn run(args: &Args) -> Result<bool, String> {
-    let (target, worker_template) = resolve_target(args)?;
+/// Runs the command in every target region; what it came to.
+fn run(args: &Args) -> Result<Outcome, String> {
+    let worker = match &args.wrangler_toml {
+        Some(path) => Some(wrangler::worker_ses(path, args.wrangler_env.as_deref())?),
+        None => None,
+    };
+    let flags = targets::Flags {
+        region: args.region.as_deref(),
+        endpoint: args.endpoint.as_deref(),
+    };
+    let targets = targets::resolve(
+        &flags,
+        worker.as_ref().zip(args.wrangler_toml.as_deref()),
+        |name| std::env::var(name).ok(),
+    )?;
     let file = TemplateFile::load(&args.dir, &args.overrides)?;
-    if let Some(worker) = worker_template.filter(|w| *w != file.name) {
+    if let Some(worker) = worker.filter(|w| w.template_name != file.name) {
         return Err(format!(
-            "{} names the template {}, but the Worker sends {worker} (SES_TEMPLATE_NAME in \
+            "{} names the template {}, but the Worker sends {} (SES_TEMPLATE_NAME in \
              wrangler.toml): make them the same",
             args.dir.join("template.toml").display(),
-            file.name
+            file.name,
+            worker.template_name
         ));
     }
     let credentials = aws::credentials_from_environment()?;
-    let client = Client::new(target.clone(), credentials);
-    println!(
-        "SES {} at {} (template {})",
-        target.region, target.endpoint, file.name
-    );
     match args.command.as_str() {
-        "template" => template::create_or_update(&client, &file).map(|()| true),
-        _ => template::check(&client, &file),
+        "template" => each_region::template(&targets, &credentials, &file),
+        _ => each_region::check(&targets, &credentials, &file),
     }
 }

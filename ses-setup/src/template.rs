@@ -1,5 +1,6 @@
 //! The template as the repository keeps it (`templates/template.toml` and its HTML), and the two
-//! commands that bring an SES account in line with it.
+//! commands that bring one region of an SES account in line with it (`each_region` runs them in
+//! every target region and prints what they found).
 //!
 //! Invariant: `template` is idempotent (create, else update to exactly the file's values), and
 //! `check` changes nothing except starting the From address's verification when SES has none.
@@ -98,46 +99,35 @@ impl TemplateFile {
     }
 }
 
-/// Creates the template, or updates it when SES already has one of that name.
-pub fn create_or_update(client: &Client, file: &TemplateFile) -> Result<(), String> {
+/// Creates the template, or updates it when SES already has one of that name: which it did,
+/// `"created"` or `"updated"`.
+pub fn create_or_update(client: &Client, file: &TemplateFile) -> Result<&'static str, String> {
     match client.call("CreateCustomVerificationEmailTemplate", &file.params()) {
-        Ok(_) => println!("created template {}", file.name),
+        Ok(_) => Ok("created"),
         Err(CallError::Ses { code, .. })
             if code == "CustomVerificationEmailTemplateAlreadyExists" =>
         {
             client
                 .call("UpdateCustomVerificationEmailTemplate", &file.params())
                 .map_err(|e| e.to_string())?;
-            println!("updated template {}", file.name);
+            Ok("updated")
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
-    Ok(())
 }
 
-/// Prints each requirement as `ok` or `missing` with what to do; `Ok(true)` when none is missing.
-pub fn check(client: &Client, file: &TemplateFile) -> Result<bool, String> {
-    let verdicts = [
+/// Each requirement in the client's region, `ok` or not, with its line: what it is, or what to
+/// do. Signups can be sent there when every one is ok.
+pub fn check(client: &Client, file: &TemplateFile) -> Result<Vec<Verdict>, String> {
+    Ok(vec![
         check_template(client, file)?,
         check_from(client, &file.from)?,
         check_production_access(client)?,
-    ];
-    for (ok, line) in &verdicts {
-        println!("{} {line}", if *ok { "ok     " } else { "missing" });
-    }
-    let ready = verdicts.iter().all(|(ok, _)| *ok);
-    if ready {
-        println!("ready: signups can be sent");
-    } else {
-        println!(
-            "not ready in {}: see the lines marked missing",
-            client.region()
-        );
-    }
-    Ok(ready)
+    ])
 }
 
-type Verdict = (bool, String);
+/// One requirement: met or not, and the line that says so.
+pub type Verdict = (bool, String);
 
 fn check_template(client: &Client, file: &TemplateFile) -> Result<Verdict, String> {
     let xml = match client.call(
