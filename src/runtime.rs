@@ -15,6 +15,7 @@ use crate::outbound::Outbound;
 use crate::outbound::Redirects;
 
 use signup_verify_domain::settings::ConfigError;
+use signup_verify_gate::messages::{SendReply, SendRequest};
 use signup_verify_gate::ports::GateRuntime;
 use signup_verify_web::config::build_config;
 use signup_verify_web::config::Config;
@@ -98,9 +99,9 @@ pub fn random_u32() -> u32 {
 /// A webhook receiver gets this long to answer.
 const WEBHOOK_TIMEOUT_MS: u64 = 10_000;
 
-/// The gate's platform: the Workers clock, randomness and console, and the Durable Object's
-/// alarm.
-pub struct WorkerRuntime(pub Storage);
+/// The gate's platform: the Workers clock, randomness and console, the Durable Object's
+/// alarm, and its bindings (another region's gate, for a hand-over).
+pub struct WorkerRuntime(pub Storage, pub Env);
 
 impl GateRuntime for WorkerRuntime {
     fn now_ms(&self) -> u64 {
@@ -144,6 +145,12 @@ impl GateRuntime for WorkerRuntime {
             .status(WEBHOOK_TIMEOUT_MS)
             .await
             .map_err(|e| e.to_string())
+    }
+
+    async fn hand_over(&self, region: &str, request: &SendRequest) -> Result<SendReply, String> {
+        let gate = crate::gate::clients::GateClient::for_region(&self.1, region)
+            .map_err(|e| e.code().to_string())?;
+        Ok(gate.post_send(request).await)
     }
 }
 

@@ -127,14 +127,20 @@ impl GateClient {
         decoy: bool,
         may_decline: bool,
     ) -> SendReply {
-        let body = serde_json::to_string(&SendRequest {
+        self.post_send(&SendRequest {
             email: email.clone(),
             request_id: request_id.clone(),
             presented,
             decoy,
             may_decline,
+            handed_from: None,
         })
-        .map_err(|_| ApiError::UpstreamError)?;
+        .await
+    }
+
+    /// One [`SendRequest`] to this gate.
+    pub async fn post_send(&self, request: &SendRequest) -> SendReply {
+        let body = serde_json::to_string(request).map_err(|_| ApiError::UpstreamError)?;
         rpc::<SendReply>(&self.0, post(SEND_PATH, &body))
             .await
             .map_err(|e| rpc_failed("send", &e, ApiError::UpstreamError))?

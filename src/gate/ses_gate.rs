@@ -21,6 +21,7 @@ use crate::runtime::request_path;
 use crate::runtime::WorkerRuntime;
 use signup_verify_domain::error::ApiError;
 use signup_verify_domain::status_token::SignupRef;
+use signup_verify_gate::config::PoolPlace;
 use signup_verify_gate::gate::Gate;
 use signup_verify_gate::gate::RETRY_LATER_MS;
 use signup_verify_gate::messages::SendReply;
@@ -38,6 +39,7 @@ type LiveGate = Gate<SqlGateStore<DurableSql>, Wire, WorkerRuntime>;
 #[durable_object]
 pub struct SesGate {
     state: State,
+    env: Env,
     /// The gate, or what every signup is answered while it cannot run.
     gate: std::result::Result<LiveGate, ApiError>,
 }
@@ -57,8 +59,14 @@ impl DurableObject for SesGate {
                     .ses
                     .regions
                     .budget_share(config.gate.daily_send_budget);
+                if config.ses.regions.regions().len() > 1 {
+                    config.gate.pool = Some(PoolPlace {
+                        region: config.ses.region.clone(),
+                        regions: config.ses.regions.clone(),
+                    });
+                }
                 let sender = Wire::new(config.ses, config.gate.interval_ms);
-                let runtime = WorkerRuntime(state.storage());
+                let runtime = WorkerRuntime(state.storage(), env.clone());
                 SqlGateStore::open(DurableSql(state.storage().sql()))
                     .and_then(|store| Gate::open(store, sender, runtime, config.gate))
                     .map_err(|e| {
@@ -69,7 +77,7 @@ impl DurableObject for SesGate {
                     })
             }
         };
-        Self { state, gate }
+        Self { state, env, gate }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -83,6 +91,16 @@ impl DurableObject for SesGate {
                 let reply: SendReply = match (gate, request) {
                     (Err(error), _) => Err(error.clone()),
                     (Ok(_), Err(_)) => Err(ApiError::InvalidBody),
+                    (Ok(gate), Ok(request)) if request.handed_from.is_some() => {
+                        let from = request.handed_from.as_deref().unwrap_or_default();
+                        gate.adopt(
+                            &request.email,
+                            &request.request_id,
+                            from,
+                            request.may_decline,
+                        )
+                        .await
+                    }
                     (Ok(gate), Ok(request)) if request.decoy => {
                         gate.decoy(&request.email, &request.request_id, request.may_decline)
                             .await
@@ -127,7 +145,7 @@ impl DurableObject for SesGate {
             }
             // Nothing can be sent until the deployment is fixed; keep looking.
             Err(_) => {
-                let runtime = WorkerRuntime(self.state.storage());
+                let runtime = WorkerRuntime(self.state.storage(), self.env.clone());
                 let at = runtime.now_ms() + RETRY_LATER_MS;
                 if let Err(error) = runtime.set_alarm(at).await {
                     crate::log::error(log_line!({"event": "alarm_not_set", "error": error}));

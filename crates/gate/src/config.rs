@@ -25,6 +25,16 @@ pub struct GateConfig {
     pub daily_send_budget: u64,
     /// What the gate does after a send: status tokens, detection, the webhook, clean-up.
     pub tracking: TrackingConfig,
+    /// This gate's place in a pool of regions (`SES_REGIONS` of two or more): where its queue
+    /// goes while its region stays paused. `None`: one region, nowhere to hand over to.
+    pub pool: Option<PoolPlace>,
+}
+
+/// A gate's region and the pool it is one of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolPlace {
+    pub region: String,
+    pub regions: signup_verify_ses::regions::RegionPool,
 }
 
 /// Following a signup after its send (issue G).
@@ -130,6 +140,8 @@ impl GateConfig {
             queue_max_age_ms: vars.number("QUEUE_MAX_AGE_SECONDS", 21_600, 0..=604_800)? * 1000,
             daily_send_budget: vars.number("DAILY_SEND_BUDGET", 5_000, 0..=10_000_000)?,
             tracking: TrackingConfig::from_vars(vars)?,
+            // Set by the shell, which knows the gate's region (its object's name).
+            pool: None,
         })
     }
 }

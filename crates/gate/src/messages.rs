@@ -52,6 +52,15 @@ pub struct SendRequest {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub may_decline: bool,
+    /// A queued signup handed over by the gate of a region that stays paused:
+    /// `<region>/<its nonce>` (see `gate::handover`). The taker keeps it once, however often
+    /// it is asked, and takes no cooldown or budget for it (the giver took them).
+    #[serde(
+        default,
+        rename = "handedFrom",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub handed_from: Option<String>,
 }
 
 /// A signup the gate took. Over the RPC it also names the signup it made (`signup`), from

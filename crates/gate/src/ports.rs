@@ -1,9 +1,12 @@
 //! The gate's third port, [`GateRuntime`]: what the gate needs from its platform besides
 //! storage ([`crate::store::GateStore`]) and the SES wire ([`crate::messages::SenderLink`]):
-//! the clock, randomness, log lines, the alarm, and one bounded webhook POST. The Worker crate's
+//! the clock, randomness, log lines, the alarm, one bounded webhook POST, and a hand-over to
+//! another region's gate. The Worker crate's
 //! runtime implements it; the host tests fake it.
 
 use signup_verify_domain::log_line::LogLine;
+
+use crate::messages::{SendReply, SendRequest};
 
 /// What the gate needs from its platform besides storage and the SES wire.
 #[allow(async_fn_in_trait)] // Workers are single-threaded: no `Send` bound is wanted.
@@ -28,4 +31,6 @@ pub trait GateRuntime {
         headers: &[(String, String)],
         body: &str,
     ) -> Result<u16, String>;
+    /// Sends `request` (a hand-over) to the gate of `region`: its answer, or why there is none.
+    async fn hand_over(&self, region: &str, request: &SendRequest) -> Result<SendReply, String>;
 }

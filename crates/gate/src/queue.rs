@@ -131,6 +131,7 @@ pub fn settle_head(
         CallResult::Answered(Outcome::Sent { message_id }) => {
             gate.succeeded();
             gate.paused_until_ms = None;
+            gate.config_errors = 0;
             HeadResult::Sent { message_id }
         }
         CallResult::Answered(Outcome::Retryable(RetryReason::Throttled)) => {
@@ -140,6 +141,7 @@ pub fn settle_head(
             }
         }
         CallResult::Answered(Outcome::Config { .. }) => {
+            gate.config_errors = gate.config_errors.saturating_add(1);
             let until = now_ms + CONFIG_PAUSE_MS;
             gate.paused_until_ms = Some(until);
             gate.next_free_ms = gate.next_free_ms.max(until);

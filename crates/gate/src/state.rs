@@ -27,6 +27,10 @@ pub struct GateState {
     /// While SES says the configuration is broken, the queue waits until then.
     #[serde(default)]
     pub paused_until_ms: Option<u64>,
+    /// Configuration errors the queue's head met in a row (a send ends the run): from the
+    /// second, a gate in a pool hands its queue over (`gate::handover`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub config_errors: u32,
     /// For `GET /gate/stats`.
     #[serde(default)]
     pub counters: QueueCounters,
@@ -53,4 +57,8 @@ pub struct QueueCounters {
     pub throttles_seen: u64,
     /// Dropped items by reason: `rejected`, `exhausted`.
     pub drops: BTreeMap<String, u64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

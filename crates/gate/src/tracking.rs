@@ -17,6 +17,7 @@
 //!   when another signup of the same mailbox takes its place.
 
 use serde::{Deserialize, Serialize};
+use signup_verify_domain::status_token::SignupRef;
 
 use crate::webhook::EventData;
 use crate::webhook::EventKind;
@@ -100,6 +101,14 @@ pub struct Signup {
     /// later signup of the mailbox be told apart as a stranger's.
     #[serde(default)]
     pub issued: bool,
+    /// Handed over to another region's gate while this one stayed paused: the signup as that
+    /// gate holds it now (its region named). Status and confirmation are answered there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_to: Option<SignupRef>,
+    /// Taken over from another region's gate: `<region>/<its nonce>`, so that the same hand-over
+    /// asked twice (the giver restarted before it recorded the first) is taken once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handed_from: Option<String>,
 }
 
 /// What the gate's follow-up has done, for `GET /gate/stats` (kept in the gate state).
@@ -192,6 +201,8 @@ impl Signup {
             seen_unverified: false,
             contested: false,
             issued: false,
+            moved_to: None,
+            handed_from: None,
         }
     }
 

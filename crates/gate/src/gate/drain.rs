@@ -62,7 +62,16 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                     break Some(now + RETRY_LATER_MS);
                 }
             };
-            if let Some(until) = self.state.borrow().paused_until_ms.filter(|t| *t > now) {
+            let paused_until = self.state.borrow().paused_until_ms.filter(|t| *t > now);
+            if let Some(until) = paused_until {
+                // A region that stays paused hands its queue over, item by item, within the
+                // alarm's budget; an item no region takes waits out the pause here.
+                if self.hands_over()
+                    && now < started + DRAIN_BUDGET_MS
+                    && self.hand_over_head(&head).await
+                {
+                    continue;
+                }
                 break Some(until);
             }
             let next_free = self.state.borrow().next_free_ms.max(now);

@@ -112,7 +112,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             Err(refused) => return refused,
         };
         // Tracked before the first await, so the drain always finds the row it updates.
-        let tracked = match self.track_signup(&key, email, arrival, nonce, presented) {
+        let tracked = match self.track_signup(&key, email, arrival, nonce, presented, None) {
             Ok(tracked) => tracked,
             Err(e) => return self.unavailable(&e, to),
         };

@@ -60,9 +60,11 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         now: u64,
         nonce: String,
         presented: Option<&SignupRef>,
+        handed_from: Option<&str>,
     ) -> Result<Tracked, StoreError> {
         let previous = self.load_signup(key)?;
         let mut row = Signup::queued(email, now, nonce);
+        row.handed_from = handed_from.map(str::to_string);
         // Replacing a signup whose link is still open, without its credential: whoever clicks
         // that link verifies this signup too (SES verifies the address, not the request).
         let link_ttl = self.config.tracking.link_ttl_ms;

@@ -5,7 +5,7 @@
 //!
 //! Rooms, by job: `intake` (a signup to its answer), `drain` (the queue), `lifecycle` (a
 //! signup's rows and events), `follow_up` (the sweep of checks, clean-up and listing),
-//! `outbox` (webhook delivery), `status` (stats and a signup's status), `confirm` (a person's
+//! `outbox` (webhook delivery), `handover` (a paused region's queue to the next region), `status` (stats and a signup's status), `confirm` (a person's
 //! confirmation).
 //!
 //! A signup is sent at once when the queue is empty, a slot is free within `GATE_MAX_WAIT_MS`
@@ -76,6 +76,7 @@ const COUNTERS_SAVED_EVERY_MS: u64 = 3_600_000;
 mod confirm;
 mod drain;
 mod follow_up;
+mod handover;
 mod intake;
 mod lifecycle;
 mod outbox;

@@ -74,7 +74,10 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                     && !row.nonce.is_empty()
                     && row.nonce == signup.nonce =>
             {
-                Ok(row)
+                match row.moved_to {
+                    Some(to) => Err(ApiError::Moved { to }),
+                    None => Ok(row),
+                }
             }
             Ok(_) => Err(ApiError::UnknownSignup),
             Err(e) => {

@@ -12,6 +12,7 @@ use crate::messages::CallRequest;
 use crate::messages::CallResult;
 use crate::messages::Recipient;
 use crate::messages::SendReply;
+use crate::messages::SendRequest;
 use crate::messages::SenderLink;
 use crate::messages::SignupStatus;
 use crate::ports::GateRuntime;
@@ -54,6 +55,7 @@ fn run<F: Future>(future: F) -> F::Output {
 
 fn config() -> GateConfig {
     GateConfig {
+        pool: None,
         interval_ms: INTERVAL,
         max_wait_ms: 10_000,
         address_limits: AddressLimits {
@@ -88,6 +90,9 @@ struct Platform {
     /// The webhook receiver's next answers (then 200), and what it was sent.
     receiver: RefCell<VecDeque<Result<u16, String>>>,
     deliveries: RefCell<Vec<Delivery>>,
+    /// The other regions' next answers to hand-overs (then: queued there), and what was handed.
+    takers: RefCell<VecDeque<Result<SendReply, String>>>,
+    handed: RefCell<Vec<(String, SendRequest)>>,
 }
 
 impl FakeRuntime {
@@ -159,6 +164,27 @@ impl GateRuntime for FakeRuntime {
             .borrow_mut()
             .push((headers.to_vec(), body.to_string()));
         self.0.receiver.borrow_mut().pop_front().unwrap_or(Ok(200))
+    }
+    async fn hand_over(&self, region: &str, request: &SendRequest) -> Result<SendReply, String> {
+        self.advance_by(ROUND_TRIP);
+        self.0
+            .handed
+            .borrow_mut()
+            .push((region.to_string(), request.clone()));
+        let n = self.0.handed.borrow().len();
+        self.0.takers.borrow_mut().pop_front().unwrap_or_else(|| {
+            Ok(Ok(Accepted::Queued {
+                position: 1,
+                estimated_send_at: "2026-12-04T00:00:00Z".into(),
+                paused_until: None,
+                signup: Some(SignupRef {
+                    key: format!("{region}-key-{n}"),
+                    signed_up_ms: 1,
+                    nonce: format!("{region}-nonce-{n}"),
+                    region: None,
+                }),
+            }))
+        })
     }
 }
 
@@ -536,5 +562,6 @@ impl Harness {
 }
 
 mod follow_up;
+mod handover;
 mod intake_and_drain;
 mod lifecycle;
