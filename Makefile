@@ -74,7 +74,7 @@ unit: ## only the host unit tests
 	cargo test --workspace --lib --bins
 
 e2e: setup build ## only the end-to-end tests
-	cargo test --test contract --test e2e --test gate --test gate_timing --test browser --test demo_browser --test abuse --test follow_up --test lifecycle --test js_client --test harness --test dist --test address_checks
+	cargo test --test contract --test e2e --test gate --test gate_timing --test browser --test demo_browser --test abuse --test follow_up --test lifecycle --test js_client --test harness --test dist --test address_checks --test regions
 
 # Every fuzz target for FUZZ_SECONDS (default 600) each, on nightly; prints executions, coverage
 # and failures. `make test` replays the kept corpora on stable (fuzz/tests/corpora.rs).

@@ -50,6 +50,9 @@ pub struct Spec<'a> {
     /// Durable Object state to start from (a `wrangler dev` state directory's `v3/`, copied in
     /// before the Worker starts): what an earlier build stored, as a deploy finds it.
     pub state_from: Option<&'a Path>,
+    /// A pool of SES regions (`SES_REGIONS`; ses-local serves them all, each provisioned with
+    /// the From identity and the template); empty: ses-local's one region, as before.
+    pub regions: &'a [&'a str],
     /// Another Worker bundle than the repository's `build/` (a directory holding `index.js`):
     /// `make bench` compares a build of an earlier commit with it (`BENCH_COMPARE_BUILD`).
     pub build: Option<&'a Path>,
@@ -80,8 +83,11 @@ pub const FROM: &str = "noreply@signup-verify.test";
 pub const TEMPLATE: &str = "SignupVerify";
 
 /// Signed Query API calls to ses-local, as an SDK would make them.
+#[derive(Clone)]
 pub struct SesClient {
     pub url: String,
+    /// The region its calls are signed for (ses-local answers as that region).
+    pub region: String,
     session_token: Option<String>,
     clock_offset_secs: i64,
 }
@@ -125,7 +131,7 @@ impl SesClient {
             &[("content-type", content_type)],
             body.as_bytes(),
             &credentials,
-            "us-east-1",
+            &self.region,
             "ses",
             std::time::UNIX_EPOCH + Duration::from_millis(signing_ms),
         )
@@ -139,6 +145,14 @@ impl SesClient {
                 (r.status(), r.into_string().unwrap_or_default())
             }
             Err(e) => panic!("{action}: {e}"),
+        }
+    }
+
+    /// The same client, signing for `region`.
+    pub fn in_region(&self, region: &str) -> SesClient {
+        SesClient {
+            region: region.to_string(),
+            ..self.clone()
         }
     }
 
@@ -495,6 +509,12 @@ impl Stack {
             .arg("--config")
             .arg(root().join("tests/ses-local-e2e.toml"))
             .args(spec.ses_args)
+            .args(
+                (!spec.regions.is_empty())
+                    .then(|| ["--region".to_string(), spec.regions.join(",")])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(["--clock-offset-secs", &spec.clock_offset_secs.to_string()])
             .args(
                 spec.session_token
@@ -507,10 +527,14 @@ impl Stack {
         let ses = ses_local_url(ses_child.0.stdout.take().expect("ses-local stdout"));
         let client = SesClient {
             url: ses.clone(),
+            region: spec.regions.first().unwrap_or(&"us-east-1").to_string(),
             session_token: spec.session_token.map(str::to_string),
             clock_offset_secs: spec.clock_offset_secs,
         };
-        client.provision();
+        match spec.regions {
+            [] => client.provision(),
+            regions => regions.iter().for_each(|r| client.in_region(r).provision()),
+        }
         if let Some(prepare) = spec.prepare {
             prepare(&client);
         }
@@ -529,6 +553,12 @@ impl Stack {
             // Most tests post more than 5 signups; the rate limit test switches it back on.
             "IP_RATE_LIMIT:off".to_string(),
         ];
+        if !spec.regions.is_empty() {
+            vars.push(format!("AWS_REGION:{}", spec.regions[0]));
+            vars.push(format!("SES_REGIONS:{}", spec.regions.join(",")));
+            let endpoints = vec![endpoint.as_str(); spec.regions.len()].join(",");
+            vars.push(format!("SES_ENDPOINTS:{endpoints}"));
+        }
         // The address checks ask ses-local's DNS-over-HTTPS stand-in, never the Internet.
         if !spec.vars.iter().any(|(name, _)| *name == "DOH_URL") {
             vars.push(format!("DOH_URL:{ses}dns-query"));

@@ -370,6 +370,10 @@ export interface components {
             identitySnapshotSize: number | null;
             tracking: components["schemas"]["TrackingCounters"];
             cost: components["schemas"]["CostStats"];
+            /** @description Each region's own figures (`SES_REGIONS`; one entry for one region), keyed by region. The figures above are their totals: counts summed, `currentIntervalMs` the slowest region's, `pausedUntil` set only while every region is paused, and `pausedReason` naming each paused region. */
+            regions?: {
+                [key: string]: components["schemas"]["GateStats"];
+            };
         };
         /** @description Queued signups dropped, by reason. */
         Drops: {

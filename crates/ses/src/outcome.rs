@@ -10,7 +10,7 @@ use signup_verify_domain::error::ApiError;
 
 /// SES codes that mean this deployment (template, identity, credentials, clock, account quota) is
 /// broken: nothing can be sent until the operator acts, so the queue pauses and keeps every item.
-const CONFIG_CODES: [&str; 14] = [
+const CONFIG_CODES: [&str; 16] = [
     "CustomVerificationEmailTemplateDoesNotExist",
     "FromEmailAddressNotVerified",
     "ConfigurationSetDoesNotExist",
@@ -26,6 +26,9 @@ const CONFIG_CODES: [&str; 14] = [
     "UnrecognizedClientException",
     // The region's 10,000 identities are used up (SES's LimitExceededException).
     "LimitExceeded",
+    // Sending is paused for the account in this region, or for the configuration set.
+    "AccountSendingPausedException",
+    "ConfigurationSetSendingPausedException",
 ];
 
 /// SES codes that refuse the address itself.
