@@ -10,6 +10,9 @@ SES_PORT=${SES_PORT:-4579}
 WORKER_PORT=${WORKER_PORT:-8787}
 # GATE_INTERVAL_MS=100 make dev: a faster gate, and ses-local throttling at the same interval.
 GATE_INTERVAL_MS=${GATE_INTERVAL_MS:-1000}
+# SES_REGIONS=us-east-1,eu-west-1,ap-south-1 make dev: a pool of regions, all served by ses-local
+# (each with its own identities, template and throttling), one gate per region in the Worker.
+SES_REGIONS=${SES_REGIONS:-}
 # IP_RATE_LIMIT=off make dev: no per-IP limit (for `make bench-gate`, whose burst comes from one IP).
 IP_RATE_LIMIT=${IP_RATE_LIMIT:-on}
 # The address checks ask ses-local's DNS-over-HTTPS stand-in (its zone is in ses-local.toml);
@@ -37,13 +40,18 @@ trap cleanup EXIT INT TERM
 # ses-local.toml verifies, whatever templates/template.toml names for production: editing either
 # for your account never breaks `make dev`. The template name is template.toml's, for both sides.
 LOCAL_REGION=us-east-1
+LOCAL_REGIONS=${SES_REGIONS:-$LOCAL_REGION}
+case "$LOCAL_REGIONS" in *[!a-z0-9,-]*) echo "==> SES_REGIONS must be a comma list like us-east-1,eu-west-1" >&2; exit 1 ;; esac
+LOCAL_REGION=${LOCAL_REGIONS%%,*}
+# One ses-local URL per region (ses-local reads the region from each call's credential scope).
+LOCAL_ENDPOINTS=$(echo "$LOCAL_REGIONS" | sed "s#[^,][^,]*#http://127.0.0.1:${SES_PORT}/#g")
 LOCAL_FROM=$(sed -n 's/^verified_identities = \["\([^"]*\)".*/\1/p' ses-local.toml)
 TEMPLATE_NAME=$(sed -n 's/^name = "\(.*\)"$/\1/p' templates/template.toml)
 [ -n "$LOCAL_FROM" ] || { echo "==> ses-local.toml verifies no From address" >&2; exit 1; }
 [ -n "$TEMPLATE_NAME" ] || { echo "==> templates/template.toml has no name" >&2; exit 1; }
 
 # Templates and identities persist in .dev-state/ (git-ignored); ses-local.toml seeds them.
-target/release/ses-local --port "$SES_PORT" --region "$LOCAL_REGION" --config ses-local.toml --state .dev-state/ses-local.json \
+target/release/ses-local --port "$SES_PORT" --region "$LOCAL_REGIONS" --config ses-local.toml --state .dev-state/ses-local.json \
   --throttle-ms "$GATE_INTERVAL_MS" &
 pids+=($!)
 for _ in $(seq 1 100); do
@@ -51,15 +59,16 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 # The one template source, templates/, with its links pointed at this machine's Worker.
-echo "==> loading templates/ into ses-local"
+echo "==> loading templates/ into ses-local ($LOCAL_REGIONS)"
 AWS_ACCESS_KEY_ID=AKIDSESLOCAL AWS_SECRET_ACCESS_KEY=ses-local-secret-access-key \
-  target/release/ses-setup template --endpoint "http://127.0.0.1:${SES_PORT}/" --region "$LOCAL_REGION" \
+  target/release/ses-setup template --endpoint "$LOCAL_ENDPOINTS" --region "$LOCAL_REGIONS" \
   --from "$LOCAL_FROM" --success-url "http://127.0.0.1:${WORKER_PORT}/confirm" \
   --failure-url "http://127.0.0.1:${WORKER_PORT}/?error=link_failed"
 
 # The demo page at /, which plain form posts are redirected back to.
 wrangler dev --ip 127.0.0.1 --port "$WORKER_PORT" --var "GATE_INTERVAL_MS:$GATE_INTERVAL_MS" \
   --var "AWS_REGION:$LOCAL_REGION" --var "SES_TEMPLATE_NAME:$TEMPLATE_NAME" \
+  --var "SES_REGIONS:$LOCAL_REGIONS" --var "SES_ENDPOINTS:$LOCAL_ENDPOINTS" \
   --var "IP_RATE_LIMIT:$IP_RATE_LIMIT" --var "DOH_URL:${DOH_URL:-http://127.0.0.1:${SES_PORT}/dns-query}" \
   --var DEMO_PAGE:true --var SUCCESS_REDIRECT_URL:/ --var FAILURE_REDIRECT_URL:/ \
   --var "VERIFIED_REDIRECT_URL:/?status=verified" &

@@ -142,12 +142,12 @@ impl Outbox {
         self.mails.iter().find(|m| m.message_id == message_id)
     }
 
-    /// Uses a token. The caller applies the identity change the outcome names.
     /// Whether this outbox issued `token`.
     pub fn knows_token(&self, token: &str) -> bool {
         self.tokens.contains_key(token)
     }
 
+    /// Uses a token. The caller applies the identity change the outcome names.
     pub fn open_link(&mut self, token: &str, now_ms: u64) -> LinkOutcome {
         let Some(entry) = self.tokens.get_mut(token) else {
             return LinkOutcome::Invalid { redirect: None };

@@ -87,7 +87,7 @@ pub async fn lookup(env: &Env, ses: &SesConfig, path: &str, signup: SignupRef) -
             .signup(path, &signup)
             .await
         {
-            Err(ApiError::Moved { to }) if to.region.is_some() => signup = to,
+            Err(ApiError::Moved { to }) if to.region.is_some() => signup = *to,
             Err(ApiError::Moved { .. }) => return Err(ApiError::UnknownSignup),
             reply => return reply,
         }

@@ -78,7 +78,7 @@ pub enum ApiError {
     /// Internal, gate to Worker: the signup was handed over to another region's gate while
     /// this one stayed paused; `to` names it there. The Worker asks that gate instead.
     Moved {
-        to: crate::status_token::SignupRef,
+        to: Box<crate::status_token::SignupRef>,
     },
 }
 

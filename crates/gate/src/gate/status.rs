@@ -75,7 +75,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                     && row.nonce == signup.nonce =>
             {
                 match row.moved_to {
-                    Some(to) => Err(ApiError::Moved { to }),
+                    Some(to) => Err(ApiError::Moved { to: Box::new(to) }),
                     None => Ok(row),
                 }
             }
