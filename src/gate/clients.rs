@@ -53,20 +53,34 @@ pub async fn send_signup(
         ses.regions
             .attempts(mailbox.as_str(), &paused.borrow(), now_ms())
     });
+    let mut contested_elsewhere = false;
     for (region, may_decline) in attempts {
         let held_here = presented
             .as_ref()
             .filter(|p| p.region.as_deref().unwrap_or(&ses.region) == region.name)
             .cloned();
+        let request = SendRequest {
+            email: email.clone(),
+            request_id: request_id.clone(),
+            presented: held_here,
+            decoy,
+            may_decline,
+            contested_elsewhere,
+            handed_from: None,
+        };
         let reply = GateClient::for_region(env, &region.name)?
-            .send(email, request_id, held_here, decoy, may_decline)
+            .post_send(&request)
             .await;
         match reply {
-            Err(ApiError::RegionPaused { paused_until_ms }) if may_decline => {
+            Err(ApiError::RegionPaused {
+                paused_until_ms,
+                open,
+            }) if may_decline => {
                 crate::log::info(
                     || log_line!({"event": "region_declined", "region": region.name, "paused_until_ms": paused_until_ms, "request_id": request_id}),
                 );
                 PAUSED.with(|paused| paused.borrow_mut().mark(&region.name, paused_until_ms));
+                contested_elsewhere |= open;
             }
             reply => return reply.map(|accepted| accepted.in_region(&region.name)),
         }
@@ -95,15 +109,25 @@ pub async fn lookup(env: &Env, ses: &SesConfig, path: &str, signup: SignupRef) -
     Err(ApiError::UnknownSignup)
 }
 
-/// Every region's stats and their totals (`PoolStats`); a region whose gate does not answer
-/// fails the whole answer (figures without it would mislead).
+/// Every region's stats and their totals (`PoolStats`), `AWS_REGION`'s gate's among them even
+/// when it left the pool (it still answers older credentials); a region whose gate does not
+/// answer fails the whole answer (figures without it would mislead).
 pub async fn pool_stats(env: &Env, ses: &SesConfig) -> Result<PoolStats, ApiError> {
+    let mut names: Vec<&str> = ses
+        .regions
+        .regions()
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    if !names.contains(&ses.region.as_str()) {
+        names.push(&ses.region);
+    }
     let mut regions = BTreeMap::new();
-    for region in ses.regions.regions() {
-        let bytes = GateClient::for_region(env, &region.name)?.stats().await?;
+    for name in names {
+        let bytes = GateClient::for_region(env, name)?.stats().await?;
         let stats: GateStats = serde_json::from_slice(&bytes)
             .map_err(|e| rpc_failed("stats", &e.to_string(), ApiError::UpstreamError))?;
-        regions.insert(region.name.clone(), stats);
+        regions.insert(name.to_string(), stats);
     }
     PoolStats::of(regions).ok_or(ApiError::Misconfigured)
 }
@@ -117,25 +141,6 @@ impl GateClient {
             .and_then(|ns| ns.id_from_name(region)?.get_stub())
             .map(Self)
             .map_err(|e| rpc_failed("binding", &e.to_string(), ApiError::Misconfigured))
-    }
-
-    pub async fn send(
-        &self,
-        email: &EmailAddress,
-        request_id: &RequestId,
-        presented: Option<SignupRef>,
-        decoy: bool,
-        may_decline: bool,
-    ) -> SendReply {
-        self.post_send(&SendRequest {
-            email: email.clone(),
-            request_id: request_id.clone(),
-            presented,
-            decoy,
-            may_decline,
-            handed_from: None,
-        })
-        .await
     }
 
     /// One [`SendRequest`] to this gate.

@@ -23,6 +23,7 @@ use signup_verify_domain::error::ApiError;
 use signup_verify_domain::status_token::SignupRef;
 use signup_verify_gate::config::PoolPlace;
 use signup_verify_gate::gate::Gate;
+use signup_verify_gate::gate::PoolAsk;
 use signup_verify_gate::gate::RETRY_LATER_MS;
 use signup_verify_gate::messages::SendReply;
 use signup_verify_gate::messages::SendRequest;
@@ -51,14 +52,24 @@ impl DurableObject for SesGate {
             Ok(mut config) => {
                 // The Worker names each gate by its region; an unnamed one (none is made) is
                 // `AWS_REGION`'s, the one gate there was before pools.
-                if let Some(region) = state.id().name() {
-                    config.ses = config.ses.for_region(&region);
+                match state.id().name() {
+                    Some(region) => config.ses = config.ses.for_region(&region),
+                    // In a pool, a gate that cannot tell its region must not call any.
+                    None if config.ses.regions.regions().len() > 1 => {
+                        crate::log::error(log_line!({"event": "gate_region_unknown"}));
+                        return Self {
+                            state,
+                            env,
+                            gate: Err(ApiError::Misconfigured),
+                        };
+                    }
+                    None => {}
                 }
                 // `DAILY_SEND_BUDGET` is the pool's: each region's gate keeps its share.
                 config.gate.daily_send_budget = config
                     .ses
                     .regions
-                    .budget_share(config.gate.daily_send_budget);
+                    .budget_share(config.gate.daily_send_budget, &config.ses.region);
                 if config.ses.regions.regions().len() > 1 {
                     config.gate.pool = Some(PoolPlace {
                         region: config.ses.region.clone(),
@@ -110,7 +121,10 @@ impl DurableObject for SesGate {
                             &request.email,
                             &request.request_id,
                             request.presented.as_ref(),
-                            request.may_decline,
+                            PoolAsk {
+                                may_decline: request.may_decline,
+                                contested_elsewhere: request.contested_elsewhere,
+                            },
                         )
                         .await
                     }

@@ -72,8 +72,11 @@ pub enum ApiError {
     /// Internal, gate to Worker: this region's gate is paused (SES says its configuration, its
     /// sandbox or its account is broken there) and was told another region may take a new
     /// signup; the Worker tries the mailbox's next region. Never a browser's answer.
+    /// `open`: this gate holds an open signup of the mailbox issued to another request (the
+    /// region that takes the new one marks it `contested`).
     RegionPaused {
         paused_until_ms: u64,
+        open: bool,
     },
     /// Internal, gate to Worker: the signup was handed over to another region's gate while
     /// this one stayed paused; `to` names it there. The Worker asks that gate instead.

@@ -52,6 +52,15 @@ pub struct SendRequest {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub may_decline: bool,
+    /// A region that declined this signup holds an open signup of the mailbox, issued to a
+    /// request this one's cookie does not name: the signup made here is `contested` (as it would
+    /// be had the home taken it).
+    #[serde(
+        default,
+        rename = "contestedElsewhere",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub contested_elsewhere: bool,
     /// A queued signup handed over by the gate of a region that stays paused:
     /// `<region>/<its nonce>` (see `gate::handover`). The taker keeps it once, however often
     /// it is asked, and takes no cooldown or budget for it (the giver took them).

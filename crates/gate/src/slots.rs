@@ -57,9 +57,11 @@ impl GateState {
         pause
     }
 
-    /// SES accepted a call: back to the normal interval.
+    /// SES accepted a call: back to the normal interval, and a run of configuration errors
+    /// (see `gate::handover`) is over.
     pub fn succeeded(&mut self) {
         self.backoff.reset();
+        self.config_errors = 0;
     }
 }
 

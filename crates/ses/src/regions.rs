@@ -131,30 +131,40 @@ impl RegionPool {
     }
 
     /// The regions a new signup of `mailbox` tries, in turn, with whether each may decline it
-    /// because it is paused (`true`: another region follows). The regions `paused` does not
-    /// hold as paused at `now_ms`, in the mailbox's order; if it holds them all, the home alone,
-    /// which must take the signup (queued until its pause ends: nothing is lost).
+    /// because it is paused (`true`: another region follows). Always the home first, paused or
+    /// not, so that a mailbox queued there is answered there (never queued twice); then the
+    /// other regions of its order that `paused` does not hold as paused at `now_ms`. The last
+    /// must take the signup (a paused one queues it until its pause ends: nothing is lost).
     pub fn attempts(&self, mailbox: &str, paused: &PauseBook, now_ms: u64) -> Vec<(&Region, bool)> {
-        let mut healthy: Vec<&Region> = self
-            .order(mailbox)
-            .into_iter()
-            .filter(|region| !paused.is_paused(&region.name, now_ms))
-            .collect();
-        if healthy.is_empty() {
-            healthy.push(self.home(mailbox));
-        }
-        let last = healthy.len() - 1;
-        healthy
+        let order = self.order(mailbox);
+        let mut tries: Vec<&Region> = order.iter().take(1).copied().collect();
+        tries.extend(
+            order
+                .iter()
+                .skip(1)
+                .filter(|region| !paused.is_paused(&region.name, now_ms)),
+        );
+        let last = tries.len().saturating_sub(1);
+        tries
             .into_iter()
             .enumerate()
             .map(|(i, region)| (region, i < last))
             .collect()
     }
 
-    /// Each region's gate's share of `DAILY_SEND_BUDGET` (`total`, for the whole pool): an even
-    /// share, rounded up (rendezvous spreads mailboxes evenly); 0 (no budget) stays 0.
-    pub fn budget_share(&self, total: u64) -> u64 {
-        total.div_ceil(self.regions.len().max(1) as u64)
+    /// The share of `DAILY_SEND_BUDGET` (`total`, for the whole pool) the gate of `region`
+    /// keeps: an even share (rendezvous spreads mailboxes evenly), the remainder one each to the
+    /// first regions by name, so the shares add up to `total` exactly; 0 (no budget) stays 0.
+    /// A region outside the pool takes no new signups and keeps the whole budget for what it
+    /// still holds.
+    pub fn budget_share(&self, total: u64, region: &str) -> u64 {
+        let mut names: Vec<&str> = self.regions.iter().map(|r| r.name.as_str()).collect();
+        names.sort_unstable();
+        let Some(rank) = names.iter().position(|name| *name == region) else {
+            return total;
+        };
+        let n = names.len() as u64;
+        total / n + u64::from((rank as u64) < total % n)
     }
 
     /// `mailbox`'s home region.
@@ -334,7 +344,7 @@ mod tests {
     }
 
     #[test]
-    fn a_signup_tries_its_healthy_regions_in_order_and_only_the_last_must_take_it() {
+    fn a_signup_tries_its_home_first_then_its_healthy_regions_and_only_the_last_must_take_it() {
         let p = pool(&[("SES_REGIONS", "us-east-1,eu-west-1,ap-south-1")]).expect("valid");
         let mailbox = "someone@example.com";
         let order = names(&p, mailbox);
@@ -353,19 +363,21 @@ mod tests {
                 (order[2].clone(), false)
             ]
         );
+        // A home known to be paused is still asked first: it may hold the mailbox queued.
         book.mark(&order[0], 5_000);
+        assert_eq!(tried(&book, 4_999), tried(&PauseBook::default(), 0));
+        // A paused region after it is skipped, until its pause ends.
+        book.mark(&order[1], 5_000);
         assert_eq!(
             tried(&book, 4_999),
-            vec![(order[1].clone(), true), (order[2].clone(), false)],
-            "a paused home is skipped"
+            vec![(order[0].clone(), true), (order[2].clone(), false)]
         );
-        assert_eq!(tried(&book, 5_000)[0].0, order[0], "until the pause ends");
-        book.mark(&order[1], 9_000);
+        assert_eq!(tried(&book, 5_000).len(), 3);
         book.mark(&order[2], 9_000);
         assert_eq!(
-            tried(&book, 6_000),
+            tried(&book, 4_999),
             vec![(order[0].clone(), false)],
-            "every region paused: the home takes it, and may not decline"
+            "every other region paused: the home takes it, and may not decline"
         );
         let one = pool(&[]).expect("default");
         assert_eq!(
@@ -381,10 +393,15 @@ mod tests {
     #[test]
     fn the_daily_budget_is_for_the_pool_and_each_region_takes_an_even_share() {
         let three = pool(&[("SES_REGIONS", "us-east-1,eu-west-1,ap-south-1")]).expect("valid");
-        assert_eq!(three.budget_share(3_000), 1_000);
-        assert_eq!(three.budget_share(1_000), 334, "rounded up");
-        assert_eq!(three.budget_share(0), 0, "no budget stays none");
-        assert_eq!(pool(&[]).expect("one").budget_share(1_000), 1_000);
+        let shares =
+            |total| ["ap-south-1", "eu-west-1", "us-east-1"].map(|r| three.budget_share(total, r));
+        assert_eq!(shares(3_000), [1_000, 1_000, 1_000]);
+        assert_eq!(shares(1_000), [334, 333, 333], "adding up to the budget");
+        assert_eq!(shares(0), [0, 0, 0], "no budget stays none");
+        assert_eq!(
+            pool(&[]).expect("one").budget_share(1_000, "us-east-1"),
+            1_000
+        );
     }
 
     #[test]

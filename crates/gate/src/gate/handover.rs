@@ -5,12 +5,20 @@
 //! it as a signup of its own ([`Gate::adopt`]). Status and confirmation of a handed-over signup
 //! are answered `Moved` here, naming it where it is now.
 //!
-//! Invariants: an item leaves this queue only after the taker answered that it holds it
-//! (sent or durably queued: a gate answers only after its writes are durable), and in the same
-//! synchronous step its row records where it went, so nothing is lost; the taker knows a
-//! hand-over by `<region>/<nonce>` and takes it once however often it is asked (this gate may
-//! restart between the taker's answer and its own record), so nothing is sent twice; the taker
-//! takes no cooldown or budget for it (this gate took them when the signup came).
+//! Invariants:
+//! - an item leaves this queue only after the taker answered that it holds it (sent or durably
+//!   queued: a gate answers only after its writes are durable), and in the same synchronous
+//!   step its row records where it went, so nothing is lost;
+//! - every region may decline a hand-over, and a paused one does: an item goes only to a region
+//!   that is sending, never back and forth between paused ones (none takes it: it stays);
+//! - the taker knows a hand-over by `<region>/<nonce>` and takes it once however often it is
+//!   asked (this gate may restart between the taker's answer and its own record), answering
+//!   from the state it is in, so nothing is sent twice;
+//! - a credential made here leads only to its own signup: when the taker already had the
+//!   mailbox queued (another request's signup), the item merges into it unnamed, and its row
+//!   here says so (`handed_over`, no `moved_to`);
+//! - the taker takes no budget for it (this gate took it when the signup came) but records the
+//!   mailbox's send for its cooldown, as for any signup it sends.
 
 use super::*;
 use crate::cooldown::address_key;
@@ -48,7 +56,8 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         };
         let from = match &row {
             Some(row) if !row.nonce.is_empty() => format!("{}/{}", place.region, row.nonce),
-            _ => format!("{}/queue-{}", place.region, head.id),
+            // A row made before nonces, or forgotten: the item itself, by its key and time.
+            _ => format!("{}/{}@{}", place.region, head.key, head.enqueued_at_ms),
         };
         let mailbox = Mailbox::of(&head.email);
         let others: Vec<_> = place
@@ -61,13 +70,15 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             .request_id
             .clone()
             .unwrap_or_else(|| RequestId::from_ray_or_random(None, || self.runtime.random_u32()));
-        for (i, region) in others.iter().enumerate() {
+        for region in &others {
             let request = SendRequest {
                 email: head.email.clone(),
                 request_id: request_id.clone(),
                 presented: None,
                 decoy: false,
-                may_decline: i + 1 < others.len(),
+                // Every region may decline: a paused one must not take a paused one's queue.
+                may_decline: true,
+                contested_elsewhere: false,
                 handed_from: Some(from.clone()),
             };
             match self.runtime.hand_over(&region.name, &request).await {
@@ -90,6 +101,22 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                     };
                 }
                 Ok(Err(ApiError::RegionPaused { .. })) => continue,
+                // SES there refused the address: it is refused here too.
+                Ok(Err(ApiError::Rejected)) => {
+                    return match self.store.remove(head.id) {
+                        Ok(()) => {
+                            self.update(|g| {
+                                *g.counters.drops.entry("rejected".into()).or_default() += 1;
+                            });
+                            self.signup_failed(&head.key, SignupState::Rejected, None);
+                            true
+                        }
+                        Err(e) => {
+                            self.log_store_error(&e);
+                            false
+                        }
+                    };
+                }
                 Ok(Err(error)) => {
                     self.runtime.log_error(log_line!({"event": "hand_over_refused", "to": region.name, "code": error.code(), "address": tag_of(&head.key)}));
                     return false;
@@ -128,8 +155,9 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     }
 
     /// A signup handed over by the gate of another region (`from`: `<region>/<nonce>`): kept
-    /// once, as a signup of this gate's own (sent or queued here), without a cooldown or a
-    /// budget count; answered with the signup it is here. `may_decline` as for a new signup.
+    /// once, as a signup of this gate's own (sent or queued here), with the mailbox's cooldown
+    /// but no budget count; answered with the signup it is here (none when it merged into one
+    /// already queued here). `may_decline` as for a new signup.
     pub async fn adopt(
         &self,
         email: &EmailAddress,
@@ -167,7 +195,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             nonce: row.nonce.clone(),
             region: None,
         };
-        // Asked again: answered as the first time, nothing sent again.
+        // Asked again: answered from the state the first time left, nothing sent again.
         if let Some(row) = existing
             .as_ref()
             .filter(|row| row.handed_from.as_deref() == Some(from))
@@ -177,34 +205,72 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                     let position = self.queued_position(&key, arrival).unwrap_or(1);
                     self.queued_reply(position, arrival)
                 }
-                _ => Ok(Accepted::Sent {
-                    message_id: row.message_id.clone(),
-                    signup: None,
-                }),
+                SignupState::Sent | SignupState::Verified | SignupState::Expired => {
+                    Ok(Accepted::Sent {
+                        message_id: row.message_id.clone(),
+                        signup: None,
+                    })
+                }
+                SignupState::Rejected => Err(ApiError::Rejected),
+                // Dropped here unsent: the giver keeps its item and sends it itself.
+                SignupState::Dropped => Err(ApiError::Unavailable),
             };
             return answer.map(|a| a.made(Some(here(row))));
         }
-        // Queued here already (a new signup of the mailbox came here meanwhile): one mail.
+        // Queued here already, for another request: one mail, and the item merges into that
+        // signup without naming it (its credentials are that request's alone).
         if let Some(reply) = self.already_queued(to, arrival) {
-            return reply.map(|a| a.made(existing.as_ref().map(here)));
+            return reply;
         }
-        if let Some(declined) = self.declined(may_decline, arrival) {
+        if let Some(declined) = self.declined(may_decline, arrival, &key, None) {
             return declined;
         }
-        let nonce = match self.fresh_nonce() {
+        // The mailbox's cooldown starts here as for any send from here (no budget: the giver
+        // took it). A cooldown already running here stands.
+        let admission = match self.admit_address(&key, arrival) {
+            Ok(admission) => admission,
+            Err(Refusal::Cooldown { .. }) => None,
+            Err(Refusal::Store(e)) => return self.unavailable(&e, to),
+        };
+        // Handed back to the gate it first left: the same signup again, under its first nonce
+        // and time, so the credentials made here still name it.
+        let returning = existing
+            .as_ref()
+            .filter(|row| row.moved_to.is_some() && !row.nonce.is_empty());
+        let nonce = match returning {
+            Some(row) => Ok(row.nonce.clone()),
+            None => self.fresh_nonce(),
+        };
+        let nonce = match nonce {
             Ok(nonce) => nonce,
             Err(error) => {
                 self.runtime.log_error(log_line!({"event": "random_source_failed", "error": error, "request_id": request_id}));
                 return Err(ApiError::Unavailable);
             }
         };
-        let tracked = match self.track_signup(&key, email, arrival, nonce, None, Some(from)) {
+        let tracked = match self.track_signup(
+            &key,
+            email,
+            arrival,
+            nonce,
+            super::lifecycle::Came {
+                handed_from: Some(from),
+                signed_up_ms: returning.map(|row| row.signed_up_ms),
+                ..Default::default()
+            },
+        ) {
             Ok(tracked) => tracked,
             Err(e) => return self.unavailable(&e, to),
         };
         let made = tracked.signup_ref(&key);
         let reply = self.send_or_queue(to, arrival, may_decline).await;
         let follow_up_due = self.settle_signup(&key, tracked, &reply);
+        if let (Err(error), Some(admission)) = (&reply, admission) {
+            // Neither sent nor taken (a timeout may have reached SES: its cooldown stays).
+            if *error != ApiError::UpstreamTimeout {
+                self.take_back(admission);
+            }
+        }
         if let Some(at) = follow_up_due {
             self.alarm_by(at).await;
         }

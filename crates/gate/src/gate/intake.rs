@@ -34,6 +34,16 @@ use signup_verify_ses::outcome::Outcome;
 use signup_verify_ses::outcome::RetryReason;
 use signup_verify_ses::time::rfc3339_utc;
 
+/// What a signup in a pool of regions may do (see [`Gate::send_in_pool`]); the default is a
+/// region alone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolAsk {
+    /// Another region can take a new signup: a paused gate declines it instead of queueing it.
+    pub may_decline: bool,
+    /// A region that declined it holds an open signup of the mailbox issued to another request.
+    pub contested_elsewhere: bool,
+}
+
 impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     /// A signup: dedupe, the per-address limits, then a direct send or the queue. Every line it
     /// logs carries `request_id`.
@@ -45,39 +55,57 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         request_id: &RequestId,
         presented: Option<&SignupRef>,
     ) -> SendReply {
-        self.send_in_pool(email, request_id, presented, false).await
+        self.send_in_pool(email, request_id, presented, PoolAsk::default())
+            .await
     }
 
-    /// [`Self::send`] in a pool of regions: `may_decline` says another region can take a new
-    /// signup, so while this gate is paused (or its direct send meets a configuration error,
-    /// which pauses it) a signup not already queued here is declined with
-    /// [`ApiError::RegionPaused`] instead of queued, and nothing of it is kept.
+    /// [`Self::send`] in a pool of regions (`pool`: see [`PoolAsk`]). While this gate is
+    /// paused (or its direct send meets a configuration error, which pauses it) a signup not
+    /// already queued here that may be declined is declined with [`ApiError::RegionPaused`]
+    /// instead of queued, and nothing of it is kept.
     pub async fn send_in_pool(
         &self,
         email: &EmailAddress,
         request_id: &RequestId,
         presented: Option<&SignupRef>,
-        may_decline: bool,
+        pool: PoolAsk,
     ) -> SendReply {
         self.count(|g| g.cost.signups = g.cost.signups.saturating_add(1));
-        let reply = self
-            .take_signup(email, request_id, presented, may_decline)
-            .await;
+        let reply = self.take_signup(email, request_id, presented, pool).await;
         self.save_state();
         reply
     }
 
-    /// While this gate is paused: [`ApiError::RegionPaused`] for a new signup that `may_decline`.
-    pub(super) fn declined(&self, may_decline: bool, arrival: u64) -> Option<SendReply> {
+    /// While this gate is paused: [`ApiError::RegionPaused`] for a new signup that `may_decline`,
+    /// saying whether this gate holds an open signup of the mailbox that `presented` does not
+    /// name (the next region marks the new one contested).
+    pub(super) fn declined(
+        &self,
+        may_decline: bool,
+        arrival: u64,
+        key: &str,
+        presented: Option<&SignupRef>,
+    ) -> Option<SendReply> {
         let paused_until_ms = self
             .state
             .borrow()
             .paused_until_ms
             .filter(|until| may_decline && *until > arrival)?;
+        let open = match self.load_signup(key) {
+            Ok(previous) => self.contests(previous.as_ref(), key, presented, arrival),
+            Err(e) => {
+                self.log_store_error(&e);
+                // Unknown: the safe side is to mark the new signup contested.
+                true
+            }
+        };
         self.runtime.log_info(
             || log_line!({"event": "signup_declined", "reason": "region_paused", "paused_until_ms": paused_until_ms}),
         );
-        Some(Err(ApiError::RegionPaused { paused_until_ms }))
+        Some(Err(ApiError::RegionPaused {
+            paused_until_ms,
+            open,
+        }))
     }
 
     pub(super) async fn take_signup(
@@ -85,8 +113,9 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         email: &EmailAddress,
         request_id: &RequestId,
         presented: Option<&SignupRef>,
-        may_decline: bool,
+        pool: PoolAsk,
     ) -> SendReply {
+        let may_decline = pool.may_decline;
         let arrival = self.runtime.now_ms();
         let key = address_key(&self.address_secret, email);
         let to = Recipient {
@@ -97,7 +126,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         if let Some(reply) = self.already_queued(to, arrival) {
             return reply;
         }
-        if let Some(declined) = self.declined(may_decline, arrival) {
+        if let Some(declined) = self.declined(may_decline, arrival, &key, presented) {
             return declined;
         }
         let nonce = match self.fresh_nonce() {
@@ -112,7 +141,18 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             Err(refused) => return refused,
         };
         // Tracked before the first await, so the drain always finds the row it updates.
-        let tracked = match self.track_signup(&key, email, arrival, nonce, presented, None) {
+        let tracked = match self.track_signup(
+            &key,
+            email,
+            arrival,
+            nonce,
+            super::lifecycle::Came {
+                presented,
+                handed_from: None,
+                contested_elsewhere: pool.contested_elsewhere,
+                signed_up_ms: None,
+            },
+        ) {
             Ok(tracked) => tracked,
             Err(e) => return self.unavailable(&e, to),
         };
@@ -210,7 +250,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         if let Some(reply) = self.already_queued(to, arrival) {
             return reply;
         }
-        if let Some(declined) = self.declined(may_decline, arrival) {
+        if let Some(declined) = self.declined(may_decline, arrival, &key, None) {
             return declined;
         }
         // Kept, as a sent signup's is: a decoy counts against the mailbox and the budget.
@@ -424,10 +464,14 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             if may_decline && matches!(outcome, Some(Outcome::Config { .. })) {
                 // The region's configuration is broken: it pauses, and another takes this one.
                 let until = self.runtime.now_ms() + CONFIG_PAUSE_MS;
-                self.update(|g| g.paused_until_ms = Some(until));
+                self.update(|g| {
+                    g.paused_until_ms = Some(until);
+                    g.config_errors = g.config_errors.saturating_add(1);
+                });
                 self.runtime.log_error(log_line!({"event": "region_paused", "paused_until_ms": until, "request_id": to.request_id}));
                 return Err(ApiError::RegionPaused {
                     paused_until_ms: until,
+                    open: false,
                 });
             }
             if !matches!(outcome, None | Some(Outcome::Retryable(_))) {

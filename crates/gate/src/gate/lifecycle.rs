@@ -22,6 +22,19 @@ use signup_verify_domain::log_line;
 use signup_verify_domain::redact::tag_of;
 use signup_verify_domain::status_token::SignupRef;
 
+/// How a signup came to this gate, for `track_signup`: the credential its request presented,
+/// the region that handed it over, and whether a region that declined it holds an open signup
+/// of the mailbox.
+#[derive(Default, Clone, Copy)]
+pub(super) struct Came<'a> {
+    pub presented: Option<&'a SignupRef>,
+    pub handed_from: Option<&'a str>,
+    pub contested_elsewhere: bool,
+    /// A signup that left this gate (its row `moved_to`) and is handed back: it keeps its time
+    /// (with its nonce), so its first credentials name it again.
+    pub signed_up_ms: Option<u64>,
+}
+
 /// A signup's rows as `track_signup` stored them, and the rows they replaced (put back if the
 /// signup is taken back).
 pub(super) struct Tracked {
@@ -50,6 +63,24 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         identity_key(&self.address_secret, address)
     }
 
+    /// Whether a new signup of the mailbox keyed `key` contests `previous`: it replaces a
+    /// signup whose link is still open, issued to a request whose credential this one does not
+    /// present. Whoever clicks that link verifies the new signup too (SES verifies the address,
+    /// not the request).
+    pub(super) fn contests(
+        &self,
+        previous: Option<&Signup>,
+        key: &str,
+        presented: Option<&SignupRef>,
+        now: u64,
+    ) -> bool {
+        let link_ttl = self.config.tracking.link_ttl_ms;
+        previous.is_some_and(|p| {
+            let holder = presented.is_some_and(|r| r.key == key && r.nonce == p.nonce);
+            p.issued && p.is_open(now, link_ttl) && !holder
+        })
+    }
+
     /// Records a new signup (queued until sent) with its random `nonce`, and its identity's
     /// record as the send will leave it: ownership is decided now, before the send leaves.
     /// The replaced row keeps nothing of it until the new signup is sent or queued.
@@ -59,19 +90,14 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         email: &EmailAddress,
         now: u64,
         nonce: String,
-        presented: Option<&SignupRef>,
-        handed_from: Option<&str>,
+        came: Came,
     ) -> Result<Tracked, StoreError> {
         let previous = self.load_signup(key)?;
         let mut row = Signup::queued(email, now, nonce);
-        row.handed_from = handed_from.map(str::to_string);
-        // Replacing a signup whose link is still open, without its credential: whoever clicks
-        // that link verifies this signup too (SES verifies the address, not the request).
-        let link_ttl = self.config.tracking.link_ttl_ms;
-        row.contested = previous.as_ref().is_some_and(|p| {
-            let holder = presented.is_some_and(|r| r.key == key && r.nonce == p.nonce);
-            p.issued && p.is_open(now, link_ttl) && !holder
-        });
+        row.signed_up_ms = came.signed_up_ms.unwrap_or(now);
+        row.handed_from = came.handed_from.map(str::to_string);
+        row.contested =
+            came.contested_elsewhere || self.contests(previous.as_ref(), key, came.presented, now);
         row.issued = self.config.tracking.status_token_secret.is_some();
         self.put_signup(key, &row)?;
         let identity_key = self.identity_key_of(email.as_str());

@@ -78,6 +78,7 @@ mod drain;
 mod follow_up;
 mod handover;
 mod intake;
+pub use intake::PoolAsk;
 mod lifecycle;
 mod outbox;
 mod status;

@@ -65,7 +65,7 @@ fn a_region_that_stays_paused_hands_each_queued_signup_to_its_next_region_once()
             .as_deref()
             .is_some_and(|f| f.starts_with("us-east-1/")));
         assert!(!request.decoy && request.presented.is_none());
-        assert!(request.may_decline, "a third region is left to try");
+        assert!(request.may_decline, "a paused taker declines");
     }
     // Their credentials, made here, now lead to the signups where they are.
     for signup in [&a, &b] {
@@ -101,6 +101,7 @@ fn an_item_every_other_region_declines_stays_queued_until_one_takes_it() {
     config_error(&h);
     let paused = Err(ApiError::RegionPaused {
         paused_until_ms: u64::MAX,
+        open: false,
     });
     h.runtime
         .0
@@ -110,7 +111,10 @@ fn an_item_every_other_region_declines_stays_queued_until_one_takes_it() {
     h.drain_at(h.runtime.now_ms() + crate::queue::CONFIG_PAUSE_MS);
     let handed = h.runtime.0.handed.borrow().clone();
     assert_eq!(handed.len(), 2, "both other regions asked");
-    assert!(handed[0].1.may_decline && !handed[1].1.may_decline);
+    assert!(
+        handed.iter().all(|(_, r)| r.may_decline),
+        "every region may decline: a paused one never takes a paused one's queue"
+    );
     assert_eq!(h.store.items().len(), 1, "kept here: nothing is lost");
     // A gate that fails on the way leaves it here too.
     h.runtime
@@ -124,7 +128,7 @@ fn an_item_every_other_region_declines_stays_queued_until_one_takes_it() {
 }
 
 #[test]
-fn the_taker_keeps_a_handed_over_signup_once_however_often_it_is_asked_and_takes_no_cooldown() {
+fn the_taker_keeps_a_handed_over_signup_once_however_often_it_is_asked_and_starts_its_cooldown() {
     let giver = in_pool("us-east-1");
     giver.sent("first@example.com");
     giver.queued("a@example.com");
@@ -151,10 +155,183 @@ fn the_taker_keeps_a_handed_over_signup_once_however_often_it_is_asked_and_takes
     assert_eq!(taker.sender.slots().len(), 1, "sent once");
     let here = taker.named(&first);
     assert_eq!(taker.status_of(&here).status, "sent");
-    // No cooldown was taken for it: the person may sign up again at once.
-    taker.runtime.advance_by(2_000);
+    // Its mailbox's cooldown runs here now, as for any send from here; no budget was taken.
     assert!(matches!(
         taker.send(request.email.as_str()),
-        Ok(Accepted::Sent { .. } | Accepted::Queued { .. })
+        Err(ApiError::Cooldown { .. })
     ));
+    assert_eq!(taker.gate.stats().expect("stats").daily_taken, 0);
+}
+
+/// The giver's first hand-over request, after two configuration errors a pause apart.
+fn handed_request(giver: &Harness) -> SendRequest {
+    config_error(giver);
+    giver.drain();
+    config_error(giver);
+    giver.drain_at(giver.runtime.now_ms() + crate::queue::CONFIG_PAUSE_MS);
+    giver.runtime.0.handed.borrow()[0].1.clone()
+}
+
+#[test]
+fn a_paused_region_declines_a_hand_over_so_no_queue_goes_back_and_forth() {
+    let giver = in_pool("us-east-1");
+    giver.sent("first@example.com");
+    giver.queued("a@example.com");
+    let request = handed_request(&giver);
+    let taker = in_pool("eu-west-1");
+    taker.sent("other@example.com");
+    taker.queued("b@example.com");
+    config_error(&taker);
+    taker.drain();
+    let from = request.handed_from.clone().expect("from");
+    assert!(matches!(
+        run(taker.gate.adopt(
+            &request.email,
+            &request.request_id,
+            &from,
+            request.may_decline
+        )),
+        Err(ApiError::RegionPaused { .. })
+    ));
+    assert_eq!(taker.store.items().len(), 1, "only its own item");
+}
+
+#[test]
+fn a_hand_over_of_a_mailbox_already_queued_there_merges_without_naming_anyone_elses_signup() {
+    let taker = in_pool("eu-west-1");
+    taker.sent("first@example.com");
+    let theirs = taker.named(&taker.send("a@example.com"));
+    let merged = run(taker.gate.adopt(
+        &email("a@example.com"),
+        &request_id_for("a"),
+        "us-east-1/00112233445566778899aabbccddeeff",
+        true,
+    ));
+    match merged {
+        Ok(Accepted::Queued { signup: None, .. }) => {}
+        other => panic!("expected a queued answer naming no signup, got {other:?}"),
+    }
+    assert_eq!(taker.store.items().len(), 1, "one item, one mail");
+    assert_eq!(taker.status_of(&theirs).status, "queued");
+    // The giver, told no signup, keeps its own credentials leading nowhere else.
+    let giver = in_pool("us-east-1");
+    giver.sent("first@example.com");
+    let mine = giver.named(&giver.send("a@example.com"));
+    giver
+        .runtime
+        .0
+        .takers
+        .borrow_mut()
+        .push_back(Ok(Ok(Accepted::Queued {
+            position: 1,
+            estimated_send_at: "2026-12-04T00:00:00Z".into(),
+            paused_until: None,
+            signup: None,
+        })));
+    handed_request(&giver);
+    let status = giver.gate.status(&mine).expect("its own row");
+    assert_eq!(
+        (status.status.as_str(), status.reason.as_deref()),
+        ("dropped", Some("handed_over"))
+    );
+}
+
+#[test]
+fn a_repeated_hand_over_is_answered_from_what_the_first_became_and_a_rejection_is_the_givers_too() {
+    let taker = in_pool("eu-west-1");
+    taker.sender.answers([answered(Outcome::Rejected)]);
+    let adopt = || {
+        run(taker.gate.adopt(
+            &email("bad@example.com"),
+            &request_id_for("bad"),
+            "us-east-1/ffeeddccbbaa99887766554433221100",
+            true,
+        ))
+    };
+    assert_eq!(adopt(), Err(ApiError::Rejected));
+    assert_eq!(adopt(), Err(ApiError::Rejected), "not \"sent\"");
+    assert_eq!(taker.sender.calls.borrow().len(), 1, "asked SES once");
+    // The giver drops its item as rejected.
+    let giver = in_pool("us-east-1");
+    giver.sent("first@example.com");
+    let mine = giver.named(&giver.send("bad@example.com"));
+    giver
+        .runtime
+        .0
+        .takers
+        .borrow_mut()
+        .push_back(Ok(Err(ApiError::Rejected)));
+    handed_request(&giver);
+    assert!(giver.store.items().is_empty());
+    assert_eq!(giver.status_of(&mine).status, "rejected");
+}
+
+#[test]
+fn a_signup_a_paused_home_declines_while_it_holds_someone_elses_open_signup_is_contested_where_it_lands(
+) {
+    let home = in_pool("us-east-1");
+    // Sent: its link is open.
+    let theirs = home.named(&home.send("a@example.com"));
+    home.queued("q@example.com");
+    config_error(&home);
+    home.drain();
+    let declined = |presented: Option<&SignupRef>| {
+        run(home.gate.send_in_pool(
+            &email("a@example.com"),
+            &request_id_for("a2"),
+            presented,
+            crate::gate::PoolAsk {
+                may_decline: true,
+                contested_elsewhere: false,
+            },
+        ))
+    };
+    assert!(matches!(
+        declined(None),
+        Err(ApiError::RegionPaused { open: true, .. })
+    ));
+    assert!(matches!(
+        declined(Some(&theirs)),
+        Err(ApiError::RegionPaused { open: false, .. })
+    ));
+    // The next region marks the signup it makes contested.
+    let next = in_pool("eu-west-1");
+    let made = next.named(&run(next.gate.send_in_pool(
+        &email("a@example.com"),
+        &request_id_for("a2"),
+        None,
+        crate::gate::PoolAsk {
+            may_decline: false,
+            contested_elsewhere: true,
+        },
+    )));
+    assert!(next.status_of(&made).contested);
+}
+
+#[test]
+fn a_signup_handed_back_to_the_region_it_first_left_is_named_by_its_first_credentials_again() {
+    let home = in_pool("us-east-1");
+    home.sent("first@example.com");
+    let first = home.named(&home.send("a@example.com"));
+    handed_request(&home);
+    assert!(matches!(
+        home.gate.status(&first),
+        Err(ApiError::Moved { .. })
+    ));
+    // The other region stayed paused in turn and hands it back; this one sends again.
+    home.sender
+        .answers([answered(Outcome::Sent { message_id: None })]);
+    home.runtime.advance_by(2 * crate::queue::CONFIG_PAUSE_MS);
+    let back = run(home.gate.adopt(
+        &email("a@example.com"),
+        &request_id_for("a"),
+        "eu-west-1/eu-west-1-nonce-1",
+        true,
+    ));
+    assert_eq!(back.as_ref().ok().and_then(|a| a.signup()), Some(&first));
+    let status = home.status_of(&first);
+    assert!(
+        matches!(status.status.as_str(), "sent" | "queued"),
+        "{status:?}"
+    );
 }

@@ -1124,10 +1124,13 @@ fn a_paused_gate_in_a_pool_declines_a_new_signup_and_keeps_nothing_of_it() {
     let in_pool = |address: &str| {
         run(h
             .gate
-            .send_in_pool(&email(address), &request_id_for(address), None, true))
+            .send_in_pool(&email(address), &request_id_for(address), None, DECLINE))
     };
     let paused_until_ms = match in_pool("b@example.com") {
-        Err(ApiError::RegionPaused { paused_until_ms }) => paused_until_ms,
+        Err(ApiError::RegionPaused {
+            paused_until_ms,
+            open: false,
+        }) => paused_until_ms,
         other => panic!("expected the region to decline, got {other:?}"),
     };
     assert!(paused_until_ms > h.runtime.now_ms());
@@ -1162,9 +1165,10 @@ fn a_direct_send_that_meets_a_configuration_error_in_a_pool_pauses_the_region_an
     let h = Harness::new(config());
     h.sender
         .answers([answered(Outcome::Config { clock_skew: false })]);
-    let first = run(h
-        .gate
-        .send_in_pool(&email("a@example.com"), &request_id_for("a"), None, true));
+    let first =
+        run(h
+            .gate
+            .send_in_pool(&email("a@example.com"), &request_id_for("a"), None, DECLINE));
     assert!(
         matches!(first, Err(ApiError::RegionPaused { .. })),
         "{first:?}"
@@ -1174,7 +1178,7 @@ fn a_direct_send_that_meets_a_configuration_error_in_a_pool_pauses_the_region_an
     assert!(matches!(
         run(h
             .gate
-            .send_in_pool(&email("b@example.com"), &request_id_for("b"), None, true)),
+            .send_in_pool(&email("b@example.com"), &request_id_for("b"), None, DECLINE)),
         Err(ApiError::RegionPaused { .. })
     ));
     assert_eq!(h.sender.calls.borrow().len(), calls, "no call while paused");
@@ -1187,3 +1191,9 @@ fn a_direct_send_that_meets_a_configuration_error_in_a_pool_pauses_the_region_an
     assert_eq!(alone.send("a@example.com"), Err(ApiError::Misconfigured));
     assert!(alone.gate.stats().expect("stats").paused_until.is_none());
 }
+
+/// A signup another region can take.
+const DECLINE: crate::gate::PoolAsk = crate::gate::PoolAsk {
+    may_decline: true,
+    contested_elsewhere: false,
+};
