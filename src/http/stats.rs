@@ -24,5 +24,5 @@ async fn stats(req: &Request, env: &Env, config: &Config) -> Result<Vec<u8>, Api
         header(req, "authorization").as_deref(),
     )?;
     let stats = pool_stats(env, &config.ses).await?;
-    serde_json::to_vec(&stats).map_err(|_| ApiError::UpstreamError)
+    stats.json().map_err(|_| ApiError::UpstreamError)
 }
