@@ -14,6 +14,8 @@ use serde::de::DeserializeOwned;
 use signup_verify_domain::log_line;
 use signup_verify_domain::mailbox::Mailbox;
 use signup_verify_gate::messages::GateStats;
+use signup_verify_gate::messages::SpillNote;
+use signup_verify_gate::messages::SPILLED_PATH;
 use signup_verify_gate::pool_stats::PoolStats;
 use signup_verify_ses::config::SesConfig;
 use signup_verify_ses::regions::PauseBook;
@@ -30,7 +32,6 @@ use signup_verify_gate::messages::{
 use crate::outbound::Outbound;
 use crate::outbound::OutboundError;
 use crate::outbound::Redirects;
-use crate::runtime::now_ms;
 
 thread_local! {
     /// The regions that declined a signup as paused, and until when (this isolate's memory).
@@ -39,7 +40,8 @@ thread_local! {
 
 /// A new signup of `email`: to its mailbox's home region, or, while the home is paused, to the
 /// next region of its rendezvous order that takes it. The answer's signup names the region that
-/// took it. `presented` goes only to the region that holds it.
+/// took it (`now_ms`: for the isolate's memory of paused regions). When the home declined, it is told where the signup went (its cooldown and a record
+/// that contests a later signup there: `SpillNote`).
 pub async fn send_signup(
     env: &Env,
     ses: &SesConfig,
@@ -47,22 +49,23 @@ pub async fn send_signup(
     request_id: &RequestId,
     presented: Option<SignupRef>,
     decoy: bool,
+    now_ms: u64,
 ) -> SendReply {
     let mailbox = Mailbox::of(email);
     let attempts = PAUSED.with(|paused| {
         ses.regions
-            .attempts(mailbox.as_str(), &paused.borrow(), now_ms())
+            .attempts(mailbox.as_str(), &paused.borrow(), now_ms)
     });
     let mut contested_elsewhere = false;
-    for (region, may_decline) in attempts {
-        let held_here = presented
-            .as_ref()
-            .filter(|p| p.region.as_deref().unwrap_or(&ses.region) == region.name)
-            .cloned();
+    let mut declined_by_home = false;
+    for (i, (region, may_decline)) in attempts.iter().enumerate() {
+        let (region, may_decline) = (*region, *may_decline);
+        // Every region gets the cookie's signup: only the gate holding it (or a record of where
+        // it went) can match it, by its own key and nonce.
         let request = SendRequest {
             email: email.clone(),
             request_id: request_id.clone(),
-            presented: held_here,
+            presented: presented.clone(),
             decoy,
             may_decline,
             contested_elsewhere,
@@ -81,8 +84,26 @@ pub async fn send_signup(
                 );
                 PAUSED.with(|paused| paused.borrow_mut().mark(&region.name, paused_until_ms));
                 contested_elsewhere |= open;
+                declined_by_home |= i == 0;
             }
-            reply => return reply.map(|accepted| accepted.in_region(&region.name)),
+            reply => {
+                let reply = reply.map(|accepted| accepted.in_region(&region.name));
+                if let (true, false, Ok(accepted), Some((home, _))) =
+                    (declined_by_home, decoy, &reply, attempts.first())
+                {
+                    // The home keeps the mailbox's cooldown and where its signup went.
+                    let note = SpillNote {
+                        email: email.clone(),
+                        landed: accepted.signup().cloned(),
+                    };
+                    if let Err(error) = GateClient::for_region(env, &home.name)?.note(&note).await {
+                        crate::log::error(
+                            log_line!({"event": "spill_note_failed", "region": home.name, "code": error.code(), "request_id": request_id}),
+                        );
+                    }
+                }
+                return reply;
+            }
         }
     }
     // Only the last region may not decline: it always answers above.
@@ -141,6 +162,15 @@ impl GateClient {
             .and_then(|ns| ns.id_from_name(region)?.get_stub())
             .map(Self)
             .map_err(|e| rpc_failed("binding", &e.to_string(), ApiError::Misconfigured))
+    }
+
+    /// Tells this gate (a mailbox's home) where a signup it declined went.
+    pub async fn note(&self, note: &SpillNote) -> Result<(), ApiError> {
+        let body = serde_json::to_string(note).map_err(|_| ApiError::UpstreamError)?;
+        reply(&self.0, post(SPILLED_PATH, &body))
+            .await
+            .map(|_| ())
+            .map_err(|e| rpc_failed("spilled", &e, ApiError::UpstreamError))
     }
 
     /// One [`SendRequest`] to this gate.

@@ -27,13 +27,16 @@ use signup_verify_gate::gate::PoolAsk;
 use signup_verify_gate::gate::RETRY_LATER_MS;
 use signup_verify_gate::messages::SendReply;
 use signup_verify_gate::messages::SendRequest;
+use signup_verify_gate::messages::SpillNote;
 use signup_verify_gate::messages::StatusReply;
 use signup_verify_gate::messages::CONFIRM_PATH;
 use signup_verify_gate::messages::SEND_PATH;
+use signup_verify_gate::messages::SPILLED_PATH;
 use signup_verify_gate::messages::STATS_PATH;
 use signup_verify_gate::messages::STATUS_PATH;
 use signup_verify_gate::ports::GateRuntime;
 use signup_verify_gate::sql_store::SqlGateStore;
+use signup_verify_gate::store::GateStore;
 
 type LiveGate = Gate<SqlGateStore<DurableSql>, Wire, WorkerRuntime>;
 
@@ -47,46 +50,18 @@ pub struct SesGate {
 
 impl DurableObject for SesGate {
     fn new(state: State, env: Env) -> Self {
-        let gate = match load_config(&env) {
-            Err(_) => Err(ApiError::Misconfigured),
-            Ok(mut config) => {
-                // The Worker names each gate by its region; an unnamed one (none is made) is
-                // `AWS_REGION`'s, the one gate there was before pools.
-                match state.id().name() {
-                    Some(region) => config.ses = config.ses.for_region(&region),
-                    // In a pool, a gate that cannot tell its region must not call any.
-                    None if config.ses.regions.regions().len() > 1 => {
-                        crate::log::error(log_line!({"event": "gate_region_unknown"}));
-                        return Self {
-                            state,
-                            env,
-                            gate: Err(ApiError::Misconfigured),
-                        };
-                    }
-                    None => {}
-                }
-                // `DAILY_SEND_BUDGET` is the pool's: each region's gate keeps its share.
-                config.gate.daily_send_budget = config
-                    .ses
-                    .regions
-                    .budget_share(config.gate.daily_send_budget, &config.ses.region);
-                if config.ses.regions.regions().len() > 1 {
-                    config.gate.pool = Some(PoolPlace {
-                        region: config.ses.region.clone(),
-                        regions: config.ses.regions.clone(),
-                    });
-                }
-                let sender = Wire::new(config.ses, config.gate.interval_ms);
-                let runtime = WorkerRuntime(state.storage(), env.clone());
-                SqlGateStore::open(DurableSql(state.storage().sql()))
-                    .and_then(|store| Gate::open(store, sender, runtime, config.gate))
-                    .map_err(|e| {
-                        crate::log::error(
-                            log_line!({"event": "gate_storage_unusable", "error": e.to_string()}),
-                        );
-                        ApiError::Unavailable
-                    })
+        let gate = match (
+            load_config(&env),
+            SqlGateStore::open(DurableSql(state.storage().sql())),
+        ) {
+            (Err(_), _) => Err(ApiError::Misconfigured),
+            (_, Err(e)) => {
+                crate::log::error(
+                    log_line!({"event": "gate_storage_unusable", "error": e.to_string()}),
+                );
+                Err(ApiError::Unavailable)
             }
+            (Ok(config), Ok(store)) => open_gate(&state, &env, config, store),
         };
         Self { state, env, gate }
     }
@@ -104,13 +79,12 @@ impl DurableObject for SesGate {
                     (Ok(_), Err(_)) => Err(ApiError::InvalidBody),
                     (Ok(gate), Ok(request)) if request.handed_from.is_some() => {
                         let from = request.handed_from.as_deref().unwrap_or_default();
-                        gate.adopt(
-                            &request.email,
-                            &request.request_id,
-                            from,
-                            request.may_decline,
-                        )
-                        .await
+                        let pool = PoolAsk {
+                            may_decline: request.may_decline,
+                            contested_elsewhere: request.contested_elsewhere,
+                        };
+                        gate.adopt(&request.email, &request.request_id, from, pool)
+                            .await
                     }
                     (Ok(gate), Ok(request)) if request.decoy => {
                         gate.decoy(&request.email, &request.request_id, request.may_decline)
@@ -141,6 +115,16 @@ impl DurableObject for SesGate {
                 };
                 Response::from_json(&reply)
             }
+            (Method::Post, SPILLED_PATH, gate) => {
+                match (gate, request_json::<SpillNote>(&mut req).await) {
+                    (Ok(gate), Ok(note)) => {
+                        gate.note_spill(&note.email, note.landed.as_ref());
+                        Response::from_json(&())
+                    }
+                    (Err(error), _) => Response::error(error.code(), error.status()),
+                    (Ok(_), Err(_)) => Response::error("invalid_body", 400),
+                }
+            }
             (Method::Get, STATS_PATH, Ok(gate)) => match gate.stats() {
                 Ok(stats) => Response::from_json(&stats),
                 Err(e) => Response::error(format!("stats: {e}"), 503),
@@ -168,4 +152,46 @@ impl DurableObject for SesGate {
         }
         Response::ok("drained")
     }
+}
+
+/// The gate of this object's region: its name (kept in its storage for a start without it), its
+/// share of the budget, its place in the pool; every failure answered, never a panic.
+fn open_gate(
+    state: &State,
+    env: &Env,
+    mut config: signup_verify_web::config::Config,
+    store: SqlGateStore<DurableSql>,
+) -> std::result::Result<LiveGate, ApiError> {
+    let named = state.id().name();
+    let region = store.own_region(named.as_deref()).map_err(|e| {
+        crate::log::error(log_line!({"event": "gate_storage_unusable", "error": e.to_string()}));
+        ApiError::Unavailable
+    })?;
+    // The Worker names each gate by its region; a gate never named is `AWS_REGION`'s, the one
+    // gate there was before pools. In a pool, a gate that cannot tell its region calls none.
+    match region {
+        Some(region) => config.ses = config.ses.for_region(&region),
+        None if config.ses.regions.regions().len() > 1 => {
+            crate::log::error(log_line!({"event": "gate_region_unknown"}));
+            return Err(ApiError::Misconfigured);
+        }
+        None => {}
+    }
+    // `DAILY_SEND_BUDGET` is the pool's: each region's gate keeps its share.
+    config.gate.daily_send_budget = config
+        .ses
+        .regions
+        .budget_share(config.gate.daily_send_budget, &config.ses.region);
+    if config.ses.regions.regions().len() > 1 {
+        config.gate.pool = Some(PoolPlace {
+            region: config.ses.region.clone(),
+            regions: config.ses.regions.clone(),
+        });
+    }
+    let sender = Wire::new(config.ses, config.gate.interval_ms);
+    let runtime = WorkerRuntime(state.storage(), env.clone());
+    Gate::open(store, sender, runtime, config.gate).map_err(|e| {
+        crate::log::error(log_line!({"event": "gate_storage_unusable", "error": e.to_string()}));
+        ApiError::Unavailable
+    })
 }

@@ -145,6 +145,7 @@ async fn signup(
         request_id,
         ask.presented,
         ask.decoy,
+        now_ms(),
     )
     .await
 }

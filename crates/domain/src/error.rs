@@ -233,6 +233,16 @@ impl ApiError {
     }
 }
 
+impl From<crate::status_token::TokenError> for ApiError {
+    fn from(error: crate::status_token::TokenError) -> Self {
+        use crate::status_token::TokenError;
+        match error {
+            TokenError::Expired => Self::TokenExpired,
+            TokenError::Malformed | TokenError::Forged => Self::InvalidToken,
+        }
+    }
+}
+
 /// What an error answer's body holds: [`ApiError::body`].
 #[derive(Debug, Serialize)]
 pub struct ErrorBody<'a> {

@@ -59,15 +59,6 @@ fn is_region_part(region: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-impl From<TokenError> for crate::error::ApiError {
-    fn from(error: TokenError) -> Self {
-        match error {
-            TokenError::Expired => Self::TokenExpired,
-            TokenError::Malformed | TokenError::Forged => Self::InvalidToken,
-        }
-    }
-}
-
 /// A credential works for this long after the signup.
 pub const TOKEN_LIFETIME_MS: u64 = 7 * 24 * 3_600_000;
 /// Longer strings are refused before any decoding.

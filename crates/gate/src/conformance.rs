@@ -99,6 +99,7 @@ macro_rules! on_both_stores {
 on_both_stores!(
     an_empty_store_has_the_default_state_and_nothing_else,
     the_state_and_the_address_secret_persist_and_the_secret_is_made_once,
+    the_own_region_is_kept_from_a_named_start_for_a_start_without_the_name,
     the_queue_is_served_by_tag_then_arrival_and_a_front_item_leads_its_tag,
     two_front_items_in_an_empty_queue_are_placed_and_found_in_order,
     a_key_is_queued_once_and_is_queued_and_last_tag_see_it,
@@ -179,6 +180,22 @@ fn the_state_and_the_address_secret_persist_and_the_secret_is_made_once(store: &
 
 /// Two throttled direct sends put back at the front of an empty queue: the second one's
 /// arrival number is below zero (`MIN(seq) - 1`), and reading it back must not fail.
+fn the_own_region_is_kept_from_a_named_start_for_a_start_without_the_name(store: &impl GateStore) {
+    assert_eq!(store.own_region(None).expect("read"), None);
+    assert_eq!(
+        store.own_region(Some("eu-west-1")).expect("named"),
+        Some("eu-west-1".into())
+    );
+    assert_eq!(
+        store.own_region(None).expect("read"),
+        Some("eu-west-1".into())
+    );
+    assert_eq!(
+        store.own_region(Some("eu-west-1")).expect("named again"),
+        Some("eu-west-1".into())
+    );
+}
+
 fn two_front_items_in_an_empty_queue_are_placed_and_found_in_order(store: &impl GateStore) {
     let front =
         |address: &str, now_ms| enqueue(store, address, "one.example", 1, QueueEnd::Front, now_ms);

@@ -26,6 +26,7 @@ pub struct MemoryStore(Rc<RefCell<Data>>);
 struct Data {
     state: Option<GateState>,
     secret: Option<Vec<u8>>,
+    region: Option<String>,
     /// (arrival order, domain, item), kept sorted by (tag, arrival order).
     queue: Vec<(i64, String, QueuedItem)>,
     next_id: u64,
@@ -126,6 +127,14 @@ impl GateStore for MemoryStore {
         let secret = fresh()?;
         self.0.borrow_mut().secret = Some(secret.clone());
         Ok(secret)
+    }
+
+    fn own_region(&self, named: Option<&str>) -> StoreResult<Option<String>> {
+        self.check("own region")?;
+        if let Some(name) = named {
+            self.0.borrow_mut().region = Some(name.to_string());
+        }
+        Ok(self.0.borrow().region.clone())
     }
 
     fn queue_len(&self) -> StoreResult<u64> {

@@ -27,6 +27,19 @@ pub const STATUS_PATH: &str = "/status";
 /// The path the Worker POSTs a [`SignupRef`] to when a person confirms.
 pub const CONFIRM_PATH: &str = "/confirm";
 
+/// The path the Worker POSTs a [`SpillNote`] to, on the home of a signup another region took.
+pub const SPILLED_PATH: &str = "/spilled";
+
+/// A signup of this gate's mailbox that another region took while this gate was paused: the
+/// home records the mailbox's cooldown and where the signup went (`landed`, its region named;
+/// none with tokens off), so that a later signup here is held by the cooldown and contests it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpillNote {
+    pub email: EmailAddress,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landed: Option<SignupRef>,
+}
+
 /// The `SesGate` binding in wrangler.toml.
 pub const GATE_BINDING: &str = "SES_GATE";
 

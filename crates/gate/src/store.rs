@@ -105,6 +105,11 @@ pub trait GateStore {
     /// fails stores nothing: key material never comes from anywhere but the random source).
     fn address_secret(&self, fresh: impl FnOnce() -> StoreResult<Vec<u8>>) -> StoreResult<Vec<u8>>;
 
+    /// The region this gate serves: `named` (its object's name) is stored the first time and
+    /// whenever it differs; `None` reads what was stored (a runtime that woke the object
+    /// without its name).
+    fn own_region(&self, named: Option<&str>) -> StoreResult<Option<String>>;
+
     fn queue_len(&self) -> StoreResult<u64>;
     /// Whether an item with this key is queued (one index lookup).
     fn is_queued(&self, key: &str) -> StoreResult<bool>;

@@ -4,9 +4,9 @@
 
 use url::Url;
 
-use signup_verify_domain::settings::{parse_service_url, ConfigError, Secret, Vars};
+use signup_verify_domain::settings::{ConfigError, Secret, Vars};
 
-use crate::regions::RegionPool;
+use crate::regions::{is_region_name, parse_ses_endpoint, RegionPool};
 
 /// AWS credentials, from secrets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,39 +116,5 @@ impl SesConfig {
             endpoint,
             ..self.clone()
         }
-    }
-}
-
-pub(crate) fn is_region_name(region: &str) -> bool {
-    region.len() <= 32
-        && region.split('-').count() >= 3
-        && region.split('-').all(|part| {
-            !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        })
-}
-
-/// `SES_ENDPOINT` (or one of `SES_ENDPOINTS`, named by `variable`): a service URL whose path is
-/// plain (unreserved characters between slashes, no `.` or `..` segment), so that it is its own
-/// SigV4 canonical path.
-pub(crate) fn parse_ses_endpoint(variable: &'static str, raw: &str) -> Result<Url, ConfigError> {
-    let url = parse_service_url(variable, raw)?;
-    let plain_segment = |segment: &str| {
-        !matches!(segment, "." | "..")
-            && segment
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-    };
-    let segments: Vec<&str> = url.path().split('/').skip(1).collect();
-    let (last, inner) = segments.split_last().unwrap_or((&"", &[]));
-    if inner.iter().all(|s| !s.is_empty() && plain_segment(s)) && plain_segment(last) {
-        Ok(url)
-    } else {
-        Err(ConfigError {
-            variable,
-            problem: "must have a plain path: letters, digits and - . _ ~ between slashes",
-        })
     }
 }

@@ -1,5 +1,6 @@
 //! The pool of SES regions a deployment sends through, each mailbox's order among them, and
-//! which regions a signup tries ([`RegionPool::attempts`]) while some are paused ([`PauseBook`]). `SES_REGIONS` is a comma
+//! which regions a signup tries ([`RegionPool::attempts`]) while some are paused ([`PauseBook`]);
+//! also what a region's name and its endpoint may be (`AWS_REGION`, `SES_ENDPOINT` use them). `SES_REGIONS` is a comma
 //! list of regions (default: `AWS_REGION` alone, so nothing changes for one region);
 //! `SES_ENDPOINTS`, optional, is a comma list aligned with it (ses-local and tests; `http://` only
 //! for loopback). A mailbox's order is rendezvous (highest random weight) hashing over the
@@ -14,7 +15,7 @@
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use signup_verify_domain::settings::{ConfigError, Vars};
+use signup_verify_domain::settings::{parse_service_url, ConfigError, Vars};
 
 /// Keeps this hash apart from every other use of SHA-256 here.
 const RENDEZVOUS_LABEL: &[u8] = b"signup-verify/v1/region-rendezvous\0";
@@ -49,7 +50,7 @@ impl RegionPool {
             });
         };
         let names: Vec<&str> = list.split(',').map(str::trim).collect();
-        if names.iter().any(|n| !super::config::is_region_name(n)) {
+        if names.iter().any(|n| !is_region_name(n)) {
             return Err(bad(
                 "SES_REGIONS",
                 "must be a comma list of region names like us-east-1",
@@ -74,7 +75,7 @@ impl RegionPool {
             Some(raw) => {
                 let endpoints = raw
                     .split(',')
-                    .map(|e| super::config::parse_ses_endpoint("SES_ENDPOINTS", e.trim()))
+                    .map(|e| parse_ses_endpoint("SES_ENDPOINTS", e.trim()))
                     .collect::<Result<Vec<_>, _>>()?;
                 if endpoints.len() != names.len() {
                     return Err(bad(
@@ -155,13 +156,13 @@ impl RegionPool {
     /// The share of `DAILY_SEND_BUDGET` (`total`, for the whole pool) the gate of `region`
     /// keeps: an even share (rendezvous spreads mailboxes evenly), the remainder one each to the
     /// first regions by name, so the shares add up to `total` exactly; 0 (no budget) stays 0.
-    /// A region outside the pool takes no new signups and keeps the whole budget for what it
-    /// still holds.
+    /// A region outside the pool takes no new signups: no share (what it still holds was
+    /// counted when it came).
     pub fn budget_share(&self, total: u64, region: &str) -> u64 {
         let mut names: Vec<&str> = self.regions.iter().map(|r| r.name.as_str()).collect();
         names.sort_unstable();
         let Some(rank) = names.iter().position(|name| *name == region) else {
-            return total;
+            return 0;
         };
         let n = names.len() as u64;
         total / n + u64::from((rank as u64) < total % n)
@@ -215,6 +216,40 @@ fn score(region: &str, mailbox: &str) -> u64 {
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     u64::from_be_bytes(first)
+}
+
+pub(crate) fn is_region_name(region: &str) -> bool {
+    region.len() <= 32
+        && region.split('-').count() >= 3
+        && region.split('-').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+}
+
+/// `SES_ENDPOINT` (or one of `SES_ENDPOINTS`, named by `variable`): a service URL whose path is
+/// plain (unreserved characters between slashes, no `.` or `..` segment), so that it is its own
+/// SigV4 canonical path.
+pub(crate) fn parse_ses_endpoint(variable: &'static str, raw: &str) -> Result<Url, ConfigError> {
+    let url = parse_service_url(variable, raw)?;
+    let plain_segment = |segment: &str| {
+        !matches!(segment, "." | "..")
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    };
+    let segments: Vec<&str> = url.path().split('/').skip(1).collect();
+    let (last, inner) = segments.split_last().unwrap_or((&"", &[]));
+    if inner.iter().all(|s| !s.is_empty() && plain_segment(s)) && plain_segment(last) {
+        Ok(url)
+    } else {
+        Err(ConfigError {
+            variable,
+            problem: "must have a plain path: letters, digits and - . _ ~ between slashes",
+        })
+    }
 }
 
 #[cfg(test)]
@@ -401,6 +436,11 @@ mod tests {
         assert_eq!(
             pool(&[]).expect("one").budget_share(1_000, "us-east-1"),
             1_000
+        );
+        assert_eq!(
+            three.budget_share(1_000, "sa-east-1"),
+            0,
+            "outside the pool"
         );
     }
 

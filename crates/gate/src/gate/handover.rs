@@ -20,6 +20,7 @@
 //! - the taker takes no budget for it (this gate took it when the signup came) but records the
 //!   mailbox's send for its cooldown, as for any signup it sends.
 
+use super::PoolAsk;
 use super::*;
 use crate::cooldown::address_key;
 use crate::messages::{Accepted, Recipient, SendReply, SendRequest};
@@ -78,7 +79,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 decoy: false,
                 // Every region may decline: a paused one must not take a paused one's queue.
                 may_decline: true,
-                contested_elsewhere: false,
+                contested_elsewhere: row.as_ref().is_some_and(|row| row.contested),
                 handed_from: Some(from.clone()),
             };
             match self.runtime.hand_over(&region.name, &request).await {
@@ -87,7 +88,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                         .signup()
                         .cloned()
                         .map(|s| s.in_region(&region.name));
-                    return match self.handed_over(head, row, moved_to) {
+                    return match self.handed_over(head, row, moved_to, SignupState::Dropped) {
                         Ok(()) => {
                             self.runtime.log_error(log_line!({"event": "handed_over", "to": region.name, "address": tag_of(&head.key), "request_id": head.request_id}));
                             true
@@ -102,30 +103,24 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                 }
                 Ok(Err(ApiError::RegionPaused { .. })) => continue,
                 // SES there refused the address: it is refused here too.
+                // (The other region reports it, to the webhook too: not reported twice.)
                 Ok(Err(ApiError::Rejected)) => {
-                    return match self.store.remove(head.id) {
-                        Ok(()) => {
-                            self.update(|g| {
-                                *g.counters.drops.entry("rejected".into()).or_default() += 1;
-                            });
-                            self.signup_failed(&head.key, SignupState::Rejected, None);
-                            true
-                        }
+                    return match self.handed_over(head, row, None, SignupState::Rejected) {
+                        Ok(()) => true,
                         Err(e) => {
                             self.log_store_error(&e);
                             false
                         }
                     };
                 }
+                // Busy, unavailable, misconfigured there: the next region may take it.
                 Ok(Err(error)) => {
                     self.runtime.log_error(log_line!({"event": "hand_over_refused", "to": region.name, "code": error.code(), "address": tag_of(&head.key)}));
-                    return false;
                 }
                 Err(error) => {
                     self.runtime.log_error(
                         log_line!({"event": "hand_over_failed", "to": region.name, "error": error}),
                     );
-                    return false;
                 }
             }
         }
@@ -134,24 +129,73 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
 
     /// The head went to another region: out of the queue, and its row names where it is now
     /// (one synchronous step).
+    /// (`state`: `Dropped`, reason `handed_over`; or `Rejected` when SES there refused it.) No
+    /// webhook event here: the region that holds it reports it. Its identity record claims no
+    /// send from here.
     fn handed_over(
         &self,
         head: &QueuedItem,
         row: Option<Signup>,
         moved_to: Option<signup_verify_domain::status_token::SignupRef>,
+        state: SignupState,
     ) -> Result<(), StoreError> {
+        let reason = match state {
+            SignupState::Rejected => "rejected",
+            _ => "handed_over",
+        };
         if let Some(mut row) = row {
-            row.state = SignupState::Dropped;
-            row.reason = Some("handed_over".into());
+            row.state = state;
+            row.reason = (state != SignupState::Rejected).then(|| reason.to_string());
             row.moved_to = moved_to;
             row.next_check_ms = None;
             self.put_signup(&head.key, &row)?;
+            self.unsent_identity(&row)?;
         }
         self.store.remove(head.id)?;
         self.update(|g| {
-            *g.counters.drops.entry("handed_over".into()).or_default() += 1;
+            *g.counters.drops.entry(reason.into()).or_default() += 1;
         });
         Ok(())
+    }
+
+    /// Another region took a signup of this gate's mailbox while this gate was paused (see
+    /// [`crate::messages::SpillNote`]): the mailbox's cooldown starts here, and unless a signup
+    /// here still has work, a row with no credential of its own records where it went (it
+    /// contests a later signup here for the link's life, and the cookie of the one that went
+    /// holds it). Best effort: nothing is refused.
+    pub fn note_spill(
+        &self,
+        email: &EmailAddress,
+        landed: Option<&signup_verify_domain::status_token::SignupRef>,
+    ) {
+        let now = self.runtime.now_ms();
+        let key = address_key(&self.address_secret, email);
+        let result = (|| {
+            match self.admit_address(&key, now) {
+                Ok(_) | Err(Refusal::Cooldown { .. }) => {}
+                Err(Refusal::Store(e)) => return Err(e),
+            }
+            let Some(landed) = landed else {
+                return Ok(());
+            };
+            if self
+                .load_signup(&key)?
+                .as_ref()
+                .is_some_and(crate::store::has_work)
+            {
+                return Ok(());
+            }
+            let mut row = Signup::queued(email, now, String::new());
+            row.state = SignupState::Dropped;
+            row.reason = Some("spilled".into());
+            row.moved_to = Some(landed.clone());
+            row.issued = self.config.tracking.status_token_secret.is_some();
+            self.put_signup(&key, &row)
+        })();
+        if let Err(e) = result {
+            self.log_store_error(&e);
+        }
+        self.save_state();
     }
 
     /// A signup handed over by the gate of another region (`from`: `<region>/<nonce>`): kept
@@ -163,10 +207,10 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         email: &EmailAddress,
         request_id: &RequestId,
         from: &str,
-        may_decline: bool,
+        pool: PoolAsk,
     ) -> SendReply {
         self.count(|g| g.cost.signups = g.cost.signups.saturating_add(1));
-        let reply = self.take_over(email, request_id, from, may_decline).await;
+        let reply = self.take_over(email, request_id, from, pool).await;
         self.save_state();
         reply
     }
@@ -176,8 +220,9 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         email: &EmailAddress,
         request_id: &RequestId,
         from: &str,
-        may_decline: bool,
+        pool: PoolAsk,
     ) -> SendReply {
+        let may_decline = pool.may_decline;
         let arrival = self.runtime.now_ms();
         let key = address_key(&self.address_secret, email);
         let to = Recipient {
@@ -195,10 +240,11 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             nonce: row.nonce.clone(),
             region: None,
         };
-        // Asked again: answered from the state the first time left, nothing sent again.
+        // Asked again: answered from the state the first time left, nothing sent again (a row
+        // that has moved on since is a new hand-over).
         if let Some(row) = existing
             .as_ref()
-            .filter(|row| row.handed_from.as_deref() == Some(from))
+            .filter(|row| row.handed_from.as_deref() == Some(from) && row.moved_to.is_none())
         {
             let answer = match row.state {
                 SignupState::Queued => {
@@ -234,9 +280,14 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         };
         // Handed back to the gate it first left: the same signup again, under its first nonce
         // and time, so the credentials made here still name it.
-        let returning = existing
-            .as_ref()
-            .filter(|row| row.moved_to.is_some() && !row.nonce.is_empty());
+        let returning = existing.as_ref().filter(|row| {
+            !row.nonce.is_empty()
+                && row.moved_to.as_ref().is_some_and(|to| {
+                    from.split_once('/').is_some_and(|(region, nonce)| {
+                        to.region.as_deref() == Some(region) && to.nonce == nonce
+                    })
+                })
+        });
         let nonce = match returning {
             Some(row) => Ok(row.nonce.clone()),
             None => self.fresh_nonce(),
@@ -256,6 +307,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             super::lifecycle::Came {
                 handed_from: Some(from),
                 signed_up_ms: returning.map(|row| row.signed_up_ms),
+                contested_elsewhere: pool.contested_elsewhere,
                 ..Default::default()
             },
         ) {

@@ -162,7 +162,18 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             .status_token_secret
             .is_some()
             .then(|| tracked.signup_ref(&key));
-        let reply = self.send_or_queue(to, arrival, may_decline).await;
+        let contested = tracked.contested();
+        let reply = match self.send_or_queue(to, arrival, may_decline).await {
+            // Declined on its direct send's configuration error: the next region learns whether
+            // it contests a signup here, as from any decline.
+            Err(ApiError::RegionPaused {
+                paused_until_ms, ..
+            }) => Err(ApiError::RegionPaused {
+                paused_until_ms,
+                open: contested,
+            }),
+            reply => reply,
+        };
         let follow_up_due = self.settle_signup(&key, tracked, &reply);
         match (&reply, admission) {
             // A call that timed out may have reached SES: the address keeps its admission (and

@@ -46,6 +46,11 @@ pub(super) struct Tracked {
 }
 
 impl Tracked {
+    /// Whether it contests a signup the mailbox had (see `contests`).
+    pub(super) fn contested(&self) -> bool {
+        self.row.contested
+    }
+
     /// The signup this request made.
     pub(super) fn signup_ref(&self, key: &str) -> SignupRef {
         SignupRef {
@@ -76,8 +81,17 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     ) -> bool {
         let link_ttl = self.config.tracking.link_ttl_ms;
         previous.is_some_and(|p| {
-            let holder = presented.is_some_and(|r| r.key == key && r.nonce == p.nonce);
-            p.issued && p.is_open(now, link_ttl) && !holder
+            // The cookie names this signup, or the one it became in another region.
+            let holder = presented.is_some_and(|r| {
+                (r.key == key && r.nonce == p.nonce)
+                    || p.moved_to
+                        .as_ref()
+                        .is_some_and(|m| m.key == r.key && m.nonce == r.nonce)
+            });
+            // A signup that went to another region (handed over, or spilled while this one
+            // was paused) may have a link open there: counted open for the link's life.
+            let open_elsewhere = p.moved_to.is_some() && now < p.signed_up_ms + link_ttl;
+            p.issued && (p.is_open(now, link_ttl) || open_elsewhere) && !holder
         })
     }
 
@@ -312,6 +326,23 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         }
     }
 
+    /// `signup` never left this gate (refused, expired unsent, or handed to another region):
+    /// the identity record its tracking made claims no send from here.
+    pub(super) fn unsent_identity(&self, signup: &Signup) -> Result<(), StoreError> {
+        let identity_key = self.identity_key_of(signup.email.as_str());
+        if let Some(mut identity) = self.own_identity(&identity_key, signup)? {
+            // Made by this send, which never left: nothing of the gate's exists, and the next
+            // send must consult the snapshot, not this record.
+            if identity.fresh {
+                self.store.forget_identity(&identity_key)?;
+            } else {
+                identity.never_sent();
+                self.store.store_identity(&identity_key, &identity)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The signup keyed `key` was refused by SES or dropped from the queue.
     pub(super) fn signup_failed(&self, key: &str, state: SignupState, reason: Option<&str>) {
         let result = self.load_signup(key).and_then(|row| {
@@ -325,17 +356,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             let unsent = state == SignupState::Rejected
                 || reason == Some(crate::queue::DropReason::Expired.as_str());
             if unsent {
-                let identity_key = self.identity_key_of(signup.email.as_str());
-                if let Some(mut identity) = self.own_identity(&identity_key, &signup)? {
-                    // Made by this send, which never left: nothing of the gate's exists, and
-                    // the next send must consult the snapshot, not this record.
-                    if identity.fresh {
-                        self.store.forget_identity(&identity_key)?;
-                    } else {
-                        identity.never_sent();
-                        self.store.store_identity(&identity_key, &identity)?;
-                    }
-                }
+                self.unsent_identity(&signup)?;
             }
             self.finished(&signup, &effects)
         });

@@ -279,9 +279,13 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         }
     }
 
-    /// SES took a call: the backoff ends, a change to store only if one was under way.
+    /// SES took a call: the backoff and a run of configuration errors end, a change to store
+    /// only if one was under way.
     pub(super) fn succeeded(&self) {
-        if self.state.borrow().backoff.is_active() {
+        let state = self.state.borrow();
+        let under_way = state.backoff.is_active() || state.config_errors > 0;
+        drop(state);
+        if under_way {
             self.update(GateState::succeeded);
         }
     }

@@ -107,6 +107,26 @@ impl<E: SqlExecutor> GateStore for SqlGateStore<E> {
         Ok(secret)
     }
 
+    fn own_region(&self, named: Option<&str>) -> StoreResult<Option<String>> {
+        let stored: Option<String> = self.value(
+            "load own region",
+            "SELECT value FROM secrets WHERE name = 'region'",
+            vec![],
+        )?;
+        match named {
+            Some(name) if stored.as_deref() != Some(name) => {
+                self.exec(
+                    "store own region",
+                    "INSERT OR REPLACE INTO secrets (name, value) VALUES ('region', ?)",
+                    vec![name.to_string().into()],
+                )?;
+                Ok(Some(name.to_string()))
+            }
+            Some(name) => Ok(Some(name.to_string())),
+            None => Ok(stored),
+        }
+    }
+
     fn queue_len(&self) -> StoreResult<u64> {
         if let Some(len) = self.queue_len.get() {
             return Ok(len);

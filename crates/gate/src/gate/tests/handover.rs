@@ -25,6 +25,12 @@ fn in_pool(region: &str) -> Harness {
     })
 }
 
+/// A hand-over request: every region may decline one.
+const MAY_DECLINE: crate::gate::PoolAsk = crate::gate::PoolAsk {
+    may_decline: true,
+    contested_elsewhere: false,
+};
+
 fn config_error(h: &Harness) {
     h.sender
         .answers([answered(Outcome::Config { clock_skew: false })]);
@@ -121,7 +127,7 @@ fn an_item_every_other_region_declines_stays_queued_until_one_takes_it() {
         .0
         .takers
         .borrow_mut()
-        .push_back(Err("network".into()));
+        .extend([Err("network".into()), Err("network".into())]);
     config_error(&h);
     h.drain_at(h.runtime.now_ms() + 2 * crate::queue::CONFIG_PAUSE_MS);
     assert_eq!(h.store.items().len(), 1);
@@ -142,7 +148,7 @@ fn the_taker_keeps_a_handed_over_signup_once_however_often_it_is_asked_and_start
     let adopt = || {
         run(taker
             .gate
-            .adopt(&request.email, &request.request_id, &from, true))
+            .adopt(&request.email, &request.request_id, &from, MAY_DECLINE))
     };
     let first = adopt();
     assert!(matches!(first, Ok(Accepted::Sent { .. })), "{first:?}");
@@ -185,12 +191,9 @@ fn a_paused_region_declines_a_hand_over_so_no_queue_goes_back_and_forth() {
     taker.drain();
     let from = request.handed_from.clone().expect("from");
     assert!(matches!(
-        run(taker.gate.adopt(
-            &request.email,
-            &request.request_id,
-            &from,
-            request.may_decline
-        )),
+        run(taker
+            .gate
+            .adopt(&request.email, &request.request_id, &from, MAY_DECLINE)),
         Err(ApiError::RegionPaused { .. })
     ));
     assert_eq!(taker.store.items().len(), 1, "only its own item");
@@ -205,7 +208,7 @@ fn a_hand_over_of_a_mailbox_already_queued_there_merges_without_naming_anyone_el
         &email("a@example.com"),
         &request_id_for("a"),
         "us-east-1/00112233445566778899aabbccddeeff",
-        true,
+        MAY_DECLINE,
     ));
     match merged {
         Ok(Accepted::Queued { signup: None, .. }) => {}
@@ -245,7 +248,7 @@ fn a_repeated_hand_over_is_answered_from_what_the_first_became_and_a_rejection_i
             &email("bad@example.com"),
             &request_id_for("bad"),
             "us-east-1/ffeeddccbbaa99887766554433221100",
-            true,
+            MAY_DECLINE,
         ))
     };
     assert_eq!(adopt(), Err(ApiError::Rejected));
@@ -318,15 +321,16 @@ fn a_signup_handed_back_to_the_region_it_first_left_is_named_by_its_first_creden
         home.gate.status(&first),
         Err(ApiError::Moved { .. })
     ));
-    // The other region stayed paused in turn and hands it back; this one sends again.
+    // The region it went to stayed paused in turn and hands it back; this one sends again.
+    let taker = home.runtime.0.handed.borrow()[0].0.clone();
     home.sender
         .answers([answered(Outcome::Sent { message_id: None })]);
     home.runtime.advance_by(2 * crate::queue::CONFIG_PAUSE_MS);
     let back = run(home.gate.adopt(
         &email("a@example.com"),
         &request_id_for("a"),
-        "eu-west-1/eu-west-1-nonce-1",
-        true,
+        &format!("{taker}/{taker}-nonce-1"),
+        MAY_DECLINE,
     ));
     assert_eq!(back.as_ref().ok().and_then(|a| a.signup()), Some(&first));
     let status = home.status_of(&first);
@@ -334,4 +338,145 @@ fn a_signup_handed_back_to_the_region_it_first_left_is_named_by_its_first_creden
         matches!(status.status.as_str(), "sent" | "queued"),
         "{status:?}"
     );
+}
+
+#[test]
+fn only_the_very_signup_that_left_comes_back_under_its_first_credentials() {
+    let home = in_pool("us-east-1");
+    home.sent("first@example.com");
+    let first = home.named(&home.send("a@example.com"));
+    handed_request(&home);
+    home.runtime.advance_by(2 * crate::queue::CONFIG_PAUSE_MS);
+    home.sender
+        .answers([answered(Outcome::Sent { message_id: None })]);
+    // Another signup of the mailbox (a stranger's, made in the other region meanwhile).
+    let other = run(home.gate.adopt(
+        &email("a@example.com"),
+        &request_id_for("a"),
+        "ap-south-1/someone-elses-nonce",
+        MAY_DECLINE,
+    ));
+    let named = other.as_ref().ok().and_then(|a| a.signup()).cloned();
+    assert!(
+        named.is_some_and(|n| n.nonce != first.nonce),
+        "a new signup"
+    );
+    assert!(
+        home.gate.status(&first).is_err(),
+        "the first credentials do not name a stranger's signup"
+    );
+}
+
+#[test]
+fn a_hand_over_carries_its_contest_and_goes_on_past_a_busy_region() {
+    let home = in_pool("us-east-1");
+    // An open signup of the mailbox, issued to one request; another request replaces it.
+    home.sent("a@example.com");
+    home.runtime.advance_by(61_000);
+    home.sent("x@example.com");
+    home.queued("other@example.com");
+    let replaced = home.send("a@example.com");
+    assert!(
+        matches!(replaced, Ok(Accepted::Queued { .. })),
+        "{replaced:?}"
+    );
+    home.runtime
+        .0
+        .takers
+        .borrow_mut()
+        .push_back(Ok(Err(ApiError::Busy {
+            retry_after_secs: 1,
+        })));
+    config_error(&home);
+    home.drain();
+    config_error(&home);
+    home.drain_at(home.runtime.now_ms() + crate::queue::CONFIG_PAUSE_MS);
+    let handed = home.runtime.0.handed.borrow().clone();
+    let for_a: Vec<&(String, SendRequest)> = handed
+        .iter()
+        .filter(|(_, r)| r.email.as_str() == "a@example.com")
+        .collect();
+    assert!(
+        for_a.iter().all(|(_, r)| r.contested_elsewhere),
+        "contested"
+    );
+    assert!(
+        handed.len() >= 3,
+        "past the busy region to the next: {:?}",
+        handed
+            .iter()
+            .map(|(r, q)| (r, q.email.as_str()))
+            .collect::<Vec<_>>()
+    );
+    assert!(home.store.items().is_empty());
+    // What the hand-over tracked here claims no send from here.
+    assert!(home
+        .store
+        .identities()
+        .iter()
+        .all(|i| i.email.as_str() != "other@example.com"));
+}
+
+#[test]
+fn a_direct_send_declined_on_a_configuration_error_says_whether_it_contested_a_signup_here() {
+    let home = in_pool("us-east-1");
+    home.sent("a@example.com");
+    home.runtime.advance_by(61_000);
+    home.sender
+        .answers([answered(Outcome::Config { clock_skew: false })]);
+    let reply = run(home.gate.send_in_pool(
+        &email("a@example.com"),
+        &request_id_for("a2"),
+        None,
+        MAY_DECLINE,
+    ));
+    assert!(
+        matches!(reply, Err(ApiError::RegionPaused { open: true, .. })),
+        "{reply:?}"
+    );
+}
+
+#[test]
+fn a_home_told_where_its_declined_signup_went_holds_the_cooldown_and_contests_a_strangers_signup() {
+    let home = in_pool("us-east-1");
+    let landed = SignupRef {
+        key: "eu-west-1-key".into(),
+        signed_up_ms: home.runtime.now_ms(),
+        nonce: "eu-west-1-nonce".into(),
+        region: Some("eu-west-1".into()),
+    };
+    home.gate.note_spill(&email("a@example.com"), Some(&landed));
+    // The cooldown runs here.
+    assert!(matches!(
+        home.send("a@example.com"),
+        Err(ApiError::Cooldown { .. })
+    ));
+    // After it, a stranger's signup contests the one that went; the cookie of that one holds it.
+    home.runtime.advance_by(61_000);
+    let stranger = home.named(&home.send("a@example.com"));
+    assert!(home.status_of(&stranger).contested);
+    home.runtime.advance_by(61_000);
+    home.gate.note_spill(
+        &email("b@example.com"),
+        Some(&SignupRef {
+            key: "eu-west-1-key-b".into(),
+            ..landed.clone()
+        }),
+    );
+    home.runtime.advance_by(61_000);
+    let holder = home.named(&run(home.gate.send(
+        &email("b@example.com"),
+        &request_id_for("b"),
+        Some(&SignupRef {
+            key: "eu-west-1-key-b".into(),
+            ..landed
+        }),
+    )));
+    assert!(!home.status_of(&holder).contested);
+    // The note names no signup of its own: no credential reads it.
+    assert!(home
+        .store
+        .signups()
+        .iter()
+        .all(|s| !s.nonce.is_empty() || s.moved_to.is_some()));
 }
