@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use signup_verify_domain::log_line;
 use signup_verify_domain::mailbox::Mailbox;
+use signup_verify_gate::messages::Accepted;
 use signup_verify_gate::messages::GateStats;
 use signup_verify_gate::messages::SpillNote;
 use signup_verify_gate::messages::SPILLED_PATH;
@@ -91,15 +92,25 @@ pub async fn send_signup(
                 if let (true, false, Ok(accepted), Some((home, _))) =
                     (declined_by_home, decoy, &reply, attempts.first())
                 {
-                    // The home keeps the mailbox's cooldown and where its signup went.
-                    let note = SpillNote {
-                        email: email.clone(),
-                        landed: accepted.signup().cloned(),
-                    };
-                    if let Err(error) = GateClient::for_region(env, &home.name)?.note(&note).await {
-                        crate::log::error(
-                            log_line!({"event": "spill_note_failed", "region": home.name, "code": error.code(), "request_id": request_id}),
-                        );
+                    // A new signup there (sent, or queued with its credentials; not one merged
+                    // into a signup already queued): the home keeps the mailbox's cooldown and
+                    // where it went.
+                    let new =
+                        accepted.signup().is_some() || matches!(accepted, Accepted::Sent { .. });
+                    if new {
+                        let note = SpillNote {
+                            email: email.clone(),
+                            landed: accepted.signup().cloned(),
+                        };
+                        let noted = match GateClient::for_region(env, &home.name) {
+                            Ok(gate) => gate.note(&note).await,
+                            Err(error) => Err(error),
+                        };
+                        if let Err(error) = noted {
+                            crate::log::error(
+                                log_line!({"event": "spill_note_failed", "region": home.name, "code": error.code(), "request_id": request_id}),
+                            );
+                        }
                     }
                 }
                 return reply;

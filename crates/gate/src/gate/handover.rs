@@ -113,14 +113,17 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
                         }
                     };
                 }
-                // Busy, unavailable, misconfigured there: the next region may take it.
+                // A timeout there may have reached SES, and an answer lost on the way may hide
+                // a signup kept there: asked again later, the same region answers from what
+                // it kept (never a second region, never a second mail).
+                Ok(Err(ApiError::UpstreamTimeout)) | Err(_) => {
+                    self.runtime.log_error(log_line!({"event": "hand_over_failed", "to": region.name, "address": tag_of(&head.key)}));
+                    return false;
+                }
+                // Busy, unavailable, misconfigured there: nothing was kept; the next region may
+                // take it.
                 Ok(Err(error)) => {
                     self.runtime.log_error(log_line!({"event": "hand_over_refused", "to": region.name, "code": error.code(), "address": tag_of(&head.key)}));
-                }
-                Err(error) => {
-                    self.runtime.log_error(
-                        log_line!({"event": "hand_over_failed", "to": region.name, "error": error}),
-                    );
                 }
             }
         }
@@ -170,28 +173,30 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
     ) {
         let now = self.runtime.now_ms();
         let key = address_key(&self.address_secret, email);
-        let result = (|| {
-            match self.admit_address(&key, now) {
-                Ok(_) | Err(Refusal::Cooldown { .. }) => {}
-                Err(Refusal::Store(e)) => return Err(e),
-            }
-            let Some(landed) = landed else {
-                return Ok(());
-            };
-            if self
-                .load_signup(&key)?
-                .as_ref()
-                .is_some_and(crate::store::has_work)
-            {
-                return Ok(());
-            }
-            let mut row = Signup::queued(email, now, String::new());
-            row.state = SignupState::Dropped;
-            row.reason = Some("spilled".into());
-            row.moved_to = Some(landed.clone());
-            row.issued = self.config.tracking.status_token_secret.is_some();
-            self.put_signup(&key, &row)
-        })();
+        let result =
+            (|| {
+                match self.admit_address(&key, now) {
+                    Ok(_) | Err(Refusal::Cooldown { .. }) => {}
+                    Err(Refusal::Store(e)) => return Err(e),
+                }
+                let Some(landed) = landed else {
+                    return Ok(());
+                };
+                // A signup here within its link's life (sent, verified and waiting for its
+                // confirmation, or still to be checked) is never replaced by a record.
+                let link_ttl = self.config.tracking.link_ttl_ms;
+                if self.load_signup(&key)?.as_ref().is_some_and(|row| {
+                    crate::store::has_work(row) || now < row.signed_up_ms + link_ttl
+                }) {
+                    return Ok(());
+                }
+                let mut row = Signup::queued(email, now, String::new());
+                row.state = SignupState::Dropped;
+                row.reason = Some("spilled".into());
+                row.moved_to = Some(landed.clone());
+                row.issued = self.config.tracking.status_token_secret.is_some();
+                self.put_signup(&key, &row)
+            })();
         if let Err(e) = result {
             self.log_store_error(&e);
         }
@@ -278,16 +283,20 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             Err(Refusal::Cooldown { .. }) => None,
             Err(Refusal::Store(e)) => return self.unavailable(&e, to),
         };
+        // The row here that records this very signup leaving (handed over or spilled from
+        // here): it is the signup's own, never a contest against it.
+        let left_from_here = existing.as_ref().and_then(|row| {
+            row.moved_to.as_ref().filter(|to| {
+                from.split_once('/').is_some_and(|(region, nonce)| {
+                    to.region.as_deref() == Some(region) && to.nonce == nonce
+                })
+            })
+        });
         // Handed back to the gate it first left: the same signup again, under its first nonce
         // and time, so the credentials made here still name it.
-        let returning = existing.as_ref().filter(|row| {
-            !row.nonce.is_empty()
-                && row.moved_to.as_ref().is_some_and(|to| {
-                    from.split_once('/').is_some_and(|(region, nonce)| {
-                        to.region.as_deref() == Some(region) && to.nonce == nonce
-                    })
-                })
-        });
+        let returning = existing
+            .as_ref()
+            .filter(|row| left_from_here.is_some() && !row.nonce.is_empty());
         let nonce = match returning {
             Some(row) => Ok(row.nonce.clone()),
             None => self.fresh_nonce(),
@@ -305,10 +314,10 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             arrival,
             nonce,
             super::lifecycle::Came {
+                presented: left_from_here,
                 handed_from: Some(from),
                 signed_up_ms: returning.map(|row| row.signed_up_ms),
                 contested_elsewhere: pool.contested_elsewhere,
-                ..Default::default()
             },
         ) {
             Ok(tracked) => tracked,

@@ -91,6 +91,21 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             .borrow()
             .paused_until_ms
             .filter(|until| may_decline && *until > arrival)?;
+        // Within the mailbox's cooldown here, the answer is the cooldown's, as if not paused:
+        // a pause must not let a resubmission be mailed from another region.
+        let limits = self.config.address_limits;
+        if !limits.is_off() {
+            let record = self
+                .store
+                .load_address(key, arrival.saturating_sub(limits.retention_ms()));
+            if let Ok(record) = record {
+                if let Err(retry_after_secs) =
+                    crate::cooldown::admit(record.as_ref(), arrival, limits)
+                {
+                    return Some(Err(ApiError::Cooldown { retry_after_secs }));
+                }
+            }
+        }
         let open = match self.load_signup(key) {
             Ok(previous) => self.contests(previous.as_ref(), key, presented, arrival),
             Err(e) => {

@@ -123,7 +123,8 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             previous_identity.as_ref(),
             tracking.identity_keep.protects(email),
             self.snapshot.borrow().as_ref(),
-            now,
+            // The signup's time (a returning signup keeps its first): its identity is found by it.
+            row.signed_up_ms,
         );
         self.store.store_identity(&identity_key, &identity)?;
         Ok(Tracked {

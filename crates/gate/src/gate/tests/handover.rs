@@ -273,8 +273,10 @@ fn a_repeated_hand_over_is_answered_from_what_the_first_became_and_a_rejection_i
 fn a_signup_a_paused_home_declines_while_it_holds_someone_elses_open_signup_is_contested_where_it_lands(
 ) {
     let home = in_pool("us-east-1");
-    // Sent: its link is open.
+    // Sent: its link is open (and its cooldown over by the time it is declined).
     let theirs = home.named(&home.send("a@example.com"));
+    home.runtime.advance_by(61_000);
+    home.sent("x@example.com");
     home.queued("q@example.com");
     config_error(&home);
     home.drain();
@@ -338,6 +340,13 @@ fn a_signup_handed_back_to_the_region_it_first_left_is_named_by_its_first_creden
         matches!(status.status.as_str(), "sent" | "queued"),
         "{status:?}"
     );
+    assert!(!status.contested, "its own record does not contest it");
+    // Its identity is found by its signup, for its checks and its clean-up.
+    assert!(home
+        .store
+        .identities()
+        .iter()
+        .any(|i| i.email.as_str() == "a@example.com" && i.sent_ms == first.signed_up_ms));
 }
 
 #[test]
@@ -479,4 +488,65 @@ fn a_home_told_where_its_declined_signup_went_holds_the_cooldown_and_contests_a_
         .signups()
         .iter()
         .all(|s| !s.nonce.is_empty() || s.moved_to.is_some()));
+}
+
+#[test]
+fn a_hand_over_that_timed_out_is_asked_again_of_the_same_region_never_of_another() {
+    let home = in_pool("us-east-1");
+    home.sent("first@example.com");
+    home.queued("a@example.com");
+    home.runtime
+        .0
+        .takers
+        .borrow_mut()
+        .push_back(Ok(Err(ApiError::UpstreamTimeout)));
+    handed_request(&home);
+    let handed = home.runtime.0.handed.borrow().clone();
+    assert_eq!(handed.len(), 1, "no second region: {handed:?}");
+    assert_eq!(
+        home.store.items().len(),
+        1,
+        "kept, to ask the same region again"
+    );
+    // Next time, the same region, with the same hand-over key.
+    config_error(&home);
+    home.drain_at(home.runtime.now_ms() + crate::queue::CONFIG_PAUSE_MS);
+    let again = home.runtime.0.handed.borrow().clone();
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[1].0, again[0].0);
+    assert_eq!(again[1].1.handed_from, again[0].1.handed_from);
+    assert!(home.store.items().is_empty());
+}
+
+#[test]
+fn a_paused_home_answers_a_resubmission_within_its_cooldown_as_any_home_would() {
+    let home = in_pool("us-east-1");
+    home.sent("a@example.com");
+    home.queued("q@example.com");
+    config_error(&home);
+    home.drain();
+    assert!(matches!(
+        run(home.gate.send_in_pool(
+            &email("a@example.com"),
+            &request_id_for("a2"),
+            None,
+            MAY_DECLINE
+        )),
+        Err(ApiError::Cooldown { .. })
+    ));
+}
+
+#[test]
+fn a_note_of_a_spilled_signup_never_replaces_a_signup_still_in_its_links_life() {
+    let home = in_pool("us-east-1");
+    let mine = home.named(&home.send("a@example.com"));
+    home.runtime.advance_by(61_000);
+    let landed = SignupRef {
+        key: "k".into(),
+        signed_up_ms: home.runtime.now_ms(),
+        nonce: "n".into(),
+        region: Some("eu-west-1".into()),
+    };
+    home.gate.note_spill(&email("a@example.com"), Some(&landed));
+    assert_eq!(home.status_of(&mine).status, "sent", "still mine");
 }
