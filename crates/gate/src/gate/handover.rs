@@ -276,13 +276,6 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         if let Some(declined) = self.declined(may_decline, arrival, &key, None) {
             return declined;
         }
-        // The mailbox's cooldown starts here as for any send from here (no budget: the giver
-        // took it). A cooldown already running here stands.
-        let admission = match self.admit_address(&key, arrival) {
-            Ok(admission) => admission,
-            Err(Refusal::Cooldown { .. }) => None,
-            Err(Refusal::Store(e)) => return self.unavailable(&e, to),
-        };
         // The row here that records this very signup leaving (handed over or spilled from
         // here): it is the signup's own, never a contest against it.
         let left_from_here = existing.as_ref().and_then(|row| {
@@ -298,15 +291,15 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
             .as_ref()
             .filter(|row| left_from_here.is_some() && !row.nonce.is_empty());
         let nonce = match returning {
-            Some(row) => Ok(row.nonce.clone()),
-            None => self.fresh_nonce(),
+            Some(row) => row.nonce.clone(),
+            None => self.fresh_nonce(request_id)?,
         };
-        let nonce = match nonce {
-            Ok(nonce) => nonce,
-            Err(error) => {
-                self.runtime.log_error(log_line!({"event": "random_source_failed", "error": error, "request_id": request_id}));
-                return Err(ApiError::Unavailable);
-            }
+        // The mailbox's cooldown starts here as for any send from here (no budget: the giver
+        // took it). A cooldown already running here stands.
+        let admission = match self.admit_address(&key, arrival) {
+            Ok(admission) => admission,
+            Err(Refusal::Cooldown { .. }) => None,
+            Err(Refusal::Store(e)) => return self.unavailable(&e, to),
         };
         let tracked = match self.track_signup(
             &key,

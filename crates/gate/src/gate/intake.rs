@@ -144,13 +144,7 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         if let Some(declined) = self.declined(may_decline, arrival, &key, presented) {
             return declined;
         }
-        let nonce = match self.fresh_nonce() {
-            Ok(nonce) => nonce,
-            Err(error) => {
-                self.runtime.log_error(log_line!({"event": "random_source_failed", "error": error, "request_id": request_id}));
-                return Err(ApiError::Unavailable);
-            }
-        };
+        let nonce = self.fresh_nonce(request_id)?;
         let admission = match self.admit(to, arrival) {
             Ok(admission) => admission,
             Err(refused) => return refused,
@@ -315,11 +309,17 @@ impl<S: GateStore, L: SenderLink, R: GateRuntime> Gate<S, L, R> {
         })
     }
 
-    /// A signup's random nonce, hex.
-    pub(super) fn fresh_nonce(&self) -> Result<String, String> {
+    /// A signup's random nonce, hex; `unavailable` (logged with the request's id) when the
+    /// random source fails: never a fallback.
+    pub(super) fn fresh_nonce(&self, request_id: &RequestId) -> Result<String, ApiError> {
         let mut nonce = [0u8; signup_verify_domain::status_token::NONCE_BYTES];
-        self.runtime.secure_random(&mut nonce)?;
-        Ok(hex::encode(nonce))
+        match self.runtime.secure_random(&mut nonce) {
+            Ok(()) => Ok(hex::encode(nonce)),
+            Err(error) => {
+                self.runtime.log_error(log_line!({"event": "random_source_failed", "error": error, "request_id": request_id}));
+                Err(ApiError::Unavailable)
+            }
+        }
     }
 
     /// The answer to a signup of a mailbox that is queued already: its place, and none of its
