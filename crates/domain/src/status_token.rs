@@ -235,6 +235,18 @@ mod tests {
     const SECRET: &[u8] = b"a status token secret of 32 bytes!";
     const KEY: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
+    /// A status token over `payload` as given, correctly signed (whatever its shape).
+    fn signed_status(payload: &str) -> String {
+        let tag = mac(SECRET, Purpose::Status.label(), payload.as_bytes())
+            .finalize()
+            .into_bytes();
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(payload),
+            URL_SAFE_NO_PAD.encode(tag)
+        )
+    }
+
     fn signup(nonce: &str) -> SignupRef {
         SignupRef {
             key: KEY.into(),
@@ -287,14 +299,7 @@ mod tests {
             "{KEY}.1000.{}.00112233445566778899aabbccddeeff",
             1_000 + TOKEN_LIFETIME_MS
         );
-        let tag = mac(SECRET, Purpose::Status.label(), payload.as_bytes())
-            .finalize()
-            .into_bytes();
-        let token = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(&payload),
-            URL_SAFE_NO_PAD.encode(tag)
-        );
+        let token = signed_status(&payload);
         let claim = verify(SECRET, Purpose::Status, &token, 2_000).expect("still valid");
         assert_eq!(claim.signup, signup("00112233445566778899aabbccddeeff"));
         assert_eq!(claim.signup.region, None);
@@ -309,14 +314,7 @@ mod tests {
     fn a_signed_region_that_is_not_a_region_name_is_malformed() {
         for region in ["EU", "eu west", "", &"a".repeat(33)] {
             let payload = format!("{KEY}.1000.{}.ab.{region}", 1_000 + TOKEN_LIFETIME_MS);
-            let tag = mac(SECRET, Purpose::Status.label(), payload.as_bytes())
-                .finalize()
-                .into_bytes();
-            let token = format!(
-                "{}.{}",
-                URL_SAFE_NO_PAD.encode(&payload),
-                URL_SAFE_NO_PAD.encode(tag)
-            );
+            let token = signed_status(&payload);
             assert_eq!(
                 verify(SECRET, Purpose::Status, &token, 2_000),
                 Err(TokenError::Malformed),
@@ -414,14 +412,7 @@ mod tests {
         }
         // A correctly signed payload of the wrong shape (the first version's three parts).
         let payload = format!("{KEY}.1000.2000");
-        let tag = mac(SECRET, Purpose::Status.label(), payload.as_bytes())
-            .finalize()
-            .into_bytes();
-        let token = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(payload),
-            URL_SAFE_NO_PAD.encode(tag)
-        );
+        let token = signed_status(&payload);
         assert_eq!(
             verify(SECRET, Purpose::Status, &token, 0),
             Err(TokenError::Malformed)
