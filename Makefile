@@ -15,6 +15,10 @@ export WASM_OPT_BIN := $(NODE_BIN)/wasm-opt
 # Redocly CLI: no usage data, no update check.
 export REDOCLY_TELEMETRY := off
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
+# CI builds once from a clean clone: incremental caches (about 1 GB) would only take disk.
+ifdef CI
+export CARGO_INCREMENTAL := 0
+endif
 
 .PHONY: help dev test setup setup-build build lint unit e2e deploy-check client-check fuzz ses-template ses-check bench profile bench-gate bench-abuse disposable-domains deploy dist clean
 .DEFAULT_GOAL := help
